@@ -1,0 +1,89 @@
+"""Atomic output: write to a temporary place, then rename into the final name.
+
+A failed or killed write never leaves a partial output under the final name. Multi-file
+formats (a shapefile's ``.shp``, ``.shx``, ``.dbf``, ``.prj``, ``.cpg``; a GeoTIFF's
+``.aux.xml``) are written together into a private temporary folder beside the destination,
+then each file is renamed into place with the main file renamed **last**, so a reader that
+looks for the main file finds it only once its sidecars are complete. Sidecars left over
+from an earlier output of the same name are removed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from geoseg.errors import OutputWriteError
+
+__all__ = ["atomic_path", "TEMP_PREFIX"]
+
+#: Prefix of the temporary folders; a batch can clean those left by a killed run.
+TEMP_PREFIX = ".geoseg-tmp-"
+
+
+_SHAPEFILE_SIDECARS = (".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx")
+
+
+def _sidecars(folder: Path, stem: str) -> list[Path]:
+    return [p for p in folder.iterdir() if p.is_file() and (p.stem == stem or p.name.startswith(stem + "."))]
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path to write to; move it (and its sidecars) to ``path`` on success.
+
+    Parameters
+    ----------
+    path : path-like
+        Final destination. Its folder is created if missing.
+
+    Yields
+    ------
+    pathlib.Path
+        Where to write: same file name, inside a private temporary folder beside ``path``.
+
+    Raises
+    ------
+    OutputWriteError
+        The destination folder cannot be created or written to.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> with atomic_path(d / "a.txt") as tmp:
+    ...     _ = tmp.write_text("hello")
+    >>> (d / "a.txt").read_text()
+    'hello'
+    """
+    final = Path(path)
+    folder = final.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmpdir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=folder))
+    except OSError as exc:
+        raise OutputWriteError(f"{folder}: cannot write output here ({exc.strerror or exc})") from exc
+    try:
+        yield tmpdir / final.name
+        written = _sidecars(tmpdir, final.stem)
+        if not (tmpdir / final.name).exists():
+            raise OutputWriteError(f"{final}: the writer produced no file")
+        if final.suffix.lower() == ".shp":
+            new_names = {w.name for w in written}
+            for ext in _SHAPEFILE_SIDECARS:
+                old = folder / (final.stem + ext)
+                if old.name not in new_names:
+                    old.unlink(missing_ok=True)
+        main = tmpdir / final.name
+        for part in sorted(written, key=lambda p: p == main):
+            os.replace(part, folder / part.name)
+    except OSError as exc:
+        if isinstance(exc, OutputWriteError):
+            raise
+        raise OutputWriteError(f"{final}: cannot write output ({exc.strerror or exc})") from exc
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Command-line interface (``geoseg``); one module per command."""

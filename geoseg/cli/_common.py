@@ -1,0 +1,71 @@
+"""Options and helpers shared by several commands."""
+
+from __future__ import annotations
+
+import glob
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from geoseg.pipeline.batch import SceneReport
+
+__all__ = ["set_option", "expand_inputs", "progress_reporter", "progress_option"]
+
+set_option = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Override a pipeline parameter (model=roads.npz), an engine setting "
+    "(assume_gsd_m=0.5) or a step field (graph_cut.smoothness=3). Repeatable.",
+)
+
+progress_option = click.option(
+    "--progress",
+    type=click.Choice(["bar", "json", "none"]),
+    default="bar",
+    show_default=True,
+    help="Progress display: a bar on stderr, JSON lines on stdout (for tools such as the QGIS plugin), or none.",
+)
+
+
+def expand_inputs(patterns: tuple[str, ...]) -> list[Path]:
+    """Expand globs (also when the shell did not); keep non-matching names as given."""
+    found: list[Path] = []
+    for pattern in patterns:
+        if glob.has_magic(pattern):
+            matches = sorted(glob.glob(pattern, recursive=True))
+            found += [Path(m) for m in matches] if matches else [Path(pattern)]
+        else:
+            found.append(Path(pattern))
+    return found
+
+
+def emit_json(event: dict) -> None:
+    """One JSON progress line on stdout, flushed at once."""
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def progress_reporter(mode: str, total: int, unit: str) -> tuple[Callable[[int, int, SceneReport], None] | None, Callable[[], None]]:
+    """A progress callback for ``mode`` and a function that closes the display."""
+    if mode == "none":
+        return None, lambda: None
+    if mode == "json":
+        emit_json({"event": "start", "total": total, "unit": unit})
+
+        def report_json(done: int, n: int, report: SceneReport) -> None:
+            emit_json({"event": "progress", "done": done, "total": n, "percent": round(100.0 * done / n, 1), **report.to_dict()})
+
+        return report_json, lambda: None
+    bar = tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, disable=None)
+
+    def report_bar(done: int, n: int, report: SceneReport) -> None:
+        bar.set_postfix_str(f"{Path(report.input).name}: {report.status}")
+        bar.update(1)
+
+    return report_bar, bar.close

@@ -1,0 +1,52 @@
+"""``geoseg info``: what a raster is, as geoseg sees it."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from geoseg.raster import read_geoinfo
+
+
+@click.command("info")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def command(inputs: tuple[str, ...], as_json: bool) -> None:
+    """Show size, bands, CRS, ground sample distance (metres) and nodata of INPUTS.
+
+    The GSD is measured on the ground (geodesic), so it is right for geographic CRSs
+    (degrees) and for Web Mercator. Files without georeferencing are reported as such.
+    """
+    for path in inputs:
+        geo, summary = read_geoinfo(path)
+        record = {
+            "path": path,
+            "width": geo.width,
+            "height": geo.height,
+            "bands": summary["count"],
+            "dtypes": summary["dtypes"],
+            "driver": summary["driver"],
+            "crs": geo.crs.to_string() if geo.crs else None,
+            "georeferenced": geo.georeferenced,
+            "gsd_m": [round(v, 4) for v in geo.gsd_xy_m],
+            "nodata": geo.nodata,
+            "bounds": list(_bounds(geo)),
+            "block_shape": summary["block_shapes"][0] if summary["block_shapes"] else None,
+        }
+        if as_json:
+            click.echo(json.dumps(record))
+            continue
+        click.echo(f"{path}")
+        click.echo(f"  size:    {geo.width} x {geo.height} px, {summary['count']} band(s) {', '.join(summary['dtypes'])} ({summary['driver']})")
+        click.echo(f"  crs:     {record['crs'] or 'none (pixel coordinates: x = column, y = row)'}")
+        gx, gy = record["gsd_m"]
+        suffix = "" if geo.georeferenced else " (assumed: not georeferenced)"
+        click.echo(f"  gsd:     {gx} m x {gy} m{suffix}")
+        click.echo(f"  nodata:  {geo.nodata}")
+        click.echo(f"  bounds:  {', '.join(f'{v:.3f}' for v in record['bounds'])}")
+
+
+def _bounds(geo) -> tuple[float, float, float, float]:
+    xs, ys = zip(*(geo.transform @ (c, r) for c, r in ((0, 0), (geo.width, 0), (0, geo.height), (geo.width, geo.height))))
+    return min(xs), min(ys), max(xs), max(ys)

@@ -1,0 +1,79 @@
+"""The ``geoseg`` command line: a click group whose commands live one per module."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+
+import click
+
+from geoseg import __version__
+from geoseg.errors import GeosegError
+
+__all__ = ["cli"]
+
+
+class _GeosegGroup(click.Group):
+    """Turns geoseg errors into one line on stderr (traceback only with --verbose)."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except GeosegError as exc:
+            if logging.getLogger("geoseg").isEnabledFor(logging.DEBUG):
+                raise
+            click.echo(f"geoseg: error: {exc}", err=True)
+            ctx.exit(1)
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s" if verbose else "%(message)s"))
+    root = logging.getLogger("geoseg")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    warnings.simplefilter("default")
+    warnings.showwarning = _log_warning
+
+
+def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Show warnings as one log line, without source locations."""
+    logging.getLogger("geoseg").warning("warning: %s", message)
+
+
+@click.group(
+    cls=_GeosegGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, prog_name="geoseg")
+@click.option("-v", "--verbose", count=True, help="Debug logging and full tracebacks on errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+def cli(verbose: int, quiet: bool) -> None:
+    """geoseg: road centerline networks from aerial and satellite scenes.
+
+    Everything runs as a pipeline: a YAML file listing steps (see `geoseg steps`).
+    Typical use:
+
+    \b
+      geoseg info scene.tif                      # size, bands, CRS, GSD in metres
+      geoseg validate pipelines/road_centerlines.yaml
+      geoseg run pipelines/mask_to_centerlines.yaml masks/*.tif -o out/
+      geoseg run pipelines/road_centerlines.yaml scene.tif -o out/ --set model=roads.mjcr.npz
+
+    Outputs keep the input's CRS and are written atomically: OUTDIR/<input stem>.shp.
+    """
+    _setup_logging(verbose, quiet)
+
+
+def _register() -> None:
+    from geoseg.cli import eval as eval_cmd
+    from geoseg.cli import info, run, steps, train, validate
+
+    for module in (run, validate, steps, info, train, eval_cmd):
+        cli.add_command(module.command)
+
+
+_register()

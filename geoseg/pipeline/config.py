@@ -1,0 +1,221 @@
+"""Pipeline files: YAML parsing, validation, parameters and ``--set`` overrides.
+
+A pipeline file looks like::
+
+    schema_version: 1
+    description: Road centerlines from a road mask.
+    params:                  # template parameters, overridable with --set NAME=VALUE
+      buffer_m: 15
+    engine:                  # engine settings, also overridable with --set
+      assume_gsd_m: 0.3
+    steps:
+      - type: threshold_mask
+      - type: connect_gaps
+        max_gap_m: ${buffer_m}
+    outputs: [network, nodes]
+
+A step field whose value is ``${NAME}`` takes the parameter's value (typed); ``${NAME}``
+inside a longer string is replaced textually. Every error names the file, the step and the
+field.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from geoseg.errors import ConfigError
+from geoseg.pipeline.registry import get_step_class
+from geoseg.pipeline.step import Step
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "EngineSettings",
+    "PipelineFile",
+    "parse_yaml",
+    "resolve_refs",
+    "build_step",
+    "parse_override",
+    "format_validation_error",
+]
+
+SCHEMA_VERSION = 1
+
+_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class EngineSettings(BaseModel):
+    """Settings of the engine that every pipeline accepts (``engine:`` or ``--set``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    assume_gsd_m: float = Field(0.3, gt=0, description="GSD (m) assumed for scenes without georeferencing")
+
+
+class PipelineFile(BaseModel):
+    """The top level of a pipeline YAML file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int
+    description: str = ""
+    params: dict[str, Any] = Field(default_factory=dict)
+    engine: dict[str, Any] = Field(default_factory=dict)
+    steps: list[dict[str, Any]]
+    outputs: list[str] | None = None
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, value: int) -> int:
+        if value != SCHEMA_VERSION:
+            raise ValueError(f"unsupported schema_version {value} (this geoseg reads {SCHEMA_VERSION})")
+        return value
+
+    @field_validator("steps")
+    @classmethod
+    def _not_empty(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not value:
+            raise ValueError("a pipeline needs at least one step")
+        return value
+
+
+def parse_yaml(text: str, source: str) -> dict[str, Any]:
+    """Parse YAML text into a mapping, with errors that name the file and the line."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{source}:{where}: invalid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a pipeline file must be a YAML mapping with 'schema_version' and 'steps'")
+    return data
+
+
+def format_validation_error(exc: ValidationError, prefix: str, skip_missing: frozenset[str] = frozenset()) -> str | None:
+    """One line per pydantic error, each naming the field; ``None`` if all are skipped."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "missing" and loc in skip_missing:
+            continue
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        given = "" if err["type"] in ("missing",) else f" (got {err.get('input')!r})"
+        lines.append(f"{prefix}field '{loc}': {msg}{given}")
+    return "; ".join(lines) if lines else None
+
+
+def resolve_refs(value: Any, params: dict[str, Any]) -> tuple[Any, set[str]]:
+    """Substitute ``${NAME}`` references; return the value and the names left unset."""
+    if isinstance(value, str):
+        whole = _REF.fullmatch(value.strip())
+        if whole:
+            name = whole.group(1)
+            if name not in params:
+                raise ConfigError(f"reference to undeclared pipeline parameter ${{{name}}}")
+            return (None, {name}) if params[name] is None else (params[name], set())
+        unset: set[str] = set()
+
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in params:
+                raise ConfigError(f"reference to undeclared pipeline parameter ${{{name}}}")
+            if params[name] is None:
+                unset.add(name)
+                return ""
+            return str(params[name])
+
+        out = _REF.sub(sub, value)
+        return (None, unset) if unset else (out, set())
+    if isinstance(value, list):
+        items, unset = [], set()
+        for v in value:
+            r, u = resolve_refs(v, params)
+            items.append(r)
+            unset |= u
+        return items, unset
+    if isinstance(value, dict):
+        out_d, unset = {}, set()
+        for k, v in value.items():
+            r, u = resolve_refs(v, params)
+            out_d[k] = r
+            unset |= u
+        return out_d, unset
+    return value, set()
+
+
+def build_step(spec: dict[str, Any], params: dict[str, Any], where: str, *, allow_unset: bool) -> Step | None:
+    """Validate one step spec and build the step.
+
+    Parameters
+    ----------
+    spec : dict
+        The YAML entry (``type`` plus parameters, possibly with ``${NAME}`` references).
+    params : dict
+        Pipeline parameters (``None`` = not set).
+    where : str
+        Prefix for messages, e.g. ``"pipe.yaml: step 2 (graph_cut): "``.
+    allow_unset : bool
+        When True, fields that reference unset parameters are not reported as missing and
+        ``None`` is returned instead of a step (used by ``geoseg validate``).
+
+    Raises
+    ------
+    ConfigError
+        Unknown step type, unknown field, wrong type, or missing value.
+    """
+    if not isinstance(spec, dict) or "type" not in spec:
+        raise ConfigError(f"{where}each step needs a 'type' (got {spec!r})")
+    try:
+        cls = get_step_class(str(spec["type"]))
+    except ConfigError as exc:
+        raise type(exc)(f"{where}{exc}") from None
+    fields: dict[str, Any] = {}
+    unset_fields: set[str] = set()
+    for key, raw in spec.items():
+        if key == "type":
+            continue
+        try:
+            value, unset = resolve_refs(raw, params)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}field '{key}': {exc}") from None
+        if unset:
+            unset_fields.add(key)
+            if not allow_unset:
+                names = ", ".join(sorted(unset))
+                raise ConfigError(
+                    f"{where}field '{key}': pipeline parameter {names} is not set (use --set {sorted(unset)[0]}=VALUE)"
+                )
+            continue
+        fields[key] = value
+    try:
+        step = cls(**fields)
+    except ValidationError as exc:
+        message = format_validation_error(exc, where, frozenset(unset_fields) if allow_unset else frozenset())
+        if message:
+            raise ConfigError(message) from None
+        return None
+    return None if unset_fields else step
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``NAME=VALUE`` and parse VALUE as a YAML scalar (``3`` → int, ``true`` → bool)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected NAME=VALUE")
+    key, _, raw = text.partition("=")
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set {text!r}: empty name")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, (dict, set)):
+        value = raw
+    return key, value

@@ -1,0 +1,276 @@
+"""The :class:`Pipeline`: a list of steps plus parameters, one object for YAML and Python."""
+
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from geoseg.errors import ConfigError
+from geoseg.pipeline.batch import ProgressCallback, SceneReport, run_batch
+from geoseg.pipeline.config import (
+    SCHEMA_VERSION,
+    EngineSettings,
+    PipelineFile,
+    build_step,
+    format_validation_error,
+    parse_override,
+    parse_yaml,
+)
+from geoseg.pipeline.engine import RunResult, execute
+from geoseg.pipeline.registry import get_step_class
+from geoseg.pipeline.step import Step, layer_kind
+from geoseg.raster import Raster, read_raster
+
+__all__ = ["Pipeline", "load_pipeline"]
+
+
+class Pipeline:
+    """A chain of steps, built from Python or loaded from a YAML file.
+
+    Parameters
+    ----------
+    steps : sequence of Step or dict
+        Step objects, or YAML-style specs (``{"type": ..., field: value}``) that may
+        reference parameters as ``${NAME}``.
+    params : mapping, optional
+        Template parameters and their defaults (``None`` = must be set before running).
+    engine : mapping or EngineSettings, optional
+        Engine settings.
+    outputs : list of str, optional
+        Layers to write (default: the last step's first output; ``nodes`` adds the network's
+        nodes).
+    description : str
+        Free text.
+    source : str
+        Where the pipeline came from (a file), for messages.
+
+    Examples
+    --------
+    >>> from geoseg import Pipeline, steps
+    >>> pipe = Pipeline([steps.ThresholdMask(), steps.Skeletonize(), steps.RoadNetwork()])
+    >>> [s.type_name for s in pipe.steps]
+    ['threshold_mask', 'skeletonize', 'road_network']
+    >>> Pipeline.from_yaml_text(pipe.to_yaml()) == pipe
+    True
+    """
+
+    def __init__(
+        self,
+        steps: Sequence[Step | Mapping[str, Any]],
+        *,
+        params: Mapping[str, Any] | None = None,
+        engine: Mapping[str, Any] | EngineSettings | None = None,
+        outputs: Sequence[str] | None = None,
+        description: str = "",
+        source: str = "<python>",
+    ) -> None:
+        self.source = source
+        self.description = description
+        self.params: dict[str, Any] = dict(params or {})
+        self.specs: list[dict[str, Any]] = [s.to_spec() if isinstance(s, Step) else dict(s) for s in steps]
+        if isinstance(engine, EngineSettings):
+            self.engine = engine
+        else:
+            try:
+                self.engine = EngineSettings(**dict(engine or {}))
+            except ValidationError as exc:
+                raise ConfigError(format_validation_error(exc, f"{source}: engine: ")) from None
+        self.outputs = list(outputs) if outputs is not None else None
+        self._validate()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> Pipeline:
+        """Build from the mapping of a pipeline file."""
+        try:
+            top = PipelineFile(**data)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, f"{source}: ")) from None
+        return cls(
+            top.steps,
+            params=top.params,
+            engine=top.engine,
+            outputs=top.outputs,
+            description=top.description,
+            source=source,
+        )
+
+    @classmethod
+    def from_yaml_text(cls, text: str, source: str = "<yaml>") -> Pipeline:
+        """Build from YAML text."""
+        return cls.from_dict(parse_yaml(text, source), source)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> Pipeline:
+        """Load a pipeline YAML file."""
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{p}: cannot read pipeline file ({getattr(exc, 'strerror', None) or exc})") from None
+        return cls.from_yaml_text(text, str(p))
+
+    # ------------------------------------------------------------------ views
+    def to_dict(self) -> dict[str, Any]:
+        """The pipeline as the mapping of a YAML file."""
+        data: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        if self.description:
+            data["description"] = self.description
+        if self.params:
+            data["params"] = copy.deepcopy(self.params)
+        engine = self.engine.model_dump(exclude_defaults=True)
+        if engine:
+            data["engine"] = engine
+        data["steps"] = copy.deepcopy(self.specs)
+        if self.outputs is not None:
+            data["outputs"] = list(self.outputs)
+        return data
+
+    def to_yaml(self, path: str | os.PathLike[str] | None = None) -> str:
+        """The pipeline as YAML text; also written to ``path`` when given."""
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Pipeline) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"Pipeline({[s.get('type') for s in self.specs]}, source={self.source!r})"
+
+    # ------------------------------------------------------------------ validation
+    def _where(self, index: int) -> str:
+        spec = self.specs[index]
+        label = spec.get("name") or spec.get("type", "?") if isinstance(spec, dict) else "?"
+        return f"{self.source}: step {index + 1} ({label}): "
+
+    def _build(self, *, allow_unset: bool) -> list[Step | None]:
+        return [build_step(spec, self.params, self._where(i), allow_unset=allow_unset) for i, spec in enumerate(self.specs)]
+
+    def _validate(self) -> None:
+        built = self._build(allow_unset=True)
+        available = {"image"}
+        for i, (spec, step) in enumerate(zip(self.specs, built)):
+            cls = get_step_class(spec["type"])
+            needs = step.inputs() if step is not None else cls.takes
+            missing = [n for n in needs if n not in available]
+            if missing:
+                raise ConfigError(f"{self._where(i)}needs layer(s) {missing}, which no earlier step gives (available: {sorted(available)})")
+            available |= set(step.outputs() if step is not None else cls.gives)
+        for name in self.output_layers(built):
+            if name == "nodes" and "network" in available:
+                continue
+            if name not in available:
+                raise ConfigError(f"{self.source}: outputs: layer {name!r} is given by no step (available: {sorted(available)})")
+
+    def output_layers(self, built: list[Step | None] | None = None) -> list[str]:
+        """The layers written for each scene."""
+        if self.outputs is not None:
+            return list(self.outputs)
+        last_spec = self.specs[-1]
+        step = (built or self._build(allow_unset=True))[-1]
+        gives = step.outputs() if step is not None else get_step_class(last_spec["type"]).gives
+        return [gives[0]]
+
+    @property
+    def steps(self) -> list[Step]:
+        """The bound steps (raises ConfigError if a parameter without default is unset)."""
+        return [s for s in self._build(allow_unset=False) if s is not None]
+
+    def unset_params(self) -> list[str]:
+        """Parameters still without a value."""
+        return sorted(k for k, v in self.params.items() if v is None)
+
+    # ------------------------------------------------------------------ overrides
+    def _find_step(self, label: str, key: str) -> int:
+        if label.isdigit():
+            index = int(label) - 1
+            if not 0 <= index < len(self.specs):
+                raise ConfigError(f"--set {key}: there is no step {label} (the pipeline has {len(self.specs)})")
+            return index
+        named = [i for i, s in enumerate(self.specs) if s.get("name") == label]
+        typed = [i for i, s in enumerate(self.specs) if s.get("type") == label and not s.get("name")]
+        hits = named or typed
+        if not hits:
+            labels = ", ".join(s.get("name") or s["type"] for s in self.specs)
+            raise ConfigError(f"--set {key}: no step named {label!r} (steps: {labels})")
+        if len(hits) > 1:
+            raise ConfigError(f"--set {key}: {len(hits)} steps are called {label!r}; use the step number (e.g. --set {hits[0] + 1}.FIELD=...)")
+        return hits[0]
+
+    def with_overrides(self, overrides: Iterable[str] | Mapping[str, Any]) -> Pipeline:
+        """A copy with ``NAME=VALUE`` overrides applied.
+
+        ``NAME`` is a pipeline parameter (``model``), an engine setting (``assume_gsd_m``),
+        or ``STEP.FIELD`` where STEP is a step's ``name``, its type, or its 1-based number.
+        """
+        items = overrides.items() if isinstance(overrides, Mapping) else (parse_override(o) for o in overrides)
+        params = copy.deepcopy(self.params)
+        engine = self.engine.model_dump()
+        specs = copy.deepcopy(self.specs)
+        for key, value in items:
+            if key in params:
+                params[key] = value
+            elif key in EngineSettings.model_fields:
+                engine[key] = value
+            elif "." in key:
+                label, _, field_name = key.partition(".")
+                index = self._find_step(label, key)
+                cls = get_step_class(specs[index]["type"])
+                if field_name not in cls.model_fields:
+                    fields = ", ".join(f for f in cls.model_fields)
+                    raise ConfigError(f"--set {key}: step {label!r} ({cls.type_name}) has no field {field_name!r} (fields: {fields})")
+                specs[index][field_name] = value
+            else:
+                names = ", ".join([*params, *EngineSettings.model_fields]) or "none"
+                raise ConfigError(f"--set {key}: no pipeline parameter or engine setting {key!r} (known: {names}); for a step field use STEP.FIELD")
+        return Pipeline(specs, params=params, engine=engine, outputs=self.outputs, description=self.description, source=self.source)
+
+    # ------------------------------------------------------------------ running
+    def run(self, scene: str | os.PathLike[str] | Raster, *, _steps: list[Step] | None = None) -> RunResult:
+        """Run the pipeline on one scene in memory.
+
+        Parameters
+        ----------
+        scene : path or Raster
+            A raster file, or a :class:`~geoseg.raster.Raster` already in memory.
+
+        Returns
+        -------
+        RunResult
+            Layers (``result.graph``, ``result.lines``, ``result.layers["mask"]``, ...).
+        """
+        steps = _steps if _steps is not None else self.steps
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            raster = scene if isinstance(scene, Raster) else read_raster(scene, assume_gsd_m=self.engine.assume_gsd_m)
+        result = execute(steps, raster)
+        result.warnings[:0] = [str(w.message) for w in caught]
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return result
+
+    def run_batch(
+        self,
+        inputs: Sequence[str | os.PathLike[str]],
+        outdir: str | os.PathLike[str],
+        *,
+        fmt: str = "shp",
+        progress: ProgressCallback | None = None,
+    ) -> list[SceneReport]:
+        """Run on many scenes, writing ``OUTDIR/<stem>.<ext>``; see :func:`geoseg.pipeline.batch.run_batch`."""
+        return run_batch(self, inputs, outdir, fmt=fmt, progress=progress)
+
+
+def load_pipeline(path: str | os.PathLike[str], overrides: Iterable[str] | Mapping[str, Any] = ()) -> Pipeline:
+    """Load a pipeline file and apply ``--set``-style overrides."""
+    pipe = Pipeline.from_yaml(path)
+    return pipe.with_overrides(overrides) if overrides else pipe

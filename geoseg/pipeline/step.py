@@ -1,0 +1,119 @@
+"""The step contract: what every pipeline step declares and implements.
+
+A step is a frozen pydantic model (its parameters, validated with ``extra="forbid"``) with:
+
+- ``type_name``: the name used as ``type:`` in pipeline YAML and in the ``geoseg.steps``
+  entry-point group;
+- ``inputs()`` / ``outputs()``: the named layers it takes and gives (see :data:`LAYER_KINDS`),
+  and ``uses_if_present``: optional layers it uses when available;
+- ``halo_px(geo)``: how many pixels of neighbourhood an output pixel depends on, so that the
+  engine can process scenes in overlapping tiles;
+- ``apply(layers, ctx)``: the work, on in-memory layers.
+
+Steps never open files, never reproject and never know about tiles or Dask: the engine does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from geoseg.raster import GeoInfo
+
+__all__ = ["Step", "StepContext", "LAYER_KINDS", "layer_kind"]
+
+#: Layer names a step may take or give, and their kind. ``image`` is the input scene.
+LAYER_KINDS: dict[str, str] = {
+    "image": "raster",
+    "probability": "raster",
+    "mask": "raster",
+    "saliency": "raster",
+    "orientation": "raster",
+    "centerline": "raster",
+    "network": "vector",
+}
+
+
+def layer_kind(name: str) -> str:
+    """Kind (``raster`` or ``vector``) of a layer name; ``nodes`` is the network's nodes."""
+    if name == "nodes":
+        return "vector"
+    return LAYER_KINDS[name]
+
+
+@dataclass
+class StepContext:
+    """What a step may know about the scene it runs on.
+
+    Attributes
+    ----------
+    geo : GeoInfo
+        Georeferencing of the arrays (their grid, CRS and GSD).
+    valid : numpy.ndarray
+        Boolean ``(rows, cols)``: where the scene has data.
+    source : str
+        The scene's path, for messages.
+    band_names : tuple of str
+        Names of the image bands.
+    warnings : list of str
+        Messages steps add for the user (shown in logs and reports).
+    """
+
+    geo: GeoInfo
+    valid: np.ndarray
+    source: str = "<memory>"
+    band_names: tuple[str, ...] = ()
+    warnings: list[str] = field(default_factory=list)
+
+    def px(self, metres: float) -> float:
+        """Metres to pixels of this scene."""
+        return self.geo.metres_to_pixels(metres)
+
+
+class Step(BaseModel):
+    """Base class of pipeline steps (subclass it, declare fields, implement :meth:`apply`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type_name: ClassVar[str] = ""
+    takes: ClassVar[tuple[str, ...]] = ()
+    gives: ClassVar[tuple[str, ...]] = ()
+    uses_if_present: ClassVar[tuple[str, ...]] = ()
+    """Layers passed to :meth:`apply` when an earlier step gave them (optional inputs)."""
+
+    name: str | None = None
+    """Optional label of this step, used by ``--set NAME.FIELD=VALUE``."""
+
+    def inputs(self) -> tuple[str, ...]:
+        """Layers this step reads."""
+        return self.takes
+
+    def outputs(self) -> tuple[str, ...]:
+        """Layers this step writes."""
+        return self.gives
+
+    def halo_px(self, geo: GeoInfo) -> int:
+        """Neighbourhood radius in pixels that an output pixel depends on."""
+        return 0
+
+    def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+        """Compute this step's output layers from the input layers."""
+        raise NotImplementedError
+
+    @property
+    def label(self) -> str:
+        """How the step is named in messages and overrides."""
+        return self.name or self.type_name
+
+    def to_spec(self) -> dict[str, Any]:
+        """The step as a pipeline YAML entry (``type`` plus non-default parameters)."""
+        return {"type": self.type_name, **self.model_dump(mode="json", exclude_defaults=True)}
+
+
+def ceil_px(value: float) -> int:
+    """Round a pixel distance up to a whole number of pixels."""
+    return int(math.ceil(value))

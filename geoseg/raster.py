@@ -1,0 +1,343 @@
+"""Reading and writing georeferenced rasters with rasterio.
+
+A scene is read into a :class:`Raster`: the pixel array (``[band, row, col]``), its valid-data
+mask, and its :class:`GeoInfo` (CRS, affine transform, nodata, ground sample distance in
+metres). Input without georeferencing keeps rasterio's identity transform (x = column,
+y = row) and emits :class:`~geoseg.errors.NotGeoreferencedWarning`.
+
+Rasters are written as tiled, compressed GeoTIFFs, atomically (see :mod:`geoseg.atomic`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from pyproj import CRS as ProjCRS
+from pyproj import Geod, Transformer
+from rasterio.crs import CRS
+from rasterio.errors import NotGeoreferencedWarning as RioNotGeoreferencedWarning
+from rasterio.errors import RasterioError
+
+from geoseg.atomic import atomic_path
+from geoseg.errors import NotGeoreferencedWarning, RasterReadError
+
+__all__ = [
+    "GeoInfo",
+    "Raster",
+    "read_raster",
+    "read_geoinfo",
+    "write_raster",
+    "ground_sample_distance",
+    "DEFAULT_ASSUMED_GSD_M",
+]
+
+#: GSD assumed for scenes without georeferencing unless the pipeline sets ``assume_gsd_m``.
+DEFAULT_ASSUMED_GSD_M = 0.3
+
+_GEOD = Geod(ellps="WGS84")
+
+
+@dataclass(frozen=True)
+class GeoInfo:
+    """Where a raster lies on the ground.
+
+    Attributes
+    ----------
+    width, height : int
+        Size in pixels.
+    crs : rasterio.crs.CRS or None
+        Coordinate reference system; ``None`` when the file has none.
+    transform : affine.Affine
+        Pixel space to CRS coordinates (identity when not georeferenced).
+    gsd_xy_m : tuple of float
+        Ground size of one pixel along x (columns) and y (rows), in metres.
+    georeferenced : bool
+        False when the input had no CRS/transform and pixel coordinates are used.
+    nodata : float or None
+        The nodata value of the source, if any.
+    """
+
+    width: int
+    height: int
+    crs: CRS | None
+    transform: Affine
+    gsd_xy_m: tuple[float, float]
+    georeferenced: bool
+    nodata: float | None = None
+
+    @property
+    def height_width(self) -> tuple[int, int]:
+        """``(rows, cols)``."""
+        return self.height, self.width
+
+    @property
+    def gsd_m(self) -> float:
+        """Ground sample distance in metres (geometric mean of x and y)."""
+        return math.sqrt(self.gsd_xy_m[0] * self.gsd_xy_m[1])
+
+    def metres_to_pixels(self, metres: float) -> float:
+        """Convert a ground distance in metres to pixels of this raster."""
+        return metres / self.gsd_m
+
+
+@dataclass
+class Raster:
+    """A raster in memory.
+
+    Attributes
+    ----------
+    array : numpy.ndarray
+        Pixel values, shape ``(bands, rows, cols)``.
+    geo : GeoInfo
+        Georeferencing.
+    valid : numpy.ndarray
+        Boolean ``(rows, cols)``: True where every band has data.
+    source : str
+        Path (or description) of where the raster came from, for messages.
+    """
+
+    array: np.ndarray
+    geo: GeoInfo
+    valid: np.ndarray
+    source: str = "<memory>"
+    band_names: tuple[str, ...] = field(default=())
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(rows, cols)``."""
+        return int(self.array.shape[-2]), int(self.array.shape[-1])
+
+    @property
+    def count(self) -> int:
+        """Number of bands."""
+        return int(self.array.shape[0])
+
+
+def ground_sample_distance(
+    crs: CRS | None, transform: Affine, width: int, height: int
+) -> tuple[float, float]:
+    """Ground size of one pixel, in metres, at the centre of a raster.
+
+    Distances are geodesic (WGS84 ellipsoid), so the result is right for geographic CRSs
+    (degrees are not metres) and for projected CRSs with scale distortion (Web Mercator).
+
+    Parameters
+    ----------
+    crs : CRS or None
+        The raster's CRS. ``None`` returns the transform's pixel size unchanged.
+    transform : Affine
+        Pixel space to CRS.
+    width, height : int
+        Raster size in pixels.
+
+    Returns
+    -------
+    tuple of float
+        ``(gsd_x, gsd_y)``: metres per pixel along columns and along rows.
+
+    Examples
+    --------
+    >>> from affine import Affine
+    >>> from rasterio.crs import CRS
+    >>> gx, gy = ground_sample_distance(CRS.from_epsg(32633), Affine(0.5, 0, 500000, 0, -0.5, 0), 100, 100)
+    >>> round(gx, 3), round(gy, 3)
+    (0.5, 0.5)
+    """
+    if crs is None:
+        return abs(transform.a), abs(transform.e)
+    cx, cy = width / 2.0, height / 2.0
+    pts = [transform @ (cx, cy), transform @ (cx + 1, cy), transform @ (cx, cy + 1)]
+    proj = ProjCRS.from_user_input(crs.to_wkt())
+    geodetic = proj.geodetic_crs
+    to_geo = Transformer.from_crs(proj, geodetic, always_xy=True)
+    (lon0, lat0), (lon1, lat1), (lon2, lat2) = (to_geo.transform(x, y) for x, y in pts)
+    _, _, dx = _GEOD.inv(lon0, lat0, lon1, lat1)
+    _, _, dy = _GEOD.inv(lon0, lat0, lon2, lat2)
+    return float(dx), float(dy)
+
+
+def _is_identity(transform: Affine) -> bool:
+    return transform.almost_equals(Affine.identity())
+
+
+def _open_checked(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
+    p = Path(path)
+    if not p.exists():
+        raise RasterReadError(f"{p}: no such file")
+    if p.is_dir():
+        raise RasterReadError(f"{p}: is a directory, not a raster file")
+    if p.stat().st_size == 0:
+        raise RasterReadError(f"{p}: the file is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
+            return rasterio.open(p)
+    except RasterioError as exc:
+        raise RasterReadError(f"{p}: not a readable raster ({_short(exc)})") from exc
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:300]
+
+
+def _geoinfo(ds: rasterio.DatasetReader, source: str, assume_gsd_m: float) -> GeoInfo:
+    georeferenced = ds.crs is not None and not _is_identity(ds.transform)
+    if georeferenced:
+        gsd = ground_sample_distance(ds.crs, ds.transform, ds.width, ds.height)
+        transform, crs = ds.transform, ds.crs
+    else:
+        warnings.warn(
+            f"{source}: no georeferencing; output coordinates are pixel coordinates "
+            f"(x = column, y = row) and a GSD of {assume_gsd_m} m is assumed "
+            f"(set assume_gsd_m to change it)",
+            NotGeoreferencedWarning,
+            stacklevel=3,
+        )
+        gsd = (assume_gsd_m, assume_gsd_m)
+        transform, crs = Affine.identity(), None
+    nodata = ds.nodata
+    return GeoInfo(
+        width=ds.width,
+        height=ds.height,
+        crs=crs,
+        transform=transform,
+        gsd_xy_m=gsd,
+        georeferenced=georeferenced,
+        nodata=None if nodata is None else float(nodata),
+    )
+
+
+def read_geoinfo(
+    path: str | os.PathLike[str], *, assume_gsd_m: float = DEFAULT_ASSUMED_GSD_M
+) -> tuple[GeoInfo, dict]:
+    """Read a raster's georeferencing and a summary of its bands without reading pixels.
+
+    Returns
+    -------
+    GeoInfo, dict
+        The georeferencing and ``{"count", "dtypes", "driver", "block_shapes", "descriptions"}``.
+    """
+    with _open_checked(path) as ds:
+        geo = _geoinfo(ds, str(path), assume_gsd_m)
+        summary = {
+            "count": ds.count,
+            "dtypes": list(ds.dtypes),
+            "driver": ds.driver,
+            "block_shapes": [list(b) for b in ds.block_shapes],
+            "descriptions": list(ds.descriptions),
+        }
+    return geo, summary
+
+
+def read_raster(
+    path: str | os.PathLike[str],
+    *,
+    bands: list[int] | None = None,
+    assume_gsd_m: float = DEFAULT_ASSUMED_GSD_M,
+) -> Raster:
+    """Read a GDAL raster (GeoTIFF, PNG, JPEG, ...) with its georeferencing.
+
+    Parameters
+    ----------
+    path : path-like
+        The raster file.
+    bands : list of int, optional
+        1-based band indexes to read; all bands by default. An alpha band is read like any
+        other band but also marks pixels where it is 0 as invalid.
+    assume_gsd_m : float
+        Ground sample distance to assume when the file has no georeferencing.
+
+    Returns
+    -------
+    Raster
+
+    Raises
+    ------
+    RasterReadError
+        The file is missing, empty, a directory, not a raster, or truncated/corrupt.
+    """
+    source = str(path)
+    with _open_checked(path) as ds:
+        geo = _geoinfo(ds, source, assume_gsd_m)
+        indexes = bands if bands is not None else list(range(1, ds.count + 1))
+        bad = [b for b in indexes if not 1 <= b <= ds.count]
+        if bad:
+            raise RasterReadError(f"{source}: band(s) {bad} do not exist (the file has {ds.count})")
+        try:
+            array = ds.read(indexes)
+            masks = ds.read_masks(indexes)
+        except RasterioError as exc:
+            raise RasterReadError(f"{source}: cannot read pixels, file truncated or corrupt ({_short(exc)})") from exc
+        valid = np.all(masks > 0, axis=0)
+        if np.issubdtype(array.dtype, np.floating):
+            valid &= np.all(np.isfinite(array), axis=0)
+        names = tuple(d or f"band{i}" for i, d in zip(indexes, (ds.descriptions[i - 1] for i in indexes)))
+    return Raster(array=array, geo=geo, valid=valid, source=source, band_names=names)
+
+
+def write_raster(
+    path: str | os.PathLike[str],
+    array: np.ndarray,
+    geo: GeoInfo,
+    *,
+    nodata: float | None = None,
+    compress: str = "deflate",
+) -> Path:
+    """Write an array as a tiled, compressed GeoTIFF on the grid of ``geo``, atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        Destination ``.tif``.
+    array : numpy.ndarray
+        ``(rows, cols)`` or ``(bands, rows, cols)``; bool is written as uint8 0/1.
+    geo : GeoInfo
+        Grid and CRS (the input scene's: outputs are never reprojected).
+    nodata : float, optional
+        Nodata value to record.
+    compress : str
+        GDAL compression.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    data = np.asarray(array)
+    if data.ndim == 2:
+        data = data[None]
+    if data.dtype == bool:
+        data = data.astype(np.uint8)
+    count, rows, cols = data.shape
+    profile = {
+        "driver": "GTiff",
+        "width": cols,
+        "height": rows,
+        "count": count,
+        "dtype": data.dtype.name,
+        "compress": compress,
+        "tiled": rows >= 256 and cols >= 256,
+        "BIGTIFF": "IF_SAFER",
+    }
+    if profile["tiled"]:
+        profile.update(blockxsize=256, blockysize=256)
+    if data.dtype.kind == "f":
+        profile["predictor"] = 3 if compress in ("deflate", "lzw", "zstd") else 1
+    if geo.georeferenced:
+        profile.update(crs=geo.crs, transform=geo.transform)
+    if nodata is not None:
+        profile["nodata"] = nodata
+    with atomic_path(path) as tmp:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
+            with rasterio.open(tmp, "w", **profile) as dst:
+                dst.write(data)
+    return Path(path)

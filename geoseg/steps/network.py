@@ -1,0 +1,89 @@
+"""Steps that build and clean the vector road network."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from geoseg.pipeline.step import Step, StepContext, ceil_px
+from geoseg.raster import GeoInfo
+from geoseg.road.connect import clean_network
+from geoseg.road.network import dissolve_degree2, simplify_graph, skeleton_to_graph
+from geoseg.road.skeleton import estimate_road_width
+
+__all__ = ["RoadNetwork", "ConnectNetwork"]
+
+
+class RoadNetwork(Step):
+    """Topological road network from a thin centerline raster (nodes at junctions and ends)."""
+
+    type_name = "road_network"
+    takes = ("centerline",)
+    gives = ("network",)
+    uses_if_present = ("saliency", "probability")
+
+    simplify_m: float = Field(0.5, ge=0, description="Douglas-Peucker tolerance in metres (0 keeps every pixel vertex)")
+
+    def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+        """Trace the centerline pixels into edges between junction and end nodes."""
+        confidence = layers.get("saliency", layers.get("probability"))
+        graph = skeleton_to_graph(layers["centerline"], saliency=confidence)
+        graph = dissolve_degree2(graph)
+        if self.simplify_m > 0:
+            graph = simplify_graph(graph, ctx.px(self.simplify_m))
+        return {"network": graph}
+
+
+class ConnectNetwork(Step):
+    """Fitting-based connection and cleaning: junctions merged, gaps closed, spurs pruned.
+
+    Lengths scale with the road width, estimated from the road mask (or the probability
+    > 0.5) when an earlier step gives one, else taken from ``road_width_m``.
+    """
+
+    type_name = "connect_network"
+    takes = ("network",)
+    gives = ("network",)
+    uses_if_present = ("mask", "probability")
+
+    road_width_m: float | None = Field(None, gt=0, description="typical road width in metres; default: estimated from the mask")
+    fallback_road_width_m: float = Field(7.0, gt=0, description="road width used when there is no mask to estimate it from")
+    max_gap_m: float = Field(15.0, ge=0, description="longest gap bridged between collinear ends (and longest extension to the image border)")
+    max_angle_deg: float = Field(30.0, ge=0, le=90, description="how far the fitted directions of two ends may disagree")
+    spur_length_m: float | None = Field(None, ge=0, description="dangling edges shorter than this are pruned; default: the road width")
+    junction_radius_m: float | None = Field(None, ge=0, description="junction nodes closer than this merge into one; default: the road width")
+    extend_to_border: bool = Field(True, description="extend ends that head out of the image to its border")
+    simplify_m: float = Field(0.5, ge=0, description="Douglas-Peucker tolerance in metres")
+
+    def halo_px(self, geo: GeoInfo) -> int:
+        """Connection looks as far as the longest gap."""
+        return ceil_px(geo.metres_to_pixels(self.max_gap_m))
+
+    def _road_width_px(self, layers: dict[str, Any], ctx: StepContext) -> float:
+        if self.road_width_m is not None:
+            return ctx.px(self.road_width_m)
+        mask = layers.get("mask")
+        if mask is None and "probability" in layers:
+            mask = layers["probability"] > 0.5
+        width = estimate_road_width(mask) if mask is not None and np.any(mask) else 0.0
+        return width if width > 0 else ctx.px(self.fallback_road_width_m)
+
+    def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+        """Clean the network (see :func:`geoseg.road.connect.clean_network`)."""
+        width = self._road_width_px(layers, ctx)
+        opt = {
+            "spur_length_px": None if self.spur_length_m is None else ctx.px(self.spur_length_m),
+            "junction_radius_px": None if self.junction_radius_m is None else ctx.px(self.junction_radius_m),
+        }
+        graph = clean_network(
+            layers["network"],
+            road_width_px=width,
+            max_gap_px=ctx.px(self.max_gap_m),
+            max_angle_deg=self.max_angle_deg,
+            shape=ctx.geo.height_width if self.extend_to_border else None,
+            simplify_tolerance_px=ctx.px(self.simplify_m),
+            **opt,
+        )
+        return {"network": graph}

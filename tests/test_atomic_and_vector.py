@@ -1,0 +1,102 @@
+"""Atomic outputs and vector writing: CRS kept exactly, no partial files on failure."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+from PIL import Image
+from rasterio.crs import CRS
+
+import geoseg.vector as vector_module
+from geoseg import Pipeline, steps
+from geoseg.atomic import TEMP_PREFIX, atomic_path
+from geoseg.errors import OutputWriteError
+from geoseg.vector import write_network
+from tests.conftest import plus_mask
+
+
+def _pipe():
+    return Pipeline([steps.ThresholdMask(), steps.Skeletonize(), steps.RoadNetwork(), steps.ConnectNetwork()], outputs=["network", "nodes"])
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "x.shp") as tmp:
+            tmp.write_bytes(b"partial")
+            (tmp.with_suffix(".dbf")).write_bytes(b"partial")
+            raise RuntimeError("disk died")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_path_replaces_old_output_and_its_stale_sidecars(tmp_path):
+    (tmp_path / "x.shp").write_bytes(b"old")
+    (tmp_path / "x.qix").write_bytes(b"old spatial index")
+    with atomic_path(tmp_path / "x.shp") as tmp:
+        tmp.write_bytes(b"new")
+        tmp.with_suffix(".dbf").write_bytes(b"new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.dbf", "x.shp"]
+    assert (tmp_path / "x.shp").read_bytes() == b"new"
+
+
+def test_unwritable_destination_is_an_output_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("I am a file, not a folder")
+    with pytest.raises(OutputWriteError, match=str(blocker)):
+        with atomic_path(blocker / "out.shp"):
+            pass
+
+
+def test_failure_mid_write_leaves_no_partial_shapefile(plus_tif, tmp_path, monkeypatch):
+    edges, nodes = _pipe().run(plus_tif).frames()
+    real_write = vector_module._write_frame
+
+    def write_then_die(frame, path, driver, layer):
+        real_write(frame.iloc[:1], path, driver, layer)  # a real, partial shapefile in the temp folder
+        assert path.exists()
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(vector_module, "_write_frame", write_then_die)
+    out = tmp_path / "out"
+    with pytest.raises(OutputWriteError, match="No space left"):
+        write_network(edges, nodes, out / "scene.shp")
+    assert [p.name for p in out.iterdir()] == []
+
+
+def test_network_keeps_exact_input_crs_and_lies_on_the_road(plus_tif, tmp_path):
+    result = _pipe().run(plus_tif)
+    written = write_network(*result.frames(), tmp_path / "plus.shp")
+    lines = gpd.read_file(written[0])
+    assert CRS.from_user_input(lines.crs) == CRS.from_epsg(32633)
+    # The road axes are x = 500030 and y = 4999970 (pixel 60 of 120 at 0.5 m).
+    axes = shapely.union(shapely.LineString([(500000, 4999970), (500060, 4999970)]), shapely.LineString([(500030, 5000000), (500030, 4999940)]))
+    assert shapely.hausdorff_distance(lines.union_all(), axes) < 2.0
+    assert lines.length.sum() == pytest.approx(120.0, rel=0.06)
+    assert np.allclose(lines["length_m"].sum(), 120.0 / 0.9996, rtol=0.06)
+    nodes = gpd.read_file(tmp_path / "plus_nodes.shp")
+    assert sorted(nodes["degree"]) == [1, 1, 1, 1, 4]
+
+
+@pytest.mark.parametrize("fmt", ["gpkg", "geojson"])
+def test_other_formats_read_back_with_the_crs(plus_tif, tmp_path, fmt):
+    ext = vector_module.FORMATS[fmt][0]
+    written = write_network(*_pipe().run(plus_tif).frames(), tmp_path / f"plus{ext}", fmt=fmt)
+    lines = gpd.read_file(written[0], layer="edges" if fmt == "gpkg" else None)
+    assert CRS.from_user_input(lines.crs) == CRS.from_epsg(32633)
+    assert len(lines) == 4
+
+
+def test_png_network_is_in_pixel_coordinates(tmp_path):
+    path = tmp_path / "tile.png"
+    Image.fromarray(plus_mask(120)).save(path)
+    with pytest.warns(UserWarning, match="no georeferencing"):
+        result = _pipe().run(path)
+    lines = result.lines
+    assert lines.crs is None
+    xy = shapely.get_coordinates(lines.geometry.to_numpy())
+    assert xy.min() >= 0 and xy.max() <= 120
+    # The vertical road's axis is column 60 (pixel-space x = 60): x = column, y = row.
+    vertical = lines[lines.geometry.apply(lambda g: abs(g.coords[0][0] - g.coords[-1][0]) < 3)]
+    assert np.allclose(shapely.get_coordinates(vertical.geometry.to_numpy())[:, 0], 60.0, atol=2.0)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(TEMP_PREFIX)]
