@@ -61,7 +61,7 @@ def _load(path: str | os.PathLike[str], assume_gsd_m: float) -> _Side:
     p = Path(path)
     if p.suffix.lower() in VECTOR_SUFFIXES:
         frame = read_lines(p)
-        geoms = frame.geometry.explode(index_parts=False).to_numpy() if len(frame) else np.array([], dtype=object)
+        geoms = shapely.force_2d(frame.geometry.explode(index_parts=False).to_numpy()) if len(frame) else np.array([], dtype=object)
         kinds = set(shapely.get_type_id(geoms).tolist()) if len(geoms) else set()
         if kinds - {1}:
             raise InputMismatchError(f"{p}: expected lines, found geometry types {sorted(kinds)} (1 = LineString)")
