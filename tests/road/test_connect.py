@@ -1,0 +1,156 @@
+"""Tests of geoseg.road.connect: spurs, junction fitting, gap connection, duplicates."""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import pytest
+from shapely.geometry import LineString
+
+from geoseg.errors import ConfigError
+from geoseg.road.connect import (
+    clean_network,
+    connect_gaps,
+    fit_end_direction,
+    merge_junctions,
+    merge_parallel,
+    prune_spurs,
+    remove_small_components,
+)
+from geoseg.road.network import skeleton_to_graph
+from geoseg.road.skeleton import skeletonize_mask
+from tests.road.test_network import assert_graph_invariants, degrees
+
+
+def graph_from_lines(lines: list[list[tuple[float, float]]]) -> nx.MultiGraph:
+    """Graph with one edge per polyline; nodes keyed by end coordinates."""
+    G = nx.MultiGraph()
+    ids: dict[tuple[float, float], int] = {}
+    for pts in lines:
+        ends = []
+        for p in (pts[0], pts[-1]):
+            if p not in ids:
+                ids[p] = len(ids)
+                G.add_node(ids[p], x=float(p[0]), y=float(p[1]))
+            ends.append(ids[p])
+        G.add_edge(ends[0], ends[1], geometry=LineString(pts))
+    return G
+
+
+def test_fit_end_direction_points_outwards() -> None:
+    c = np.array([(10.0, 0.0), (5.0, 0.0), (0.0, 0.0)])
+    anchor, d = fit_end_direction(c, 6.0)
+    assert d == pytest.approx([1.0, 0.0])
+    assert anchor[1] == pytest.approx(0.0)
+
+
+def test_spur_pruned_when_short_kept_when_long() -> None:
+    base = [[(0.0, 0.0), (50.0, 0.0)], [(50.0, 0.0), (100.0, 0.0)]]
+    short = graph_from_lines(base + [[(50.0, 0.0), (50.0, 8.0)]])
+    H = prune_spurs(short, 15.0)
+    assert degrees(H) == [1, 1]
+    (g,) = [d["geometry"] for _, _, d in H.edges(data=True)]
+    assert g.length == pytest.approx(100.0)
+    assert_graph_invariants(H)
+    long = graph_from_lines(base + [[(50.0, 0.0), (50.0, 30.0)]])
+    assert degrees(prune_spurs(long, 15.0)) == [1, 1, 1, 3]
+
+
+def test_two_three_way_nodes_merge_into_one_four_way() -> None:
+    # A crossing that thinning split into two junctions 6 px apart, with bent branch ends.
+    G = graph_from_lines(
+        [
+            [(47.0, 50.0), (53.0, 50.0)],
+            [(0.0, 50.0), (40.0, 50.0), (47.0, 50.0)],
+            [(47.0, 50.0), (48.0, 40.0), (50.0, 0.0)],
+            [(53.0, 50.0), (100.0, 50.0)],
+            [(53.0, 50.0), (52.0, 60.0), (50.0, 100.0)],
+        ]
+    )
+    H = merge_junctions(G, radius_px=10.0, fit_length_px=30.0, skip_px=10.0)
+    assert degrees(H) == [1, 1, 1, 1, 4]
+    (c,) = [n for n, d in H.degree() if d == 4]
+    assert (H.nodes[c]["x"], H.nodes[c]["y"]) == pytest.approx((50.0, 50.0), abs=0.5)
+    assert_graph_invariants(H)
+
+
+def plus_mask() -> np.ndarray:
+    m = np.zeros((121, 121), bool)
+    m[53:68, 10:111] = True
+    m[10:111, 53:68] = True
+    return m
+
+
+def test_plus_mask_gives_one_degree4_node_at_centre() -> None:
+    m = plus_mask()
+    G = skeleton_to_graph(skeletonize_mask(m))
+    H = clean_network(G, road_width_px=15.0, max_gap_px=20.0, shape=m.shape)
+    assert_graph_invariants(H)
+    assert degrees(H) == [1, 1, 1, 1, 4]
+    (c,) = [n for n, d in H.degree() if d == 4]
+    assert (H.nodes[c]["x"], H.nodes[c]["y"]) == pytest.approx((60.5, 60.5), abs=1.5)
+
+
+def test_collinear_gap_closed() -> None:
+    G = graph_from_lines([[(0.0, 10.0), (40.0, 10.5)], [(50.0, 10.5), (90.0, 11.0)]])
+    H = connect_gaps(G, max_gap_px=20.0, max_angle_deg=30.0)
+    assert nx.is_connected(H)
+    assert_graph_invariants(H)
+    assert degrees(H) == [1, 1, 2, 2]
+
+
+def test_gap_longer_than_max_not_closed() -> None:
+    G = graph_from_lines([[(0.0, 10.0), (40.0, 10.0)], [(70.0, 10.0), (110.0, 10.0)]])
+    assert not nx.is_connected(connect_gaps(G, max_gap_px=20.0))
+
+
+def test_perpendicular_stubs_not_joined() -> None:
+    # Two stubs 10 px apart whose ends point across each other, not along the gap.
+    G = graph_from_lines([[(0.0, 0.0), (40.0, 0.0)], [(48.0, 40.0), (48.0, 6.0)]])
+    H = connect_gaps(G, max_gap_px=20.0, max_angle_deg=30.0)
+    assert not nx.is_connected(H)
+
+
+def test_end_joins_edge_as_t() -> None:
+    G = graph_from_lines([[(0.0, 0.0), (100.0, 0.0)], [(50.0, 60.0), (50.0, 10.0)]])
+    H = connect_gaps(G, max_gap_px=20.0)
+    assert nx.is_connected(H)
+    assert degrees(H) == [1, 1, 1, 2, 3]  # the joined end keeps its node (degree 2)
+    (t,) = [n for n, d in H.degree() if d == 3]
+    assert (H.nodes[t]["x"], H.nodes[t]["y"]) == pytest.approx((50.0, 0.0))
+    assert_graph_invariants(H)
+
+
+def test_end_extended_to_border() -> None:
+    G = graph_from_lines([[(10.5, 50.0), (90.0, 50.0)]])
+    H = connect_gaps(G, max_gap_px=20.0, shape=(100, 100))
+    xs = sorted(d["x"] for _, d in H.nodes(data=True))
+    assert xs == pytest.approx([0.5, 99.5])
+    assert_graph_invariants(H)
+    short = connect_gaps(G, max_gap_px=5.0, shape=(100, 100))
+    assert sorted(d["x"] for _, d in short.nodes(data=True)) == pytest.approx([10.5, 90.0])
+
+
+def test_merge_parallel_drops_duplicate() -> None:
+    G = graph_from_lines(
+        [[(0.0, 0.0), (50.0, 0.0), (100.0, 0.0)], [(0.0, 0.0), (50.0, 3.0), (100.0, 0.0)]]
+    )
+    G.edges[0, 1, 0]["saliency"] = 2.0
+    G.edges[0, 1, 1]["saliency"] = 1.0
+    H = merge_parallel(G, 5.0)
+    assert H.number_of_edges() == 1
+    (d,) = [d for _, _, d in H.edges(data=True)]
+    assert d["saliency"] == 2.0
+    # 3 px apart: both kept (two parallel edges between degree-2 nodes dissolve to a ring).
+    kept = merge_parallel(G, 2.0)
+    assert sum(d["geometry"].length for _, _, d in kept.edges(data=True)) > 200.0
+
+
+def test_small_components_removed() -> None:
+    G = graph_from_lines([[(0.0, 0.0), (100.0, 0.0)], [(0.0, 50.0), (5.0, 50.0)]])
+    assert remove_small_components(G, 10.0).number_of_edges() == 1
+
+
+def test_negative_parameter_raises() -> None:
+    with pytest.raises(ConfigError):
+        prune_spurs(nx.MultiGraph(), -1.0)
