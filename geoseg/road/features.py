@@ -1,0 +1,249 @@
+"""Multiscale per-pixel spectral and texture features for road segmentation.
+
+Stage 1 of Cheng, Zhu, Xiang, Pan, "Road centerline extraction via semisupervised
+segmentation and multidirection nonmaximum suppression" / arXiv 1508.06163 (journal version:
+Neurocomputing 2016, DOI 10.1016/j.neucom.2016.04.026, "FMCR") describes each pixel by
+features pooled over several spatial scales before collaborative representation. The paper
+text was not available to us, and the paper pools over segmentation regions at several
+scales. Our version pools over **square box windows** instead: this needs no
+over-segmentation, is exactly reproducible, and costs O(1) per pixel and feature whatever the
+window (``scipy.ndimage.uniform_filter`` is a running sum).
+
+Feature definition (version 1)
+------------------------------
+The input is a float image ``(bands, H, W)`` already normalised (e.g. per-band z-scores or
+reflectance in [0, 1]). Base channels, in this order:
+
+1. every band ``b0 … b{n-1}``;
+2. ``brightness`` = mean over bands (only when there are 2 or more bands);
+3. with ``rgb_bands = (r, g, b)`` given (default ``(0, 1, 2)`` when there are 3 or more
+   bands): ``chroma`` = max(R, G, B) − min(R, G, B) (an HSV-like saturation that stays
+   meaningful for signed, normalised values) and ``exg`` = 2G − R − B (excess-green index,
+   high on vegetation);
+4. ``gradmag`` = Gaussian gradient magnitude of the brightness (of the only band for a
+   single-band image) at ``gradient_sigma_px`` (texture; edges of cars, trees, roofs).
+
+For every scale ``s`` (pixels) the window is the odd square of side ``w = 2·round(s/2) + 1``
+and every base channel ``c`` gives ``mean(c)`` = box mean over the window and ``std(c)`` =
+sqrt(max(0, mean(c²) − mean(c)²)) (local standard deviation, a texture measure). A window
+of side 1 gives the mean only (its std is identically 0). Borders use ``mode="reflect"``.
+Features are ordered scale-major: all features of the first scale, then of the second, ….
+Feature names read ``"<stat>:<channel>@<w>px"``, e.g. ``"std:gradmag@13px"``;
+:func:`feature_groups` recovers the per-scale groups from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from geoseg.errors import InputMismatchError
+
+__all__ = [
+    "FEATURE_VERSION",
+    "base_channels",
+    "feature_description",
+    "feature_groups",
+    "multiscale_features",
+    "window_sides",
+]
+
+FEATURE_VERSION = 1
+
+
+def window_sides(scales_px: Sequence[float]) -> list[int]:
+    """Odd box-window sides used for the given scales.
+
+    Parameters
+    ----------
+    scales_px : sequence of float
+        Neighbourhood sizes in pixels (> 0).
+
+    Returns
+    -------
+    list of int
+        ``2 * round(s / 2) + 1`` for every scale ``s``.
+    """
+    sides = []
+    for s in scales_px:
+        if not np.isfinite(s) or s <= 0:
+            raise InputMismatchError(f"scales must be positive pixel sizes, got {s!r}")
+        sides.append(2 * int(round(float(s) / 2.0)) + 1)
+    return sides
+
+
+def _resolve_rgb(n_bands: int, rgb_bands: Sequence[int] | None | str) -> tuple[int, int, int] | None:
+    if isinstance(rgb_bands, str):
+        if rgb_bands != "auto":
+            raise InputMismatchError(f"rgb_bands must be 'auto', None or 3 band indices, got {rgb_bands!r}")
+        return (0, 1, 2) if n_bands >= 3 else None
+    if rgb_bands is None:
+        return None
+    rgb = tuple(int(b) for b in rgb_bands)
+    if len(rgb) != 3 or any(b < 0 or b >= n_bands for b in rgb):
+        raise InputMismatchError(f"rgb_bands {rgb_bands!r} do not fit an image of {n_bands} bands")
+    return rgb  # type: ignore[return-value]
+
+
+def base_channels(
+    image: np.ndarray,
+    *,
+    rgb_bands: Sequence[int] | None | str = "auto",
+    gradient_sigma_px: float = 1.0,
+) -> tuple[np.ndarray, list[str]]:
+    """Per-pixel base channels (bands and derived indices) before spatial pooling.
+
+    Parameters
+    ----------
+    image : ndarray, shape (bands, H, W)
+        Normalised float image.
+    rgb_bands : "auto", None or 3 ints, optional
+        Indices of the red, green and blue bands for ``chroma`` and ``exg``. ``"auto"`` uses
+        ``(0, 1, 2)`` when the image has at least 3 bands; ``None`` leaves both out.
+    gradient_sigma_px : float, optional
+        Gaussian scale (pixels) of the gradient magnitude.
+
+    Returns
+    -------
+    channels : ndarray, shape (n_channels, H, W), float32
+    names : list of str
+        Channel names in the order of the module docstring.
+    """
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[0] < 1:
+        raise InputMismatchError(f"image must have shape (bands, H, W), got {img.shape}")
+    if not np.issubdtype(img.dtype, np.floating):
+        raise InputMismatchError(f"image must be a normalised float array, got dtype {img.dtype}")
+    img = img.astype(np.float32, copy=False)
+    n_bands = img.shape[0]
+    rgb = _resolve_rgb(n_bands, rgb_bands)
+    chans = [img[i] for i in range(n_bands)]
+    names = [f"b{i}" for i in range(n_bands)]
+    bright = img.mean(axis=0) if n_bands > 1 else img[0]
+    if n_bands > 1:
+        chans.append(bright)
+        names.append("brightness")
+    if rgb is not None:
+        r, g, b = (img[i] for i in rgb)
+        chans.append(np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b))
+        names.append("chroma")
+        chans.append(2.0 * g - r - b)
+        names.append("exg")
+    chans.append(ndimage.gaussian_gradient_magnitude(bright, sigma=float(gradient_sigma_px)))
+    names.append("gradmag")
+    return np.stack(chans).astype(np.float32, copy=False), names
+
+
+def multiscale_features(
+    image: np.ndarray,
+    scales_px: Sequence[float],
+    *,
+    rgb_bands: Sequence[int] | None | str = "auto",
+    gradient_sigma_px: float = 1.0,
+) -> tuple[np.ndarray, list[str]]:
+    """Box-window means and standard deviations of the base channels at several scales.
+
+    Parameters
+    ----------
+    image : ndarray, shape (bands, H, W)
+        Normalised float image.
+    scales_px : sequence of float
+        Neighbourhood sizes in pixels; see :func:`window_sides`.
+    rgb_bands : "auto", None or 3 ints, optional
+        See :func:`base_channels`.
+    gradient_sigma_px : float, optional
+        See :func:`base_channels`.
+
+    Returns
+    -------
+    F : ndarray, shape (n_features, H, W), float32
+        Scale-major features (definition in the module docstring).
+    names : list of str
+        ``"<stat>:<channel>@<w>px"`` for every feature.
+    """
+    if len(scales_px) == 0:
+        raise InputMismatchError("at least one scale is needed")
+    chans, cnames = base_channels(image, rgb_bands=rgb_bands, gradient_sigma_px=gradient_sigma_px)
+    # Centre each channel so that mean(c²) − mean(c)² does not cancel catastrophically in float32.
+    chans = chans - chans.reshape(chans.shape[0], -1).mean(axis=1)[:, None, None]
+    sq = chans * chans
+    feats: list[np.ndarray] = []
+    names: list[str] = []
+    for w in window_sides(scales_px):
+        size = (1, w, w)
+        mean = ndimage.uniform_filter(chans, size=size, mode="reflect")
+        feats.append(mean)
+        names += [f"mean:{c}@{w}px" for c in cnames]
+        if w > 1:
+            var = ndimage.uniform_filter(sq, size=size, mode="reflect") - mean * mean
+            feats.append(np.sqrt(np.maximum(var, 0.0)))
+            names += [f"std:{c}@{w}px" for c in cnames]
+    return np.concatenate(feats).astype(np.float32, copy=False), names
+
+
+def feature_groups(names: Sequence[str]) -> list[list[int]]:
+    """Indices of the features of each scale, in order of first appearance.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Names from :func:`multiscale_features`.
+
+    Returns
+    -------
+    list of list of int
+        One list of feature indices per window size.
+    """
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        if "@" not in name:
+            raise InputMismatchError(f"feature name {name!r} has no '@<scale>' suffix")
+        groups.setdefault(name.rsplit("@", 1)[1], []).append(i)
+    return list(groups.values())
+
+
+def feature_description(
+    n_bands: int,
+    scales_px: Sequence[float],
+    *,
+    rgb_bands: Sequence[int] | None | str = "auto",
+    gradient_sigma_px: float = 1.0,
+) -> dict:
+    """JSON-serialisable description of the features, to store in a model file.
+
+    Two calls of :func:`multiscale_features` with the same description give the same
+    features, so a model can refuse features computed differently.
+
+    Parameters
+    ----------
+    n_bands : int
+        Number of image bands.
+    scales_px, rgb_bands, gradient_sigma_px
+        As for :func:`multiscale_features`.
+
+    Returns
+    -------
+    dict
+        Keys ``name``, ``version``, ``n_bands``, ``scales_px``, ``windows_px``,
+        ``rgb_bands``, ``gradient_sigma_px``, ``channels``, ``statistics``, ``filter``,
+        ``n_features``.
+    """
+    rgb = _resolve_rgb(int(n_bands), rgb_bands)
+    probe = np.zeros((int(n_bands), 1, 1), np.float32)
+    _, cnames = base_channels(probe, rgb_bands=rgb, gradient_sigma_px=gradient_sigma_px)
+    windows = window_sides(scales_px)
+    return {
+        "name": "geoseg.road.features.multiscale_features",
+        "version": FEATURE_VERSION,
+        "n_bands": int(n_bands),
+        "scales_px": [float(s) for s in scales_px],
+        "windows_px": windows,
+        "rgb_bands": None if rgb is None else list(rgb),
+        "gradient_sigma_px": float(gradient_sigma_px),
+        "channels": cnames,
+        "statistics": ["mean", "std"],
+        "filter": "box, mode=reflect",
+        "n_features": sum(len(cnames) * (2 if w > 1 else 1) for w in windows),
+    }

@@ -1,0 +1,82 @@
+"""Tests of geoseg.road.graphcut."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from geoseg.road.graphcut import graph_cut, pairwise_weights
+
+
+def _energy(labels: np.ndarray, prob: np.ndarray, pairs, eps: float = 1e-4) -> float:
+    p = np.clip(prob, eps, 1 - eps)
+    e = np.where(labels, -np.log(p), -np.log1p(-p)).sum()
+    H, W = labels.shape
+    for (dr, dc), w in pairs:
+        for r, c in itertools.product(range(H), range(W)):
+            rr, cc = r + dr, c + dc
+            if 0 <= rr < H and 0 <= cc < W and labels[r, c] != labels[rr, cc]:
+                e += w[r, c]
+    return float(e)
+
+
+def brute_force_min_cut_energy(prob: np.ndarray, pairs) -> float:
+    """Minimum of the energy over all 2^n labellings."""
+    n = prob.size
+    return min(
+        _energy(np.array(bits, bool).reshape(prob.shape), prob, pairs)
+        for bits in itertools.product([False, True], repeat=n)
+    )
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (3, 4)])
+@pytest.mark.parametrize("connectivity", [4, 8])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_graph_cut_is_exact_minimum(shape, connectivity, seed) -> None:
+    rng = np.random.default_rng(seed)
+    prob = rng.random(shape)
+    image = rng.random((3, *shape))
+    kw = dict(smoothness=float(rng.uniform(0.3, 2.0)), connectivity=connectivity)
+    pairs = pairwise_weights(shape, image, **kw)
+    labels = graph_cut(prob, image, **kw)
+    assert labels.dtype == bool and labels.shape == shape
+    assert _energy(labels, prob, pairs) == pytest.approx(brute_force_min_cut_energy(prob, pairs), abs=1e-9)
+
+
+def test_label_convention_without_smoothing() -> None:
+    prob = np.array([[0.9, 0.1], [0.6, 0.4]])
+    np.testing.assert_array_equal(graph_cut(prob, smoothness=0.0), prob > 0.5)
+
+
+def test_pairwise_weights_contrast_and_borders() -> None:
+    img = np.zeros((1, 2, 3))
+    img[0, :, 2] = 1.0  # vertical edge between columns 1 and 2
+    pairs = dict(pairwise_weights((2, 3), img, smoothness=2.0, contrast_beta=1.0, connectivity=8))
+    right = pairs[(0, 1)]
+    assert right[0, 0] == pytest.approx(2.0) and right[0, 1] == pytest.approx(2.0 * np.exp(-1.0))
+    assert right[0, 2] == 0.0  # no neighbour to the right
+    assert pairs[(1, 1)][0, 0] == pytest.approx(2.0 / np.sqrt(2))
+    assert pairs[(1, -1)][0, 0] == 0.0 and pairs[(1, 0)][1, 0] == 0.0
+
+
+@pytest.mark.parametrize(("connectivity", "smoothness"), [(4, 1.0), (8, 0.5)])
+def test_removes_speckle_keeps_thin_road(connectivity: int, smoothness: float) -> None:
+    # Per road column the cut costs 2 boundaries, the unaries gain 3·log(0.8/0.2) ≈ 4.16;
+    # an isolated speck gains log(0.7/0.3) ≈ 0.85 but costs its whole perimeter.
+    rng = np.random.default_rng(0)
+    H, W = 40, 60
+    prob = np.full((H, W), 0.2)
+    road = np.zeros((H, W), bool)
+    road[18:21, :] = True  # 3-px wide horizontal road
+    prob[road] = 0.8
+    speck = np.zeros((H, W), bool)
+    speck[rng.integers(2, 14, 15), rng.integers(0, W, 15)] = True
+    speck[rng.integers(25, 38, 15), rng.integers(0, W, 15)] = True
+    prob[speck] = 0.7
+    assert (prob > 0.5).sum() == road.sum() + speck.sum()
+    out = graph_cut(prob, smoothness=smoothness, connectivity=connectivity)
+    np.testing.assert_array_equal(out, road)
+    # Far too strong a smoothness removes the road too (the test can fail).
+    assert not graph_cut(prob, smoothness=4.0, connectivity=connectivity).any()
