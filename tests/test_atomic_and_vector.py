@@ -18,7 +18,10 @@ from tests.conftest import plus_mask
 
 
 def _pipe():
-    return Pipeline([steps.ThresholdMask(), steps.Skeletonize(), steps.RoadNetwork(), steps.ConnectNetwork()], outputs=["network", "nodes"])
+    return Pipeline(
+        [steps.ThresholdMask(), steps.TensorVoting(), steps.NonMaxSuppression(), steps.RoadNetwork(), steps.ConnectNetwork()],
+        outputs=["network", "nodes"],
+    )
 
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):

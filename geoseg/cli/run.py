@@ -14,7 +14,7 @@ log = logging.getLogger("geoseg.cli")
 
 
 @click.command("run")
-@click.argument("pipeline", type=click.Path(dir_okay=False))
+@click.argument("pipeline")
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False), help="Output folder (created if needed).")
 @set_option
@@ -28,7 +28,8 @@ log = logging.getLogger("geoseg.cli")
 )
 @progress_option
 def command(pipeline: str, inputs: tuple[str, ...], outdir: str, overrides: tuple[str, ...], fmt: str, progress: str) -> None:
-    """Run PIPELINE (a YAML file) on each INPUT scene and write OUTDIR/<stem>.<ext>.
+    """Run PIPELINE (a YAML file, or the name of a shipped pipeline such as
+    road_centerlines) on each INPUT scene and write OUTDIR/<stem>.<ext>.
 
     INPUTS are raster files or glob patterns (quoted globs are expanded by geoseg).
     A scene that fails is reported and the others go on; the exit code is 1 if any

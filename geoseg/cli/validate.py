@@ -9,7 +9,7 @@ from geoseg.pipeline.pipeline import load_pipeline
 
 
 @click.command("validate")
-@click.argument("pipeline", type=click.Path(dir_okay=False))
+@click.argument("pipeline")
 @set_option
 def command(pipeline: str, overrides: tuple[str, ...]) -> None:
     """Check PIPELINE: YAML syntax, schema_version, step types, fields and their types,

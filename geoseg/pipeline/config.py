@@ -15,7 +15,8 @@ A pipeline file looks like::
     outputs: [network, nodes]
 
 A step field whose value is ``${NAME}`` takes the parameter's value (typed); ``${NAME}``
-inside a longer string is replaced textually. Every error names the file, the step and the
+inside a longer string is replaced textually. A parameter set to ``null`` leaves optional
+fields at the step's default and must be given (``--set NAME=VALUE``) for required ones. Every error names the file, the step and the
 field.
 """
 
@@ -186,6 +187,9 @@ def build_step(spec: dict[str, Any], params: dict[str, Any], where: str, *, allo
         except ConfigError as exc:
             raise ConfigError(f"{where}field '{key}': {exc}") from None
         if unset:
+            field_info = cls.model_fields.get(key)
+            if field_info is not None and not field_info.is_required():
+                continue  # an unset parameter leaves an optional field at the step's default
             unset_fields.add(key)
             if not allow_unset:
                 names = ", ".join(sorted(unset))

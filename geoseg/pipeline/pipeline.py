@@ -270,7 +270,23 @@ class Pipeline:
         return run_batch(self, inputs, outdir, fmt=fmt, progress=progress)
 
 
+def shipped_pipelines_dir() -> Path:
+    """Folder of the pipelines shipped with geoseg (``GEOSEG_PIPELINES`` overrides it)."""
+    return Path(os.environ.get("GEOSEG_PIPELINES") or Path(__file__).resolve().parents[2] / "pipelines")
+
+
+def resolve_pipeline_path(name: str | os.PathLike[str]) -> Path:
+    """A pipeline file path, or the name of a shipped pipeline (``road_centerlines``)."""
+    path = Path(name)
+    if path.exists() or path.suffix in (".yaml", ".yml"):
+        return path
+    shipped = shipped_pipelines_dir() / f"{path.name}.yaml"
+    if shipped.exists():
+        return shipped
+    raise ConfigError(f"{name}: no such pipeline file, and no shipped pipeline of that name in {shipped.parent}")
+
+
 def load_pipeline(path: str | os.PathLike[str], overrides: Iterable[str] | Mapping[str, Any] = ()) -> Pipeline:
-    """Load a pipeline file and apply ``--set``-style overrides."""
-    pipe = Pipeline.from_yaml(path)
+    """Load a pipeline file (or a shipped pipeline by name) and apply ``--set``-style overrides."""
+    pipe = Pipeline.from_yaml(resolve_pipeline_path(path))
     return pipe.with_overrides(overrides) if overrides else pipe

@@ -166,8 +166,9 @@ def multiscale_features(
     if len(scales_px) == 0:
         raise InputMismatchError("at least one scale is needed")
     chans, cnames = base_channels(image, rgb_bands=rgb_bands, gradient_sigma_px=gradient_sigma_px)
-    # Centre each channel so that mean(c²) − mean(c)² does not cancel catastrophically in float32.
-    chans = chans - chans.reshape(chans.shape[0], -1).mean(axis=1)[:, None, None]
+    # No per-image centring: a pixel's features must not depend on the rest of the image, or
+    # tiled processing would differ from whole-scene processing. Inputs are normalised
+    # (z-scores), so mean(c²) − mean(c)² does not cancel badly in float32.
     sq = chans * chans
     feats: list[np.ndarray] = []
     names: list[str] = []

@@ -83,6 +83,12 @@ def ridge_mask(saliency: np.ndarray, orientation: np.ndarray, *, rtol: float = 1
     rows, cols = np.indices(sal.shape, dtype=np.float64)
     # Normal (dx, dy) = (-sin θ, cos θ); +1 for the mirrored border.
     dr, dc = np.cos(theta), -np.sin(theta)
+    # The tie rule is asymmetric in the normal's sign, and θ ≈ +π/2 and θ ≈ −π/2 (or ±0) are
+    # the same direction with opposite normals: orient every normal by its nearest pixel
+    # step, so that both pixels of a plateau apply the rule the same way round.
+    step_r, step_c = np.rint(dr), np.rint(dc)
+    flip = (step_r < 0) | ((step_r == 0) & (step_c < 0))
+    dr, dc = np.where(flip, -dr, dr), np.where(flip, -dc, dc)
     padded = np.pad(sal, (1, 2), mode="reflect")
     ahead = _bilinear(padded, rows + 1 + dr, cols + 1 + dc)
     behind = _bilinear(padded, rows + 1 - dr, cols + 1 - dc)

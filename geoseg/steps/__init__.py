@@ -5,6 +5,8 @@ so it is usable in YAML (``type: road_network``) and from Python
 (``steps.RoadNetwork(simplify_m=0.5)``).
 """
 
+from geoseg.steps.centerlines import NonMaxSuppression, TensorVoting
+from geoseg.steps.classify import GraphCut, MJCRClassify
 from geoseg.steps.masks import BandProbability, ThresholdMask
 from geoseg.steps.network import ConnectNetwork, RoadNetwork
 from geoseg.steps.skeleton import Skeletonize
@@ -12,7 +14,11 @@ from geoseg.steps.skeleton import Skeletonize
 __all__ = [
     "BandProbability",
     "ConnectNetwork",
+    "GraphCut",
+    "MJCRClassify",
+    "NonMaxSuppression",
     "RoadNetwork",
     "Skeletonize",
+    "TensorVoting",
     "ThresholdMask",
 ]

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from pydantic import Field
 
 from geoseg.pipeline.step import Step, StepContext, ceil_px
 from geoseg.raster import GeoInfo
 from geoseg.road.connect import clean_network
 from geoseg.road.network import dissolve_degree2, simplify_graph, skeleton_to_graph
-from geoseg.road.skeleton import estimate_road_width
+from geoseg.road.centerlines import road_width_px
 
 __all__ = ["RoadNetwork", "ConnectNetwork"]
 
@@ -48,9 +47,11 @@ class ConnectNetwork(Step):
     gives = ("network",)
     uses_if_present = ("mask", "probability")
 
-    road_width_m: float | None = Field(None, gt=0, description="typical road width in metres; default: estimated from the mask")
-    fallback_road_width_m: float = Field(7.0, gt=0, description="road width used when there is no mask to estimate it from")
-    max_gap_m: float = Field(15.0, ge=0, description="longest gap bridged between collinear ends (and longest extension to the image border)")
+    road_width_m: float | None = Field(None, gt=0, description="typical road width in metres; default: measured on the mask")
+    fallback_road_width_m: float = Field(7.0, gt=0, description="road width used when there is no mask to measure it on")
+    max_road_width_m: float = Field(40.0, gt=0, description="upper bound of the measured road width (bounds the halo)")
+    max_gap_m: float | None = Field(None, ge=0, description="longest gap bridged between collinear ends; default: max_gap_factor x road width")
+    max_gap_factor: float = Field(2.0, ge=0, description="longest gap as a multiple of the road width (when max_gap_m is not set)")
     max_angle_deg: float = Field(30.0, ge=0, le=90, description="how far the fitted directions of two ends may disagree")
     spur_length_m: float | None = Field(None, ge=0, description="dangling edges shorter than this are pruned; default: the road width")
     junction_radius_m: float | None = Field(None, ge=0, description="junction nodes closer than this merge into one; default: the road width")
@@ -59,16 +60,16 @@ class ConnectNetwork(Step):
 
     def halo_px(self, geo: GeoInfo) -> int:
         """Connection looks as far as the longest gap."""
-        return ceil_px(geo.metres_to_pixels(self.max_gap_m))
+        gap_m = self.max_gap_m if self.max_gap_m is not None else self.max_gap_factor * self.max_road_width_m
+        return ceil_px(geo.metres_to_pixels(gap_m))
 
     def _road_width_px(self, layers: dict[str, Any], ctx: StepContext) -> float:
         if self.road_width_m is not None:
             return ctx.px(self.road_width_m)
-        mask = layers.get("mask")
-        if mask is None and "probability" in layers:
-            mask = layers["probability"] > 0.5
-        width = estimate_road_width(mask) if mask is not None and np.any(mask) else 0.0
-        return width if width > 0 else ctx.px(self.fallback_road_width_m)
+        road = layers.get("mask", layers.get("probability"))
+        if road is None:
+            return ctx.px(self.fallback_road_width_m)
+        return min(road_width_px(road, ctx.px(self.fallback_road_width_m)), ctx.px(self.max_road_width_m))
 
     def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         """Clean the network (see :func:`geoseg.road.connect.clean_network`)."""
@@ -80,7 +81,7 @@ class ConnectNetwork(Step):
         graph = clean_network(
             layers["network"],
             road_width_px=width,
-            max_gap_px=ctx.px(self.max_gap_m),
+            max_gap_px=ctx.px(self.max_gap_m) if self.max_gap_m is not None else self.max_gap_factor * width,
             max_angle_deg=self.max_angle_deg,
             shape=ctx.geo.height_width if self.extend_to_border else None,
             simplify_tolerance_px=ctx.px(self.simplify_m),

@@ -110,13 +110,17 @@ def test_unknown_step_error_is_also_a_lookup_error(tmp_path):
 
 
 def test_required_parameter_without_value_validates_but_cannot_run(tmp_path):
-    text = BASE.replace("gap: 12", "gap: null")
+    text = "schema_version: 1\nparams:\n  model: null\nsteps:\n  - type: mjcr_classify\n    model: ${model}\n"
     pipe = load_pipeline(_yaml(tmp_path, text))
-    assert pipe.unset_params() == ["gap"]
-    # connect_network.max_gap_m has a default, so the step is still built without the parameter;
-    # the missing value is reported when the pipeline is bound.
-    with pytest.raises(ConfigError, match="pipeline parameter gap is not set .*--set gap=VALUE"):
+    assert pipe.unset_params() == ["model"]
+    with pytest.raises(ConfigError, match="step 1 \\(mjcr_classify\\): field 'model': pipeline parameter model is not set .*--set model=VALUE"):
         pipe.steps
+    assert pipe.with_overrides(["model=roads.npz"]).steps[0].model == "roads.npz"
+
+
+def test_null_parameter_leaves_an_optional_field_at_its_default(tmp_path):
+    pipe = load_pipeline(_yaml(tmp_path, BASE.replace("gap: 12", "gap: null")))
+    assert pipe.steps[3].max_gap_m is None
     assert pipe.with_overrides(["gap=5"]).steps[3].max_gap_m == 5
 
 

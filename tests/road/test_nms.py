@@ -95,3 +95,16 @@ def test_empty_and_invalid() -> None:
         non_max_suppression(zeros, np.zeros((16, 15)))
     with pytest.raises(ConfigError):
         non_max_suppression(zeros, zeros, threshold=0.1, low_threshold=0.2)
+
+
+def test_even_width_vertical_band_keeps_one_continuous_line():
+    """A 12-px band has a 2-px saliency plateau; orientations of ±90° must not break the tie rule."""
+    from geoseg.road.centerlines import centrality_weights
+
+    band = np.zeros((120, 120), dtype=np.float32)
+    band[:, 54:66] = 1.0
+    for image in (band, band.T):
+        tv = tensor_voting(centrality_weights(image, 11.0), 4.4)
+        thin = non_max_suppression(tv.saliency, tv.orientation, threshold=0.1, low_threshold=0.05)
+        along = np.unique(np.nonzero(thin)[0 if image is band else 1])
+        assert along.size == 120

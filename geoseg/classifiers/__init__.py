@@ -1,0 +1,1 @@
+"""Road classifiers applied to whole scenes (bands, normalisation, model files)."""

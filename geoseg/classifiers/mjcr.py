@@ -1,0 +1,213 @@
+"""The MJCR road classifier as geoseg uses it on scenes: bands, normalisation, scales in metres.
+
+:class:`geoseg.road.mjcr.MJCRModel` works on feature maps; this module wraps it with what a
+scene needs: which bands to read, the per-band statistics that normalise raw pixel values,
+the feature scales **in metres** (converted with each scene's GSD, so one model serves scenes
+of other resolutions), training from image/label pairs, and the safe model file
+(:mod:`geoseg.modelfile`, ``.npz`` + JSON, no pickle).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from geoseg.errors import InputMismatchError, ModelFileError
+from geoseg.modelfile import load_model, save_model
+from geoseg.road.features import feature_description, feature_groups, multiscale_features, window_sides
+from geoseg.road.mjcr import MJCRModel
+
+__all__ = ["MJCRClassifier", "DEFAULT_SCALES_M"]
+
+#: Feature scales in metres: a car, a lane, a road's width (see ``benchmarks/bench_mjcr.py``).
+DEFAULT_SCALES_M = (1.0, 2.5, 5.0)
+
+
+@dataclass
+class MJCRClassifier:
+    """A trained MJCR road classifier with everything needed to apply it to a scene.
+
+    Attributes
+    ----------
+    model : MJCRModel
+        The collaborative-representation model (on features).
+    bands : list of int
+        1-based band indexes of the scene it reads.
+    band_mean, band_std : numpy.ndarray
+        Per-band statistics of the training pixels (raw values), for z-score normalisation.
+    scales_m : list of float
+        Feature scales in metres.
+    gradient_sigma_m : float
+        Scale of the gradient-magnitude texture channel, metres.
+    train_gsd_m : float
+        GSD of the training scenes (informative; scales are converted per scene).
+    """
+
+    model: MJCRModel
+    bands: list[int]
+    band_mean: np.ndarray
+    band_std: np.ndarray
+    scales_m: list[float]
+    gradient_sigma_m: float = 0.3
+    train_gsd_m: float = float("nan")
+    provenance: dict = field(default_factory=dict)
+
+    KIND = "mjcr"
+
+    # ------------------------------------------------------------------ features
+    def scales_px(self, gsd_m: float) -> list[float]:
+        """Feature scales in pixels of a scene of this GSD."""
+        return [s / gsd_m for s in self.scales_m]
+
+    def halo_px(self, gsd_m: float) -> int:
+        """Neighbourhood (pixels) a probability depends on: half the widest window plus the joint window."""
+        widest = max(window_sides(self.scales_px(gsd_m)))
+        return int(math.ceil(widest / 2 + self.model.joint_window_px / 2 + 2 * self.gradient_sigma_m / gsd_m))
+
+    def select_bands(self, image: np.ndarray, source: str = "<scene>") -> np.ndarray:
+        """The model's bands of a ``(bands, rows, cols)`` scene, checked."""
+        if image.shape[0] < max(self.bands):
+            raise InputMismatchError(
+                f"{source}: the MJCR model was trained on band(s) {self.bands} "
+                f"of {len(self.bands)}-band scenes; this scene has {image.shape[0]} band(s)"
+            )
+        return image[[b - 1 for b in self.bands]]
+
+    def features(self, image: np.ndarray, gsd_m: float) -> np.ndarray:
+        """Normalised multiscale features of the model's bands of ``image``."""
+        z = (image.astype(np.float32) - self.band_mean[:, None, None].astype(np.float32)) / self.band_std[:, None, None].astype(np.float32)
+        feats, _ = multiscale_features(z, self.scales_px(gsd_m), gradient_sigma_px=self.gradient_sigma_m / gsd_m)
+        return feats
+
+    def predict_proba(self, image: np.ndarray, gsd_m: float, valid: np.ndarray | None = None, source: str = "<scene>") -> np.ndarray:
+        """Road probability of every pixel of a raw ``(bands, rows, cols)`` scene.
+
+        Pixels outside ``valid`` get probability 0.
+        """
+        selected = self.select_bands(image, source)
+        prob = self.model.predict_proba(self.features(selected, gsd_m))
+        if valid is not None:
+            prob = np.where(valid, prob, np.float32(0.0))
+        return prob
+
+    # ------------------------------------------------------------------ training
+    @classmethod
+    def train(
+        cls,
+        images: Sequence[np.ndarray],
+        labels: Sequence[np.ndarray],
+        gsd_m: Sequence[float],
+        *,
+        bands: Sequence[int] | None = None,
+        scales_m: Sequence[float] = DEFAULT_SCALES_M,
+        gradient_sigma_m: float = 0.3,
+        lam: float = 0.1,
+        atoms_per_class: int = 1000,
+        joint_window_m: float = 1.0,
+        seed: int = 0,
+    ) -> MJCRClassifier:
+        """Fit a classifier from raw scenes and label rasters.
+
+        Parameters
+        ----------
+        images : sequence of numpy.ndarray
+            Raw ``(bands, rows, cols)`` scenes (all with the same bands).
+        labels : sequence of numpy.ndarray
+            ``(rows, cols)`` labels: 1 road, 0 background, anything else unlabelled.
+        gsd_m : sequence of float
+            GSD of each scene.
+        bands : sequence of int, optional
+            1-based bands to use (default: the first three, or all when fewer).
+        scales_m : sequence of float
+            Feature scales in metres.
+        gradient_sigma_m : float
+            Scale of the texture gradient, metres.
+        lam, atoms_per_class, seed
+            See :meth:`geoseg.road.mjcr.MJCRModel.fit`.
+        joint_window_m : float
+            Side of the joint-coding window in metres (odd number of pixels at the mean GSD).
+        """
+        if not images or len(images) != len(labels) or len(images) != len(gsd_m):
+            raise InputMismatchError("training needs as many label rasters and GSDs as images (and at least one)")
+        n_bands = images[0].shape[0]
+        if any(im.shape[0] != n_bands for im in images):
+            raise InputMismatchError("training images have different band counts")
+        chosen = list(bands) if bands is not None else list(range(1, min(3, n_bands) + 1))
+        selected = [im[[b - 1 for b in chosen]].astype(np.float64) for im in images]
+        stacked = np.concatenate([s.reshape(len(chosen), -1) for s in selected], axis=1)
+        band_mean = stacked.mean(axis=1)
+        band_std = np.maximum(stacked.std(axis=1), 1e-6)
+        mean_gsd = float(np.mean(gsd_m))
+        joint_px = max(1, 2 * int(round(joint_window_m / mean_gsd / 2)) + 1)
+        wrapper = cls(
+            model=None,  # type: ignore[arg-type]  # set below, features need the statistics
+            bands=chosen,
+            band_mean=band_mean,
+            band_std=band_std,
+            scales_m=[float(s) for s in scales_m],
+            gradient_sigma_m=gradient_sigma_m,
+            train_gsd_m=mean_gsd,
+        )
+        feats = [wrapper.features(s, g) for s, g in zip(selected, gsd_m)]
+        names = multiscale_features(np.zeros((len(chosen), 3, 3), np.float32), wrapper.scales_px(mean_gsd))[1]
+        spec = feature_description(len(chosen), wrapper.scales_px(mean_gsd), gradient_sigma_px=gradient_sigma_m / mean_gsd)
+        wrapper.model = MJCRModel.fit(
+            feats,
+            [np.asarray(lab) for lab in labels],
+            groups=feature_groups(names),
+            lam=lam,
+            atoms_per_class=atoms_per_class,
+            joint_window_px=joint_px,
+            seed=seed,
+            feature_names=names,
+            feature_spec=spec,
+        )
+        return wrapper
+
+    # ------------------------------------------------------------------ model file
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the classifier to a safe model file (``.npz`` + JSON metadata)."""
+        arrays = {f"mjcr.{k}": v for k, v in self.model.to_arrays().items()}
+        arrays["band_mean"] = np.asarray(self.band_mean, np.float64)
+        arrays["band_std"] = np.asarray(self.band_std, np.float64)
+        metadata = {
+            "kind": self.KIND,
+            "bands": self.bands,
+            "scales_m": self.scales_m,
+            "gradient_sigma_m": self.gradient_sigma_m,
+            "train_gsd_m": self.train_gsd_m,
+            "classes": ["background", "road"],
+            "provenance": self.provenance,
+            "mjcr": self.model.metadata(),
+        }
+        return save_model(path, arrays, metadata)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> MJCRClassifier:
+        """Read a classifier written by :meth:`save` (nothing in the file is executed).
+
+        Raises
+        ------
+        ModelFileError
+            Not a geoseg MJCR model file, or an incomplete one.
+        """
+        arrays, meta = load_model(path, kind=cls.KIND)
+        try:
+            inner = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("mjcr.")}
+            return cls(
+                model=MJCRModel.from_arrays(inner, meta["mjcr"]),
+                bands=[int(b) for b in meta["bands"]],
+                band_mean=arrays["band_mean"],
+                band_std=arrays["band_std"],
+                scales_m=[float(s) for s in meta["scales_m"]],
+                gradient_sigma_m=float(meta["gradient_sigma_m"]),
+                train_gsd_m=float(meta["train_gsd_m"]),
+                provenance=dict(meta.get("provenance", {})),
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ModelFileError(f"{path}: incomplete MJCR model file ({exc})") from exc

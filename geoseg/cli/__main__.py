@@ -1,0 +1,5 @@
+"""``python -m geoseg.cli``: the same as the ``geoseg`` command."""
+
+from geoseg.cli.main import cli
+
+cli(prog_name="geoseg")
