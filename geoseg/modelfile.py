@@ -99,6 +99,9 @@ def save_model(path: str | os.PathLike, arrays: dict[str, np.ndarray], metadata:
             np.savez_compressed(fh, **clean)
             fh.flush()
             os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)  # temporary files are private; the model is not
         os.replace(tmp_name, path)
     except OSError as exc:
         if tmp_name is not None and os.path.exists(tmp_name):

@@ -12,7 +12,9 @@ Writes, into ``DIR`` (default: the folder of this script):
 - ``scene_a_centerlines.geojson``, ``scene_b_centerlines.geojson``: centerlines in the scene
   CRS with attribute ``width_m``;
 - ``tile_c.png``, ``tile_c_mask.png``: a 256 x 256 RGB tile and its 0/255 road mask without
-  georeferencing (pixel coordinates).
+  georeferencing (pixel coordinates);
+- ``roads.mjcr.npz``: a small MJCR road classifier trained on scene B only (so scene A and
+  tile C are unseen scenes for it), used by the README's main command.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ import shapely
 from PIL import Image
 from rasterio.transform import Affine
 
+from geoseg.classifiers.mjcr import MJCRClassifier
+from geoseg.classifiers.training_data import mask_labels
+from geoseg.raster import read_raster
 from geoseg.synthetic import SyntheticScene, render_scene
 
 GSD_M = 0.3
@@ -118,6 +123,16 @@ def main(argv: list[str] | None = None) -> None:
         write_geotiff_scene(scene, sample, args.out)
     tile = render_scene(256, 256, gsd_m=GSD_M, seed=3, n_through=(1, 1), n_branches=1)
     write_png_tile(tile, "tile_c", args.out)
+    train_sample_model(args.out)
+
+
+def train_sample_model(out: Path) -> None:
+    """Train the sample MJCR model on scene B and write ``roads.mjcr.npz`` (deterministic)."""
+    scene = read_raster(out / "scene_b.tif")
+    labels = mask_labels(scene, out / "scene_b_mask.tif")
+    model = MJCRClassifier.train([scene.array], [labels], [scene.geo.gsd_m], seed=0)
+    model.provenance = {"scenes": ["sample_data/scene_b.tif"], "seed": 0}
+    model.save(out / "roads.mjcr.npz")
 
 
 if __name__ == "__main__":

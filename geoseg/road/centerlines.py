@@ -4,8 +4,8 @@ Stage 2 of Cheng et al., arXiv 1508.06163, votes on the road segmentation. Votin
 on a filled road surface makes the stick saliency peak along both road *edges* (each edge is
 a long straight run of voters), not along the middle. Our choice (not in the paper, whose
 text was not available to us): each road pixel votes with the weight
-``p · min(1, d / (w/2))^k``, where ``d`` is its distance to the road edge and ``w`` the road
-width, so that a wide road votes like a line along its medial axis. Scales (voting σ, gap
+``p · min(1, d / h)^k``, where ``d`` is its distance to the road edge and ``h`` the local
+half-width of the road, so that a wide road votes like a line along its medial axis. Scales (voting σ, gap
 length) are multiples of the road width measured on the scene, so the same pipeline serves
 scenes of any resolution and road class. Measured on the Ottawa ground-truth masks in
 ``benchmarks/bench_centerlines_ottawa.py``.
@@ -29,7 +29,10 @@ def road_width_px(prob: np.ndarray, fallback_px: float) -> float:
 
 
 def centrality_weights(prob: np.ndarray, width_px: float, power: float = 4.0) -> np.ndarray:
-    """Voter weights ``p · min(1, d / (w/2))^power`` (``d``: distance to the road edge).
+    """Voter weights ``p · min(1, d / h)^power``.
+
+    ``d`` is the distance to the road edge and ``h`` the local half-width: the largest ``d``
+    within a window of the typical road width ``width_px`` (so narrow roads are not muted).
 
     Parameters
     ----------
@@ -50,7 +53,7 @@ def centrality_weights(prob: np.ndarray, width_px: float, power: float = 4.0) ->
     >>> m = np.zeros((9, 9)); m[2:7, :] = 1
     >>> w = centrality_weights(m, 5.0, power=1.0)
     >>> [round(float(v), 1) for v in w[1:8, 4]]
-    [0.0, 0.4, 0.8, 1.0, 0.8, 0.4, 0.0]
+    [0.0, 0.3, 0.7, 1.0, 0.7, 0.3, 0.0]
     """
     p = np.asarray(prob, dtype=np.float32)
     if power == 0:
@@ -58,4 +61,8 @@ def centrality_weights(prob: np.ndarray, width_px: float, power: float = 4.0) ->
     mask = p > 0.5
     # Edge padding: a road leaving the image is not cut short at the border.
     dist = ndimage.distance_transform_edt(np.pad(mask, 1, mode="edge"))[1:-1, 1:-1]
-    return (p * np.clip(dist / (width_px / 2.0), 0.0, 1.0) ** power).astype(np.float32)
+    # Local half-width: the largest distance within a typical road width, so that a narrow
+    # road beside wide ones still votes along its own middle.
+    size = max(3, int(round(width_px)) | 1)
+    half_width = np.maximum(ndimage.maximum_filter(dist, size=size), 1.0)
+    return (p * np.clip(dist / half_width, 0.0, 1.0) ** power).astype(np.float32)
