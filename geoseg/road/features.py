@@ -142,6 +142,7 @@ def multiscale_features(
     *,
     rgb_bands: Sequence[int] | None | str = "auto",
     gradient_sigma_px: float = 1.0,
+    channel_means: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Box-window means and standard deviations of the base channels at several scales.
 
@@ -155,6 +156,8 @@ def multiscale_features(
         See :func:`base_channels`.
     gradient_sigma_px : float, optional
         See :func:`base_channels`.
+    channel_means : ndarray, shape (n_channels,), optional
+        Means subtracted from the base channels; default: their means over ``image``.
 
     Returns
     -------
@@ -166,9 +169,15 @@ def multiscale_features(
     if len(scales_px) == 0:
         raise InputMismatchError("at least one scale is needed")
     chans, cnames = base_channels(image, rgb_bands=rgb_bands, gradient_sigma_px=gradient_sigma_px)
-    # No per-image centring: a pixel's features must not depend on the rest of the image, or
-    # tiled processing would differ from whole-scene processing. Inputs are normalised
-    # (z-scores), so mean(c²) − mean(c)² does not cancel badly in float32.
+    # Centring each channel on the scene's mean normalises brightness and colour across scenes
+    # (it is what makes a model trained on some tiles hold on others: benchmarks/bench_mjcr.py)
+    # and keeps mean(c²) − mean(c)² from cancelling in float32. A tile of a larger scene must
+    # be centred on the *scene's* means, passed as ``channel_means``, to match whole-scene
+    # processing.
+    means = chans.reshape(chans.shape[0], -1).mean(axis=1) if channel_means is None else np.asarray(channel_means, np.float32)
+    if means.shape != (chans.shape[0],):
+        raise InputMismatchError(f"channel_means must hold {chans.shape[0]} values, got shape {means.shape}")
+    chans = chans - means[:, None, None]
     sq = chans * chans
     feats: list[np.ndarray] = []
     names: list[str] = []

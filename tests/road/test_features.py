@@ -47,20 +47,21 @@ def test_multiscale_features_match_explicit_window_stats() -> None:
     assert F.dtype == np.float32 and F.shape == (7 + 14, 20, 24) and len(names) == F.shape[0]
     i = names.index("mean:b1@5px")
     j = names.index("std:b1@5px")
-    # Interior pixel: explicit 5x5 window.
+    # Interior pixel: explicit 5x5 window (channels are centred, which shifts the mean only).
     win = img[1, 8:13, 10:15]
-    assert F[i, 10, 12] == pytest.approx(win.mean(), abs=1e-5)
+    assert F[i, 10, 12] == pytest.approx(win.mean() - img[1].mean(), abs=1e-5)
     assert F[j, 10, 12] == pytest.approx(win.std(), abs=1e-4)
-    # Window of side 1: the mean is the channel itself and there is no std.
+    # Window of side 1: the mean is the (centred) channel itself and there is no std.
     assert "std:b0@1px" not in names
-    np.testing.assert_allclose(F[names.index("mean:b0@1px")], img[0], atol=1e-6)
+    np.testing.assert_allclose(F[names.index("mean:b0@1px")], img[0] - img[0].mean(), atol=1e-6)
 
 
-def test_features_of_a_pixel_do_not_depend_on_the_rest_of_the_image() -> None:
-    """Tiled processing needs features that are local: a crop gives the same interior values."""
+def test_a_crop_centred_on_the_scene_means_matches_the_whole_scene() -> None:
+    """Tiled processing: a tile given the scene's channel means has the scene's features."""
     img = _image(1)
     full, _ = multiscale_features(img, [1, 5])
-    crop, _ = multiscale_features(img[:, :, 8:], [1, 5])
+    chans, _ = base_channels(img)
+    crop, _ = multiscale_features(img[:, :, 8:], [1, 5], channel_means=chans.reshape(chans.shape[0], -1).mean(axis=1))
     # 8 px from the cut: beyond the 5-px window and the gradient filter's reach.
     np.testing.assert_allclose(crop[:, :, 8:], full[:, :, 16:], atol=1e-4)
 
