@@ -1,0 +1,453 @@
+"""The geoseg Processing algorithms: each builds a ``geoseg`` command line and runs it.
+
+Rasters are handed to geoseg as their files (geoseg reads them with GDAL itself); vectors that
+are not plain files (memory layers, selections, database tables) are exported to a temporary
+GeoPackage first. Results are written by geoseg into a temporary folder and then copied to the
+Processing destinations, keeping the input layer's CRS (no reprojection).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import tempfile
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsFeature,
+    QgsFeatureRequest,
+    QgsFields,
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingOutputMultipleLayers,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterDistance,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsProcessingParameterVectorDestination,
+    QgsProcessingUtils,
+    QgsProviderRegistry,
+    QgsUnitTypes,
+    QgsVectorFileWriter,
+    QgsVectorLayer,
+)
+
+from .config import configured_executable
+from .runner import run_geoseg
+
+#: Vector formats geoseg writes (``geoseg run --format``).
+GEOSEG_FORMATS = ["gpkg", "shp", "geojson"]
+
+
+class GeosegAlgorithm(QgsProcessingAlgorithm):
+    """Shared plumbing: input checks, the geoseg call, temporary folders, layer copies."""
+
+    def createInstance(self) -> "GeosegAlgorithm":  # noqa: D102 - QgsProcessingAlgorithm API
+        return type(self)()
+
+    def scene_file(
+        self, parameters: Dict[str, Any], name: str, context: QgsProcessingContext
+    ) -> Tuple[str, QgsCoordinateReferenceSystem]:
+        """The file behind raster parameter ``name`` and the layer's CRS.
+
+        Raises
+        ------
+        QgsProcessingException
+            When the layer is not a raster file GDAL reads from disk (memory, WMS, database...).
+        """
+        layer = self.parameterAsRasterLayer(parameters, name, context)
+        if layer is None:
+            raise QgsProcessingException(self.invalidRasterError(parameters, name))
+        path = layer.source()
+        if layer.providerType() != "gdal" or not os.path.isfile(path):
+            raise QgsProcessingException(
+                f"Layer '{layer.name()}' is not a raster file on disk (provider '{layer.providerType()}'); "
+                "geoseg reads rasters from files. Save it as a GeoTIFF first (Raster > Conversion > "
+                "Translate) and use that file."
+            )
+        return path, layer.crs()
+
+    def geoseg(self, args: List[str], feedback: QgsProcessingFeedback) -> List[dict]:
+        """Run ``geoseg args...`` (see :func:`runner.run_geoseg`) with the configured executable."""
+        return run_geoseg(configured_executable(), args, feedback)
+
+    @staticmethod
+    def written_files(events: List[dict]) -> List[str]:
+        """The files that ``geoseg run --progress json`` reported as written."""
+        return [path for event in events if event.get("status") == "done" for path in event.get("outputs") or []]
+
+
+@contextmanager
+def work_folder() -> Iterator[str]:
+    """A temporary folder inside the Processing temporary folder, removed afterwards."""
+    folder = tempfile.mkdtemp(prefix="geoseg_", dir=QgsProcessingUtils.tempFolder())
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def copy_vector_layer(
+    source_uri: str,
+    destination: str,
+    crs: QgsCoordinateReferenceSystem,
+    context: QgsProcessingContext,
+) -> None:
+    """Copy the OGR layer ``source_uri`` to the file ``destination`` (format from its extension).
+
+    Coordinates are copied as they are; the copy is labelled with ``crs`` (the input raster
+    layer's CRS, in which geoseg's coordinates are expressed) when that is valid.
+    """
+    layer = QgsVectorLayer(source_uri, "geoseg", "ogr")
+    if not layer.isValid():
+        raise QgsProcessingException(f"geoseg wrote no readable layer at {source_uri}")
+    if crs.isValid():
+        layer.setCrs(crs)
+    options = QgsVectorFileWriter.SaveVectorOptions()
+    options.driverName = QgsVectorFileWriter.driverForExtension(os.path.splitext(destination)[1]) or "GPKG"
+    options.fileEncoding = "UTF-8"
+    error, message, _, _ = QgsVectorFileWriter.writeAsVectorFormatV3(
+        layer, destination, context.transformContext(), options
+    )
+    if error != QgsVectorFileWriter.NoError:
+        raise QgsProcessingException(f"Could not write {destination}: {message}")
+
+
+class ExtractCenterlinesAlgorithm(GeosegAlgorithm):
+    """Road centerlines from a road mask, or from a scene with an MJCR model."""
+
+    INPUT = "INPUT"
+    MODEL = "MODEL"
+    MAX_GAP = "MAX_GAP"
+    OUTPUT = "OUTPUT"
+    NODES = "NODES"
+
+    def name(self) -> str:  # noqa: D102
+        return "extract_centerlines"
+
+    def displayName(self) -> str:  # noqa: D102
+        return "Extract road centerlines"
+
+    def group(self) -> str:  # noqa: D102
+        return "Road extraction"
+
+    def groupId(self) -> str:  # noqa: D102
+        return "road_extraction"
+
+    def shortHelpString(self) -> str:  # noqa: D102
+        return (
+            "Extracts a road centerline network (lines, and optionally its junction and end nodes).\n\n"
+            "Without a model file the input raster is a road mask (band 1, road where the value is "
+            "above 0) and geoseg's 'mask_to_centerlines' pipeline is run. With an MJCR model file "
+            "(from 'Train MJCR road classifier') the input is an image scene and the full "
+            "'road_centerlines' pipeline is run.\n\n"
+            "Gaps up to the maximum gap (metres) between collinear road ends are bridged. "
+            "Outputs keep the input layer's CRS."
+        )
+
+    def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:  # noqa: D102
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Road mask or image scene"))
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.MODEL,
+                "MJCR model file (empty: the input is a road mask)",
+                behavior=QgsProcessingParameterFile.File,
+                fileFilter="geoseg model (*.npz);;All files (*.*)",
+                optional=True,
+            )
+        )
+        max_gap = QgsProcessingParameterDistance(self.MAX_GAP, "Maximum gap to bridge (m)", 15.0, minValue=0.0)
+        max_gap.setDefaultUnit(QgsUnitTypes.DistanceMeters)
+        self.addParameter(max_gap)
+        self.addParameter(
+            QgsProcessingParameterVectorDestination(self.OUTPUT, "Road centerlines", QgsProcessing.TypeVectorLine)
+        )
+        self.addParameter(
+            QgsProcessingParameterVectorDestination(
+                self.NODES, "Road nodes (junctions and ends)", QgsProcessing.TypeVectorPoint, optional=True,
+                createByDefault=False,
+            )
+        )
+
+    def processAlgorithm(
+        self, parameters: Dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> Dict[str, Any]:
+        """Run the pipeline into a temporary GeoPackage and copy its layers to the destinations."""
+        scene, crs = self.scene_file(parameters, self.INPUT, context)
+        model = self.parameterAsFile(parameters, self.MODEL, context)
+        max_gap = self.parameterAsDouble(parameters, self.MAX_GAP, context)
+        edges_destination = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        nodes_destination = self.parameterAsOutputLayer(parameters, self.NODES, context)
+
+        pipeline = "road_centerlines" if model else "mask_to_centerlines"
+        overrides = [f"max_gap_m={max_gap!r}"] + ([f"model={model}"] if model else [])
+        with work_folder() as folder:
+            args = ["run", pipeline, scene, "-o", folder, "--format", "gpkg", "--progress", "json"]
+            for override in overrides:
+                args += ["--set", override]
+            written = self.written_files(self.geoseg(args, feedback))
+            if not written:
+                raise QgsProcessingException("geoseg reported no output file")
+            copy_vector_layer(f"{written[0]}|layername=edges", edges_destination, crs, context)
+            results = {self.OUTPUT: edges_destination}
+            if nodes_destination:
+                copy_vector_layer(f"{written[0]}|layername=nodes", nodes_destination, crs, context)
+                results[self.NODES] = nodes_destination
+        return results
+
+
+class TrainMjcrAlgorithm(GeosegAlgorithm):
+    """Train an MJCR road classifier from labelled samples (``geoseg train mjcr``)."""
+
+    INPUT = "INPUT"
+    SAMPLES = "SAMPLES"
+    CLASS_FIELD = "CLASS_FIELD"
+    OUTPUT = "OUTPUT"
+
+    def name(self) -> str:  # noqa: D102
+        return "train_mjcr"
+
+    def displayName(self) -> str:  # noqa: D102
+        return "Train MJCR road classifier"
+
+    def group(self) -> str:  # noqa: D102
+        return "Training"
+
+    def groupId(self) -> str:  # noqa: D102
+        return "training"
+
+    def shortHelpString(self) -> str:  # noqa: D102
+        return (
+            "Trains an MJCR road classifier on an image scene from labelled samples (points, lines "
+            "or polygons) and writes a model file for 'Extract road centerlines'.\n\n"
+            "The class field holds 1 for road and 0 for background. Samples are reprojected to "
+            "the scene's CRS when they are in another one."
+        )
+
+    def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:  # noqa: D102
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Image scene"))
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.SAMPLES,
+                "Labelled samples",
+                [QgsProcessing.TypeVectorPoint, QgsProcessing.TypeVectorLine, QgsProcessing.TypeVectorPolygon],
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterField(
+                self.CLASS_FIELD, "Class field (1 = road, 0 = background)", parentLayerParameterName=self.SAMPLES,
+                type=QgsProcessingParameterField.Numeric,
+            )
+        )
+        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Model file", "geoseg model (*.npz)"))
+
+    def processAlgorithm(
+        self, parameters: Dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> Dict[str, Any]:
+        """Export the samples (class field only, scene CRS) to a GeoPackage and run the trainer."""
+        scene, crs = self.scene_file(parameters, self.INPUT, context)
+        source = self.parameterAsSource(parameters, self.SAMPLES, context)
+        if source is None:
+            raise QgsProcessingException(self.invalidSourceError(parameters, self.SAMPLES))
+        field = self.parameterAsString(parameters, self.CLASS_FIELD, context)
+        model = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
+        with work_folder() as folder:
+            samples = os.path.join(folder, "samples.gpkg")
+            self.export_samples(source, field, crs, samples, context, feedback)
+            self.geoseg(
+                ["train", "mjcr", "--image", scene, "--samples", samples, "--class-field", field, "-o", model],
+                feedback,
+            )
+        if not os.path.isfile(model):
+            raise QgsProcessingException(f"geoseg finished but wrote no model file at {model}")
+        return {self.OUTPUT: model}
+
+    @staticmethod
+    def export_samples(
+        source: Any,
+        field: str,
+        crs: QgsCoordinateReferenceSystem,
+        path: str,
+        context: QgsProcessingContext,
+        feedback: QgsProcessingFeedback,
+    ) -> None:
+        """Write ``source``'s geometries and its ``field`` to the GeoPackage ``path`` in ``crs``."""
+        index = source.fields().lookupField(field)
+        if index < 0:
+            raise QgsProcessingException(f"The samples have no field '{field}'")
+        fields = QgsFields()
+        fields.append(source.fields().at(index))
+        options = QgsVectorFileWriter.SaveVectorOptions()
+        options.driverName = "GPKG"
+        target_crs = crs if crs.isValid() else source.sourceCrs()
+        writer = QgsVectorFileWriter.create(path, fields, source.wkbType(), target_crs, context.transformContext(), options)
+        if writer.hasError() != QgsVectorFileWriter.NoError:
+            raise QgsProcessingException(f"Could not write the samples: {writer.errorMessage()}")
+        request = QgsFeatureRequest().setSubsetOfAttributes([index]).setDestinationCrs(target_crs, context.transformContext())
+        for feature in source.getFeatures(request):
+            if feedback.isCanceled():
+                break
+            copy = QgsFeature(fields)
+            copy.setGeometry(feature.geometry())
+            copy.setAttributes([feature.attribute(index)])
+            writer.addFeature(copy)
+        del writer  # flushes and closes the file
+
+
+class RunPipelineAlgorithm(GeosegAlgorithm):
+    """Any geoseg pipeline (a YAML file) on one scene, with free ``--set`` overrides."""
+
+    PIPELINE = "PIPELINE"
+    INPUT = "INPUT"
+    OVERRIDES = "OVERRIDES"
+    FORMAT = "FORMAT"
+    OUTPUT_FOLDER = "OUTPUT_FOLDER"
+    OUTPUT_LAYERS = "OUTPUT_LAYERS"
+
+    def name(self) -> str:  # noqa: D102
+        return "run_pipeline"
+
+    def displayName(self) -> str:  # noqa: D102
+        return "Run geoseg pipeline"
+
+    def group(self) -> str:  # noqa: D102
+        return "Road extraction"
+
+    def groupId(self) -> str:  # noqa: D102
+        return "road_extraction"
+
+    def shortHelpString(self) -> str:  # noqa: D102
+        return (
+            "Runs a geoseg pipeline (a YAML file, see 'geoseg validate') on a raster and writes its "
+            "outputs into the output folder as <input name>.<format>; every layer written is "
+            "loaded.\n\n"
+            "Parameter overrides are NAME=VALUE pairs separated by spaces, as 'geoseg run --set' "
+            "takes them: pipeline parameters (max_gap_m=20, model=/path/roads.npz), engine "
+            "settings (assume_gsd_m=0.5) or step fields (connect_network.simplify_m=1). Quote "
+            "values with spaces: model='/my models/roads.npz'."
+        )
+
+    def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:  # noqa: D102
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.PIPELINE, "Pipeline (YAML file)", behavior=QgsProcessingParameterFile.File,
+                fileFilter="geoseg pipeline (*.yaml *.yml)",
+            )
+        )
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster"))
+        self.addParameter(
+            QgsProcessingParameterString(self.OVERRIDES, "Parameter overrides (NAME=VALUE ...)", optional=True)
+        )
+        self.addParameter(QgsProcessingParameterEnum(self.FORMAT, "Vector format", GEOSEG_FORMATS, defaultValue=0))
+        self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Output folder"))
+        self.addOutput(QgsProcessingOutputMultipleLayers(self.OUTPUT_LAYERS, "Layers written"))
+
+    def processAlgorithm(
+        self, parameters: Dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> Dict[str, Any]:
+        """Run the pipeline straight into the output folder and load every layer it wrote."""
+        pipeline = self.parameterAsFile(parameters, self.PIPELINE, context)
+        scene, _ = self.scene_file(parameters, self.INPUT, context)
+        overrides = self.parse_overrides(self.parameterAsString(parameters, self.OVERRIDES, context))
+        fmt = GEOSEG_FORMATS[self.parameterAsEnum(parameters, self.FORMAT, context)]
+        folder = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
+        os.makedirs(folder, exist_ok=True)
+
+        args = ["run", pipeline, scene, "-o", folder, "--format", fmt, "--progress", "json"]
+        for override in overrides:
+            args += ["--set", override]
+        layers = []
+        for path in self.written_files(self.geoseg(args, feedback)):
+            for sublayer in QgsProviderRegistry.instance().querySublayers(path):
+                layers.append(sublayer.uri())
+                details = QgsProcessingContext.LayerDetails(sublayer.name(), context.project(), self.OUTPUT_LAYERS)
+                context.addLayerToLoadOnCompletion(sublayer.uri(), details)
+        return {self.OUTPUT_FOLDER: folder, self.OUTPUT_LAYERS: layers}
+
+    @staticmethod
+    def parse_overrides(text: str) -> List[str]:
+        """Split ``NAME=VALUE NAME=VALUE`` (shell quoting allowed) into ``--set`` values."""
+        try:
+            overrides = shlex.split(text or "")
+        except ValueError as exc:
+            raise QgsProcessingException(f"Cannot read the parameter overrides: {exc}") from exc
+        malformed = [item for item in overrides if "=" not in item.strip("=")]
+        if malformed:
+            raise QgsProcessingException(f"Overrides must be NAME=VALUE; got: {', '.join(malformed)}")
+        return overrides
+
+
+class EvaluateNetworkAlgorithm(GeosegAlgorithm):
+    """Completeness, correctness, quality and APLS of a road network against a reference."""
+
+    INPUT = "INPUT"
+    REFERENCE = "REFERENCE"
+    BUFFER = "BUFFER"
+    #: Output name -> (key in ``geoseg eval --json``, description).
+    SCORES = {
+        "COMPLETENESS": ("completeness", "Completeness"),
+        "CORRECTNESS": ("correctness", "Correctness"),
+        "QUALITY": ("quality", "Quality"),
+        "APLS": ("apls", "APLS"),
+    }
+
+    def name(self) -> str:  # noqa: D102
+        return "evaluate_network"
+
+    def displayName(self) -> str:  # noqa: D102
+        return "Evaluate road network"
+
+    def group(self) -> str:  # noqa: D102
+        return "Evaluation"
+
+    def groupId(self) -> str:  # noqa: D102
+        return "evaluation"
+
+    def shortHelpString(self) -> str:  # noqa: D102
+        return (
+            "Scores a road network against a reference network ('geoseg eval'): completeness, "
+            "correctness and quality (Wiedemann) with a buffer of the given half-width in metres "
+            "(measured in a local UTM zone), and APLS (average path length similarity). All "
+            "scores are in [0, 1], higher is better."
+        )
+
+    def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:  # noqa: D102
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(self.INPUT, "Road network", [QgsProcessing.TypeVectorLine])
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(self.REFERENCE, "Reference network", [QgsProcessing.TypeVectorLine])
+        )
+        buffer = QgsProcessingParameterDistance(self.BUFFER, "Buffer half-width (m)", 2.0, minValue=0.0)
+        buffer.setDefaultUnit(QgsUnitTypes.DistanceMeters)
+        self.addParameter(buffer)
+        for name, (_, description) in self.SCORES.items():
+            self.addOutput(QgsProcessingOutputNumber(name, description))
+
+    def processAlgorithm(
+        self, parameters: Dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> Dict[str, Any]:
+        """Hand both networks to ``geoseg eval --json`` as files and return its scores."""
+        formats = ["gpkg", "shp", "geojson"]
+        prediction = self.parameterAsCompatibleSourceLayerPath(parameters, self.INPUT, context, formats, "gpkg", feedback)
+        reference = self.parameterAsCompatibleSourceLayerPath(parameters, self.REFERENCE, context, formats, "gpkg", feedback)
+        buffer_m = self.parameterAsDouble(parameters, self.BUFFER, context)
+        objects = self.geoseg(["eval", prediction, reference, "--buffer-m", repr(buffer_m), "--json"], feedback)
+        scores = next((obj for obj in reversed(objects) if "completeness" in obj), None)
+        if scores is None:
+            raise QgsProcessingException("geoseg eval printed no scores")
+        results = {name: scores.get(key) for name, (key, _) in self.SCORES.items()}
+        feedback.pushInfo(", ".join(f"{key} {scores.get(key)}" for key, _ in self.SCORES.values()))
+        return results

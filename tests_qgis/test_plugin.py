@@ -1,0 +1,307 @@
+"""The geoseg QGIS plugin in a real headless QGIS, running the real geoseg CLI."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import pytest
+from conftest import (
+    GSD_M,
+    REPO,
+    cli_has,
+    geoseg_executable,
+    mask_values_at,
+)
+from osgeo import gdal
+from qgis.core import (
+    QgsApplication,
+    QgsFeature,
+    QgsGeometry,
+    QgsPointXY,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsRasterLayer,
+    QgsVectorLayer,
+)
+
+pytestmark = pytest.mark.usefixtures("plugin")
+
+ALGORITHMS = {"extract_centerlines", "train_mjcr", "run_pipeline", "evaluate_network"}
+
+
+def run(algorithm: str, parameters: dict, feedback: Optional[QgsProcessingFeedback] = None) -> dict:
+    """``processing.run("geoseg:<algorithm>", parameters)``."""
+    import processing
+
+    return processing.run(f"geoseg:{algorithm}", parameters, feedback=feedback or QgsProcessingFeedback())
+
+
+def line_vertices(layer: QgsVectorLayer) -> List[QgsPointXY]:
+    """Every vertex of every line in ``layer``."""
+    return [QgsPointXY(v) for feature in layer.getFeatures() for v in feature.geometry().vertices()]
+
+
+def total_length(layer: QgsVectorLayer) -> float:
+    """Sum of the lengths of the features of ``layer`` (in its CRS units)."""
+    return sum(feature.geometry().length() for feature in layer.getFeatures())
+
+
+def test_provider_is_registered_with_its_algorithms() -> None:
+    provider = QgsApplication.processingRegistry().providerById("geoseg")
+    assert provider is not None
+    assert {algorithm.name() for algorithm in provider.algorithms()} == ALGORITHMS
+    assert QgsApplication.processingRegistry().algorithmById("geoseg:extract_centerlines").displayName() == "Extract road centerlines"
+
+
+def test_plugin_does_not_import_geoseg_dependencies() -> None:
+    heavy = {"rasterio", "torch", "networkx", "shapely", "pydantic", "dask"}
+    assert not heavy & set(sys.modules)
+
+
+def test_metadata_declares_a_processing_provider() -> None:
+    metadata = configparser.ConfigParser()
+    metadata.optionxform = str  # type: ignore[assignment]  # keep the keys as written
+    metadata.read(REPO / "plugins" / "qgis" / "geoseg" / "metadata.txt")
+    general = metadata["general"]
+    assert general["hasProcessingProvider"] == "yes"
+    assert {"name", "qgisMinimumVersion", "description", "about", "version", "author"} <= set(general)
+
+
+def test_executable_setting_then_environment_then_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    from geoseg.runner import find_executable
+
+    monkeypatch.setenv("GEOSEG_EXECUTABLE", "/bin/true")
+    assert find_executable("/bin/false") == "/bin/false"
+    assert find_executable("") == "/bin/true"
+    monkeypatch.delenv("GEOSEG_EXECUTABLE")
+    monkeypatch.setenv("PATH", str(Path(geoseg_executable()).parent))
+    assert find_executable("") == geoseg_executable()
+    with pytest.raises(QgsProcessingException, match="does not exist"):
+        find_executable("/no/such/geoseg")
+
+
+def test_extract_centerlines_from_mask(road_mask: Path, tmp_path: Path) -> None:
+    output, nodes = tmp_path / "roads.gpkg", tmp_path / "nodes.shp"
+    result = run(
+        "extract_centerlines",
+        {"INPUT": str(road_mask), "MAX_GAP": 10.0, "OUTPUT": str(output), "NODES": str(nodes)},
+    )
+    assert result["OUTPUT"] == str(output)
+    layer = QgsVectorLayer(result["OUTPUT"], "roads", "ogr")
+    mask_layer = QgsRasterLayer(str(road_mask), "mask")
+    assert layer.isValid() and layer.featureCount() > 0
+    assert layer.crs() == mask_layer.crs() and layer.crs().authid() == "EPSG:32633"
+    # Two roads crossing a 90 m square: 180 m of centerline, every vertex on the road.
+    assert total_length(layer) == pytest.approx(2 * 300 * GSD_M, rel=0.05)
+    vertices = line_vertices(layer)
+    assert np.all(mask_values_at(road_mask, [(p.x(), p.y()) for p in vertices]) == 255)
+    node_layer = QgsVectorLayer(result["NODES"], "nodes", "ogr")
+    assert node_layer.isValid() and node_layer.crs() == mask_layer.crs()
+    assert node_layer.featureCount() >= 5  # the X junction and four ends
+
+
+def test_extract_centerlines_to_temporary_output(road_mask: Path) -> None:
+    result = run("extract_centerlines", {"INPUT": str(road_mask), "OUTPUT": "TEMPORARY_OUTPUT"})
+    layer = QgsVectorLayer(result["OUTPUT"], "roads", "ogr")
+    assert layer.isValid() and layer.featureCount() > 0 and "NODES" not in result
+
+
+def cli_error(*args: str) -> str:
+    """The error geoseg reports for ``geoseg args... --progress json``: its failed scene or error line."""
+    result = subprocess.run([geoseg_executable(), *args, "--progress", "json"], capture_output=True, text=True, check=False)
+    assert result.returncode == 1
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    failed = [event["error"] for event in events if event.get("status") == "failed"]
+    errors = [line.split("geoseg: error:", 1)[1].strip() for line in result.stderr.splitlines() if line.startswith("geoseg: error:")]
+    return (failed + errors)[0]
+
+
+def test_failed_run_raises_with_the_cli_message(road_mask: Path, tmp_path: Path) -> None:
+    model = tmp_path / "model.npz"
+    model.write_text("not a model\n")
+    expected = cli_error("run", "road_centerlines", str(road_mask), "-o", str(tmp_path / "cli"), "--set", f"model={model}")
+    with pytest.raises(QgsProcessingException) as raised:
+        run("extract_centerlines", {"INPUT": str(road_mask), "MODEL": str(model), "OUTPUT": str(tmp_path / "out.gpkg")})
+    assert "geoseg failed (exit code 1)" in str(raised.value)
+    assert expected in str(raised.value)
+
+
+def test_raster_that_is_not_a_file_is_refused(tmp_path: Path) -> None:
+    tiles = QgsRasterLayer("type=xyz&url=http://127.0.0.1:9/{z}/{x}/{y}.png&zmax=19&zmin=0", "tiles", "wms")
+    assert tiles.isValid()
+    with pytest.raises(QgsProcessingException, match="not a raster file on disk .provider 'wms'"):
+        run("extract_centerlines", {"INPUT": tiles, "OUTPUT": str(tmp_path / "out.gpkg")})
+
+
+class CancelWhenStarted(QgsProcessingFeedback):
+    """Cancels as soon as geoseg reports that it started working; remembers its process id."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pid: Optional[int] = None
+        self.canceled_at: Optional[float] = None
+
+    def pushDebugInfo(self, info: str) -> None:  # noqa: N802 - QgsProcessingFeedback API
+        super().pushDebugInfo(info)
+        if info.startswith("geoseg process id:"):
+            self.pid = int(info.rsplit(":", 1)[1])
+
+    def setProgress(self, progress: float) -> None:  # noqa: N802
+        super().setProgress(progress)
+        if self.canceled_at is None:
+            self.canceled_at = time.monotonic()
+            self.cancel()
+
+
+def process_group_members(group: int) -> List[int]:
+    """Ids of live processes in process group ``group`` (Linux /proc)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[2]) == group and fields[0] != "Z":
+                members.append(int(entry))
+    return members
+
+
+def test_cancel_kills_the_process(large_mask: Path, tmp_path: Path) -> None:
+    feedback = CancelWhenStarted()
+    started = time.monotonic()
+    with pytest.raises(QgsProcessingException, match="canceled"):
+        run("extract_centerlines", {"INPUT": str(large_mask), "OUTPUT": str(tmp_path / "out.gpkg")}, feedback)
+    returned = time.monotonic()
+    assert feedback.pid is not None and feedback.canceled_at is not None
+    assert returned - feedback.canceled_at < 3.0  # the full run takes over 15 s
+    assert returned - started < 10.0
+    with pytest.raises(ProcessLookupError):
+        os.kill(feedback.pid, 0)
+    assert process_group_members(feedback.pid) == []
+    assert not (tmp_path / "out.gpkg").exists()
+
+
+def test_cancel_from_another_thread(large_mask: Path, tmp_path: Path) -> None:
+    feedback = QgsProcessingFeedback()
+    timer = threading.Timer(4.0, feedback.cancel)
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(QgsProcessingException, match="canceled"):
+        run("extract_centerlines", {"INPUT": str(large_mask), "OUTPUT": str(tmp_path / "out.gpkg")}, feedback)
+    assert time.monotonic() - started < 8.0
+    timer.join()
+
+
+def test_run_pipeline_with_overrides(road_mask: Path, tmp_path: Path) -> None:
+    result = run(
+        "run_pipeline",
+        {
+            "PIPELINE": str(REPO / "pipelines" / "mask_to_centerlines.yaml"),
+            "INPUT": str(road_mask),
+            "OVERRIDES": "max_gap_m=20 connect_network.simplify_m=1",
+            "FORMAT": 1,  # shp
+            "OUTPUT_FOLDER": str(tmp_path / "out"),
+        },
+    )
+    assert result["OUTPUT_FOLDER"] == str(tmp_path / "out")
+    assert sorted(Path(uri.split("|")[0]).name for uri in result["OUTPUT_LAYERS"]) == ["cross.shp", "cross_nodes.shp"]
+    for uri in result["OUTPUT_LAYERS"]:
+        layer = QgsVectorLayer(uri, "out", "ogr")
+        assert layer.isValid() and layer.featureCount() > 0 and layer.crs().authid() == "EPSG:32633"
+
+
+def test_run_pipeline_reports_a_bad_override(road_mask: Path, tmp_path: Path) -> None:
+    common = {"PIPELINE": str(REPO / "pipelines" / "mask_to_centerlines.yaml"), "INPUT": str(road_mask),
+              "OUTPUT_FOLDER": str(tmp_path / "out")}
+    with pytest.raises(QgsProcessingException, match="NAME=VALUE"):
+        run("run_pipeline", {**common, "OVERRIDES": "max_gap_m"})
+    with pytest.raises(QgsProcessingException, match="geoseg failed .*no_such_step"):
+        run("run_pipeline", {**common, "OVERRIDES": "no_such_step.value=1"})
+
+
+def test_evaluate_network(road_mask: Path, tmp_path: Path) -> None:
+    extracted = run("extract_centerlines", {"INPUT": str(road_mask), "OUTPUT": str(tmp_path / "roads.shp")})["OUTPUT"]
+    perfect = run("evaluate_network", {"INPUT": extracted, "REFERENCE": extracted, "BUFFER": 1.0})
+    assert perfect["COMPLETENESS"] == pytest.approx(1.0)
+    assert perfect["CORRECTNESS"] == pytest.approx(1.0)
+    assert perfect["QUALITY"] == pytest.approx(1.0)
+    assert perfect["APLS"] == pytest.approx(1.0)
+    # Reference: only the horizontal road, as a memory layer (exported to a file by the plugin).
+    reference = QgsVectorLayer("LineString?crs=EPSG:32633", "reference", "memory")
+    y = 5000000.0 - 150 * GSD_M
+    feature = QgsFeature()
+    feature.setGeometry(QgsGeometry.fromPolylineXY([QgsPointXY(500000.0, y), QgsPointXY(500000.0 + 90.0, y)]))
+    reference.dataProvider().addFeatures([feature])
+    half = run("evaluate_network", {"INPUT": extracted, "REFERENCE": reference, "BUFFER": 1.0})
+    assert half["COMPLETENESS"] == pytest.approx(1.0, abs=0.05)
+    assert half["CORRECTNESS"] == pytest.approx(0.5, abs=0.05)
+    assert half["QUALITY"] == pytest.approx(0.5, abs=0.05)
+
+
+@pytest.mark.skipif(not (REPO / "sample_data" / "scene_a_mask.tif").exists(), reason="sample_data/ not generated")
+def test_sample_scene_scores_equal_the_cli_scores(tmp_path: Path) -> None:
+    mask, truth = REPO / "sample_data" / "scene_a_mask.tif", REPO / "sample_data" / "scene_a_centerlines.geojson"
+    extracted = run("extract_centerlines", {"INPUT": str(mask), "OUTPUT": str(tmp_path / "scene_a.shp")})["OUTPUT"]
+    layer = QgsVectorLayer(extracted, "roads", "ogr")
+    assert layer.crs() == QgsRasterLayer(str(mask), "mask").crs()
+    assert np.mean(mask_values_at(mask, [(p.x(), p.y()) for p in line_vertices(layer)]) > 0) > 0.95
+    scores = run("evaluate_network", {"INPUT": extracted, "REFERENCE": str(truth), "BUFFER": 2.0})
+    cli = json.loads(
+        subprocess.run(
+            [geoseg_executable(), "eval", extracted, str(truth), "--buffer-m", "2", "--json"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    )
+    for name in ("completeness", "correctness", "quality", "apls"):
+        assert scores[name.upper()] == pytest.approx(cli[name])
+    assert scores["COMPLETENESS"] > 0.7 and scores["CORRECTNESS"] > 0.7
+
+
+def test_train_mjcr(tmp_path: Path) -> None:
+    scene, mask = REPO / "sample_data" / "scene_a.tif", REPO / "sample_data" / "scene_a_mask.tif"
+    if not cli_has("train", "mjcr"):
+        pytest.skip("`geoseg train mjcr` is not available in this geoseg yet")
+    if not scene.exists():
+        pytest.skip("sample_data/scene_a.tif not generated")
+    # Labelled points: every 16th pixel, class 1 on the road mask, 0 elsewhere.
+    dataset = gdal.Open(str(mask))
+    x0, dx, _, y0, _, dy = dataset.GetGeoTransform()
+    labels = dataset.GetRasterBand(1).ReadAsArray()[8::16, 8::16] > 0
+    samples = QgsVectorLayer("Point?crs=EPSG:32633&field=is_road:integer", "samples", "memory")
+    features = []
+    for (row, col), is_road in np.ndenumerate(labels):
+        feature = QgsFeature(samples.fields())
+        x, y = x0 + (16 * col + 8.5) * dx, y0 + (16 * row + 8.5) * dy
+        feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(x, y)))
+        feature.setAttributes([int(is_road)])
+        features.append(feature)
+    samples.dataProvider().addFeatures(features)
+    model = tmp_path / "roads.npz"
+    result = run("train_mjcr", {"INPUT": str(scene), "SAMPLES": samples, "CLASS_FIELD": "is_road", "OUTPUT": str(model)})
+    assert result["OUTPUT"] == str(model) and model.stat().st_size > 0
+    # The model drives the full classical chain (road_centerlines) on the scene itself.
+    roads = run("extract_centerlines", {"INPUT": str(scene), "MODEL": str(model), "OUTPUT": str(tmp_path / "roads.gpkg")})
+    layer = QgsVectorLayer(roads["OUTPUT"], "roads", "ogr")
+    assert layer.isValid() and layer.crs() == QgsRasterLayer(str(scene), "scene").crs()
+    assert np.mean(mask_values_at(mask, [(p.x(), p.y()) for p in line_vertices(layer)]) > 0) > 0.8
+
+
+def test_build_zip(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, str(REPO / "plugins" / "build_zip.py"), "--out", str(tmp_path / "a.zip")], check=True)
+    subprocess.run([sys.executable, str(REPO / "plugins" / "build_zip.py"), "--out", str(tmp_path / "b.zip")], check=True)
+    assert (tmp_path / "a.zip").read_bytes() == (tmp_path / "b.zip").read_bytes()
+    names = zipfile.ZipFile(tmp_path / "a.zip").namelist()
+    assert {"geoseg/metadata.txt", "geoseg/__init__.py", "geoseg/runner.py"} <= set(names)
+    assert all(name.startswith("geoseg/") and "__pycache__" not in name and not name.endswith(".pyc") for name in names)
