@@ -16,6 +16,7 @@ __all__ = [
     "OutputWriteError",
     "ModelFileError",
     "InputMismatchError",
+    "ManifestError",
     "NotGeoreferencedWarning",
     "GeosegWarning",
 ]
@@ -51,6 +52,10 @@ class ModelFileError(GeosegError, ValueError):
 
 class InputMismatchError(GeosegError, ValueError):
     """An input does not fit what a step or model expects (bands, GSD, kind of data)."""
+
+
+class ManifestError(GeosegError, OSError):
+    """An output folder has no readable ``geoseg-manifest.json`` (written by ``geoseg run``)."""
 
 
 class GeosegWarning(UserWarning):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.windows
 from affine import Affine
 from pyproj import CRS as ProjCRS
 from pyproj import Geod, Transformer
@@ -34,6 +35,8 @@ __all__ = [
     "read_raster",
     "read_geoinfo",
     "write_raster",
+    "read_window",
+    "RasterTileWriter",
     "ground_sample_distance",
     "DEFAULT_ASSUMED_GSD_M",
 ]
@@ -85,6 +88,10 @@ class GeoInfo:
     def metres_to_pixels(self, metres: float) -> float:
         """Convert a ground distance in metres to pixels of this raster."""
         return metres / self.gsd_m
+
+    def window(self, row_off: int, col_off: int, height: int, width: int) -> GeoInfo:
+        """The GeoInfo of a sub-window (same CRS and GSD, shifted transform)."""
+        return replace(self, width=width, height=height, transform=self.transform @ Affine.translation(col_off, row_off))
 
 
 @dataclass
@@ -312,32 +319,92 @@ def write_raster(
         The written file.
     """
     data = np.asarray(array)
-    if data.ndim == 2:
-        data = data[None]
+    data = data[None] if data.ndim == 2 else data
     if data.dtype == bool:
         data = data.astype(np.uint8)
-    count, rows, cols = data.shape
-    profile = {
-        "driver": "GTiff",
-        "width": cols,
-        "height": rows,
-        "count": count,
-        "dtype": data.dtype.name,
-        "compress": compress,
-        "tiled": rows >= 256 and cols >= 256,
-        "BIGTIFF": "IF_SAFER",
-    }
-    if profile["tiled"]:
-        profile.update(blockxsize=256, blockysize=256)
-    if data.dtype.kind == "f":
-        profile["predictor"] = 3 if compress in ("deflate", "lzw", "zstd") else 1
-    if geo.georeferenced:
-        profile.update(crs=geo.crs, transform=geo.transform)
-    if nodata is not None:
-        profile["nodata"] = nodata
-    with atomic_path(path) as tmp:
+    with RasterTileWriter(path, geo, data.shape[0], data.dtype.name, nodata=nodata, compress=compress) as writer:
+        writer.write(data, 0, 0)
+    return Path(path)
+
+
+def read_window(
+    path: str | os.PathLike[str],
+    geo: GeoInfo,
+    row_off: int,
+    col_off: int,
+    height: int,
+    width: int,
+    *,
+    bands: list[int] | None = None,
+) -> Raster:
+    """Read a window of a raster whose :class:`GeoInfo` is already known (see :func:`read_geoinfo`).
+
+    Raises
+    ------
+    RasterReadError
+        The pixels cannot be read (truncated or corrupt file).
+    """
+    source = str(path)
+    window = rasterio.windows.Window(col_off, row_off, width, height)
+    with _open_checked(path) as ds:
+        indexes = bands if bands is not None else list(range(1, ds.count + 1))
+        try:
+            array = ds.read(indexes, window=window)
+            masks = ds.read_masks(indexes, window=window)
+        except RasterioError as exc:
+            raise RasterReadError(f"{source}: cannot read pixels, file truncated or corrupt ({_short(exc)})") from exc
+        names = tuple(d or f"band{i}" for i, d in zip(indexes, (ds.descriptions[i - 1] for i in indexes)))
+    valid = np.all(masks > 0, axis=0)
+    if np.issubdtype(array.dtype, np.floating):
+        valid &= np.all(np.isfinite(array), axis=0)
+    return Raster(array=array, geo=geo.window(row_off, col_off, height, width), valid=valid, source=source, band_names=names)
+
+
+class RasterTileWriter:
+    """Write a scene-sized GeoTIFF window by window, atomically (see :func:`write_raster`).
+
+    Use as a context manager; the file appears under its final name only when the block
+    exits without error.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], geo: GeoInfo, count: int, dtype: str, *, nodata: float | None = None, compress: str = "deflate"
+    ) -> None:
+        self.path = Path(path)
+        self.geo = geo
+        self.profile = {
+            "driver": "GTiff",
+            "width": geo.width,
+            "height": geo.height,
+            "count": count,
+            "dtype": dtype,
+            "compress": compress,
+            "tiled": True,
+            "blockxsize": 256,
+            "blockysize": 256,
+            "BIGTIFF": "IF_SAFER",
+        }
+        if np.dtype(dtype).kind == "f":
+            self.profile["predictor"] = 3
+        if nodata is not None:
+            self.profile["nodata"] = nodata
+        if geo.georeferenced:
+            self.profile.update(crs=geo.crs, transform=geo.transform)
+
+    def __enter__(self) -> RasterTileWriter:
+        self._atomic = atomic_path(self.path)
+        tmp = self._atomic.__enter__()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
-            with rasterio.open(tmp, "w", **profile) as dst:
-                dst.write(data)
-    return Path(path)
+            self._dst = rasterio.open(tmp, "w", **self.profile)
+        return self
+
+    def write(self, array: np.ndarray, row_off: int, col_off: int) -> None:
+        """Write ``array`` (``(rows, cols)`` or ``(bands, rows, cols)``) at the given offset."""
+        data = array[None] if array.ndim == 2 else array
+        window = rasterio.windows.Window(col_off, row_off, data.shape[2], data.shape[1])
+        self._dst.write(data.astype(self.profile["dtype"], copy=False), window=window)
+
+    def __exit__(self, exc_type, exc, tb) -> bool | None:  # noqa: ANN001
+        self._dst.close()
+        return self._atomic.__exit__(exc_type, exc, tb)

@@ -110,10 +110,39 @@ def test_extract_centerlines_from_mask(road_mask: Path, tmp_path: Path) -> None:
     assert node_layer.featureCount() >= 5  # the X junction and four ends
 
 
+def test_extract_centerlines_writes_the_overlay_png_when_asked(road_mask: Path, tmp_path: Path) -> None:
+    if not cli_has("overlay"):
+        pytest.skip("`geoseg overlay` is not available in this geoseg yet")
+    overlay = tmp_path / "overlay.png"
+    result = run("extract_centerlines", {"INPUT": str(road_mask), "OUTPUT": str(tmp_path / "roads.gpkg"), "OVERLAY": str(overlay)})
+    assert result["OVERLAY"] == str(overlay)
+    assert overlay.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    dataset = gdal.Open(str(overlay))
+    assert dataset.RasterXSize == 300 and dataset.RasterYSize > 300  # the 300 px mask, a legend below
+    rgb = np.stack([dataset.GetRasterBand(i).ReadAsArray() for i in (1, 2, 3)], axis=-1)[:300].astype(int)
+    # Coloured (not grey) pixels are the network drawn along the two roads of the mask.
+    coloured = np.ptp(rgb, axis=-1) > 40
+    rows, cols = np.nonzero(coloured)
+    assert coloured.sum() > 300
+    assert np.all((np.abs(rows - 150) <= 12) | (np.abs(cols - 100) <= 12))
+
+
+def test_run_pipeline_writes_the_overlay_png_when_asked(road_mask: Path, tmp_path: Path) -> None:
+    if not cli_has("overlay"):
+        pytest.skip("`geoseg overlay` is not available in this geoseg yet")
+    overlay = tmp_path / "pipeline.png"
+    result = run(
+        "run_pipeline",
+        {"PIPELINE": str(REPO / "pipelines" / "mask_to_centerlines.yaml"), "INPUT": str(road_mask), "FORMAT": 1,
+         "OUTPUT_FOLDER": str(tmp_path / "out"), "OVERLAY": str(overlay)},
+    )
+    assert result["OVERLAY"] == str(overlay) and overlay.stat().st_size > 0
+
+
 def test_extract_centerlines_to_temporary_output(road_mask: Path) -> None:
     result = run("extract_centerlines", {"INPUT": str(road_mask), "OUTPUT": "TEMPORARY_OUTPUT"})
     layer = QgsVectorLayer(result["OUTPUT"], "roads", "ogr")
-    assert layer.isValid() and layer.featureCount() > 0 and "NODES" not in result
+    assert layer.isValid() and layer.featureCount() > 0 and "NODES" not in result and "OVERLAY" not in result
 
 
 def cli_error(*args: str) -> str:

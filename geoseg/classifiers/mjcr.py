@@ -19,7 +19,7 @@ import numpy as np
 
 from geoseg.errors import InputMismatchError, ModelFileError
 from geoseg.modelfile import load_model, save_model
-from geoseg.road.features import feature_description, feature_groups, multiscale_features, window_sides
+from geoseg.road.features import base_channels, feature_description, feature_groups, multiscale_features, window_sides
 from geoseg.road.mjcr import MJCRModel
 
 __all__ = ["MJCRClassifier", "DEFAULT_SCALES_M"]
@@ -78,19 +78,45 @@ class MJCRClassifier:
             )
         return image[[b - 1 for b in self.bands]]
 
-    def features(self, image: np.ndarray, gsd_m: float) -> np.ndarray:
-        """Normalised multiscale features of the model's bands of ``image``."""
-        z = (image.astype(np.float32) - self.band_mean[:, None, None].astype(np.float32)) / self.band_std[:, None, None].astype(np.float32)
-        feats, _ = multiscale_features(z, self.scales_px(gsd_m), gradient_sigma_px=self.gradient_sigma_m / gsd_m)
+    def _normalised(self, selected: np.ndarray) -> np.ndarray:
+        return (selected.astype(np.float32) - self.band_mean[:, None, None].astype(np.float32)) / self.band_std[:, None, None].astype(np.float32)
+
+    def features(self, selected: np.ndarray, gsd_m: float, channel_means: np.ndarray | None = None) -> np.ndarray:
+        """Normalised multiscale features of the model's bands (``selected``).
+
+        ``channel_means`` are the scene's base-channel means (:meth:`channel_sums`); by
+        default those of ``selected`` itself.
+        """
+        feats, _ = multiscale_features(
+            self._normalised(selected), self.scales_px(gsd_m), gradient_sigma_px=self.gradient_sigma_m / gsd_m, channel_means=channel_means
+        )
         return feats
 
-    def predict_proba(self, image: np.ndarray, gsd_m: float, valid: np.ndarray | None = None, source: str = "<scene>") -> np.ndarray:
+    def channel_sums(self, image: np.ndarray, gsd_m: float, valid: np.ndarray, core: tuple[slice, slice], source: str = "<scene>") -> tuple[np.ndarray, int]:
+        """Sums of the base channels over the valid ``core`` pixels of a tile, and their count.
+
+        Summed over the tiles of a scene and divided, they give the scene's channel means,
+        so that a tiled scene is centred exactly like a whole one.
+        """
+        selected = self.select_bands(image, source)
+        channels, _ = base_channels(self._normalised(selected), gradient_sigma_px=self.gradient_sigma_m / gsd_m)
+        keep = valid[core]
+        return channels[:, core[0], core[1]][:, keep].sum(axis=1, dtype=np.float64), int(keep.sum())
+
+    def predict_proba(
+        self,
+        image: np.ndarray,
+        gsd_m: float,
+        valid: np.ndarray | None = None,
+        source: str = "<scene>",
+        channel_means: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Road probability of every pixel of a raw ``(bands, rows, cols)`` scene.
 
         Pixels outside ``valid`` get probability 0.
         """
         selected = self.select_bands(image, source)
-        prob = self.model.predict_proba(self.features(selected, gsd_m))
+        prob = self.model.predict_proba(self.features(selected, gsd_m, channel_means))
         if valid is not None:
             prob = np.where(valid, prob, np.float32(0.0))
         return prob

@@ -56,6 +56,8 @@ def progress_reporter(mode: str, total: int, unit: str) -> tuple[Callable[[int, 
     if mode == "none":
         return None, lambda: None
     if mode == "json":
+        # Progress lines carry the scene report (input, status, outputs, seconds, error,
+        # warnings, skipped: true for a scene done by an earlier run).
         emit_json({"event": "start", "total": total, "unit": unit})
 
         def report_json(done: int, n: int, report: SceneReport) -> None:
@@ -65,7 +67,7 @@ def progress_reporter(mode: str, total: int, unit: str) -> tuple[Callable[[int, 
     bar = tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, disable=None)
 
     def report_bar(done: int, n: int, report: SceneReport) -> None:
-        bar.set_postfix_str(f"{Path(report.input).name}: {report.status}")
+        bar.set_postfix_str(f"{Path(report.input).name}: {'already done' if report.skipped else report.status}")
         bar.update(1)
 
     return report_bar, bar.close

@@ -70,9 +70,9 @@ def cli(verbose: int, quiet: bool) -> None:
 
 def _register() -> None:
     from geoseg.cli import eval as eval_cmd
-    from geoseg.cli import info, run, steps, train, validate
+    from geoseg.cli import info, overlay, report, run, steps, train, validate
 
-    for module in (run, validate, steps, info, train, eval_cmd):
+    for module in (run, validate, steps, info, train, eval_cmd, report, overlay):
         cli.add_command(module.command)
 
 

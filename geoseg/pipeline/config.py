@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from geoseg.errors import ConfigError
 from geoseg.pipeline.registry import get_step_class
 from geoseg.pipeline.step import Step
+from geoseg.tiling import parse_memory
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -54,6 +55,20 @@ class EngineSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     assume_gsd_m: float = Field(0.3, gt=0, description="GSD (m) assumed for scenes without georeferencing")
+    max_memory: int | str = Field("1GB", description="memory a tile may use (e.g. 512MB, 2GB); chooses the tile size")
+    tile_px: int | None = Field(None, ge=64, description="force the tile core size in pixels (default: from max_memory)")
+
+    @field_validator("max_memory")
+    @classmethod
+    def _readable_memory(cls, value: int | str) -> int | str:
+        if parse_memory(value) < 16 * 1024 * 1024:
+            raise ValueError(f"max_memory {value!r} is below 16 MB")
+        return value
+
+    @property
+    def max_memory_bytes(self) -> int:
+        """``max_memory`` in bytes."""
+        return parse_memory(self.max_memory)
 
 
 class PipelineFile(BaseModel):

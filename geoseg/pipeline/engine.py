@@ -1,35 +1,61 @@
-"""Running a chain of steps on one in-memory scene."""
+"""Running a chain of steps on one scene, tile by tile, in bounded memory.
+
+The chain splits into three phases:
+
+1. **raster steps** (everything before the vectorizer) run per tile on the tile's window
+   (core + halo, the halo being the sum of the steps' neighbourhoods); their raster outputs
+   are cropped to the core and handed to a sink (a tiled GeoTIFF, or an in-memory array);
+2. the **vectorizer** (e.g. ``road_network``) runs per tile too; its network is clipped to
+   the core, the pieces of all tiles are stitched into one topology, then finalized;
+3. **network steps** (e.g. ``connect_network``) run once on the stitched network.
+
+Steps that need scene-wide statistics are fitted first: for each of them the engine runs the
+steps that produce its statistics inputs over every tile and reduces the tiles' partial
+statistics (see :mod:`geoseg.pipeline.step`). An untiled run is the same with one tile.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import geopandas as gpd
 import networkx as nx
+import numpy as np
+import shapely
 
-from geoseg.errors import GeosegError, InputMismatchError
+from geoseg.errors import ConfigError, GeosegError, InputMismatchError
 from geoseg.pipeline.step import Step, StepContext
-from geoseg.raster import GeoInfo, Raster
+from geoseg.raster import GeoInfo, Raster, read_geoinfo, read_window
+from geoseg.road.network import dissolve_degree2
+from geoseg.tiling import Tile, canonical, clip_to_core, drop_clip_vertices, stitch_pieces, tile_grid, tile_size_for_memory
 from geoseg.vector import network_to_frames
 
-__all__ = ["RunResult", "execute"]
+__all__ = ["RunResult", "SceneSource", "FileSource", "MemorySource", "RasterSink", "MemorySink", "execute", "open_source", "plan_tiles"]
 
 log = logging.getLogger("geoseg.engine")
+
+#: Snapping distance (pixels) for the ends of network pieces meeting at tile borders.
+STITCH_SNAP_PX = 1.0
+
+#: Bytes per pixel of the scene image itself in a tile (several float copies of a few bands).
+IMAGE_BYTES_PER_PIXEL = 48
 
 
 @dataclass
 class RunResult:
-    """Everything a pipeline produced for one scene.
+    """Everything a pipeline produced for one scene (in-memory runs).
 
     Attributes
     ----------
     layers : dict
-        Named layers: numpy arrays for rasters, a ``networkx.MultiGraph`` (pixel space) for
-        ``network``.
+        Named layers: numpy arrays for rasters (whole scene), a ``networkx.MultiGraph``
+        (pixel space) for ``network``.
     geo : GeoInfo
         The scene's georeferencing (all layers share its grid).
     source : str
@@ -37,7 +63,9 @@ class RunResult:
     warnings : list of str
         Warnings raised while processing it.
     timings : dict
-        Seconds spent per step label.
+        Seconds spent per phase.
+    tiles : int
+        Number of tiles the scene was processed in.
     """
 
     layers: dict[str, Any]
@@ -45,6 +73,7 @@ class RunResult:
     source: str
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    tiles: int = 1
 
     @property
     def graph(self) -> nx.MultiGraph:
@@ -68,41 +97,251 @@ class RunResult:
         return self.frames()[1]
 
 
-def execute(steps: list[Step], raster: Raster) -> RunResult:
-    """Run ``steps`` in order on a scene held in memory.
+class SceneSource(Protocol):
+    """Where tiles of a scene come from."""
+
+    geo: GeoInfo
+    source: str
+    band_names: tuple[str, ...]
+
+    def read(self, tile: Tile) -> Raster:
+        """The tile's window."""
+
+
+class FileSource:
+    """Windowed reads from a raster file."""
+
+    def __init__(self, path: str, geo: GeoInfo, band_names: tuple[str, ...] = ()) -> None:
+        self.path, self.geo, self.source, self.band_names = path, geo, path, band_names
+
+    def read(self, tile: Tile) -> Raster:
+        """Read the tile's window from the file."""
+        return read_window(self.path, self.geo, tile.win_row_off, tile.win_col_off, tile.win_height, tile.win_width)
+
+
+def open_source(path: str | os.PathLike[str], assume_gsd_m: float) -> FileSource:
+    """A file source (reads the georeferencing now, the pixels tile by tile)."""
+    geo, summary = read_geoinfo(path, assume_gsd_m=assume_gsd_m)
+    names = tuple(d or f"band{i + 1}" for i, d in enumerate(summary["descriptions"]))
+    return FileSource(str(path), geo, names)
+
+
+class MemorySource:
+    """Windows of a raster already in memory."""
+
+    def __init__(self, raster: Raster) -> None:
+        self.raster, self.geo, self.source, self.band_names = raster, raster.geo, raster.source, raster.band_names
+
+    def read(self, tile: Tile) -> Raster:
+        """Slice the tile's window."""
+        rows = slice(tile.win_row_off, tile.win_row_off + tile.win_height)
+        cols = slice(tile.win_col_off, tile.win_col_off + tile.win_width)
+        return Raster(
+            self.raster.array[:, rows, cols],
+            self.geo.window(tile.win_row_off, tile.win_col_off, tile.win_height, tile.win_width),
+            self.raster.valid[rows, cols],
+            self.source,
+            self.band_names,
+        )
+
+
+class RasterSink(Protocol):
+    """Receives the core of each tile's raster layers."""
+
+    def write(self, name: str, array: np.ndarray, tile: Tile) -> None:
+        """Store ``array`` (the core of layer ``name``) at the tile's place."""
+
+
+class MemorySink:
+    """Assembles whole-scene arrays of the given layers."""
+
+    def __init__(self, geo: GeoInfo, names: set[str] | None = None) -> None:
+        self.geo, self.names, self.arrays = geo, names, {}
+
+    def write(self, name: str, array: np.ndarray, tile: Tile) -> None:
+        """Copy the core into the scene-sized array of ``name``."""
+        if self.names is not None and name not in self.names:
+            return
+        if name not in self.arrays:
+            self.arrays[name] = np.zeros((*array.shape[:-2], self.geo.height, self.geo.width), dtype=array.dtype)
+        self.arrays[name][..., tile.row_off : tile.row_off + tile.height, tile.col_off : tile.col_off + tile.width] = array
+
+
+def _split(steps: list[Step]) -> tuple[list[Step], Step | None, list[Step]]:
+    vectorizers = [i for i, s in enumerate(steps) if s.vectorizer]
+    if len(vectorizers) > 1:
+        raise ConfigError(f"a pipeline can turn rasters into a network once; steps {[steps[i].label for i in vectorizers]} all do")
+    if not vectorizers:
+        if any("network" in s.inputs() for s in steps):
+            raise ConfigError("a step takes the network but no step builds it")
+        return steps, None, []
+    v = vectorizers[0]
+    after = steps[v + 1 :]
+    raster_after = [s.label for s in after if any(name != "network" for name in s.outputs())]
+    if raster_after:
+        raise ConfigError(f"steps after {steps[v].label} work on the network only; {raster_after} give rasters")
+    return steps[:v], steps[v], after
+
+
+def _apply(step: Step, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    missing = [name for name in step.inputs() if name not in layers]
+    if missing:
+        raise InputMismatchError(f"{ctx.source}: step {step.label} needs layer(s) {missing} that no earlier step gives")
+    wanted = [*step.inputs(), *(n for n in step.uses_if_present if n in layers)]
+    try:
+        return step.apply({name: layers[name] for name in wanted}, ctx)
+    except GeosegError:
+        raise
+    except (ValueError, MemoryError) as exc:
+        raise InputMismatchError(f"{ctx.source}: step {step.label} failed: {exc}") from exc
+
+
+def _halo(steps: list[Step], geo: GeoInfo) -> int:
+    return sum(s.halo_px(geo) for s in steps)
+
+
+def plan_tiles(steps: list[Step], geo: GeoInfo, *, max_memory: int, tile_px: int | None) -> tuple[int, int]:
+    """Core size and halo for running ``steps`` on a scene of ``geo`` within ``max_memory``."""
+    halo = _halo(steps, geo)
+    if tile_px is None:
+        per_pixel = IMAGE_BYTES_PER_PIXEL + sum(s.bytes_per_pixel for s in steps)
+        tile_px = tile_size_for_memory(max_memory, per_pixel, halo)
+    return tile_px, halo
+
+
+def _tile_context(source: SceneSource, tile: Tile, raster: Raster) -> StepContext:
+    return StepContext(geo=raster.geo, valid=raster.valid, core=tile.core_in_window, source=source.source, band_names=source.band_names)
+
+
+def _fit(chain: list[Step], source: SceneSource, *, max_memory: int, tile_px: int | None) -> list[Step]:
+    """Fit, in order, every step of ``chain`` that needs scene statistics."""
+    fitted = list(chain)
+    i = 0
+    while i < len(fitted):
+        if not fitted[i].statistics_inputs() or fitted[i]._fitted is not None:
+            i += 1
+            continue
+        # Run only the steps that produce the statistics inputs; fit every later step that
+        # needs the same prefix in the same pass over the tiles.
+        def prefix_end(j: int) -> int:
+            needs = set(fitted[j].statistics_inputs())
+            producers = [k for k in range(j) if needs & set(fitted[k].outputs())]
+            return max(producers, default=-1)
+
+        end = prefix_end(i)
+        batch = [j for j in range(i, len(fitted)) if fitted[j].statistics_inputs() and fitted[j]._fitted is None and prefix_end(j) == end]
+        prefix = fitted[: end + 1]
+        core_px, halo = plan_tiles(prefix, source.geo, max_memory=max_memory, tile_px=tile_px)
+        halo += max(fitted[j].stats_halo_px(source.geo) for j in batch)
+        partials: dict[int, list[Any]] = {j: [] for j in batch}
+        for tile in tile_grid(source.geo.height, source.geo.width, core_px, halo):
+            raster = source.read(tile)
+            ctx = _tile_context(source, tile, raster)
+            layers: dict[str, Any] = {"image": raster.array}
+            for step in prefix:
+                layers.update(_apply(step, layers, ctx))
+            for j in batch:
+                partials[j].append(fitted[j].tile_statistics({n: layers[n] for n in fitted[j].statistics_inputs() if n in layers}, ctx))
+        for j in batch:
+            fitted[j] = fitted[j].fit(partials[j])
+        i += 1
+    return fitted
+
+
+def execute(
+    steps: list[Step],
+    source: SceneSource,
+    *,
+    sink: RasterSink | None = None,
+    output_layers: set[str] | None = None,
+    max_memory: int = 1 << 30,
+    tile_px: int | None = None,
+    on_tile: Callable[[int, int], None] | None = None,
+) -> RunResult:
+    """Run bound steps on a scene, tile by tile.
 
     Parameters
     ----------
     steps : list of Step
         Validated, bound steps.
-    raster : Raster
-        The scene (becomes the ``image`` layer).
+    source : SceneSource
+        The scene (a file read by windows, or a raster in memory).
+    sink : RasterSink, optional
+        Receives raster layers tile by tile (e.g. GeoTIFF writers). Default: the layers are
+        assembled in memory and returned in the result.
+    output_layers : set of str, optional
+        Raster layers to hand to the sink (default: all).
+    max_memory : int
+        Bytes a tile may use; chooses the tile size.
+    tile_px : int, optional
+        Force the core size of tiles (default: from ``max_memory``).
+    on_tile : callable, optional
+        Called with (tiles done, tiles total).
 
     Returns
     -------
     RunResult
     """
-    ctx = StepContext(geo=raster.geo, valid=raster.valid, source=raster.source, band_names=raster.band_names)
-    layers: dict[str, Any] = {"image": raster.array}
+    start = time.perf_counter()
+    raster_steps, vectorizer, network_steps = _split(steps)
     timings: dict[str, float] = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for step in steps:
-            missing = [name for name in step.inputs() if name not in layers]
-            if missing:
-                raise InputMismatchError(f"{raster.source}: step {step.label} needs layer(s) {missing} that no earlier step gives")
-            start = time.perf_counter()
-            log.debug("%s: running %s", raster.source, step.label)
-            try:
-                wanted = [*step.inputs(), *(n for n in step.uses_if_present if n in layers)]
-                produced = step.apply({name: layers[name] for name in wanted}, ctx)
-            except GeosegError:
-                raise
-            except (ValueError, MemoryError) as exc:
-                raise InputMismatchError(f"{raster.source}: step {step.label} failed: {exc}") from exc
-            layers.update(produced)
-            timings[step.label] = time.perf_counter() - start
-    messages = [*ctx.warnings, *(str(w.message) for w in caught)]
-    for msg in messages:
+        fitted = _fit([*raster_steps, *network_steps], source, max_memory=max_memory, tile_px=tile_px)
+        raster_steps, network_steps = fitted[: len(raster_steps)], fitted[len(raster_steps) :]
+        timings["statistics"] = time.perf_counter() - start
+        chain = [*raster_steps, *([vectorizer] if vectorizer else [])]
+        core_px, halo = plan_tiles(chain, source.geo, max_memory=max_memory, tile_px=tile_px)
+        tiles = tile_grid(source.geo.height, source.geo.width, core_px, halo)
+        log.debug("%s: %d tile(s) of %d px, halo %d px", source.source, len(tiles), core_px, halo)
+        memory = MemorySink(source.geo) if sink is None else None
+        target = sink if sink is not None else memory
+        pieces: list[tuple[shapely.LineString, float]] = []
+        messages: list[str] = []
+        t0 = time.perf_counter()
+        for done, tile in enumerate(tiles, start=1):
+            raster = source.read(tile)
+            ctx = _tile_context(source, tile, raster)
+            layers: dict[str, Any] = {"image": raster.array}
+            for step in raster_steps:
+                layers.update(_apply(step, layers, ctx))
+            rows, cols = tile.core_in_window
+            for name, value in layers.items():
+                if name != "image" and (output_layers is None or name in output_layers):
+                    target.write(name, value[..., rows, cols], tile)
+            if vectorizer is not None:
+                local = _apply(vectorizer, layers, ctx)["network"]
+                pieces += clip_to_core(_translate(local, tile.win_col_off, tile.win_row_off), tile)
+            messages += ctx.warnings
+            if on_tile is not None:
+                on_tile(done, len(tiles))
+        timings["tiles"] = time.perf_counter() - t0
+        result_layers: dict[str, Any] = dict(memory.arrays) if memory is not None else {}
+        if vectorizer is not None:
+            t0 = time.perf_counter()
+            scene_ctx = StepContext(geo=source.geo, valid=None, source=source.source, band_names=source.band_names)
+            network = canonical(drop_clip_vertices(dissolve_degree2(stitch_pieces(pieces, STITCH_SNAP_PX))))
+            network = canonical(vectorizer.finalize(network, scene_ctx))
+            layers = {"network": network}
+            for step in network_steps:
+                layers.update(_apply(step, layers, scene_ctx))
+            result_layers["network"] = layers["network"]
+            messages += scene_ctx.warnings
+            timings["network"] = time.perf_counter() - t0
+    messages += [str(w.message) for w in caught]
+    for msg in dict.fromkeys(messages):
         log.warning("%s", msg)
-    return RunResult(layers=layers, geo=raster.geo, source=raster.source, warnings=messages, timings=timings)
+    return RunResult(result_layers, source.geo, source.source, list(dict.fromkeys(messages)), timings, len(tiles))
+
+
+def _translate(graph: nx.MultiGraph, dx: float, dy: float) -> nx.MultiGraph:
+    """A copy of a pixel-space network shifted by (dx, dy)."""
+    if dx == 0 and dy == 0:
+        return graph
+    out = graph.copy()
+    for _, data in out.nodes(data=True):
+        data["x"] += dx
+        data["y"] += dy
+    for _, _, data in out.edges(data=True):
+        data["geometry"] = shapely.transform(data["geometry"], lambda xy: xy + (dx, dy))
+    return out

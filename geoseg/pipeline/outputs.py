@@ -1,7 +1,8 @@
-"""Writing a scene's results to files: ``OUTDIR/<stem>.<ext>``."""
+"""Writing a scene's results to files: ``OUTDIR/<stem>.<ext>``, tile by tile, atomically."""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +10,11 @@ import numpy as np
 from geoseg.errors import ConfigError
 from geoseg.pipeline.engine import RunResult
 from geoseg.pipeline.step import layer_kind
-from geoseg.raster import write_raster
+from geoseg.raster import GeoInfo, RasterTileWriter
+from geoseg.tiling import Tile
 from geoseg.vector import FORMATS, write_network
 
-__all__ = ["output_paths", "write_outputs"]
+__all__ = ["output_paths", "GeoTiffSink", "write_network_output"]
 
 
 def _raster_name(stem: str, layer: str, outputs: list[str]) -> str:
@@ -36,6 +38,7 @@ def output_paths(outputs: list[str], outdir: Path, stem: str, fmt: str) -> list[
 
 
 def _as_written(array: np.ndarray) -> np.ndarray:
+    """Masks and centerlines as uint8 0/255, float layers as float32."""
     if array.dtype == bool:
         return array.astype(np.uint8) * 255
     if np.issubdtype(array.dtype, np.floating):
@@ -43,20 +46,42 @@ def _as_written(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def write_outputs(result: RunResult, outputs: list[str], outdir: Path, stem: str, fmt: str) -> list[Path]:
-    """Write the chosen layers of ``result``; each file atomically.
+class GeoTiffSink:
+    """Writes the chosen raster layers of each tile into scene-sized tiled GeoTIFFs.
 
-    Masks and centerlines are written as uint8 0/255 GeoTIFFs, probabilities and other
-    float layers as float32, networks as vector files in ``fmt`` (nodes beside them when
-    ``nodes`` is among ``outputs``).
+    Use as a context manager: the files appear (atomically) only if the scene succeeds.
     """
-    written: list[Path] = []
-    for layer in outputs:
-        if layer == "nodes":
-            continue
-        if layer == "network":
-            edges, nodes = result.frames()
-            written += write_network(edges, nodes if "nodes" in outputs else None, outdir / f"{stem}{FORMATS[fmt][0]}", fmt=fmt)
-        else:
-            written.append(write_raster(outdir / _raster_name(stem, layer, outputs), _as_written(result.layers[layer]), result.geo))
-    return written
+
+    def __init__(self, outputs: list[str], outdir: Path, stem: str, geo: GeoInfo) -> None:
+        self.names = {o for o in outputs if layer_kind(o) == "raster"}
+        self.outputs, self.outdir, self.stem, self.geo = outputs, Path(outdir), stem, geo
+        self.writers: dict[str, RasterTileWriter] = {}
+        self.paths: list[Path] = []
+        self._stack = ExitStack()
+
+    def __enter__(self) -> GeoTiffSink:
+        self._stack.__enter__()
+        return self
+
+    def write(self, name: str, array: np.ndarray, tile: Tile) -> None:
+        """Write the core of layer ``name`` at the tile's place (other layers are ignored)."""
+        if name not in self.names:
+            return
+        data = _as_written(array)
+        if name not in self.writers:
+            path = self.outdir / _raster_name(self.stem, name, self.outputs)
+            count = 1 if data.ndim == 2 else data.shape[0]
+            self.writers[name] = self._stack.enter_context(RasterTileWriter(path, self.geo, count, data.dtype.name))
+            self.paths.append(path)
+        self.writers[name].write(data, tile.row_off, tile.col_off)
+
+    def __exit__(self, exc_type, exc, tb) -> bool | None:  # noqa: ANN001
+        return self._stack.__exit__(exc_type, exc, tb)
+
+
+def write_network_output(result: RunResult, outputs: list[str], outdir: Path, stem: str, fmt: str) -> list[Path]:
+    """Write the network (and its nodes when ``nodes`` is among ``outputs``), if there is one."""
+    if "network" not in outputs:
+        return []
+    edges, nodes = result.frames()
+    return write_network(edges, nodes if "nodes" in outputs else None, Path(outdir) / f"{stem}{FORMATS[fmt][0]}", fmt=fmt)

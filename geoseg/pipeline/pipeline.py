@@ -23,10 +23,10 @@ from geoseg.pipeline.config import (
     parse_override,
     parse_yaml,
 )
-from geoseg.pipeline.engine import RunResult, execute
+from geoseg.pipeline.engine import MemorySource, RunResult, execute, open_source
 from geoseg.pipeline.registry import get_step_class
 from geoseg.pipeline.step import Step, layer_kind
-from geoseg.raster import Raster, read_raster
+from geoseg.raster import Raster
 
 __all__ = ["Pipeline", "load_pipeline"]
 
@@ -236,7 +236,11 @@ class Pipeline:
 
     # ------------------------------------------------------------------ running
     def run(self, scene: str | os.PathLike[str] | Raster, *, _steps: list[Step] | None = None) -> RunResult:
-        """Run the pipeline on one scene in memory.
+        """Run the pipeline on one scene and keep every layer in memory.
+
+        The scene is still processed tile by tile (``max_memory``), and tiled and untiled
+        runs agree; the result holds whole-scene arrays, so use :meth:`run_batch` (which
+        writes tile by tile) for scenes that do not fit in memory.
 
         Parameters
         ----------
@@ -251,8 +255,8 @@ class Pipeline:
         steps = _steps if _steps is not None else self.steps
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            raster = scene if isinstance(scene, Raster) else read_raster(scene, assume_gsd_m=self.engine.assume_gsd_m)
-        result = execute(steps, raster)
+            source = MemorySource(scene) if isinstance(scene, Raster) else open_source(scene, self.engine.assume_gsd_m)
+        result = execute(steps, source, max_memory=self.engine.max_memory_bytes, tile_px=self.engine.tile_px)
         result.warnings[:0] = [str(w.message) for w in caught]
         for w in caught:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -265,9 +269,16 @@ class Pipeline:
         *,
         fmt: str = "shp",
         progress: ProgressCallback | None = None,
+        client: Any = None,
+        overwrite: bool = False,
+        pipeline_name: str | None = None,
     ) -> list[SceneReport]:
-        """Run on many scenes, writing ``OUTDIR/<stem>.<ext>``; see :func:`geoseg.pipeline.batch.run_batch`."""
-        return run_batch(self, inputs, outdir, fmt=fmt, progress=progress)
+        """Run on many scenes, writing ``OUTDIR/<stem>.<ext>`` and a resumable manifest.
+
+        ``client`` is a ``dask.distributed.Client`` to run the scenes on (default: one by one
+        in this process). See :func:`geoseg.pipeline.batch.run_batch`.
+        """
+        return run_batch(self, inputs, outdir, fmt=fmt, progress=progress, client=client, overwrite=overwrite, pipeline_name=pipeline_name)
 
 
 def shipped_pipelines_dir() -> Path:

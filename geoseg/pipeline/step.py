@@ -10,6 +10,16 @@ A step is a frozen pydantic model (its parameters, validated with ``extra="forbi
   engine can process scenes in overlapping tiles;
 - ``apply(layers, ctx)``: the work, on in-memory layers.
 
+Steps whose result depends on **scene-wide statistics** (a road width measured on the whole
+mask, a saliency percentile, channel means) declare ``stats_inputs``; the engine then calls
+``tile_statistics`` on every tile (over its core) and ``fit`` once with all the partial
+results, and runs the fitted copy. Untiled runs go through the same path with one tile, so
+tiled and untiled results agree.
+
+Steps that turn rasters into a network are **vectorizers**: the engine clips each tile's
+network to the tile's core, stitches the pieces, and calls ``finalize`` once on the whole
+network. Steps that take the network run once, on the stitched network.
+
 Steps never open files, never reproject and never know about tiles or Dask: the engine does.
 """
 
@@ -20,7 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+from geoseg.errors import GeosegError
 
 from geoseg.raster import GeoInfo
 
@@ -53,8 +65,12 @@ class StepContext:
     ----------
     geo : GeoInfo
         Georeferencing of the arrays (their grid, CRS and GSD).
-    valid : numpy.ndarray
-        Boolean ``(rows, cols)``: where the scene has data.
+    valid : numpy.ndarray or None
+        Boolean ``(rows, cols)``: where the scene has data (None for network steps, which
+        run on the whole scene's network).
+    core : tuple of slice
+        The part of the arrays that this tile owns (the rest is halo); everything for an
+        untiled scene.
     source : str
         The scene's path, for messages.
     band_names : tuple of str
@@ -64,7 +80,8 @@ class StepContext:
     """
 
     geo: GeoInfo
-    valid: np.ndarray
+    valid: np.ndarray | None
+    core: tuple[slice, slice] = (slice(None), slice(None))
     source: str = "<memory>"
     band_names: tuple[str, ...] = ()
     warnings: list[str] = field(default_factory=list)
@@ -84,6 +101,14 @@ class Step(BaseModel):
     gives: ClassVar[tuple[str, ...]] = ()
     uses_if_present: ClassVar[tuple[str, ...]] = ()
     """Layers passed to :meth:`apply` when an earlier step gave them (optional inputs)."""
+    stats_inputs: ClassVar[tuple[str, ...]] = ()
+    """Layers whose scene-wide statistics the step needs before it can run (see :meth:`fit`)."""
+    vectorizer: ClassVar[bool] = False
+    """True for steps that turn raster layers into the network (tiled, then stitched)."""
+    bytes_per_pixel: ClassVar[int] = 16
+    """Rough peak memory of the step per pixel of a tile, for choosing the tile size."""
+
+    _fitted: dict[str, Any] | None = PrivateAttr(default=None)
 
     name: str | None = None
     """Optional label of this step, used by ``--set NAME.FIELD=VALUE``."""
@@ -103,6 +128,38 @@ class Step(BaseModel):
     def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         """Compute this step's output layers from the input layers."""
         raise NotImplementedError
+
+    def statistics_inputs(self) -> tuple[str, ...]:
+        """Layers whose scene-wide statistics :meth:`fit` needs (default: ``stats_inputs``)."""
+        return self.stats_inputs
+
+    def stats_halo_px(self, geo: GeoInfo) -> int:
+        """Neighbourhood (pixels) that :meth:`tile_statistics` needs around the core."""
+        return 0
+
+    def tile_statistics(self, layers: dict[str, Any], ctx: StepContext) -> Any:
+        """Partial statistics of one tile, over ``ctx.core`` (steps with ``stats_inputs``)."""
+        raise NotImplementedError
+
+    def fit(self, partials: list[Any]) -> Step:
+        """A copy of the step with the statistics reduced from the tiles' ``partials``."""
+        raise NotImplementedError
+
+    def with_fitted(self, **values: Any) -> Step:
+        """A copy carrying fitted values (read back with :meth:`fitted`)."""
+        copy = self.model_copy()
+        copy._fitted = values
+        return copy
+
+    def fitted(self, key: str) -> Any:
+        """A value set by :meth:`fit`; the engine fits every step that declares ``stats_inputs``."""
+        if self._fitted is None:
+            raise GeosegError(f"step {self.label} needs scene statistics: run it through a Pipeline")
+        return self._fitted[key]
+
+    def finalize(self, network: Any, ctx: StepContext) -> Any:
+        """Vectorizers: last touches on the stitched network (default: none)."""
+        return network
 
     @property
     def label(self) -> str:

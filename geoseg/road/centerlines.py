@@ -16,16 +16,40 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from geoseg.road.skeleton import estimate_road_width
+from geoseg.road.skeleton import skeletonize_mask
 
-__all__ = ["centrality_weights", "road_width_px"]
+__all__ = ["centrality_weights", "width_histogram", "width_from_histogram", "WIDTH_BIN_PX"]
+
+#: Resolution (pixels) of the road-width histogram.
+WIDTH_BIN_PX = 0.25
 
 
-def road_width_px(prob: np.ndarray, fallback_px: float) -> float:
-    """Typical road width (pixels) of ``prob > 0.5``; ``fallback_px`` when there is no road."""
+def width_histogram(prob: np.ndarray, core: tuple[slice, slice] = (slice(None), slice(None))) -> np.ndarray:
+    """Histogram of inscribed road widths sampled on the centerline of ``prob > 0.5``.
+
+    Counts of ``2 d − 1`` (``d``: distance to the road edge on the mask's skeleton) in bins
+    of :data:`WIDTH_BIN_PX`, over the ``core`` part of the array only, so that histograms of
+    tiles add up to the scene's. See :func:`geoseg.road.skeleton.estimate_road_width`.
+    """
     mask = np.asarray(prob) > 0.5
-    width = estimate_road_width(mask) if mask.any() else 0.0
-    return width if width > 0 else float(fallback_px)
+    if not mask[core].any():
+        return np.zeros(1, dtype=np.int64)
+    skeleton = skeletonize_mask(mask)
+    dist = ndimage.distance_transform_edt(np.pad(mask, 1, mode="edge"))[1:-1, 1:-1]
+    samples = np.maximum(2.0 * dist[core][skeleton[core] & mask[core]] - 1.0, 1.0)
+    return np.bincount(np.rint(samples / WIDTH_BIN_PX).astype(np.int64))
+
+
+def width_from_histogram(histograms: list[np.ndarray], fallback_px: float, max_px: float) -> float:
+    """Median road width (pixels) of summed histograms; ``fallback_px`` if they are empty."""
+    total = np.zeros(max(h.size for h in histograms), dtype=np.int64) if histograms else np.zeros(1, np.int64)
+    for h in histograms:
+        total[: h.size] += h
+    if total.sum() == 0:
+        return float(fallback_px)
+    cumulative = np.cumsum(total)
+    median_bin = int(np.searchsorted(cumulative, cumulative[-1] / 2.0))
+    return float(min(median_bin * WIDTH_BIN_PX, max_px))
 
 
 def centrality_weights(prob: np.ndarray, width_px: float, power: float = 4.0) -> np.ndarray:

@@ -9,9 +9,10 @@ from pydantic import Field
 
 from geoseg.pipeline.step import Step, StepContext, ceil_px
 from geoseg.raster import GeoInfo
-from geoseg.road.centerlines import centrality_weights, road_width_px
-from geoseg.road.nms import non_max_suppression
+from geoseg.road.centerlines import centrality_weights, width_from_histogram
+from geoseg.road.nms import non_max_suppression, ridge_mask
 from geoseg.road.tensor_voting import tensor_voting
+from geoseg.steps.road_width import width_partial
 
 __all__ = ["TensorVoting", "NonMaxSuppression"]
 
@@ -21,45 +22,70 @@ class TensorVoting(Step):
 
     Road pixels vote with a weight that grows towards the road's middle, so a wide road
     votes like its centerline; the voting scale is a multiple of the road width measured
-    on the scene (or ``sigma_m``).
+    on the whole scene (or ``sigma_m``).
     """
 
     type_name = "tensor_voting"
     gives = ("saliency", "orientation")
+    bytes_per_pixel = 160
 
     source: Literal["mask", "probability"] = Field("mask", description="layer that votes: the road mask or the road probability")
     sigma_m: float | None = Field(None, gt=0, description="voting scale in metres; default: sigma_factor x the measured road width")
     sigma_factor: float = Field(0.4, gt=0, description="voting scale as a multiple of the road width (when sigma_m is not set)")
-    centrality_power: float = Field(4.0, ge=0, description="voter weight p*min(1, d/(w/2))^power, d = distance to the road edge; 0 = plain p")
+    centrality_power: float = Field(4.0, ge=0, description="voter weight p*min(1, d/h)^power, d = distance to the road edge, h = local half-width; 0 = plain p")
     fallback_road_width_m: float = Field(7.0, gt=0, description="road width assumed when the scene has no road to measure")
-    max_road_width_m: float = Field(40.0, gt=0, description="upper bound of the road width, which bounds the neighbourhood (halo)")
+    max_road_width_m: float = Field(40.0, gt=0, description="upper bound of the measured road width")
     n_angular: int = Field(4, ge=1, le=12, description="angular selectivity of the stick field (cos^2n)")
 
     def inputs(self) -> tuple[str, ...]:
         """The layer chosen by ``source``."""
         return (self.source,)
 
+    def statistics_inputs(self) -> tuple[str, ...]:
+        """The voting layer: its road width sets the scales."""
+        return (self.source,)
+
+    def stats_halo_px(self, geo: GeoInfo) -> int:
+        """Measuring a width sees a road width around each pixel."""
+        return ceil_px(geo.metres_to_pixels(self.max_road_width_m))
+
+    def tile_statistics(self, layers: dict[str, Any], ctx: StepContext) -> np.ndarray:
+        """Road-width histogram of the tile's core."""
+        return width_partial({"mask": layers[self.source]}, ctx)
+
+    def fit(self, partials: list[Any]) -> TensorVoting:
+        """Fix the road width (pixels) measured over the scene."""
+        return self.with_fitted(histograms=partials)
+
+    def _width_px(self, geo: GeoInfo) -> float:
+        return width_from_histogram(self.fitted("histograms"), geo.metres_to_pixels(self.fallback_road_width_m), geo.metres_to_pixels(self.max_road_width_m))
+
+    def _sigma_px(self, geo: GeoInfo) -> float:
+        return geo.metres_to_pixels(self.sigma_m) if self.sigma_m is not None else self.sigma_factor * self._width_px(geo)
+
     def halo_px(self, geo: GeoInfo) -> int:
-        """Votes reach three sigma."""
-        sigma_m = self.sigma_m if self.sigma_m is not None else self.sigma_factor * self.max_road_width_m
-        return ceil_px(3 * geo.metres_to_pixels(sigma_m))
+        """Votes reach three sigma; a voter's weight looks a road width further (distance to the edge)."""
+        return ceil_px(3 * self._sigma_px(geo) + self._width_px(geo))
 
     def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         """Vote (pixels without data do not vote)."""
         prob = np.where(ctx.valid, layers[self.source].astype(np.float32), np.float32(0))
-        width = min(road_width_px(prob, ctx.px(self.fallback_road_width_m)), ctx.px(self.max_road_width_m))
-        sigma = ctx.px(self.sigma_m) if self.sigma_m is not None else self.sigma_factor * width
-        voters = centrality_weights(prob, width, self.centrality_power)
-        result = tensor_voting(voters, sigma, n_angular=self.n_angular)
+        voters = centrality_weights(prob, self._width_px(ctx.geo), self.centrality_power)
+        result = tensor_voting(voters, self._sigma_px(ctx.geo), n_angular=self.n_angular)
         return {"saliency": result.saliency, "orientation": result.orientation}
 
 
 class NonMaxSuppression(Step):
-    """Thin, smooth 1-px centerlines: saliency maxima across the road, with hysteresis."""
+    """Thin, smooth 1-px centerlines: saliency maxima across the road, with hysteresis.
+
+    Thresholds are fractions of a robust maximum of the saliency over the whole scene.
+    """
 
     type_name = "non_max_suppression"
     takes = ("saliency", "orientation")
     gives = ("centerline",)
+    stats_inputs = ("saliency", "orientation")
+    bytes_per_pixel = 48
 
     threshold: float = Field(0.1, gt=0, description="seed threshold, a fraction of the robust saliency maximum")
     low_threshold: float = Field(0.05, ge=0, description="continuation threshold (hysteresis), same units")
@@ -68,7 +94,25 @@ class NonMaxSuppression(Step):
         """The ridge test looks one pixel across; hysteresis follows lines (bounded by the tile halo)."""
         return 2
 
+    def tile_statistics(self, layers: dict[str, Any], ctx: StepContext) -> np.ndarray:
+        """Saliency of the ridge pixels of the tile's core."""
+        sal = layers["saliency"]
+        ridge = ridge_mask(sal, layers["orientation"])
+        return sal[ctx.core][ridge[ctx.core] & (sal[ctx.core] > 0)].astype(np.float32)
+
+    def fit(self, partials: list[Any]) -> NonMaxSuppression:
+        """The reference saliency: 99th percentile over ridge pixels above 1 % of the maximum."""
+        values = np.concatenate([p.ravel() for p in partials]) if partials else np.zeros(0, np.float32)
+        peak = float(values.max(initial=0.0))
+        significant = values[values >= 0.01 * peak]
+        return self.with_fitted(scale=float(np.percentile(significant, 99)) if significant.size else 0.0)
+
     def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         """Suppress non-maxima; pixels without data are never centerline."""
-        thin = non_max_suppression(layers["saliency"], layers["orientation"], threshold=self.threshold, low_threshold=self.low_threshold)
+        scale = self.fitted("scale")
+        if scale <= 0:
+            return {"centerline": np.zeros(layers["saliency"].shape, dtype=bool)}
+        thin = non_max_suppression(
+            layers["saliency"], layers["orientation"], threshold=self.threshold * scale, low_threshold=self.low_threshold * scale, relative=False
+        )
         return {"centerline": thin & ctx.valid}

@@ -32,11 +32,17 @@ def load_classifier(path: str) -> MJCRClassifier:
 
 
 class MJCRClassify(Step):
-    """Road probability by multiscale joint collaborative representation (Cheng et al. 2015)."""
+    """Road probability by multiscale joint collaborative representation (Cheng et al. 2015).
+
+    Feature channels are centred on the scene's means (measured over all tiles), which
+    carries a model across scenes of other brightness and colour.
+    """
 
     type_name = "mjcr_classify"
     takes = ("image",)
     gives = ("probability",)
+    stats_inputs = ("image",)
+    bytes_per_pixel = 400
 
     model: str = Field(description="MJCR model file from `geoseg train mjcr`")
 
@@ -44,18 +50,35 @@ class MJCRClassify(Step):
         """Half the widest feature window plus the joint window."""
         return load_classifier(self.model).halo_px(geo.gsd_m)
 
+    def tile_statistics(self, layers: dict[str, Any], ctx: StepContext) -> tuple[np.ndarray, int]:
+        """Sums of the feature base channels over the tile's core."""
+        return load_classifier(self.model).channel_sums(layers["image"], ctx.geo.gsd_m, ctx.valid, ctx.core, ctx.source)
+
+    def fit(self, partials: list[Any]) -> MJCRClassify:
+        """The scene's channel means."""
+        count = sum(n for _, n in partials)
+        sums = np.sum([s for s, _ in partials], axis=0)
+        return self.with_fitted(channel_means=(sums / max(count, 1)).astype(np.float32))
+
     def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         """Classify every pixel (pixels without data get probability 0)."""
         classifier = load_classifier(self.model)
-        return {"probability": classifier.predict_proba(layers["image"], ctx.geo.gsd_m, ctx.valid, ctx.source)}
+        prob = classifier.predict_proba(layers["image"], ctx.geo.gsd_m, ctx.valid, ctx.source, self.fitted("channel_means"))
+        return {"probability": prob}
 
 
 class GraphCut(Step):
-    """Homogeneous road mask: min-cut of a contrast-sensitive Potts energy (PyMaxflow)."""
+    """Homogeneous road mask: min-cut of a contrast-sensitive Potts energy (PyMaxflow).
+
+    The contrast term uses the image bands scaled by their scene standard deviations and
+    the Boykov-Jolly beta measured over the whole scene.
+    """
 
     type_name = "graph_cut"
     takes = ("probability", "image")
     gives = ("mask",)
+    stats_inputs = ("image",)
+    bytes_per_pixel = 120
 
     smoothness: float = Field(1.0, ge=0, description="weight of a label change between similar neighbours (nats); higher = smoother masks")
     contrast: bool = Field(True, description="make label changes cheaper across image edges")
@@ -65,13 +88,44 @@ class GraphCut(Step):
         """Graph cut is global; a halo of 32 px makes tile borders agree in practice."""
         return 32
 
+    def _bands(self, image: np.ndarray) -> np.ndarray:
+        idx = [b - 1 for b in self.bands if b <= image.shape[0]] or [0]
+        return image[idx].astype(np.float64)
+
+    def tile_statistics(self, layers: dict[str, Any], ctx: StepContext) -> tuple[np.ndarray, ...]:
+        """Per band: sum, sum of squares and count over the core; squared neighbour differences."""
+        bands = self._bands(layers["image"])
+        keep = ctx.valid[ctx.core]
+        core = bands[:, ctx.core[0], ctx.core[1]][:, keep]
+        diff_sum = np.zeros(bands.shape[0])
+        pairs = 0
+        rows, cols = ctx.core
+        for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):
+            shifted = np.roll(bands, (-dr, -dc), axis=(1, 2))
+            ok = ctx.valid & np.roll(ctx.valid, (-dr, -dc), axis=(0, 1))
+            ok[bands.shape[1] - dr :, :] = False
+            if dc > 0:
+                ok[:, bands.shape[2] - dc :] = False
+            if dc < 0:
+                ok[:, : -dc] = False
+            ok = ok[rows, cols]
+            d = (bands - shifted)[:, rows, cols][:, ok]
+            diff_sum += (d * d).sum(axis=1)
+            pairs += int(ok.sum())
+        return core.sum(axis=1), (core * core).sum(axis=1), np.array(core.shape[1]), diff_sum, np.array(pairs)
+
+    def fit(self, partials: list[Any]) -> GraphCut:
+        """Band standard deviations and beta = 1 / (2 <||I_p - I_q||^2>) of the scaled bands."""
+        s1, s2, n, d2, pairs = (np.sum([p[i] for p in partials], axis=0) for i in range(5))
+        n, pairs = max(int(n), 1), max(int(pairs), 1)
+        std = np.maximum(np.sqrt(np.maximum(s2 / n - (s1 / n) ** 2, 0.0)), 1e-6)
+        mean_d2 = float(np.sum(d2 / pairs / std**2))
+        return self.with_fitted(std=std, beta=1.0 / (2.0 * mean_d2) if mean_d2 > 0 else 0.0)
+
     def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         """Cut; pixels without data are never road."""
         image = None
         if self.contrast:
-            raw = layers["image"]
-            idx = [b - 1 for b in self.bands if b <= raw.shape[0]] or [0]
-            image = raw[idx].astype(np.float32)
-            image /= np.maximum(image.reshape(len(idx), -1).std(axis=1), 1e-6)[:, None, None]
-        mask = graph_cut(layers["probability"], image, smoothness=self.smoothness)
+            image = self._bands(layers["image"]) / self.fitted("std")[:, None, None]
+        mask = graph_cut(layers["probability"], image, smoothness=self.smoothness, contrast_beta=self.fitted("beta") if self.contrast else None)
         return {"mask": mask & ctx.valid}

@@ -10,29 +10,40 @@ from geoseg.pipeline.step import Step, StepContext, ceil_px
 from geoseg.raster import GeoInfo
 from geoseg.road.connect import clean_network
 from geoseg.road.network import dissolve_degree2, simplify_graph, skeleton_to_graph
-from geoseg.road.centerlines import road_width_px
+from geoseg.road.centerlines import width_from_histogram
+from geoseg.steps.road_width import width_partial
 
 __all__ = ["RoadNetwork", "ConnectNetwork"]
 
 
 class RoadNetwork(Step):
-    """Topological road network from a thin centerline raster (nodes at junctions and ends)."""
+    """Topological road network from a thin centerline raster (nodes at junctions and ends).
+
+    Each edge's ``saliency`` is the mean confidence along it: the tensor-voting saliency
+    when the pipeline has it, else the road probability.
+    """
 
     type_name = "road_network"
     takes = ("centerline",)
     gives = ("network",)
     uses_if_present = ("saliency", "probability")
+    vectorizer = True
 
     simplify_m: float = Field(0.5, ge=0, description="Douglas-Peucker tolerance in metres (0 keeps every pixel vertex)")
+
+    def halo_px(self, geo: GeoInfo) -> int:
+        """Tracing looks at the 8 neighbours; a margin keeps junction blobs whole at tile borders."""
+        return 3
 
     def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         """Trace the centerline pixels into edges between junction and end nodes."""
         confidence = layers.get("saliency", layers.get("probability"))
-        graph = skeleton_to_graph(layers["centerline"], saliency=confidence)
-        graph = dissolve_degree2(graph)
-        if self.simplify_m > 0:
-            graph = simplify_graph(graph, ctx.px(self.simplify_m))
-        return {"network": graph}
+        return {"network": skeleton_to_graph(layers["centerline"], saliency=confidence)}
+
+    def finalize(self, network: Any, ctx: StepContext) -> Any:
+        """Merge edges through degree-2 nodes and simplify (once, on the stitched network)."""
+        graph = dissolve_degree2(network)
+        return simplify_graph(graph, ctx.px(self.simplify_m)) if self.simplify_m > 0 else graph
 
 
 class ConnectNetwork(Step):
@@ -45,7 +56,6 @@ class ConnectNetwork(Step):
     type_name = "connect_network"
     takes = ("network",)
     gives = ("network",)
-    uses_if_present = ("mask", "probability")
 
     road_width_m: float | None = Field(None, gt=0, description="typical road width in metres; default: measured on the mask")
     fallback_road_width_m: float = Field(7.0, gt=0, description="road width used when there is no mask to measure it on")
@@ -63,17 +73,30 @@ class ConnectNetwork(Step):
         gap_m = self.max_gap_m if self.max_gap_m is not None else self.max_gap_factor * self.max_road_width_m
         return ceil_px(geo.metres_to_pixels(gap_m))
 
-    def _road_width_px(self, layers: dict[str, Any], ctx: StepContext) -> float:
+    def statistics_inputs(self) -> tuple[str, ...]:
+        """The road mask (or probability) whose width sets the scales, unless given."""
+        return () if self.road_width_m is not None else ("mask", "probability")
+
+    def stats_halo_px(self, geo: GeoInfo) -> int:
+        """Measuring a width sees a road width around each pixel."""
+        return ceil_px(geo.metres_to_pixels(self.max_road_width_m))
+
+    def tile_statistics(self, layers: dict[str, Any], ctx: StepContext) -> Any:
+        """Road-width histogram of the tile's core."""
+        return width_partial(layers, ctx)
+
+    def fit(self, partials: list[Any]) -> ConnectNetwork:
+        """Keep the scene's road-width histogram."""
+        return self.with_fitted(histograms=partials)
+
+    def _road_width_px(self, ctx: StepContext) -> float:
         if self.road_width_m is not None:
             return ctx.px(self.road_width_m)
-        road = layers.get("mask", layers.get("probability"))
-        if road is None:
-            return ctx.px(self.fallback_road_width_m)
-        return min(road_width_px(road, ctx.px(self.fallback_road_width_m)), ctx.px(self.max_road_width_m))
+        return width_from_histogram(self.fitted("histograms"), ctx.px(self.fallback_road_width_m), ctx.px(self.max_road_width_m))
 
     def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         """Clean the network (see :func:`geoseg.road.connect.clean_network`)."""
-        width = self._road_width_px(layers, ctx)
+        width = self._road_width_px(ctx)
         opt = {
             "spur_length_px": None if self.spur_length_m is None else ctx.px(self.spur_length_m),
             "junction_radius_px": None if self.junction_radius_m is None else ctx.px(self.junction_radius_m),

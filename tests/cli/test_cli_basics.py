@@ -45,8 +45,9 @@ def test_run_writes_shapefile_with_input_crs_and_batch_goes_on(plus_tif, tmp_pat
     assert res.returncode == 1  # one scene failed
     events = [json.loads(line) for line in res.stdout.splitlines()]
     assert events[0] == {"event": "start", "total": 2, "unit": "scene"}
-    assert [e["status"] for e in events[1:]] == ["done", "failed"]
-    assert "missing.tif: no such file" in events[2]["error"]
+    by_name = {Path(e["input"]).name: e for e in events[1:]}
+    assert {name: e["status"] for name, e in by_name.items()} == {"plus.tif": "done", "missing.tif": "failed"}
+    assert "missing.tif: no such file" in by_name["missing.tif"]["error"]
     assert "Traceback" not in res.stderr
     lines = gpd.read_file(out / "plus.shp")
     assert CRS.from_user_input(lines.crs) == CRS.from_epsg(32633)

@@ -49,6 +49,10 @@ from .runner import run_geoseg
 
 #: Vector formats geoseg writes (``geoseg run --format``).
 GEOSEG_FORMATS = ["gpkg", "shp", "geojson"]
+#: File extensions of the vector files geoseg writes.
+VECTOR_SUFFIXES = (".gpkg", ".shp", ".geojson")
+#: Longest side (pixels) of the overlay PNG: scenes are read decimated to it.
+OVERLAY_MAX_SIZE = 2048
 
 
 class GeosegAlgorithm(QgsProcessingAlgorithm):
@@ -87,6 +91,24 @@ class GeosegAlgorithm(QgsProcessingAlgorithm):
     def written_files(events: List[dict]) -> List[str]:
         """The files that ``geoseg run --progress json`` reported as written."""
         return [path for event in events if event.get("status") == "done" for path in event.get("outputs") or []]
+
+    def overlay_parameter(self, name: str) -> QgsProcessingParameterFileDestination:
+        """The optional "Overlay PNG" destination (not created unless asked for)."""
+        return QgsProcessingParameterFileDestination(
+            name, "Overlay PNG (network drawn over the scene)", "PNG image (*.png)", optional=True, createByDefault=False
+        )
+
+    def write_overlay(
+        self, scene: str, written: List[str], destination: str, feedback: QgsProcessingFeedback
+    ) -> str:
+        """Run ``geoseg overlay SCENE NETWORK -o DESTINATION`` on the first vector file geoseg wrote."""
+        network = next((path for path in written if os.path.splitext(path)[1].lower() in VECTOR_SUFFIXES), None)
+        if network is None:
+            raise QgsProcessingException("The pipeline wrote no vector network to draw over the scene")
+        self.geoseg(["overlay", scene, network, "-o", destination, "--max-size", str(OVERLAY_MAX_SIZE)], feedback)
+        if not os.path.isfile(destination):
+            raise QgsProcessingException(f"geoseg finished but wrote no overlay at {destination}")
+        return destination
 
 
 @contextmanager
@@ -133,6 +155,7 @@ class ExtractCenterlinesAlgorithm(GeosegAlgorithm):
     MAX_GAP = "MAX_GAP"
     OUTPUT = "OUTPUT"
     NODES = "NODES"
+    OVERLAY = "OVERLAY"
 
     def name(self) -> str:  # noqa: D102
         return "extract_centerlines"
@@ -154,7 +177,9 @@ class ExtractCenterlinesAlgorithm(GeosegAlgorithm):
             "(from 'Train MJCR road classifier') the input is an image scene and the full "
             "'road_centerlines' pipeline is run.\n\n"
             "Gaps up to the maximum gap (metres) between collinear road ends are bridged. "
-            "Outputs keep the input layer's CRS."
+            "Outputs keep the input layer's CRS.\n\n"
+            "Optionally an overlay PNG shows the network over the scene (edges coloured by "
+            "confidence, junctions and dead ends marked; at most 2048 pixels wide)."
         )
 
     def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:  # noqa: D102
@@ -180,6 +205,7 @@ class ExtractCenterlinesAlgorithm(GeosegAlgorithm):
                 createByDefault=False,
             )
         )
+        self.addParameter(self.overlay_parameter(self.OVERLAY))
 
     def processAlgorithm(
         self, parameters: Dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
@@ -190,6 +216,7 @@ class ExtractCenterlinesAlgorithm(GeosegAlgorithm):
         max_gap = self.parameterAsDouble(parameters, self.MAX_GAP, context)
         edges_destination = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         nodes_destination = self.parameterAsOutputLayer(parameters, self.NODES, context)
+        overlay_destination = self.parameterAsFileOutput(parameters, self.OVERLAY, context)
 
         pipeline = "road_centerlines" if model else "mask_to_centerlines"
         overrides = [f"max_gap_m={max_gap!r}"] + ([f"model={model}"] if model else [])
@@ -205,6 +232,8 @@ class ExtractCenterlinesAlgorithm(GeosegAlgorithm):
             if nodes_destination:
                 copy_vector_layer(f"{written[0]}|layername=nodes", nodes_destination, crs, context)
                 results[self.NODES] = nodes_destination
+            if overlay_destination:
+                results[self.OVERLAY] = self.write_overlay(scene, written, overlay_destination, feedback)
         return results
 
 
@@ -315,6 +344,7 @@ class RunPipelineAlgorithm(GeosegAlgorithm):
     FORMAT = "FORMAT"
     OUTPUT_FOLDER = "OUTPUT_FOLDER"
     OUTPUT_LAYERS = "OUTPUT_LAYERS"
+    OVERLAY = "OVERLAY"
 
     def name(self) -> str:  # noqa: D102
         return "run_pipeline"
@@ -336,7 +366,8 @@ class RunPipelineAlgorithm(GeosegAlgorithm):
             "Parameter overrides are NAME=VALUE pairs separated by spaces, as 'geoseg run --set' "
             "takes them: pipeline parameters (max_gap_m=20, model=/path/roads.npz), engine "
             "settings (assume_gsd_m=0.5) or step fields (connect_network.simplify_m=1). Quote "
-            "values with spaces: model='/my models/roads.npz'."
+            "values with spaces: model='/my models/roads.npz'.\n\n"
+            "Optionally an overlay PNG shows the network the pipeline wrote over the scene."
         )
 
     def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:  # noqa: D102
@@ -352,6 +383,7 @@ class RunPipelineAlgorithm(GeosegAlgorithm):
         )
         self.addParameter(QgsProcessingParameterEnum(self.FORMAT, "Vector format", GEOSEG_FORMATS, defaultValue=0))
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Output folder"))
+        self.addParameter(self.overlay_parameter(self.OVERLAY))
         self.addOutput(QgsProcessingOutputMultipleLayers(self.OUTPUT_LAYERS, "Layers written"))
 
     def processAlgorithm(
@@ -369,12 +401,17 @@ class RunPipelineAlgorithm(GeosegAlgorithm):
         for override in overrides:
             args += ["--set", override]
         layers = []
-        for path in self.written_files(self.geoseg(args, feedback)):
+        written = self.written_files(self.geoseg(args, feedback))
+        for path in written:
             for sublayer in QgsProviderRegistry.instance().querySublayers(path):
                 layers.append(sublayer.uri())
                 details = QgsProcessingContext.LayerDetails(sublayer.name(), context.project(), self.OUTPUT_LAYERS)
                 context.addLayerToLoadOnCompletion(sublayer.uri(), details)
-        return {self.OUTPUT_FOLDER: folder, self.OUTPUT_LAYERS: layers}
+        results = {self.OUTPUT_FOLDER: folder, self.OUTPUT_LAYERS: layers}
+        overlay_destination = self.parameterAsFileOutput(parameters, self.OVERLAY, context)
+        if overlay_destination:
+            results[self.OVERLAY] = self.write_overlay(scene, written, overlay_destination, feedback)
+        return results
 
     @staticmethod
     def parse_overrides(text: str) -> List[str]:

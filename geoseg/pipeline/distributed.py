@@ -1,0 +1,127 @@
+"""Dask clients for batches: a local cluster started in-process, or a running cluster.
+
+``geoseg run`` processes the scenes of a batch as Dask tasks (see
+:func:`geoseg.pipeline.batch.run_batch`). :func:`dask_client` gives the client:
+
+- with an address (``--scheduler tcp://HOST:PORT`` or the ``GEOSEG_SCHEDULER`` variable) it
+  connects to a running scheduler, waits for at least one worker, and on exit only
+  disconnects: the cluster is never closed;
+- otherwise it starts a :class:`distributed.LocalCluster` of worker **processes** with one
+  thread each (the steps are numpy/GDAL code that holds the GIL in places, and a scene's
+  memory is then bounded per process), ``workers`` of them (default: the usable cores),
+  each with a memory limit of the machine's memory (or its cgroup limit) divided by the
+  number of workers. The cluster is closed on exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from geoseg.errors import ConfigError
+
+__all__ = ["SCHEDULER_ENV", "dask_client", "default_workers", "local_memory_limit"]
+
+log = logging.getLogger("geoseg.batch")
+
+#: Environment variable naming a running scheduler (same as ``--scheduler``).
+SCHEDULER_ENV = "GEOSEG_SCHEDULER"
+
+#: Seconds to wait for the scheduler to answer and for a first worker to join.
+CONNECT_TIMEOUT_S = 30.0
+
+#: How often a scene is retried on another worker after its worker died (out of memory,
+#: crash) before it is reported failed; Dask's own default is 3.
+ALLOWED_FAILURES = 1
+
+
+def default_workers() -> int:
+    """Number of local workers by default: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def local_memory_limit(workers: int) -> int:
+    """Bytes of memory each of ``workers`` local workers may use.
+
+    The machine's memory (or the cgroup limit, whichever is lower, as measured by Dask)
+    divided by the number of workers. A worker above 95 % of it is restarted by its nanny
+    and the scene it was running is reported failed.
+    """
+    from distributed.system import MEMORY_LIMIT
+
+    return int(MEMORY_LIMIT // max(1, workers))
+
+
+@contextmanager
+def dask_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[object]:
+    """A ``dask.distributed.Client`` for a batch, closed (with its local cluster) on exit.
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        Address of a running scheduler (``tcp://HOST:PORT``). The cluster is left running.
+    workers : int, optional
+        Number of worker processes of the local cluster (default: :func:`default_workers`).
+        Ignored with ``scheduler``.
+
+    Yields
+    ------
+    distributed.Client
+
+    Raises
+    ------
+    ConfigError
+        ``workers`` is below 1, the scheduler cannot be reached, or no worker joins it
+        within ``CONNECT_TIMEOUT_S`` seconds.
+
+    Examples
+    --------
+    >>> from geoseg.pipeline.batch import run_batch
+    >>> with dask_client(workers=2) as client:                          # doctest: +SKIP
+    ...     reports = run_batch(pipe, ["a.tif", "b.tif"], "out/", client=client)
+    """
+    import dask
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise ConfigError(f"--scheduler {scheduler}: cannot connect to a Dask scheduler there ({exc})") from None
+        try:
+            try:
+                client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+            except TimeoutError:
+                raise ConfigError(f"--scheduler {scheduler}: no Dask worker joined the scheduler within {CONNECT_TIMEOUT_S:.0f} s") from None
+            log.info("using the Dask cluster at %s (%d worker thread(s))", scheduler, sum(client.nthreads().values()))
+            yield client
+        finally:
+            client.close()
+        return
+    n = default_workers() if workers is None else workers
+    if n < 1:
+        raise ConfigError(f"--workers {n}: need at least 1 worker")
+    with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+        cluster = LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            memory_limit=local_memory_limit(n),
+            dashboard_address=None,  # no dashboard; its HTTP server on a free port, not 8787:
+            scheduler_kwargs={"dashboard_address": ":0"},
+            silence_logs=logging.CRITICAL,
+        )
+    try:
+        client = Client(cluster)
+        try:
+            log.debug("local Dask cluster: %d worker(s), %.1f GiB each", n, local_memory_limit(n) / 2**30)
+            yield client
+        finally:
+            client.close()
+    finally:
+        cluster.close()

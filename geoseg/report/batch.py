@@ -1,0 +1,277 @@
+"""The report of a ``geoseg run`` output folder, built from its manifest.
+
+``geoseg run`` writes ``OUTDIR/geoseg-manifest.json`` (see :func:`read_manifest`). For each
+scene the report measures the network (``outputs[0]``), scores it against a truth file
+matched by stem when truth is given, draws it over the scene (read decimated), and writes
+``OUTDIR/report.html`` with the overlays in ``OUTDIR/report_files/`` or embedded.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+from PIL import Image
+
+from geoseg.atomic import atomic_path
+from geoseg.errors import GeosegError, ManifestError, NotGeoreferencedWarning
+from geoseg.evaluate import VECTOR_SUFFIXES, evaluate_files
+from geoseg.raster import read_geoinfo
+from geoseg.report.html import SceneRow, order_rows, render_html
+from geoseg.report.overlay import render_overlay, saliency_range
+from geoseg.report.stats import match_truth, network_stats, read_network, truth_candidates
+
+__all__ = ["MANIFEST_NAME", "REPORT_NAME", "FILES_DIR", "ManifestScene", "read_manifest", "write_report"]
+
+log = logging.getLogger("geoseg.report")
+
+#: The manifest ``geoseg run`` writes into its output folder.
+MANIFEST_NAME = "geoseg-manifest.json"
+#: The report page written into the output folder.
+REPORT_NAME = "report.html"
+#: Folder beside the page for the overlay PNGs (when they are not embedded).
+FILES_DIR = "report_files"
+#: Longest side of the thumbnails in the summary table, in pixels.
+THUMB_SIZE = 160
+
+
+@dataclass
+class ManifestScene:
+    """One scene of a manifest, as recorded (``status`` ``"done"``, ``"failed"``, or ``"running"``
+    for a scene of an interrupted batch, shown like a failed one)."""
+
+    input: str
+    status: str
+    outputs: list[str] = field(default_factory=list)
+    seconds: float = math.nan
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_manifest(outdir: str | os.PathLike[str]) -> tuple[dict, list[ManifestScene]]:
+    """Read ``OUTDIR/geoseg-manifest.json``.
+
+    The manifest is ``{"format": "geoseg-manifest", "version": 1, "pipeline": ...,
+    "format_ext": ..., "scenes": [{"input", "status", "outputs", "seconds", "error",
+    "warnings"}, ...]}``.
+
+    Returns
+    -------
+    dict, list of ManifestScene
+        The manifest's top-level fields (without ``scenes``) and its scenes in run order.
+
+    Raises
+    ------
+    ManifestError
+        The folder or its manifest is missing, not JSON, or not a geoseg manifest.
+    """
+    folder = Path(outdir)
+    path = folder / MANIFEST_NAME
+    if not folder.is_dir():
+        raise ManifestError(f"{folder}: no such output folder")
+    if not path.is_file():
+        raise ManifestError(
+            f"{folder}: no {MANIFEST_NAME} in this folder; it is written by `geoseg run ... -o {folder}`, "
+            "so report on a folder that geoseg run wrote (or rerun the batch)"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{path}: not a readable JSON manifest ({exc})") from exc
+    if not isinstance(data, dict) or data.get("format") != "geoseg-manifest":
+        raise ManifestError(f"{path}: not a geoseg manifest (expected \"format\": \"geoseg-manifest\")")
+    if data.get("version") != 1:
+        raise ManifestError(f"{path}: manifest version {data.get('version')!r} is not supported (this geoseg reads version 1)")
+    scenes = data.get("scenes")
+    if not isinstance(scenes, list):
+        raise ManifestError(f"{path}: \"scenes\" must be a list")
+    entries = []
+    for i, scene in enumerate(scenes):
+        if not isinstance(scene, dict) or not isinstance(scene.get("input"), str) or not isinstance(scene.get("status"), str):
+            raise ManifestError(f"{path}: scene {i + 1} needs an \"input\" path and a \"status\"")
+        seconds = scene.get("seconds")
+        entries.append(
+            ManifestScene(
+                input=scene["input"],
+                status=scene["status"],
+                outputs=[str(o) for o in scene.get("outputs") or []],
+                seconds=float(seconds) if isinstance(seconds, (int, float)) else math.nan,
+                error=scene.get("error") or _unfinished(scene["status"]),
+                warnings=[str(w) for w in scene.get("warnings") or []],
+            )
+        )
+    return {k: v for k, v in data.items() if k != "scenes"}, entries
+
+
+def _unfinished(status: str) -> str | None:
+    """The message of a scene an interrupted batch left neither done nor failed."""
+    return None if status in ("done", "failed") else f"not finished (status {status!r}): the batch was interrupted"
+
+
+def _resolve_input(path: str, folder: Path) -> Path:
+    """A scene path as given to ``geoseg run``: relative to the current folder, else to the output folder."""
+    p = Path(path)
+    if p.is_absolute() or p.exists() or not (folder / p).exists():
+        return p
+    return folder / p
+
+
+def _resolve_output(path: str, folder: Path) -> Path:
+    """An output path: as written, else the file of that name in the output folder (a moved folder)."""
+    p = Path(path)
+    return p if p.exists() else folder / p.name
+
+
+def _georef_warnings(scene: Path, known: list[str]) -> list[str]:
+    if any("georeferenc" in w for w in known):
+        return []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NotGeoreferencedWarning)
+        read_geoinfo(scene)
+    return [str(w.message) for w in caught if issubclass(w.category, NotGeoreferencedWarning)]
+
+
+def _publish(image: Image.Image, folder: Path, name: str, embed: bool) -> str:
+    """The ``src`` of an image: a data URI, or ``report_files/NAME`` written beside the page."""
+    if embed:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    with atomic_path(folder / FILES_DIR / name) as tmp:
+        image.save(tmp, format="PNG")
+    return f"{FILES_DIR}/{name}"
+
+
+def _measure(
+    entry: ManifestScene, folder: Path, truth_files: list[Path] | None, buffer_m: float
+) -> tuple[SceneRow, gpd.GeoDataFrame | None, Path | None]:
+    """The row of one scene (without its image), its network, and its scene file when readable."""
+    path = _resolve_input(entry.input, folder)
+    scene: Path | None = path
+    row = SceneRow(name=path.stem, input=entry.input, status=entry.status, seconds=entry.seconds,
+                   error=entry.error, warnings=list(entry.warnings))
+    try:
+        row.warnings += _georef_warnings(path, row.warnings)
+    except GeosegError as exc:
+        scene = None
+        if entry.status == "done":  # a failed scene's error already says why
+            row.warnings.append(f"no overlay: {exc}")
+    if entry.status != "done":
+        return row, None, scene
+    edges = None
+    vectors = [o for o in entry.outputs if Path(o).suffix.lower() in VECTOR_SUFFIXES]
+    if not vectors:
+        row.warnings.append("no vector network among the outputs (" + ", ".join(entry.outputs) + "); nothing measured")
+        return row, None, scene
+    network = _resolve_output(vectors[0], folder)
+    row.network = str(network)
+    try:
+        edges = read_network(network)
+        row.stats = network_stats(edges)
+    except GeosegError as exc:
+        row.warnings.append(f"network not readable: {exc}")
+        return row, None, scene
+    if truth_files is not None:
+        truth, others = match_truth(row.name, truth_files)
+        if truth is None:
+            row.warnings.append(f"no truth file named {row.name}.* or {row.name}_centerlines.*")
+        else:
+            row.truth = str(truth)
+            if others:
+                row.warnings.append(f"several truth files match; used {truth}, not " + ", ".join(map(str, others)))
+            try:
+                row.scores = evaluate_files(network, truth, buffer_m=buffer_m)
+            except GeosegError as exc:
+                row.warnings.append(f"evaluation failed: {exc}")
+    return row, edges, scene
+
+
+def write_report(
+    outdir: str | os.PathLike[str],
+    truth: str | os.PathLike[str] | None = None,
+    *,
+    buffer_m: float = 2.0,
+    max_size: int = 768,
+    embed: bool = False,
+) -> Path:
+    """Write ``OUTDIR/report.html`` for the batch that ``geoseg run`` wrote into ``outdir``.
+
+    Parameters
+    ----------
+    outdir : path-like
+        A ``geoseg run`` output folder (with its ``geoseg-manifest.json``).
+    truth : path-like or str, optional
+        Reference networks: a folder or a glob of vector files. A scene ``<stem>`` is scored
+        against ``<stem>.<ext>``, else ``<stem>_centerlines.<ext>``.
+    buffer_m : float
+        Buffer half-width in metres for completeness / correctness / quality.
+    max_size : int
+        Longest side of the overlays in pixels; scenes are read decimated to it.
+    embed : bool
+        Embed the overlays in the page as data URIs (one portable file) instead of writing
+        them to ``OUTDIR/report_files/<stem>.png`` (and ``<stem>_thumb.png``).
+
+    Returns
+    -------
+    pathlib.Path
+        The report page.
+
+    Raises
+    ------
+    ManifestError
+        ``outdir`` has no readable manifest.
+    ConfigError
+        ``truth`` names no vector file.
+
+    Examples
+    --------
+    >>> from geoseg.report import write_report
+    >>> write_report("out/", truth="sample_data/")  # doctest: +SKIP
+    PosixPath('out/report.html')
+    """
+    folder = Path(outdir)
+    meta, entries = read_manifest(folder)
+    truth_files = truth_candidates(truth) if truth is not None else None
+    measured = [_measure(entry, folder, truth_files, buffer_m) for entry in entries]
+    saliency = [e["saliency"].to_numpy(dtype=float) for _, e, _ in measured if e is not None and "saliency" in e.columns]
+    value_range = saliency_range(np.concatenate(saliency) if saliency else np.zeros(0))
+    for row, edges, scene in measured:
+        if scene is None:
+            continue
+        try:
+            image = render_overlay(scene, edges, max_size=max_size, value_range=value_range, legend=False)
+        except GeosegError as exc:
+            row.warnings.append(f"no overlay: {exc}")
+            continue
+        thumb = image.copy()
+        thumb.thumbnail((THUMB_SIZE, THUMB_SIZE))
+        row.image = _publish(image, folder, f"{row.name}.png", embed)
+        row.thumb = _publish(thumb, folder, f"{row.name}_thumb.png", embed)
+        log.debug("overlay of %s drawn", row.name)
+    rows = order_rows([row for row, _, _ in measured])
+    failed = sum(row.status != "done" for row in rows)
+    total_km = sum(row.stats.road_km for row in rows if row.stats and math.isfinite(row.stats.road_km))
+    details = [
+        ("pipeline", str(meta.get("pipeline", "?"))),
+        ("output folder", str(folder)),
+        ("scenes", f"{len(rows)} ({len(rows) - failed} done, {failed} failed)"),
+        ("road length", f"{total_km:.3f} km"),
+    ]
+    if truth is not None:
+        details.append(("truth", f"{truth} (buffer {buffer_m:g} m)"))
+    details.append(("written", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")))
+    page = render_html(rows, title=f"geoseg report: {folder.resolve().name}", details=details,
+                       value_range=value_range, with_truth=truth is not None)
+    with atomic_path(folder / REPORT_NAME) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return folder / REPORT_NAME

@@ -1,0 +1,21 @@
+"""Scene-wide road width for the steps whose scales follow it (tensor voting, connection)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from geoseg.pipeline.step import StepContext
+from geoseg.road.centerlines import width_histogram
+
+__all__ = ["width_partial"]
+
+
+def width_partial(layers: dict[str, Any], ctx: StepContext) -> np.ndarray:
+    """Road-width histogram of a tile's core, from its mask (or probability > 0.5)."""
+    road = layers.get("mask", layers.get("probability"))
+    if road is None:
+        return np.zeros(1, dtype=np.int64)
+    valid = ctx.valid if ctx.valid is not None else True
+    return width_histogram(np.where(valid, road, 0), ctx.core)

@@ -1,0 +1,134 @@
+"""Batches in-process: the manifest, resuming, --overwrite, invalidation, temporaries, lock."""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+from pathlib import Path
+
+import pytest
+from rasterio.crs import CRS
+
+from geoseg.atomic import TEMP_PREFIX
+from geoseg.errors import ConfigError, OutputWriteError
+from geoseg.pipeline.batch import MANIFEST_NAME, _folder_lock, pending_scenes, pipeline_hash, read_manifest, run_batch
+from geoseg.pipeline.pipeline import load_pipeline
+from tests.conftest import REPO, UTM_TRANSFORM, plus_mask, write_tif
+
+PIPELINE = REPO / "pipelines" / "mask_to_centerlines.yaml"
+
+
+@pytest.fixture
+def scenes(tmp_path: Path) -> list[Path]:
+    """Two plus-shaped masks and a third input that does not exist (yet)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    a = write_tif(folder / "a.tif", plus_mask(), CRS.from_epsg(32633), UTM_TRANSFORM)
+    b = write_tif(folder / "b.tif", plus_mask(width=8), CRS.from_epsg(32633), UTM_TRANSFORM)
+    return [a, b, folder / "c.tif"]
+
+
+def _mtimes(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.suffix in (".shp", ".dbf", ".shx")}
+
+
+def test_manifest_records_each_scene_and_its_failure(scenes, tmp_path):
+    pipe = load_pipeline(PIPELINE)
+    out = tmp_path / "out"
+    seen = []
+    reports = run_batch(pipe, scenes, out, progress=lambda i, n, r: seen.append((i, n, r.input, r.status)), pipeline_name="mask_to_centerlines")
+    assert [r.status for r in reports] == ["done", "done", "failed"]
+    assert seen == [(1, 3, str(scenes[0]), "done"), (2, 3, str(scenes[1]), "done"), (3, 3, str(scenes[2]), "failed")]
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert {k: manifest[k] for k in ("format", "version", "pipeline", "format_ext")} == {
+        "format": "geoseg-manifest",
+        "version": 1,
+        "pipeline": "mask_to_centerlines",
+        "format_ext": "shp",
+    }
+    assert manifest["pipeline_hash"] == pipeline_hash(pipe) and len(manifest["pipeline_hash"]) == 64
+    a, b, c = manifest["scenes"]
+    assert set(a) == {"input", "status", "outputs", "seconds", "error", "warnings"}
+    assert a["input"] == str(scenes[0]) and a["status"] == "done" and a["error"] is None and a["seconds"] > 0
+    assert a["outputs"] == [str(out / "a.shp"), str(out / "a_nodes.shp")]
+    assert all(Path(o).is_file() for o in a["outputs"] + b["outputs"])
+    assert c["status"] == "failed" and c["outputs"] == [] and "c.tif: no such file" in c["error"]
+    assert read_manifest(out) == manifest
+
+
+def test_rerun_skips_done_scenes_and_redoes_a_fixed_failure(scenes, tmp_path):
+    pipe = load_pipeline(PIPELINE)
+    out = tmp_path / "out"
+    run_batch(pipe, scenes, out)
+    before = _mtimes(out)
+    write_tif(scenes[2], plus_mask(width=10), CRS.from_epsg(32633), UTM_TRANSFORM)  # the input is fixed
+    assert pending_scenes(pipe, scenes, out) == [scenes[2]]
+    reports = run_batch(pipe, scenes, out)
+    assert [(r.status, r.skipped) for r in reports] == [("done", True), ("done", True), ("done", False)]
+    after = _mtimes(out)
+    assert {k: after[k] for k in before} == before  # a and b were not rewritten
+    assert (out / "c.shp").is_file()
+    assert [s["status"] for s in read_manifest(out)["scenes"]] == ["done"] * 3
+
+
+def test_overwrite_redoes_every_scene(scenes, tmp_path):
+    pipe = load_pipeline(PIPELINE)
+    out = tmp_path / "out"
+    run_batch(pipe, scenes[:2], out)
+    before = _mtimes(out)
+    reports = run_batch(pipe, scenes[:2], out, overwrite=True)
+    assert [r.skipped for r in reports] == [False, False]
+    assert all(_mtimes(out)[k] > before[k] for k in before)
+
+
+def test_changed_pipeline_or_format_redoes_everything(scenes, tmp_path, caplog):
+    out = tmp_path / "out"
+    run_batch(load_pipeline(PIPELINE), scenes[:2], out)
+    changed = load_pipeline(PIPELINE, ["max_gap_m=21"])
+    assert pipeline_hash(changed) != pipeline_hash(load_pipeline(PIPELINE))
+    with caplog.at_level(logging.INFO, logger="geoseg.batch"):
+        reports = run_batch(changed, scenes[:2], out)
+    assert [r.skipped for r in reports] == [False, False]
+    assert "--set values changed" in caplog.text
+    assert read_manifest(out)["pipeline_hash"] == pipeline_hash(changed)
+    reports = run_batch(changed, scenes[:2], out, fmt="geojson")
+    assert [r.skipped for r in reports] == [False, False] and (out / "a.geojson").is_file()
+
+
+def test_interrupted_scene_and_missing_output_are_redone(scenes, tmp_path):
+    pipe = load_pipeline(PIPELINE)
+    out = tmp_path / "out"
+    write_tif(scenes[2], plus_mask(width=10), CRS.from_epsg(32633), UTM_TRANSFORM)
+    run_batch(pipe, scenes, out)
+    manifest = read_manifest(out)
+    manifest["scenes"][0]["status"] = "running"  # as left by a killed run
+    (out / MANIFEST_NAME).write_text(json.dumps(manifest))
+    (out / "b_nodes.shp").unlink()
+    stale = out / f"{TEMP_PREFIX}killed"
+    stale.mkdir()
+    (stale / "a.shp").write_bytes(b"partial")
+    reports = run_batch(pipe, scenes, out)
+    assert [r.skipped for r in reports] == [False, False, True]
+    assert (out / "b_nodes.shp").is_file() and not stale.exists()
+
+
+def test_refusals_before_any_scene(scenes, tmp_path):
+    pipe = load_pipeline(PIPELINE)
+    twin = tmp_path / "other" / "a.tif"
+    with pytest.raises(ConfigError, match="same output name"):
+        run_batch(pipe, [scenes[0], twin], tmp_path / "out")
+    out = tmp_path / "busy"
+    out.mkdir()
+    with _folder_lock(out), pytest.raises(OutputWriteError, match="another geoseg batch"):
+        run_batch(pipe, scenes[:1], out)
+    assert not (out / MANIFEST_NAME).exists()
+
+
+def test_pipeline_pickles_and_hashes_the_same():
+    pipe = load_pipeline("mask_to_centerlines", ["max_gap_m=12"])
+    copy = pickle.loads(pickle.dumps(pipe))
+    assert copy == pipe and pipeline_hash(copy) == pipeline_hash(pipe)
+    rebuilt = type(pipe).from_dict(pipe.to_dict(), pipe.source)
+    assert pipeline_hash(rebuilt) == pipeline_hash(pipe)
+    assert pipeline_hash(load_pipeline(PIPELINE, ["max_gap_m=12"])) == pipeline_hash(pipe)
