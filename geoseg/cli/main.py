@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
+
+# Idle OpenMP threads of torch spin by default and slow everything else on a busy machine
+# (10-100x measured on 2 cores); set before torch is imported. A user's setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import click
 

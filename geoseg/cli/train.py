@@ -76,3 +76,89 @@ def mjcr(images, masks, image, samples, class_field, output, bands, scales_m, la
     classifier.provenance = {"scenes": [s.source for s in scenes], "seed": seed}
     classifier.save(output)
     log.info("wrote %s (%.1f s)", output, time.perf_counter() - start)
+
+
+def _read_scenes(images: list, masks: list, edges: list, centerlines: list, gsd_m: float, what: str) -> list:
+    """Raw scenes with labels (and edge/centerline rasters, matched by stem) for training."""
+    from geoseg.classifiers.training_data import mask_labels, pair_by_stem
+    from geoseg.nn.train import SceneData
+    from geoseg.raster import read_raster
+
+    if bool(images) != bool(masks):
+        raise click.UsageError(f"{what}: images and masks go together")
+    pairs = pair_by_stem(expand_inputs(tuple(images)), expand_inputs(tuple(masks)))
+    extra = {}
+    for name, patterns in (("edges", edges), ("centerlines", centerlines)):
+        if patterns:
+            extra[name] = dict(pair_by_stem([im for im, _ in pairs], expand_inputs(tuple(patterns))))
+    scenes = []
+    for im, mk in pairs:
+        scene = read_raster(im, assume_gsd_m=gsd_m)
+        rasters = {}
+        for name, by_image in extra.items():
+            r = read_raster(by_image[im], bands=[1])
+            if r.shape != scene.shape:
+                raise InputMismatchError(f"{by_image[im]}: {name} raster is {r.shape[1]}x{r.shape[0]} px but {im} is {scene.shape[1]}x{scene.shape[0]}")
+            rasters[name] = r.array[0]
+        scenes.append(SceneData(scene.array, mask_labels(scene, mk), scene.geo.gsd_m, scene.source, **rasters))
+    return scenes
+
+
+@command.command("nn")
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--images", "images", multiple=True, help="Training scenes (files or globs); replace the config's data.images.")
+@click.option("--masks", "masks", multiple=True, help="Road masks (non-zero = road) paired by file stem; replace data.masks.")
+@click.option("--edges", "edges", multiple=True, help="Optional road-edge rasters paired by stem (default: derived from the masks).")
+@click.option("--centerlines", "centerlines", multiple=True, help="Optional 1-px centerline rasters paired by stem (for model.centerline_head).")
+@click.option("--val-images", "val_images", multiple=True, help="Validation scenes: road IoU per epoch, best model kept.")
+@click.option("--val-masks", "val_masks", multiple=True, help="Validation masks paired by stem.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Model file to write (best epoch), e.g. roads.nn.npz.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="Checkpoint written every epoch [default: OUTPUT with .ckpt.npz].")
+@click.option("--resume", type=click.Path(dir_okay=False), default=None, help="Continue from a checkpoint written by an earlier run of the same config.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field, e.g. epochs=5 or optimizer.lr=1e-3. Repeatable.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
+def nn(config, images, masks, edges, centerlines, val_images, val_masks, output, checkpoint, resume, overrides, progress) -> None:
+    """Train a deep road classifier (baseline encoder-decoder or DecoupleSegNet) from a YAML config.
+
+    \b
+    geoseg train nn pipelines/training/road_decouple.yaml \\
+        --images "tiles/*.png" --masks "masks/*.png" -o roads.nn.npz --set epochs=5
+    Then: geoseg run deep_road_centerlines scene.tif -o out/ --set model=roads.nn.npz
+
+    CONFIG is a YAML file or the name of a shipped training config (road_decouple,
+    road_baseline); without it the defaults are used.
+    """
+    from pathlib import Path
+
+    from geoseg.nn.config import load_train_config
+    from geoseg.nn.train import train
+
+    cfg_path = _training_config_path(config) if config else None
+    cfg = load_train_config(cfg_path, overrides)
+    data = cfg.data
+    given = {"images": images, "masks": masks, "edges": edges, "centerlines": centerlines, "val_images": val_images, "val_masks": val_masks}
+    data = data.model_copy(update={k: list(v) for k, v in given.items() if v})
+    if not data.images:
+        raise click.UsageError("no training data: give --images and --masks, or data.images/data.masks in the config")
+    start = time.perf_counter()
+    train_scenes = _read_scenes(data.images, data.masks, data.edges, data.centerlines, data.gsd_m, "training data")
+    val_scenes = _read_scenes(data.val_images, data.val_masks, [], [], data.gsd_m, "validation data") if data.val_images else []
+    cfg = cfg.model_copy(update={"data": data})
+    log.info("training %s on %d scene(s), validating on %d", cfg.model.architecture, len(train_scenes), len(val_scenes))
+    ckpt = checkpoint or str(Path(output).with_suffix("")) + ".ckpt.npz"
+    result = train(cfg, train_scenes, val_scenes, checkpoint_path=ckpt, resume=resume, best_path=output, progress=progress)
+    best = f", best val road IoU {result.best_iou:.4f} at epoch {result.best_epoch}" if val_scenes else ""
+    log.info("wrote %s%s (%.1f s; checkpoint %s)", output, best, time.perf_counter() - start, ckpt)
+
+
+def _training_config_path(name: str) -> str:
+    """A YAML path, or the name of a config shipped in ``pipelines/training/``."""
+    from pathlib import Path
+
+    from geoseg.pipeline.pipeline import shipped_pipelines_dir
+
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return str(p)
+    shipped = shipped_pipelines_dir() / "training" / f"{name}.yaml"
+    return str(shipped) if shipped.is_file() else str(p)

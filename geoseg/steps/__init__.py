@@ -1,24 +1,33 @@
-"""Pipeline steps shipped with geoseg (thin adapters over :mod:`geoseg.road`).
+"""Pipeline steps shipped with geoseg (thin adapters over :mod:`geoseg.road` and :mod:`geoseg.nn`).
 
 Each class is registered under its ``type_name`` in the ``geoseg.steps`` entry-point group,
 so it is usable in YAML (``type: road_network``) and from Python
-(``steps.RoadNetwork(simplify_m=0.5)``).
+(``steps.RoadNetwork(simplify_m=0.5)``). Step modules are imported on first use, so a
+pipeline without deep models never imports torch.
 """
 
-from geoseg.steps.centerlines import NonMaxSuppression, TensorVoting
-from geoseg.steps.classify import GraphCut, MJCRClassify
-from geoseg.steps.masks import BandProbability, ThresholdMask
-from geoseg.steps.network import ConnectNetwork, RoadNetwork
-from geoseg.steps.skeleton import Skeletonize
+from __future__ import annotations
 
-__all__ = [
-    "BandProbability",
-    "ConnectNetwork",
-    "GraphCut",
-    "MJCRClassify",
-    "NonMaxSuppression",
-    "RoadNetwork",
-    "Skeletonize",
-    "TensorVoting",
-    "ThresholdMask",
-]
+import importlib
+from typing import Any
+
+_MODULES = {
+    "BandProbability": "masks",
+    "ConnectNetwork": "network",
+    "GraphCut": "classify",
+    "MJCRClassify": "classify",
+    "NNClassify": "deep",
+    "NonMaxSuppression": "centerlines",
+    "RoadNetwork": "network",
+    "Skeletonize": "skeleton",
+    "TensorVoting": "centerlines",
+    "ThresholdMask": "masks",
+}
+
+__all__ = sorted(_MODULES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        return getattr(importlib.import_module(f"geoseg.steps.{_MODULES[name]}"), name)
+    raise AttributeError(f"module 'geoseg.steps' has no attribute {name!r}")

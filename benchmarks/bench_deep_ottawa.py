@@ -1,0 +1,154 @@
+"""Deep road classifiers on the Ottawa RoadNet tiles: baseline vs DecoupleSegNet, then centerlines.
+
+Run ``python benchmarks/bench_deep_ottawa.py [--seeds 3] [--set key=value ...]``. Data:
+``shared/data/ottawa_roadnet`` beside the repository (skipped with a message when absent).
+
+Protocol: train on the first 6 tiles (sorted names), test on the other 5 (4 tiles with a
+RoadNet prediction, plus ``demo``). Each arm uses its shipped training config
+(``pipelines/training/road_baseline.yaml`` / ``road_decouple.yaml``, same crops, epochs,
+iterations and optimizer: the same budget) with seeds 0..n-1 and no validation-based
+epoch selection (the last epoch is kept, so the test tiles never influence training).
+
+Scores, mean ± std over seeds of the per-seed mean over test tiles:
+
+- road IoU of ``p(road) > 0.5`` and boundary F-score (2 px tolerance) against ``masks/``;
+- centerline completeness / correctness / quality (3 px slack) of the shipped
+  ``pipelines/deep_road_centerlines.yaml`` against ``centerlines/``; the reference is
+  RoadNet's own centerline output (``predictions/`` red channel > 127) on the 4 tiles that
+  have one;
+- inference speed (Mpx/s of the ``nn_classify`` step) and training seconds per epoch, on
+  this machine's CPU threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# Idle OpenMP threads sleep instead of spinning: on a busy machine with few cores, spinning
+# threads slow torch down by orders of magnitude (set before torch loads its OpenMP runtime).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from affine import Affine  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from geoseg.metrics import binary_scores, boundary_f_score, raster_buffer_scores  # noqa: E402
+from geoseg.nn.config import load_train_config  # noqa: E402
+from geoseg.nn.train import SceneData, train  # noqa: E402
+from geoseg.pipeline.pipeline import Pipeline, load_pipeline  # noqa: E402
+from geoseg.raster import GeoInfo, Raster  # noqa: E402
+from geoseg.road.network import graph_to_lines, rasterize_lines  # noqa: E402
+from geoseg.steps import NNClassify  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "ottawa_roadnet"
+GSD_M = 0.21
+TRAIN = ["1-0-12", "1-14-5", "1-15-3", "1-16-2", "1-17-11", "1-18-9"]
+TEST = ["1-2-10", "1-5-10", "1-6-7", "1-6-9", "demo"]
+ARMS = {"baseline": REPO / "pipelines" / "training" / "road_baseline.yaml", "decouple": REPO / "pipelines" / "training" / "road_decouple.yaml"}
+SLACK_PX = 3
+BOUNDARY_TOL_PX = 2
+
+
+def _png(folder: str, tile: str) -> np.ndarray:
+    return np.asarray(Image.open(DATA / folder / f"{tile}.png"))
+
+
+def _scene(tile: str) -> SceneData:
+    image = _png("images", tile).transpose(2, 0, 1)
+    return SceneData(image, (_png("masks", tile) > 127).astype(np.uint8), GSD_M, tile)
+
+
+def _raster(tile: str) -> Raster:
+    image = _png("images", tile).transpose(2, 0, 1)
+    geo = GeoInfo(image.shape[2], image.shape[1], None, Affine.identity(), (GSD_M, GSD_M), False)
+    return Raster(image, geo, np.ones(image.shape[1:], bool), tile)
+
+
+def _mean_std(values: list[float]) -> str:
+    return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+
+
+def evaluate(model_path: Path) -> dict[str, float]:
+    """Mask and centerline scores of one model over the test tiles (means), and its speed."""
+    pipe = load_pipeline(REPO / "pipelines" / "deep_road_centerlines.yaml", [f"model={model_path}"])
+    classify = Pipeline([NNClassify(model=str(model_path))], outputs=["probability"])
+    rows: dict[str, list[float]] = {k: [] for k in ("iou", "bf", "comp", "corr", "qual", "qual_ref_tiles")}
+    px, seconds = 0, 0.0
+    for tile in TEST:
+        t0 = time.perf_counter()
+        prob = classify.run(_raster(tile)).layers["probability"]
+        seconds += time.perf_counter() - t0
+        result = pipe.run(_raster(tile))
+        px += prob.size
+        truth = _png("masks", tile) > 127
+        rows["iou"].append(binary_scores(prob > 0.5, truth)["iou"])
+        rows["bf"].append(boundary_f_score(prob > 0.5, truth, BOUNDARY_TOL_PX))
+        lines = rasterize_lines(graph_to_lines(result.graph), prob.shape)
+        s = raster_buffer_scores(lines, _png("centerlines", tile) > 127, SLACK_PX)
+        rows["comp"].append(s.completeness)
+        rows["corr"].append(s.correctness)
+        rows["qual"].append(s.quality)
+        if (DATA / "predictions" / f"{tile}.png").exists():
+            rows["qual_ref_tiles"].append(s.quality)
+    out = {k: float(np.mean(v)) for k, v in rows.items()}
+    out["mpx_s"] = px / seconds / 1e6
+    return out
+
+
+def reference() -> dict[str, float]:
+    """RoadNet's own centerlines (predictions/ red channel) on the test tiles that have them."""
+    scores = [raster_buffer_scores(_png("predictions", t)[..., 0] > 127, _png("centerlines", t) > 127, SLACK_PX) for t in TEST if (DATA / "predictions" / f"{t}.png").exists()]
+    return {k: float(np.mean([getattr(s, k) for s in scores])) for k in ("completeness", "correctness", "quality")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the tables; return the exit code."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="training config override for both arms")
+    args = parser.parse_args(argv)
+    if not DATA.is_dir():
+        print(f"SKIP: data folder {DATA} not found (see shared/data/README.md).")
+        return 0
+    print(f"Ottawa RoadNet: train {len(TRAIN)} tiles, test {len(TEST)} tiles; torch threads {torch.get_num_threads()}")
+    train_data = [_scene(t) for t in TRAIN]
+    results: dict[str, list[dict[str, float]]] = {arm: [] for arm in ARMS}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(args.seeds):
+            for arm, cfg_path in ARMS.items():
+                cfg = load_train_config(cfg_path, [f"seed={seed}", *args.overrides])
+                t0 = time.perf_counter()
+                run = train(cfg, train_data, best_path=Path(tmp) / f"{arm}{seed}.npz", progress=False)
+                total = time.perf_counter() - t0
+                scores = evaluate(Path(tmp) / f"{arm}{seed}.npz")
+                scores["epoch_s"] = float(np.mean([h["seconds"] for h in run.history]))
+                scores["train_s"] = total
+                results[arm].append(scores)
+                print(
+                    f"seed {seed} {arm:8s}: IoU {scores['iou']:.3f} BF {scores['bf']:.3f} | centerlines comp {scores['comp']:.3f} "
+                    f"corr {scores['corr']:.3f} qual {scores['qual']:.3f} | {scores['epoch_s']:.1f} s/epoch, {total:.0f} s training, "
+                    f"{scores['mpx_s']:.2f} Mpx/s",
+                    flush=True,
+                )
+    print(f"\n== mean ± std over {args.seeds} seed(s), {len(TEST)} test tiles ==")
+    print(f"{'model':9s} {'road IoU':>14s} {'boundary F':>14s} {'comp@3px':>14s} {'corr@3px':>14s} {'quality@3px':>14s} {'s/epoch':>8s} {'Mpx/s':>7s}")
+    for arm, rows in results.items():
+        cols = [_mean_std([r[k] for r in rows]) for k in ("iou", "bf", "comp", "corr", "qual")]
+        print(f"{arm:9s} " + " ".join(f"{c:>14s}" for c in cols) + f" {np.mean([r['epoch_s'] for r in rows]):8.1f} {np.mean([r['mpx_s'] for r in rows]):7.2f}")
+    ref = reference()
+    print(f"RoadNet predictions (reference, 4 tiles): comp {ref['completeness']:.3f} corr {ref['correctness']:.3f} qual {ref['quality']:.3f}")
+    for arm, rows in results.items():
+        q = [r["qual_ref_tiles"] for r in rows]
+        print(f"{arm} deep pipeline on the same 4 tiles: quality {_mean_std(q)} ({np.mean(q) - ref['quality']:+.3f} vs RoadNet)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

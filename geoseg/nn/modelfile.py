@@ -1,0 +1,245 @@
+"""Model files of the raster classifiers: torch weights as numpy arrays + JSON metadata.
+
+The file is a geoseg safe model file (:mod:`geoseg.modelfile`: ``.npz`` loaded with
+``allow_pickle=False``, kind ``"nn"``). Each tensor of the model's ``state_dict`` is stored
+as the array ``state/<name>``; the metadata holds everything needed to apply the model to a
+scene: architecture name and hyper-parameters, bands, normalisation statistics, class
+names, head names, training GSD, tiling defaults, and a training summary. Nothing is ever
+unpickled or executed when loading: the module is rebuilt from the architecture name and the
+arrays are copied into it (shapes checked).
+
+A training **checkpoint** is the same file plus the optimizer state (``optim/<i>/<key>``
+arrays) and a ``checkpoint`` metadata entry (epoch, best score, config); it loads as a model
+too.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from geoseg.errors import InputMismatchError, ModelFileError
+from geoseg.modelfile import load_model, save_model
+from geoseg.nn.models import ARCHITECTURES, build_model
+
+__all__ = ["KIND", "NNModel", "load_checkpoint", "load_nn_model", "save_nn_model"]
+
+KIND = "nn"
+_STATE = "state/"
+_OPTIM = "optim/"
+_BEST = "best/"
+
+
+@dataclass
+class NNModel:
+    """A raster classifier with everything needed to apply it to a scene.
+
+    Attributes
+    ----------
+    module : torch.nn.Module
+        The network (see :mod:`geoseg.nn.models`).
+    architecture : str
+        Key of :data:`geoseg.nn.models.ARCHITECTURES`.
+    hyper : dict
+        Constructor arguments of the architecture.
+    bands : list of int
+        1-based bands of a scene it reads.
+    band_mean, band_std : list of float
+        Normalisation statistics of those bands (raw pixel values).
+    classes : list of str
+        Class names of the ``seg`` output (``["background", "road"]``).
+    train_gsd_m : float
+        Mean GSD of the training scenes, metres.
+    tile_px, overlap_px : int
+        Tiling defaults for inference.
+    training : dict
+        Summary of the training run (config, scores, scenes).
+    """
+
+    module: nn.Module
+    architecture: str
+    hyper: dict[str, Any]
+    bands: list[int]
+    band_mean: list[float]
+    band_std: list[float]
+    classes: list[str] = field(default_factory=lambda: ["background", "road"])
+    train_gsd_m: float = float("nan")
+    tile_px: int = 256
+    overlap_px: int = 64
+    training: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def heads(self) -> list[str]:
+        """Probability outputs: the class names, then ``centerline`` when the model has that head."""
+        return [*self.classes, *(["centerline"] if self.hyper.get("centerline_head") else [])]
+
+    def select_bands(self, image: np.ndarray, source: str = "<scene>", model_path: str = "<model>") -> np.ndarray:
+        """The model's bands of a raw ``(bands, rows, cols)`` scene.
+
+        Raises
+        ------
+        InputMismatchError
+            The scene lacks a band the model reads (the message names model and scene).
+        """
+        if image.shape[0] < max(self.bands):
+            raise InputMismatchError(
+                f"{source}: the model {model_path} was trained on band(s) {self.bands} "
+                f"({len(self.bands)}-band input); this scene has {image.shape[0]} band(s)"
+            )
+        return image[[b - 1 for b in self.bands]]
+
+    def metadata(self) -> dict[str, Any]:
+        """JSON metadata of the model file."""
+        return {
+            "kind": KIND,
+            "architecture": self.architecture,
+            "hyper": self.hyper,
+            "bands": self.bands,
+            "band_mean": [float(v) for v in self.band_mean],
+            "band_std": [float(v) for v in self.band_std],
+            "classes": self.classes,
+            "heads": self.heads,
+            "train_gsd_m": float(self.train_gsd_m),
+            "tile_px": self.tile_px,
+            "overlap_px": self.overlap_px,
+            "training": self.training,
+        }
+
+
+def _state_arrays(module: nn.Module) -> dict[str, np.ndarray]:
+    return {_STATE + k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+
+
+def save_nn_model(
+    path: str | os.PathLike[str],
+    model: NNModel,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    checkpoint: dict[str, Any] | None = None,
+    best_state: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write a model file (or, with ``optimizer`` and ``checkpoint``, a resumable checkpoint).
+
+    Parameters
+    ----------
+    path : path-like
+        Destination (``.npz``), written atomically.
+    model : NNModel
+        The model and its metadata.
+    optimizer : torch.optim.Optimizer, optional
+        Its state is stored for resuming.
+    checkpoint : dict, optional
+        JSON-serialisable training state (epoch, best score, ...).
+    best_state : dict, optional
+        Weights of the best epoch so far (``best/<name>`` arrays of a checkpoint).
+    """
+    arrays = _state_arrays(model.module)
+    meta = model.metadata()
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        for idx, entries in state["state"].items():
+            for key, value in entries.items():
+                arrays[f"{_OPTIM}{idx}/{key}"] = value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
+        meta["optimizer_param_groups"] = state["param_groups"]
+    if checkpoint is not None:
+        meta["checkpoint"] = checkpoint
+    if best_state is not None:
+        arrays.update({_BEST + k: v.detach().cpu().numpy() for k, v in best_state.items()})
+    return save_model(path, arrays, meta)
+
+
+def _build(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> NNModel:
+    try:
+        arch = meta["architecture"]
+        if arch not in ARCHITECTURES:
+            raise ModelFileError(f"{path}: unknown architecture {arch!r} (known: {', '.join(ARCHITECTURES)})")
+        hyper = dict(meta["hyper"])
+        module = build_model(arch, **hyper)
+        state = {k[len(_STATE) :]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith(_STATE)}
+        expected = module.state_dict()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        if missing or unexpected:
+            raise ModelFileError(f"{path}: weights do not fit the {arch} architecture (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        for name, tensor in state.items():
+            if tuple(tensor.shape) != tuple(expected[name].shape):
+                raise ModelFileError(f"{path}: weight {name} has shape {tuple(tensor.shape)}, the architecture needs {tuple(expected[name].shape)}")
+        module.load_state_dict(state)
+        module.eval()
+        model = NNModel(
+            module=module,
+            architecture=arch,
+            hyper=hyper,
+            bands=[int(b) for b in meta["bands"]],
+            band_mean=[float(v) for v in meta["band_mean"]],
+            band_std=[float(v) for v in meta["band_std"]],
+            classes=[str(c) for c in meta["classes"]],
+            train_gsd_m=float(meta["train_gsd_m"]),
+            tile_px=int(meta["tile_px"]),
+            overlap_px=int(meta["overlap_px"]),
+            training=dict(meta.get("training", {})),
+        )
+    except ModelFileError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise ModelFileError(f"{path}: incomplete or inconsistent nn model file ({exc!r})") from exc
+    if len(model.bands) != hyper.get("in_channels") or len(model.band_mean) != len(model.bands) or len(model.band_std) != len(model.bands):
+        raise ModelFileError(f"{path}: bands, statistics and input channels disagree")
+    return model
+
+
+def load_nn_model(path: str | os.PathLike[str]) -> NNModel:
+    """Read a model file written by :func:`save_nn_model` (nothing in it is executed).
+
+    Raises
+    ------
+    ModelFileError
+        Not a geoseg nn model file (pickles are refused unread), or weights that do not
+        fit the architecture it names. The message names the file.
+    """
+    path = Path(path)
+    arrays, meta = load_model(path, kind=KIND)
+    return _build(path, arrays, meta)
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], optimizer_factory: Any
+) -> tuple[NNModel, torch.optim.Optimizer, dict[str, Any], dict[str, torch.Tensor]]:
+    """Read a checkpoint: the model, its optimizer with restored state, the training state and the best weights.
+
+    Parameters
+    ----------
+    path : path-like
+        A checkpoint written by :func:`save_nn_model` with ``optimizer`` and ``checkpoint``.
+    optimizer_factory : callable
+        ``factory(module) -> Optimizer`` building the same optimizer as in training.
+
+    Raises
+    ------
+    ModelFileError
+        Not a checkpoint (no optimizer state or training state).
+    """
+    path = Path(path)
+    arrays, meta = load_model(path, kind=KIND)
+    if "checkpoint" not in meta or "optimizer_param_groups" not in meta:
+        raise ModelFileError(f"{path}: not a training checkpoint (no optimizer state); give the checkpoint file, not the final model")
+    model = _build(path, arrays, meta)
+    optimizer = optimizer_factory(model.module)
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in arrays.items():
+        if key.startswith(_OPTIM):
+            idx, name = key[len(_OPTIM) :].split("/", 1)
+            state.setdefault(int(idx), {})[name] = torch.from_numpy(np.array(value))
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer_param_groups"]})
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise ModelFileError(f"{path}: optimizer state does not fit ({exc})") from exc
+    best = {k[len(_BEST) :]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith(_BEST)}
+    return model, optimizer, dict(meta["checkpoint"]), best or copy.deepcopy(model.module.state_dict())

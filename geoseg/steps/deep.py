@@ -1,0 +1,120 @@
+"""Deep raster classifier step: road (or centerline) probability from a torch model file.
+
+Interchangeable with :class:`geoseg.steps.classify.MJCRClassify`: takes ``image``, gives
+``probability``. The model file (``geoseg train nn``) says which bands to read, how to
+normalise them, the GSD it was trained at and its tiling defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from geoseg.errors import ConfigError, InputMismatchError, ModelFileError
+from geoseg.pipeline.step import Step, StepContext
+from geoseg.raster import GeoInfo
+
+if TYPE_CHECKING:
+    from geoseg.nn.modelfile import NNModel
+
+# torch is imported when a model is used, not when the step registry is listed
+
+__all__ = ["NNClassify", "load_nn_classifier"]
+
+
+@lru_cache(maxsize=4)
+def _load(path: str, mtime: float) -> NNModel:
+    from geoseg.nn.modelfile import load_nn_model
+
+    return load_nn_model(path)
+
+
+def load_nn_classifier(path: str) -> NNModel:
+    """Load (and cache while the file is unchanged) a model file of ``geoseg train nn``."""
+    p = Path(path)
+    if not p.is_file():
+        raise ModelFileError(f"{p}: no such model file")
+    return _load(str(p.resolve()), p.stat().st_mtime)
+
+
+class NNClassify(Step):
+    """Road probability from a deep raster classifier (baseline encoder-decoder or DecoupleSegNet)."""
+
+    type_name = "nn_classify"
+    takes = ("image",)
+    gives = ("probability",)
+
+    model: str = Field(description="model file from `geoseg train nn`")
+    output: Literal["road", "centerline"] = Field("road", description="which head writes `probability`: road surface, or the centerline head")
+    tile_px: int | None = Field(None, ge=32, description="inference tile side (default: the model's)")
+    overlap_px: int | None = Field(None, ge=0, description="overlap of neighbouring tiles, blended smoothly (default: the model's)")
+    batch_size: int = Field(4, ge=1, description="tiles per forward pass")
+    device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="torch device; auto = CUDA when available")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores)")
+    gsd_tolerance: float = Field(0.25, ge=0, description="relative GSD difference from the model's training GSD that is accepted as is")
+    resample: bool = Field(False, description="resample scenes whose GSD differs from the model's to its GSD (and the probability back)")
+
+    def halo_px(self, geo: GeoInfo) -> int:
+        """The tile overlap: context beyond it barely changes a pixel's probability."""
+        model = load_nn_classifier(self.model)
+        return int(self.overlap_px if self.overlap_px is not None else model.overlap_px)
+
+    def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+        """Classify the scene by tiled inference (pixels without data get probability 0)."""
+        import torch
+        import torch.nn.functional as F
+
+        from geoseg.nn.data import normalise
+        from geoseg.nn.inference import predict_tiled
+        from geoseg.nn.train import resolve_device
+
+        model = load_nn_classifier(self.model)
+        heads = model.heads
+        wanted = "road" if self.output == "road" else "centerline"
+        if wanted not in heads:
+            raise ConfigError(f"{self.model}: the model has no {wanted} output (outputs: {', '.join(heads)})")
+        image = model.select_bands(layers["image"], ctx.source, self.model)
+        x = normalise(image, model.band_mean, model.band_std)
+        x = np.where(ctx.valid[None], x, np.float32(0))
+        zoom = self._zoom(model, ctx)
+        rows, cols = x.shape[-2:]
+        if zoom != 1.0:
+            x = F.interpolate(torch.from_numpy(x)[None], scale_factor=zoom, mode="bilinear", align_corners=False)[0].numpy()
+        prev = torch.get_num_threads()
+        torch.set_num_threads(self.threads or os.cpu_count() or 1)
+        try:
+            device = resolve_device(self.device)
+            model.module.to(device)
+            probs = predict_tiled(
+                model.module, x, tile_px=self.tile_px or model.tile_px,
+                overlap_px=self.overlap_px if self.overlap_px is not None else model.overlap_px,
+                batch_size=self.batch_size, device=device,
+            )  # fmt: skip
+        finally:
+            model.module.to("cpu")
+            torch.set_num_threads(prev)
+        prob = probs[heads.index(wanted)]
+        if zoom != 1.0:
+            prob = F.interpolate(torch.from_numpy(np.ascontiguousarray(prob))[None, None], size=(rows, cols), mode="bilinear", align_corners=False)[0, 0].numpy()
+        return {"probability": np.where(ctx.valid, prob, np.float32(0)).astype(np.float32)}
+
+    def _zoom(self, model: NNModel, ctx: StepContext) -> float:
+        """Scale factor to the model's GSD (1 when within tolerance), or an error."""
+        train_gsd, gsd = model.train_gsd_m, ctx.geo.gsd_m
+        if not np.isfinite(train_gsd) or abs(gsd / train_gsd - 1.0) <= self.gsd_tolerance:
+            return 1.0
+        if self.resample:
+            return gsd / train_gsd
+        msg = (
+            f"{ctx.source}: GSD {gsd:.3g} m differs from the {train_gsd:.3g} m the model {self.model} was trained at "
+            f"by more than {self.gsd_tolerance:.0%}; set resample: true ({self.label}.resample=true) to resample the scene"
+        )
+        if ctx.geo.georeferenced:
+            raise InputMismatchError(msg)
+        ctx.warnings.append(msg + " (the scene is not georeferenced, so its GSD is only assumed: set assume_gsd_m)")
+        return 1.0
