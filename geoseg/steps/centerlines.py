@@ -27,7 +27,7 @@ class TensorVoting(Step):
 
     type_name = "tensor_voting"
     gives = ("saliency", "orientation")
-    bytes_per_pixel = 160
+    bytes_per_pixel = 480  # measured: FFT blocks, kernel spectra and float64 temporaries
 
     source: Literal["mask", "probability"] = Field("mask", description="layer that votes: the road mask or the road probability")
     sigma_m: float | None = Field(None, gt=0, description="voting scale in metres; default: sigma_factor x the measured road width")
@@ -85,7 +85,7 @@ class NonMaxSuppression(Step):
     takes = ("saliency", "orientation")
     gives = ("centerline",)
     stats_inputs = ("saliency", "orientation")
-    bytes_per_pixel = 48
+    bytes_per_pixel = 160  # float64 interpolation temporaries
 
     threshold: float = Field(0.1, gt=0, description="seed threshold, a fraction of the robust saliency maximum")
     low_threshold: float = Field(0.05, ge=0, description="continuation threshold (hysteresis), same units")
