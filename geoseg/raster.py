@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from affine import Affine
 from pyproj import CRS as ProjCRS
 from pyproj import Geod, Transformer
 from rasterio.crs import CRS
+from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning as RioNotGeoreferencedWarning
 from rasterio.errors import RasterioError
 
@@ -153,6 +155,7 @@ def ground_sample_distance(
     --------
     >>> from affine import Affine
     >>> from rasterio.crs import CRS
+from rasterio.enums import ColorInterp
     >>> gx, gy = ground_sample_distance(CRS.from_epsg(32633), Affine(0.5, 0, 500000, 0, -0.5, 0), 100, 100)
     >>> round(gx, 3), round(gy, 3)
     (0.5, 0.5)
@@ -190,7 +193,12 @@ def _open_checked(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
         raise RasterReadError(f"{p}: not a readable raster ({_short(exc)})") from exc
 
 
-def _short(exc: Exception) -> str:
+def _short(exc: BaseException) -> str:
+    # rasterio's read errors say "See previous exception for details": GDAL's own message
+    # (which block failed, and why) is the cause; show that instead.
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and "previous exception" in str(exc) and str(cause).strip():
+        exc = cause
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:300]
 
@@ -222,6 +230,13 @@ def _geoinfo(ds: rasterio.DatasetReader, source: str, assume_gsd_m: float) -> Ge
     )
 
 
+def _band_names(ds: rasterio.DatasetReader, indexes: Iterable[int]) -> tuple[str, ...]:
+    """Each band's description, else ``alpha`` for an alpha band, else ``band<i>``."""
+    return tuple(
+        ds.descriptions[i - 1] or ("alpha" if ds.colorinterp[i - 1] == ColorInterp.alpha else f"band{i}") for i in indexes
+    )
+
+
 def read_geoinfo(
     path: str | os.PathLike[str], *, assume_gsd_m: float = DEFAULT_ASSUMED_GSD_M
 ) -> tuple[GeoInfo, dict]:
@@ -230,7 +245,8 @@ def read_geoinfo(
     Returns
     -------
     GeoInfo, dict
-        The georeferencing and ``{"count", "dtypes", "driver", "block_shapes", "descriptions"}``.
+        The georeferencing and ``{"count", "dtypes", "driver", "block_shapes", "descriptions",
+        "band_names"}`` (see :func:`_band_names`).
     """
     with _open_checked(path) as ds:
         geo = _geoinfo(ds, str(path), assume_gsd_m)
@@ -240,6 +256,7 @@ def read_geoinfo(
             "driver": ds.driver,
             "block_shapes": [list(b) for b in ds.block_shapes],
             "descriptions": list(ds.descriptions),
+            "band_names": list(_band_names(ds, range(1, ds.count + 1))),
         }
     return geo, summary
 
@@ -286,7 +303,7 @@ def read_raster(
         valid = np.all(masks > 0, axis=0)
         if np.issubdtype(array.dtype, np.floating):
             valid &= np.all(np.isfinite(array), axis=0)
-        names = tuple(d or f"band{i}" for i, d in zip(indexes, (ds.descriptions[i - 1] for i in indexes)))
+        names = _band_names(ds, indexes)
     return Raster(array=array, geo=geo, valid=valid, source=source, band_names=names)
 
 
@@ -353,7 +370,7 @@ def read_window(
             masks = ds.read_masks(indexes, window=window)
         except RasterioError as exc:
             raise RasterReadError(f"{source}: cannot read pixels, file truncated or corrupt ({_short(exc)})") from exc
-        names = tuple(d or f"band{i}" for i, d in zip(indexes, (ds.descriptions[i - 1] for i in indexes)))
+        names = _band_names(ds, indexes)
     valid = np.all(masks > 0, axis=0)
     if np.issubdtype(array.dtype, np.floating):
         valid &= np.all(np.isfinite(array), axis=0)

@@ -21,7 +21,7 @@ from pyproj import CRS as ProjCRS
 from pyproj import Geod, Transformer
 
 from geoseg.atomic import atomic_path
-from geoseg.errors import ConfigError, VectorReadError
+from geoseg.errors import ConfigError, OutputWriteError, VectorReadError
 from geoseg.raster import GeoInfo
 
 __all__ = [
@@ -41,6 +41,9 @@ FORMATS: dict[str, tuple[str, str]] = {
 }
 
 _GEOD = Geod(ellps="WGS84")
+
+#: ``last_change`` written into GeoPackages, so that outputs are reproducible byte for byte.
+GPKG_TIMESTAMP = "2000-01-01T00:00:00.000Z"
 
 
 def _affine(geoms: np.ndarray, a: float, b: float, c: float, d: float, e: float, f: float) -> np.ndarray:
@@ -159,10 +162,45 @@ def _write_frame(frame: gpd.GeoDataFrame, path: Path, driver: str, layer: str | 
     if driver == "GeoJSON":
         kwargs["RFC7946"] = "NO"
         kwargs["WRITE_NAME"] = "NO"
+    if driver == "GPKG":
+        # GeoPackages record the time of writing (gpkg_contents.last_change); a fixed one keeps
+        # outputs byte-identical run to run (SOURCE_DATE_EPOCH-style reproducibility).
+        import pyogrio
+
+        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": GPKG_TIMESTAMP})
     with warnings.catch_warnings():
         # Scenes without georeferencing give frames without CRS on purpose (pixel coordinates).
         warnings.filterwarnings("ignore", message="'crs' was not provided")
         frame.to_file(path, driver=driver, engine="pyogrio", **kwargs)
+    _verify_written(frame, path, layer)
+
+
+def _verify_written(frame: gpd.GeoDataFrame, path: Path, layer: str | None) -> None:
+    """Read back what was written: GDAL's drivers do not all report failed writes.
+
+    The shapefile driver ignores short writes (a full disk, a file size limit) and leaves a
+    ``.dbf`` that reads back without its attribute columns; checking the fields, the feature
+    count and the last record turns that into an error instead of a silently wrong output.
+    """
+    import pyogrio
+
+    try:
+        info = pyogrio.read_info(path, layer=layer)
+        fields = set(info["fields"])
+        missing = [c for c in frame.columns if c != frame.geometry.name and c not in fields]
+        if info["features"] != len(frame) or missing:
+            raise OutputWriteError(
+                f"{path.name}: the written file is incomplete ({info['features']} of {len(frame)} features, "
+                f"missing fields {missing}); is the disk full?"
+            )
+        if len(frame):
+            last = pyogrio.read_dataframe(path, layer=layer, skip_features=len(frame) - 1, max_features=1)
+            if len(last) != 1:
+                raise OutputWriteError(f"{path.name}: the written file is incomplete (its last feature is unreadable); is the disk full?")
+    except (DataSourceError, DataLayerError) as exc:
+        raise OutputWriteError(
+            f"{path.name}: the written file cannot be read back ({str(exc).splitlines()[0][:200]}); is the disk full?"
+        ) from exc
 
 
 def write_network(

@@ -130,7 +130,7 @@ def train_sample_model(out: Path) -> None:
     """Train the sample MJCR model on scene B and write ``roads.mjcr.npz`` (deterministic)."""
     scene = read_raster(out / "scene_b.tif")
     labels = mask_labels(scene, out / "scene_b_mask.tif")
-    model = MJCRClassifier.train([scene.array], [labels], [scene.geo.gsd_m], seed=0)
+    model = MJCRClassifier.train([scene.array], [labels], [scene.geo.gsd_m], seed=0, band_names=scene.band_names)
     model.provenance = {"scenes": ["sample_data/scene_b.tif"], "seed": 0}
     model.save(out / "roads.mjcr.npz")
 

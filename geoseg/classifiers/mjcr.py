@@ -46,6 +46,12 @@ class MJCRClassifier:
         Scale of the gradient-magnitude texture channel, metres.
     train_gsd_m : float
         GSD of the training scenes (informative; scales are converted per scene).
+    scene_bands : int
+        Band count of the training scenes; scenes with another count are refused.
+    provenance : dict
+        Where the training data came from.
+    path : str
+        The model file (for messages).
     """
 
     model: MJCRModel
@@ -55,7 +61,9 @@ class MJCRClassifier:
     scales_m: list[float]
     gradient_sigma_m: float = 0.3
     train_gsd_m: float = float("nan")
+    scene_bands: int = 3
     provenance: dict = field(default_factory=dict)
+    path: str = "<memory>"
 
     KIND = "mjcr"
 
@@ -69,12 +77,17 @@ class MJCRClassifier:
         widest = max(window_sides(self.scales_px(gsd_m)))
         return int(math.ceil(widest / 2 + self.model.joint_window_px / 2 + 2 * self.gradient_sigma_m / gsd_m))
 
-    def select_bands(self, image: np.ndarray, source: str = "<scene>") -> np.ndarray:
-        """The model's bands of a ``(bands, rows, cols)`` scene, checked."""
-        if image.shape[0] < max(self.bands):
+    def select_bands(self, image: np.ndarray, source: str = "<scene>", band_names: Sequence[str] = ()) -> np.ndarray:
+        """The model's bands of a ``(bands, rows, cols)`` scene, checked.
+
+        The scene must have as many data bands (alpha bands not counted) as the training
+        scenes had.
+        """
+        data_bands = image.shape[0] - sum(name == "alpha" for name in band_names)
+        if data_bands != self.scene_bands or image.shape[0] < max(self.bands):
             raise InputMismatchError(
-                f"{source}: the MJCR model was trained on band(s) {self.bands} "
-                f"of {len(self.bands)}-band scenes; this scene has {image.shape[0]} band(s)"
+                f"{source}: has {data_bands} data band(s), but the MJCR model {self.path} was trained on "
+                f"{self.scene_bands}-band scenes (using band(s) {self.bands}); train a model on scenes like this one"
             )
         return image[[b - 1 for b in self.bands]]
 
@@ -92,13 +105,15 @@ class MJCRClassifier:
         )
         return feats
 
-    def channel_sums(self, image: np.ndarray, gsd_m: float, valid: np.ndarray, core: tuple[slice, slice], source: str = "<scene>") -> tuple[np.ndarray, int]:
+    def channel_sums(
+        self, image: np.ndarray, gsd_m: float, valid: np.ndarray, core: tuple[slice, slice], source: str = "<scene>", band_names: Sequence[str] = ()
+    ) -> tuple[np.ndarray, int]:
         """Sums of the base channels over the valid ``core`` pixels of a tile, and their count.
 
         Summed over the tiles of a scene and divided, they give the scene's channel means,
         so that a tiled scene is centred exactly like a whole one.
         """
-        selected = self.select_bands(image, source)
+        selected = self.select_bands(image, source, band_names)
         channels, _ = base_channels(self._normalised(selected), gradient_sigma_px=self.gradient_sigma_m / gsd_m)
         keep = valid[core]
         return channels[:, core[0], core[1]][:, keep].sum(axis=1, dtype=np.float64), int(keep.sum())
@@ -110,12 +125,13 @@ class MJCRClassifier:
         valid: np.ndarray | None = None,
         source: str = "<scene>",
         channel_means: np.ndarray | None = None,
+        band_names: Sequence[str] = (),
     ) -> np.ndarray:
         """Road probability of every pixel of a raw ``(bands, rows, cols)`` scene.
 
         Pixels outside ``valid`` get probability 0.
         """
-        selected = self.select_bands(image, source)
+        selected = self.select_bands(image, source, band_names)
         prob = self.model.predict_proba(self.features(selected, gsd_m, channel_means))
         if valid is not None:
             prob = np.where(valid, prob, np.float32(0.0))
@@ -136,6 +152,7 @@ class MJCRClassifier:
         atoms_per_class: int = 1000,
         joint_window_m: float = 1.0,
         seed: int = 0,
+        band_names: Sequence[str] = (),
     ) -> MJCRClassifier:
         """Fit a classifier from raw scenes and label rasters.
 
@@ -157,13 +174,16 @@ class MJCRClassifier:
             See :meth:`geoseg.road.mjcr.MJCRModel.fit`.
         joint_window_m : float
             Side of the joint-coding window in metres (odd number of pixels at the mean GSD).
+        band_names : sequence of str
+            Band names of the training scenes; ``alpha`` bands are neither used nor counted.
         """
         if not images or len(images) != len(labels) or len(images) != len(gsd_m):
             raise InputMismatchError("training needs as many label rasters and GSDs as images (and at least one)")
         n_bands = images[0].shape[0]
         if any(im.shape[0] != n_bands for im in images):
             raise InputMismatchError("training images have different band counts")
-        chosen = list(bands) if bands is not None else list(range(1, min(3, n_bands) + 1))
+        data = [i for i in range(1, n_bands + 1) if i > len(band_names) or band_names[i - 1] != "alpha"]
+        chosen = list(bands) if bands is not None else data[:3]
         selected = [im[[b - 1 for b in chosen]].astype(np.float64) for im in images]
         stacked = np.concatenate([s.reshape(len(chosen), -1) for s in selected], axis=1)
         band_mean = stacked.mean(axis=1)
@@ -178,6 +198,7 @@ class MJCRClassifier:
             scales_m=[float(s) for s in scales_m],
             gradient_sigma_m=gradient_sigma_m,
             train_gsd_m=mean_gsd,
+            scene_bands=len(data),
         )
         feats = [wrapper.features(s, g) for s, g in zip(selected, gsd_m)]
         names = multiscale_features(np.zeros((len(chosen), 3, 3), np.float32), wrapper.scales_px(mean_gsd))[1]
@@ -207,6 +228,7 @@ class MJCRClassifier:
             "scales_m": self.scales_m,
             "gradient_sigma_m": self.gradient_sigma_m,
             "train_gsd_m": self.train_gsd_m,
+            "scene_bands": self.scene_bands,
             "classes": ["background", "road"],
             "provenance": self.provenance,
             "mjcr": self.model.metadata(),
@@ -233,6 +255,8 @@ class MJCRClassifier:
                 scales_m=[float(s) for s in meta["scales_m"]],
                 gradient_sigma_m=float(meta["gradient_sigma_m"]),
                 train_gsd_m=float(meta["train_gsd_m"]),
+                scene_bands=int(meta["scene_bands"]),
+                path=str(path),
                 provenance=dict(meta.get("provenance", {})),
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:

@@ -51,23 +51,40 @@ def emit_json(event: dict) -> None:
     sys.stdout.flush()
 
 
-def progress_reporter(mode: str, total: int, unit: str) -> tuple[Callable[[int, int, SceneReport], None] | None, Callable[[], None]]:
-    """A progress callback for ``mode`` and a function that closes the display."""
+def progress_reporter(
+    mode: str, total: int, unit: str
+) -> tuple[Callable[[int, int, SceneReport], None] | None, Callable[[str, int, int], None] | None, Callable[[], None]]:
+    """Progress callbacks (per scene, per tile of a scene) for ``mode``, and a closer."""
     if mode == "none":
-        return None, lambda: None
+        return None, None, lambda: None
     if mode == "json":
         # Progress lines carry the scene report (input, status, outputs, seconds, error,
-        # warnings, skipped: true for a scene done by an earlier run).
+        # warnings, skipped: true for a scene done by an earlier run); tile lines tell how far
+        # the current scene is.
         emit_json({"event": "start", "total": total, "unit": unit})
 
         def report_json(done: int, n: int, report: SceneReport) -> None:
             emit_json({"event": "progress", "done": done, "total": n, "percent": round(100.0 * done / n, 1), **report.to_dict()})
 
-        return report_json, lambda: None
-    bar = tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, disable=None)
+        def tile_json(scene: str, done: int, n: int) -> None:
+            emit_json({"event": "tile", "input": scene, "done": done, "total": n, "percent": round(100.0 * done / n, 1)})
+
+        return report_json, tile_json, lambda: None
+    bar = tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, disable=None, position=0)
+    tiles = tqdm(total=0, unit="tile", file=sys.stderr, dynamic_ncols=True, disable=None, position=1, leave=False)
 
     def report_bar(done: int, n: int, report: SceneReport) -> None:
         bar.set_postfix_str(f"{Path(report.input).name}: {'already done' if report.skipped else report.status}")
         bar.update(1)
 
-    return report_bar, bar.close
+    def tile_bar(scene: str, done: int, n: int) -> None:
+        if tiles.total != n or done < tiles.n:
+            tiles.reset(total=n)
+            tiles.set_description(Path(scene).name)
+        tiles.update(done - tiles.n)
+
+    def close() -> None:
+        tiles.close()
+        bar.close()
+
+    return report_bar, tile_bar, close

@@ -39,7 +39,6 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     root = logging.getLogger("geoseg")
     root.handlers[:] = [handler]
     root.setLevel(level)
-    root.propagate = False
     warnings.simplefilter("default")
     warnings.showwarning = _log_warning
 

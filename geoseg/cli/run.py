@@ -100,11 +100,12 @@ def command(
         log.warning("--workers is ignored with --scheduler: the cluster has its own workers")
     local_workers = min(workers or default_workers(), len(todo))
     use_dask = bool(scheduler) or local_workers > 1
-    callback, close = progress_reporter(progress, len(scenes), "scene")
+    callback, tile_callback, close = progress_reporter(progress, len(scenes), "scene")
     try:
         with dask_client(scheduler, local_workers) if use_dask else contextlib.nullcontext() as client:
             reports = run_batch(
-                pipe, scenes, outdir, fmt=fmt, progress=callback, client=client, overwrite=overwrite, pipeline_name=pipeline
+                pipe, scenes, outdir, fmt=fmt, progress=callback, client=client, overwrite=overwrite, pipeline_name=pipeline,
+                tile_progress=tile_callback,
             )
     finally:
         close()

@@ -71,7 +71,7 @@ def mjcr(images, masks, image, samples, class_field, output, bands, scales_m, la
     log.info("training MJCR on %d scene(s), %d labelled pixels", len(scenes), int(sum(((lab == 0) | (lab == 1)).sum() for lab in labels)))
     classifier = MJCRClassifier.train(
         [s.array for s in scenes], labels, [s.geo.gsd_m for s in scenes],
-        bands=band_list, scales_m=scales, lam=lam, atoms_per_class=atoms, seed=seed,
+        bands=band_list, scales_m=scales, lam=lam, atoms_per_class=atoms, seed=seed, band_names=scenes[0].band_names,
     )
     classifier.provenance = {"scenes": [s.source for s in scenes], "seed": seed}
     classifier.save(output)

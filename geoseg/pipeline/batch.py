@@ -29,6 +29,7 @@ import traceback
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from geoseg.pipeline.pipeline import Pipeline
 
 __all__ = [
+    "TileProgressCallback",
     "MANIFEST_NAME",
     "ProgressCallback",
     "SceneReport",
@@ -65,6 +67,9 @@ LOCK_NAME = ".geoseg-batch.lock"
 
 #: Called after each scene with (scenes done, scenes total, the scene's report).
 ProgressCallback = Callable[[int, int, "SceneReport"], None]
+
+#: Called with (scene, tiles done, tiles total) while a scene runs in this process.
+TileProgressCallback = Callable[[str, int, int], None]
 
 _ENTRY_KEYS = ("input", "status", "outputs", "seconds", "error", "warnings")
 
@@ -233,7 +238,9 @@ def _remove_stale_temporaries(outdir: Path) -> None:
         log.info("removed %d temporary item(s) left in %s by an interrupted run", len(stale), outdir)
 
 
-def _scene_task(pipeline: Pipeline | dict[str, Any], source: str, scene: str, outdir: str, fmt: str) -> tuple[SceneReport, str | None]:
+def _scene_task(
+    pipeline: Pipeline | dict[str, Any], source: str, scene: str, outdir: str, fmt: str, on_tile: Callable[[int, int], None] | None = None
+) -> tuple[SceneReport, str | None]:
     """Process one scene; never raises: errors come back in the report.
 
     ``pipeline`` is a :class:`Pipeline`, or its ``to_dict()`` (sent to Dask workers).
@@ -246,7 +253,7 @@ def _scene_task(pipeline: Pipeline | dict[str, Any], source: str, scene: str, ou
         from geoseg.pipeline.scene import process_scene
 
         pipe = pipeline if isinstance(pipeline, Pipeline) else Pipeline.from_dict(pipeline, source)
-        done = process_scene(pipe, scene, outdir, stem=Path(scene).stem, fmt=fmt)
+        done = process_scene(pipe, scene, outdir, stem=Path(scene).stem, fmt=fmt, on_tile=on_tile)
         report = SceneReport(scene, "done", [str(p) for p in done.outputs], warnings=list(done.warnings))
     except GeosegError as exc:
         report = SceneReport(scene, "failed", error=str(exc))
@@ -257,11 +264,19 @@ def _scene_task(pipeline: Pipeline | dict[str, Any], source: str, scene: str, ou
     return report, trace
 
 
-def _run_here(pipeline: Pipeline, scenes: Sequence[Path], outdir: Path, fmt: str, on_start: Callable[[Path], None]) -> Iterator[tuple[SceneReport, str | None]]:
-    """Scenes one after the other in this process."""
+def _run_here(
+    pipeline: Pipeline,
+    scenes: Sequence[Path],
+    outdir: Path,
+    fmt: str,
+    on_start: Callable[[Path], None],
+    tile_progress: TileProgressCallback | None,
+) -> Iterator[tuple[SceneReport, str | None]]:
+    """Scenes one after the other in this process (with progress over each scene's tiles)."""
     for scene in scenes:
         on_start(scene)
-        yield _scene_task(pipeline, pipeline.source, str(scene), str(outdir), fmt)
+        on_tile = None if tile_progress is None else partial(tile_progress, str(scene))
+        yield _scene_task(pipeline, pipeline.source, str(scene), str(outdir), fmt, on_tile)
 
 
 def _run_on_dask(
@@ -322,6 +337,7 @@ def run_batch(
     client: Client | None = None,
     overwrite: bool = False,
     pipeline_name: str | None = None,
+    tile_progress: TileProgressCallback | None = None,
 ) -> list[SceneReport]:
     """Run ``pipeline`` on every input and write ``OUTDIR/<input stem>.<ext>``, resumably.
 
@@ -347,6 +363,9 @@ def run_batch(
         Output folder (created if needed).
     fmt : {"shp", "gpkg", "geojson"}
         Vector output format.
+    tile_progress : callable, optional
+        Called with (scene, tiles done, tiles total) as a scene processed in this process
+        advances (scenes on Dask workers report per scene only).
     progress : callable, optional
         Called after each scene (skipped scenes first), with (count, total, report).
     client : distributed.Client, optional
@@ -401,7 +420,7 @@ def run_batch(
         def on_start(scene: Path) -> None:
             manifest.set({"input": str(scene), "status": "running", "outputs": [], "seconds": 0.0, "error": None, "warnings": []})
 
-        runner = _run_here(pipeline, todo, out, fmt, on_start) if client is None else _run_on_dask(client, pipeline, todo, out, fmt, on_start)
+        runner = _run_here(pipeline, todo, out, fmt, on_start, tile_progress) if client is None else _run_on_dask(client, pipeline, todo, out, fmt, on_start)
         for report, trace in runner:
             if report.status == "failed":
                 log.error("%s", report.error)

@@ -57,6 +57,11 @@ class EngineSettings(BaseModel):
     assume_gsd_m: float = Field(0.3, gt=0, description="GSD (m) assumed for scenes without georeferencing")
     max_memory: int | str = Field("1GB", description="memory a tile may use (e.g. 512MB, 2GB); chooses the tile size")
     tile_px: int | None = Field(None, ge=64, description="force the tile core size in pixels (default: from max_memory)")
+    max_pixels: int = Field(
+        4_000_000_000,
+        ge=1,
+        description="largest scene (width x height) processed; bigger ones are refused before any pixel is read",
+    )
 
     @field_validator("max_memory")
     @classmethod
@@ -188,6 +193,9 @@ def build_step(spec: dict[str, Any], params: dict[str, Any], where: str, *, allo
     """
     if not isinstance(spec, dict) or "type" not in spec:
         raise ConfigError(f"{where}each step needs a 'type' (got {spec!r})")
+    bad = [k for k in spec if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"{where}field names must be names, not {bad[0]!r}")
     try:
         cls = get_step_class(str(spec["type"]))
     except ConfigError as exc:

@@ -119,10 +119,24 @@ class FileSource:
         return read_window(self.path, self.geo, tile.win_row_off, tile.win_col_off, tile.win_height, tile.win_width)
 
 
-def open_source(path: str | os.PathLike[str], assume_gsd_m: float) -> FileSource:
-    """A file source (reads the georeferencing now, the pixels tile by tile)."""
+def open_source(path: str | os.PathLike[str], assume_gsd_m: float, max_pixels: int | None = None) -> FileSource:
+    """A file source (reads the georeferencing now, the pixels tile by tile).
+
+    Raises
+    ------
+    InputMismatchError
+        The scene has more than ``max_pixels`` pixels (e.g. a header declaring a huge size):
+        refused before anything is read or allocated.
+    """
     geo, summary = read_geoinfo(path, assume_gsd_m=assume_gsd_m)
-    names = tuple(d or f"band{i + 1}" for i, d in enumerate(summary["descriptions"]))
+    pixels = geo.width * geo.height
+    if max_pixels is not None and pixels > max_pixels:
+        raise InputMismatchError(
+            f"{path}: {geo.width} x {geo.height} px ({pixels / 1e9:.1f} Gpx) is more than max_pixels "
+            f"({max_pixels / 1e9:g} Gpx) and would take very long; cut the scene into pieces "
+            f"(e.g. gdal_retile.py), or --set max_pixels={pixels} to process it tile by tile anyway"
+        )
+    names = tuple(summary["band_names"])
     return FileSource(str(path), geo, names)
 
 

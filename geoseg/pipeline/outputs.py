@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
-from geoseg.errors import ConfigError
+from geoseg.errors import ConfigError, OutputWriteError
 from geoseg.pipeline.engine import RunResult
 from geoseg.pipeline.step import layer_kind
 from geoseg.raster import GeoInfo, RasterTileWriter
@@ -27,6 +28,8 @@ def output_paths(outputs: list[str], outdir: Path, stem: str, fmt: str) -> list[
     """The files a scene's outputs will be written to (main network file first)."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if not stem.strip(".") or any(c and c in stem for c in (os.sep, os.altsep, "\0")):
+        raise OutputWriteError(f"{stem!r}: not usable as an output file name in {outdir} (outputs never leave the output folder)")
     ext = FORMATS[fmt][0]
     paths: list[Path] = []
     if "network" in outputs:

@@ -89,6 +89,9 @@ class Pipeline:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> Pipeline:
         """Build from the mapping of a pipeline file."""
+        bad = [k for k in data if not isinstance(k, str)]
+        if bad:
+            raise ConfigError(f"{source}: keys must be names, not {bad[0]!r}")
         try:
             top = PipelineFile(**data)
         except ValidationError as exc:
@@ -255,7 +258,7 @@ class Pipeline:
         steps = _steps if _steps is not None else self.steps
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            source = MemorySource(scene) if isinstance(scene, Raster) else open_source(scene, self.engine.assume_gsd_m)
+            source = MemorySource(scene) if isinstance(scene, Raster) else open_source(scene, self.engine.assume_gsd_m, self.engine.max_pixels)
         result = execute(steps, source, max_memory=self.engine.max_memory_bytes, tile_px=self.engine.tile_px)
         result.warnings[:0] = [str(w.message) for w in caught]
         for w in caught:

@@ -8,8 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from geoseg.atomic import _SHAPEFILE_SIDECARS
+from geoseg.errors import GeosegError
+import rasterio
+
 from geoseg.pipeline.engine import execute, open_source
-from geoseg.pipeline.outputs import GeoTiffSink, write_network_output
+from geoseg.pipeline.outputs import GeoTiffSink, output_paths, write_network_output
 from geoseg.pipeline.pipeline import Pipeline
 
 __all__ = ["SceneOutput", "process_scene"]
@@ -42,12 +46,18 @@ def process_scene(
     (the network itself is held in memory: it is small next to the rasters).
     """
     outputs = pipeline.output_layers()
+    try:
+        output_paths(outputs, Path(outdir), stem, fmt)  # a stem that is no plain file name is refused
+    except GeosegError as exc:
+        raise type(exc)(f"{scene}: {exc}") from None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        source = open_source(scene, pipeline.engine.assume_gsd_m)
+        source = open_source(scene, pipeline.engine.assume_gsd_m, pipeline.engine.max_pixels)
     for w in caught:
         log.warning("warning: %s", w.message)
-    with GeoTiffSink(outputs, Path(outdir), stem, source.geo) as sink:
+    # GDAL's block cache defaults to 5 % of RAM and grows with the scene: bound it too.
+    cache_mb = max(16, pipeline.engine.max_memory_bytes // (8 * 1024 * 1024))
+    with rasterio.Env(GDAL_CACHEMAX=cache_mb), GeoTiffSink(outputs, Path(outdir), stem, source.geo) as sink:
         result = execute(
             pipeline.steps,
             source,
@@ -57,5 +67,22 @@ def process_scene(
             tile_px=pipeline.engine.tile_px,
             on_tile=on_tile,
         )
-    written = [*write_network_output(result, outputs, Path(outdir), stem, fmt), *sink.paths]
+    try:
+        written = [*write_network_output(result, outputs, Path(outdir), stem, fmt), *sink.paths]
+    except BaseException as exc:
+        # Each file is atomic, but a scene's outputs are several files: leave none of them.
+        _remove_outputs([*sink.paths, *output_paths(outputs, Path(outdir), stem, fmt)])
+        if isinstance(exc, GeosegError) and str(scene) not in str(exc):
+            raise type(exc)(f"{scene}: writing to {outdir}: {exc}") from exc
+        raise
     return SceneOutput(written, [*(str(w.message) for w in caught), *result.warnings], result.tiles)
+
+
+def _remove_outputs(paths: list[Path]) -> None:
+    """Delete a failed scene's output files and their sidecars (a shapefile's .shx, .dbf, ...)."""
+    for path in paths:
+        parts = [path, path.with_name(path.name + ".aux.xml")]
+        if path.suffix.lower() == ".shp":
+            parts += [path.with_suffix(ext) for ext in _SHAPEFILE_SIDECARS]
+        for part in parts:
+            part.unlink(missing_ok=True)

@@ -40,7 +40,7 @@ from shapely.geometry import LineString, Point
 from shapely.ops import substring
 
 from geoseg.errors import ConfigError
-from geoseg.road.network import dissolve_degree2, node_xy, oriented_coords, simplify_graph
+from geoseg.road.network import dissolve_degree2, lines_to_graph, node_xy, oriented_coords, simplify_graph
 
 __all__ = [
     "fit_end_direction",
@@ -631,4 +631,45 @@ def clean_network(
     H = remove_small_components(H, min_comp)
     if simplify_tolerance_px > 0:
         H = simplify_graph(H, simplify_tolerance_px)
-    return dissolve_degree2(H)
+    return dissolve_degree2(node_crossings(H))
+
+
+def node_crossings(G: nx.MultiGraph) -> nx.MultiGraph:
+    """Split edges where they cross or touch other edges away from a node (a clean topology).
+
+    Two roads that cross in the network must meet at a node; the clean-up steps can leave a
+    straight edge running through a junction or across another edge (noisy masks). The
+    lines are noded (:func:`geoseg.road.network.lines_to_graph`) and each new edge keeps the
+    ``saliency`` of the edge it came from. A graph without such crossings is returned as is.
+
+    Parameters
+    ----------
+    G : networkx.MultiGraph
+        Road graph (not modified).
+
+    Returns
+    -------
+    networkx.MultiGraph
+    """
+    edges = list(G.edges(data=True))
+    geoms = np.array([d["geometry"] for _, _, d in edges], dtype=object)
+    if len(geoms) < 2:
+        return G
+    tree = shapely.STRtree(geoms)
+    left, right = tree.query(geoms, predicate="intersects")
+    pairs = left < right
+    crossing = False
+    for i, j in zip(left[pairs], right[pairs]):
+        shared = shapely.intersection(geoms[i], geoms[j])
+        ends = shapely.multipoints([geoms[i].coords[0], geoms[i].coords[-1], geoms[j].coords[0], geoms[j].coords[-1]])
+        if not shapely.difference(shared, ends.buffer(1e-6)).is_empty:
+            crossing = True
+            break
+    if not crossing:
+        return G
+    H = lines_to_graph(list(geoms), snap_tol=1e-6)
+    for _, _, data in H.edges(data=True):
+        mid = shapely.line_interpolate_point(data["geometry"], 0.5, normalized=True)
+        source = int(np.argmin(shapely.distance(geoms, mid)))
+        data["saliency"] = edges[source][2].get("saliency", np.nan)
+    return H

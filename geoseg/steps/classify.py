@@ -52,7 +52,7 @@ class MJCRClassify(Step):
 
     def tile_statistics(self, layers: dict[str, Any], ctx: StepContext) -> tuple[np.ndarray, int]:
         """Sums of the feature base channels over the tile's core."""
-        return load_classifier(self.model).channel_sums(layers["image"], ctx.geo.gsd_m, ctx.valid, ctx.core, ctx.source)
+        return load_classifier(self.model).channel_sums(layers["image"], ctx.geo.gsd_m, ctx.valid, ctx.core, ctx.source, ctx.band_names)
 
     def fit(self, partials: list[Any]) -> MJCRClassify:
         """The scene's channel means."""
@@ -63,7 +63,7 @@ class MJCRClassify(Step):
     def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         """Classify every pixel (pixels without data get probability 0)."""
         classifier = load_classifier(self.model)
-        prob = classifier.predict_proba(layers["image"], ctx.geo.gsd_m, ctx.valid, ctx.source, self.fitted("channel_means"))
+        prob = classifier.predict_proba(layers["image"], ctx.geo.gsd_m, ctx.valid, ctx.source, self.fitted("channel_means"), ctx.band_names)
         return {"probability": prob}
 
 

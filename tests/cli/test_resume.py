@@ -66,7 +66,7 @@ def test_killed_batch_resumes_to_the_same_outputs(masks, tmp_path):
 
     res = geoseg(*args)
     assert res.returncode == 0, res.stderr
-    resumed = [json.loads(line) for line in res.stdout.splitlines()][1:]
+    resumed = [e for e in map(json.loads, res.stdout.splitlines()) if e["event"] == "progress"]
     assert len(resumed) == N_SCENES and all(e["status"] == "done" for e in resumed)
     assert 1 <= sum(e["skipped"] for e in resumed) < N_SCENES
     manifest = read_manifest(out)
@@ -88,10 +88,10 @@ def test_overwrite_and_help(masks, tmp_path):
     args = ["run", "mask_to_centerlines", str(masks[0]), "-o", str(out), "--progress", "json"]
     first = geoseg(*args)
     assert first.returncode == 0, first.stderr
-    again = [json.loads(line) for line in geoseg(*args).stdout.splitlines()]
-    assert again[1]["skipped"] is True and again[1]["outputs"] == [str(out / "m0.shp"), str(out / "m0_nodes.shp")]
-    redone = [json.loads(line) for line in geoseg(*args, "--overwrite").stdout.splitlines()]
-    assert redone[1]["skipped"] is False and redone[1]["status"] == "done"
+    again = [e for e in map(json.loads, geoseg(*args).stdout.splitlines()) if e["event"] == "progress"]
+    assert again[0]["skipped"] is True and again[0]["outputs"] == [str(out / "m0.shp"), str(out / "m0_nodes.shp")]
+    redone = [e for e in map(json.loads, geoseg(*args, "--overwrite").stdout.splitlines()) if e["event"] == "progress"]
+    assert redone[0]["skipped"] is False and redone[0]["status"] == "done"
     text = geoseg("run", "--help").stdout
     for option in ("--workers", "--scheduler", "GEOSEG_SCHEDULER", "--overwrite", "--report", "--truth", "geoseg-manifest.json"):
         assert option in text

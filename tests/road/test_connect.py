@@ -154,3 +154,23 @@ def test_small_components_removed() -> None:
 def test_negative_parameter_raises() -> None:
     with pytest.raises(ConfigError):
         prune_spurs(nx.MultiGraph(), -1.0)
+
+
+def test_node_crossings_puts_a_node_where_edges_cross():
+    from geoseg.road.connect import node_crossings
+
+    G = nx.MultiGraph()
+    for n, (x, y) in enumerate([(0, 5), (10, 5), (5, 0), (5, 10)]):
+        G.add_node(n, x=float(x), y=float(y))
+    G.add_edge(0, 1, geometry=LineString([(0, 5), (10, 5)]), saliency=1.0)
+    G.add_edge(2, 3, geometry=LineString([(5, 0), (5, 10)]), saliency=2.0)
+    H = node_crossings(G)
+    assert sorted(d for _, d in H.degree()) == [1, 1, 1, 1, 4]
+    assert sorted(d["saliency"] for _, _, d in H.edges(data=True)) == [1.0, 1.0, 2.0, 2.0]
+    T = nx.MultiGraph()
+    for n, (x, y) in enumerate([(0, 5), (10, 5), (5, 5), (5, 10)]):
+        T.add_node(n, x=float(x), y=float(y))
+    T.add_edge(0, 2, geometry=LineString([(0, 5), (5, 5)]))
+    T.add_edge(2, 1, geometry=LineString([(5, 5), (10, 5)]))
+    T.add_edge(2, 3, geometry=LineString([(5, 5), (5, 10)]))
+    assert node_crossings(T) is T  # already noded: unchanged
