@@ -35,7 +35,7 @@ log = logging.getLogger("geoseg.cli")
     type=click.IntRange(min=1),
     default=None,
     help="Worker processes of the local Dask cluster [default: the usable cores, at most one per scene]. "
-    "1 runs the scenes one by one in this process, without Dask.",
+    "1 runs the scenes one by one in this process, without Dask. With one scene and N > 1, its tiles run on the workers.",
 )
 @click.option(
     "--scheduler",
@@ -80,8 +80,9 @@ def command(
 
     Several scenes run in parallel on a local Dask cluster (one single-threaded worker
     process per core, each allowed the machine's memory divided by the number of
-    workers), or on a running cluster with --scheduler. A single scene, or --workers 1,
-    runs in this process.
+    workers), or on a running cluster with --scheduler. A single scene runs in this
+    process, unless --workers N (N > 1) or --scheduler is given: then its tiles are the
+    Dask tasks. --workers 1 runs everything here, without Dask.
 
     \b
     Examples:
@@ -98,7 +99,10 @@ def command(
     todo = pending_scenes(pipe, scenes, outdir, fmt=fmt, overwrite=overwrite)
     if scheduler and workers is not None:
         log.warning("--workers is ignored with --scheduler: the cluster has its own workers")
-    local_workers = min(workers or default_workers(), len(todo))
+    # Default: one worker per core, at most one per scene (a single scene runs here, cheaper
+    # than starting a cluster); an explicit --workers N always gets N workers, and a single
+    # scene then spreads its tiles over them.
+    local_workers = workers if workers is not None else min(default_workers(), len(todo))
     use_dask = bool(scheduler) or local_workers > 1
     callback, tile_callback, close = progress_reporter(progress, len(scenes), "scene")
     try:

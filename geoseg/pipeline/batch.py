@@ -239,7 +239,13 @@ def _remove_stale_temporaries(outdir: Path) -> None:
 
 
 def _scene_task(
-    pipeline: Pipeline | dict[str, Any], source: str, scene: str, outdir: str, fmt: str, on_tile: Callable[[int, int], None] | None = None
+    pipeline: Pipeline | dict[str, Any],
+    source: str,
+    scene: str,
+    outdir: str,
+    fmt: str,
+    on_tile: Callable[[int, int], None] | None = None,
+    client: Client | None = None,
 ) -> tuple[SceneReport, str | None]:
     """Process one scene; never raises: errors come back in the report.
 
@@ -253,7 +259,7 @@ def _scene_task(
         from geoseg.pipeline.scene import process_scene
 
         pipe = pipeline if isinstance(pipeline, Pipeline) else Pipeline.from_dict(pipeline, source)
-        done = process_scene(pipe, scene, outdir, stem=Path(scene).stem, fmt=fmt, on_tile=on_tile)
+        done = process_scene(pipe, scene, outdir, stem=Path(scene).stem, fmt=fmt, on_tile=on_tile, client=client)
         report = SceneReport(scene, "done", [str(p) for p in done.outputs], warnings=list(done.warnings))
     except GeosegError as exc:
         report = SceneReport(scene, "failed", error=str(exc))
@@ -271,12 +277,13 @@ def _run_here(
     fmt: str,
     on_start: Callable[[Path], None],
     tile_progress: TileProgressCallback | None,
+    client: Client | None = None,
 ) -> Iterator[tuple[SceneReport, str | None]]:
-    """Scenes one after the other in this process (with progress over each scene's tiles)."""
+    """Scenes one after the other, driven from this process (tiles on ``client`` when given)."""
     for scene in scenes:
         on_start(scene)
         on_tile = None if tile_progress is None else partial(tile_progress, str(scene))
-        yield _scene_task(pipeline, pipeline.source, str(scene), str(outdir), fmt, on_tile)
+        yield _scene_task(pipeline, pipeline.source, str(scene), str(outdir), fmt, on_tile, client)
 
 
 def _run_on_dask(
@@ -420,7 +427,11 @@ def run_batch(
         def on_start(scene: Path) -> None:
             manifest.set({"input": str(scene), "status": "running", "outputs": [], "seconds": 0.0, "error": None, "warnings": []})
 
-        runner = _run_here(pipeline, todo, out, fmt, on_start, tile_progress) if client is None else _run_on_dask(client, pipeline, todo, out, fmt, on_start)
+        if client is None or len(todo) == 1:
+            # One scene on a cluster: its tiles, not the scene, become the Dask tasks.
+            runner = _run_here(pipeline, todo, out, fmt, on_start, tile_progress, client)
+        else:
+            runner = _run_on_dask(client, pipeline, todo, out, fmt, on_start)
         for report, trace in runner:
             if report.status == "failed":
                 log.error("%s", report.error)

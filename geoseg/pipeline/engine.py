@@ -20,7 +20,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -227,8 +227,76 @@ def _tile_context(source: SceneSource, tile: Tile, raster: Raster) -> StepContex
     return StepContext(geo=raster.geo, valid=raster.valid, core=tile.core_in_window, source=source.source, band_names=source.band_names)
 
 
-def _fit(chain: list[Step], source: SceneSource, *, max_memory: int, tile_px: int | None) -> list[Step]:
-    """Fit, in order, every step of ``chain`` that needs scene statistics."""
+def _map_tiles(fn: Callable[..., Any], tiles: list[Tile], client: Any, *args: Any) -> Iterator[tuple[Tile, Any]]:
+    """``fn(*args, tile)`` for every tile: here one by one, or as Dask tasks on ``client``.
+
+    On Dask, at most twice as many tiles as the cluster has threads are in flight, so that
+    results (tile cores) never pile up in memory; results come back as they complete.
+    """
+    if client is None:
+        for tile in tiles:
+            yield tile, fn(*args, tile)
+        return
+    from distributed import as_completed
+
+    limit = max(2, 2 * sum(client.nthreads().values()))
+    queue = list(reversed(tiles))
+    futures = as_completed()
+    owner = {}
+    while queue or owner:
+        while queue and len(owner) < limit:
+            tile = queue.pop()
+            future = client.submit(fn, *args, tile, pure=False)
+            owner[future.key] = tile
+            futures.add(future)
+        future = next(futures)
+        tile = owner.pop(future.key)
+        yield tile, future.result()
+
+
+def _statistics_task(prefix: list[Step], batch: list[Step], source: SceneSource, tile: Tile) -> list[Any]:
+    """Partial statistics of ``batch`` steps over one tile, after running ``prefix``."""
+    raster = source.read(tile)
+    ctx = _tile_context(source, tile, raster)
+    layers: dict[str, Any] = {"image": raster.array}
+    for step in prefix:
+        layers.update(_apply(step, layers, ctx))
+    return [step.tile_statistics({n: layers[n] for n in step.statistics_inputs() if n in layers}, ctx) for step in batch]
+
+
+@dataclass
+class _TileOutput:
+    cores: dict[str, np.ndarray]
+    pieces: list[tuple[shapely.LineString, float]]
+    warnings: list[str]
+
+
+def _tile_task(raster_steps: list[Step], vectorizer: Step | None, keep: set[str] | None, source: SceneSource, tile: Tile) -> _TileOutput:
+    """Run the raster steps (and the vectorizer) on one tile; return its core layers and line pieces."""
+    raster = source.read(tile)
+    ctx = _tile_context(source, tile, raster)
+    layers: dict[str, Any] = {"image": raster.array}
+    for step in raster_steps:
+        layers.update(_apply(step, layers, ctx))
+    rows, cols = tile.core_in_window
+    cores = {n: v[..., rows, cols] for n, v in layers.items() if n != "image" and (keep is None or n in keep)}
+    pieces = []
+    if vectorizer is not None:
+        local = _apply(vectorizer, layers, ctx)["network"]
+        pieces = clip_to_core(_translate(local, tile.win_col_off, tile.win_row_off), tile)
+    return _TileOutput(cores, pieces, ctx.warnings)
+
+
+def _fit(
+    chain: list[Step],
+    source: SceneSource,
+    *,
+    max_memory: int,
+    tile_px: int | None,
+    client: Any = None,
+    on_tile: Callable[[int, int], None] | None = None,
+) -> list[Step]:
+    """Fit, in order, every step of ``chain`` that needs scene statistics (one pass over the tiles per level)."""
     fitted = list(chain)
     i = 0
     while i < len(fitted):
@@ -248,14 +316,12 @@ def _fit(chain: list[Step], source: SceneSource, *, max_memory: int, tile_px: in
         core_px, halo = plan_tiles(prefix, source.geo, max_memory=max_memory, tile_px=tile_px)
         halo += max(fitted[j].stats_halo_px(source.geo) for j in batch)
         partials: dict[int, list[Any]] = {j: [] for j in batch}
-        for tile in tile_grid(source.geo.height, source.geo.width, core_px, halo):
-            raster = source.read(tile)
-            ctx = _tile_context(source, tile, raster)
-            layers: dict[str, Any] = {"image": raster.array}
-            for step in prefix:
-                layers.update(_apply(step, layers, ctx))
-            for j in batch:
-                partials[j].append(fitted[j].tile_statistics({n: layers[n] for n in fitted[j].statistics_inputs() if n in layers}, ctx))
+        tiles = tile_grid(source.geo.height, source.geo.width, core_px, halo)
+        for done, (_, results) in enumerate(_map_tiles(_statistics_task, tiles, client, prefix, [fitted[j] for j in batch], source), start=1):
+            for j, partial_stats in zip(batch, results):
+                partials[j].append(partial_stats)
+            if on_tile is not None:
+                on_tile(done, len(tiles))
         for j in batch:
             fitted[j] = fitted[j].fit(partials[j])
         i += 1
@@ -271,6 +337,7 @@ def execute(
     max_memory: int = 1 << 30,
     tile_px: int | None = None,
     on_tile: Callable[[int, int], None] | None = None,
+    client: Any = None,
 ) -> RunResult:
     """Run bound steps on a scene, tile by tile.
 
@@ -290,7 +357,11 @@ def execute(
     tile_px : int, optional
         Force the core size of tiles (default: from ``max_memory``).
     on_tile : callable, optional
-        Called with (tiles done, tiles total).
+        Called with (tiles done, tiles total) during each pass over the tiles (the passes
+        that measure scene statistics, then the final one).
+    client : dask.distributed.Client, optional
+        Run the tiles as Dask tasks on this cluster (the scene must be a file the workers
+        can read); default: one after the other in this process.
 
     Returns
     -------
@@ -301,7 +372,7 @@ def execute(
     timings: dict[str, float] = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fitted = _fit([*raster_steps, *network_steps], source, max_memory=max_memory, tile_px=tile_px)
+        fitted = _fit([*raster_steps, *network_steps], source, max_memory=max_memory, tile_px=tile_px, client=client, on_tile=on_tile)
         raster_steps, network_steps = fitted[: len(raster_steps)], fitted[len(raster_steps) :]
         timings["statistics"] = time.perf_counter() - start
         chain = [*raster_steps, *([vectorizer] if vectorizer else [])]
@@ -313,20 +384,12 @@ def execute(
         pieces: list[tuple[shapely.LineString, float]] = []
         messages: list[str] = []
         t0 = time.perf_counter()
-        for done, tile in enumerate(tiles, start=1):
-            raster = source.read(tile)
-            ctx = _tile_context(source, tile, raster)
-            layers: dict[str, Any] = {"image": raster.array}
-            for step in raster_steps:
-                layers.update(_apply(step, layers, ctx))
-            rows, cols = tile.core_in_window
-            for name, value in layers.items():
-                if name != "image" and (output_layers is None or name in output_layers):
-                    target.write(name, value[..., rows, cols], tile)
-            if vectorizer is not None:
-                local = _apply(vectorizer, layers, ctx)["network"]
-                pieces += clip_to_core(_translate(local, tile.win_col_off, tile.win_row_off), tile)
-            messages += ctx.warnings
+        keep = None if sink is None else output_layers
+        for done, (tile, out) in enumerate(_map_tiles(_tile_task, tiles, client, raster_steps, vectorizer, keep, source), start=1):
+            for name, core in out.cores.items():
+                target.write(name, core, tile)
+            pieces += out.pieces
+            messages += out.warnings
             if on_tile is not None:
                 on_tile(done, len(tiles))
         timings["tiles"] = time.perf_counter() - t0

@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from geoseg.atomic import _SHAPEFILE_SIDECARS
 from geoseg.errors import GeosegError
@@ -38,6 +39,7 @@ def process_scene(
     stem: str,
     fmt: str,
     on_tile: Callable[[int, int], None] | None = None,
+    client: Any = None,
 ) -> SceneOutput:
     """Run ``pipeline`` on ``scene`` tile by tile and write ``outdir/<stem>...`` atomically.
 
@@ -66,6 +68,7 @@ def process_scene(
             max_memory=pipeline.engine.max_memory_bytes,
             tile_px=pipeline.engine.tile_px,
             on_tile=on_tile,
+            client=client,
         )
     try:
         written = [*write_network_output(result, outputs, Path(outdir), stem, fmt), *sink.paths]
