@@ -214,11 +214,17 @@ def _halo(steps: list[Step], geo: GeoInfo) -> int:
     return sum(s.halo_px(geo) for s in steps)
 
 
-def plan_tiles(steps: list[Step], geo: GeoInfo, *, max_memory: int, tile_px: int | None) -> tuple[int, int]:
-    """Core size and halo for running ``steps`` on a scene of ``geo`` within ``max_memory``."""
-    halo = _halo(steps, geo)
+def plan_tiles(
+    steps: list[Step], geo: GeoInfo, *, max_memory: int, tile_px: int | None, extra_halo: int = 0, also_in_memory: tuple[Step, ...] = ()
+) -> tuple[int, int]:
+    """Core size and halo for running ``steps`` on a scene of ``geo`` within ``max_memory``.
+
+    ``also_in_memory`` are steps whose memory counts too (those measuring statistics);
+    ``extra_halo`` is added to the steps' own neighbourhoods.
+    """
+    halo = _halo(steps, geo) + extra_halo
     if tile_px is None:
-        per_pixel = IMAGE_BYTES_PER_PIXEL + sum(s.bytes_per_pixel for s in steps)
+        per_pixel = IMAGE_BYTES_PER_PIXEL + sum(s.bytes_per_pixel for s in (*steps, *also_in_memory))
         tile_px = tile_size_for_memory(max_memory, per_pixel, halo)
     return tile_px, halo
 
@@ -313,8 +319,14 @@ def _fit(
         end = prefix_end(i)
         batch = [j for j in range(i, len(fitted)) if fitted[j].statistics_inputs() and fitted[j]._fitted is None and prefix_end(j) == end]
         prefix = fitted[: end + 1]
-        core_px, halo = plan_tiles(prefix, source.geo, max_memory=max_memory, tile_px=tile_px)
-        halo += max(fitted[j].stats_halo_px(source.geo) for j in batch)
+        core_px, halo = plan_tiles(
+            prefix,
+            source.geo,
+            max_memory=max_memory,
+            tile_px=tile_px,
+            extra_halo=max(fitted[j].stats_halo_px(source.geo) for j in batch),
+            also_in_memory=tuple(fitted[j] for j in batch),
+        )
         partials: dict[int, list[Any]] = {j: [] for j in batch}
         tiles = tile_grid(source.geo.height, source.geo.width, core_px, halo)
         for done, (_, results) in enumerate(_map_tiles(_statistics_task, tiles, client, prefix, [fitted[j] for j in batch], source), start=1):
