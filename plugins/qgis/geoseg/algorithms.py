@@ -58,6 +58,22 @@ OVERLAY_MAX_SIZE = 2048
 class GeosegAlgorithm(QgsProcessingAlgorithm):
     """Shared plumbing: input checks, the geoseg call, temporary folders, layer copies."""
 
+    NAME = ""
+    DISPLAY_NAME = ""
+    GROUP = ""
+
+    def name(self) -> str:  # noqa: D102
+        return self.NAME
+
+    def displayName(self) -> str:  # noqa: D102
+        return self.DISPLAY_NAME
+
+    def group(self) -> str:  # noqa: D102
+        return self.GROUP
+
+    def groupId(self) -> str:  # noqa: D102
+        return self.GROUP.lower().replace(" ", "_")
+
     def createInstance(self) -> "GeosegAlgorithm":  # noqa: D102 - QgsProcessingAlgorithm API
         return type(self)()
 
@@ -157,17 +173,9 @@ class ExtractCenterlinesAlgorithm(GeosegAlgorithm):
     NODES = "NODES"
     OVERLAY = "OVERLAY"
 
-    def name(self) -> str:  # noqa: D102
-        return "extract_centerlines"
-
-    def displayName(self) -> str:  # noqa: D102
-        return "Extract road centerlines"
-
-    def group(self) -> str:  # noqa: D102
-        return "Road extraction"
-
-    def groupId(self) -> str:  # noqa: D102
-        return "road_extraction"
+    NAME = "extract_centerlines"
+    DISPLAY_NAME = "Extract road centerlines"
+    GROUP = "Road extraction"
 
     def shortHelpString(self) -> str:  # noqa: D102
         return (
@@ -245,17 +253,9 @@ class TrainMjcrAlgorithm(GeosegAlgorithm):
     CLASS_FIELD = "CLASS_FIELD"
     OUTPUT = "OUTPUT"
 
-    def name(self) -> str:  # noqa: D102
-        return "train_mjcr"
-
-    def displayName(self) -> str:  # noqa: D102
-        return "Train MJCR road classifier"
-
-    def group(self) -> str:  # noqa: D102
-        return "Training"
-
-    def groupId(self) -> str:  # noqa: D102
-        return "training"
+    NAME = "train_mjcr"
+    DISPLAY_NAME = "Train MJCR road classifier"
+    GROUP = "Training"
 
     def shortHelpString(self) -> str:  # noqa: D102
         return (
@@ -346,17 +346,9 @@ class RunPipelineAlgorithm(GeosegAlgorithm):
     OUTPUT_LAYERS = "OUTPUT_LAYERS"
     OVERLAY = "OVERLAY"
 
-    def name(self) -> str:  # noqa: D102
-        return "run_pipeline"
-
-    def displayName(self) -> str:  # noqa: D102
-        return "Run geoseg pipeline"
-
-    def group(self) -> str:  # noqa: D102
-        return "Road extraction"
-
-    def groupId(self) -> str:  # noqa: D102
-        return "road_extraction"
+    NAME = "run_pipeline"
+    DISPLAY_NAME = "Run geoseg pipeline"
+    GROUP = "Road extraction"
 
     def shortHelpString(self) -> str:  # noqa: D102
         return (
@@ -440,17 +432,9 @@ class EvaluateNetworkAlgorithm(GeosegAlgorithm):
         "APLS": ("apls", "APLS"),
     }
 
-    def name(self) -> str:  # noqa: D102
-        return "evaluate_network"
-
-    def displayName(self) -> str:  # noqa: D102
-        return "Evaluate road network"
-
-    def group(self) -> str:  # noqa: D102
-        return "Evaluation"
-
-    def groupId(self) -> str:  # noqa: D102
-        return "evaluation"
+    NAME = "evaluate_network"
+    DISPLAY_NAME = "Evaluate road network"
+    GROUP = "Evaluation"
 
     def shortHelpString(self) -> str:  # noqa: D102
         return (
