@@ -2,33 +2,23 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import Field
 
 from geoseg.classifiers.mjcr import MJCRClassifier
-from geoseg.errors import ModelFileError
 from geoseg.pipeline.step import Step, StepContext
 from geoseg.raster import GeoInfo
 from geoseg.road.graphcut import graph_cut
+from geoseg.steps.model_cache import load_cached
 
 __all__ = ["MJCRClassify", "GraphCut"]
 
 
-@lru_cache(maxsize=4)
-def _load_classifier(path: str, mtime: float) -> MJCRClassifier:
-    return MJCRClassifier.load(path)
-
-
 def load_classifier(path: str) -> MJCRClassifier:
     """Load (and cache while the file is unchanged) an MJCR model file."""
-    p = Path(path)
-    if not p.is_file():
-        raise ModelFileError(f"{p}: no such model file")
-    return _load_classifier(str(p.resolve()), p.stat().st_mtime)
+    return load_cached(path, MJCRClassifier.load)
 
 
 class MJCRClassify(Step):

@@ -8,16 +8,15 @@ normalise them, the GSD it was trained at and its tiling defaults.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field
 
-from geoseg.errors import ConfigError, InputMismatchError, ModelFileError
+from geoseg.errors import ConfigError, InputMismatchError
 from geoseg.pipeline.step import Step, StepContext
 from geoseg.raster import GeoInfo
+from geoseg.steps.model_cache import load_cached
 
 if TYPE_CHECKING:
     from geoseg.nn.modelfile import NNModel
@@ -27,19 +26,11 @@ if TYPE_CHECKING:
 __all__ = ["NNClassify", "load_nn_classifier"]
 
 
-@lru_cache(maxsize=4)
-def _load(path: str, mtime: float) -> NNModel:
-    from geoseg.nn.modelfile import load_nn_model
-
-    return load_nn_model(path)
-
-
 def load_nn_classifier(path: str) -> NNModel:
     """Load (and cache while the file is unchanged) a model file of ``geoseg train nn``."""
-    p = Path(path)
-    if not p.is_file():
-        raise ModelFileError(f"{p}: no such model file")
-    return _load(str(p.resolve()), p.stat().st_mtime)
+    from geoseg.nn.modelfile import load_nn_model
+
+    return load_cached(path, load_nn_model)
 
 
 class NNClassify(Step):
