@@ -293,6 +293,12 @@ def _tile_task(raster_steps: list[Step], vectorizer: Step | None, keep: set[str]
     return _TileOutput(cores, pieces, ctx.warnings)
 
 
+def _last_producer(steps: list[Step], j: int) -> int:
+    """Index of the last step before ``j`` giving a layer that step ``j`` measures (-1: none)."""
+    needs = set(steps[j].statistics_inputs())
+    return max((k for k in range(j) if needs & set(steps[k].outputs())), default=-1)
+
+
 def _fit(
     chain: list[Step],
     source: SceneSource,
@@ -311,13 +317,8 @@ def _fit(
             continue
         # Run only the steps that produce the statistics inputs; fit every later step that
         # needs the same prefix in the same pass over the tiles.
-        def prefix_end(j: int) -> int:
-            needs = set(fitted[j].statistics_inputs())
-            producers = [k for k in range(j) if needs & set(fitted[k].outputs())]
-            return max(producers, default=-1)
-
-        end = prefix_end(i)
-        batch = [j for j in range(i, len(fitted)) if fitted[j].statistics_inputs() and fitted[j]._fitted is None and prefix_end(j) == end]
+        end = _last_producer(fitted, i)
+        batch = [j for j in range(i, len(fitted)) if fitted[j].statistics_inputs() and fitted[j]._fitted is None and _last_producer(fitted, j) == end]
         prefix = fitted[: end + 1]
         core_px, halo = plan_tiles(
             prefix,
