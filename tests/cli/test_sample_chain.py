@@ -36,6 +36,8 @@ def test_trained_model_equals_the_committed_sample_model(trained_model):
     from geoseg.modelfile import load_model
 
     (new_arrays, new_meta), (ref_arrays, ref_meta) = load_model(trained_model), load_model(MODEL)
+    new_intercept, ref_intercept = new_meta["mjcr"].pop("calib_intercept"), ref_meta["mjcr"].pop("calib_intercept")
+    assert new_intercept == pytest.approx(ref_intercept, rel=1e-6)
     assert new_meta == ref_meta and new_arrays.keys() == ref_arrays.keys()
     for name, ref in ref_arrays.items():
         np.testing.assert_allclose(new_arrays[name], ref, rtol=1e-6, atol=1e-9, err_msg=name)
