@@ -9,9 +9,12 @@ The chain splits into three phases:
    the core, the pieces of all tiles are stitched into one topology, then finalized;
 3. **network steps** (e.g. ``connect_network``) run once on the stitched network.
 
-Steps that need scene-wide statistics are fitted first: for each of them the engine runs the
-steps that produce its statistics inputs over every tile and reduces the tiles' partial
-statistics (see :mod:`geoseg.pipeline.step`). An untiled run is the same with one tile.
+Steps that need scene-wide statistics split the raster steps into **passes** over the tiles
+(see :mod:`geoseg.pipeline.step`): the pass that makes a layer also measures its statistics
+on every tile, the statistics are reduced, and the next pass runs the fitted steps. Layers
+that a later pass reads are stored in between (:mod:`geoseg.pipeline.scratch`), so every step
+runs once per tile, with the halo of its own pass only. An untiled run is the same with one
+tile per pass.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import numpy as np
 import shapely
 
 from geoseg.errors import ConfigError, GeosegError, InputMismatchError
+from geoseg.pipeline.scratch import FileScratch, MemoryScratch, ScratchView
 from geoseg.pipeline.step import Step, StepContext
 from geoseg.raster import GeoInfo, Raster, read_geoinfo, read_window
 from geoseg.road.network import dissolve_degree2
@@ -215,16 +219,24 @@ def _halo(steps: list[Step], geo: GeoInfo) -> int:
 
 
 def plan_tiles(
-    steps: list[Step], geo: GeoInfo, *, max_memory: int, tile_px: int | None, extra_halo: int = 0, also_in_memory: tuple[Step, ...] = ()
+    steps: list[Step],
+    geo: GeoInfo,
+    *,
+    max_memory: int,
+    tile_px: int | None,
+    extra_halo: int = 0,
+    also_in_memory: tuple[Step, ...] = (),
+    extra_bytes_per_pixel: int = 0,
 ) -> tuple[int, int]:
     """Core size and halo for running ``steps`` on a scene of ``geo`` within ``max_memory``.
 
     ``also_in_memory`` are steps whose memory counts too (those measuring statistics);
-    ``extra_halo`` is added to the steps' own neighbourhoods.
+    ``extra_halo`` is added to the steps' own neighbourhoods, ``extra_bytes_per_pixel`` to
+    their memory (layers read back from earlier passes).
     """
     halo = _halo(steps, geo) + extra_halo
     if tile_px is None:
-        per_pixel = IMAGE_BYTES_PER_PIXEL + sum(s.bytes_per_pixel for s in (*steps, *also_in_memory))
+        per_pixel = IMAGE_BYTES_PER_PIXEL + extra_bytes_per_pixel + sum(s.bytes_per_pixel for s in (*steps, *also_in_memory))
         tile_px = tile_size_for_memory(max_memory, per_pixel, halo)
     return tile_px, halo
 
@@ -260,85 +272,126 @@ def _map_tiles(fn: Callable[..., Any], tiles: list[Tile], client: Any, *args: An
         yield tile, future.result()
 
 
-def _statistics_task(prefix: list[Step], batch: list[Step], source: SceneSource, tile: Tile) -> list[Any]:
-    """Partial statistics of ``batch`` steps over one tile, after running ``prefix``."""
-    raster = source.read(tile)
-    ctx = _tile_context(source, tile, raster)
-    layers: dict[str, Any] = {"image": raster.array}
-    for step in prefix:
-        layers.update(_apply(step, layers, ctx))
-    return [step.tile_statistics({n: layers[n] for n in step.statistics_inputs() if n in layers}, ctx) for step in batch]
-
-
-@dataclass
-class _TileOutput:
-    cores: dict[str, np.ndarray]
-    pieces: list[tuple[shapely.LineString, float]]
-    warnings: list[str]
-
-
-def _tile_task(raster_steps: list[Step], vectorizer: Step | None, keep: set[str] | None, source: SceneSource, tile: Tile) -> _TileOutput:
-    """Run the raster steps (and the vectorizer) on one tile; return its core layers and line pieces."""
-    raster = source.read(tile)
-    ctx = _tile_context(source, tile, raster)
-    layers: dict[str, Any] = {"image": raster.array}
-    for step in raster_steps:
-        layers.update(_apply(step, layers, ctx))
-    rows, cols = tile.core_in_window
-    cores = {n: v[..., rows, cols] for n, v in layers.items() if n != "image" and (keep is None or n in keep)}
-    pieces = []
-    if vectorizer is not None:
-        local = _apply(vectorizer, layers, ctx)["network"]
-        pieces = clip_to_core(_translate(local, tile.win_col_off, tile.win_row_off), tile)
-    return _TileOutput(cores, pieces, ctx.warnings)
-
-
 def _last_producer(steps: list[Step], j: int) -> int:
     """Index of the last step before ``j`` giving a layer that step ``j`` measures (-1: none)."""
     needs = set(steps[j].statistics_inputs())
     return max((k for k in range(j) if needs & set(steps[k].outputs())), default=-1)
 
 
-def _fit(
-    chain: list[Step],
-    source: SceneSource,
-    *,
-    max_memory: int,
-    tile_px: int | None,
-    client: Any = None,
-    on_tile: Callable[[int, int], None] | None = None,
-) -> list[Step]:
-    """Fit, in order, every step of ``chain`` that needs scene statistics (one pass over the tiles per level)."""
-    fitted = list(chain)
-    i = 0
-    while i < len(fitted):
-        if not fitted[i].statistics_inputs() or fitted[i]._fitted is not None:
-            i += 1
-            continue
-        # Run only the steps that produce the statistics inputs; fit every later step that
-        # needs the same prefix in the same pass over the tiles.
-        end = _last_producer(fitted, i)
-        batch = [j for j in range(i, len(fitted)) if fitted[j].statistics_inputs() and fitted[j]._fitted is None and _last_producer(fitted, j) == end]
-        prefix = fitted[: end + 1]
-        core_px, halo = plan_tiles(
-            prefix,
-            source.geo,
-            max_memory=max_memory,
-            tile_px=tile_px,
-            extra_halo=max(fitted[j].stats_halo_px(source.geo) for j in batch),
-            also_in_memory=tuple(fitted[j] for j in batch),
-        )
-        partials: dict[int, list[Any]] = {j: [] for j in batch}
-        tiles = tile_grid(source.geo.height, source.geo.width, core_px, halo)
-        for done, (_, results) in enumerate(_map_tiles(_statistics_task, tiles, client, prefix, [fitted[j] for j in batch], source), start=1):
-            for j, partial_stats in zip(batch, results):
-                partials[j].append(partial_stats)
-            if on_tile is not None:
-                on_tile(done, len(tiles))
-        for j in batch:
-            fitted[j] = fitted[j].fit(partials[j])
-        i += 1
-    return fitted
+@dataclass(frozen=True)
+class _PassPlan:
+    """One pass over the tiles: raster steps ``[start, end)`` of the chain, the statistics it measures."""
+
+    start: int
+    end: int
+    measure: tuple[int, ...]
+    final: bool
+
+
+def _plan_passes(chain: list[Step], n_raster: int) -> list[_PassPlan]:
+    """Split the raster steps into passes at every statistics level.
+
+    A step that needs scene statistics of layers made by step ``e`` runs in a later pass than
+    ``e``: the pass that runs ``e`` measures them on every tile, and what later passes need
+    is stored (see :mod:`geoseg.pipeline.scratch`) instead of being computed again. Steps
+    that measure the image get a first pass that only reads it.
+    """
+    producers = {j: _last_producer(chain, j) for j, step in enumerate(chain) if step.statistics_inputs() and step._fitted is None}
+    cuts = sorted({0, *(e + 1 for e in producers.values() if 0 <= e + 1 < n_raster)})
+    bounds = [*cuts, n_raster]
+    passes = []
+    image_stats = tuple(j for j, e in producers.items() if e < 0)
+    if image_stats:
+        passes.append(_PassPlan(0, 0, image_stats, False))
+    for i, (start, end) in enumerate(zip(bounds[:-1], bounds[1:])):
+        final = i == len(bounds) - 2
+        measure = tuple(j for j, e in producers.items() if start <= e < end)
+        passes.append(_PassPlan(start, end, measure, final))
+    if n_raster == 0:
+        passes.append(_PassPlan(0, 0, (), True))
+    return passes
+
+
+def _consumes(step: Step) -> tuple[str, ...]:
+    return (*step.inputs(), *step.uses_if_present)
+
+
+@dataclass
+class _PassWork:
+    """What a tile task of one pass does (picklable for Dask)."""
+
+    steps: list[Step]
+    vectorizer: Step | None
+    measure: list[Step]
+    reads: list[str]
+    keep: set[str] | None
+
+
+@dataclass
+class _TileOutput:
+    cores: dict[str, np.ndarray]
+    pieces: list[tuple[shapely.LineString, float]]
+    statistics: list[Any]
+    warnings: list[str]
+
+
+def _tile_task(work: _PassWork, source: SceneSource, scratch: ScratchView, tile: Tile) -> _TileOutput:
+    """One pass on one tile: read, run the steps, measure; return core layers and line pieces."""
+    raster = source.read(tile)
+    ctx = _tile_context(source, tile, raster)
+    layers: dict[str, Any] = {"image": raster.array}
+    for name in work.reads:
+        layers[name] = scratch.read(name, tile)
+    produced: list[str] = []
+    for step in work.steps:
+        out = _apply(step, layers, ctx)
+        layers.update(out)
+        produced += [n for n in out if n not in produced]
+    statistics = [step.tile_statistics({n: layers[n] for n in step.statistics_inputs() if n in layers}, ctx) for step in work.measure]
+    rows, cols = tile.core_in_window
+    cores = {n: layers[n][..., rows, cols] for n in produced if work.keep is None or n in work.keep}
+    pieces = []
+    if work.vectorizer is not None:
+        local = _apply(work.vectorizer, layers, ctx)["network"]
+        pieces = clip_to_core(_translate(local, tile.win_col_off, tile.win_row_off), tile)
+    return _TileOutput(cores, pieces, statistics, ctx.warnings)
+
+
+def _pass_work(chain: list[Step], plan: _PassPlan, vectorizer: Step | None, stored: set[str], later: set[str], outputs: set[str] | None) -> _PassWork:
+    """The steps, scratch reads and kept layers of a pass, given what earlier passes stored."""
+    steps = chain[plan.start : plan.end]
+    consumers = [*steps, *([vectorizer] if plan.final and vectorizer else [])]
+    reads: list[str] = []
+    made: set[str] = set()
+    for step in consumers:
+        reads += [n for n in _consumes(step) if n in stored and n not in made and n not in reads]
+        made |= set(step.outputs())
+    measure = [chain[j] for j in plan.measure]
+    for step in measure:
+        reads += [n for n in step.statistics_inputs() if n in stored and n not in made and n not in reads]
+    keep = None if outputs is None else (later | outputs)
+    return _PassWork(steps, vectorizer if plan.final else None, measure, reads, keep)
+
+
+def _needed_after(chain: list[Step], plans: list[_PassPlan], index: int, vectorizer: Step | None) -> set[str]:
+    """Layers that passes after ``plans[index]`` read (inputs, optional inputs, statistics inputs)."""
+    needed: set[str] = set()
+    for plan in plans[index + 1 :]:
+        for step in chain[plan.start : plan.end]:
+            needed |= set(_consumes(step))
+        for j in plan.measure:
+            needed |= set(chain[j].statistics_inputs())
+        if plan.final and vectorizer is not None:
+            needed |= set(_consumes(vectorizer))
+    return needed - {"image"}
+
+
+def _open_scratch(source: SceneSource, client: Any, layers: int, max_memory: int, scratch_dir: str | os.PathLike[str] | None) -> MemoryScratch | FileScratch:
+    """Whole-scene arrays when they fit in a quarter of ``max_memory`` (and no cluster reads them), else files."""
+    size = 8 * layers * source.geo.width * source.geo.height
+    if client is None and (isinstance(source, MemorySource) or size <= max_memory // 4):
+        return MemoryScratch(source.geo)
+    return FileScratch(source.geo, scratch_dir)
 
 
 def execute(
@@ -351,8 +404,14 @@ def execute(
     tile_px: int | None = None,
     on_tile: Callable[[int, int], None] | None = None,
     client: Any = None,
+    scratch_dir: str | os.PathLike[str] | None = None,
 ) -> RunResult:
     """Run bound steps on a scene, tile by tile.
+
+    Steps that need scene statistics split the chain into passes over the tiles: each pass
+    runs its steps once per tile (with the halo of its own steps), measures the statistics of
+    the next level, and stores the layers that later passes read; the last pass also
+    vectorizes. Network steps then run once on the stitched network.
 
     Parameters
     ----------
@@ -370,11 +429,13 @@ def execute(
     tile_px : int, optional
         Force the core size of tiles (default: from ``max_memory``).
     on_tile : callable, optional
-        Called with (tiles done, tiles total) during each pass over the tiles (the passes
-        that measure scene statistics, then the final one).
+        Called with (tiles done, tiles total) during each pass over the tiles.
     client : dask.distributed.Client, optional
         Run the tiles as Dask tasks on this cluster (the scene must be a file the workers
         can read); default: one after the other in this process.
+    scratch_dir : path, optional
+        Folder for the intermediate layers of large scenes (default: the system's temporary
+        folder); on a cluster it must be readable by the workers.
 
     Returns
     -------
@@ -382,30 +443,57 @@ def execute(
     """
     start = time.perf_counter()
     raster_steps, vectorizer, network_steps = _split(steps)
-    timings: dict[str, float] = {}
+    chain = [*raster_steps, *network_steps]
+    plans = _plan_passes(chain, len(raster_steps))
+    needed = [_needed_after(chain, plans, i, vectorizer) for i in range(len(plans))]
+    scratched = {n for i, plan in enumerate(plans) for step in chain[plan.start : plan.end] for n in step.outputs() if n in needed[i]}
+    timings: dict[str, float] = {"statistics": 0.0, "tiles": 0.0}
+    memory = MemorySink(source.geo) if sink is None else None
+    target = sink if sink is not None else memory
+    outputs = output_layers if sink is not None else None
+    pieces: list[tuple[shapely.LineString, float]] = []
+    messages: list[str] = []
+    tiles: list[Tile] = []
+    scratch = _open_scratch(source, client, len(scratched), max_memory, scratch_dir)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fitted = _fit([*raster_steps, *network_steps], source, max_memory=max_memory, tile_px=tile_px, client=client, on_tile=on_tile)
-        raster_steps, network_steps = fitted[: len(raster_steps)], fitted[len(raster_steps) :]
-        timings["statistics"] = time.perf_counter() - start
-        chain = [*raster_steps, *([vectorizer] if vectorizer else [])]
-        core_px, halo = plan_tiles(chain, source.geo, max_memory=max_memory, tile_px=tile_px)
-        tiles = tile_grid(source.geo.height, source.geo.width, core_px, halo)
-        log.debug("%s: %d tile(s) of %d px, halo %d px", source.source, len(tiles), core_px, halo)
-        memory = MemorySink(source.geo) if sink is None else None
-        target = sink if sink is not None else memory
-        pieces: list[tuple[shapely.LineString, float]] = []
-        messages: list[str] = []
-        t0 = time.perf_counter()
-        keep = None if sink is None else output_layers
-        for done, (tile, out) in enumerate(_map_tiles(_tile_task, tiles, client, raster_steps, vectorizer, keep, source), start=1):
-            for name, core in out.cores.items():
-                target.write(name, core, tile)
-            pieces += out.pieces
-            messages += out.warnings
-            if on_tile is not None:
-                on_tile(done, len(tiles))
-        timings["tiles"] = time.perf_counter() - t0
+        try:
+            for i, plan in enumerate(plans):
+                t0 = time.perf_counter()
+                work = _pass_work(chain, plan, vectorizer, scratch.view().names(), needed[i], outputs)
+                running = [*work.steps, *([work.vectorizer] if work.vectorizer else [])]
+                core_px, halo = plan_tiles(
+                    running,
+                    source.geo,
+                    max_memory=max_memory,
+                    tile_px=tile_px,
+                    extra_halo=max((s.stats_halo_px(source.geo) for s in work.measure), default=0),
+                    also_in_memory=tuple(work.measure),
+                    extra_bytes_per_pixel=8 * len(work.reads),
+                )
+                tiles = tile_grid(source.geo.height, source.geo.width, core_px, halo)
+                log.debug("%s: pass %d/%d (%s): %d tile(s) of %d px, halo %d px", source.source, i + 1, len(plans), [s.label for s in (*running, *work.measure)], len(tiles), core_px, halo)
+                partials: list[list[Any]] = [[] for _ in work.measure]
+                view = scratch.view()
+                for done, (tile, out) in enumerate(_map_tiles(_tile_task, tiles, client, work, source, view), start=1):
+                    for name, core in out.cores.items():
+                        if name in needed[i]:
+                            scratch.write(name, core, tile)
+                        if target is not None and (outputs is None or name in outputs):
+                            target.write(name, core, tile)
+                    for bucket, value in zip(partials, out.statistics):
+                        bucket.append(value)
+                    pieces += out.pieces
+                    messages += out.warnings
+                    if on_tile is not None:
+                        on_tile(done, len(tiles))
+                scratch.commit()
+                for j, bucket in zip(plan.measure, partials):
+                    chain[j] = chain[j].fit(bucket)
+                timings["tiles" if plan.final else "statistics"] += time.perf_counter() - t0
+        finally:
+            scratch.close()
+        network_steps = chain[len(raster_steps) :]
         result_layers: dict[str, Any] = dict(memory.arrays) if memory is not None else {}
         if vectorizer is not None:
             t0 = time.perf_counter()
@@ -418,6 +506,7 @@ def execute(
             result_layers["network"] = layers["network"]
             messages += scene_ctx.warnings
             timings["network"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - start
     messages += [str(w.message) for w in caught]
     for msg in dict.fromkeys(messages):
         log.warning("%s", msg)

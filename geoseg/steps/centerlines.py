@@ -75,6 +75,11 @@ class TensorVoting(Step):
         return {"saliency": result.saliency, "orientation": result.orientation}
 
 
+#: How far (metres) tiled runs follow a weak centerline to the seed that keeps it (hysteresis);
+#: an untiled run follows it any distance. Weak stretches longer than this are gaps in practice.
+HYSTERESIS_REACH_M = 10.0
+
+
 class NonMaxSuppression(Step):
     """Thin, smooth 1-px centerlines: saliency maxima across the road, with hysteresis.
 
@@ -91,8 +96,8 @@ class NonMaxSuppression(Step):
     low_threshold: float = Field(0.05, ge=0, description="continuation threshold (hysteresis), same units")
 
     def halo_px(self, geo: GeoInfo) -> int:
-        """The ridge test looks one pixel across; hysteresis follows lines (bounded by the tile halo)."""
-        return 2
+        """The ridge test looks one pixel across; hysteresis follows weak lines up to ``HYSTERESIS_REACH_M``."""
+        return 2 + ceil_px(geo.metres_to_pixels(HYSTERESIS_REACH_M))
 
     def tile_statistics(self, layers: dict[str, Any], ctx: StepContext) -> np.ndarray:
         """Saliency of the ridge pixels of the tile's core."""

@@ -10,6 +10,7 @@ from shapely.geometry import LineString
 
 import geoseg
 from geoseg.metrics import raster_buffer_scores
+from geoseg.pipeline.scratch import FileScratch
 from geoseg.road.network import graph_to_lines, rasterize_lines
 from geoseg.tiling import Tile, canonical, clip_to_core, drop_clip_vertices, parse_memory, stitch_pieces, tile_grid, tile_size_for_memory
 from tests.conftest import SAMPLE_DATA, UTM_TRANSFORM, write_tif
@@ -78,15 +79,79 @@ def _centerlines(result):
     return rasterize_lines(graph_to_lines(result.graph), (result.geo.height, result.geo.width))
 
 
-def test_tiled_equals_untiled_with_roads_crossing_tile_corners(crossing_mask):
+@pytest.mark.parametrize("scratch", ["memory", "files"])
+def test_tiled_equals_untiled_with_roads_crossing_tile_corners(crossing_mask, scratch, monkeypatch):
+    import geoseg.pipeline.engine as engine
+
+    opened = []
+    monkeypatch.setattr(engine, "FileScratch", lambda *a, **k: opened.append(1) or FileScratch(*a, **k))
     whole = geoseg.load_pipeline("mask_to_centerlines").run(crossing_mask)
-    tiled = geoseg.load_pipeline("mask_to_centerlines", ["tile_px=256"]).run(crossing_mask)
+    # 16 MB leaves no room for 3 scene-sized intermediate layers in memory: they go to files
+    settings = ["tile_px=256"] + (["max_memory=16MB"] if scratch == "files" else [])
+    tiled = geoseg.load_pipeline("mask_to_centerlines", settings).run(crossing_mask)
+    assert len(opened) == (1 if scratch == "files" else 0)
     assert whole.tiles == 1 and tiled.tiles == 9
     scores = raster_buffer_scores(_centerlines(tiled), _centerlines(whole), 1)
     assert scores.quality > 0.99
     degrees = lambda r: sorted(d for _, d in r.graph.degree())  # noqa: E731
     assert degrees(tiled) == degrees(whole)
     assert np.array_equal(tiled.layers["centerline"], whole.layers["centerline"])
+
+
+def test_every_step_runs_once_per_tile_of_its_pass(crossing_mask, monkeypatch):
+    """Statistics levels split the chain into passes; no pass recomputes an earlier one."""
+    import geoseg.pipeline.engine as engine
+
+    calls: dict[str, int] = {}
+    apply = engine._apply
+
+    def counting(step, layers, ctx):
+        calls[step.label] = calls.get(step.label, 0) + 1
+        return apply(step, layers, ctx)
+
+    monkeypatch.setattr(engine, "_apply", counting)
+    result = geoseg.load_pipeline("mask_to_centerlines", ["tile_px=256"]).run(crossing_mask)
+    assert result.tiles == 9
+    assert calls == {"threshold_mask": 9, "tensor_voting": 9, "non_max_suppression": 9, "road_network": 9, "connect_network": 1}
+
+
+def test_passes_split_the_chain_at_each_statistics_level():
+    from geoseg.pipeline.engine import _plan_passes, _split
+
+    steps = geoseg.load_pipeline("road_centerlines", [f"model={SAMPLE_DATA / 'roads.mjcr.npz'}"]).steps
+    raster, vectorizer, network = _split(steps)
+    chain = [*raster, *network]
+    plans = _plan_passes(chain, len(raster))
+    labels = lambda idx: [chain[i].label for i in idx]  # noqa: E731
+    # image statistics first (channel means, contrast), then one pass per level; the last vectorizes
+    assert [labels(range(p.start, p.end)) for p in plans] == [[], ["mjcr_classify", "graph_cut"], ["tensor_voting"], ["non_max_suppression"]]
+    assert [labels(p.measure) for p in plans] == [["mjcr_classify", "graph_cut"], ["tensor_voting", "connect_network"], ["non_max_suppression"], []]
+    assert [p.final for p in plans] == [False, False, False, True]
+
+
+def test_file_scratch_round_trips_layers_by_window(tmp_path):
+    from geoseg.pipeline.scratch import FileScratch
+    from geoseg.raster import GeoInfo
+
+    geo = GeoInfo(width=300, height=200, crs=CRS.from_epsg(32633), transform=UTM_TRANSFORM, gsd_xy_m=(0.3, 0.3), georeferenced=True)
+    rng = np.random.default_rng(0)
+    layers = {"saliency": rng.random((200, 300)), "mask": rng.random((200, 300)) > 0.5, "probability": rng.random((2, 200, 300)).astype(np.float32)}
+    scratch = FileScratch(geo, tmp_path)
+    assert scratch.folder.parent == tmp_path and scratch.folder.name.startswith(".geoseg-tmp-")
+    tiles = tile_grid(200, 300, 128, 16)
+    for tile in tiles:
+        for name, array in layers.items():
+            scratch.write(name, array[..., tile.row_off : tile.row_off + tile.height, tile.col_off : tile.col_off + tile.width], tile)
+    scratch.commit()
+    view = scratch.view()
+    for tile in tiles:
+        rows = slice(tile.win_row_off, tile.win_row_off + tile.win_height)
+        cols = slice(tile.win_col_off, tile.win_col_off + tile.win_width)
+        for name, array in layers.items():
+            got = view.read(name, tile)
+            assert got.dtype == array.dtype and np.array_equal(got, array[..., rows, cols])
+    scratch.close()
+    assert not scratch.folder.exists()
 
 
 def test_tiled_raster_output_equals_untiled_file(tmp_path):

@@ -14,6 +14,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -362,7 +363,11 @@ def test_two_concurrent_runs_on_one_folder(tmp_path):
         while event["event"] != "progress":  # skip "start" and per-tile lines
             event = json.loads(first.stdout.readline())
         assert event["status"] == "done"  # one scene done: the first run holds the lock now
-        rc, _, err = _finish(_popen(["run", "mask_to_centerlines", scenes[0], "-o", out, "--workers", "1"]), timeout=60)
+        first.send_signal(signal.SIGSTOP)  # keep it mid-batch, however fast the other scenes are
+        try:
+            rc, _, err = _finish(_popen(["run", "mask_to_centerlines", scenes[0], "-o", out, "--workers", "1"]), timeout=60)
+        finally:
+            first.send_signal(signal.SIGCONT)
         assert rc == 1 and f"geoseg: error: {out}: another geoseg batch is writing to this folder" in err
         rc1, rest, err1 = _finish(first)
     finally:
