@@ -69,6 +69,8 @@ def process_scene(
             tile_px=pipeline.engine.tile_px,
             on_tile=on_tile,
             client=client,
+            # on a cluster the workers read intermediate layers back: keep them beside the outputs
+            scratch_dir=Path(outdir) if client is not None else None,
         )
     try:
         written = [*write_network_output(result, outputs, Path(outdir), stem, fmt), *sink.paths]
