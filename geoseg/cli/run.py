@@ -93,6 +93,11 @@ def command(
       geoseg run mask_to_centerlines "masks/*.tif" -o out/ --scheduler tcp://10.0.0.5:8786
       geoseg run mask_to_centerlines "masks/*.tif" -o out/ --truth "truth/*.geojson"  # + HTML report
     """
+    from geoseg.sequence.pipeline import is_sequence_pipeline, run_sequence_to_dir
+
+    if is_sequence_pipeline(pipeline):  # `kind: sequence`: all INPUTS form one sequence (docs/SEQUENCES.md)
+        run_sequence_to_dir(pipeline, [str(p) for p in inputs], outdir, overrides)
+        return
     pipe = load_pipeline(pipeline, overrides)
     pipe.steps  # noqa: B018 - bind now so a missing parameter fails before any scene
     scenes = expand_inputs(inputs)
