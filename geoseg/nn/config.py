@@ -11,10 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from geoseg.errors import ConfigError
+from geoseg.configfile import load_config
 
 __all__ = [
     "AugmentConfig",
@@ -23,8 +22,9 @@ __all__ = [
     "LossConfig",
     "ModelConfig",
     "OptimizerConfig",
+    "SSLConfig",
     "TrainConfig",
-    "apply_overrides",
+    "UDAConfig",
     "load_train_config",
 ]
 
@@ -64,10 +64,15 @@ class DataConfig(_Strict):
     batch_size: int = Field(8, ge=1, description="crops per batch")
     class_weights: tuple[float, float] = Field((1.0, 1.0), description="cross-entropy weights of background and road")
     edge_radius_px: int = Field(2, ge=1, description="half-width of the boundary band derived from the masks")
-    centerline_buffer_m: float = Field(1.0, gt=0, description="buffer radius of the centerline rasters")
+    centerline_buffer_m: float = Field(1.0, gt=0, description="width (sigma, metres) of the Gaussian ridge along the centerline rasters that the centerline head learns")
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    unlabeled: list[str] = Field(default_factory=list, description="unlabelled scenes (files or globs) for mode uda (target domain) or ssl")
+    unlabeled_masks: list[str] = Field(
+        default_factory=list, description="optional road masks of the unlabelled scenes, paired by stem: used ONLY to report pseudo-label IoU"
+    )
+    unlabeled_gsd_m: float | None = Field(None, gt=0, description="GSD assumed for unlabelled files without georeferencing (default: gsd_m)")
 
-    @field_validator("images", "masks", "edges", "centerlines", "val_images", "val_masks", mode="before")
+    @field_validator("images", "masks", "edges", "centerlines", "val_images", "val_masks", "unlabeled", "unlabeled_masks", mode="before")
     @classmethod
     def _listify(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
@@ -116,6 +121,49 @@ class InferenceConfig(_Strict):
     overlap_px: int = Field(64, ge=0, description="overlap of neighbouring tiles")
 
 
+class UDAConfig(_Strict):
+    """Uncertainty-aware mean teacher (``mode: uda``, see :mod:`geoseg.nn.uda`)."""
+
+    ema_decay: float = Field(0.99, ge=0, lt=1, description="teacher = ema_decay * teacher + (1 - ema_decay) * student, every iteration")
+    consistency_weight: float = Field(1.0, ge=0, description="maximum weight of the consistency loss")
+    rampup_iterations: int = Field(100, ge=0, description="sigmoid ramp-up exp(-5 (1 - t)^2) of the consistency weight and threshold")
+    uncertainty: bool = Field(True, description="weight the consistency by the teacher's uncertainty (false: plain mean teacher)")
+    weighting: Literal["threshold", "soft"] = Field(
+        "threshold", description="threshold: weight 1 where the teacher's entropy is below the ramped threshold, else 0; soft: 1 - entropy / ln(classes)"
+    )
+    threshold_start: float = Field(0.75, gt=0, le=1, description="entropy threshold at the start, as a fraction of ln(classes)")
+    threshold_end: float = Field(1.0, gt=0, le=1, description="entropy threshold after the ramp-up, as a fraction of ln(classes)")
+    teacher_passes: int = Field(4, ge=1, description="stochastic teacher passes (independent input noise and flips) averaged for the entropy")
+    target_batch_size: int | None = Field(None, ge=1, description="target crops per batch (default: data.batch_size)")
+    noise_std: float = Field(0.1, ge=0, description="Gaussian input noise (band standard deviations) of the perturbations")
+    brightness: float = Field(0.2, ge=0, description="per-image, per-band gain/offset range of the photometric perturbation")
+    flips: bool = Field(True, description="random flips in the perturbations (undone before comparing)")
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> UDAConfig:
+        if self.threshold_start > self.threshold_end:
+            raise ValueError("threshold_start must not exceed threshold_end")
+        return self
+
+
+class SSLConfig(_Strict):
+    """DST-CBC self-training (``mode: ssl``, see :mod:`geoseg.nn.selftrain`)."""
+
+    rounds: int = Field(5, ge=1, description="self-training rounds after the supervised round")
+    epochs_per_round: int = Field(2, ge=1, description="epochs of each self-training round (the supervised round uses epochs)")
+    r_start: float = Field(0.2, gt=0, le=1, description="fraction of each class's predicted pixels pseudo-labelled in the first round")
+    r_end: float = Field(1.0, gt=0, le=1, description="... in the last round (linear in between)")
+    gamma: float = Field(2.0, ge=0, description="dynamic loss: pseudo-labelled pixel weight = p(pseudo label)^gamma")
+    pseudo_fraction: float = Field(0.5, gt=0, lt=1, description="share of pseudo-labelled crops in each batch")
+    lr_scale: float = Field(1.0, gt=0, le=1, description="peak learning rate of the self-training rounds, relative to optimizer.lr")
+
+    @model_validator(mode="after")
+    def _order(self) -> SSLConfig:
+        if self.r_start > self.r_end:
+            raise ValueError("r_start must not exceed r_end")
+        return self
+
+
 class TrainConfig(_Strict):
     """A full training run."""
 
@@ -131,47 +179,17 @@ class TrainConfig(_Strict):
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    mode: Literal["supervised", "uda", "ssl"] = Field("supervised", description="uda: mean teacher on data.unlabeled; ssl: DST-CBC self-training")
+    uda: UDAConfig = Field(default_factory=UDAConfig)
+    ssl: SSLConfig = Field(default_factory=SSLConfig)
 
     @model_validator(mode="after")
     def _centerlines(self) -> TrainConfig:
-        if self.model.centerline_head and not self.data.centerlines:
+        # only a config that names its own training images must name their centerlines too;
+        # images given later (--images) come with --centerlines, checked when training starts
+        if self.model.centerline_head and self.data.images and not self.data.centerlines:
             raise ValueError("model.centerline_head needs data.centerlines")
         return self
-
-
-def _format(exc: ValidationError, source: str) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-        parts.append(f"{where}: {msg}")
-    return f"{source}: " + "; ".join(parts)
-
-
-def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a raw config dict.
-
-    Raises
-    ------
-    ConfigError
-        An override without ``=`` or that descends into a non-mapping.
-    """
-    out = dict(raw)
-    for text in overrides:
-        if "=" not in text:
-            raise ConfigError(f"--set {text!r}: expected KEY=VALUE")
-        key, value = text.split("=", 1)
-        path = key.strip().split(".")
-        node = out
-        for part in path[:-1]:
-            child = node.get(part)
-            child = dict(child) if isinstance(child, dict) else {} if child is None else child
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {key}: {part} is not a section")
-            node[part] = child
-            node = child
-        node[path[-1]] = yaml.safe_load(value)
-    return out
 
 
 def load_train_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
@@ -182,19 +200,4 @@ def load_train_config(path: str | Path | None, overrides: Sequence[str] = ()) ->
     ConfigError
         Unreadable YAML, a misspelt or invalid field (the message names it).
     """
-    source = str(path) if path is not None else "<defaults>"
-    raw: dict[str, Any] = {}
-    if path is not None:
-        try:
-            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except OSError as exc:
-            raise ConfigError(f"{source}: cannot read training config ({exc.strerror or exc})") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{source}: invalid YAML ({exc})") from exc
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{source}: a training config is a mapping of keys")
-    raw = apply_overrides(raw, list(overrides))
-    try:
-        return TrainConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_format(exc, source)) from None
+    return load_config(TrainConfig, path, overrides, "training config")

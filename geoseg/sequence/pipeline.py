@@ -34,6 +34,7 @@ import rasterio.features
 import yaml
 from shapely.geometry import MultiPolygon, shape
 
+from geoseg.configfile import read_yaml_mapping
 from geoseg.errors import ConfigError, InputMismatchError
 from geoseg.sequence.io import Frame, read_frames
 from geoseg.sequence.track import TrackingParams
@@ -100,18 +101,6 @@ class SequencePipeline:
         return SequencePipeline(self.source, self.description, params)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read pipeline ({exc.strerror or exc})") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a pipeline is a mapping of keys")
-    return raw
-
-
 def _resolve(name: str | os.PathLike[str]) -> Path:
     from geoseg.pipeline.pipeline import resolve_pipeline_path
 
@@ -122,7 +111,7 @@ def is_sequence_pipeline(name: str | os.PathLike[str]) -> bool:
     """True when ``name`` resolves to a readable YAML pipeline with ``kind: sequence``."""
     try:
         path = _resolve(name)
-        return path.is_file() and _read_yaml(path).get("kind") == KIND
+        return path.is_file() and read_yaml_mapping(path, "pipeline").get("kind") == KIND
     except ConfigError:
         return False
 
@@ -136,7 +125,7 @@ def load_sequence_pipeline(name: str | os.PathLike[str], overrides: Iterable[str
         Not a sequence pipeline, unknown keys or parameters.
     """
     path = _resolve(name)
-    raw = _read_yaml(path)
+    raw = read_yaml_mapping(path, "pipeline")
     if raw.get("kind") != KIND:
         raise ConfigError(f"{path}: not a sequence pipeline (needs 'kind: {KIND}')")
     unknown = sorted(set(raw) - _TOP_KEYS)

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from geoseg.configfile import load_config
 from geoseg.errors import ConfigError, InputMismatchError, NotGeoreferencedWarning
 from geoseg.sequence.model import OVSNet, build_ovsnet
 from geoseg.sequence.modelfile import SequenceModel
@@ -66,27 +66,7 @@ def load_sequence_train_config(path: str | Path | None, overrides: Sequence[str]
         Unreadable YAML, an unknown or invalid key (the message names the file and key).
     """
     source = str(path) if path is not None else "<defaults>"
-    raw: dict[str, Any] = {}
-    if path is not None:
-        try:
-            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except OSError as exc:
-            raise ConfigError(f"{source}: cannot read training config ({exc.strerror or exc})") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{source}: invalid YAML ({exc})") from exc
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{source}: a training config is a mapping of keys")
-    for text in overrides:
-        if "=" not in text:
-            raise ConfigError(f"--set {text!r}: expected KEY=VALUE")
-        key, value = text.split("=", 1)
-        raw[key.strip()] = yaml.safe_load(value)
-    try:
-        cfg = SequenceTrainConfig.model_validate(raw)
-    except ValidationError as exc:
-        msgs = ["{}: {}".format(".".join(str(p) for p in e["loc"]) or "(top)", "unknown key" if e["type"] == "extra_forbidden" else e["msg"])
-                for e in exc.errors()]
-        raise ConfigError(f"{source}: " + "; ".join(msgs)) from None
+    cfg = load_config(SequenceTrainConfig, path, overrides, "training config")
     if cfg.frame_size % 8:
         raise ConfigError(f"{source}: frame_size must be a multiple of 8, got {cfg.frame_size}")
     if cfg.objects_max < cfg.objects_min:

@@ -120,5 +120,5 @@ def test_train_sequence_cli_writes_a_model(tmp_path):
     assert model.training["config"]["iterations"] == 2 and model.hyper["widths"] == [4, 4, 4]
     shipped = load_sequence_train_config(REPO / "sample_data" / "sequence" / "train_sequence.yaml")
     assert shipped.frame_size % 8 == 0 and shipped.backgrounds == []
-    with pytest.raises(ConfigError, match="iteration: unknown key"):
+    with pytest.raises(ConfigError, match="iteration: unknown field"):
         load_sequence_train_config(None, ["iteration=2"])

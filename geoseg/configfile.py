@@ -1,0 +1,94 @@
+"""YAML configuration files read into strict pydantic models, with ``--set KEY=VALUE`` overrides.
+
+Shared by every declarative config that is not a pipeline: training (``geoseg train nn``),
+quantization, architecture search and sequence training. A misspelt key is an error that
+names the file and the field; values given with ``--set`` are parsed as YAML, and dotted
+keys (``optimizer.lr=1e-3``) reach into sections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from geoseg.errors import ConfigError
+
+__all__ = ["apply_overrides", "load_config", "read_yaml_mapping", "validation_message"]
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
+    """The mapping at the top of a YAML file (an empty file gives ``{}``).
+
+    Raises
+    ------
+    ConfigError
+        The file cannot be read, is not YAML, or is not a mapping; ``what`` (e.g.
+        "training config") names the kind of file in the message.
+    """
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read {what} ({exc.strerror or exc})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a {what} is a mapping of keys")
+    return raw
+
+
+def validation_message(exc: ValidationError, source: str) -> str:
+    """One line naming ``source`` and every invalid or unknown field of a pydantic error."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        parts.append(f"{where}: {msg}")
+    return f"{source}: " + "; ".join(parts)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a raw config dict.
+
+    Raises
+    ------
+    ConfigError
+        An override without ``=`` or that descends into a non-mapping.
+    """
+    out = dict(raw)
+    for text in overrides:
+        if "=" not in text:
+            raise ConfigError(f"--set {text!r}: expected KEY=VALUE")
+        key, value = text.split("=", 1)
+        path = key.strip().split(".")
+        node = out
+        for part in path[:-1]:
+            child = node.get(part)
+            child = dict(child) if isinstance(child, dict) else {} if child is None else child
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: {part} is not a section")
+            node[part] = child
+            node = child
+        node[path[-1]] = yaml.safe_load(value)
+    return out
+
+
+def load_config(model: type[ModelT], path: str | Path | None, overrides: Sequence[str], what: str) -> ModelT:
+    """Read ``path`` (``None``: the model's defaults), apply ``overrides`` and validate.
+
+    Raises
+    ------
+    ConfigError
+        Unreadable YAML, a misspelt or invalid field (the message names the file and field).
+    """
+    source = str(path) if path is not None else "<defaults>"
+    raw = read_yaml_mapping(path, what) if path is not None else {}
+    try:
+        return model.model_validate(apply_overrides(raw, list(overrides)))
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc, source)) from None
