@@ -1,6 +1,8 @@
 """Deep road classifiers on the Ottawa RoadNet tiles: baseline vs DecoupleSegNet, then centerlines.
 
-Run ``python benchmarks/bench_deep_ottawa.py [--seeds 3] [--set key=value ...]``. Data:
+Run ``python benchmarks/bench_deep_ottawa.py [--seeds 3] [--set key=value ...]``
+(``--keep DIR`` keeps the models, ``--models DIR`` re-scores kept models without training,
+``--first-seed``/``--arms`` split the runs over processes). Data:
 ``shared/data/ottawa_roadnet`` beside the repository (skipped with a message when absent).
 
 Protocol: train on the first 6 tiles (sorted names), test on the other 5 (4 tiles with a
@@ -13,7 +15,9 @@ Scores, mean ± std over seeds of the per-seed mean over test tiles:
 
 - road IoU of ``p(road) > 0.5`` and boundary F-score (2 px tolerance) against ``masks/``;
 - centerline completeness / correctness / quality (3 px slack) of the shipped
-  ``pipelines/deep_road_centerlines.yaml`` against ``centerlines/``; the reference is
+  ``pipelines/deep_road_centerlines.yaml`` (voting on the road probability) against
+  ``centerlines/``, and for models with a centerline head (trained on the training tiles'
+  ``centerlines/`` rasters) also of the same pipeline voting on that head; the reference is
   RoadNet's own centerline output (``predictions/`` red channel > 127) on the 4 tiles that
   have one;
 - inference speed (Mpx/s of the ``nn_classify`` step) and training seconds per epoch, on
@@ -45,13 +49,20 @@ from geoseg.pipeline.pipeline import Pipeline, load_pipeline  # noqa: E402
 from geoseg.raster import GeoInfo, Raster  # noqa: E402
 from geoseg.road.network import graph_to_lines, rasterize_lines  # noqa: E402
 from geoseg.steps import NNClassify  # noqa: E402
+from geoseg.steps.deep import load_nn_classifier  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "ottawa_roadnet"
 GSD_M = 0.21
 TRAIN = ["1-0-12", "1-14-5", "1-15-3", "1-16-2", "1-17-11", "1-18-9"]
 TEST = ["1-2-10", "1-5-10", "1-6-7", "1-6-9", "demo"]
-ARMS = {"baseline": REPO / "pipelines" / "training" / "road_baseline.yaml", "decouple": REPO / "pipelines" / "training" / "road_decouple.yaml"}
+CONFIGS = REPO / "pipelines" / "training"
+#: arm -> (shipped config, overrides); decouple_cl adds the auxiliary centerline head
+ARMS = {
+    "baseline": (CONFIGS / "road_baseline.yaml", []),
+    "decouple": (CONFIGS / "road_decouple.yaml", []),
+    "decouple_cl": (CONFIGS / "road_decouple.yaml", ["model.centerline_head=true"]),
+}
 SLACK_PX = 3
 BOUNDARY_TOL_PX = 2
 
@@ -62,7 +73,8 @@ def _png(folder: str, tile: str) -> np.ndarray:
 
 def _scene(tile: str) -> SceneData:
     image = _png("images", tile).transpose(2, 0, 1)
-    return SceneData(image, (_png("masks", tile) > 127).astype(np.uint8), GSD_M, tile)
+    lines = (_png("centerlines", tile) > 127).astype(np.uint8)
+    return SceneData(image, (_png("masks", tile) > 127).astype(np.uint8), GSD_M, tile, centerlines=lines)
 
 
 def _raster(tile: str) -> Raster:
@@ -78,8 +90,11 @@ def _mean_std(values: list[float]) -> str:
 def evaluate(model_path: Path) -> dict[str, float]:
     """Mask and centerline scores of one model over the test tiles (means), and its speed."""
     pipe = load_pipeline(REPO / "pipelines" / "deep_road_centerlines.yaml", [f"model={model_path}"])
+    # models with a centerline head: also score the same pipeline voting on that head
+    has_head = "centerline" in load_nn_classifier(str(model_path)).heads
+    head_pipe = load_pipeline(REPO / "pipelines" / "deep_road_centerlines.yaml", [f"model={model_path}", "output=centerline"]) if has_head else None
     classify = Pipeline([NNClassify(model=str(model_path))], outputs=["probability"])
-    rows: dict[str, list[float]] = {k: [] for k in ("iou", "bf", "comp", "corr", "qual", "qual_ref_tiles")}
+    rows: dict[str, list[float]] = {k: [] for k in ("iou", "bf", "comp", "corr", "qual", "qual_ref_tiles", "qual_head")}
     px, seconds = 0, 0.0
     for tile in TEST:
         t0 = time.perf_counter()
@@ -97,6 +112,11 @@ def evaluate(model_path: Path) -> dict[str, float]:
         rows["qual"].append(s.quality)
         if (DATA / "predictions" / f"{tile}.png").exists():
             rows["qual_ref_tiles"].append(s.quality)
+        if head_pipe is not None:
+            head_lines = rasterize_lines(graph_to_lines(head_pipe.run(_raster(tile)).graph), prob.shape)
+            rows["qual_head"].append(raster_buffer_scores(head_lines, _png("centerlines", tile) > 127, SLACK_PX).quality)
+        else:
+            rows["qual_head"].append(float("nan"))
     out = {k: float(np.mean(v)) for k, v in rows.items()}
     out["mpx_s"] = px / seconds / 1e6
     return out
@@ -108,35 +128,57 @@ def reference() -> dict[str, float]:
     return {k: float(np.mean([getattr(s, k) for s in scores])) for k in ("completeness", "correctness", "quality")}
 
 
+def _print_seed(seed: int, arm: str, scores: dict[str, float]) -> None:
+    print(
+        f"seed {seed} {arm:8s}: IoU {scores['iou']:.3f} BF {scores['bf']:.3f} | centerlines comp {scores['comp']:.3f} "
+        f"corr {scores['corr']:.3f} qual {scores['qual']:.3f} (voting on the centerline head: {scores['qual_head']:.3f}) | "
+        f"{scores['epoch_s']:.1f} s/epoch, {scores['train_s']:.0f} s training, {scores['mpx_s']:.2f} Mpx/s",
+        flush=True,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the tables; return the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run from this one (to spread seeds over processes with --keep)")
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS), help="models to run (default: all)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="training config override for both arms")
+    parser.add_argument("--keep", type=Path, default=None, help="folder to keep the trained models in (ARM<seed>.npz)")
+    parser.add_argument("--models", type=Path, default=None, help="evaluate the models kept in this folder by --keep instead of training")
     args = parser.parse_args(argv)
     if not DATA.is_dir():
         print(f"SKIP: data folder {DATA} not found (see shared/data/README.md).")
         return 0
     print(f"Ottawa RoadNet: train {len(TRAIN)} tiles, test {len(TEST)} tiles; torch threads {torch.get_num_threads()}")
     train_data = [_scene(t) for t in TRAIN]
-    results: dict[str, list[dict[str, float]]] = {arm: [] for arm in ARMS}
+    results: dict[str, list[dict[str, float]]] = {arm: [] for arm in args.arms}
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.seeds):
-            for arm, cfg_path in ARMS.items():
-                cfg = load_train_config(cfg_path, [f"seed={seed}", *args.overrides])
+        folder = args.models or args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            for arm in args.arms:
+                cfg_path, arm_overrides = ARMS[arm]
+                path = folder / f"{arm}{seed}.npz"
+                if args.models is not None:
+                    scores = evaluate(path)
+                    history = load_nn_classifier(str(path)).training.get("history", [])
+                    scores["epoch_s"] = float(np.mean([h["seconds"] for h in history]))
+                    scores["train_s"] = float(np.sum([h["seconds"] for h in history]))
+                    results[arm].append(scores)
+                    _print_seed(seed, arm, scores)
+                    continue
+                # the scenes carry their centerline rasters; the config names them only for its check
+                lines = f"data.centerlines={DATA / 'centerlines' / '*.png'}"
+                cfg = load_train_config(cfg_path, [f"seed={seed}", lines, *arm_overrides, *args.overrides])
                 t0 = time.perf_counter()
-                run = train(cfg, train_data, best_path=Path(tmp) / f"{arm}{seed}.npz", progress=False)
+                run = train(cfg, train_data, best_path=path, progress=False)
                 total = time.perf_counter() - t0
-                scores = evaluate(Path(tmp) / f"{arm}{seed}.npz")
+                scores = evaluate(path)
                 scores["epoch_s"] = float(np.mean([h["seconds"] for h in run.history]))
                 scores["train_s"] = total
                 results[arm].append(scores)
-                print(
-                    f"seed {seed} {arm:8s}: IoU {scores['iou']:.3f} BF {scores['bf']:.3f} | centerlines comp {scores['comp']:.3f} "
-                    f"corr {scores['corr']:.3f} qual {scores['qual']:.3f} | {scores['epoch_s']:.1f} s/epoch, {total:.0f} s training, "
-                    f"{scores['mpx_s']:.2f} Mpx/s",
-                    flush=True,
-                )
+                _print_seed(seed, arm, scores)
     print(f"\n== mean ± std over {args.seeds} seed(s), {len(TEST)} test tiles ==")
     print(f"{'model':9s} {'road IoU':>14s} {'boundary F':>14s} {'comp@3px':>14s} {'corr@3px':>14s} {'quality@3px':>14s} {'s/epoch':>8s} {'Mpx/s':>7s}")
     for arm, rows in results.items():
@@ -147,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     for arm, rows in results.items():
         q = [r["qual_ref_tiles"] for r in rows]
         print(f"{arm} deep pipeline on the same 4 tiles: quality {_mean_std(q)} ({np.mean(q) - ref['quality']:+.3f} vs RoadNet)")
+    for arm, rows in results.items():
+        if not np.isnan(rows[0]["qual_head"]):
+            print(f"{arm} voting on the centerline head instead (output=centerline): quality {_mean_std([r['qual_head'] for r in rows])}")
     return 0
 
 

@@ -104,6 +104,29 @@ def _read_scenes(images: list, masks: list, edges: list, centerlines: list, gsd_
     return scenes
 
 
+def _read_unlabeled(images: list, masks: list, gsd_m: float) -> list:
+    """Unlabelled scenes (labels all 255), with check labels from ``masks`` where a mask matches the stem (for reporting only)."""
+    import numpy as np
+
+    from geoseg.classifiers.training_data import mask_labels, pair_by_stem
+    from geoseg.nn.train import SceneData
+    from geoseg.raster import read_raster
+
+    mask_files = expand_inputs(tuple(masks)) if masks else []
+    scenes = []
+    for im in expand_inputs(tuple(images)):
+        scene = read_raster(im, assume_gsd_m=gsd_m)
+        labels = np.full(scene.shape, 255, np.uint8)
+        if mask_files:
+            try:
+                labels = mask_labels(scene, pair_by_stem([im], mask_files)[0][1])
+            except InputMismatchError as exc:
+                if "no mask with the same file stem" not in str(exc):
+                    raise
+        scenes.append(SceneData(scene.array, labels, scene.geo.gsd_m, scene.source))
+    return scenes
+
+
 @command.command("nn")
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("--images", "images", multiple=True, help="Training scenes (files or globs); replace the config's data.images.")
@@ -112,12 +135,17 @@ def _read_scenes(images: list, masks: list, edges: list, centerlines: list, gsd_
 @click.option("--centerlines", "centerlines", multiple=True, help="Optional 1-px centerline rasters paired by stem (for model.centerline_head).")
 @click.option("--val-images", "val_images", multiple=True, help="Validation scenes: road IoU per epoch, best model kept.")
 @click.option("--val-masks", "val_masks", multiple=True, help="Validation masks paired by stem.")
+@click.option("--unlabeled", "unlabeled", multiple=True, help="Unlabelled scenes (files or globs) for mode uda (target domain) or ssl; replace data.unlabeled.")
+@click.option(
+    "--unlabeled-masks", "unlabeled_masks", multiple=True,
+    help="Optional road masks of unlabelled scenes, paired by stem: used ONLY to report pseudo-label IoU in the log.",
+)  # fmt: skip
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Model file to write (best epoch), e.g. roads.nn.npz.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="Checkpoint written every epoch [default: OUTPUT with .ckpt.npz].")
 @click.option("--resume", type=click.Path(dir_okay=False), default=None, help="Continue from a checkpoint written by an earlier run of the same config.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field, e.g. epochs=5 or optimizer.lr=1e-3. Repeatable.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
-def nn(config, images, masks, edges, centerlines, val_images, val_masks, output, checkpoint, resume, overrides, progress) -> None:
+def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabeled, unlabeled_masks, output, checkpoint, resume, overrides, progress) -> None:
     """Train a deep road classifier (baseline encoder-decoder or DecoupleSegNet) from a YAML config.
 
     \b
@@ -126,7 +154,14 @@ def nn(config, images, masks, edges, centerlines, val_images, val_masks, output,
     Then: geoseg run deep_road_centerlines scene.tif -o out/ --set model=roads.nn.npz
 
     CONFIG is a YAML file or the name of a shipped training config (road_decouple,
-    road_baseline); without it the defaults are used.
+    road_baseline, road_uda, road_ssl); without it the defaults are used.
+
+    \b
+    Learning from unlabelled scenes (mode: uda or ssl in the config):
+      geoseg train nn road_uda --images "src/*.png" --masks "src_masks/*.png" \\
+          --unlabeled "target/*.tif" -o roads.nn.npz
+      geoseg train nn road_ssl --images "lab/*.png" --masks "lab_masks/*.png" \\
+          --unlabeled "unlab/*.png" -o roads.nn.npz
     """
     from pathlib import Path
 
@@ -137,6 +172,7 @@ def nn(config, images, masks, edges, centerlines, val_images, val_masks, output,
     cfg = load_train_config(cfg_path, overrides)
     data = cfg.data
     given = {"images": images, "masks": masks, "edges": edges, "centerlines": centerlines, "val_images": val_images, "val_masks": val_masks}
+    given.update(unlabeled=unlabeled, unlabeled_masks=unlabeled_masks)
     data = data.model_copy(update={k: list(v) for k, v in given.items() if v})
     if not data.images:
         raise click.UsageError("no training data: give --images and --masks, or data.images/data.masks in the config")
@@ -144,11 +180,23 @@ def nn(config, images, masks, edges, centerlines, val_images, val_masks, output,
     train_scenes = _read_scenes(data.images, data.masks, data.edges, data.centerlines, data.gsd_m, "training data")
     val_scenes = _read_scenes(data.val_images, data.val_masks, [], [], data.gsd_m, "validation data") if data.val_images else []
     cfg = cfg.model_copy(update={"data": data})
+    unlabeled_scenes = []
+    if cfg.mode == "supervised" and data.unlabeled:
+        log.warning("mode supervised: the unlabelled scenes are not used (set mode=uda or mode=ssl to learn from them)")
+    if cfg.mode != "supervised":
+        if not data.unlabeled:
+            raise click.UsageError(f"mode {cfg.mode} needs unlabelled scenes: give --unlabeled or data.unlabeled in the config")
+        if checkpoint or resume:
+            raise click.UsageError(f"--checkpoint/--resume are only supported for mode supervised (this config has mode {cfg.mode})")
+        unlabeled_scenes = _read_unlabeled(data.unlabeled, data.unlabeled_masks, data.unlabeled_gsd_m or data.gsd_m)
+        log.info("mode %s: %d unlabelled scene(s)%s", cfg.mode, len(unlabeled_scenes), " (check masks for reporting only)" if data.unlabeled_masks else "")
     log.info("training %s on %d scene(s), validating on %d", cfg.model.architecture, len(train_scenes), len(val_scenes))
-    ckpt = checkpoint or str(Path(output).with_suffix("")) + ".ckpt.npz"
-    result = train(cfg, train_scenes, val_scenes, checkpoint_path=ckpt, resume=resume, best_path=output, progress=progress)
+    ckpt = (checkpoint or str(Path(output).with_suffix("")) + ".ckpt.npz") if cfg.mode == "supervised" else None
+    result = train(
+        cfg, train_scenes, val_scenes, checkpoint_path=ckpt, resume=resume, best_path=output, progress=progress, unlabeled_data=unlabeled_scenes
+    )
     best = f", best val road IoU {result.best_iou:.4f} at epoch {result.best_epoch}" if val_scenes else ""
-    log.info("wrote %s%s (%.1f s; checkpoint %s)", output, best, time.perf_counter() - start, ckpt)
+    log.info("wrote %s%s (%.1f s; checkpoint %s)", output, best, time.perf_counter() - start, ckpt or "none")
 
 
 def _training_config_path(name: str) -> str:
@@ -162,3 +210,8 @@ def _training_config_path(name: str) -> str:
         return str(p)
     shipped = shipped_pipelines_dir() / "training" / f"{name}.yaml"
     return str(shipped) if shipped.is_file() else str(p)
+
+
+from geoseg.cli.train_sequence import command as _sequence_command  # noqa: E402  (issue 12: `geoseg train sequence`)
+
+command.add_command(_sequence_command)

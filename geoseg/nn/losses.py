@@ -14,7 +14,10 @@ Where geoseg differs:
 - the body loss is a cross-entropy that ignores the boundary band (a hard "boundary
   relaxation"), instead of the official soft relaxation over neighbouring labels
   (ImgWtLossSoftNLL); it expresses the same idea: the body need not be right at edges;
-- the optional centerline loss is a class-balanced BCE against buffered centerlines.
+- the optional centerline loss is a plain binary cross-entropy against a soft target, a
+  Gaussian ridge along the annotated centerlines (:func:`geoseg.nn.data.centerline_target`):
+  its optimum is the ridge itself, so the head peaks on the annotated line (a class-balanced
+  BCE against a buffered band, tried first, made the head predict a band as wide as the road).
 
 Labels use ``ignore_index`` (255) for pixels without ground truth; all functions are pure
 torch on tensors (no file I/O).
@@ -37,6 +40,7 @@ __all__ = [
     "edge_attention_loss",
     "ohem_cross_entropy",
     "segmentation_losses",
+    "soft_bce",
 ]
 
 #: Label value of pixels without ground truth.
@@ -151,6 +155,19 @@ def balanced_bce(logits: Tensor, target: Tensor, valid: Tensor | None = None) ->
     return F.binary_cross_entropy_with_logits(logits[valid], t, weight=weight, reduction="sum") / t.numel()
 
 
+def soft_bce(logits: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
+    """Binary cross-entropy with soft targets in ``[0, 1]``, averaged over the ``valid`` pixels.
+
+    Its minimum is at ``sigmoid(logits) == target``: the prediction reproduces the target's
+    shape (e.g. a ridge) instead of a thresholded band.
+    """
+    if valid is None:
+        valid = torch.ones_like(target, dtype=torch.bool)
+    if not bool(valid.any()):
+        return logits.sum() * 0.0
+    return F.binary_cross_entropy_with_logits(logits[valid], target[valid])
+
+
 def edge_attention_loss(
     logits: Tensor,
     labels: Tensor,
@@ -190,7 +207,8 @@ def segmentation_losses(
     edges : Tensor, optional
         ``(N, H, W)`` float 0/1 edge ground truth; derived from ``labels`` when absent.
     centerlines : Tensor, optional
-        ``(N, H, W)`` float 0/1 buffered centerlines; the centerline loss needs them.
+        ``(N, H, W)`` float centerline target in ``[0, 1]`` (e.g. a Gaussian ridge); the
+        centerline loss needs it.
     weights : LossWeights
         Weights of the terms.
     class_weights : Tensor, optional
@@ -224,7 +242,7 @@ def segmentation_losses(
             )
             total = total + weights.edge * terms["edge"] + weights.edge_attention * terms["edge_attention"]
     if "centerline" in outputs and centerlines is not None:
-        terms["centerline"] = balanced_bce(outputs["centerline"].squeeze(1), centerlines, valid)
+        terms["centerline"] = soft_bce(outputs["centerline"].squeeze(1), centerlines, valid)
         total = total + weights.centerline * terms["centerline"]
     terms["total"] = total
     return terms

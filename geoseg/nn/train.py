@@ -34,13 +34,13 @@ from tqdm import tqdm
 from geoseg.errors import ConfigError, InputMismatchError
 from geoseg.metrics import binary_scores
 from geoseg.nn.config import TrainConfig
-from geoseg.nn.data import Augmentation, TrainingScene, band_statistics, buffer_centerlines, normalise, sample_batch
+from geoseg.nn.data import Augmentation, TrainingScene, band_statistics, centerline_target, normalise, sample_batch
 from geoseg.nn.inference import predict_tiled
 from geoseg.nn.losses import IGNORE_INDEX, LossWeights, segmentation_losses
 from geoseg.nn.modelfile import NNModel, load_checkpoint, save_nn_model
 from geoseg.nn.models import build_model
 
-__all__ = ["SceneData", "TrainResult", "evaluate_iou", "resolve_device", "train"]
+__all__ = ["SceneData", "TrainResult", "evaluate_iou", "loss_weights", "new_model", "resolve_device", "train"]
 
 log = logging.getLogger("geoseg.nn")
 
@@ -122,9 +122,41 @@ def evaluate_iou(model: NNModel, scenes: Sequence[SceneData], device: str = "cpu
     return tp / (tp + fp + fn) if tp + fp + fn else 1.0
 
 
+def new_model(config: TrainConfig, train_data: Sequence[SceneData], bands: list[int]) -> NNModel:
+    """A freshly initialised model (seeded by ``config.seed``) normalised by the training scenes' band statistics."""
+    mean, std = band_statistics([s.image[[b - 1 for b in bands]] for s in train_data])
+    torch.manual_seed(config.seed)
+    module = build_model(
+        config.model.architecture, in_channels=len(bands), num_classes=2, width=config.model.width, centerline_head=config.model.centerline_head
+    )
+    return NNModel(
+        module=module,
+        architecture=config.model.architecture,
+        hyper={"in_channels": len(bands), "num_classes": 2, "width": config.model.width, "centerline_head": config.model.centerline_head},
+        bands=bands,
+        band_mean=[float(v) for v in mean],
+        band_std=[float(v) for v in std],
+        train_gsd_m=float(np.mean([s.gsd_m for s in train_data])),
+        tile_px=config.inference.tile_px,
+        overlap_px=config.inference.overlap_px,
+    )
+
+
+def loss_weights(config: TrainConfig) -> LossWeights:
+    """The supervised loss settings of ``config.loss``."""
+    return LossWeights(
+        ohem_threshold=config.loss.ohem_threshold, min_kept_fraction=config.loss.ohem_min_kept_fraction, body=config.loss.body,
+        edge=config.loss.edge, edge_attention=config.loss.edge_attention,
+        edge_attention_threshold=config.loss.edge_attention_threshold, centerline=config.loss.centerline,
+    )  # fmt: skip
+
+
 def _training_scenes(config: TrainConfig, data: Sequence[SceneData], bands: list[int], mean: np.ndarray, std: np.ndarray) -> list[TrainingScene]:
     if config.model.centerline_head and any(s.centerlines is None for s in data):
-        raise InputMismatchError("model.centerline_head needs a centerline raster for every training scene")
+        raise InputMismatchError(
+            "model.centerline_head needs a centerline raster for every training scene (--centerlines / data.centerlines; "
+            "or set model.centerline_head=false)"
+        )
     if any(s.edges is not None for s in data) and any(s.edges is None for s in data):
         raise InputMismatchError("edge rasters were given for some training scenes but not all")
     out = []
@@ -133,7 +165,7 @@ def _training_scenes(config: TrainConfig, data: Sequence[SceneData], bands: list
             raise InputMismatchError(f"{s.source}: has {s.image.shape[0]} band(s), training reads bands {bands}")
         lines = None
         if config.model.centerline_head and s.centerlines is not None:
-            lines = buffer_centerlines(s.centerlines, config.data.centerline_buffer_m / s.gsd_m)
+            lines = centerline_target(s.centerlines, config.data.centerline_buffer_m / s.gsd_m)
         edges = None if s.edges is None else (np.asarray(s.edges) > 0).astype(np.uint8)
         out.append(TrainingScene(normalise(s.image[[b - 1 for b in bands]], mean, std), s.labels, edges, lines))
     return out
@@ -148,6 +180,7 @@ def train(
     resume: str | os.PathLike[str] | None = None,
     best_path: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    unlabeled_data: Sequence[SceneData] = (),
 ) -> TrainResult:
     """Train a raster classifier.
 
@@ -167,6 +200,10 @@ def train(
         The best model so far is written there whenever it improves.
     progress : bool
         Show a progress bar on stderr.
+    unlabeled_data : sequence of SceneData
+        Unlabelled scenes for ``config.mode`` ``uda`` (target domain, :mod:`geoseg.nn.uda`) or
+        ``ssl`` (:mod:`geoseg.nn.selftrain`); their ``labels`` are used only to report
+        pseudo-label IoU (all 255 when unknown). These modes write no checkpoint and cannot resume.
 
     Returns
     -------
@@ -174,6 +211,11 @@ def train(
     """
     if not train_data:
         raise InputMismatchError("training needs at least one scene")
+    if config.mode != "supervised":
+        if resume is not None or checkpoint_path is not None:
+            raise ConfigError(f"mode {config.mode}: checkpoints and resuming are only supported for mode supervised")
+        if not unlabeled_data:
+            raise InputMismatchError(f"mode {config.mode} needs unlabelled scenes (--unlabeled or data.unlabeled)")
     n_bands = train_data[0].image.shape[0]
     bands = list(config.data.bands) if config.data.bands else list(range(1, min(3, n_bands) + 1))
     device = resolve_device(config.device)
@@ -182,6 +224,14 @@ def train(
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
+        if config.mode == "uda":
+            from geoseg.nn.uda import run_uda
+
+            return run_uda(config, train_data, unlabeled_data, val_data, bands, device, best_path, progress)
+        if config.mode == "ssl":
+            from geoseg.nn.selftrain import run_selftraining
+
+            return run_selftraining(config, train_data, unlabeled_data, val_data, bands, device, best_path, progress)
         return _run(config, train_data, val_data, bands, device, checkpoint_path, resume, best_path, progress)
     finally:
         torch.set_num_threads(prev_threads)
@@ -209,33 +259,15 @@ def _run(
         history = list(state["history"])
         log.info("resuming from %s after epoch %d", resume, start_epoch)
     else:
-        mean, std = band_statistics([s.image[[b - 1 for b in bands]] for s in train_data])
-        torch.manual_seed(config.seed)
-        module = build_model(
-            config.model.architecture, in_channels=len(bands), num_classes=2, width=config.model.width, centerline_head=config.model.centerline_head
-        )
-        model = NNModel(
-            module=module,
-            architecture=config.model.architecture,
-            hyper={"in_channels": len(bands), "num_classes": 2, "width": config.model.width, "centerline_head": config.model.centerline_head},
-            bands=bands,
-            band_mean=[float(v) for v in mean],
-            band_std=[float(v) for v in std],
-            train_gsd_m=float(np.mean([s.gsd_m for s in train_data])),
-            tile_px=config.inference.tile_px,
-            overlap_px=config.inference.overlap_px,
-        )
+        model = new_model(config, train_data, bands)
+        module = model.module
         optimizer = make_optimizer(module)
         best_state = copy.deepcopy(module.state_dict())
     model.module.to(device)
     model.training = {"config": config.model_dump(mode="json"), "scenes": [s.source for s in train_data]}
     scenes = _training_scenes(config, train_data, bands, np.asarray(model.band_mean), np.asarray(model.band_std))
     aug = Augmentation(config.data.augment.flips, config.data.augment.rotations, config.data.augment.colour_jitter, tuple(config.data.augment.scale))
-    weights = LossWeights(
-        ohem_threshold=config.loss.ohem_threshold, min_kept_fraction=config.loss.ohem_min_kept_fraction, body=config.loss.body,
-        edge=config.loss.edge, edge_attention=config.loss.edge_attention,
-        edge_attention_threshold=config.loss.edge_attention_threshold, centerline=config.loss.centerline,
-    )  # fmt: skip
+    weights = loss_weights(config)
     class_weights = torch.tensor(config.data.class_weights, dtype=torch.float32, device=device)
     total_its = config.epochs * config.iterations_per_epoch
     for epoch in range(start_epoch, config.epochs):

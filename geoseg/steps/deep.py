@@ -41,7 +41,9 @@ class NNClassify(Step):
     gives = ("probability",)
 
     model: str = Field(description="model file from `geoseg train nn`")
-    output: Literal["road", "centerline"] = Field("road", description="which head writes `probability`: road surface, or the centerline head")
+    output: Literal["road", "centerline", "auto"] = Field(
+        "road", description="which head writes `probability`: road surface, the centerline head, or auto (the centerline head when the model has one)"
+    )
     tile_px: int | None = Field(None, ge=32, description="inference tile side (default: the model's)")
     overlap_px: int | None = Field(None, ge=0, description="overlap of neighbouring tiles, blended smoothly (default: the model's)")
     batch_size: int = Field(4, ge=1, description="tiles per forward pass")
@@ -66,7 +68,7 @@ class NNClassify(Step):
 
         model = load_nn_classifier(self.model)
         heads = model.heads
-        wanted = "road" if self.output == "road" else "centerline"
+        wanted = self.output if self.output != "auto" else ("centerline" if "centerline" in heads else "road")
         if wanted not in heads:
             raise ConfigError(f"{self.model}: the model has no {wanted} output (outputs: {', '.join(heads)})")
         image = model.select_bands(layers["image"], ctx.source, self.model)

@@ -119,4 +119,6 @@ def test_centerline_head_and_edge_rasters(tmp_path: Path) -> None:
     result = geoseg.Pipeline([NNClassify(model=str(path), output="centerline", threads=1)], outputs=["probability"]).run(SAMPLE / "scene_a.tif")
     assert result.layers["probability"].shape == (512, 512)
     with pytest.raises(ConfigError, match="centerline_head needs data.centerlines"):
-        load_train_config(None, ["model.centerline_head=true"])
+        load_train_config(None, ["model.centerline_head=true", "data.images=[x]"])
+    with pytest.raises(InputMismatchError, match="centerline raster for every training scene"):
+        train(load_train_config(None, [*FAST, "model.centerline_head=true"]), [base], progress=False)
