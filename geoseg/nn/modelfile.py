@@ -32,6 +32,8 @@ from geoseg.nn.models import ARCHITECTURES, build_model
 __all__ = ["KIND", "NNModel", "load_checkpoint", "load_nn_model", "save_nn_model"]
 
 KIND = "nn"
+#: Kind of the quantized model files of `geoseg quantize` (geoseg.nn.quant.qmodelfile).
+QUANTIZED_KIND = "nn-quantized"
 _STATE = "state/"
 _OPTIM = "optim/"
 _BEST = "best/"
@@ -205,7 +207,13 @@ def load_nn_model(path: str | os.PathLike[str]) -> NNModel:
         fit the architecture it names. The message names the file.
     """
     path = Path(path)
-    arrays, meta = load_model(path, kind=KIND)
+    arrays, meta = load_model(path)
+    if meta["kind"] == QUANTIZED_KIND:  # packed low-bit weights (geoseg quantize)
+        from geoseg.nn.quant.qmodelfile import build_quantized
+
+        return build_quantized(path, arrays, meta)
+    if meta["kind"] != KIND:
+        raise ModelFileError(f"{path}: model kind is {meta['kind']!r}, expected {KIND!r} or {QUANTIZED_KIND!r}")
     return _build(path, arrays, meta)
 
 

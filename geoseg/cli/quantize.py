@@ -1,0 +1,71 @@
+"""``geoseg quantize``: low-bit raster classifiers (GDRQ fine-tuning, BP-NAS bit-width search)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import click
+
+log = logging.getLogger("geoseg.cli")
+
+
+@click.command("quantize")
+@click.argument("float_model", type=click.Path(dir_okay=False))
+@click.option("--w-bits", type=click.Choice(["2", "4", "8"]), default=None, help="Weight bits of every layer (not with --search).")
+@click.option("--a-bits", type=click.Choice(["2", "4", "8"]), default=None, help="Activation bits [default: --w-bits].")
+@click.option("--search", is_flag=True, help="BP-NAS: search per-layer bits under --budget-bitops, then fine-tune.")
+@click.option("--budget-bitops", default=None, help="BitOPs budget per tile (bitops_tile_px, 512 by default), e.g. 2.5e9 or 2.5G.")
+@click.option("--method", type=click.Choice(["gdrq", "minmax"]), default=None, help="gdrq (Scale-Clip + groups) [default] or plain min-max.")
+@click.option("--images", "images", multiple=True, required=True, help="Training scenes (files or globs).")
+@click.option("--masks", "masks", multiple=True, required=True, help="Road masks paired with the images by file stem.")
+@click.option("--centerlines", "centerlines", multiple=True, help="Centerline rasters (for models with the centerline head).")
+@click.option("--gsd-m", type=float, default=None, help="GSD assumed for files without georeferencing (e.g. 0.21 for Ottawa PNGs) [0.3].")
+@click.option("--config", "config", type=click.Path(dir_okay=False), default=None, help="YAML file of quantization settings.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a setting: iterations=300, lr=1e-4, groups=8, search.iterations=200, search.mu=0.01, ... Repeatable.")  # fmt: skip
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Quantized model file to write.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
+def command(float_model, w_bits, a_bits, search, budget_bitops, method, images, masks, centerlines, gsd_m, config, overrides, output, progress) -> None:
+    """Quantize a float deep classifier (from `geoseg train nn`) and write a packed low-bit model file.
+
+    \b
+    Uniform bits, GDRQ quantization-aware fine-tuning:
+      geoseg quantize roads.nn.npz --w-bits 4 --a-bits 4 --images "tiles/*.png" --masks "masks/*.png" -o roads.w4a4.npz
+    Mixed precision searched under a BitOPs budget (BP-NAS), then fine-tuned:
+      geoseg quantize roads.nn.npz --search --budget-bitops 2.5G --images ... --masks ... -o roads.mp.npz
+    Then: geoseg run deep_road_centerlines scene.tif -o out/ --set model=roads.w4a4.npz
+          geoseg model info roads.w4a4.npz
+    """
+    from geoseg.cli.train import _read_scenes
+    from geoseg.nn.modelfile import load_nn_model
+    from geoseg.nn.quant.bpnas import parse_bitops, search_bits
+    from geoseg.nn.quant.gdrq import layer_plan, load_quant_config, quantize_finetune, uniform_bits
+    from geoseg.nn.quant.qmodelfile import save_quantized
+
+    if search:
+        if budget_bitops is None or w_bits or a_bits:
+            raise click.UsageError("--search needs --budget-bitops and takes no --w-bits/--a-bits")
+    elif w_bits is None:
+        raise click.UsageError("give --w-bits (and --a-bits), or --search with --budget-bitops")
+    extra = [f"method={method}"] if method else []
+    extra += [f"data_gsd_m={gsd_m}"] if gsd_m is not None else []
+    cfg = load_quant_config(config, [*overrides, *extra])
+    model = load_nn_model(float_model)
+    if "quantization" in model.training:
+        raise click.UsageError(f"{float_model} is already quantized; give the float model")
+    start = time.perf_counter()
+    data = _read_scenes(list(images), list(masks), [], list(centerlines), cfg.data_gsd_m, "training data")
+    macs, ends = layer_plan(model, cfg.bitops_tile_px)
+    summary = None
+    if search:
+        budget = parse_bitops(budget_bitops)
+        log.info("BP-NAS search over %s bits under %.4g BitOPs per %d px tile", cfg.search.candidates, budget, cfg.bitops_tile_px)
+        found = search_bits(model, data, budget, cfg, progress=progress)
+        bits, summary = found.bits, found.summary()
+        log.info("found %.4g BitOPs (budget %.4g)%s", found.bitops, budget, f"; repaired: {'; '.join(found.repairs)}" if found.repairs else "")
+    else:
+        bits = uniform_bits(macs, ends, int(w_bits), int(a_bits or w_bits), cfg.ends_bits)
+    result = quantize_finetune(model, data, bits, cfg, macs=macs, search=summary, progress=progress)
+    path = save_quantized(output, result)
+    log.info("wrote %s (%s, %.1f s)", path, f"{path.stat().st_size:,} bytes", time.perf_counter() - start)
