@@ -78,6 +78,14 @@ def _register() -> None:
 
     for module in (run, validate, steps, info, train, eval_cmd, report, overlay):
         cli.add_command(module.command)
+    from geoseg.cli import search as search_cmd
+
+    cli.add_command(search_cmd.command)
+    from geoseg.cli import model as model_cmd
+    from geoseg.cli import quantize as quantize_cmd
+
+    cli.add_command(quantize_cmd.command)
+    cli.add_command(model_cmd.command)
 
 
 _register()

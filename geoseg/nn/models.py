@@ -238,3 +238,16 @@ def build_model(architecture: str, **hyper: Any) -> nn.Module:
         Unknown architecture.
     """
     return ARCHITECTURES[architecture](**hyper)
+
+
+def _gas_net(**hyper: Any) -> nn.Module:
+    """A network found by the architecture search (``geoseg search arch``; :mod:`geoseg.nn.search`).
+
+    Imported lazily: the search package builds on this module.
+    """
+    from geoseg.nn.search.space import GASNet
+
+    return GASNet(**hyper)
+
+
+ARCHITECTURES["gas"] = _gas_net  # type: ignore[assignment]

@@ -1,0 +1,204 @@
+"""First-order alternating architecture search with a latency constraint (GAS, arXiv 1909.06793).
+
+As in DARTS (Liu et al., arXiv 1806.09055) with its first-order approximation, the training
+data is split in two: the super-network's weights ``w`` take AdamW steps on one split with
+the architecture fixed, and the architecture parameters ``α`` (and the GCN of
+:mod:`geoseg.nn.search.gcn`, when enabled) take Adam steps on the other split with the weights
+fixed, minimising ``CE + weight · max(0, E[lat]/target − 1)``
+(:mod:`geoseg.nn.search.latency`). Each cell has its own ``α`` (no sharing between cells, as in
+GAS). After ``warmup_iterations`` weight-only steps the two updates alternate. The derived
+architecture keeps, for every edge, the operation with the largest (GCN-transformed)
+parameter, ``zero`` included, so a tight latency target can remove edges.
+
+Where geoseg differs from GAS: first-order updates only (no unrolled second-order step),
+OHEM cross-entropy of :mod:`geoseg.nn.losses` as the task loss, a hinge latency term, and the
+data split is by scene (or the two halves of a single scene) rather than a random split of a
+large dataset.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from geoseg.errors import ConfigError
+from geoseg.nn.data import Augmentation, TrainingScene, sample_batch
+from geoseg.nn.losses import LossWeights, segmentation_losses
+from geoseg.nn.search.config import SearchConfig
+from geoseg.nn.search.gcn import CellGCN
+from geoseg.nn.search.latency import LatencyTable, expected_latency, latency_penalty
+from geoseg.nn.search.space import SuperNet
+
+__all__ = ["ArchParams", "SearchOutcome", "derive_genotype", "loss_weights", "search_architecture", "split_scenes"]
+
+log = logging.getLogger("geoseg.nn")
+
+
+class ArchParams(nn.Module):
+    """Architecture parameters ``α`` of all cells ``(cells, edges, ops)`` and the optional GCN.
+
+    Parameters
+    ----------
+    cells, edges, ops : int
+        Shape of ``α``.
+    gcn : bool
+        Transform ``α`` by :class:`~geoseg.nn.search.gcn.CellGCN` before the softmax.
+    gcn_hidden : int
+        Hidden units of the GCN.
+    gcn_gamma : float
+        Weight of the GCN output.
+    """
+
+    def __init__(self, cells: int, edges: int, ops: int, gcn: bool = True, gcn_hidden: int = 16, gcn_gamma: float = 0.5) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(1e-3 * torch.randn(cells, edges, ops))
+        self.gcn = CellGCN(cells, edges * ops, gcn_hidden, gcn_gamma) if gcn else None
+
+    def effective(self) -> Tensor:
+        """``α' = α + γ·GCN(α)`` with the GCN, else ``α``."""
+        return self.gcn(self.alpha) if self.gcn is not None else self.alpha
+
+    def weights(self) -> Tensor:
+        """Softmax edge weights over the operations, ``(cells, edges, ops)``."""
+        return torch.softmax(self.effective(), dim=-1)
+
+
+@dataclass
+class SearchOutcome:
+    """Result of :func:`search_architecture`.
+
+    Attributes
+    ----------
+    genotype : list of list of str
+        Derived operation per edge per cell.
+    weights : numpy.ndarray
+        Final softmax edge weights ``(cells, edges, ops)``.
+    expected_ms : float
+        Expected latency of the super-network's final weights.
+    predicted_ms : float
+        LUT latency of the derived network.
+    history : list of dict
+        Per epoch: mean CE, expected latency, penalty.
+    """
+
+    genotype: list[list[str]]
+    weights: np.ndarray
+    expected_ms: float
+    predicted_ms: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def derive_genotype(weights: Tensor, op_names: Sequence[str]) -> list[list[str]]:
+    """The strongest operation of every edge: ``argmax`` over the last axis of ``(cells, edges, ops)``."""
+    idx = weights.argmax(dim=-1).tolist()
+    return [[op_names[k] for k in cell] for cell in idx]
+
+
+def split_scenes(scenes: Sequence[TrainingScene]) -> tuple[list[TrainingScene], list[TrainingScene]]:
+    """Two disjoint data splits (weights, architecture): alternate scenes, or one scene's two halves by rows."""
+    if len(scenes) >= 2:
+        return list(scenes[0::2]), list(scenes[1::2])
+    s = scenes[0]
+    half = s.labels.shape[0] // 2
+
+    def part(rows: slice) -> TrainingScene:
+        pick = (lambda a: None if a is None else a[..., rows, :])  # noqa: E731
+        return TrainingScene(s.image[:, rows], s.labels[rows], pick(s.edges), pick(s.centerlines))
+
+    return [part(slice(0, half))], [part(slice(half, None))]
+
+
+def loss_weights(config: SearchConfig) -> LossWeights:
+    """The loss weights of the config (the searched networks have only the ``seg`` output)."""
+    c = config.loss
+    return LossWeights(
+        ohem_threshold=c.ohem_threshold, min_kept_fraction=c.ohem_min_kept_fraction, body=c.body, edge=c.edge,
+        edge_attention=c.edge_attention, edge_attention_threshold=c.edge_attention_threshold, centerline=c.centerline,
+    )  # fmt: skip
+
+
+def search_architecture(
+    config: SearchConfig, net: SuperNet, arch: ArchParams, scenes: Sequence[TrainingScene], lut: LatencyTable, *, device: str = "cpu", progress: bool = False
+) -> SearchOutcome:
+    """Alternate weight and architecture updates, then derive the genotype.
+
+    Parameters
+    ----------
+    config : SearchConfig
+        ``search``, ``latency`` (``target_ms`` must be set), ``data`` (crops, augmentation), ``loss``.
+    net : SuperNet
+        The super-network (trained in place).
+    arch : ArchParams
+        Architecture parameters (updated in place).
+    scenes : sequence of TrainingScene
+        Normalised training scenes, split by :func:`split_scenes`.
+    lut : LatencyTable
+        Measured latencies of ``net``'s operations.
+    device : str
+        Torch device of the search.
+    progress : bool
+        Progress bar on stderr.
+    """
+    target = config.latency.target_ms
+    if target is None:
+        raise ConfigError("latency.target_ms is not set: give --target-ms")
+    s = config.search
+    net.to(device).train()
+    arch.to(device)
+    w_opt = torch.optim.AdamW(net.parameters(), lr=s.weight_lr, weight_decay=s.weight_decay)
+    a_opt = torch.optim.Adam(arch.parameters(), lr=s.arch_lr, betas=(0.5, 0.999), weight_decay=s.arch_weight_decay)
+    lut_t = lut.tensor().to(device)
+    weight_split, arch_split = split_scenes(scenes)
+    a = config.data.augment
+    aug = Augmentation(a.flips, a.rotations, a.colour_jitter, tuple(a.scale))
+    lw = loss_weights(config)
+    cw = torch.tensor(config.data.class_weights, dtype=torch.float32, device=device)
+    crop = s.crop_px or config.data.crop_px
+    size = s.batch_size or config.data.batch_size
+    history: list[dict[str, float]] = []
+    for epoch in range(s.epochs):
+        gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        sums = {"ce": 0.0, "arch_ce": 0.0, "expected_ms": 0.0, "penalty": 0.0}
+        n_arch = 0
+        bar = tqdm(range(s.iterations_per_epoch), desc=f"search {epoch + 1}/{s.epochs}", leave=False, disable=not progress or None)
+        for i in bar:
+            it = epoch * s.iterations_per_epoch + i
+            if it >= s.warmup_iterations:
+                batch = sample_batch(arch_split, size, crop, aug, gen)
+                weights = arch.weights()
+                ce = segmentation_losses(net.forward_arch(batch.image.to(device), weights), batch.labels.to(device), weights=lw, class_weights=cw)["total"]
+                exp = expected_latency(weights, lut_t, lut.fixed_ms)
+                pen = latency_penalty(exp, target, config.latency.weight)
+                a_opt.zero_grad(set_to_none=True)
+                (ce + pen).backward()
+                a_opt.step()
+                sums["arch_ce"] += float(ce.detach())
+                sums["expected_ms"] += float(exp.detach())
+                sums["penalty"] += float(pen.detach())
+                n_arch += 1
+            batch = sample_batch(weight_split, size, crop, aug, gen)
+            with torch.no_grad():
+                weights = arch.weights()
+            loss = segmentation_losses(net.forward_arch(batch.image.to(device), weights), batch.labels.to(device), weights=lw, class_weights=cw)["total"]
+            w_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            w_opt.step()
+            sums["ce"] += float(loss.detach())
+            bar.set_postfix(ce=f"{sums['ce'] / (i + 1):.3f}")
+        bar.close()
+        record = {"epoch": epoch + 1, "ce": sums["ce"] / s.iterations_per_epoch}
+        if n_arch:
+            record.update({k: sums[k] / n_arch for k in ("arch_ce", "expected_ms", "penalty")})
+        history.append(record)
+        log.info("search epoch %d/%d: CE %.4f%s", epoch + 1, s.epochs, record["ce"], f", E[latency] {record['expected_ms']:.2f} ms (target {target:g})" if n_arch else "")
+    with torch.no_grad():
+        weights = arch.weights().cpu()
+    genotype = derive_genotype(weights, lut.op_names)
+    exp_final = float(expected_latency(weights, lut.tensor(), lut.fixed_ms))
+    return SearchOutcome(genotype, weights.numpy(), exp_final, lut.predict(genotype), history)
