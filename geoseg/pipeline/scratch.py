@@ -116,6 +116,8 @@ class FileScratch:
 
     def __init__(self, geo: GeoInfo, parent: str | os.PathLike[str] | None = None) -> None:
         self.geo = geo
+        if parent is not None:
+            Path(parent).mkdir(parents=True, exist_ok=True)
         self.folder = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX + "scratch-", dir=parent))
         self._files: dict[str, _StoredFile] = {}
         self._pending: dict[str, tuple[rasterio.io.DatasetWriter, _StoredFile]] = {}
