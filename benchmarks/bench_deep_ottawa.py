@@ -39,23 +39,17 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from affine import Affine  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from geoseg.metrics import binary_scores, boundary_f_score, raster_buffer_scores  # noqa: E402
 from geoseg.nn.config import load_train_config  # noqa: E402
-from geoseg.nn.train import SceneData, train  # noqa: E402
+from geoseg.nn.train import train  # noqa: E402
 from geoseg.pipeline.pipeline import Pipeline, load_pipeline  # noqa: E402
-from geoseg.raster import GeoInfo, Raster  # noqa: E402
 from geoseg.road.network import graph_to_lines, rasterize_lines  # noqa: E402
 from geoseg.steps import NNClassify  # noqa: E402
 from geoseg.steps.deep import load_nn_classifier  # noqa: E402
+from ottawa import DATA, TEST, TRAIN, png, raster, scene  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "ottawa_roadnet"
-GSD_M = 0.21
-TRAIN = ["1-0-12", "1-14-5", "1-15-3", "1-16-2", "1-17-11", "1-18-9"]
-TEST = ["1-2-10", "1-5-10", "1-6-7", "1-6-9", "demo"]
 CONFIGS = REPO / "pipelines" / "training"
 #: arm -> (shipped config, overrides); decouple_cl adds the auxiliary centerline head
 ARMS = {
@@ -65,22 +59,6 @@ ARMS = {
 }
 SLACK_PX = 3
 BOUNDARY_TOL_PX = 2
-
-
-def _png(folder: str, tile: str) -> np.ndarray:
-    return np.asarray(Image.open(DATA / folder / f"{tile}.png"))
-
-
-def _scene(tile: str) -> SceneData:
-    image = _png("images", tile).transpose(2, 0, 1)
-    lines = (_png("centerlines", tile) > 127).astype(np.uint8)
-    return SceneData(image, (_png("masks", tile) > 127).astype(np.uint8), GSD_M, tile, centerlines=lines)
-
-
-def _raster(tile: str) -> Raster:
-    image = _png("images", tile).transpose(2, 0, 1)
-    geo = GeoInfo(image.shape[2], image.shape[1], None, Affine.identity(), (GSD_M, GSD_M), False)
-    return Raster(image, geo, np.ones(image.shape[1:], bool), tile)
 
 
 def _mean_std(values: list[float]) -> str:
@@ -98,23 +76,23 @@ def evaluate(model_path: Path) -> dict[str, float]:
     px, seconds = 0, 0.0
     for tile in TEST:
         t0 = time.perf_counter()
-        prob = classify.run(_raster(tile)).layers["probability"]
+        prob = classify.run(raster(tile)).layers["probability"]
         seconds += time.perf_counter() - t0
-        result = pipe.run(_raster(tile))
+        result = pipe.run(raster(tile))
         px += prob.size
-        truth = _png("masks", tile) > 127
+        truth = png("masks", tile) > 127
         rows["iou"].append(binary_scores(prob > 0.5, truth)["iou"])
         rows["bf"].append(boundary_f_score(prob > 0.5, truth, BOUNDARY_TOL_PX))
         lines = rasterize_lines(graph_to_lines(result.graph), prob.shape)
-        s = raster_buffer_scores(lines, _png("centerlines", tile) > 127, SLACK_PX)
+        s = raster_buffer_scores(lines, png("centerlines", tile) > 127, SLACK_PX)
         rows["comp"].append(s.completeness)
         rows["corr"].append(s.correctness)
         rows["qual"].append(s.quality)
         if (DATA / "predictions" / f"{tile}.png").exists():
             rows["qual_ref_tiles"].append(s.quality)
         if head_pipe is not None:
-            head_lines = rasterize_lines(graph_to_lines(head_pipe.run(_raster(tile)).graph), prob.shape)
-            rows["qual_head"].append(raster_buffer_scores(head_lines, _png("centerlines", tile) > 127, SLACK_PX).quality)
+            head_lines = rasterize_lines(graph_to_lines(head_pipe.run(raster(tile)).graph), prob.shape)
+            rows["qual_head"].append(raster_buffer_scores(head_lines, png("centerlines", tile) > 127, SLACK_PX).quality)
         else:
             rows["qual_head"].append(float("nan"))
     out = {k: float(np.mean(v)) for k, v in rows.items()}
@@ -124,7 +102,7 @@ def evaluate(model_path: Path) -> dict[str, float]:
 
 def reference() -> dict[str, float]:
     """RoadNet's own centerlines (predictions/ red channel) on the test tiles that have them."""
-    scores = [raster_buffer_scores(_png("predictions", t)[..., 0] > 127, _png("centerlines", t) > 127, SLACK_PX) for t in TEST if (DATA / "predictions" / f"{t}.png").exists()]
+    scores = [raster_buffer_scores(png("predictions", t)[..., 0] > 127, png("centerlines", t) > 127, SLACK_PX) for t in TEST if (DATA / "predictions" / f"{t}.png").exists()]
     return {k: float(np.mean([getattr(s, k) for s in scores])) for k in ("completeness", "correctness", "quality")}
 
 
@@ -151,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"SKIP: data folder {DATA} not found (see shared/data/README.md).")
         return 0
     print(f"Ottawa RoadNet: train {len(TRAIN)} tiles, test {len(TEST)} tiles; torch threads {torch.get_num_threads()}")
-    train_data = [_scene(t) for t in TRAIN]
+    train_data = [scene(t, centerlines=True) for t in TRAIN]
     results: dict[str, list[dict[str, float]]] = {arm: [] for arm in args.arms}
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.models or args.keep or Path(tmp)

@@ -40,7 +40,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from geoseg.nn.config import load_train_config  # noqa: E402
 from geoseg.nn.modelfile import NNModel, load_nn_model, save_nn_model  # noqa: E402
@@ -49,22 +48,11 @@ from geoseg.nn.search.latency import LatencyTable, build_lut, time_module  # noq
 from geoseg.nn.search.run import run_gas  # noqa: E402
 from geoseg.nn.search.space import SuperNet  # noqa: E402
 from geoseg.nn.train import SceneData, evaluate_iou, train  # noqa: E402
+from ottawa import DATA, TEST, TRAIN, scene  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "ottawa_roadnet"
-GSD_M = 0.21
-TRAIN = ["1-0-12", "1-14-5", "1-15-3", "1-16-2", "1-17-11", "1-18-9"]
-TEST = ["1-2-10", "1-5-10", "1-6-7", "1-6-9", "demo"]
 CONFIGS = REPO / "pipelines" / "training"
 TILE = 512
-
-
-def _png(folder: str, tile: str) -> np.ndarray:
-    return np.asarray(Image.open(DATA / folder / f"{tile}.png"))
-
-
-def _scene(tile: str) -> SceneData:
-    return SceneData(_png("images", tile).transpose(2, 0, 1), (_png("masks", tile) > 127).astype(np.uint8), GSD_M, tile)
 
 
 def _test_iou(model: NNModel, tests: list[SceneData]) -> float:
@@ -149,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = _auto_targets(lut, 3) if args.targets == "auto" else [float(t) for t in args.targets.split(",")]
     print(f"Ottawa RoadNet: train {len(TRAIN)} tiles, test {len(TEST)}; torch threads {args.threads}; budget {args.epochs} x {args.iterations} "
           f"batches of 8 x 256 px; targets {targets} ms per {TILE} px tile", flush=True)  # fmt: skip
-    train_data, tests = [_scene(t) for t in TRAIN], [_scene(t) for t in TEST]
+    train_data, tests = [scene(t) for t in TRAIN], [scene(t) for t in TEST]
     rows: dict[str, list[dict]] = {}
     for seed in range(args.seeds):
         models: dict[str, NNModel] = {}

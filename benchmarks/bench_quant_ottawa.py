@@ -45,27 +45,15 @@ from geoseg.nn.quant.bpnas import search_bits  # noqa: E402
 from geoseg.nn.quant.gdrq import layer_plan, load_quant_config, quantize_finetune, uniform_bits  # noqa: E402
 from geoseg.nn.quant.qat import LayerBits  # noqa: E402
 from geoseg.nn.quant.qmodelfile import save_quantized  # noqa: E402
-from geoseg.nn.train import SceneData, evaluate_iou, train  # noqa: E402
+from geoseg.nn.train import evaluate_iou, train  # noqa: E402
+from ottawa import DATA, TEST, TRAIN, scene  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "ottawa_roadnet"
-GSD_M = 0.21
-TRAIN = ["1-0-12", "1-14-5", "1-15-3", "1-16-2", "1-17-11", "1-18-9"]
-TEST = ["1-2-10", "1-5-10", "1-6-7", "1-6-9", "demo"]
 #: Float training budget (overrides of road_baseline.yaml): 300 batches of 8 crops of 128 px.
 FLOAT_SET = ["threads=1", "epochs=6", "iterations_per_epoch=50", "data.crop_px=128", "data.batch_size=8"]
 #: Quantization budget: 60 fine-tuning batches of 8 crops of 128 px, a 60-batch search.
 QUANT_SET = ["threads=1", "iterations=60", "crop_px=128", "batch_size=8", "search.iterations=60"]
 UNIFORM = (8, 4, 2)
-
-
-def _png(folder: str, tile: str) -> np.ndarray:
-    return np.asarray(Image.open(DATA / folder / f"{tile}.png"))
-
-
-def _scene(tile: str) -> SceneData:
-    image = _png("images", tile).transpose(2, 0, 1)
-    return SceneData(image, (_png("masks", tile) > 127).astype(np.uint8), GSD_M, tile)
 
 
 def _ms(values: list[float], fmt: str = ".3f") -> str:
@@ -123,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     t_start = time.perf_counter()
     print(f"Ottawa RoadNet: train {len(TRAIN)} tiles, test {len(TEST)} tiles; float {FLOAT_SET + args.float_set}; quant {QUANT_SET + args.overrides}", flush=True)
-    train_data = [_scene(t) for t in TRAIN]
-    test_data = [_scene(t) for t in TEST]
+    train_data = [scene(t) for t in TRAIN]
+    test_data = [scene(t) for t in TEST]
     rows: dict[str, list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):

@@ -50,15 +50,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from affine import Affine  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from geoseg.metrics import binary_scores  # noqa: E402
 from geoseg.nn.config import load_train_config  # noqa: E402
 from geoseg.nn.train import SceneData, train  # noqa: E402
 from geoseg.pipeline.pipeline import Pipeline  # noqa: E402
-from geoseg.raster import GeoInfo, Raster, read_raster  # noqa: E402
+from geoseg.raster import Raster, read_raster  # noqa: E402
 from geoseg.steps import NNClassify  # noqa: E402
+from ottawa import TEST, TRAIN, png, raster, scene  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -67,28 +66,11 @@ DEEPGLOBE = SHARED / "deepglobe_unlabeled" / "images"
 VEGAS = SHARED / "spacenet_vegas"
 IMG0 = VEGAS / "images" / "RGB-PanSharpen_AOI_2_Vegas_img0.tif"
 IMG0_LINES = VEGAS / "centerlines" / "AOI_2_Vegas_img0.geojson"
-GSD_M = 0.21
 DEEPGLOBE_GSD_M = 0.5
 LANE_WIDTH_M = 3.7
-TRAIN = ["1-0-12", "1-14-5", "1-15-3", "1-16-2", "1-17-11", "1-18-9"]
 LABELLED = TRAIN[:2]
-TEST = ["1-2-10", "1-5-10", "1-6-7", "1-6-9", "demo"]
 CONFIGS = REPO / "pipelines" / "training"
 UDA_ARMS = ["source-only", "mean-teacher", "ua-mt"]
-
-
-def _png(folder: str, tile: str) -> np.ndarray:
-    return np.asarray(Image.open(OTTAWA / folder / f"{tile}.png"))
-
-
-def _scene(tile: str) -> SceneData:
-    return SceneData(_png("images", tile).transpose(2, 0, 1), (_png("masks", tile) > 127).astype(np.uint8), GSD_M, tile)
-
-
-def _raster(tile: str) -> Raster:
-    image = _png("images", tile).transpose(2, 0, 1)
-    geo = GeoInfo(image.shape[2], image.shape[1], None, Affine.identity(), (GSD_M, GSD_M), False)
-    return Raster(image, geo, np.ones(image.shape[1:], bool), tile)
 
 
 def img0_mask() -> np.ndarray:
@@ -129,7 +111,7 @@ def average_precision(prob: np.ndarray, truth: np.ndarray) -> float:
 
 def ottawa_iou(model: Path) -> float:
     """Mean road IoU over the Ottawa test tiles."""
-    return float(np.mean([_iou(model, _raster(t), _png("masks", t) > 127) for t in TEST]))
+    return float(np.mean([_iou(model, raster(t), png("masks", t) > 127) for t in TEST]))
 
 
 def _fmt(values: list[float]) -> str:
@@ -140,7 +122,7 @@ def run_ssl(seeds: int, overrides: list[str], tmp: Path) -> dict[str, list[dict[
     """The three SSL arms; returns per-arm lists of per-seed scores."""
     base = load_train_config(CONFIGS / "road_ssl.yaml", ["threads=1", *overrides])
     epochs = base.epochs + base.ssl.rounds * base.ssl.epochs_per_round
-    labelled, unlabelled = [_scene(t) for t in LABELLED], [_scene(t) for t in TRAIN if t not in LABELLED]
+    labelled, unlabelled = [scene(t) for t in LABELLED], [scene(t) for t in TRAIN if t not in LABELLED]
     print(f"SSL: {len(LABELLED)} labelled {LABELLED}, {len(unlabelled)} unlabelled, test {TEST}; {epochs} x {base.iterations_per_epoch} iterations, batch {base.data.batch_size}", flush=True)
     results: dict[str, list[dict[str, float]]] = {"sup-2": [], "dst-cbc": [], "sup-6": []}
     for seed in range(seeds):
@@ -150,7 +132,7 @@ def run_ssl(seeds: int, overrides: list[str], tmp: Path) -> dict[str, list[dict[
                 data, unl = labelled, unlabelled
             else:
                 cfg = load_train_config(CONFIGS / "road_ssl.yaml", ["threads=1", f"seed={seed}", *overrides, "mode=supervised", f"epochs={epochs}"])
-                data, unl = (labelled if arm == "sup-2" else [_scene(t) for t in TRAIN]), []
+                data, unl = (labelled if arm == "sup-2" else [scene(t) for t in TRAIN]), []
             t0 = time.perf_counter()
             run = train(cfg, data, best_path=tmp / f"ssl_{arm}{seed}.npz", progress=False, unlabeled_data=unl)
             seconds = time.perf_counter() - t0
@@ -165,7 +147,7 @@ def run_ssl(seeds: int, overrides: list[str], tmp: Path) -> dict[str, list[dict[
 
 def run_uda(seeds: int, overrides: list[str], tmp: Path, only: list[str] | None = None) -> dict[str, list[dict[str, float]]]:
     """The three UDA arms; returns per-arm lists of per-seed scores."""
-    source = [_scene(t) for t in TRAIN]
+    source = [scene(t) for t in TRAIN]
     mask0 = img0_mask()
     img0 = read_raster(IMG0)
     target = [SceneData(read_raster(p, assume_gsd_m=DEEPGLOBE_GSD_M).array, np.full((1024, 1024), 255, np.uint8), DEEPGLOBE_GSD_M, p.name) for p in sorted(DEEPGLOBE.glob("*.jpg"))]

@@ -60,7 +60,7 @@ class DataConfig(_Strict):
     val_masks: list[str] = Field(default_factory=list, description="validation masks, paired by file stem")
     bands: list[int] | None = Field(None, description="1-based bands to read (default: the first three, or all when fewer)")
     gsd_m: float = Field(0.3, gt=0, description="GSD assumed for training files without georeferencing")
-    crop_px: int = Field(256, ge=32, description="side of the training crops (a multiple of 16)")
+    crop_px: int = Field(256, ge=32, multiple_of=16, description="side of the training crops (a multiple of 16)")
     batch_size: int = Field(8, ge=1, description="crops per batch")
     class_weights: tuple[float, float] = Field((1.0, 1.0), description="cross-entropy weights of background and road")
     edge_radius_px: int = Field(2, ge=1, description="half-width of the boundary band derived from the masks")
@@ -77,12 +77,6 @@ class DataConfig(_Strict):
     def _listify(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
-    @field_validator("crop_px")
-    @classmethod
-    def _stride(cls, value: int) -> int:
-        if value % 16:
-            raise ValueError("crop_px must be a multiple of 16")
-        return value
 
 
 class ModelConfig(_Strict):

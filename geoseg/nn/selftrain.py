@@ -50,7 +50,7 @@ from geoseg.nn.data import Augmentation, TrainingScene, sample_batch
 from geoseg.nn.inference import predict_tiled
 from geoseg.nn.losses import IGNORE_INDEX, segmentation_losses
 from geoseg.nn.modelfile import NNModel, save_nn_model
-from geoseg.nn.train import SceneData, TrainResult, _lr_factor, _optimizer_factory, _training_scenes, evaluate_iou, loss_weights, new_model
+from geoseg.nn.train import SceneData, TrainResult, lr_factor, optimizer_factory, training_scenes, evaluate_iou, loss_weights, new_model
 from geoseg.nn.unlabeled import UnlabeledScene, pseudo_label_scores, unlabeled_scenes
 
 __all__ = ["class_balanced_thresholds", "curriculum_ratios", "dynamic_loss", "dynamic_weights", "pseudo_labels", "run_selftraining"]
@@ -167,7 +167,7 @@ def run_selftraining(
     """
     model = new_model(config, labelled, bands)
     model.module.to(device)
-    lab = _training_scenes(config, labelled, bands, np.asarray(model.band_mean), np.asarray(model.band_std))
+    lab = training_scenes(config, labelled, bands, np.asarray(model.band_mean), np.asarray(model.band_std))
     unl = unlabeled_scenes(model, unlabelled)
     history: list[dict[str, float]] = []
     state = _Fit(config, model, lab, val_data, device, progress, history)
@@ -213,7 +213,7 @@ class _Fit:
     def fit(self, round_: int, epochs: int, pseudo: list[TrainingScene] | None) -> None:
         """Train ``epochs`` epochs with a fresh optimiser; keep the round's best (val IoU, else last) as ``best_state``."""
         cfg, module = self.config, self.model.module
-        optimizer = _optimizer_factory(cfg)(module)
+        optimizer = optimizer_factory(cfg)(module)
         total_its = epochs * cfg.iterations_per_epoch
         n_pseudo = 0 if pseudo is None else min(cfg.data.batch_size - 1, max(1, round(cfg.ssl.pseudo_fraction * cfg.data.batch_size)))
         if pseudo is not None and cfg.data.batch_size == 1:
@@ -233,7 +233,7 @@ class _Fit:
             for i in bar:
                 it = e * cfg.iterations_per_epoch + i
                 for group in optimizer.param_groups:
-                    group["lr"] = peak_lr * _lr_factor(it, total_its, cfg.optimizer.warmup_iterations, cfg.optimizer.schedule)
+                    group["lr"] = peak_lr * lr_factor(it, total_its, cfg.optimizer.warmup_iterations, cfg.optimizer.schedule)
                 n_lab = cfg.data.batch_size - n_pseudo if cfg.data.batch_size > 1 else 1
                 batch = sample_batch(self.lab, n_lab, cfg.data.crop_px, self.aug, gen)
                 image = batch.image

@@ -40,7 +40,7 @@ from geoseg.nn.losses import IGNORE_INDEX, LossWeights, segmentation_losses
 from geoseg.nn.modelfile import NNModel, load_checkpoint, save_nn_model
 from geoseg.nn.models import build_model
 
-__all__ = ["SceneData", "TrainResult", "evaluate_iou", "loss_weights", "new_model", "resolve_device", "train"]
+__all__ = ["SceneData", "TrainResult", "evaluate_iou", "loss_weights", "lr_factor", "new_model", "optimizer_factory", "resolve_device", "train", "training_scenes"]
 
 log = logging.getLogger("geoseg.nn")
 
@@ -92,7 +92,8 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def _lr_factor(it: int, total: int, warmup: int, schedule: str) -> float:
+def lr_factor(it: int, total: int, warmup: int, schedule: str) -> float:
+    """Learning-rate multiplier at iteration ``it`` of ``total``: linear warm-up, then ``poly``, ``cosine`` or ``constant``."""
     if it < warmup:
         return (it + 1) / warmup
     progress = (it - warmup) / max(total - warmup, 1)
@@ -103,7 +104,8 @@ def _lr_factor(it: int, total: int, warmup: int, schedule: str) -> float:
     return 1.0
 
 
-def _optimizer_factory(config: TrainConfig) -> Callable[[torch.nn.Module], torch.optim.Optimizer]:
+def optimizer_factory(config: TrainConfig) -> Callable[[torch.nn.Module], torch.optim.Optimizer]:
+    """A function making the AdamW optimizer of ``config.optimizer`` for a module."""
     def make(module: torch.nn.Module) -> torch.optim.Optimizer:
         return torch.optim.AdamW(module.parameters(), lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay)
 
@@ -151,7 +153,15 @@ def loss_weights(config: TrainConfig) -> LossWeights:
     )  # fmt: skip
 
 
-def _training_scenes(config: TrainConfig, data: Sequence[SceneData], bands: list[int], mean: np.ndarray, std: np.ndarray) -> list[TrainingScene]:
+def training_scenes(config: TrainConfig, data: Sequence[SceneData], bands: list[int], mean: np.ndarray, std: np.ndarray) -> list[TrainingScene]:
+    """Normalised training scenes with their edge and centerline targets.
+
+    Raises
+    ------
+    InputMismatchError
+        A scene lacks a band or (with ``model.centerline_head``) a centerline raster, or edge
+        rasters were given for some scenes only.
+    """
     if config.model.centerline_head and any(s.centerlines is None for s in data):
         raise InputMismatchError(
             "model.centerline_head needs a centerline raster for every training scene (--centerlines / data.centerlines; "
@@ -249,7 +259,7 @@ def _run(
     best_path: str | os.PathLike[str] | None,
     progress: bool,
 ) -> TrainResult:
-    make_optimizer = _optimizer_factory(config)
+    make_optimizer = optimizer_factory(config)
     start_epoch, best_iou, best_epoch, history = 0, -1.0, 0, []
     if resume is not None:
         model, optimizer, state, best_state = load_checkpoint(resume, make_optimizer)
@@ -265,7 +275,7 @@ def _run(
         best_state = copy.deepcopy(module.state_dict())
     model.module.to(device)
     model.training = {"config": config.model_dump(mode="json"), "scenes": [s.source for s in train_data]}
-    scenes = _training_scenes(config, train_data, bands, np.asarray(model.band_mean), np.asarray(model.band_std))
+    scenes = training_scenes(config, train_data, bands, np.asarray(model.band_mean), np.asarray(model.band_std))
     aug = Augmentation(config.data.augment.flips, config.data.augment.rotations, config.data.augment.colour_jitter, tuple(config.data.augment.scale))
     weights = loss_weights(config)
     class_weights = torch.tensor(config.data.class_weights, dtype=torch.float32, device=device)
@@ -280,7 +290,7 @@ def _run(
         for i in bar:
             it = epoch * config.iterations_per_epoch + i
             for group in optimizer.param_groups:
-                group["lr"] = config.optimizer.lr * _lr_factor(it, total_its, config.optimizer.warmup_iterations, config.optimizer.schedule)
+                group["lr"] = config.optimizer.lr * lr_factor(it, total_its, config.optimizer.warmup_iterations, config.optimizer.schedule)
             batch = sample_batch(scenes, config.data.batch_size, config.data.crop_px, aug, gen)
             outputs = model.module(batch.image.to(device))
             terms = segmentation_losses(

@@ -58,7 +58,7 @@ from geoseg.nn.data import Augmentation, TrainingScene, sample_batch
 from geoseg.nn.losses import IGNORE_INDEX, segmentation_losses
 from geoseg.nn.modelfile import save_nn_model
 from geoseg.nn.perturb import Perturbation, apply_flips, perturb
-from geoseg.nn.train import SceneData, TrainResult, _lr_factor, _optimizer_factory, _training_scenes, evaluate_iou, loss_weights, new_model
+from geoseg.nn.train import SceneData, TrainResult, lr_factor, optimizer_factory, training_scenes, evaluate_iou, loss_weights, new_model
 from geoseg.nn.unlabeled import unlabeled_scenes
 
 __all__ = [
@@ -199,8 +199,8 @@ def run_uda(
         p.requires_grad_(False)
     teacher.eval()
     teacher_model = replace(model, module=teacher)
-    optimizer = _optimizer_factory(config)(student)
-    src = _training_scenes(config, source, bands, np.asarray(model.band_mean), np.asarray(model.band_std))
+    optimizer = optimizer_factory(config)(student)
+    src = training_scenes(config, source, bands, np.asarray(model.band_mean), np.asarray(model.band_std))
     tgt_raw = unlabeled_scenes(model, target)
     tgt = [TrainingScene(s.image, s.check) for s in tgt_raw]
     for s in tgt_raw:
@@ -226,7 +226,7 @@ def run_uda(
         for i in bar:
             it = epoch * config.iterations_per_epoch + i
             for group in optimizer.param_groups:
-                group["lr"] = config.optimizer.lr * _lr_factor(it, total_its, config.optimizer.warmup_iterations, config.optimizer.schedule)
+                group["lr"] = config.optimizer.lr * lr_factor(it, total_its, config.optimizer.warmup_iterations, config.optimizer.schedule)
             batch = sample_batch(src, config.data.batch_size, config.data.crop_px, aug, gen)
             outputs = student(batch.image.to(device))
             terms = segmentation_losses(

@@ -94,7 +94,7 @@ class QuantConfig(_Strict):
     seed: int = Field(0, description="seed of crops and augmentations")
     iterations: int = Field(150, ge=0, description="fine-tuning batches (0: calibration only, post-training quantization)")
     batch_size: int = Field(8, ge=1)
-    crop_px: int = Field(256, ge=32, description="crop side, a multiple of 16")
+    crop_px: int = Field(256, ge=32, multiple_of=16, description="crop side, a multiple of 16")
     lr: float = Field(5e-4, gt=0, description="AdamW learning rate (cosine decay to 0)")
     weight_decay: float = Field(0.0, ge=0)
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores)")
@@ -109,12 +109,6 @@ class QuantConfig(_Strict):
     data_gsd_m: float = Field(0.3, gt=0, description="GSD assumed for files without georeferencing (CLI: --gsd-m)")
     search: SearchConfig = Field(default_factory=SearchConfig)
 
-    @field_validator("crop_px")
-    @classmethod
-    def _stride(cls, value: int) -> int:
-        if value % 16:
-            raise ValueError("crop_px must be a multiple of 16")
-        return value
 
     @field_validator("ends_bits")
     @classmethod
@@ -217,14 +211,14 @@ def training_setup(model: NNModel, data: Sequence[Any]) -> TrainingSetup:
         The float model (bands and normalisation statistics are taken from it).
     data : sequence of :class:`geoseg.nn.train.SceneData`
     """
-    from geoseg.nn.train import _training_scenes
+    from geoseg.nn.train import training_scenes
 
     tcfg = _train_config(model)
     if tcfg.model.centerline_head != bool(model.hyper.get("centerline_head")):
         tcfg = tcfg.model_copy(update={"model": tcfg.model.model_copy(update={"centerline_head": bool(model.hyper.get("centerline_head"))})})
     import numpy as np
 
-    scenes = _training_scenes(tcfg, data, model.bands, np.asarray(model.band_mean), np.asarray(model.band_std))
+    scenes = training_scenes(tcfg, data, model.bands, np.asarray(model.band_mean), np.asarray(model.band_std))
     a = tcfg.data.augment
     weights = LossWeights(
         ohem_threshold=tcfg.loss.ohem_threshold, min_kept_fraction=tcfg.loss.ohem_min_kept_fraction, body=tcfg.loss.body,

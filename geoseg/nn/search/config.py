@@ -58,7 +58,7 @@ class SearchLoopConfig(_Strict):
     epochs: int = Field(4, ge=1)
     iterations_per_epoch: int = Field(25, ge=1, description="weight steps (and architecture steps after warm-up) per epoch")
     warmup_iterations: int = Field(20, ge=0, description="weight-only steps before architecture updates start")
-    crop_px: int | None = Field(None, ge=32, description="crop side during search (default: data.crop_px; a multiple of 16)")
+    crop_px: int | None = Field(None, ge=32, multiple_of=16, description="crop side during search (default: data.crop_px; a multiple of 16)")
     batch_size: int | None = Field(None, ge=1, description="crops per search batch (default: data.batch_size)")
     weight_lr: float = Field(3e-3, gt=0, description="AdamW learning rate of the super-network weights")
     weight_decay: float = Field(1e-4, ge=0)
@@ -68,30 +68,17 @@ class SearchLoopConfig(_Strict):
     gcn_hidden: int = Field(16, ge=1, description="hidden units of the GCN")
     gcn_gamma: float = Field(0.5, ge=0, description="weight of the GCN output added to the parameters")
 
-    @field_validator("crop_px")
-    @classmethod
-    def _stride(cls, value: int | None) -> int | None:
-        if value is not None and value % 16:
-            raise ValueError("crop_px must be a multiple of 16")
-        return value
-
 
 class LatencyConfig(_Strict):
     """The latency constraint and how the lookup table is measured."""
 
     target_ms: float | None = Field(None, gt=0, description="target latency per tile, ms (--target-ms)")
     weight: float = Field(2.0, ge=0, description="weight of the hinge max(0, E[lat]/target - 1) in the search loss")
-    tile_px: int = Field(512, ge=32, description="tile side the latencies are measured for (a multiple of 16)")
+    tile_px: int = Field(512, ge=32, multiple_of=16, description="tile side the latencies are measured for (a multiple of 16)")
     repeats: int = Field(7, ge=1, description="timed runs per measurement (median)")
     warmup: int = Field(2, ge=0, description="untimed runs before them")
     rounds: int = Field(3, ge=1, description="interleaved rounds of all timings; the median over rounds is kept")
 
-    @field_validator("tile_px")
-    @classmethod
-    def _stride(cls, value: int) -> int:
-        if value % 16:
-            raise ValueError("tile_px must be a multiple of 16")
-        return value
 
 
 class RetrainConfig(_Strict):

@@ -21,7 +21,7 @@ from geoseg.nn.losses import segmentation_losses
 from geoseg.nn.modelfile import NNModel
 from geoseg.nn.search.config import SearchConfig
 from geoseg.nn.search.search import loss_weights
-from geoseg.nn.train import SceneData, _lr_factor, evaluate_iou
+from geoseg.nn.train import SceneData, lr_factor, evaluate_iou
 
 __all__ = ["retrain"]
 
@@ -74,7 +74,7 @@ def retrain(
         loss_sum = 0.0
         bar = tqdm(range(r.iterations_per_epoch), desc=f"retrain {epoch + 1}/{r.epochs}", leave=False, disable=not progress or None)
         for i in bar:
-            factor = _lr_factor(epoch * r.iterations_per_epoch + i, total, r.optimizer.warmup_iterations, r.optimizer.schedule)
+            factor = lr_factor(epoch * r.iterations_per_epoch + i, total, r.optimizer.warmup_iterations, r.optimizer.schedule)
             for group in opt.param_groups:
                 group["lr"] = r.optimizer.lr * factor
             batch = sample_batch(scenes, config.data.batch_size, config.data.crop_px, aug, gen)
