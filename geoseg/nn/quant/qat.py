@@ -171,7 +171,8 @@ class QConv2d(nn.Conv2d):
         clip = self.act_clip(bits)
         return fake_quant_signed(x, clip, bits) if self.act_signed else fake_quant_unsigned(x, clip, bits)
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
+        """Convolve with fake-quantized weights and activations (statistics observed while training)."""
         if self.training or not bool(self.observed):
             self._observe(x)
         if not self.quantize:
@@ -229,7 +230,8 @@ class FoldedQConv2d(nn.Conv2d):
         n = signed_levels(self.a_bits) if self.a_signed else (1 << self.a_bits) - 1
         return max(self.a_clip, 1e-8) / n
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
+        """Integer-grid activations, integer weights, then the folded per-channel multiplier and shift."""
         if self.a_bits < 32:
             clip = max(self.a_clip, 1e-8)
             lo = -clip if self.a_signed else 0.0
