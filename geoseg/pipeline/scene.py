@@ -69,8 +69,10 @@ def process_scene(
             tile_px=pipeline.engine.tile_px,
             on_tile=on_tile,
             client=client,
-            # on a cluster the workers read intermediate layers back: keep them beside the outputs
-            scratch_dir=Path(outdir) if client is not None else None,
+            # intermediate layers of large scenes go beside the outputs: readable by a cluster's
+            # workers, on the disk meant for the results (not a small /tmp), and removed by the
+            # next batch in this folder if a run is killed
+            scratch_dir=Path(outdir),
         )
     try:
         written = [*write_network_output(result, outputs, Path(outdir), stem, fmt), *sink.paths]

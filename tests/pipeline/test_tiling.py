@@ -174,3 +174,22 @@ def test_tile_objects_slice_their_core():
     t = Tile(0, 100, 50, 20, 30, 90, 40, 40, 50)
     rows, cols = t.core_in_window
     assert (rows.start, rows.stop, cols.start, cols.stop) == (10, 30, 10, 40)
+
+
+def test_file_scratch_of_a_scene_lives_beside_the_outputs_and_is_removed(crossing_mask, tmp_path, monkeypatch):
+    import geoseg.pipeline.engine as engine
+    from geoseg.pipeline.scene import process_scene
+
+    folders = []
+
+    def spy(*args, **kwargs):
+        scratch = FileScratch(*args, **kwargs)
+        folders.append(scratch.folder)
+        return scratch
+
+    monkeypatch.setattr(engine, "FileScratch", spy)
+    pipe = geoseg.load_pipeline("mask_to_centerlines", ["tile_px=256", "max_memory=16MB"])
+    done = process_scene(pipe, crossing_mask, tmp_path / "out", stem="cross", fmt="gpkg")
+    assert len(folders) == 1 and folders[0].parent == tmp_path / "out"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cross.gpkg"]
+    assert done.tiles == 9
