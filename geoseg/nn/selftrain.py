@@ -48,9 +48,9 @@ from tqdm import tqdm
 from geoseg.nn.config import TrainConfig
 from geoseg.nn.data import Augmentation, TrainingScene, sample_batch
 from geoseg.nn.inference import predict_tiled
-from geoseg.nn.losses import IGNORE_INDEX, segmentation_losses
+from geoseg.nn.losses import IGNORE_INDEX
 from geoseg.nn.modelfile import NNModel, save_nn_model
-from geoseg.nn.train import SceneData, TrainResult, lr_factor, optimizer_factory, training_scenes, evaluate_iou, loss_weights, new_model
+from geoseg.nn.train import SceneData, TrainResult, batch_losses, evaluate_iou, loss_weights, new_model, optimizer_factory, set_learning_rate, training_scenes
 from geoseg.nn.unlabeled import UnlabeledScene, pseudo_label_scores, unlabeled_scenes
 
 __all__ = ["class_balanced_thresholds", "curriculum_ratios", "dynamic_loss", "dynamic_weights", "pseudo_labels", "run_selftraining"]
@@ -232,8 +232,7 @@ class _Fit:
             bar = tqdm(range(cfg.iterations_per_epoch), desc=desc, leave=False, disable=not self.progress or None)
             for i in bar:
                 it = e * cfg.iterations_per_epoch + i
-                for group in optimizer.param_groups:
-                    group["lr"] = peak_lr * lr_factor(it, total_its, cfg.optimizer.warmup_iterations, cfg.optimizer.schedule)
+                set_learning_rate(optimizer, peak_lr, it, total_its, cfg)
                 n_lab = cfg.data.batch_size - n_pseudo if cfg.data.batch_size > 1 else 1
                 batch = sample_batch(self.lab, n_lab, cfg.data.crop_px, self.aug, gen)
                 image = batch.image
@@ -242,12 +241,7 @@ class _Fit:
                     image = torch.cat([image, pb.image])
                 outputs = module(image.to(self.device))
                 lab_out = {k: v[:n_lab] for k, v in outputs.items()}
-                terms = segmentation_losses(
-                    lab_out, batch.labels.to(self.device),
-                    edges=None if batch.edges is None else batch.edges.to(self.device),
-                    centerlines=None if batch.centerlines is None else batch.centerlines.to(self.device),
-                    weights=self.weights, class_weights=self.class_weights, edge_radius_px=cfg.data.edge_radius_px,
-                )  # fmt: skip
+                terms = batch_losses(lab_out, batch, cfg, self.weights, self.class_weights, self.device)
                 loss = terms["total"]
                 if pseudo is not None:
                     p_loss = dynamic_loss(outputs["seg"][n_lab:], pb.labels.to(self.device), cfg.ssl.gamma)

@@ -34,13 +34,13 @@ from tqdm import tqdm
 from geoseg.errors import ConfigError, InputMismatchError
 from geoseg.metrics import binary_scores
 from geoseg.nn.config import TrainConfig
-from geoseg.nn.data import Augmentation, TrainingScene, band_statistics, centerline_target, normalise, sample_batch
+from geoseg.nn.data import Augmentation, Batch, TrainingScene, band_statistics, centerline_target, normalise, sample_batch
 from geoseg.nn.inference import predict_tiled
 from geoseg.nn.losses import IGNORE_INDEX, LossWeights, segmentation_losses
 from geoseg.nn.modelfile import NNModel, load_checkpoint, save_nn_model
 from geoseg.nn.models import build_model
 
-__all__ = ["SceneData", "TrainResult", "evaluate_iou", "loss_weights", "lr_factor", "new_model", "optimizer_factory", "resolve_device", "train", "training_scenes"]
+__all__ = ["SceneData", "TrainResult", "batch_losses", "evaluate_iou", "loss_weights", "lr_factor", "new_model", "optimizer_factory", "resolve_device", "set_learning_rate", "train", "training_scenes"]
 
 log = logging.getLogger("geoseg.nn")
 
@@ -102,6 +102,25 @@ def lr_factor(it: int, total: int, warmup: int, schedule: str) -> float:
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * progress))
     return 1.0
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, peak_lr: float, it: int, total: int, config: TrainConfig) -> None:
+    """Set every parameter group's rate to ``peak_lr`` times :func:`lr_factor` of ``config.optimizer``."""
+    rate = peak_lr * lr_factor(it, total, config.optimizer.warmup_iterations, config.optimizer.schedule)
+    for group in optimizer.param_groups:
+        group["lr"] = rate
+
+
+def batch_losses(
+    outputs: dict[str, torch.Tensor], batch: Batch, config: TrainConfig, weights: LossWeights, class_weights: torch.Tensor, device: str
+) -> dict[str, torch.Tensor]:
+    """The supervised loss terms of a training batch (its targets moved to ``device``)."""
+    return segmentation_losses(
+        outputs, batch.labels.to(device),
+        edges=None if batch.edges is None else batch.edges.to(device),
+        centerlines=None if batch.centerlines is None else batch.centerlines.to(device),
+        weights=weights, class_weights=class_weights, edge_radius_px=config.data.edge_radius_px,
+    )  # fmt: skip
 
 
 def optimizer_factory(config: TrainConfig) -> Callable[[torch.nn.Module], torch.optim.Optimizer]:
@@ -289,16 +308,9 @@ def _run(
         bar = tqdm(range(config.iterations_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not progress or None)
         for i in bar:
             it = epoch * config.iterations_per_epoch + i
-            for group in optimizer.param_groups:
-                group["lr"] = config.optimizer.lr * lr_factor(it, total_its, config.optimizer.warmup_iterations, config.optimizer.schedule)
+            set_learning_rate(optimizer, config.optimizer.lr, it, total_its, config)
             batch = sample_batch(scenes, config.data.batch_size, config.data.crop_px, aug, gen)
-            outputs = model.module(batch.image.to(device))
-            terms = segmentation_losses(
-                outputs, batch.labels.to(device),
-                edges=None if batch.edges is None else batch.edges.to(device),
-                centerlines=None if batch.centerlines is None else batch.centerlines.to(device),
-                weights=weights, class_weights=class_weights, edge_radius_px=config.data.edge_radius_px,
-            )  # fmt: skip
+            terms = batch_losses(model.module(batch.image.to(device)), batch, config, weights, class_weights, device)
             optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()
             optimizer.step()

@@ -55,10 +55,10 @@ from tqdm import tqdm
 
 from geoseg.nn.config import TrainConfig
 from geoseg.nn.data import Augmentation, TrainingScene, sample_batch
-from geoseg.nn.losses import IGNORE_INDEX, segmentation_losses
+from geoseg.nn.losses import IGNORE_INDEX
 from geoseg.nn.modelfile import save_nn_model
 from geoseg.nn.perturb import Perturbation, apply_flips, perturb
-from geoseg.nn.train import SceneData, TrainResult, lr_factor, optimizer_factory, training_scenes, evaluate_iou, loss_weights, new_model
+from geoseg.nn.train import SceneData, TrainResult, batch_losses, evaluate_iou, loss_weights, new_model, optimizer_factory, set_learning_rate, training_scenes
 from geoseg.nn.unlabeled import unlabeled_scenes
 
 __all__ = [
@@ -225,16 +225,9 @@ def run_uda(
         bar = tqdm(range(config.iterations_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not progress or None)
         for i in bar:
             it = epoch * config.iterations_per_epoch + i
-            for group in optimizer.param_groups:
-                group["lr"] = config.optimizer.lr * lr_factor(it, total_its, config.optimizer.warmup_iterations, config.optimizer.schedule)
+            set_learning_rate(optimizer, config.optimizer.lr, it, total_its, config)
             batch = sample_batch(src, config.data.batch_size, config.data.crop_px, aug, gen)
-            outputs = student(batch.image.to(device))
-            terms = segmentation_losses(
-                outputs, batch.labels.to(device),
-                edges=None if batch.edges is None else batch.edges.to(device),
-                centerlines=None if batch.centerlines is None else batch.centerlines.to(device),
-                weights=weights, class_weights=class_weights, edge_radius_px=config.data.edge_radius_px,
-            )  # fmt: skip
+            terms = batch_losses(student(batch.image.to(device)), batch, config, weights, class_weights, device)
             loss = terms["total"]
             ramp = sigmoid_rampup(it, cfg.rampup_iterations)
             tb = sample_batch(tgt, n_tgt, config.data.crop_px, aug, gen)
