@@ -37,7 +37,7 @@ def command(float_model, w_bits, a_bits, search, budget_bitops, method, images, 
     Then: geoseg run deep_road_centerlines scene.tif -o out/ --set model=roads.w4a4.npz
           geoseg model info roads.w4a4.npz
     """
-    from geoseg.cli.train import _read_scenes
+    from geoseg.cli.train import read_scenes
     from geoseg.nn.modelfile import load_nn_model
     from geoseg.nn.quant.bpnas import parse_bitops, search_bits
     from geoseg.nn.quant.gdrq import layer_plan, load_quant_config, quantize_finetune, uniform_bits
@@ -55,7 +55,7 @@ def command(float_model, w_bits, a_bits, search, budget_bitops, method, images, 
     if "quantization" in model.training:
         raise click.UsageError(f"{float_model} is already quantized; give the float model")
     start = time.perf_counter()
-    data = _read_scenes(list(images), list(masks), [], list(centerlines), cfg.data_gsd_m, "training data")
+    data = read_scenes(list(images), list(masks), [], list(centerlines), cfg.data_gsd_m, "training data")
     macs, ends = layer_plan(model, cfg.bitops_tile_px)
     summary = None
     if search:

@@ -40,11 +40,11 @@ def arch(config, images, masks, val_images, val_masks, target_ms, output, overri
     CONFIG is a YAML file or the name of a shipped config (road_gas); without it the
     defaults are used.
     """
-    from geoseg.cli.train import _read_scenes, _training_config_path
+    from geoseg.cli.train import read_scenes, training_config_path
     from geoseg.nn.search.config import load_search_config
     from geoseg.nn.search.run import run_gas
 
-    cfg = load_search_config(_training_config_path(config) if config else None, overrides)
+    cfg = load_search_config(training_config_path(config) if config else None, overrides)
     given = {"images": images, "masks": masks, "val_images": val_images, "val_masks": val_masks}
     data = cfg.data.model_copy(update={k: list(v) for k, v in given.items() if v})
     if not data.images:
@@ -54,8 +54,8 @@ def arch(config, images, masks, val_images, val_masks, target_ms, output, overri
         raise click.UsageError("give a positive --target-ms (or latency.target_ms in the config)")
     cfg = cfg.model_copy(update={"data": data, "latency": latency})
     start = time.perf_counter()
-    train_scenes = _read_scenes(data.images, data.masks, [], [], data.gsd_m, "training data")
-    val_scenes = _read_scenes(data.val_images, data.val_masks, [], [], data.gsd_m, "validation data") if data.val_images else []
+    train_scenes = read_scenes(data.images, data.masks, [], [], data.gsd_m, "training data")
+    val_scenes = read_scenes(data.val_images, data.val_masks, [], [], data.gsd_m, "validation data") if data.val_images else []
     log.info("searching on %d scene(s) for %g ms per %d px tile (%s, GCN %s)", len(train_scenes), latency.target_ms, latency.tile_px, cfg.device, "on" if cfg.search.gcn else "off")
     result = run_gas(cfg, train_scenes, val_scenes, output=output, progress=progress)
     best = f", best val road IoU {result.best_iou:.4f}" if val_scenes else ""

@@ -78,7 +78,7 @@ def mjcr(images, masks, image, samples, class_field, output, bands, scales_m, la
     log.info("wrote %s (%.1f s)", output, time.perf_counter() - start)
 
 
-def _read_scenes(images: list, masks: list, edges: list, centerlines: list, gsd_m: float, what: str) -> list:
+def read_scenes(images: list, masks: list, edges: list, centerlines: list, gsd_m: float, what: str) -> list:
     """Raw scenes with labels (and edge/centerline rasters, matched by stem) for training."""
     from geoseg.classifiers.training_data import mask_labels, pair_by_stem
     from geoseg.nn.train import SceneData
@@ -168,7 +168,7 @@ def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabel
     from geoseg.nn.config import load_train_config
     from geoseg.nn.train import train
 
-    cfg_path = _training_config_path(config) if config else None
+    cfg_path = training_config_path(config) if config else None
     cfg = load_train_config(cfg_path, overrides)
     data = cfg.data
     given = {"images": images, "masks": masks, "edges": edges, "centerlines": centerlines, "val_images": val_images, "val_masks": val_masks}
@@ -177,8 +177,8 @@ def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabel
     if not data.images:
         raise click.UsageError("no training data: give --images and --masks, or data.images/data.masks in the config")
     start = time.perf_counter()
-    train_scenes = _read_scenes(data.images, data.masks, data.edges, data.centerlines, data.gsd_m, "training data")
-    val_scenes = _read_scenes(data.val_images, data.val_masks, [], [], data.gsd_m, "validation data") if data.val_images else []
+    train_scenes = read_scenes(data.images, data.masks, data.edges, data.centerlines, data.gsd_m, "training data")
+    val_scenes = read_scenes(data.val_images, data.val_masks, [], [], data.gsd_m, "validation data") if data.val_images else []
     cfg = cfg.model_copy(update={"data": data})
     unlabeled_scenes = []
     if cfg.mode == "supervised" and data.unlabeled:
@@ -199,7 +199,7 @@ def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabel
     log.info("wrote %s%s (%.1f s; checkpoint %s)", output, best, time.perf_counter() - start, ckpt or "none")
 
 
-def _training_config_path(name: str) -> str:
+def training_config_path(name: str) -> str:
     """A YAML path, or the name of a config shipped in ``pipelines/training/``."""
     from pathlib import Path
 

@@ -460,7 +460,8 @@ def execute(
         try:
             for i, plan in enumerate(plans):
                 t0 = time.perf_counter()
-                work = _pass_work(chain, plan, vectorizer, scratch.view().names(), needed[i], outputs)
+                view = scratch.view()
+                work = _pass_work(chain, plan, vectorizer, view.names(), needed[i], outputs)
                 running = [*work.steps, *([work.vectorizer] if work.vectorizer else [])]
                 core_px, halo = plan_tiles(
                     running,
@@ -474,7 +475,6 @@ def execute(
                 tiles = tile_grid(source.geo.height, source.geo.width, core_px, halo)
                 log.debug("%s: pass %d/%d (%s): %d tile(s) of %d px, halo %d px", source.source, i + 1, len(plans), [s.label for s in (*running, *work.measure)], len(tiles), core_px, halo)
                 partials: list[list[Any]] = [[] for _ in work.measure]
-                view = scratch.view()
                 for done, (tile, out) in enumerate(_map_tiles(_tile_task, tiles, client, work, source, view), start=1):
                     for name, core in out.cores.items():
                         if name in needed[i]:
