@@ -13,7 +13,8 @@ epoch selection (the last epoch is kept, so the test tiles never influence train
 
 Scores, mean ± std over seeds of the per-seed mean over test tiles:
 
-- road IoU of ``p(road) > 0.5`` and boundary F-score (2 px tolerance) against ``masks/``;
+- road IoU of ``p(road) > 0.5`` and boundary F-score (2 px tolerance) against ``masks/``, and
+  road IoU of the pipeline's graph-cut mask;
 - centerline completeness / correctness / quality (3 px slack) of the shipped
   ``pipelines/deep_road_centerlines.yaml`` (voting on the road probability) against
   ``centerlines/``, and for models with a centerline head (trained on the training tiles'
@@ -70,9 +71,9 @@ def evaluate(model_path: Path) -> dict[str, float]:
     pipe = load_pipeline(REPO / "pipelines" / "deep_road_centerlines.yaml", [f"model={model_path}"])
     # models with a centerline head: also score the same pipeline voting on that head
     has_head = "centerline" in load_nn_classifier(str(model_path)).heads
-    head_pipe = load_pipeline(REPO / "pipelines" / "deep_road_centerlines.yaml", [f"model={model_path}", "output=centerline"]) if has_head else None
+    head_pipe = load_pipeline(REPO / "pipelines" / "deep_road_centerlines.yaml", [f"model={model_path}", "output=centerline", "vote_on=probability"]) if has_head else None
     classify = Pipeline([NNClassify(model=str(model_path))], outputs=["probability"])
-    rows: dict[str, list[float]] = {k: [] for k in ("iou", "bf", "comp", "corr", "qual", "qual_ref_tiles", "qual_head")}
+    rows: dict[str, list[float]] = {k: [] for k in ("iou", "bf", "gc_iou", "comp", "corr", "qual", "qual_ref_tiles", "qual_head")}
     px, seconds = 0, 0.0
     for tile in TEST:
         t0 = time.perf_counter()
@@ -83,6 +84,7 @@ def evaluate(model_path: Path) -> dict[str, float]:
         truth = png("masks", tile) > 127
         rows["iou"].append(binary_scores(prob > 0.5, truth)["iou"])
         rows["bf"].append(boundary_f_score(prob > 0.5, truth, BOUNDARY_TOL_PX))
+        rows["gc_iou"].append(binary_scores(result.layers["mask"], truth)["iou"])
         lines = rasterize_lines(graph_to_lines(result.graph), prob.shape)
         s = raster_buffer_scores(lines, png("centerlines", tile) > 127, SLACK_PX)
         rows["comp"].append(s.completeness)
@@ -108,7 +110,7 @@ def reference() -> dict[str, float]:
 
 def _print_seed(seed: int, arm: str, scores: dict[str, float]) -> None:
     print(
-        f"seed {seed} {arm:8s}: IoU {scores['iou']:.3f} BF {scores['bf']:.3f} | centerlines comp {scores['comp']:.3f} "
+        f"seed {seed} {arm:8s}: IoU {scores['iou']:.3f} BF {scores['bf']:.3f} graph-cut mask IoU {scores['gc_iou']:.3f} | centerlines comp {scores['comp']:.3f} "
         f"corr {scores['corr']:.3f} qual {scores['qual']:.3f} (voting on the centerline head: {scores['qual_head']:.3f}) | "
         f"{scores['epoch_s']:.1f} s/epoch, {scores['train_s']:.0f} s training, {scores['mpx_s']:.2f} Mpx/s",
         flush=True,
@@ -164,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{arm:9s} " + " ".join(f"{c:>14s}" for c in cols) + f" {np.mean([r['epoch_s'] for r in rows]):8.1f} {np.mean([r['mpx_s'] for r in rows]):7.2f}")
     ref = reference()
     print(f"RoadNet predictions (reference, 4 tiles): comp {ref['completeness']:.3f} corr {ref['correctness']:.3f} qual {ref['quality']:.3f}")
+    for arm, rows in results.items():
+        print(f"{arm} road IoU of the pipeline's graph-cut mask: {_mean_std([r['gc_iou'] for r in rows])}")
     for arm, rows in results.items():
         q = [r["qual_ref_tiles"] for r in rows]
         print(f"{arm} deep pipeline on the same 4 tiles: quality {_mean_std(q)} ({np.mean(q) - ref['quality']:+.3f} vs RoadNet)")

@@ -162,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             t0 = time.perf_counter()
             # road IoU only: the shipped decouple config's centerline head needs centerline rasters, not used here
-            cfg = load_train_config(CONFIGS / f"road_{arm}.yaml", [*common, *budget, f"seed={seed}", "model.centerline_head=false"])
+            # on the GAS network's grid and crops: the scenes' 0.21 m, 256 px, no test-time augmentation
+            native = ["data.work_gsd_m=null", "data.crop_px=256", "inference.tta=false"]
+            cfg = load_train_config(CONFIGS / f"road_{arm}.yaml", [*common, *budget, *native, f"seed={seed}", "model.centerline_head=false"])
             models[arm] = train(cfg, train_data, progress=False).model
             info[arm] = {"seconds": time.perf_counter() - t0}
             _store(args.cache, arm, seed, models[arm], info[arm])

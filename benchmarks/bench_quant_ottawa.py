@@ -49,8 +49,8 @@ from geoseg.nn.train import evaluate_iou, train  # noqa: E402
 from ottawa import DATA, TEST, TRAIN, scene  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-#: Float training budget (overrides of road_baseline.yaml): 300 batches of 8 crops of 128 px.
-FLOAT_SET = ["threads=1", "epochs=6", "iterations_per_epoch=50", "data.crop_px=128", "data.batch_size=8"]
+#: Float training budget (overrides of road_baseline.yaml): 300 batches of 8 crops of 128 px at the scenes' 0.21 m.
+FLOAT_SET = ["threads=1", "epochs=6", "iterations_per_epoch=50", "data.crop_px=128", "data.batch_size=8", "data.work_gsd_m=null", "inference.tta=false"]
 #: Quantization budget: 60 fine-tuning batches of 8 crops of 128 px, a 60-batch search.
 QUANT_SET = ["threads=1", "iterations=60", "crop_px=128", "batch_size=8", "search.iterations=60"]
 UNIFORM = (8, 4, 2)

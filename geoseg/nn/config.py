@@ -60,6 +60,9 @@ class DataConfig(_Strict):
     val_masks: list[str] = Field(default_factory=list, description="validation masks, paired by file stem")
     bands: list[int] | None = Field(None, description="1-based bands to read (default: the first three, or all when fewer)")
     gsd_m: float = Field(0.3, gt=0, description="GSD assumed for training files without georeferencing")
+    work_gsd_m: float | None = Field(
+        None, gt=0, description="resample the training scenes to this GSD (metres); the model then resamples every scene to it at inference. null: train at the scenes' GSD"
+    )
     crop_px: int = Field(256, ge=32, multiple_of=16, description="side of the training crops (a multiple of 16)")
     batch_size: int = Field(8, ge=1, description="crops per batch")
     class_weights: tuple[float, float] = Field((1.0, 1.0), description="cross-entropy weights of background and road")
@@ -111,8 +114,9 @@ class LossConfig(_Strict):
 class InferenceConfig(_Strict):
     """Tiling defaults stored in the model file (the step may override them)."""
 
-    tile_px: int = Field(256, ge=32, description="tile side")
+    tile_px: int = Field(256, ge=32, description="tile side (on the model's grid)")
     overlap_px: int = Field(64, ge=0, description="overlap of neighbouring tiles")
+    tta: bool = Field(False, description="average each tile over its 8 orientations (test-time augmentation, 8x the inference time)")
 
 
 class UDAConfig(_Strict):

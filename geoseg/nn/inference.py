@@ -6,9 +6,20 @@ scene to 1 at ``overlap_px`` from it, and the weighted outputs are summed and di
 summed weights. Sides on the scene border are not ramped. So every pixel is a convex
 combination of the tiles that see it, dominated by the tile that sees it farthest from its
 border: no seams. Tiles run in batches under :func:`torch.inference_mode`.
+
+With ``tta`` (test-time augmentation) each tile is classified in its 8 orientations (4
+rotations by 90°, each also mirrored) and the probabilities, turned back, are averaged: 8×
+the cost, smoother and more accurate road borders, and a prediction that no longer depends
+on the scene's orientation.
+
+:func:`predict_scene` adds the resampling of models trained at a working GSD
+(:mod:`geoseg.nn.resample`): the scene is resampled to the model's grid, classified, and the
+probabilities resampled back.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,8 +27,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from geoseg.nn.models import STRIDE
+from geoseg.nn.resample import resample_bands, zoomed_shape
 
-__all__ = ["blend_window", "predict", "predict_tiled", "tile_origins"]
+if TYPE_CHECKING:
+    from geoseg.nn.modelfile import NNModel
+
+__all__ = ["blend_window", "predict", "predict_scene", "predict_tiled", "tile_origins"]
 
 
 def tile_origins(size: int, tile: int, overlap: int) -> list[int]:
@@ -55,8 +70,23 @@ def _probabilities(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.cat(parts, dim=1)
 
 
-def predict(model: nn.Module, image: np.ndarray, device: str = "cpu") -> np.ndarray:
+def _classify(model: nn.Module, x: torch.Tensor, tta: bool) -> torch.Tensor:
+    """Probabilities of a batch, averaged over the 8 orientations with ``tta``."""
+    if not tta:
+        return _probabilities(model(x))
+    views = []
+    for mirror in (False, True):
+        view = x.flip(-1) if mirror else x
+        for quarter in range(4):
+            prob = torch.rot90(_probabilities(model(torch.rot90(view, quarter, (-2, -1)))), -quarter, (-2, -1))
+            views.append(prob.flip(-1) if mirror else prob)
+    return torch.stack(views).mean(dim=0)
+
+
+def predict(model: nn.Module, image: np.ndarray, device: str = "cpu", tta: bool = False) -> np.ndarray:
     """Whole-image inference (no tiling) of a normalised ``(bands, rows, cols)`` image.
+
+    With ``tta``, the mean over the image's 8 orientations (see the module docstring).
 
     Returns
     -------
@@ -68,7 +98,7 @@ def predict(model: nn.Module, image: np.ndarray, device: str = "cpu") -> np.ndar
     padded = _pad_to_stride(image)
     model.eval()
     with torch.inference_mode():
-        out = _probabilities(model(torch.from_numpy(np.ascontiguousarray(padded, np.float32))[None].to(device)))
+        out = _classify(model, torch.from_numpy(np.ascontiguousarray(padded, np.float32))[None].to(device), tta)
     return out[0, :, :rows, :cols].float().cpu().numpy()
 
 
@@ -80,6 +110,7 @@ def predict_tiled(
     overlap_px: int = 64,
     batch_size: int = 4,
     device: str = "cpu",
+    tta: bool = False,
 ) -> np.ndarray:
     """Tiled inference with overlap and smooth blending (see the module docstring).
 
@@ -97,6 +128,8 @@ def predict_tiled(
         Tiles per forward pass.
     device : str
         Torch device.
+    tta : bool
+        Average each tile over its 8 orientations.
 
     Returns
     -------
@@ -109,7 +142,7 @@ def predict_tiled(
     padded = _pad_to_stride(image, tile) if (rows < tile or cols < tile) else image
     prows, pcols = padded.shape[-2:]
     if prows <= tile and pcols <= tile:
-        return predict(model, padded, device)[:, :rows, :cols]
+        return predict(model, padded, device, tta)[:, :rows, :cols]
     r_orig, c_orig = tile_origins(prows, tile, overlap), tile_origins(pcols, tile, overlap)
     jobs = [(r, c) for r in r_orig for c in c_orig]
     acc: np.ndarray | None = None
@@ -119,7 +152,7 @@ def predict_tiled(
         for start in range(0, len(jobs), batch_size):
             chunk = jobs[start : start + batch_size]
             x = np.stack([padded[:, r : r + tile, c : c + tile] for r, c in chunk]).astype(np.float32)
-            probs = _probabilities(model(torch.from_numpy(x).to(device))).float().cpu().numpy()
+            probs = _classify(model, torch.from_numpy(x).to(device), tta).float().cpu().numpy()
             if acc is None:
                 acc = np.zeros((probs.shape[1], prows, pcols), np.float32)
             for (r, c), p in zip(chunk, probs):
@@ -128,3 +161,48 @@ def predict_tiled(
                 weight[r : r + tile, c : c + tile] += w
     assert acc is not None
     return (acc / weight)[:, :rows, :cols]
+
+
+def predict_scene(
+    model: NNModel,
+    image: np.ndarray,
+    zoom: float = 1.0,
+    *,
+    tile_px: int | None = None,
+    overlap_px: int | None = None,
+    batch_size: int = 4,
+    device: str = "cpu",
+    tta: bool = False,
+) -> np.ndarray:
+    """Classify a normalised scene on the model's grid and return the probabilities on the scene's.
+
+    Parameters
+    ----------
+    model : NNModel
+        The classifier and its tiling defaults.
+    image : numpy.ndarray
+        Normalised ``(bands, rows, cols)`` float32 scene.
+    zoom : float
+        Scene GSD / model GSD: the scene is resampled by this factor before inference
+        (:func:`geoseg.nn.resample.resample_bands`) and the probabilities back (bilinearly);
+        1 classifies the scene as it is.
+    tile_px, overlap_px : int, optional
+        Tiling on the model's grid (default: the model's).
+    batch_size, device, tta
+        As :func:`predict_tiled`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(channels, rows, cols)`` float32 on the scene's grid, as :func:`predict`.
+    """
+    shape = image.shape[-2:]
+    x = image if zoom == 1.0 else resample_bands(image, zoomed_shape(image.shape, zoom))
+    probs = predict_tiled(
+        model.module, x, tile_px=tile_px or model.tile_px, overlap_px=model.overlap_px if overlap_px is None else overlap_px,
+        batch_size=batch_size, device=device, tta=tta,
+    )  # fmt: skip
+    if zoom == 1.0:
+        return probs
+    t = torch.from_numpy(np.ascontiguousarray(probs))[None]
+    return F.interpolate(t, size=tuple(shape), mode="bilinear", align_corners=False)[0].numpy()

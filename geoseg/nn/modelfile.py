@@ -58,9 +58,14 @@ class NNModel:
     classes : list of str
         Class names of the ``seg`` output (``["background", "road"]``).
     train_gsd_m : float
-        Mean GSD of the training scenes, metres.
+        GSD the model works at, metres: the training scenes' mean GSD, or the working GSD
+        they were resampled to (``data.work_gsd_m``).
     tile_px, overlap_px : int
         Tiling defaults for inference.
+    resample : bool
+        Inference resamples every scene to ``train_gsd_m`` (models trained at a working GSD).
+    tta : bool
+        Inference averages the 8 orientations of each tile by default (test-time augmentation).
     training : dict
         Summary of the training run (config, scores, scenes).
     """
@@ -76,6 +81,8 @@ class NNModel:
     tile_px: int = 256
     overlap_px: int = 64
     training: dict[str, Any] = field(default_factory=dict)
+    resample: bool = False
+    tta: bool = False
 
     @property
     def heads(self) -> list[str]:
@@ -111,6 +118,8 @@ class NNModel:
             "train_gsd_m": float(self.train_gsd_m),
             "tile_px": self.tile_px,
             "overlap_px": self.overlap_px,
+            "resample": self.resample,
+            "tta": self.tta,
             "training": self.training,
         }
 
@@ -187,6 +196,8 @@ def _build(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> N
             tile_px=int(meta["tile_px"]),
             overlap_px=int(meta["overlap_px"]),
             training=dict(meta.get("training", {})),
+            resample=bool(meta.get("resample", False)),
+            tta=bool(meta.get("tta", False)),
         )
     except ModelFileError:
         raise

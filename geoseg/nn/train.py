@@ -1,6 +1,8 @@
 """Training loop of the raster classifiers: seeded, resumable, best-checkpoint keeping.
 
-One epoch is ``iterations_per_epoch`` batches of random augmented crops
+With ``data.work_gsd_m`` the scenes are first resampled to that working GSD
+(:mod:`geoseg.nn.resample`) and the model records it, so that inference resamples every scene
+the same way. One epoch is ``iterations_per_epoch`` batches of random augmented crops
 (:func:`geoseg.nn.data.sample_batch`); the optimizer is AdamW with linear warm-up then a
 poly/cosine/constant schedule computed from the global iteration (so resuming needs no
 scheduler state). After each epoch the model is scored on the validation scenes (road IoU of
@@ -35,14 +37,18 @@ from geoseg.errors import ConfigError, InputMismatchError
 from geoseg.metrics import binary_scores
 from geoseg.nn.config import TrainConfig
 from geoseg.nn.data import Augmentation, Batch, TrainingScene, band_statistics, centerline_target, normalise, sample_batch
-from geoseg.nn.inference import predict_tiled
+from geoseg.nn.inference import predict_scene
 from geoseg.nn.losses import IGNORE_INDEX, LossWeights, segmentation_losses
 from geoseg.nn.modelfile import NNModel, load_checkpoint, save_nn_model
 from geoseg.nn.models import build_model
+from geoseg.nn.resample import resample_any, resample_bands, resample_labels, zoomed_shape
 
-__all__ = ["SceneData", "TrainResult", "batch_losses", "evaluate_iou", "loss_weights", "lr_factor", "new_model", "optimizer_factory", "resolve_device", "set_learning_rate", "train", "training_scenes"]
+__all__ = ["SceneData", "TrainResult", "batch_losses", "evaluate_iou", "loss_weights", "lr_factor", "new_model", "optimizer_factory", "resolve_device", "set_learning_rate", "train", "training_scenes", "working_zoom"]
 
 log = logging.getLogger("geoseg.nn")
+
+#: Relative GSD difference under which a scene counts as being at the working GSD already.
+GSD_EXACT = 0.01
 
 
 @dataclass
@@ -132,11 +138,15 @@ def optimizer_factory(config: TrainConfig) -> Callable[[torch.nn.Module], torch.
 
 
 def evaluate_iou(model: NNModel, scenes: Sequence[SceneData], device: str = "cpu") -> float:
-    """Road IoU (``p(road) > 0.5`` on labelled pixels) over all ``scenes`` pooled."""
+    """Road IoU (``p(road) > 0.5`` on labelled pixels, on each scene's grid) over all ``scenes`` pooled.
+
+    A model trained at a working GSD classifies each scene resampled to it, as at inference
+    (without test-time augmentation, to keep validation cheap).
+    """
     tp = fp = fn = 0.0
     for scene in scenes:
         x = normalise(model.select_bands(scene.image, scene.source), model.band_mean, model.band_std)
-        prob = predict_tiled(model.module, x, tile_px=model.tile_px, overlap_px=model.overlap_px, device=device)[1]
+        prob = predict_scene(model, x, working_zoom(model, scene.gsd_m), device=device)[1]
         labelled = scene.labels != IGNORE_INDEX
         s = binary_scores((prob > 0.5) & labelled, (scene.labels == 1) & labelled)
         tp, fp, fn = tp + s["tp"], fp + s["fp"], fn + s["fn"]
@@ -157,10 +167,19 @@ def new_model(config: TrainConfig, train_data: Sequence[SceneData], bands: list[
         bands=bands,
         band_mean=[float(v) for v in mean],
         band_std=[float(v) for v in std],
-        train_gsd_m=float(np.mean([s.gsd_m for s in train_data])),
+        train_gsd_m=config.data.work_gsd_m or float(np.mean([s.gsd_m for s in train_data])),
         tile_px=config.inference.tile_px,
         overlap_px=config.inference.overlap_px,
+        resample=config.data.work_gsd_m is not None,
+        tta=config.inference.tta,
     )
+
+
+def working_zoom(model: NNModel, gsd_m: float) -> float:
+    """Scale factor from a scene at ``gsd_m`` to the grid of a model that resamples (else 1)."""
+    if not model.resample or not np.isfinite(model.train_gsd_m) or abs(gsd_m / model.train_gsd_m - 1.0) < GSD_EXACT:
+        return 1.0
+    return gsd_m / model.train_gsd_m
 
 
 def loss_weights(config: TrainConfig) -> LossWeights:
@@ -192,11 +211,20 @@ def training_scenes(config: TrainConfig, data: Sequence[SceneData], bands: list[
     for s in data:
         if s.image.shape[0] < max(bands):
             raise InputMismatchError(f"{s.source}: has {s.image.shape[0]} band(s), training reads bands {bands}")
+        image = normalise(s.image[[b - 1 for b in bands]], mean, std)
+        labels = np.asarray(s.labels, np.uint8)
         lines = None
         if config.model.centerline_head and s.centerlines is not None:
             lines = centerline_target(s.centerlines, config.data.centerline_buffer_m / s.gsd_m)
         edges = None if s.edges is None else (np.asarray(s.edges) > 0).astype(np.uint8)
-        out.append(TrainingScene(normalise(s.image[[b - 1 for b in bands]], mean, std), s.labels, edges, lines))
+        work = config.data.work_gsd_m
+        if work is not None and abs(s.gsd_m / work - 1.0) >= GSD_EXACT:
+            size = zoomed_shape(image.shape, s.gsd_m / work)
+            log.info("%s: resampled from %.3g m to the working GSD %.3g m (%dx%d px)", s.source, s.gsd_m, work, size[1], size[0])
+            image, labels = resample_bands(image, size), resample_labels(labels, size)
+            edges = None if edges is None else resample_any(edges, size)
+            lines = None if lines is None else resample_bands(lines, size)
+        out.append(TrainingScene(image, labels, edges, lines))
     return out
 
 

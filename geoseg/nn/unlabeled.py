@@ -1,9 +1,10 @@
 """Unlabelled scenes for the learning-from-unlabelled-data modes, on the model's pixel grid.
 
 A scene whose GSD differs from the model's training GSD is resampled to it exactly as the
-``nn_classify`` step does with ``resample: true`` (bilinear zoom of the normalised image by
-``scene GSD / model GSD``); its optional check labels follow by nearest neighbour. The check
-labels are only ever used to *report* pseudo-label quality, never in a loss.
+``nn_classify`` step does with ``resample: true`` (:mod:`geoseg.nn.resample`: the normalised
+image by ``scene GSD / model GSD``, area-averaged when it shrinks, bilinear when it grows);
+its optional check labels follow by majority. The check labels are only ever used to
+*report* pseudo-label quality, never in a loss.
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from geoseg.errors import InputMismatchError
 from geoseg.nn.data import normalise
 from geoseg.nn.losses import IGNORE_INDEX
 from geoseg.nn.modelfile import NNModel
+from geoseg.nn.resample import resample_bands, resample_labels, zoomed_shape
 
 if TYPE_CHECKING:
     from geoseg.nn.train import SceneData
@@ -68,9 +68,8 @@ def unlabeled_scenes(model: NNModel, data: Sequence[SceneData]) -> list[Unlabele
         x = normalise(image[[b - 1 for b in model.bands]], model.band_mean, model.band_std)
         zoom = gsd / model.train_gsd_m if np.isfinite(model.train_gsd_m) else 1.0
         if abs(zoom - 1.0) > GSD_TOLERANCE:
-            x = F.interpolate(torch.from_numpy(x)[None], scale_factor=zoom, mode="bilinear", align_corners=False)[0].numpy()
-            lab = torch.from_numpy(labels.astype(np.float32))[None, None]
-            labels = F.interpolate(lab, size=x.shape[-2:], mode="nearest")[0, 0].numpy().astype(np.uint8)
+            size = zoomed_shape(x.shape, zoom)
+            x, labels = resample_bands(x, size), resample_labels(labels, size)
         else:
             zoom = 1.0
         out.append(UnlabeledScene(np.ascontiguousarray(x), np.asarray(labels, np.uint8), source, zoom))

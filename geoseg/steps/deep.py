@@ -50,20 +50,28 @@ class NNClassify(Step):
     device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="torch device; auto = CUDA when available")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores)")
     gsd_tolerance: float = Field(0.25, ge=0, description="relative GSD difference from the model's training GSD that is accepted as is")
-    resample: bool = Field(False, description="resample scenes whose GSD differs from the model's to its GSD (and the probability back)")
+    resample: bool | None = Field(
+        None,
+        description="resample scenes whose GSD differs from the model's to its GSD (and the probability back); "
+        "default: the model's choice (models trained at a working GSD, data.work_gsd_m, always resample)",
+    )
+    tta: bool | None = Field(None, description="test-time augmentation: average the 8 orientations of each tile (8x slower); default: the model's choice")
 
     def halo_px(self, geo: GeoInfo) -> int:
-        """The tile overlap: context beyond it barely changes a pixel's probability."""
+        """The tile overlap, in scene pixels: context beyond it barely changes a pixel's probability."""
         model = load_nn_classifier(self.model)
-        return int(self.overlap_px if self.overlap_px is not None else model.overlap_px)
+        overlap = self.overlap_px if self.overlap_px is not None else model.overlap_px
+        resample = model.resample if self.resample is None else self.resample
+        if resample and np.isfinite(model.train_gsd_m):
+            return int(np.ceil(overlap * model.train_gsd_m / geo.gsd_m))
+        return int(overlap)
 
     def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         """Classify the scene by tiled inference (pixels without data get probability 0)."""
         import torch
-        import torch.nn.functional as F
 
         from geoseg.nn.data import normalise
-        from geoseg.nn.inference import predict_tiled
+        from geoseg.nn.inference import predict_scene
         from geoseg.nn.train import resolve_device
 
         model = load_nn_classifier(self.model)
@@ -75,33 +83,38 @@ class NNClassify(Step):
         x = normalise(image, model.band_mean, model.band_std)
         x = np.where(ctx.valid[None], x, np.float32(0))
         zoom = self._zoom(model, ctx)
-        rows, cols = x.shape[-2:]
-        if zoom != 1.0:
-            x = F.interpolate(torch.from_numpy(x)[None], scale_factor=zoom, mode="bilinear", align_corners=False)[0].numpy()
         prev = torch.get_num_threads()
         torch.set_num_threads(self.threads or os.cpu_count() or 1)
         try:
             device = resolve_device(self.device)
             model.module.to(device)
-            probs = predict_tiled(
-                model.module, x, tile_px=self.tile_px or model.tile_px,
-                overlap_px=self.overlap_px if self.overlap_px is not None else model.overlap_px,
-                batch_size=self.batch_size, device=device,
+            probs = predict_scene(
+                model, x, zoom, tile_px=self.tile_px, overlap_px=self.overlap_px, batch_size=self.batch_size, device=device,
+                tta=model.tta if self.tta is None else self.tta,
             )  # fmt: skip
         finally:
             model.module.to("cpu")
             torch.set_num_threads(prev)
         prob = probs[heads.index(wanted)]
-        if zoom != 1.0:
-            prob = F.interpolate(torch.from_numpy(np.ascontiguousarray(prob))[None, None], size=(rows, cols), mode="bilinear", align_corners=False)[0, 0].numpy()
         return {"probability": np.where(ctx.valid, prob, np.float32(0)).astype(np.float32)}
 
     def _zoom(self, model: NNModel, ctx: StepContext) -> float:
-        """Scale factor to the model's GSD (1 when within tolerance), or an error."""
+        """Scale factor to the model's GSD (1 when within tolerance), or an error.
+
+        A model trained at a working GSD is always brought to it (unless ``resample`` is
+        false), however close the scene's GSD is: it was trained on resampled pixels.
+        """
+        from geoseg.nn.train import GSD_EXACT
+
         train_gsd, gsd = model.train_gsd_m, ctx.geo.gsd_m
-        if not np.isfinite(train_gsd) or abs(gsd / train_gsd - 1.0) <= self.gsd_tolerance:
+        resample = model.resample if self.resample is None else self.resample
+        if not np.isfinite(train_gsd) or abs(gsd / train_gsd - 1.0) < GSD_EXACT:
             return 1.0
-        if self.resample:
+        if resample and model.resample:
+            return gsd / train_gsd
+        if abs(gsd / train_gsd - 1.0) <= self.gsd_tolerance:
+            return 1.0
+        if resample:
             return gsd / train_gsd
         msg = (
             f"{ctx.source}: GSD {gsd:.3g} m differs from the {train_gsd:.3g} m the model {self.model} was trained at "

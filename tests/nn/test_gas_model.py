@@ -27,7 +27,7 @@ SHIPPED = Path(__file__).resolve().parents[2] / "pipelines" / "training" / "road
 def test_shipped_config_is_valid() -> None:
     cfg = load_search_config(SHIPPED)
     assert cfg.search.gcn and cfg.latency.tile_px == 512 and cfg.latency.target_ms is None
-    assert cfg.retrain.epochs * cfg.retrain.iterations_per_epoch == 500  # the road_baseline budget
+    assert cfg.retrain.epochs * cfg.retrain.iterations_per_epoch == 500  # 500 batches, on the scenes' own grid
 
 
 def test_build_model_knows_gas() -> None:
