@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from geoseg.configfile import load_config
+
+if TYPE_CHECKING:
+    from geoseg.nn.data import Augmentation
 
 __all__ = [
     "AugmentConfig",
@@ -40,6 +43,13 @@ class AugmentConfig(_Strict):
     rotations: bool = Field(True, description="random multiples of 90 degrees")
     colour_jitter: float = Field(0.1, ge=0, le=1, description="per-band gain and offset range (in band standard deviations)")
     scale: tuple[float, float] = Field((0.8, 1.25), description="range of the random zoom factor")
+    free_rotation: bool = Field(False, description="random rotation by any angle (on top of the 90-degree ones)")
+
+    def augmentation(self) -> Augmentation:
+        """These settings as the :class:`~geoseg.nn.data.Augmentation` that draws the crops."""
+        from geoseg.nn.data import Augmentation  # torch loads when training starts, not with the config
+
+        return Augmentation(self.flips, self.rotations, self.colour_jitter, tuple(self.scale), self.free_rotation)
 
     @field_validator("scale")
     @classmethod

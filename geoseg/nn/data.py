@@ -36,12 +36,16 @@ class Augmentation:
         Per-band gain and offset drawn from ``U(-j, j)`` (in standard deviations of the band).
     scale : tuple of float
         Range of the random zoom factor (log-uniform); ``(1, 1)`` for none.
+    free_rotation : bool
+        Random rotation by any angle (uniform in [0°, 360°)), on top of ``rotations``: roads
+        of every direction, not only the 4 of the training scenes' roads turned by 90°.
     """
 
     flips: bool = True
     rotations: bool = True
     colour_jitter: float = 0.1
     scale: tuple[float, float] = (1.0, 1.0)
+    free_rotation: bool = False
 
 
 @dataclass
@@ -141,6 +145,8 @@ def _crop(scene: TrainingScene, crop_px: int, aug: Augmentation, gen: torch.Gene
     lo, hi = aug.scale
     zoom = math.exp(float(_uniform(gen, math.log(lo), math.log(hi)))) if hi > lo else lo
     side = max(8, int(round(crop_px / zoom)))
+    # a turned crop is cut from the centre of a window that holds it in any direction
+    final, side = side, int(math.ceil(side * math.sqrt(2))) if aug.free_rotation else side
     rows, cols = scene.labels.shape
     r0 = int(torch.randint(0, max(rows - side, 0) + 1, (1,), generator=gen))
     c0 = int(torch.randint(0, max(cols - side, 0) + 1, (1,), generator=gen))
@@ -155,6 +161,9 @@ def _crop(scene: TrainingScene, crop_px: int, aug: Augmentation, gen: torch.Gene
     if pad_r or pad_c:
         img = F.pad(img, (0, pad_c, 0, pad_r))
         stack = torch.cat([F.pad(stack[:1], (0, pad_c, 0, pad_r), value=IGNORE_INDEX), F.pad(stack[1:], (0, pad_c, 0, pad_r))])
+    if aug.free_rotation:
+        img, stack = _turn(img, stack, float(_uniform(gen, 0.0, 2.0 * math.pi)), final)
+        side = final
     if side != crop_px:
         img = F.interpolate(img[None], size=(crop_px, crop_px), mode="bilinear", align_corners=False)[0]
         stack = F.interpolate(stack[None], size=(crop_px, crop_px), mode="nearest")[0]
@@ -172,6 +181,21 @@ def _crop(scene: TrainingScene, crop_px: int, aug: Augmentation, gen: torch.Gene
         offset = _uniform(gen, -aug.colour_jitter, aug.colour_jitter, n).float()
         img = img * gain[:, None, None] + offset[:, None, None]
     return img.contiguous(), stack[0].contiguous(), stack[1].contiguous(), stack[2].contiguous()
+
+
+def _turn(img: Tensor, stack: Tensor, angle: float, side: int) -> tuple[Tensor, Tensor]:
+    """The central ``side`` × ``side`` part of a square window turned by ``angle`` (radians).
+
+    The image is sampled bilinearly, labels, edges and centerlines by nearest neighbour (so
+    labels stay 0/1/255).
+    """
+    k = side / img.shape[-1]
+    cos, sin = math.cos(angle) * k, math.sin(angle) * k
+    theta = torch.tensor([[[cos, -sin, 0.0], [sin, cos, 0.0]]], dtype=torch.float32)
+    grid = F.affine_grid(theta, [1, 1, side, side], align_corners=False)
+    img = F.grid_sample(img[None], grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
+    stack = F.grid_sample(stack[None], grid, mode="nearest", padding_mode="border", align_corners=False)[0]
+    return img, stack
 
 
 def sample_batch(scenes: Sequence[TrainingScene], batch_size: int, crop_px: int, aug: Augmentation, gen: torch.Generator) -> Batch:

@@ -46,7 +46,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from geoseg.nn.config import TrainConfig
-from geoseg.nn.data import Augmentation, TrainingScene, sample_batch
+from geoseg.nn.data import TrainingScene, sample_batch
 from geoseg.nn.inference import predict_tiled
 from geoseg.nn.losses import IGNORE_INDEX
 from geoseg.nn.modelfile import NNModel, save_nn_model
@@ -202,8 +202,7 @@ class _Fit:
 
     def __init__(self, config: TrainConfig, model: NNModel, lab: list[TrainingScene], val_data: Sequence[SceneData], device: str, progress: bool, history: list[dict[str, float]]) -> None:
         self.config, self.model, self.lab, self.val, self.device, self.progress, self.history = config, model, lab, val_data, device, progress, history
-        aug = config.data.augment
-        self.aug = Augmentation(aug.flips, aug.rotations, aug.colour_jitter, tuple(aug.scale))
+        self.aug = config.data.augment.augmentation()
         self.weights = loss_weights(config)
         self.class_weights = torch.tensor(config.data.class_weights, dtype=torch.float32, device=device)
         self.best_state = copy.deepcopy(model.module.state_dict())

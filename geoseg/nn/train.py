@@ -36,7 +36,7 @@ from tqdm import tqdm
 from geoseg.errors import ConfigError, InputMismatchError
 from geoseg.metrics import binary_scores
 from geoseg.nn.config import TrainConfig
-from geoseg.nn.data import Augmentation, Batch, TrainingScene, band_statistics, centerline_target, normalise, sample_batch
+from geoseg.nn.data import Batch, TrainingScene, band_statistics, centerline_target, normalise, sample_batch
 from geoseg.nn.inference import predict_scene
 from geoseg.nn.losses import IGNORE_INDEX, LossWeights, segmentation_losses
 from geoseg.nn.modelfile import NNModel, load_checkpoint, save_nn_model
@@ -323,7 +323,7 @@ def _run(
     model.module.to(device)
     model.training = {"config": config.model_dump(mode="json"), "scenes": [s.source for s in train_data]}
     scenes = training_scenes(config, train_data, bands, np.asarray(model.band_mean), np.asarray(model.band_std))
-    aug = Augmentation(config.data.augment.flips, config.data.augment.rotations, config.data.augment.colour_jitter, tuple(config.data.augment.scale))
+    aug = config.data.augment.augmentation()
     weights = loss_weights(config)
     class_weights = torch.tensor(config.data.class_weights, dtype=torch.float32, device=device)
     total_its = config.epochs * config.iterations_per_epoch

@@ -54,7 +54,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from geoseg.nn.config import TrainConfig
-from geoseg.nn.data import Augmentation, TrainingScene, sample_batch
+from geoseg.nn.data import TrainingScene, sample_batch
 from geoseg.nn.losses import IGNORE_INDEX
 from geoseg.nn.modelfile import save_nn_model
 from geoseg.nn.perturb import Perturbation, apply_flips, perturb
@@ -206,7 +206,7 @@ def run_uda(
     for s in tgt_raw:
         if s.zoom != 1.0:
             log.info("%s: target resampled by %.3f to the source GSD %.3g m", s.source, s.zoom, model.train_gsd_m)
-    aug = Augmentation(config.data.augment.flips, config.data.augment.rotations, config.data.augment.colour_jitter, tuple(config.data.augment.scale))
+    aug = config.data.augment.augmentation()
     weights = loss_weights(config)
     class_weights = torch.tensor(config.data.class_weights, dtype=torch.float32, device=device)
     settings = Perturbation(noise_std=cfg.noise_std, brightness=cfg.brightness, flips=cfg.flips)

@@ -219,13 +219,12 @@ def training_setup(model: NNModel, data: Sequence[Any]) -> TrainingSetup:
     import numpy as np
 
     scenes = training_scenes(tcfg, data, model.bands, np.asarray(model.band_mean), np.asarray(model.band_std))
-    a = tcfg.data.augment
     weights = LossWeights(
         ohem_threshold=tcfg.loss.ohem_threshold, min_kept_fraction=tcfg.loss.ohem_min_kept_fraction, body=tcfg.loss.body,
         edge=tcfg.loss.edge, edge_attention=tcfg.loss.edge_attention,
         edge_attention_threshold=tcfg.loss.edge_attention_threshold, centerline=tcfg.loss.centerline,
     )  # fmt: skip
-    return TrainingSetup(scenes, Augmentation(a.flips, a.rotations, a.colour_jitter, tuple(a.scale)), weights,
+    return TrainingSetup(scenes, tcfg.data.augment.augmentation(), weights,
                          torch.tensor(tcfg.data.class_weights, dtype=torch.float32), tcfg.data.edge_radius_px)  # fmt: skip
 
 

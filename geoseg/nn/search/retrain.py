@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from tqdm import tqdm
 
-from geoseg.nn.data import Augmentation, TrainingScene, sample_batch
+from geoseg.nn.data import TrainingScene, sample_batch
 from geoseg.nn.losses import segmentation_losses
 from geoseg.nn.modelfile import NNModel
 from geoseg.nn.search.config import SearchConfig
@@ -59,8 +59,7 @@ def retrain(
     r = config.retrain
     module = model.module.to(device)
     opt = torch.optim.AdamW(module.parameters(), lr=r.optimizer.lr, weight_decay=r.optimizer.weight_decay)
-    a = config.data.augment
-    aug = Augmentation(a.flips, a.rotations, a.colour_jitter, tuple(a.scale))
+    aug = config.data.augment.augmentation()
     lw = loss_weights(config)
     cw = torch.tensor(config.data.class_weights, dtype=torch.float32, device=device)
     total = r.epochs * r.iterations_per_epoch

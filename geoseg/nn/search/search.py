@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from geoseg.errors import ConfigError
-from geoseg.nn.data import Augmentation, TrainingScene, sample_batch
+from geoseg.nn.data import TrainingScene, sample_batch
 from geoseg.nn.losses import LossWeights, segmentation_losses
 from geoseg.nn.search.config import SearchConfig
 from geoseg.nn.search.gcn import CellGCN
@@ -155,8 +155,7 @@ def search_architecture(
     a_opt = torch.optim.Adam(arch.parameters(), lr=s.arch_lr, betas=(0.5, 0.999), weight_decay=s.arch_weight_decay)
     lut_t = lut.tensor().to(device)
     weight_split, arch_split = split_scenes(scenes)
-    a = config.data.augment
-    aug = Augmentation(a.flips, a.rotations, a.colour_jitter, tuple(a.scale))
+    aug = config.data.augment.augmentation()
     lw = loss_weights(config)
     cw = torch.tensor(config.data.class_weights, dtype=torch.float32, device=device)
     crop = s.crop_px or config.data.crop_px
