@@ -145,8 +145,9 @@ def _crop(scene: TrainingScene, crop_px: int, aug: Augmentation, gen: torch.Gene
     lo, hi = aug.scale
     zoom = math.exp(float(_uniform(gen, math.log(lo), math.log(hi)))) if hi > lo else lo
     side = max(8, int(round(crop_px / zoom)))
-    # a turned crop is cut from the centre of a window that holds it in any direction
-    final, side = side, int(math.ceil(side * math.sqrt(2))) if aug.free_rotation else side
+    final = side
+    if aug.free_rotation:  # a turned crop is cut from the centre of a window that holds it in any direction
+        side = int(math.ceil(side * math.sqrt(2)))
     rows, cols = scene.labels.shape
     r0 = int(torch.randint(0, max(rows - side, 0) + 1, (1,), generator=gen))
     c0 = int(torch.randint(0, max(cols - side, 0) + 1, (1,), generator=gen))

@@ -47,7 +47,7 @@ from tqdm import tqdm
 
 from geoseg.nn.config import TrainConfig
 from geoseg.nn.data import TrainingScene, sample_batch
-from geoseg.nn.inference import predict_tiled
+from geoseg.nn.inference import predict_scene
 from geoseg.nn.losses import IGNORE_INDEX
 from geoseg.nn.modelfile import NNModel, save_nn_model
 from geoseg.nn.train import SceneData, TrainResult, batch_losses, evaluate_iou, loss_weights, new_model, optimizer_factory, set_learning_rate, training_scenes
@@ -124,8 +124,7 @@ def dynamic_loss(logits: Tensor, labels: Tensor, gamma: float) -> Tensor:
 
 def _probabilities(model: NNModel, scenes: Sequence[UnlabeledScene], device: str) -> list[np.ndarray]:
     model.module.eval()
-    out = [predict_tiled(model.module, s.image, tile_px=model.tile_px, overlap_px=model.overlap_px, device=device)[:2] for s in scenes]
-    return out
+    return [predict_scene(model, s.image, device=device)[:2] for s in scenes]
 
 
 def run_selftraining(

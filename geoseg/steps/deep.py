@@ -61,8 +61,7 @@ class NNClassify(Step):
         """The tile overlap, in scene pixels: context beyond it barely changes a pixel's probability."""
         model = load_nn_classifier(self.model)
         overlap = self.overlap_px if self.overlap_px is not None else model.overlap_px
-        resample = model.resample if self.resample is None else self.resample
-        if resample and np.isfinite(model.train_gsd_m):
+        if self._resamples(model) and np.isfinite(model.train_gsd_m):
             return int(np.ceil(overlap * model.train_gsd_m / geo.gsd_m))
         return int(overlap)
 
@@ -98,21 +97,23 @@ class NNClassify(Step):
         prob = probs[heads.index(wanted)]
         return {"probability": np.where(ctx.valid, prob, np.float32(0)).astype(np.float32)}
 
+    def _resamples(self, model: NNModel) -> bool:
+        """Whether scenes at another GSD are resampled: the step's setting, else the model's."""
+        return model.resample if self.resample is None else self.resample
+
     def _zoom(self, model: NNModel, ctx: StepContext) -> float:
         """Scale factor to the model's GSD (1 when within tolerance), or an error.
 
         A model trained at a working GSD is always brought to it (unless ``resample`` is
         false), however close the scene's GSD is: it was trained on resampled pixels.
         """
-        from geoseg.nn.train import GSD_EXACT
+        from geoseg.nn.train import working_zoom
 
         train_gsd, gsd = model.train_gsd_m, ctx.geo.gsd_m
-        resample = model.resample if self.resample is None else self.resample
-        if not np.isfinite(train_gsd) or abs(gsd / train_gsd - 1.0) < GSD_EXACT:
-            return 1.0
+        resample = self._resamples(model)
         if resample and model.resample:
-            return gsd / train_gsd
-        if abs(gsd / train_gsd - 1.0) <= self.gsd_tolerance:
+            return working_zoom(model, gsd)
+        if not np.isfinite(train_gsd) or abs(gsd / train_gsd - 1.0) <= self.gsd_tolerance:
             return 1.0
         if resample:
             return gsd / train_gsd
