@@ -178,7 +178,7 @@ def run_selftraining(
         thresholds = class_balanced_thresholds(probs, r)
         pseudo = [pseudo_labels(p, thresholds) for p in probs]
         scores = pseudo_label_scores(pseudo, [s.check for s in unl])
-        history.append({"round": k, "pseudo_r": r, **{f"pseudo_threshold_{c}": float(t) for c, t in enumerate(thresholds)}, **{f"pseudo_{n}": v for n, v in scores.items()}})
+        history.append({"round": k, "pseudo_r": r, **{f"pseudo_threshold_{c}": float(t) for c, t in enumerate(thresholds)}, **{f"pseudo_{n}": v for n, v in scores.items() if not math.isnan(v)}})  # no IoU without check masks
         log.info(
             "round %d/%d: r %.2f, thresholds %s, pseudo-label coverage %.3f (road %.3f)%s",
             k, len(ratios), r, np.round(thresholds, 4).tolist(), scores["coverage"], scores["road_fraction"],

@@ -118,3 +118,17 @@ def test_ssl_cli_writes_a_model_the_classifier_step_uses(tmp_path: Path) -> None
     assert model.training["best_val_iou"] == max(h["val_iou"] for h in epochs)
     result = geoseg.Pipeline([NNClassify(model=str(out), threads=1)], outputs=["probability"]).run(SAMPLE / "scene_a.tif")
     assert result.layers["probability"].shape == (512, 512)
+
+
+def test_ssl_without_check_masks_saves_its_model(tmp_path: Path) -> None:
+    # The usual case: unlabelled scenes have no masks, so there is no pseudo-label IoU to record
+    # (it used to be NaN, which the model file refused after all the training).
+    out = tmp_path / "ssl.nn.npz"
+    args = ["train", "nn", "road_ssl", "--images", str(SAMPLE / "scene_b.tif"), "--masks", str(SAMPLE / "scene_b_mask.tif"),
+            "--unlabeled", str(SAMPLE / "scene_a.tif"), "-o", str(out), "--no-progress"]  # fmt: skip
+    for s in [*TINY_CLI, "epochs=1", "ssl.rounds=1", "ssl.epochs_per_round=1"]:
+        args += ["--set", s]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    rounds = [h for h in load_nn_model(out).training["history"] if "pseudo_coverage" in h]
+    assert len(rounds) == 1 and "pseudo_iou" not in rounds[0] and rounds[0]["pseudo_coverage"] == 1.0
