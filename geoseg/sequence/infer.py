@@ -203,7 +203,8 @@ def segment_sequence(
         embed = feats["embed"][0]
         stride = feats["f1"].shape[-1] * 2 // embed.shape[-1]
         centres, halves, scores = _detect(feats, h, w, p)
-        det_emb = np.array([_pool_box(embed, c, s, stride) for c, s in zip(centres, halves)]).reshape(len(centres), -1)
+        pooled = [_pool_box(embed, c, s, stride) for c, s in zip(centres, halves)]
+        det_emb = np.stack(pooled) if pooled else np.zeros((0, embed.shape[0]), np.float32)  # a frame may have no detection
         frame_out: list[ObjectMask] = []
         queries: list[_Query] = []
         if f == 0 and first_masks is not None:

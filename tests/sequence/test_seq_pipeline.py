@@ -21,6 +21,7 @@ from geoseg.sequence.io import write_frames
 from geoseg.sequence.modelfile import load_sequence_model
 from geoseg.sequence.pipeline import is_sequence_pipeline, load_sequence_pipeline
 from geoseg.sequence.train import load_sequence_train_config
+from geoseg.shipped import resolve_file
 
 REPO = Path(__file__).resolve().parents[2]
 PIPELINE = REPO / "pipelines" / "sequence_objects.yaml"
@@ -118,7 +119,16 @@ def test_train_sequence_cli_writes_a_model(tmp_path):
     assert out.returncode == 0, out.stderr
     model = load_sequence_model(tmp_path / "m.ovs.npz")
     assert model.training["config"]["iterations"] == 2 and model.hyper["widths"] == [4, 4, 4]
-    shipped = load_sequence_train_config(REPO / "sample_data" / "sequence" / "train_sequence.yaml")
+    shipped = load_sequence_train_config(resolve_file("sequence_ovs", "training"))
     assert shipped.frame_size % 8 == 0 and shipped.backgrounds == []
     with pytest.raises(ConfigError, match="iteration: unknown field"):
         load_sequence_train_config(None, ["iteration=2"])
+
+
+def test_frames_without_any_detection_give_an_empty_result(tmp_path, tiny_model_file, two_object_sequence):
+    # A weak model, or an empty scene, detects nothing: no objects, and no crash.
+    write_frames(two_object_sequence.frames[:3], tmp_path / "frames")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        result = run_sequence("sequence_objects", [tmp_path / "frames"], {"model": str(tiny_model_file), "score_threshold": 1.01})
+    assert len(result) == 0
