@@ -2,7 +2,8 @@
 # QGIS plugin tests (tests_qgis/) in Debian's QGIS, run by .ci/run via tests/run_tests.sh.
 # Installs QGIS (python3-qgis, qgis-providers) and pytest for /usr/bin/python3 when missing
 # (needs root and Debian's package mirrors), then runs the tests under /usr/bin/python3 against
-# the geoseg executable found on this environment's PATH. Exit code = test result.
+# the geoseg executable named by GEOSEG_EXECUTABLE (tests/run_tests.sh: the wheel-installed one),
+# else the one on PATH. Exit code = test result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

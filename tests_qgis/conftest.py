@@ -1,9 +1,12 @@
-"""Headless QGIS for the plugin tests: one QgsApplication, Processing, and the plugin loaded as QGIS
-loads it (``classFactory(iface)``, ``initProcessing()``, ``initGui()``).
+"""Headless QGIS for the plugin tests: one QgsApplication, Processing, and the plugin installed and
+loaded as a user's QGIS does it: the zip that ``plugins/build_zip.py`` builds is unpacked into the
+profile's ``python/plugins`` folder ("Install from ZIP"), found by QGIS's plugin scan and started
+with ``qgis.utils.startProcessingPlugin`` (what QGIS does for Processing plugins without a GUI).
 
 Run with Debian's QGIS Python, not the project's environment:
 ``QT_QPA_PLATFORM=offscreen /usr/bin/python3 -m pytest tests_qgis -q`` (see ``.ci/qgis_tests.sh``).
-The geoseg executable comes from ``$GEOSEG_EXECUTABLE``, else ``geoseg`` on PATH.
+The geoseg executable comes from ``$GEOSEG_EXECUTABLE`` (CI: the wheel installed in a fresh venv),
+else ``geoseg`` on PATH.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Iterator, List, Tuple
 
@@ -19,29 +23,17 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PLUGIN_PARENT = REPO / "plugins" / "qgis"
+BUILD_ZIP = REPO / "plugins" / "build_zip.py"
 GSD_M = 0.3
 ORIGIN = (500000.0, 5000000.0)  # upper-left corner, EPSG:32633
 EPSG = 32633
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-# The plugin package is named ``geoseg`` like the project's library: put the plugin first.
-sys.path.insert(0, str(PLUGIN_PARENT))
 sys.path.append("/usr/share/qgis/python/plugins")
 
 from osgeo import gdal, osr  # noqa: E402  (after sys.path set-up; ships with QGIS)
 
 gdal.UseExceptions()
-
-
-class StandInInterface:
-    """The least a plugin's ``classFactory`` needs: a headless QGIS has no QgisInterface."""
-
-    def mainWindow(self) -> None:  # noqa: N802 - QgisInterface API
-        return None
-
-    def messageBar(self) -> None:  # noqa: N802
-        return None
 
 
 def geoseg_executable() -> str:
@@ -75,20 +67,41 @@ def qgis_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
-def plugin(qgis_app: object) -> Iterator[object]:
-    """The plugin, loaded as QGIS loads it, with its executable setting pointing at geoseg."""
-    import geoseg as plugin_package
+def installed_plugin_dir(qgis_app: object, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The plugin unpacked from its built zip into the profile's ``python/plugins`` folder."""
+    from qgis.core import QgsApplication
+
+    archive = tmp_path_factory.mktemp("zip") / "geoseg_qgis_plugin.zip"
+    subprocess.run([sys.executable, str(BUILD_ZIP), "--out", str(archive)], check=True, capture_output=True)
+    plugins_dir = Path(QgsApplication.qgisSettingsDirPath()) / "python" / "plugins"
+    plugins_dir.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(archive) as zipped:
+        zipped.extractall(plugins_dir)
+    return plugins_dir / "geoseg"
+
+
+@pytest.fixture(scope="session")
+def plugin(installed_plugin_dir: Path) -> Iterator[object]:
+    """The installed plugin, found and started by QGIS, its executable setting pointing at geoseg."""
+    import qgis.utils
     from processing.core.ProcessingConfig import ProcessingConfig
 
-    assert Path(plugin_package.__file__).parent == PLUGIN_PARENT / "geoseg", "imported the wrong 'geoseg'"
-    instance = plugin_package.classFactory(StandInInterface())
-    instance.initProcessing()
-    instance.initGui()
+    plugins_dir = str(installed_plugin_dir.parent)
+    # What QGIS does at start-up for the profile's plugin folder, then for an enabled plugin.
+    qgis.utils.plugin_paths.insert(0, plugins_dir)
+    sys.path.insert(0, plugins_dir)
+    qgis.utils.updateAvailablePlugins()
+    assert "geoseg" in qgis.utils.available_plugins, qgis.utils.available_plugins
+    assert qgis.utils.loadPlugin("geoseg") and qgis.utils.startProcessingPlugin("geoseg")
+    import geoseg as plugin_package
+
+    # The plugin package is named ``geoseg`` like the library: this must be the installed plugin.
+    assert Path(plugin_package.__file__).parent == installed_plugin_dir, "imported the wrong 'geoseg'"
     from geoseg.config import EXECUTABLE_SETTING
 
     ProcessingConfig.setSettingValue(EXECUTABLE_SETTING, geoseg_executable())
-    yield instance
-    instance.unload()
+    yield qgis.utils.plugins["geoseg"]
+    qgis.utils.unloadPlugin("geoseg")
 
 
 def write_mask(path: Path, mask: np.ndarray) -> Path:

@@ -68,10 +68,27 @@ def test_plugin_does_not_import_geoseg_dependencies() -> None:
     assert not heavy & set(sys.modules)
 
 
-def test_metadata_declares_a_processing_provider() -> None:
+def test_plugin_runs_from_the_profile_it_was_installed_into(installed_plugin_dir: Path) -> None:
+    import geoseg as plugin_package
+    from qgis.core import QgsApplication
+
+    assert Path(plugin_package.__file__).parent == installed_plugin_dir
+    assert installed_plugin_dir.parent == Path(QgsApplication.qgisSettingsDirPath()) / "python" / "plugins"
+    assert REPO not in installed_plugin_dir.parents
+
+
+def test_executable_setting_says_how_to_point_it_at_a_venv() -> None:
+    from geoseg.config import EXECUTABLE_SETTING
+    from processing.core.ProcessingConfig import ProcessingConfig
+
+    description = ProcessingConfig.settings[EXECUTABLE_SETTING].description
+    assert "bin/geoseg" in description and "Scripts" in description and "venv" in description
+
+
+def test_metadata_declares_a_processing_provider(installed_plugin_dir: Path) -> None:
     metadata = configparser.ConfigParser()
     metadata.optionxform = str  # type: ignore[assignment]  # keep the keys as written
-    metadata.read(REPO / "plugins" / "qgis" / "geoseg" / "metadata.txt")
+    metadata.read(installed_plugin_dir / "metadata.txt")
     general = metadata["general"]
     assert general["hasProcessingProvider"] == "yes"
     assert {"name", "qgisMinimumVersion", "description", "about", "version", "author"} <= set(general)
@@ -237,7 +254,7 @@ def test_run_pipeline_with_overrides(road_mask: Path, tmp_path: Path) -> None:
     result = run(
         "run_pipeline",
         {
-            "PIPELINE": str(REPO / "pipelines" / "mask_to_centerlines.yaml"),
+            "PIPELINE_NAME": "mask_to_centerlines",  # a shipped pipeline, by name
             "INPUT": str(road_mask),
             "OVERRIDES": "max_gap_m=20 connect_network.simplify_m=1",
             "FORMAT": 1,  # shp
@@ -249,6 +266,16 @@ def test_run_pipeline_with_overrides(road_mask: Path, tmp_path: Path) -> None:
     for uri in result["OUTPUT_LAYERS"]:
         layer = QgsVectorLayer(uri, "out", "ogr")
         assert layer.isValid() and layer.featureCount() > 0 and layer.crs().authid() == "EPSG:32633"
+
+
+def test_run_pipeline_takes_a_file_or_a_name_not_both(road_mask: Path, tmp_path: Path) -> None:
+    common = {"INPUT": str(road_mask), "OUTPUT_FOLDER": str(tmp_path / "out")}
+    with pytest.raises(QgsProcessingException, match="not both"):
+        run("run_pipeline", {**common, "PIPELINE": str(REPO / "pipelines" / "mask_to_centerlines.yaml"), "PIPELINE_NAME": "mask_to_centerlines"})
+    with pytest.raises(QgsProcessingException, match="not neither"):
+        run("run_pipeline", common)
+    with pytest.raises(QgsProcessingException, match="no shipped pipeline of that name"):
+        run("run_pipeline", {**common, "PIPELINE_NAME": "mask_to_centrelines"})
 
 
 def test_run_pipeline_reports_a_bad_override(road_mask: Path, tmp_path: Path) -> None:

@@ -63,9 +63,10 @@ def cli(verbose: int, quiet: bool) -> None:
 
     \b
       geoseg info scene.tif                      # size, bands, CRS, GSD in metres
-      geoseg validate pipelines/road_centerlines.yaml
-      geoseg run pipelines/mask_to_centerlines.yaml masks/*.tif -o out/
-      geoseg run pipelines/road_centerlines.yaml scene.tif -o out/ --set model=roads.mjcr.npz
+      geoseg pipelines                           # the shipped pipelines and their parameters
+      geoseg run mask_to_centerlines "masks/*.tif" -o out/
+      geoseg run road_centerlines scene.tif -o out/ --set model=roads.mjcr.npz
+      geoseg pipelines show road_centerlines > mine.yaml   # copy one, edit, run mine.yaml
 
     Outputs keep the input's CRS and are written atomically: OUTDIR/<input stem>.shp.
     """
@@ -74,9 +75,9 @@ def cli(verbose: int, quiet: bool) -> None:
 
 def _register() -> None:
     from geoseg.cli import eval as eval_cmd
-    from geoseg.cli import info, overlay, report, run, steps, train, validate
+    from geoseg.cli import info, overlay, pipelines, report, run, steps, train, validate
 
-    for module in (run, validate, steps, info, train, eval_cmd, report, overlay):
+    for module in (run, validate, pipelines, steps, info, train, eval_cmd, report, overlay):
         cli.add_command(module.command)
     from geoseg.cli import search as search_cmd
 

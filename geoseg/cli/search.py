@@ -40,11 +40,12 @@ def arch(config, images, masks, val_images, val_masks, target_ms, output, overri
     CONFIG is a YAML file or the name of a shipped config (road_gas); without it the
     defaults are used.
     """
-    from geoseg.cli.train import read_scenes, training_config_path
+    from geoseg.cli.train import read_scenes
+    from geoseg.shipped import resolve_file
     from geoseg.nn.search.config import load_search_config
     from geoseg.nn.search.run import run_gas
 
-    cfg = load_search_config(training_config_path(config) if config else None, overrides)
+    cfg = load_search_config(resolve_file(config, "training") if config else None, overrides)
     given = {"images": images, "masks": masks, "val_images": val_images, "val_masks": val_masks}
     data = cfg.data.model_copy(update={k: list(v) for k, v in given.items() if v})
     if not data.images:

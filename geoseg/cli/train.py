@@ -168,7 +168,9 @@ def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabel
     from geoseg.nn.config import load_train_config
     from geoseg.nn.train import train
 
-    cfg_path = training_config_path(config) if config else None
+    from geoseg.shipped import resolve_file
+
+    cfg_path = resolve_file(config, "training") if config else None
     cfg = load_train_config(cfg_path, overrides)
     data = cfg.data
     given = {"images": images, "masks": masks, "edges": edges, "centerlines": centerlines, "val_images": val_images, "val_masks": val_masks}
@@ -197,19 +199,6 @@ def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabel
     )
     best = f", best val road IoU {result.best_iou:.4f} at epoch {result.best_epoch}" if val_scenes else ""
     log.info("wrote %s%s (%.1f s; checkpoint %s)", output, best, time.perf_counter() - start, ckpt or "none")
-
-
-def training_config_path(name: str) -> str:
-    """A YAML path, or the name of a config shipped in ``pipelines/training/``."""
-    from pathlib import Path
-
-    from geoseg.pipeline.pipeline import shipped_pipelines_dir
-
-    p = Path(name)
-    if p.suffix in (".yaml", ".yml") or p.exists():
-        return str(p)
-    shipped = shipped_pipelines_dir() / "training" / f"{name}.yaml"
-    return str(shipped) if shipped.is_file() else str(p)
 
 
 from geoseg.cli.train_sequence import command as _sequence_command  # noqa: E402  (issue 12: `geoseg train sequence`)

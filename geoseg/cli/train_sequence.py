@@ -16,18 +16,20 @@ log = logging.getLogger("geoseg.cli")
 def command(config: str | None, output: str, overrides: tuple[str, ...]) -> None:
     """Train the OVS-Net-style sequence model (detector + mask-guided mask head + re-id
     embeddings) on sequences generated from CONFIG (a YAML file; defaults when omitted) and
-    write OUTPUT (safe .npz + JSON model file).
+    write OUTPUT (safe .npz + JSON model file). CONFIG may be the name of a shipped config
+    (sequence_ovs: about 1-2 CPU minutes; `geoseg pipelines show sequence_ovs`).
 
     \b
     Examples:
-      geoseg train sequence sample_data/sequence/train_sequence.yaml -o objects.ovs.npz
-      geoseg train sequence -o objects.ovs.npz --set iterations=600 --set "backgrounds=[img/*.tif]"
-    Then: geoseg run pipelines/sequence_objects.yaml frames/ -o out/ --set model=objects.ovs.npz
+      geoseg train sequence sequence_ovs -o objects.ovs.npz
+      geoseg train sequence sequence_ovs -o objects.ovs.npz --set iterations=600 --set "backgrounds=[img/*.tif]"
+    Then: geoseg run sequence_objects frames/ -o out/ --set model=objects.ovs.npz
     """
     from geoseg.sequence.modelfile import save_sequence_model
     from geoseg.sequence.train import load_sequence_train_config, train_sequence_model
+    from geoseg.shipped import resolve_file
 
-    cfg = load_sequence_train_config(config, overrides)
+    cfg = load_sequence_train_config(resolve_file(config, "training") if config else None, overrides)
     step = max(1, cfg.iterations // 10)
 
     def progress(it: int, total: int, losses: dict[str, float]) -> None:

@@ -29,5 +29,8 @@ def command(pipeline: str, overrides: tuple[str, ...]) -> None:
     pipe = load_pipeline(pipeline, overrides)
     chain = " -> ".join(s.get("name") or s["type"] for s in pipe.specs)
     click.echo(f"{pipeline}: valid ({len(pipe.specs)} steps: {chain}; outputs: {', '.join(pipe.output_layers())})")
-    for name in pipe.unset_params():
-        click.echo(f"  parameter {name!r} has no default: pass --set {name}=VALUE when running")
+    required = pipe.required_params()
+    for name in required:
+        click.echo(f"  parameter {name!r} is required: pass --set {name}=VALUE when running")
+    for name in (n for n in pipe.unset_params() if n not in required):
+        click.echo(f"  parameter {name!r} is unset: its steps use their own default (set it with --set {name}=VALUE)")

@@ -22,11 +22,13 @@ from geoseg.pipeline.config import (
     format_validation_error,
     parse_override,
     parse_yaml,
+    resolve_refs,
 )
 from geoseg.pipeline.engine import MemorySource, RunResult, execute, open_source
 from geoseg.pipeline.registry import get_step_class
 from geoseg.pipeline.step import Step, layer_kind
 from geoseg.raster import Raster
+from geoseg.shipped import resolve_file
 
 __all__ = ["Pipeline", "load_pipeline"]
 
@@ -192,6 +194,24 @@ class Pipeline:
         """Parameters still without a value."""
         return sorted(k for k, v in self.params.items() if v is None)
 
+    def required_params(self) -> list[str]:
+        """Unset parameters that a required step field needs (``model``); the other unset
+        parameters leave their fields at the step's own default.
+
+        Examples
+        --------
+        >>> load_pipeline("road_centerlines").required_params()
+        ['model']
+        """
+        required: set[str] = set()
+        for spec in self.specs:
+            fields = get_step_class(str(spec["type"])).model_fields
+            for key, raw in spec.items():
+                info = fields.get(key)
+                if key != "type" and info is not None and info.is_required():
+                    required |= resolve_refs(raw, self.params)[1]
+        return sorted(required)
+
     # ------------------------------------------------------------------ overrides
     def _find_step(self, label: str, key: str) -> int:
         if label.isdigit():
@@ -284,20 +304,12 @@ class Pipeline:
         return run_batch(self, inputs, outdir, fmt=fmt, progress=progress, client=client, overwrite=overwrite, pipeline_name=pipeline_name)
 
 
-def shipped_pipelines_dir() -> Path:
-    """Folder of the pipelines shipped with geoseg (``GEOSEG_PIPELINES`` overrides it)."""
-    return Path(os.environ.get("GEOSEG_PIPELINES") or Path(__file__).resolve().parents[2] / "pipelines")
-
-
 def resolve_pipeline_path(name: str | os.PathLike[str]) -> Path:
-    """A pipeline file path, or the name of a shipped pipeline (``road_centerlines``)."""
-    path = Path(name)
-    if path.exists() or path.suffix in (".yaml", ".yml"):
-        return path
-    shipped = shipped_pipelines_dir() / f"{path.name}.yaml"
-    if shipped.exists():
-        return shipped
-    raise ConfigError(f"{name}: no such pipeline file, and no shipped pipeline of that name in {shipped.parent}")
+    """A pipeline file path, or the name of a shipped pipeline (``road_centerlines``).
+
+    See :func:`geoseg.shipped.resolve_file`.
+    """
+    return resolve_file(name, "pipeline")
 
 
 def load_pipeline(path: str | os.PathLike[str], overrides: Iterable[str] | Mapping[str, Any] = ()) -> Pipeline:

@@ -41,6 +41,7 @@ class SequenceTrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    description: str = Field("", description="What the config is for (shown by `geoseg pipelines`).")
     seed: int = 0
     frame_size: int = Field(96, ge=32, description="Frame side in pixels (multiple of 8).")
     n_frames: int = Field(8, ge=2)

@@ -112,10 +112,17 @@ def test_unknown_step_error_is_also_a_lookup_error(tmp_path):
 def test_required_parameter_without_value_validates_but_cannot_run(tmp_path):
     text = "schema_version: 1\nparams:\n  model: null\nsteps:\n  - type: mjcr_classify\n    model: ${model}\n"
     pipe = load_pipeline(_yaml(tmp_path, text))
-    assert pipe.unset_params() == ["model"]
+    assert pipe.unset_params() == ["model"] and pipe.required_params() == ["model"]
     with pytest.raises(ConfigError, match="step 1 \\(mjcr_classify\\): field 'model': pipeline parameter model is not set .*--set model=VALUE"):
         pipe.steps
     assert pipe.with_overrides(["model=roads.npz"]).steps[0].model == "roads.npz"
+
+
+def test_unset_optional_parameter_is_not_required(tmp_path):
+    text = "schema_version: 1\nparams:\n  gap: null\nsteps:\n  - type: threshold_mask\n  - type: skeletonize\n  - type: road_network\n  - type: connect_network\n    max_gap_m: ${gap}\n"
+    pipe = load_pipeline(_yaml(tmp_path, text))
+    assert pipe.unset_params() == ["gap"] and pipe.required_params() == []
+    assert pipe.steps[-1].max_gap_m is None  # the step's own default
 
 
 def test_null_parameter_leaves_an_optional_field_at_its_default(tmp_path):

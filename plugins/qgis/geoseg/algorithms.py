@@ -336,9 +336,10 @@ class TrainMjcrAlgorithm(GeosegAlgorithm):
 
 
 class RunPipelineAlgorithm(GeosegAlgorithm):
-    """Any geoseg pipeline (a YAML file) on one scene, with free ``--set`` overrides."""
+    """Any geoseg pipeline (a YAML file or a shipped pipeline's name) on one scene, with free ``--set`` overrides."""
 
     PIPELINE = "PIPELINE"
+    PIPELINE_NAME = "PIPELINE_NAME"
     INPUT = "INPUT"
     OVERRIDES = "OVERRIDES"
     FORMAT = "FORMAT"
@@ -352,9 +353,12 @@ class RunPipelineAlgorithm(GeosegAlgorithm):
 
     def shortHelpString(self) -> str:  # noqa: D102
         return (
-            "Runs a geoseg pipeline (a YAML file, see 'geoseg validate') on a raster and writes its "
-            "outputs into the output folder as <input name>.<format>; every layer written is "
-            "loaded.\n\n"
+            "Runs a geoseg pipeline on a raster and writes its outputs into the output folder as "
+            "<input name>.<format>; every layer written is loaded.\n\n"
+            "The pipeline is a YAML file (see 'geoseg validate'), or the name of a pipeline shipped "
+            "with geoseg: road_centerlines, mask_to_centerlines, deep_road_centerlines, ... "
+            "('geoseg pipelines' lists them; 'geoseg pipelines show NAME' prints one to copy and "
+            "edit). Give one of the two.\n\n"
             "Parameter overrides are NAME=VALUE pairs separated by spaces, as 'geoseg run --set' "
             "takes them: pipeline parameters (max_gap_m=20, model=/path/roads.npz), engine "
             "settings (assume_gsd_m=0.5) or step fields (connect_network.simplify_m=1). Quote "
@@ -366,7 +370,12 @@ class RunPipelineAlgorithm(GeosegAlgorithm):
         self.addParameter(
             QgsProcessingParameterFile(
                 self.PIPELINE, "Pipeline (YAML file)", behavior=QgsProcessingParameterFile.File,
-                fileFilter="geoseg pipeline (*.yaml *.yml)",
+                fileFilter="geoseg pipeline (*.yaml *.yml)", optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                self.PIPELINE_NAME, "…or a pipeline shipped with geoseg, by name (e.g. road_centerlines)", optional=True
             )
         )
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster"))
@@ -378,11 +387,22 @@ class RunPipelineAlgorithm(GeosegAlgorithm):
         self.addParameter(self.overlay_parameter(self.OVERLAY))
         self.addOutput(QgsProcessingOutputMultipleLayers(self.OUTPUT_LAYERS, "Layers written"))
 
+    def pipeline_argument(self, parameters: Dict[str, Any], context: QgsProcessingContext) -> str:
+        """The pipeline file, or the shipped pipeline's name; exactly one must be given."""
+        path = self.parameterAsFile(parameters, self.PIPELINE, context).strip()
+        name = self.parameterAsString(parameters, self.PIPELINE_NAME, context).strip()
+        if bool(path) == bool(name):
+            raise QgsProcessingException(
+                "Give either a pipeline YAML file or the name of a shipped pipeline (e.g. road_centerlines), not "
+                + ("both" if path else "neither")
+            )
+        return path or name
+
     def processAlgorithm(
         self, parameters: Dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
     ) -> Dict[str, Any]:
         """Run the pipeline straight into the output folder and load every layer it wrote."""
-        pipeline = self.parameterAsFile(parameters, self.PIPELINE, context)
+        pipeline = self.pipeline_argument(parameters, context)
         scene, _ = self.scene_file(parameters, self.INPUT, context)
         overrides = self.parse_overrides(self.parameterAsString(parameters, self.OVERRIDES, context))
         fmt = GEOSEG_FORMATS[self.parameterAsEnum(parameters, self.FORMAT, context)]

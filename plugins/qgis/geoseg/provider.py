@@ -42,7 +42,10 @@ class GeosegProvider(QgsProcessingProvider):
             Setting(
                 self.name(),
                 EXECUTABLE_SETTING,
-                "Path to the geoseg executable (of the Python environment where geoseg is installed)",
+                "Path to the geoseg executable of the Python environment (venv) where geoseg is installed, "
+                "e.g. ~/geoseg-env/bin/geoseg after 'python -m venv ~/geoseg-env' and "
+                "'~/geoseg-env/bin/pip install geoseg-VERSION-py3-none-any.whl' "
+                "(Windows: ...\\geoseg-env\\Scripts\\geoseg.exe)",
                 default,
                 valuetype=Setting.FILE,
             )
