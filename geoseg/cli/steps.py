@@ -3,27 +3,62 @@
 from __future__ import annotations
 
 import json
+import types
+import typing
+from typing import Any
 
 import click
-from pydantic_core import PydanticUndefined
 
 from geoseg.pipeline.registry import available_steps
+from geoseg.pipeline.step import Step
 
 
-def _describe(cls: type) -> dict:
+def type_label(annotation: Any) -> str:
+    """A field's type as users read it: ``'mask' | 'probability'``, ``float | None``, ``list[int]``.
+
+    Examples
+    --------
+    >>> type_label(typing.Literal["mask", "probability"])
+    "'mask' | 'probability'"
+    >>> type_label(float | None)
+    'float | None'
+    """
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_label(a) for a in args)
+    if origin is not None:
+        name = getattr(origin, "__name__", str(origin))
+        return f"{name}[{', '.join(type_label(a) for a in args)}]" if args else name
+    if annotation is type(None):
+        return "None"
+    return getattr(annotation, "__name__", str(annotation)).replace("typing.", "")
+
+
+def _takes(cls: type[Step]) -> tuple[list[str], bool]:
+    """The layers a step takes with its default settings, and whether settings change them."""
+    chosen_by_settings = cls.inputs is not Step.inputs
+    if not chosen_by_settings:
+        return list(cls.takes), False
+    return list(cls.model_construct().inputs()), True
+
+
+def _describe(cls: type[Step]) -> dict:
     fields = {}
     for name, info in cls.model_fields.items():
         if name == "name":
             continue
-        default = None if info.default is PydanticUndefined else info.default
+        default = None if info.is_required() else info.get_default(call_default_factory=True)
         fields[name] = {
-            "type": getattr(info.annotation, "__name__", str(info.annotation)).replace("typing.", ""),
+            "type": type_label(info.annotation),
             "default": default,
             "required": info.is_required(),
             "help": info.description or "",
         }
     doc = (cls.__doc__ or "").strip().splitlines()
-    return {"summary": doc[0] if doc else "", "takes": list(cls.takes), "gives": list(cls.gives), "fields": fields}
+    takes, by_settings = _takes(cls)
+    return {"summary": doc[0] if doc else "", "takes": takes, "takes_depends_on_settings": by_settings, "gives": list(cls.gives), "fields": fields}
 
 
 @click.command("steps")
@@ -46,7 +81,10 @@ def command(names: tuple[str, ...], as_json: bool) -> None:
         return
     for name, d in described.items():
         click.echo(f"{name}: {d['summary']}")
-        click.echo(f"  takes: {', '.join(d['takes']) or '-'}   gives: {', '.join(d['gives'])}")
+        takes = ", ".join(d["takes"]) or "-"
+        if d["takes_depends_on_settings"]:
+            takes += " (by default; its settings choose the layer)"
+        click.echo(f"  takes: {takes}   gives: {', '.join(d['gives'])}")
         for fname, f in d["fields"].items():
             default = "required" if f["required"] else f"default {f['default']!r}"
             click.echo(f"    {fname} ({f['type']}, {default}){': ' + f['help'] if f['help'] else ''}")

@@ -94,3 +94,14 @@ def test_steps_lists_parameters_as_json():
     assert described["connect_network"]["fields"]["max_gap_factor"]["default"] == 2.0
     assert described["mjcr_classify"]["fields"]["model"]["required"] is True
     assert described["road_network"]["takes"] == ["centerline"]
+
+
+def test_steps_show_literal_choices_defaults_and_layers_chosen_by_settings():
+    described = json.loads(geoseg("steps", "--json").stdout)
+    voting = described["tensor_voting"]
+    assert voting["fields"]["source"]["type"] == "'mask' | 'probability'"
+    assert voting["takes"] == ["mask"] and voting["takes_depends_on_settings"] is True
+    assert described["graph_cut"]["fields"]["bands"]["default"] == [1, 2, 3]  # from a default factory
+    assert described["tensor_voting"]["fields"]["sigma_m"]["type"] == "float | None"
+    text = geoseg("steps", "tensor_voting").stdout
+    assert "takes: mask (by default; its settings choose the layer)" in text
