@@ -127,6 +127,18 @@ def test_extract_centerlines_from_mask(road_mask: Path, tmp_path: Path) -> None:
     assert node_layer.featureCount() >= 5  # the X junction and four ends
 
 
+def test_extract_centerlines_default_gap_is_the_cli_default(road_mask: Path, tmp_path: Path) -> None:
+    # No MAX_GAP: the plugin passes nothing, so the CLI measures the gap from the road width.
+    result = run("extract_centerlines", {"INPUT": str(road_mask), "OUTPUT": str(tmp_path / "plugin.gpkg")})
+    subprocess.run([geoseg_executable(), "run", "mask_to_centerlines", str(road_mask), "-o", str(tmp_path / "cli"), "--progress", "none"], check=True)
+    plugin_layer = QgsVectorLayer(result["OUTPUT"], "plugin", "ogr")
+    cli_layer = QgsVectorLayer(str(tmp_path / "cli" / "cross.shp"), "cli", "ogr")
+    assert plugin_layer.featureCount() == cli_layer.featureCount() > 0
+    assert total_length(plugin_layer) == pytest.approx(total_length(cli_layer), rel=1e-6)
+    algorithm = QgsApplication.processingRegistry().algorithmById("geoseg:extract_centerlines")
+    assert algorithm.parameterDefinition("MAX_GAP").defaultValue() is None
+
+
 def test_extract_centerlines_writes_the_overlay_png_when_asked(road_mask: Path, tmp_path: Path) -> None:
     if not cli_has("overlay"):
         pytest.skip("`geoseg overlay` is not available in this geoseg yet")

@@ -201,7 +201,10 @@ class ExtractCenterlinesAlgorithm(GeosegAlgorithm):
                 optional=True,
             )
         )
-        max_gap = QgsProcessingParameterDistance(self.MAX_GAP, "Maximum gap to bridge (m)", 15.0, minValue=0.0)
+        max_gap = QgsProcessingParameterDistance(
+            self.MAX_GAP, "Maximum gap to bridge (m; empty: twice the road width measured on the scene, as geoseg's CLI)",
+            None, optional=True, minValue=0.0,
+        )
         max_gap.setDefaultUnit(QgsUnitTypes.DistanceMeters)
         self.addParameter(max_gap)
         self.addParameter(
@@ -221,13 +224,14 @@ class ExtractCenterlinesAlgorithm(GeosegAlgorithm):
         """Run the pipeline into a temporary GeoPackage and copy its layers to the destinations."""
         scene, crs = self.scene_file(parameters, self.INPUT, context)
         model = self.parameterAsFile(parameters, self.MODEL, context)
+        max_gap_given = self.parameterAsString(parameters, self.MAX_GAP, context).strip() != ""
         max_gap = self.parameterAsDouble(parameters, self.MAX_GAP, context)
         edges_destination = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         nodes_destination = self.parameterAsOutputLayer(parameters, self.NODES, context)
         overlay_destination = self.parameterAsFileOutput(parameters, self.OVERLAY, context)
 
         pipeline = "road_centerlines" if model else "mask_to_centerlines"
-        overrides = [f"max_gap_m={max_gap!r}"] + ([f"model={model}"] if model else [])
+        overrides = ([f"max_gap_m={max_gap!r}"] if max_gap_given else []) + ([f"model={model}"] if model else [])
         with work_folder() as folder:
             args = ["run", pipeline, scene, "-o", folder, "--format", "gpkg", "--progress", "json"]
             for override in overrides:
