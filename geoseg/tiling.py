@@ -22,6 +22,7 @@ from scipy.spatial import cKDTree
 from shapely.geometry import LineString, box
 
 from geoseg.errors import ConfigError
+from geoseg.road.network import EDGE_MEANS
 
 __all__ = ["Tile", "tile_grid", "tile_size_for_memory", "parse_memory", "clip_to_core", "stitch_pieces", "canonical", "drop_clip_vertices"]
 
@@ -96,25 +97,26 @@ def tile_grid(height: int, width: int, tile_px: int, halo_px: int) -> list[Tile]
     return tiles
 
 
-def clip_to_core(graph: nx.MultiGraph, tile: Tile) -> list[tuple[LineString, float]]:
+def clip_to_core(graph: nx.MultiGraph, tile: Tile) -> list[tuple[LineString, dict[str, float]]]:
     """Edges of a tile's network (scene pixel space) clipped to the tile's core.
 
-    Returns ``(piece, saliency)`` pairs; an edge leaving and re-entering the core gives
+    Returns ``(piece, means)`` pairs, ``means`` holding the edge's raster means
+    (:data:`geoseg.road.network.EDGE_MEANS`: saliency, confidence); an edge leaving and re-entering the core gives
     several pieces. Core sides lie on pixel edges, where no centerline runs (its vertices
     are pixel centres), so each stretch belongs to exactly one tile; the vertices that
     clipping adds are removed again by :func:`drop_clip_vertices` after stitching.
     """
     core = tile.core_box()
-    pieces: list[tuple[LineString, float]] = []
+    pieces: list[tuple[LineString, dict[str, float]]] = []
     for _, _, data in graph.edges(data=True):
         geom = data["geometry"]
-        saliency = float(data.get("saliency", np.nan))
+        means = {name: float(data[name]) for name in EDGE_MEANS if name in data}
         if core.contains(geom):
-            pieces.append((geom, saliency))
+            pieces.append((geom, means))
             continue
         clipped = shapely.intersection(geom, core)
         parts = shapely.get_parts(shapely.line_merge(clipped)) if not clipped.is_empty else []
-        pieces += [(p, saliency) for p in parts if isinstance(p, LineString) and p.length > 0]
+        pieces += [(p, means) for p in parts if isinstance(p, LineString) and p.length > 0]
     return pieces
 
 
@@ -161,7 +163,7 @@ def canonical(graph: nx.MultiGraph) -> nx.MultiGraph:
     return out
 
 
-def stitch_pieces(pieces: Iterable[tuple[LineString, float]], snap_px: float = 1e-6) -> nx.MultiGraph:
+def stitch_pieces(pieces: Iterable[tuple[LineString, dict[str, float]]], snap_px: float = 1e-6) -> nx.MultiGraph:
     """Road network from line pieces whose end points meet (within ``snap_px``).
 
     End points closer than ``snap_px`` become one node (at their mean); each piece becomes
@@ -183,10 +185,10 @@ def stitch_pieces(pieces: Iterable[tuple[LineString, float]], snap_px: float = 1
     for node in np.unique(node_of):
         x, y = ends[node_of == node].mean(axis=0)
         graph.add_node(int(node), x=float(x), y=float(y))
-    for k, (geom, saliency) in enumerate(items):
+    for k, (geom, means) in enumerate(items):
         u, v = int(node_of[k]), int(node_of[k + n])
         coords = np.asarray(geom.coords)[:, :2].copy()
         coords[0] = (graph.nodes[u]["x"], graph.nodes[u]["y"])
         coords[-1] = (graph.nodes[v]["x"], graph.nodes[v]["y"])
-        graph.add_edge(u, v, geometry=LineString(coords), saliency=saliency)
+        graph.add_edge(u, v, geometry=LineString(coords), **means)
     return graph

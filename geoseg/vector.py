@@ -96,7 +96,8 @@ def network_to_frames(graph: nx.MultiGraph, geo: GeoInfo) -> tuple[gpd.GeoDataFr
     -------
     edges, nodes : geopandas.GeoDataFrame
         ``edges``: one LineString per edge with ``edge_id``, ``node_u``, ``node_v``,
-        ``length_m``, ``degree_u``, ``degree_v``, ``saliency``. ``nodes``: one Point per node
+        ``length_m``, ``degree_u``, ``degree_v``, ``saliency``, ``confidence`` (0-1; NaN when the
+        network has none). ``nodes``: one Point per node
         with ``node_id``, ``degree`` and ``kind`` (``junction``, ``end`` or ``through``).
     """
     crs = geo.crs if geo.georeferenced else None
@@ -109,7 +110,7 @@ def network_to_frames(graph: nx.MultiGraph, geo: GeoInfo) -> tuple[gpd.GeoDataFr
         if node_ids[u] != a:
             geom = shapely.reverse(geom)
         first = shapely.get_coordinates(geom)[0].tolist()
-        edge_rows.append((a, b, first, geom, u if node_ids[u] == a else v, v if node_ids[u] == a else u, data.get("saliency", np.nan)))
+        edge_rows.append((a, b, first, geom, u if node_ids[u] == a else v, v if node_ids[u] == a else u, data.get("saliency", np.nan), data.get("confidence", np.nan)))
     edge_rows.sort(key=lambda r: (r[0], r[1], r[2]))
     geoms = np.array([r[3] for r in edge_rows], dtype=object)
     geoms = _to_crs_coords(geoms, geo) if len(geoms) else geoms
@@ -122,6 +123,7 @@ def network_to_frames(graph: nx.MultiGraph, geo: GeoInfo) -> tuple[gpd.GeoDataFr
             "degree_u": np.array([degree[r[4]] for r in edge_rows], dtype=np.int64),
             "degree_v": np.array([degree[r[5]] for r in edge_rows], dtype=np.int64),
             "saliency": np.round(np.array([r[6] for r in edge_rows], dtype=float), 4),
+            "confidence": np.round(np.array([r[7] for r in edge_rows], dtype=float), 4),
         },
         geometry=gpd.GeoSeries(list(geoms), crs=crs),
         crs=crs,

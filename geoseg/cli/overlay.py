@@ -17,7 +17,8 @@ from geoseg.report import save_overlay
 def command(scene: str, network: str, output: str, max_size: int | None, line_width: int | None, no_legend: bool) -> None:
     """Draw NETWORK (lines, e.g. OUTDIR/<stem>.shp) over SCENE and write a PNG.
 
-    Edges are coloured by their confidence (saliency, red = low, cyan = high, grey = none),
+    Edges are coloured by their confidence (0 = red to 1 = cyan, the same scale for every
+    network; grey = none),
     junctions are white discs and dead ends black squares; a legend is added below.
     NETWORK must be in the CRS of SCENE (geoseg's outputs are); nothing is reprojected.
     Large scenes: give --max-size to read them decimated (overviews are used when present).

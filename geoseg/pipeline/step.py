@@ -46,6 +46,7 @@ LAYER_KINDS: dict[str, str] = {
     "saliency": "raster",
     "orientation": "raster",
     "centerline": "raster",
+    "confidence": "raster",
     "network": "vector",
 }
 

@@ -9,7 +9,7 @@ PosixPath('out/report.html')
 from __future__ import annotations
 
 from geoseg.report.batch import MANIFEST_NAME, REPORT_NAME, ManifestScene, read_manifest, write_report
-from geoseg.report.overlay import read_preview, render_overlay, saliency_range, save_overlay
+from geoseg.report.overlay import confidence_colour, read_preview, render_overlay, save_overlay
 from geoseg.report.stats import NetworkStats, network_stats, read_network
 
 __all__ = [
@@ -17,7 +17,7 @@ __all__ = [
     "render_overlay",
     "save_overlay",
     "read_preview",
-    "saliency_range",
+    "confidence_colour",
     "read_manifest",
     "ManifestScene",
     "MANIFEST_NAME",

@@ -28,7 +28,7 @@ from geoseg.errors import GeosegError, ManifestError, NotGeoreferencedWarning
 from geoseg.evaluate import VECTOR_SUFFIXES, evaluate_files
 from geoseg.raster import read_geoinfo
 from geoseg.report.html import SceneRow, order_rows, render_html
-from geoseg.report.overlay import render_overlay, saliency_range
+from geoseg.report.overlay import render_overlay
 from geoseg.report.stats import match_truth, network_stats, read_network, truth_candidates
 
 __all__ = ["MANIFEST_NAME", "REPORT_NAME", "FILES_DIR", "ManifestScene", "read_manifest", "write_report"]
@@ -243,13 +243,11 @@ def write_report(
     meta, entries = read_manifest(folder)
     truth_files = truth_candidates(truth) if truth is not None else None
     measured = [_measure(entry, folder, truth_files, buffer_m) for entry in entries]
-    saliency = [e["saliency"].to_numpy(dtype=float) for _, e, _ in measured if e is not None and "saliency" in e.columns]
-    value_range = saliency_range(np.concatenate(saliency) if saliency else np.zeros(0))
     for row, edges, scene in measured:
         if scene is None:
             continue
         try:
-            image = render_overlay(scene, edges, max_size=max_size, value_range=value_range, legend=False)
+            image = render_overlay(scene, edges, max_size=max_size, legend=False)
         except GeosegError as exc:
             row.warnings.append(f"no overlay: {exc}")
             continue
@@ -271,7 +269,7 @@ def write_report(
         details.append(("truth", f"{truth} (buffer {buffer_m:g} m)"))
     details.append(("written", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")))
     page = render_html(rows, title=f"geoseg report: {folder.resolve().name}", details=details,
-                       value_range=value_range, with_truth=truth is not None)
+                       with_truth=truth is not None)
     with atomic_path(folder / REPORT_NAME) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return folder / REPORT_NAME

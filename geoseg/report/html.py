@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 
 from geoseg.evaluate import Evaluation
-from geoseg.report.overlay import NO_SALIENCY_COLOUR, RAMP
+from geoseg.report.overlay import NO_CONFIDENCE_COLOUR, RAMP
 from geoseg.report.stats import NetworkStats
 
 __all__ = ["SceneRow", "render_html", "order_rows"]
@@ -103,7 +103,7 @@ td img{width:96px;height:auto;display:block}
 .card img.zoom{position:fixed;inset:2vh 2vw;width:96vw;height:96vh;object-fit:contain;background:rgba(0,0,0,.85);z-index:9;cursor:zoom-out}
 .card dl{display:grid;grid-template-columns:auto 1fr;gap:2px 12px;margin:8px 0 0}.card dt{color:#666}.card dd{margin:0}
 .card ul{margin:6px 0 0;padding-left:18px;color:#8a5a00;font-size:12px}.error{color:#b00020;white-space:pre-wrap}
-""" % (str(NO_SALIENCY_COLOUR),)
+""" % (str(NO_CONFIDENCE_COLOUR),)
 
 _JS = """
 document.querySelectorAll("table.sortable th").forEach(function (th, col) {
@@ -147,7 +147,7 @@ def _cell(value: str, text: str, cls: str = "") -> str:
 def _columns(with_truth: bool) -> list[tuple[str, str, str]]:
     cols = [("scene", "text", "Scene"), ("overlay", "text", "Overlay"), ("status", "text", "Status"),
             ("road_km", "number", "Road km"), ("edges", "number", "Edges"), ("junctions", "number", "Junctions"),
-            ("dead_ends", "number", "Dead ends"), ("saliency", "number", "Mean conf."), ("seconds", "number", "Seconds")]
+            ("dead_ends", "number", "Dead ends"), ("confidence", "number", "Mean conf."), ("seconds", "number", "Seconds")]
     if with_truth:
         cols += [("completeness", "number", "Completeness"), ("correctness", "number", "Correctness"),
                  ("quality", "number", "Quality"), ("apls", "number", "APLS")]
@@ -166,7 +166,7 @@ def _row_cells(row: SceneRow, with_truth: bool) -> list[str]:
         _cell(*_num(s.edges if s else None, "d")),
         _cell(*_num(s.junctions if s else None, "d")),
         _cell(*_num(s.dead_ends if s else None, "d")),
-        _cell(*_num(s.mean_saliency if s else None, ".3g")),
+        _cell(*_num(s.mean_confidence if s else None, ".2f")),
         _cell(*_num(row.seconds, ".2f")),
     ]
     if with_truth:
@@ -208,7 +208,6 @@ def render_html(
     *,
     title: str,
     details: list[tuple[str, str]],
-    value_range: tuple[float, float],
     with_truth: bool,
 ) -> str:
     """The report page.
@@ -221,8 +220,6 @@ def render_html(
         Page title.
     details : list of (str, str)
         Label/value pairs shown under the title (pipeline, output folder, truth, ...).
-    value_range : tuple of float
-        Saliency at the two ends of the colour ramp (the same for every overlay).
     with_truth : bool
         Show the completeness / correctness / quality / APLS columns.
 
@@ -236,8 +233,8 @@ def render_html(
     head = "".join(f'<th class="{kind}" data-type="{kind}" data-key="{key}">{label}</th>' for key, kind, label in _columns(with_truth))
     body = "".join(f'<tr class="{row.status}" data-scene="{_esc(row.name)}">' + "".join(_row_cells(row, with_truth)) + "</tr>" for row in rows)
     legend = (
-        f'<div class="legend"><span>edge confidence (saliency) {value_range[0]:.3g}'
-        f'<span class="ramp" style="background:linear-gradient(to right, {stops})"></span>{value_range[1]:.3g}</span>'
+        f'<div class="legend"><span>edge confidence 0'
+        f'<span class="ramp" style="background:linear-gradient(to right, {stops})"></span>1</span>'
         '<span><span class="sw na"></span>no confidence value</span>'
         '<span><span class="sw jn"></span>junction (degree &ge; 3)</span>'
         '<span><span class="sw de"></span>dead end (degree 1)</span>'

@@ -7,8 +7,10 @@ scene CRS to pixels by the scene's inverse affine transform (pixel centres at +0
 ``docs/CONVENTIONS.md``); nothing is reprojected, and a network in another CRS than its scene
 is refused.
 
-Edges are coloured by their ``saliency`` (mean confidence along the edge) on a red → yellow
-→ cyan ramp over a dark halo; edges without saliency (e.g. bridged gaps) are light grey.
+Edges are coloured by their ``confidence`` (0-1, the same scale for every scene and batch:
+see :class:`geoseg.steps.NonMaxSuppression`) on a red → yellow → cyan ramp over a dark halo;
+edges without a confidence (networks written by geoseg before it had one, thinning pipelines)
+are light grey.
 Junctions (degree >= 3) are white discs, dead ends (degree 1) black squares with a white rim.
 """
 
@@ -17,7 +19,6 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,21 +42,20 @@ __all__ = [
     "read_preview",
     "render_overlay",
     "save_overlay",
-    "saliency_range",
-    "saliency_colour",
+    "confidence_colour",
     "RAMP",
-    "NO_SALIENCY_COLOUR",
+    "NO_CONFIDENCE_COLOUR",
 ]
 
-#: Colour ramp for saliency, low to high: (position in [0, 1], RGB).
+#: Colour ramp for the edge confidence, 0 to 1: (confidence, RGB).
 RAMP: tuple[tuple[float, tuple[int, int, int]], ...] = (
     (0.0, (230, 30, 40)),
     (0.35, (255, 150, 30)),
     (0.65, (255, 240, 60)),
     (1.0, (40, 230, 255)),
 )
-#: Colour of edges without a saliency value.
-NO_SALIENCY_COLOUR = (205, 205, 205)
+#: Colour of edges without a confidence value.
+NO_CONFIDENCE_COLOUR = (205, 205, 205)
 _HALO = (0, 0, 0)
 _JUNCTION = (255, 255, 255)
 _DEAD_END = (0, 0, 0)
@@ -142,25 +142,17 @@ def read_preview(scene: str | os.PathLike[str], *, max_size: int | None = None) 
     return ScenePreview(rgb=rgb, geo=geo, scale=(cols / geo.width, rows / geo.height))
 
 
-def saliency_range(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
-    """The saliency range a colour ramp spans: [0, 1] when every value lies in it, else min-max.
+def confidence_colour(value: float) -> tuple[int, int, int]:
+    """The ramp colour of a confidence in [0, 1] (clipped); :data:`NO_CONFIDENCE_COLOUR` for NaN.
 
-    Returns ``(0.0, 1.0)`` when there is no finite value.
+    Examples
+    --------
+    >>> confidence_colour(0.0), confidence_colour(1.0), confidence_colour(float("nan"))
+    ((230, 30, 40), (40, 230, 255), (205, 205, 205))
     """
-    finite = np.asarray(values, dtype=float)
-    finite = finite[np.isfinite(finite)]
-    if finite.size == 0 or (finite.min() >= 0.0 and finite.max() <= 1.0):
-        return 0.0, 1.0
-    lo, hi = float(finite.min()), float(finite.max())
-    return (lo, hi) if hi > lo else (lo, lo + 1.0)
-
-
-def saliency_colour(value: float, value_range: tuple[float, float]) -> tuple[int, int, int]:
-    """The ramp colour of ``value`` within ``value_range``; :data:`NO_SALIENCY_COLOUR` for NaN."""
     if not math.isfinite(value):
-        return NO_SALIENCY_COLOUR
-    lo, hi = value_range
-    t = min(1.0, max(0.0, (value - lo) / (hi - lo)))
+        return NO_CONFIDENCE_COLOUR
+    t = min(1.0, max(0.0, value))
     for (t0, c0), (t1, c1) in zip(RAMP, RAMP[1:]):
         if t <= t1:
             f = (t - t0) / (t1 - t0)
@@ -202,8 +194,8 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)
 
 
-def _draw_legend(width: int, value_range: tuple[float, float], marker: int) -> Image.Image:
-    """A strip ``width`` pixels wide: the saliency colour bar, the no-saliency swatch, the node markers."""
+def _draw_legend(width: int, marker: int) -> Image.Image:
+    """A strip ``width`` pixels wide: the confidence colour bar, the no-confidence swatch, the node markers."""
     font = _font(12)
     pad, bar_w, row_h = 10, 120, 26
     label_w = round(font.getlength("confidence")) + 6
@@ -222,14 +214,13 @@ def _draw_legend(width: int, value_range: tuple[float, float], marker: int) -> I
         if kind == "bar":
             draw.text((x, mid), "confidence", fill=(30, 30, 30), font=font, anchor="lm")
             x0 = x + label_w
-            lo, hi = value_range
             for i in range(bar_w):
-                draw.line([(x0 + i, mid - 5), (x0 + i, mid + 5)], fill=saliency_colour(lo + (hi - lo) * i / (bar_w - 1), value_range))
-            draw.text((x0, mid + 6), f"{lo:.3g}", fill=(30, 30, 30), font=_font(9), anchor="lt")
-            draw.text((x0 + bar_w, mid + 6), f"{hi:.3g}", fill=(30, 30, 30), font=_font(9), anchor="rt")
+                draw.line([(x0 + i, mid - 5), (x0 + i, mid + 5)], fill=confidence_colour(i / (bar_w - 1)))
+            draw.text((x0, mid + 6), "0", fill=(30, 30, 30), font=_font(9), anchor="lt")
+            draw.text((x0 + bar_w, mid + 6), "1", fill=(30, 30, 30), font=_font(9), anchor="rt")
         elif kind == "n/a":
             draw.line([(x, mid), (x + 22, mid)], fill=_HALO, width=6)
-            draw.line([(x, mid), (x + 22, mid)], fill=NO_SALIENCY_COLOUR, width=4)
+            draw.line([(x, mid), (x + 22, mid)], fill=NO_CONFIDENCE_COLOUR, width=4)
             draw.text((x + 28, mid), "n/a", fill=(30, 30, 30), font=font, anchor="lm")
         else:
             _draw_node(draw, x + 8, mid, marker, junction=kind == "junction")
@@ -250,7 +241,6 @@ def render_overlay(
     network: str | os.PathLike[str] | gpd.GeoDataFrame | None,
     *,
     max_size: int | None = None,
-    value_range: tuple[float, float] | None = None,
     line_width: int | None = None,
     legend: bool = True,
 ) -> Image.Image:
@@ -262,13 +252,10 @@ def render_overlay(
         The scene raster (GeoTIFF, PNG, ...).
     network : path-like, GeoDataFrame or None
         The network's lines in the scene's CRS (a GeoPackage's ``edges`` layer); edges
-        coloured by their ``saliency`` column when present. ``None`` draws the scene alone.
+        coloured by their ``confidence`` column (0-1) when present. ``None`` draws the scene alone.
     max_size : int, optional
         Longest side of the drawn scene in pixels; the scene is read decimated to it (never
         enlarged). Full resolution when not given.
-    value_range : tuple of float, optional
-        Saliency values at the two ends of the colour ramp (default :func:`saliency_range`
-        of this network's values); give one range to compare several overlays.
     line_width : int, optional
         Width of the coloured lines in pixels (default from the image size: 3 at 512 px, 2 to 6).
     legend : bool
@@ -297,15 +284,13 @@ def render_overlay(
     rows, cols = preview.rgb.shape[:2]
     width = line_width if line_width is not None else int(np.clip(round(max(rows, cols) / 170), 2, 6))
     marker = width + 2
-    saliency = np.zeros(0)
     if edges is not None:
         _check_crs(edges, preview.geo, str(scene), network_name)
-        saliency = edges["saliency"].to_numpy(dtype=float) if "saliency" in edges.columns else np.full(len(edges), np.nan)
-        value_range = value_range or saliency_range(saliency)
-        _draw_network(image, edges, saliency, preview, value_range, width, marker)
+        confidence = edges["confidence"].to_numpy(dtype=float) if "confidence" in edges.columns else np.full(len(edges), np.nan)
+        _draw_network(image, edges, confidence, preview, width, marker)
     if not legend:
         return image
-    strip = _draw_legend(cols, value_range or saliency_range(saliency), marker)
+    strip = _draw_legend(cols, marker)
     framed = Image.new("RGB", (cols, rows + strip.height))
     framed.paste(image, (0, 0))
     framed.paste(strip, (0, rows))
@@ -315,9 +300,8 @@ def render_overlay(
 def _draw_network(
     image: Image.Image,
     edges: gpd.GeoDataFrame,
-    saliency: np.ndarray,
+    confidence: np.ndarray,
     preview: ScenePreview,
-    value_range: tuple[float, float],
     width: int,
     marker: int,
 ) -> None:
@@ -331,12 +315,12 @@ def _draw_network(
 
     draw = ImageDraw.Draw(image)
     paths: list[tuple[list[tuple[float, float]], tuple[int, int, int]]] = []
-    order = np.argsort(np.nan_to_num(saliency, nan=-np.inf), kind="stable")  # confident edges on top
+    order = np.argsort(np.nan_to_num(confidence, nan=-np.inf), kind="stable")  # confident edges on top
     for i in order:
         geom = edges.geometry.iloc[i]
         if geom is None or geom.is_empty:
             continue
-        colour = saliency_colour(float(saliency[i]), value_range)
+        colour = confidence_colour(float(confidence[i]))
         for part in shapely.get_parts(geom):
             xy = to_image(shapely.get_coordinates(part))
             paths.append(([tuple(p) for p in xy.tolist()], colour))
@@ -366,7 +350,7 @@ def save_overlay(
     path : path-like
         The PNG to write (its folder is created if needed).
     **options
-        Keyword options of :func:`render_overlay` (``max_size``, ``value_range``,
+        Keyword options of :func:`render_overlay` (``max_size``,
         ``line_width``, ``legend``).
 
     Returns

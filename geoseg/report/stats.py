@@ -52,15 +52,15 @@ class NetworkStats:
         Nodes of degree 3 or more.
     dead_ends : int
         Nodes of degree 1.
-    mean_saliency : float
-        Length-weighted mean of the edges' ``saliency`` (NaN when there is none).
+    mean_confidence : float
+        Length-weighted mean of the edges' ``confidence`` (0-1; NaN when there is none).
     """
 
     road_km: float
     edges: int
     junctions: int
     dead_ends: int
-    mean_saliency: float
+    mean_confidence: float
 
 
 def read_network(path: str | os.PathLike[str]) -> gpd.GeoDataFrame:
@@ -127,15 +127,15 @@ def network_stats(edges: gpd.GeoDataFrame) -> NetworkStats:
         lengths = edges.geometry.to_crs(edges.estimate_utm_crs()).length.to_numpy()
     else:
         lengths = np.full(len(edges), np.nan)
-    saliency = edges["saliency"].to_numpy(dtype=float) if "saliency" in edges.columns else np.full(len(edges), np.nan)
-    known = np.isfinite(saliency) & np.isfinite(lengths) & (lengths > 0)
-    mean_saliency = float(np.average(saliency[known], weights=lengths[known])) if known.any() else math.nan
+    confidence = edges["confidence"].to_numpy(dtype=float) if "confidence" in edges.columns else np.full(len(edges), np.nan)
+    known = np.isfinite(confidence) & np.isfinite(lengths) & (lengths > 0)
+    mean_confidence = float(np.average(confidence[known], weights=lengths[known])) if known.any() else math.nan
     return NetworkStats(
         road_km=float(np.sum(lengths)) / 1000.0 if len(edges) else 0.0,
         edges=len(edges),
         junctions=int(np.sum(degree >= 3)),
         dead_ends=int(np.sum(degree == 1)),
-        mean_saliency=mean_saliency,
+        mean_confidence=mean_confidence,
     )
 
 

@@ -40,7 +40,7 @@ from shapely.geometry import LineString, Point
 from shapely.ops import substring
 
 from geoseg.errors import ConfigError
-from geoseg.road.network import dissolve_degree2, lines_to_graph, node_xy, oriented_coords, simplify_graph
+from geoseg.road.network import EDGE_MEANS, dissolve_degree2, lines_to_graph, node_xy, oriented_coords, simplify_graph
 
 __all__ = [
     "fit_end_direction",
@@ -408,11 +408,13 @@ def connect_gaps(
     Returns
     -------
     networkx.MultiGraph
-        A copy with the new connections (new edges have no ``saliency``).
+        A copy with the new connections. New edges have no ``saliency``; when the network
+        carries a ``confidence``, theirs is 0 (no evidence in the image along a bridge).
     """
     _check_positive(max_gap_px=max_gap_px, max_angle_deg=max_angle_deg)
     fit_len = max_gap_px if fit_length_px is None else fit_length_px
     H = G.copy()
+    bridge = {"confidence": 0.0} if any("confidence" in d for _, _, d in G.edges(data=True)) else {}
     ends = _dangling(H, fit_len)
     keys = list(ends)
     used: set[object] = set()
@@ -442,7 +444,7 @@ def connect_gaps(
             if a in used or b in used:
                 continue
             used.update((a, b))
-            H.add_edge(a, b, geometry=LineString([ends[a][0], ends[b][0]]))
+            H.add_edge(a, b, geometry=LineString([ends[a][0], ends[b][0]]), **bridge)
 
     # 2. end to edge
     for n in keys:
@@ -483,7 +485,7 @@ def connect_gaps(
         else:
             target = _split_edge(H, u, v, k, at)
         used.add(n)
-        H.add_edge(n, target, geometry=LineString([p, node_xy(H, target)]))
+        H.add_edge(n, target, geometry=LineString([p, node_xy(H, target)]), **bridge)
 
     # 3. border
     if shape is not None:
@@ -640,7 +642,7 @@ def node_crossings(G: nx.MultiGraph) -> nx.MultiGraph:
     Two roads that cross in the network must meet at a node; the clean-up steps can leave a
     straight edge running through a junction or across another edge (noisy masks). The
     lines are noded (:func:`geoseg.road.network.lines_to_graph`) and each new edge keeps the
-    ``saliency`` of the edge it came from. A graph without such crossings is returned as is.
+    ``saliency`` and ``confidence`` of the edge it came from. A graph without such crossings is returned as is.
 
     Parameters
     ----------
@@ -671,5 +673,6 @@ def node_crossings(G: nx.MultiGraph) -> nx.MultiGraph:
     for _, _, data in H.edges(data=True):
         mid = shapely.line_interpolate_point(data["geometry"], 0.5, normalized=True)
         source = int(np.argmin(shapely.distance(geoms, mid)))
-        data["saliency"] = edges[source][2].get("saliency", np.nan)
+        for name in EDGE_MEANS:
+            data[name] = edges[source][2].get(name, np.nan)
     return H

@@ -11,10 +11,11 @@ not available to us; the conversion here is the standard skeleton-graph reading:
 * pixels with one neighbour are end nodes; one edge per pixel path between nodes, a closed
   ring without nodes becomes a self-loop, an isolated pixel is dropped;
 * edges carry a shapely ``LineString`` in pixel space (``x = col + 0.5``, ``y = row + 0.5``)
-  whose end points are the node coordinates, and the mean of an optional saliency raster.
+  whose end points are the node coordinates, and the means of optional saliency and
+  confidence rasters.
 
 Graphs follow ``docs/CONVENTIONS.md``: an ``networkx.MultiGraph`` with node attributes ``x``,
-``y`` and edge attributes ``geometry`` and optional ``saliency``.
+``y`` and edge attributes ``geometry`` and optional ``saliency`` and ``confidence``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from skimage.draw import line as draw_line
 from geoseg.errors import InputMismatchError
 
 __all__ = [
+    "EDGE_MEANS",
     "skeleton_to_graph",
     "simplify_graph",
     "dissolve_degree2",
@@ -45,6 +47,10 @@ __all__ = [
     "edge_lengths",
     "node_xy",
 ]
+
+#: Edge attributes that are means of a raster along the edge (kept as length-weighted means
+#: when edges are merged).
+EDGE_MEANS = ("saliency", "confidence")
 
 _OFFSETS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
 
@@ -65,7 +71,7 @@ def _neighbour_table(skel: NDArray[np.bool_]) -> tuple[NDArray[np.intp], NDArray
 
 
 def skeleton_to_graph(
-    skel: ArrayLike, *, saliency: ArrayLike | None = None
+    skel: ArrayLike, *, saliency: ArrayLike | None = None, confidence: ArrayLike | None = None
 ) -> nx.MultiGraph:
     """Convert a 1-pixel, 8-connected centerline raster into a road network graph.
 
@@ -78,6 +84,8 @@ def skeleton_to_graph(
     saliency : array_like of float, shape (rows, cols), optional
         When given, each edge gets ``saliency`` = the mean of this raster over its pixels
         (both node pixels included).
+    confidence : array_like of float, shape (rows, cols), optional
+        The same for ``confidence`` (a 0-1 raster, e.g. the non-maximum suppression's).
 
     Returns
     -------
@@ -100,11 +108,12 @@ def skeleton_to_graph(
     sk = np.asarray(skel).astype(bool)
     if sk.ndim != 2:
         raise InputMismatchError(f"expected a 2-D skeleton, got shape {sk.shape}")
-    sal = None
-    if saliency is not None:
-        sal = np.asarray(saliency, dtype=np.float64)
-        if sal.shape != sk.shape:
-            raise InputMismatchError(f"saliency shape {sal.shape} != skeleton shape {sk.shape}")
+    rasters: dict[str, np.ndarray] = {}  # edge attribute -> raster averaged along the edge
+    for name, raster in (("saliency", saliency), ("confidence", confidence)):
+        if raster is not None:
+            rasters[name] = np.asarray(raster, dtype=np.float64)
+            if rasters[name].shape != sk.shape:
+                raise InputMismatchError(f"{name} shape {rasters[name].shape} != skeleton shape {sk.shape}")
 
     count = ndi.convolve(sk.astype(np.uint8), np.ones((3, 3), np.uint8), mode="constant") - 1
     count = np.where(sk, count, 0)
@@ -142,9 +151,9 @@ def skeleton_to_graph(
     def add_edge(u: int, v: int, path: list[int], first: int, last: int) -> None:
         pts = [tuple(xy[u])] + [tuple(pix_xy[p]) for p in path] + [tuple(xy[v])]
         attrs: dict[str, object] = {"geometry": LineString(pts)}
-        if sal is not None:
-            pix = [first, *path, last]
-            attrs["saliency"] = float(sal[coords[pix, 0], coords[pix, 1]].mean())
+        pix = [first, *path, last]
+        for name, raster in rasters.items():
+            attrs[name] = float(raster[coords[pix, 0], coords[pix, 1]].mean())
         G.add_edge(u, v, **attrs)
 
     for start in node_pix.tolist():
@@ -200,8 +209,8 @@ def skeleton_to_graph(
         G.add_node(n, x=float(x0), y=float(y0))
         pts = [tuple(pix_xy[p]) for p in path] + [(x0, y0)]
         attrs = {"geometry": LineString(pts)}
-        if sal is not None:
-            attrs["saliency"] = float(sal[coords[path, 0], coords[path, 1]].mean())
+        for name, raster in rasters.items():
+            attrs[name] = float(raster[coords[path, 0], coords[path, 1]].mean())
         G.add_edge(n, n, **attrs)
     G.remove_nodes_from([n for n in list(G.nodes) if G.degree(n) == 0])
     return G
@@ -267,7 +276,7 @@ def dissolve_degree2(G: nx.MultiGraph) -> nx.MultiGraph:
     -------
     networkx.MultiGraph
         A copy without degree-2 nodes except the anchor node of a self-loop ring. The merged
-        edge's ``saliency`` (when both parts have one) is the length-weighted mean.
+        edge's ``saliency`` and ``confidence`` (when both parts have one) are length-weighted means.
     """
     H = G.copy()
     for n in list(H.nodes):
@@ -278,14 +287,10 @@ def dissolve_degree2(G: nx.MultiGraph) -> nx.MultiGraph:
         cb = oriented_coords(H, n, b, kb)  # n -> b
         da, db = H.edges[a, n, ka], H.edges[n, b, kb]
         attrs: dict[str, object] = {"geometry": LineString(np.vstack([ca, cb[1:]]))}
-        if "saliency" in da and "saliency" in db:
-            la, lb = da["geometry"].length, db["geometry"].length
-            w = la + lb
-            attrs["saliency"] = (
-                (da["saliency"] * la + db["saliency"] * lb) / w
-                if w > 0
-                else (da["saliency"] + db["saliency"]) / 2
-            )
+        la, lb = da["geometry"].length, db["geometry"].length
+        for name in EDGE_MEANS:
+            if name in da and name in db:
+                attrs[name] = (da[name] * la + db[name] * lb) / (la + lb) if la + lb > 0 else (da[name] + db[name]) / 2
         H.remove_node(n)
         H.add_edge(a, b, **attrs)
     return H

@@ -83,12 +83,14 @@ HYSTERESIS_REACH_M = 10.0
 class NonMaxSuppression(Step):
     """Thin, smooth 1-px centerlines: saliency maxima across the road, with hysteresis.
 
-    Thresholds are fractions of a robust maximum of the saliency over the whole scene.
+    Thresholds are fractions of a robust maximum of the saliency over the whole scene. Also
+    gives ``confidence``: the saliency as that fraction, clipped to [0, 1] (the network's edges
+    carry its mean; the seed threshold is 0.1 and the continuation threshold 0.05 on this scale).
     """
 
     type_name = "non_max_suppression"
     takes = ("saliency", "orientation")
-    gives = ("centerline",)
+    gives = ("centerline", "confidence")
     stats_inputs = ("saliency", "orientation")
     bytes_per_pixel = 160  # float64 interpolation temporaries
 
@@ -115,9 +117,11 @@ class NonMaxSuppression(Step):
     def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         """Suppress non-maxima; pixels without data are never centerline."""
         scale = self.fitted("scale")
+        saliency = layers["saliency"]
         if scale <= 0:
-            return {"centerline": np.zeros(layers["saliency"].shape, dtype=bool)}
+            return {"centerline": np.zeros(saliency.shape, dtype=bool), "confidence": np.zeros(saliency.shape, dtype=np.float32)}
         thin = non_max_suppression(
-            layers["saliency"], layers["orientation"], threshold=self.threshold * scale, low_threshold=self.low_threshold * scale, relative=False
+            saliency, layers["orientation"], threshold=self.threshold * scale, low_threshold=self.low_threshold * scale, relative=False
         )
-        return {"centerline": thin & ctx.valid}
+        confidence = np.clip(saliency / np.float32(scale), 0.0, 1.0).astype(np.float32)
+        return {"centerline": thin & ctx.valid, "confidence": confidence}

@@ -19,14 +19,16 @@ __all__ = ["RoadNetwork", "ConnectNetwork"]
 class RoadNetwork(Step):
     """Topological road network from a thin centerline raster (nodes at junctions and ends).
 
-    Each edge's ``saliency`` is the mean confidence along it: the tensor-voting saliency
-    when the pipeline has it, else the road probability.
+    Each edge's ``saliency`` is the mean of the tensor-voting saliency along it when the
+    pipeline has it, else of the road probability; its ``confidence`` (0-1, the same scale
+    for every scene) is the mean of the non-maximum suppression's confidence, else of the
+    road probability.
     """
 
     type_name = "road_network"
     takes = ("centerline",)
     gives = ("network",)
-    uses_if_present = ("saliency", "probability")
+    uses_if_present = ("saliency", "confidence", "probability")
     vectorizer = True
 
     simplify_m: float = Field(0.5, ge=0, description="Douglas-Peucker tolerance in metres (0 keeps every pixel vertex)")
@@ -37,8 +39,9 @@ class RoadNetwork(Step):
 
     def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         """Trace the centerline pixels into edges between junction and end nodes."""
-        confidence = layers.get("saliency", layers.get("probability"))
-        return {"network": skeleton_to_graph(layers["centerline"], saliency=confidence)}
+        saliency = layers.get("saliency", layers.get("probability"))
+        confidence = layers.get("confidence", layers.get("probability"))
+        return {"network": skeleton_to_graph(layers["centerline"], saliency=saliency, confidence=confidence)}
 
     def finalize(self, network: Any, ctx: StepContext) -> Any:
         """Merge edges through degree-2 nodes and simplify (once, on the stitched network)."""

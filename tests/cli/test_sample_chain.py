@@ -69,7 +69,8 @@ def test_full_chain_cli_writes_a_clean_network_in_the_scene_crs(tmp_path):
     assert res.returncode == 0, res.stderr
     lines = gpd.read_file(tmp_path / "scene_a.shp")
     assert CRS.from_user_input(lines.crs) == CRS.from_epsg(32633)
-    assert {"length_m", "degree_u", "degree_v", "saliency", "node_u", "node_v"} <= set(lines.columns)
+    assert {"length_m", "degree_u", "degree_v", "saliency", "confidence", "node_u", "node_v"} <= set(lines.columns)
+    assert lines["confidence"].notna().all() and lines["confidence"].between(0, 1).all()  # one scale, every edge
     nodes = gpd.read_file(tmp_path / "scene_a_nodes.shp")
     assert (nodes["degree"] >= 3).sum() >= 2  # the X-crossing and the T-junctions
     scores = json.loads(cli("eval", tmp_path / "scene_a.shp", "sample_data/scene_a_centerlines.geojson", "--buffer-m", "1.5", "--json").stdout)

@@ -25,13 +25,13 @@ def pixel_to_crs(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return [TRANSFORM @ p for p in points]
 
 
-def plus_network(size: int, saliency: tuple[float, float, float, float] = (0.1, 0.5, 0.9, float("nan"))) -> gpd.GeoDataFrame:
+def plus_network(size: int, confidence: tuple[float, float, float, float] = (0.1, 0.5, 0.9, float("nan"))) -> gpd.GeoDataFrame:
     """Four edges from the centre of a ``size`` px square to points 10 px inside its borders."""
     c, lo, hi = size / 2, 10.5, size - 10.5
     arms = [[(c, c), (lo, c)], [(c, c), (hi, c)], [(c, c), (c, lo)], [(c, c), (c, hi)]]
     lines = [shapely.LineString(pixel_to_crs(arm)) for arm in arms]
     return gpd.GeoDataFrame(
-        {"length_m": [shapely.length(g) for g in lines], "saliency": list(saliency)},
+        {"length_m": [shapely.length(g) for g in lines], "confidence": list(confidence)},
         geometry=lines,
         crs=f"EPSG:{EPSG}",
     )

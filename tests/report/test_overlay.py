@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from geoseg.errors import InputMismatchError
 from geoseg.report import network_stats, render_overlay, save_overlay
-from geoseg.report.overlay import saliency_colour
+from geoseg.report.overlay import confidence_colour
 from tests.conftest import write_tif
 from tests.report.conftest import EPSG, GREY, TRANSFORM, grey_scene, plus_network
 
@@ -53,21 +53,25 @@ def test_overlay_is_drawn_on_the_lines_and_nowhere_else(tmp_path: Path) -> None:
     assert drawn[lines & ~near_node].all()
 
 
-def test_edges_are_coloured_by_saliency_and_nodes_marked(tmp_path: Path) -> None:
+def test_edges_are_coloured_by_confidence_on_a_fixed_scale_and_nodes_marked(tmp_path: Path) -> None:
     scene = grey_scene(tmp_path / "grey.tif", SIZE)
-    network = plus_network(SIZE, saliency=(0.1, 0.5, 0.9, float("nan")))
+    network = plus_network(SIZE, confidence=(0.1, 0.5, 0.9, float("nan")))
     image = np.asarray(render_overlay(scene, network, line_width=WIDTH, legend=False))
     c = SIZE // 2
     # Middle of each arm (pixel centres on the line): left, right, up, down.
-    assert tuple(image[c, 30]) == saliency_colour(0.1, (0.0, 1.0))
-    assert tuple(image[c, 90]) == saliency_colour(0.5, (0.0, 1.0))
-    assert tuple(image[30, c]) == saliency_colour(0.9, (0.0, 1.0))
-    assert tuple(image[90, c]) == (205, 205, 205)  # no saliency: grey
-    assert saliency_colour(0.1, (0.0, 1.0)) != saliency_colour(0.9, (0.0, 1.0))
+    assert tuple(image[c, 30]) == confidence_colour(0.1)
+    assert tuple(image[c, 90]) == confidence_colour(0.5)
+    assert tuple(image[30, c]) == confidence_colour(0.9)
+    assert tuple(image[90, c]) == (205, 205, 205)  # no confidence: grey
+    assert confidence_colour(0.1) != confidence_colour(0.9)
     assert tuple(image[c, c]) == (255, 255, 255)  # junction: white disc
     assert tuple(image[c, 10]) == (0, 0, 0)  # dead end: black square
     stats = network_stats(network)
     assert (stats.junctions, stats.dead_ends, stats.edges) == (1, 4, 4)
+    assert stats.mean_confidence == pytest.approx(0.5)  # equal arm lengths; NaN ignored
+    # the scale is fixed: the same confidence has the same colour in a network of weak edges
+    weak = np.asarray(render_overlay(scene, plus_network(SIZE, confidence=(0.1, 0.1, 0.2, 0.2)), line_width=WIDTH, legend=False))
+    assert tuple(weak[c, 30]) == confidence_colour(0.1) and tuple(weak[30, c]) == confidence_colour(0.2)
     assert stats.road_km == pytest.approx(4 * 49.5 * 0.5 / 1000)
 
 

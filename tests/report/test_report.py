@@ -18,7 +18,7 @@ from PIL import Image
 from geoseg.cli.main import cli
 from geoseg.errors import ConfigError, ManifestError
 from geoseg.report import write_report
-from geoseg.report.overlay import saliency_colour
+from geoseg.report.overlay import confidence_colour
 from tests.report.conftest import plus_network, write_manifest
 
 GEOSEG = ["geoseg"] if shutil.which("geoseg") else [sys.executable, "-m", "geoseg.cli"]
@@ -165,5 +165,5 @@ def test_report_renders_in_headless_chromium(batch: dict[str, Path], tmp_path: P
     )
     pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
     for value in (0.1, 0.9):  # the red and the cyan arms of the synthetic networks
-        colour = saliency_colour(value, (0.0, 1.0))
+        colour = confidence_colour(value)
         assert np.any(np.abs(pixels - colour).sum(axis=1) < 30), f"no pixel of colour {colour} in the screenshot"
