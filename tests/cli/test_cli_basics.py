@@ -105,3 +105,11 @@ def test_steps_show_literal_choices_defaults_and_layers_chosen_by_settings():
     assert described["tensor_voting"]["fields"]["sigma_m"]["type"] == "float | None"
     text = geoseg("steps", "tensor_voting").stdout
     assert "takes: mask (by default; its settings choose the layer)" in text
+
+
+def test_validate_asks_only_for_required_parameters():
+    res = geoseg("validate", "road_centerlines")
+    assert res.returncode == 0, res.stderr
+    assert "parameter 'model' is required: pass --set model=VALUE" in res.stdout
+    assert "--set max_gap_m=VALUE when running" not in res.stdout and "--set sigma_m=VALUE when running" not in res.stdout
+    assert "parameter 'max_gap_m' is unset: its steps use their own default" in res.stdout
