@@ -7,8 +7,11 @@ member ``__geoseg_header__``: a uint8 array holding the UTF-8 JSON text::
     {"format": "geoseg-model", "format_version": 1, "geoseg_version": "...",
      "kind": "<model kind>", "metadata": {...}}
 
-Loading uses ``np.load(..., allow_pickle=False)``, so a file can hold nothing executable: a
-pickle (or an npz member with pickled objects) is refused, never unpickled. Writing goes to
+Loading first looks at the file's first bytes: anything but a zip archive is refused
+without being parsed (a raster, a vector file or text given as a model is named for what it
+looks like; a pickle is refused as pickled data). An npz is read with
+``np.load(..., allow_pickle=False)``, so a file can hold nothing executable: a member with
+pickled objects is refused, never unpickled. Writing goes to
 a temporary file in the destination folder, flushed and fsynced, then ``os.replace``-d onto
 the destination, so a reader never sees a half-written model.
 """
@@ -27,11 +30,34 @@ import numpy as np
 
 from geoseg.errors import ModelFileError, OutputWriteError
 
-__all__ = ["FORMAT_MARKER", "FORMAT_VERSION", "HEADER_KEY", "load_model", "save_model"]
+__all__ = ["FORMAT_MARKER", "FORMAT_VERSION", "HEADER_KEY", "KIND_USES", "MODEL_FILES", "kind_hint", "load_model", "save_model"]
 
 FORMAT_MARKER = "geoseg-model"
 FORMAT_VERSION = 1
 HEADER_KEY = "__geoseg_header__"
+
+#: What a model file is, for messages about files that are not one.
+MODEL_FILES = "model files are the .npz files written by geoseg train"
+
+#: Where each model kind is used, for messages about a model of the wrong kind.
+KIND_USES = {
+    "mjcr": "the mjcr_classify step (road_centerlines, road_segmentation)",
+    "nn": "the nn_classify step (deep_road_centerlines)",
+    "nn-quantized": "the nn_classify step (deep_road_centerlines)",
+    "ovs-sequence": "the sequence_objects pipeline",
+}
+
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_NPY_MAGIC = b"\x93NUMPY"
+#: First bytes of files users give as a model by mistake, and what they are.
+_SIGNATURES = (
+    ((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"), "a TIFF or GeoTIFF raster"),
+    ((b"\x89PNG",), "a PNG image"),
+    ((b"\xff\xd8\xff",), "a JPEG image"),
+    ((b"SQLite format 3\x00",), "an SQLite database (e.g. a GeoPackage)"),
+    ((b"\x00\x00\x27\x0a",), "a shapefile"),
+    ((_NPY_MAGIC,), "a bare .npy array, not an npz"),
+)
 
 
 def _geoseg_version() -> str:
@@ -134,26 +160,16 @@ def load_model(path: str | os.PathLike, kind: str | None = None) -> tuple[dict[s
         corrupt JSON, unsupported format version or wrong kind. The message names the file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a folder, not a model file ({MODEL_FILES})")
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise ModelFileError(f"{path}: not a geoseg model file (a bare .npy array, not an npz)")
-        with loaded as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except ModelFileError:
-        raise
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise ModelFileError(f"{path}: refused, the file holds pickled data ({exc})") from exc
-        raise ModelFileError(f"{path}: not a valid npz model file ({exc})") from exc
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, RuntimeError) as exc:
-        raise ModelFileError(f"{path}: unreadable or truncated model file ({exc!r})") from exc
+    _refuse_non_zip(path)
+    arrays = _read_npz(path)
 
     raw = arrays.pop(HEADER_KEY, None)
     if raw is None:
-        raise ModelFileError(f"{path}: missing geoseg format marker ({HEADER_KEY})")
+        raise ModelFileError(f"{path}: not a geoseg model file: missing geoseg format marker ({HEADER_KEY}); {MODEL_FILES}")
     if raw.dtype != np.uint8 or raw.ndim != 1:
         raise ModelFileError(f"{path}: malformed geoseg header (dtype {raw.dtype}, shape {raw.shape})")
     try:
@@ -168,5 +184,64 @@ def load_model(path: str | os.PathLike, kind: str | None = None) -> tuple[dict[s
     if not isinstance(meta, dict) or meta.get("kind") != header.get("kind"):
         raise ModelFileError(f"{path}: malformed metadata")
     if kind is not None and meta["kind"] != kind:
-        raise ModelFileError(f"{path}: model kind is {meta['kind']!r}, expected {kind!r}")
+        raise ModelFileError(f"{path}: model kind is {meta['kind']!r}, expected {kind!r}{kind_hint(meta['kind'])}")
     return arrays, meta
+
+
+def kind_hint(kind: str) -> str:
+    """``; a nn model is for the nn_classify step (...)``: where a model of ``kind`` belongs, for messages (empty when unknown)."""
+    use = KIND_USES.get(kind)
+    return f"; a {kind} model is for {use}" if use else ""
+
+
+def _describe_content(head: bytes) -> str:
+    """What a file that is no zip archive looks like, from its first bytes."""
+    if not head:
+        return "the file is empty"
+    for magics, what in _SIGNATURES:
+        if head.startswith(magics):
+            return f"it looks like {what}"
+    try:
+        text = head.decode("utf-8").lstrip("\ufeff \t\r\n")
+    except UnicodeDecodeError:
+        return "unknown binary content"
+    if text.startswith(("{", "[")):
+        return "it looks like JSON or GeoJSON text"
+    return "it looks like text"
+
+
+def _refuse_non_zip(path: Path) -> None:
+    """Refuse, without parsing it, a file that is no zip archive (an npz is one): a pickle as such, anything else as no model file."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    except OSError as exc:
+        raise ModelFileError(f"{path}: unreadable model file ({exc.strerror or exc})") from exc
+    if head.startswith(_ZIP_MAGIC):
+        return
+    if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        raise ModelFileError(f"{path}: refused, the file holds pickled data (a Python pickle, never loaded by geoseg; {MODEL_FILES})")
+    raise ModelFileError(f"{path}: not a geoseg model file ({_describe_content(head)}; {MODEL_FILES})")
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an npz archive, read without unpickling anything."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {}
+            for name in npz.files:
+                try:
+                    arrays[name] = npz[name]
+                except ValueError as exc:
+                    if "pickle" in str(exc).lower():
+                        raise ModelFileError(f"{path}: refused, the file holds pickled data (member {name!r}, never loaded by geoseg; {MODEL_FILES})") from exc
+                    raise
+                if not isinstance(arrays[name], np.ndarray):  # a zip member that is no .npy: np.load returns its bytes
+                    raise ModelFileError(f"{path}: not a geoseg model file (member {name!r} is no numpy array; {MODEL_FILES})")
+            return arrays
+    except ModelFileError:
+        raise
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: not a valid npz model file ({exc})") from exc
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, RuntimeError) as exc:
+        raise ModelFileError(f"{path}: unreadable or truncated model file ({exc!r})") from exc

@@ -21,6 +21,7 @@ from geoseg.errors import InputMismatchError, ModelFileError
 from geoseg.modelfile import load_model, save_model
 from geoseg.road.features import base_channels, feature_description, feature_groups, multiscale_features, window_sides
 from geoseg.road.mjcr import MJCRModel
+from geoseg.scene_checks import TrainingScenes, ValueSummary, check_value_range, data_bands, scaled, select_model_bands
 
 __all__ = ["MJCRClassifier", "DEFAULT_SCALES_M"]
 
@@ -46,8 +47,9 @@ class MJCRClassifier:
         Scale of the gradient-magnitude texture channel, metres.
     train_gsd_m : float
         GSD of the training scenes (informative; scales are converted per scene).
-    scene_bands : int
-        Band count of the training scenes; scenes with another count are refused.
+    trained_on : TrainingScenes
+        Data type, data band count, band names and value range of the training scenes;
+        scenes unlike them are refused (older model files record only the band count).
     provenance : dict
         Where the training data came from.
     path : str
@@ -61,7 +63,7 @@ class MJCRClassifier:
     scales_m: list[float]
     gradient_sigma_m: float = 0.3
     train_gsd_m: float = float("nan")
-    scene_bands: int = 3
+    trained_on: TrainingScenes = field(default_factory=lambda: TrainingScenes(scene_bands=3))
     provenance: dict = field(default_factory=dict)
     path: str = "<memory>"
 
@@ -77,19 +79,34 @@ class MJCRClassifier:
         widest = max(window_sides(self.scales_px(gsd_m)))
         return int(math.ceil(widest / 2 + self.model.joint_window_px / 2 + 2 * self.gradient_sigma_m / gsd_m))
 
-    def select_bands(self, image: np.ndarray, source: str = "<scene>", band_names: Sequence[str] = ()) -> np.ndarray:
-        """The model's bands of a ``(bands, rows, cols)`` scene, checked.
+    @property
+    def scene_bands(self) -> int | None:
+        """Data band count of the training scenes (alpha bands not counted)."""
+        return self.trained_on.scene_bands
 
-        The scene must have as many data bands (alpha bands not counted) as the training
-        scenes had.
+    def select_bands(
+        self,
+        image: np.ndarray,
+        source: str = "<scene>",
+        band_names: Sequence[str] = (),
+        *,
+        bands: Sequence[int] | None = None,
+        label: str = "mjcr_classify",
+        valid: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The model's bands of a raw ``(bands, rows, cols)`` scene, checked.
+
+        Without ``bands`` (the user's 1-based selection, in the model's band order), the scene
+        must have as many data bands (alpha bands not counted) as the training scenes, with the
+        same names where both are named; see :func:`geoseg.scene_checks.select_model_bands`.
         """
-        data_bands = image.shape[0] - sum(name == "alpha" for name in band_names)
-        if data_bands != self.scene_bands or image.shape[0] < max(self.bands):
-            raise InputMismatchError(
-                f"{source}: has {data_bands} data band(s), but the MJCR model {self.path} was trained on "
-                f"{self.scene_bands}-band scenes (using band(s) {self.bands}); train a model on scenes like this one"
-            )
-        return image[[b - 1 for b in self.bands]]
+        return select_model_bands(
+            image, band_names, self.trained_on, self.bands, chosen=bands, source=source, model=f"the MJCR model {self.path}", label=label, valid=valid
+        )
+
+    def check_values(self, summary: ValueSummary, *, scale: float | None = None, label: str = "mjcr_classify") -> None:
+        """Refuse a scene whose values (times ``scale``) are far outside the training scenes' (another bit depth or unit)."""
+        check_value_range(summary, self.trained_on, scale=scale, model=f"the MJCR model {self.path}", label=label)
 
     def _normalised(self, selected: np.ndarray) -> np.ndarray:
         return (selected.astype(np.float32) - self.band_mean[:, None, None].astype(np.float32)) / self.band_std[:, None, None].astype(np.float32)
@@ -105,15 +122,12 @@ class MJCRClassifier:
         )
         return feats
 
-    def channel_sums(
-        self, image: np.ndarray, gsd_m: float, valid: np.ndarray, core: tuple[slice, slice], source: str = "<scene>", band_names: Sequence[str] = ()
-    ) -> tuple[np.ndarray, int]:
-        """Sums of the base channels over the valid ``core`` pixels of a tile, and their count.
+    def channel_sums(self, selected: np.ndarray, gsd_m: float, valid: np.ndarray, core: tuple[slice, slice]) -> tuple[np.ndarray, int]:
+        """Sums of the base channels of the model's bands (``selected``) over the valid ``core`` pixels of a tile, and their count.
 
         Summed over the tiles of a scene and divided, they give the scene's channel means,
         so that a tiled scene is centred exactly like a whole one.
         """
-        selected = self.select_bands(image, source, band_names)
         channels, _ = base_channels(self._normalised(selected), gradient_sigma_px=self.gradient_sigma_m / gsd_m)
         keep = valid[core]
         return channels[:, core[0], core[1]][:, keep].sum(axis=1, dtype=np.float64), int(keep.sum())
@@ -126,12 +140,17 @@ class MJCRClassifier:
         source: str = "<scene>",
         channel_means: np.ndarray | None = None,
         band_names: Sequence[str] = (),
+        *,
+        bands: Sequence[int] | None = None,
+        scale: float | None = None,
+        label: str = "mjcr_classify",
     ) -> np.ndarray:
         """Road probability of every pixel of a raw ``(bands, rows, cols)`` scene.
 
-        Pixels outside ``valid`` get probability 0.
+        ``bands`` selects the scene's bands (see :meth:`select_bands`), ``scale`` multiplies
+        their values before the model. Pixels outside ``valid`` get probability 0.
         """
-        selected = self.select_bands(image, source, band_names)
+        selected = scaled(self.select_bands(image, source, band_names, bands=bands, label=label, valid=valid), scale)
         prob = self.model.predict_proba(self.features(selected, gsd_m, channel_means))
         if valid is not None:
             prob = np.where(valid, prob, np.float32(0.0))
@@ -176,13 +195,15 @@ class MJCRClassifier:
             Side of the joint-coding window in metres (odd number of pixels at the mean GSD).
         band_names : sequence of str
             Band names of the training scenes; ``alpha`` bands are neither used nor counted.
+            The model records them with the scenes' data type and value range
+            (:class:`geoseg.scene_checks.TrainingScenes`).
         """
         if not images or len(images) != len(labels) or len(images) != len(gsd_m):
             raise InputMismatchError("training needs as many label rasters and GSDs as images (and at least one)")
         n_bands = images[0].shape[0]
         if any(im.shape[0] != n_bands for im in images):
             raise InputMismatchError("training images have different band counts")
-        data = [i for i in range(1, n_bands + 1) if i > len(band_names) or band_names[i - 1] != "alpha"]
+        data = data_bands(n_bands, band_names)
         chosen = list(bands) if bands is not None else data[:3]
         selected = [im[[b - 1 for b in chosen]].astype(np.float64) for im in images]
         stacked = np.concatenate([s.reshape(len(chosen), -1) for s in selected], axis=1)
@@ -198,7 +219,7 @@ class MJCRClassifier:
             scales_m=[float(s) for s in scales_m],
             gradient_sigma_m=gradient_sigma_m,
             train_gsd_m=mean_gsd,
-            scene_bands=len(data),
+            trained_on=TrainingScenes.measure(images, chosen, scene_bands=len(data), band_names=band_names),
         )
         feats = [wrapper.features(s, g) for s, g in zip(selected, gsd_m)]
         names = multiscale_features(np.zeros((len(chosen), 3, 3), np.float32), wrapper.scales_px(mean_gsd))[1]
@@ -229,6 +250,7 @@ class MJCRClassifier:
             "gradient_sigma_m": self.gradient_sigma_m,
             "train_gsd_m": self.train_gsd_m,
             "scene_bands": self.scene_bands,
+            "trained_on": self.trained_on.to_json(),
             "classes": ["background", "road"],
             "provenance": self.provenance,
             "mjcr": self.model.metadata(),
@@ -255,7 +277,7 @@ class MJCRClassifier:
                 scales_m=[float(s) for s in meta["scales_m"]],
                 gradient_sigma_m=float(meta["gradient_sigma_m"]),
                 train_gsd_m=float(meta["train_gsd_m"]),
-                scene_bands=int(meta["scene_bands"]),
+                trained_on=TrainingScenes.from_json(meta.get("trained_on"), scene_bands=int(meta["scene_bands"])),
                 path=str(path),
                 provenance=dict(meta.get("provenance", {})),
             )

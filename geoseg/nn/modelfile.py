@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from geoseg.errors import InputMismatchError, ModelFileError
-from geoseg.modelfile import load_model, save_model
+from geoseg.errors import ModelFileError
+from geoseg.modelfile import kind_hint, load_model, save_model
 from geoseg.nn.models import ARCHITECTURES, build_model
+from geoseg.scene_checks import TrainingScenes, ValueSummary, check_value_range, select_model_bands
 
 __all__ = ["KIND", "NNModel", "load_checkpoint", "load_nn_model", "save_nn_model"]
 
@@ -68,6 +70,9 @@ class NNModel:
         Inference averages the 8 orientations of each tile by default (test-time augmentation).
     training : dict
         Summary of the training run (config, scores, scenes).
+    trained_on : TrainingScenes
+        Data type, data band count, band names and value range of the training scenes;
+        scenes unlike them are refused (files of older versions record none of it).
     """
 
     module: nn.Module
@@ -83,26 +88,42 @@ class NNModel:
     training: dict[str, Any] = field(default_factory=dict)
     resample: bool = False
     tta: bool = False
+    trained_on: TrainingScenes = field(default_factory=TrainingScenes)
 
     @property
     def heads(self) -> list[str]:
         """Probability outputs: the class names, then ``centerline`` when the model has that head."""
         return [*self.classes, *(["centerline"] if self.hyper.get("centerline_head") else [])]
 
-    def select_bands(self, image: np.ndarray, source: str = "<scene>", model_path: str = "<model>") -> np.ndarray:
-        """The model's bands of a raw ``(bands, rows, cols)`` scene.
+    def select_bands(
+        self,
+        image: np.ndarray,
+        source: str = "<scene>",
+        model_path: str = "<model>",
+        *,
+        band_names: Sequence[str] = (),
+        bands: Sequence[int] | None = None,
+        label: str = "nn_classify",
+        valid: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The model's bands of a raw ``(bands, rows, cols)`` scene, checked.
+
+        ``bands`` is the user's 1-based selection (in the model's band order); without it the
+        scene must have the bands the model reads and, when the file records them, as many data
+        bands as the training scenes, named alike (:func:`geoseg.scene_checks.select_model_bands`).
 
         Raises
         ------
         InputMismatchError
-            The scene lacks a band the model reads (the message names model and scene).
+            The scene's bands do not fit (the message names model and scene and what to set).
         """
-        if image.shape[0] < max(self.bands):
-            raise InputMismatchError(
-                f"{source}: the model {model_path} was trained on band(s) {self.bands} "
-                f"({len(self.bands)}-band input); this scene has {image.shape[0]} band(s)"
-            )
-        return image[[b - 1 for b in self.bands]]
+        return select_model_bands(
+            image, band_names, self.trained_on, self.bands, chosen=bands, source=source, model=f"the model {model_path}", label=label, valid=valid
+        )
+
+    def check_values(self, summary: ValueSummary, model_path: str, *, scale: float | None = None, label: str = "nn_classify") -> None:
+        """Refuse a scene whose values (times ``scale``) are far outside the training scenes' (another bit depth or unit)."""
+        check_value_range(summary, self.trained_on, scale=scale, model=f"the model {model_path}", label=label)
 
     def metadata(self) -> dict[str, Any]:
         """JSON metadata of the model file."""
@@ -121,6 +142,7 @@ class NNModel:
             "resample": self.resample,
             "tta": self.tta,
             "training": self.training,
+            "trained_on": self.trained_on.to_json(),
         }
 
 
@@ -198,6 +220,7 @@ def _build(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> N
             training=dict(meta.get("training", {})),
             resample=bool(meta.get("resample", False)),
             tta=bool(meta.get("tta", False)),
+            trained_on=TrainingScenes.from_json(meta.get("trained_on")),
         )
     except ModelFileError:
         raise
@@ -224,7 +247,7 @@ def load_nn_model(path: str | os.PathLike[str]) -> NNModel:
 
         return build_quantized(path, arrays, meta)
     if meta["kind"] != KIND:
-        raise ModelFileError(f"{path}: model kind is {meta['kind']!r}, expected {KIND!r} or {QUANTIZED_KIND!r}")
+        raise ModelFileError(f"{path}: model kind is {meta['kind']!r}, expected {KIND!r} or {QUANTIZED_KIND!r}{kind_hint(meta['kind'])}")
     return _build(path, arrays, meta)
 
 

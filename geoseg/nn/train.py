@@ -42,8 +42,9 @@ from geoseg.nn.losses import IGNORE_INDEX, LossWeights, segmentation_losses
 from geoseg.nn.modelfile import NNModel, load_checkpoint, save_nn_model
 from geoseg.nn.models import build_model
 from geoseg.nn.resample import resample_any, resample_bands, resample_labels, zoomed_shape
+from geoseg.scene_checks import TrainingScenes, data_bands
 
-__all__ = ["SceneData", "TrainResult", "batch_losses", "evaluate_iou", "loss_weights", "lr_factor", "new_model", "optimizer_factory", "resolve_device", "set_learning_rate", "train", "training_scenes", "working_zoom"]
+__all__ = ["SceneData", "TrainResult", "batch_losses", "describe_training_scenes", "evaluate_iou", "loss_weights", "lr_factor", "new_model", "optimizer_factory", "resolve_device", "set_learning_rate", "train", "training_scenes", "working_zoom"]
 
 log = logging.getLogger("geoseg.nn")
 
@@ -69,6 +70,8 @@ class SceneData:
         ``(rows, cols)`` edge ground truth (non-zero = edge).
     centerlines : numpy.ndarray, optional
         ``(rows, cols)`` 1-px centerline ground truth (non-zero = centerline).
+    band_names : tuple of str
+        Names of the image's bands (``alpha`` bands are no data bands); empty when unknown.
     """
 
     image: np.ndarray
@@ -77,6 +80,7 @@ class SceneData:
     source: str = "<memory>"
     edges: np.ndarray | None = None
     centerlines: np.ndarray | None = None
+    band_names: tuple[str, ...] = ()
 
 
 @dataclass
@@ -145,12 +149,23 @@ def evaluate_iou(model: NNModel, scenes: Sequence[SceneData], device: str = "cpu
     """
     tp = fp = fn = 0.0
     for scene in scenes:
-        x = normalise(model.select_bands(scene.image, scene.source), model.band_mean, model.band_std)
+        x = normalise(model.select_bands(scene.image, scene.source, band_names=scene.band_names), model.band_mean, model.band_std)
         prob = predict_scene(model, x, working_zoom(model, scene.gsd_m), device=device)[1]
         labelled = scene.labels != IGNORE_INDEX
         s = binary_scores((prob > 0.5) & labelled, (scene.labels == 1) & labelled)
         tp, fp, fn = tp + s["tp"], fp + s["fp"], fn + s["fn"]
     return tp / (tp + fp + fn) if tp + fp + fn else 1.0
+
+
+def describe_training_scenes(train_data: Sequence[SceneData], bands: list[int]) -> TrainingScenes:
+    """What a model records about its training scenes: data type and value range of ``bands``.
+
+    Their data band count and band names are recorded when the scenes' band names are known
+    (``SceneData.band_names``): without names, alpha bands cannot be told from data bands.
+    """
+    names = train_data[0].band_names
+    scene_bands = len(data_bands(train_data[0].image.shape[0], names)) if names else None
+    return TrainingScenes.measure([s.image for s in train_data], bands, scene_bands=scene_bands, band_names=names)
 
 
 def new_model(config: TrainConfig, train_data: Sequence[SceneData], bands: list[int]) -> NNModel:
@@ -172,6 +187,7 @@ def new_model(config: TrainConfig, train_data: Sequence[SceneData], bands: list[
         overlap_px=config.inference.overlap_px,
         resample=config.data.work_gsd_m is not None,
         tta=config.inference.tta,
+        trained_on=describe_training_scenes(train_data, bands),
     )
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from geoseg.classifiers.mjcr import MJCRClassifier
 from geoseg.pipeline.step import Step, StepContext
 from geoseg.raster import GeoInfo
 from geoseg.road.graphcut import graph_cut
+from geoseg.scene_checks import ValueSummary, one_based, scaled
 from geoseg.steps.model_cache import load_cached
 
 __all__ = ["MJCRClassify", "GraphCut"]
@@ -25,7 +26,9 @@ class MJCRClassify(Step):
     """Road probability by multiscale joint collaborative representation (Cheng et al. 2015).
 
     Feature channels are centred on the scene's means (measured over all tiles), which
-    carries a model across scenes of other brightness and colour.
+    carries a model across scenes of other brightness and colour. A scene unlike the model's
+    training scenes (other data bands, another bit depth or unit) is refused with the
+    ``bands`` or ``scale`` setting that fits it, before any tile is classified.
     """
 
     type_name = "mjcr_classify"
@@ -35,25 +38,45 @@ class MJCRClassify(Step):
     bytes_per_pixel = 400
 
     model: str = Field(description="MJCR model file from `geoseg train mjcr`")
+    bands: list[int] | None = Field(
+        None,
+        min_length=1,
+        description="1-based scene bands fed to the model, in its band order (like rio's --bidx), e.g. [1, 2, 3] of an RGBN scene; "
+        "default: the model's bands of a scene like its training scenes",
+    )
+    scale: float | None = Field(
+        None, gt=0, description="factor applied to the pixel values before the model, e.g. 0.125 for 11-bit counts and a model trained on 8-bit scenes"
+    )
+
+    _bands_one_based = field_validator("bands")(one_based)
 
     def halo_px(self, geo: GeoInfo) -> int:
         """Half the widest feature window plus the joint window."""
         return load_classifier(self.model).halo_px(geo.gsd_m)
 
-    def tile_statistics(self, layers: dict[str, Any], ctx: StepContext) -> tuple[np.ndarray, int]:
-        """Sums of the feature base channels over the tile's core."""
-        return load_classifier(self.model).channel_sums(layers["image"], ctx.geo.gsd_m, ctx.valid, ctx.core, ctx.source, ctx.band_names)
+    def tile_statistics(self, layers: dict[str, Any], ctx: StepContext) -> tuple[np.ndarray, int, ValueSummary]:
+        """Sums of the feature base channels and a summary of the model's bands over the tile's core (bands checked first)."""
+        classifier = load_classifier(self.model)
+        image = layers["image"]
+        selected = classifier.select_bands(image, ctx.source, ctx.band_names, bands=self.bands, label=self.label, valid=ctx.valid)
+        sums, count = classifier.channel_sums(scaled(selected, self.scale), ctx.geo.gsd_m, ctx.valid, ctx.core)
+        rows, cols = ctx.core
+        return sums, count, ValueSummary.of(selected[:, rows, cols], ctx.valid[rows, cols], ctx.source, image.shape[0], levels=False)
 
     def fit(self, partials: list[Any]) -> MJCRClassify:
-        """The scene's channel means."""
-        count = sum(n for _, n in partials)
-        sums = np.sum([s for s, _ in partials], axis=0)
+        """The scene's channel means, once its values are found in the range of the model's training scenes."""
+        load_classifier(self.model).check_values(ValueSummary.merge([p[2] for p in partials]), scale=self.scale, label=self.label)
+        count = sum(p[1] for p in partials)
+        sums = np.sum([p[0] for p in partials], axis=0)
         return self.with_fitted(channel_means=(sums / max(count, 1)).astype(np.float32))
 
     def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         """Classify every pixel (pixels without data get probability 0)."""
         classifier = load_classifier(self.model)
-        prob = classifier.predict_proba(layers["image"], ctx.geo.gsd_m, ctx.valid, ctx.source, self.fitted("channel_means"), ctx.band_names)
+        prob = classifier.predict_proba(
+            layers["image"], ctx.geo.gsd_m, ctx.valid, ctx.source, self.fitted("channel_means"), ctx.band_names,
+            bands=self.bands, scale=self.scale, label=self.label,
+        )  # fmt: skip
         return {"probability": prob}
 
 

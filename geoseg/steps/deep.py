@@ -2,7 +2,9 @@
 
 Interchangeable with :class:`geoseg.steps.classify.MJCRClassify`: takes ``image``, gives
 ``probability``. The model file (``geoseg train nn``) says which bands to read, how to
-normalise them, the GSD it was trained at and its tiling defaults.
+normalise them, the GSD it was trained at and its tiling defaults, and what its training
+scenes looked like: a scene unlike them (other data bands, another bit depth or unit) is
+refused with the ``bands`` or ``scale`` setting that fits it, before any tile is classified.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ import os
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from geoseg.errors import ConfigError, InputMismatchError
 from geoseg.pipeline.step import Step, StepContext
 from geoseg.raster import GeoInfo
+from geoseg.scene_checks import ValueSummary, one_based, scaled
 from geoseg.steps.model_cache import load_cached
 
 if TYPE_CHECKING:
@@ -39,8 +42,20 @@ class NNClassify(Step):
     type_name = "nn_classify"
     takes = ("image",)
     gives = ("probability",)
+    stats_inputs = ("image",)
 
     model: str = Field(description="model file from `geoseg train nn`")
+    bands: list[int] | None = Field(
+        None,
+        min_length=1,
+        description="1-based scene bands fed to the model, in its band order (like rio's --bidx), e.g. [1, 2, 3] of an RGBN scene; "
+        "default: the model's bands of a scene like its training scenes",
+    )
+    scale: float | None = Field(
+        None, gt=0, description="factor applied to the pixel values before the model, e.g. 0.125 for 11-bit counts and a model trained on 8-bit scenes"
+    )
+
+    _bands_one_based = field_validator("bands")(one_based)
     output: Literal["road", "centerline", "auto"] = Field(
         "road", description="which head writes `probability`: road surface, the centerline head, or auto (the centerline head when the model has one)"
     )
@@ -65,6 +80,22 @@ class NNClassify(Step):
             return int(np.ceil(overlap * model.train_gsd_m / geo.gsd_m))
         return int(overlap)
 
+    def _selected(self, model: NNModel, layers: dict[str, Any], ctx: StepContext) -> np.ndarray:
+        """The model's bands of the tile (raw values), checked against its training scenes."""
+        return model.select_bands(layers["image"], ctx.source, self.model, band_names=ctx.band_names, bands=self.bands, label=self.label, valid=ctx.valid)
+
+    def tile_statistics(self, layers: dict[str, Any], ctx: StepContext) -> ValueSummary:
+        """A summary of the model's bands over the tile's core (bands checked first)."""
+        selected = self._selected(load_nn_classifier(self.model), layers, ctx)
+        rows, cols = ctx.core
+        return ValueSummary.of(selected[:, rows, cols], ctx.valid[rows, cols], ctx.source, layers["image"].shape[0], levels=False)
+
+    def fit(self, partials: list[Any]) -> NNClassify:
+        """Refuse the scene when its values are far outside the model's training scenes'."""
+        summary = ValueSummary.merge(partials)
+        load_nn_classifier(self.model).check_values(summary, self.model, scale=self.scale, label=self.label)
+        return self.with_fitted(values=summary)
+
     def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         """Classify the scene by tiled inference (pixels without data get probability 0)."""
         import torch
@@ -78,8 +109,7 @@ class NNClassify(Step):
         wanted = self.output if self.output != "auto" else ("centerline" if "centerline" in heads else "road")
         if wanted not in heads:
             raise ConfigError(f"{self.model}: the model has no {wanted} output (outputs: {', '.join(heads)})")
-        image = model.select_bands(layers["image"], ctx.source, self.model)
-        x = normalise(image, model.band_mean, model.band_std)
+        x = normalise(scaled(self._selected(model, layers, ctx), self.scale), model.band_mean, model.band_std)
         x = np.where(ctx.valid[None], x, np.float32(0))
         zoom = self._zoom(model, ctx)
         prev = torch.get_num_threads()
@@ -123,5 +153,5 @@ class NNClassify(Step):
         )
         if ctx.geo.georeferenced:
             raise InputMismatchError(msg)
-        ctx.warnings.append(msg + " (the scene is not georeferenced, so its GSD is only assumed: set assume_gsd_m)")
+        ctx.warnings.append(msg + " (the scene is not georeferenced, so its GSD is only assumed: set it with --set assume_gsd_m=VALUE)")
         return 1.0

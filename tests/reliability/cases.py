@@ -197,6 +197,60 @@ def make_nan_inf(d: Path) -> Path:
     return write_tif(d / "nan_inf.tif", m, UTM, UTM_TRANSFORM)
 
 
+def make_image_as_mask(d: Path) -> Path:
+    """An RGB image given where a road mask is expected."""
+    a, tr = _rgb_crop()
+    return write_tif(d / "image_as_mask.tif", a, UTM, tr)
+
+
+def make_uint16_4band(d: Path) -> Path:
+    """A 4-band uint16 image (RGB values x8 and a near-infrared band), no alpha."""
+    a, tr = _rgb_crop()
+    return write_tif(d / "rgbn_uint16.tif", np.concatenate([a, a[:1]]).astype(np.uint16) * 8, UTM, tr)
+
+
+def make_rgb_mask(d: Path) -> Path:
+    """A road mask saved as 3 identical 0/255 bands (white roads on black, as an RGB export)."""
+    return write_tif(d / "rgb_mask.tif", np.repeat(plus_mask(SIZE)[None], 3, axis=0), UTM, UTM_TRANSFORM)
+
+
+def make_class_map(d: Path) -> Path:
+    """A class map (0 background, 1 road, 2 building), not a road mask."""
+    m = (plus_mask(SIZE) > 0).astype(np.uint8)
+    m[10:40, 10:40] = 2
+    return write_tif(d / "class_map.tif", m, UTM, UTM_TRANSFORM)
+
+
+def make_probability(d: Path) -> Path:
+    """float32 road probability in [0, 1]: 0 off the roads, 0.6 to 1 on them."""
+    road = plus_mask(SIZE) > 0
+    ramp = np.linspace(0.6, 1.0, SIZE, dtype=np.float32)[None, :].repeat(SIZE, axis=0)
+    return write_tif(d / "probability.tif", np.where(road, ramp, np.float32(0)), UTM, UTM_TRANSFORM)
+
+
+def make_rgbn(d: Path) -> Path:
+    """A 4-band RGBN uint8 scene (no alpha band) for a model trained on RGB scenes."""
+    a, tr = _rgb_crop()
+    return write_tif(d / "rgbn.tif", np.concatenate([a, a[:1]]), UTM, tr, photometric="MINISBLACK")
+
+
+def make_uint16_x8(d: Path) -> Path:
+    """The RGB crop as uint16 with values x8 (up to 1480) for an 8-bit model."""
+    a, tr = _rgb_crop()
+    return write_tif(d / "rgb_uint16.tif", a.astype(np.uint16) * 8, UTM, tr)
+
+
+def make_reflectance(d: Path) -> Path:
+    """The RGB crop as float32 reflectance in [0, 1] for an 8-bit model."""
+    a, tr = _rgb_crop()
+    return write_tif(d / "reflectance.tif", (a / np.float32(255)).astype(np.float32), UTM, tr)
+
+
+def make_mask_for_model(d: Path) -> Path:
+    """A 1-band 0/255 road mask given to an image classifier."""
+    return write_tif(d / "road_mask.tif", plus_mask(SIZE), UTM, UTM_TRANSFORM)
+
+
 def make_jpeg(d: Path) -> Path:
     """An RGB photo as a plain JPEG (lossy, no georeferencing)."""
     path = d / "photo.jpg"
@@ -324,5 +378,31 @@ SCENE_CASES: list[SceneCase] = [
     SceneCase("jpeg_photo", "seg", make_jpeg, "done", ("no georeferencing",), check_mask_written(crs=None),
               doc="RGB JPEG (lossy, no georeferencing)", user_sees="warning as for no CRS; mask GeoTIFF in pixel coordinates"),
     SceneCase("pan_uint16_vs_rgb_model", "seg", make_pan11_image, "failed", ("band",),
-              doc="1-band uint16 pan scene, 3-band model", user_sees="`<file>: the MJCR model was trained on band(s) [1, 2, 3] of 3-band scenes; this scene has 1 band(s)`"),
+              doc="1-band uint16 pan scene, 3-band model", user_sees="`<file>: the MJCR model <model> was trained on 3-band scenes (using band(s) [1, 2, 3]); this scene has 1 band(s): train a model on scenes like this one`"),
+    # issue 20: the wrong kind of input, refused with what it looks like and what to do
+    SceneCase("rgb_image_as_mask", "mask", make_image_as_mask, "failed", ("3 bands of uint8 with many grey levels: this looks like an image, not a road mask",),
+              doc="RGB image given to the mask pipeline",
+              user_sees="`<file>: 3 bands of uint8 with many grey levels: this looks like an image, not a road mask (one band, values 0/255, 0/1 or a probability in [0, 1]); for images use road_centerlines (MJCR model) or deep_road_centerlines (deep model)` (on the first tile)"),
+    SceneCase("uint16_4band_as_mask", "mask", make_uint16_4band, "failed", ("4 bands of uint16 with many grey levels: this looks like an image",),
+              doc="4-band uint16 image given to the mask pipeline", user_sees="`<file>: 4 bands of uint16 with many grey levels: this looks like an image, not a road mask (...); for images use ...`"),
+    SceneCase("rgb_mask_3band", "mask", make_rgb_mask, "failed", ("a road mask has one band; choose the band that holds it with --set threshold_mask.band=N",),
+              doc="0/255 road mask saved as 3 identical bands",
+              user_sees="`<file>: 3 bands of uint8 with 2 levels (0, 255): a road mask has one band; choose the band that holds it with --set threshold_mask.band=N`"),
+    SceneCase("class_map_as_mask", "mask", make_class_map, "failed", ("1 band of uint8 with 3 levels (0, 1, 2): this is not a road mask", "threshold_mask.check_input=false"),
+              doc="class map 0/1/2 given to the mask pipeline",
+              user_sees="`<file>: 1 band of uint8 with 3 levels (0, 1, 2): this is not a road mask (...); to threshold it as it is, --set threshold_mask.check_input=false (road where value > threshold_mask.threshold)` (scene-wide values, before any tile is processed)"),
+    SceneCase("float_probability_mask", "mask", make_probability, "done", (), check_plus,
+              doc="float32 road probability in [0, 1]", user_sees="done; accepted as a mask (road where value > threshold, default 0)"),
+    SceneCase("rgbn_vs_rgb_model", "seg", make_rgbn, "failed", ("the model takes 3 bands: select them with --set mjcr_classify.bands=[1,2,3]",),
+              doc="4-band RGBN scene (no alpha), model trained on RGB",
+              user_sees="`<file>: 4 data bands, but the MJCR model <model> was trained on 3-band scenes (using band(s) [1, 2, 3]): the model takes 3 bands: select them with --set mjcr_classify.bands=[1,2,3]`"),
+    SceneCase("uint16_x8_vs_uint8_model", "seg", make_uint16_x8, "failed", ("uint16 values up to 1480", "rescale with --set mjcr_classify.scale=0.125"),
+              doc="3-band uint16 scene (values x8), model trained on uint8",
+              user_sees="`<file>: uint16 values up to 1480, the MJCR model <model> was trained on uint8 scenes (values 0-221): rescale with --set mjcr_classify.scale=0.125, or train a model on scenes like this one`"),
+    SceneCase("reflectance_vs_uint8_model", "seg", make_reflectance, "failed", ("float32 values up to 0.72549", "rescale with --set mjcr_classify.scale=255"),
+              doc="float32 reflectance in [0, 1], model trained on uint8",
+              user_sees="`<file>: float32 values up to 0.72549, the MJCR model <model> was trained on uint8 scenes (values 0-221): rescale with --set mjcr_classify.scale=255, or train a model on scenes like this one`"),
+    SceneCase("road_mask_vs_rgb_model", "seg", make_mask_for_model, "failed", ("this looks like a road mask: use mask_to_centerlines",),
+              doc="1-band 0/255 road mask given to the MJCR pipeline",
+              user_sees="`<file>: 1 band of uint8 with 2 levels (0, 255): this looks like a road mask: use mask_to_centerlines`"),
 ]
