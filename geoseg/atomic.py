@@ -19,13 +19,52 @@ from pathlib import Path
 
 from geoseg.errors import OutputWriteError
 
-__all__ = ["atomic_path", "TEMP_PREFIX"]
+__all__ = ["atomic_path", "check_output_file", "TEMP_PREFIX"]
 
 #: Prefix of the temporary folders; a batch can clean those left by a killed run.
 TEMP_PREFIX = ".geoseg-tmp-"
 
 
 _SHAPEFILE_SIDECARS = (".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx")
+
+
+def check_output_file(path: str | os.PathLike[str], option: str, *, example_name: str = "model.npz") -> Path:
+    """Fail at once, before any long work, when ``path`` cannot be written as a file.
+
+    Commands that train or search for minutes call this on every file they will write, so
+    that a mistyped ``-o`` costs one line instead of the run.
+
+    Parameters
+    ----------
+    path : path-like
+        The file the command will write.
+    option : str
+        The option that gave it (``-o``, ``--checkpoint``), named in the message.
+    example_name : str
+        A file name to suggest when ``path`` is a folder.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    OutputWriteError
+        ``path`` is a folder, or its folder does not exist, is not a folder or is not writable.
+    """
+    target = Path(path)
+    folder = target.parent
+    where = f"{option} {target}"
+    if target.is_dir():
+        raise OutputWriteError(f"{where}: is a folder; give a file path (e.g. {target / example_name})")
+    if not folder.exists():
+        raise OutputWriteError(f"{where}: the folder {folder} does not exist; create it first (mkdir -p {folder}) or choose another path")
+    if not folder.is_dir():
+        raise OutputWriteError(f"{where}: {folder} is not a folder; choose another path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputWriteError(f"{where}: the folder {folder} is not writable; choose another path")
+    return target
 
 
 def _sidecars(folder: Path, stem: str) -> list[Path]:

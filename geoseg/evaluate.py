@@ -4,7 +4,9 @@ Either side may be a vector file of lines (any OGR format) or a centerline raste
 centerline). Two rasters on the same grid are compared pixel by pixel with a slack in pixels;
 otherwise both sides become lines, measured in metres: georeferenced data in a local UTM
 zone (for measuring only; nothing is written), non-georeferenced data in pixels times the
-GSD. APLS is computed on graphs built from the lines.
+GSD. A reference in another CRS than the prediction is reprojected to the prediction's CRS
+(as QGIS does on the fly; the result says so), and two inputs whose extents do not overlap
+are refused. APLS is computed on graphs built from the lines.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pyproj import CRS as ProjCRS
 
 from geoseg.errors import InputMismatchError, NotGeoreferencedWarning
 from geoseg.metrics import apls, raster_buffer_scores, vector_buffer_scores
-from geoseg.raster import GeoInfo, Raster, read_raster
+from geoseg.raster import DEFAULT_ASSUMED_GSD_M, GeoInfo, Raster, read_raster
 from geoseg.road.network import graph_to_lines, lines_to_graph, skeleton_to_graph
 from geoseg.vector import read_lines
 
@@ -32,7 +34,14 @@ VECTOR_SUFFIXES = (".shp", ".gpkg", ".geojson", ".json", ".fgb", ".gml", ".kml")
 
 @dataclass
 class Evaluation:
-    """Scores of a prediction against a reference."""
+    """Scores of a prediction against a reference, and how they were measured.
+
+    ``crs`` is the CRS the two were compared in (the prediction's; None for pixel
+    coordinates); ``reference_reprojected_from`` the reference's own CRS when it was
+    reprojected to ``crs``; ``pixel_gsd_m`` the metres per pixel of inputs in pixel
+    coordinates (None for georeferenced ones), ``gsd_assumed`` True when that is the default
+    rather than a value given.
+    """
 
     completeness: float
     correctness: float
@@ -43,8 +52,12 @@ class Evaluation:
     mode: str
     pred_length_m: float
     truth_length_m: float
+    crs: str | None = None
+    reference_reprojected_from: str | None = None
+    pixel_gsd_m: float | None = None
+    gsd_assumed: bool = False
 
-    def to_dict(self) -> dict[str, float | str]:
+    def to_dict(self) -> dict[str, float | str | bool | None]:
         """JSON-ready form."""
         return dict(self.__dict__)
 
@@ -65,7 +78,9 @@ def _load(path: str | os.PathLike[str], assume_gsd_m: float) -> _Side:
         kinds = set(shapely.get_type_id(geoms).tolist()) if len(geoms) else set()
         if kinds - {1}:
             raise InputMismatchError(f"{p}: expected lines, found geometry types {sorted(kinds)} (1 = LineString)")
-        return _Side(str(p), geoms, ProjCRS.from_user_input(frame.crs) if frame.crs else None)
+        crs = ProjCRS.from_user_input(frame.crs) if frame.crs else None
+        _check_degrees(p, geoms, crs)
+        return _Side(str(p), geoms, crs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         raster = read_raster(p, bands=[1], assume_gsd_m=assume_gsd_m)
@@ -79,23 +94,81 @@ def _load(path: str | os.PathLike[str], assume_gsd_m: float) -> _Side:
     return _Side(str(p), lines, crs, raster)
 
 
+def _check_degrees(path: Path, lines: np.ndarray, crs: ProjCRS | None) -> None:
+    """Refuse lines in a geographic CRS whose coordinates are not longitudes and latitudes.
+
+    GDAL reads every GeoJSON file as EPSG:4326, so lines in pixel coordinates written as
+    GeoJSON arrive here as degrees out of range.
+    """
+    if crs is None or not crs.is_geographic or not len(lines):
+        return
+    x0, y0, x1, y1 = shapely.total_bounds(lines)
+    if x0 < -180 or x1 > 360 or y0 < -90 or y1 > 90:
+        raise InputMismatchError(
+            f"{path}: coordinates x {x0:g}..{x1:g}, y {y0:g}..{y1:g} are not longitudes and latitudes of {_crs_name(crs)}; "
+            "lines in pixel coordinates cannot be GeoJSON (always read as EPSG:4326): write them as .shp or .gpkg without a CRS"
+        )
+
+
 def _same_grid(a: GeoInfo, b: GeoInfo) -> bool:
     return a.height_width == b.height_width and a.transform.almost_equals(b.transform)
 
 
-def _to_metres(pred: _Side, truth: _Side, gsd_m: float) -> tuple[np.ndarray, np.ndarray]:
+def _crs_name(crs: ProjCRS | None) -> str:
+    """A CRS as users know it (``EPSG:32633``, else its name); ``no CRS`` for pixel coordinates."""
+    if crs is None:
+        return "no CRS (pixel coordinates)"
+    authority = crs.to_authority()
+    return ":".join(authority) if authority else crs.name
+
+
+def _reference_in_prediction_crs(pred: _Side, truth: _Side) -> tuple[np.ndarray, str | None]:
+    """The reference's lines in the prediction's CRS, and the CRS they were reprojected from (None if not)."""
     if (pred.crs is None) != (truth.crs is None):
         georef = pred.path if pred.crs is not None else truth.path
         raise InputMismatchError(f"{georef} is georeferenced but the other input is not; they cannot be compared")
-    if truth.crs is None:
-        return (shapely.transform(pred.lines, lambda xy: xy * gsd_m), shapely.transform(truth.lines, lambda xy: xy * gsd_m))
-    both = [*truth.lines, *pred.lines]
-    if not both:
-        return pred.lines, truth.lines
-    truth_frame = gpd.GeoSeries(list(truth.lines), crs=truth.crs)
-    pred_frame = gpd.GeoSeries(list(pred.lines), crs=pred.crs).to_crs(truth.crs)
-    utm = gpd.GeoSeries(both, crs=truth.crs if truth.lines.size else pred.crs).estimate_utm_crs()
-    return pred_frame.to_crs(utm).to_numpy(), truth_frame.to_crs(utm).to_numpy()
+    if truth.crs is None or truth.crs == pred.crs or not len(truth.lines):
+        return truth.lines, None
+    moved = gpd.GeoSeries(list(truth.lines), crs=truth.crs).to_crs(pred.crs).to_numpy()
+    return moved, _crs_name(truth.crs)
+
+
+def _place(lines: np.ndarray, crs: ProjCRS | None) -> str:
+    """Where lines lie, for a message: ``near 15.443E 47.752N`` (nothing for pixel coordinates)."""
+    x0, y0, x1, y1 = shapely.total_bounds(lines)
+    if crs is None or not np.isfinite([x0, y0, x1, y1]).all():
+        return ""
+    lon, lat = gpd.GeoSeries([shapely.Point((x0 + x1) / 2, (y0 + y1) / 2)], crs=crs).to_crs(crs.geodetic_crs).iloc[0].coords[0]
+    return f" near {abs(lon):.3f}{'E' if lon >= 0 else 'W'} {abs(lat):.3f}{'N' if lat >= 0 else 'S'}"
+
+
+def _check_overlap(pred: _Side, truth: _Side, truth_lines: np.ndarray) -> None:
+    """Refuse inputs whose extents (bounding boxes, in the prediction's CRS) share no point."""
+    if not len(pred.lines) or not len(truth_lines):
+        return
+    px0, py0, px1, py1 = shapely.total_bounds(pred.lines)
+    tx0, ty0, tx1, ty1 = shapely.total_bounds(truth_lines)  # non-finite where the reprojection failed
+    if px0 <= tx1 and tx0 <= px1 and py0 <= ty1 and ty0 <= py1:
+        return
+    raise InputMismatchError(
+        f"{pred.path} ({_crs_name(pred.crs)}{_place(pred.lines, pred.crs)}) and {truth.path} ({_crs_name(truth.crs)}"
+        f"{_place(truth.lines, truth.crs)}) do not overlap, so they cannot be compared; give the reference of the same scene"
+    )
+
+
+def _to_metres(pred: _Side, truth_lines: np.ndarray, gsd_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """Both sides' lines in metres: pixels times ``gsd_m``, or a local UTM zone of the prediction's CRS."""
+    if pred.crs is None:
+        return (shapely.transform(pred.lines, lambda xy: xy * gsd_m), shapely.transform(truth_lines, lambda xy: xy * gsd_m))
+    both = gpd.GeoSeries([*truth_lines, *pred.lines], crs=pred.crs)
+    if both.empty:
+        return pred.lines, truth_lines
+    try:
+        utm = both.estimate_utm_crs()
+    except RuntimeError as exc:
+        raise InputMismatchError(f"{pred.path}: cannot choose a UTM zone to measure lengths in ({exc}); reproject the inputs to a projected CRS in metres") from None
+    metres = both.to_crs(utm).to_numpy()
+    return metres[len(truth_lines) :], metres[: len(truth_lines)]
 
 
 def evaluate_files(
@@ -104,7 +177,7 @@ def evaluate_files(
     *,
     buffer_m: float | None = None,
     slack_px: float | None = None,
-    assume_gsd_m: float = 0.3,
+    assume_gsd_m: float | None = None,
     apls_snap_m: float = 4.0,
 ) -> Evaluation:
     """Completeness, correctness, quality (Wiedemann) and APLS of ``pred`` against ``truth``.
@@ -117,18 +190,22 @@ def evaluate_files(
         Buffer half-width in metres (default 2 m, or ``slack_px`` pixels for two rasters).
     slack_px : float, optional
         Pixel slack; only for two rasters on the same grid (default 3 px there).
-    assume_gsd_m : float
-        GSD for data without georeferencing.
+    assume_gsd_m : float, optional
+        GSD for data without georeferencing (default 0.3 m, flagged as assumed in the result).
     apls_snap_m : float
         APLS maximum snapping distance in metres.
+
+    Raises
+    ------
+    InputMismatchError
+        One input is georeferenced and the other not, their extents do not overlap, lines
+        are expected, or ``slack_px`` is given for inputs that are not two rasters on one grid.
     """
-    p, t = _load(pred, assume_gsd_m), _load(truth, assume_gsd_m)
-    gsd = assume_gsd_m
-    if t.raster is not None:
-        gsd = t.raster.geo.gsd_m
-    elif p.raster is not None:
-        gsd = p.raster.geo.gsd_m
-    pm, tm = _to_metres(p, t, gsd)
+    gsd = DEFAULT_ASSUMED_GSD_M if assume_gsd_m is None else assume_gsd_m
+    p, t = _load(pred, gsd), _load(truth, gsd)
+    truth_lines, reprojected_from = _reference_in_prediction_crs(p, t)
+    _check_overlap(p, t, truth_lines)
+    pm, tm = _to_metres(p, truth_lines, gsd)
     if p.raster is not None and t.raster is not None and _same_grid(p.raster.geo, t.raster.geo) and buffer_m is None:
         slack = 3.0 if slack_px is None else slack_px
         scores = raster_buffer_scores(p.raster.array[0] > 0, t.raster.array[0] > 0, slack)
@@ -150,5 +227,9 @@ def evaluate_files(
         mode=mode,
         pred_length_m=float(np.sum(shapely.length(pm))) if len(pm) else 0.0,
         truth_length_m=float(np.sum(shapely.length(tm))) if len(tm) else 0.0,
+        crs=None if p.crs is None else _crs_name(p.crs),
+        reference_reprojected_from=reprojected_from,
+        pixel_gsd_m=gsd if p.crs is None else None,
+        gsd_assumed=p.crs is None and assume_gsd_m is None,
     )
 

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 from rasterio.features import rasterize
 
-from geoseg.errors import InputMismatchError
+from geoseg.errors import InputMismatchError, NotGeoreferencedWarning
 from geoseg.raster import Raster, read_raster
 from geoseg.vector import read_lines
 
-__all__ = ["UNLABELLED", "pair_by_stem", "mask_labels", "sample_labels"]
+__all__ = ["UNLABELLED", "pair_by_stem", "mask_labels", "class_labels", "sample_labels"]
 
 log = logging.getLogger("geoseg.training")
 
@@ -50,7 +53,9 @@ def pair_by_stem(images: Sequence[Path], masks: Sequence[Path]) -> list[tuple[Pa
 
 def mask_labels(image: Raster, mask_path: str | os.PathLike[str]) -> np.ndarray:
     """Labels from a road mask on the image's grid: 1 road (> 0), 0 background, 255 no data."""
-    mask = read_raster(mask_path, bands=[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # only the mask's grid counts, not its GSD
+        mask = read_raster(mask_path, bands=[1])
     if mask.shape != image.shape:
         raise InputMismatchError(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} px but {image.source} is {image.shape[1]}x{image.shape[0]}")
     labels = (mask.array[0] > 0).astype(np.uint8)
@@ -58,12 +63,88 @@ def mask_labels(image: Raster, mask_path: str | os.PathLike[str]) -> np.ndarray:
     return labels
 
 
-def sample_labels(image: Raster, samples_path: str | os.PathLike[str], class_field: str, *, line_width_m: float = 2.0) -> np.ndarray:
+def _as_number(value: Any) -> float | None:
+    """``value`` as a number (``1``, ``1.0`` and ``"1"`` alike), or None for text and booleans."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, float, np.number)):
+        return float(value)
+    try:
+        return float(str(value))
+    except ValueError:
+        return None
+
+
+def _same_class(value: Any, wanted: str | float) -> bool:
+    """Whether a class field's value is ``wanted``: numbers compared as numbers, text exactly."""
+    if value is None or pd.isna(value):
+        return False
+    number, target = _as_number(value), _as_number(wanted)
+    if number is not None and target is not None:
+        return number == target
+    return str(value).strip() == str(wanted).strip()
+
+
+def _show_value(value: Any) -> str:
+    """One field value for a message: ``1``, ``'road'`` or ``empty``."""
+    if value is None or pd.isna(value):
+        return "empty"
+    if isinstance(value, str) or _as_number(value) is None:
+        return repr(str(value))
+    return f"{float(value):g}"
+
+
+def _show_values(values: Sequence[Any], limit: int = 10) -> str:
+    """The distinct values of a field, for a message: ``'bg', 'road'`` or ``0, 1, 2``."""
+    shown = sorted({_show_value(v) for v in values})
+    return ", ".join(shown[:limit]) + (f", ... ({len(shown)} values)" if len(shown) > limit else "")
+
+
+def class_labels(values: Sequence[Any], source: str, class_field: str, road_value: str | float = 1, background_value: str | float = 0) -> np.ndarray:
+    """Label of each sample from its class field: 1 road, 0 background, 255 other values.
+
+    Raises
+    ------
+    InputMismatchError
+        No sample has the road value, or none the background value: the message names the
+        file, the field and the values it holds.
+    """
+    labels = np.full(len(values), UNLABELLED, dtype=np.uint8)
+    labels[[_same_class(v, background_value) for v in values]] = 0
+    labels[[_same_class(v, road_value) for v in values]] = 1
+    if not (labels == 1).any() or not (labels == 0).any():
+        raise InputMismatchError(
+            f"{source}: field {class_field!r} holds {_show_values(values) or 'no values'}; it must hold {road_value} for road and "
+            f"{background_value} for background, or name its values with --road-value and --background-value (e.g. --road-value road --background-value bg)"
+        )
+    other = [v for v, lab in zip(values, labels) if lab == UNLABELLED]
+    if other:
+        log.warning("warning: %s: %d sample(s) whose field %r is neither road (= %s) nor background (= %s) are left unlabelled (values: %s)",
+                    source, len(other), class_field, road_value, background_value, _show_values(other))  # fmt: skip
+    return labels
+
+
+def sample_labels(
+    image: Raster,
+    samples_path: str | os.PathLike[str],
+    class_field: str,
+    *,
+    road_value: str | float = 1,
+    background_value: str | float = 0,
+    line_width_m: float = 2.0,
+) -> np.ndarray:
     """Labels from vector samples drawn over a scene (polygons, lines or points).
 
-    The class field holds 1 (road) or 0 (background); other values are ignored. Lines are
-    buffered to ``line_width_m`` so that a road drawn as a line labels its surface core.
-    Samples in another CRS are transformed to the scene's (and this is logged).
+    The class field holds ``road_value`` (default 1) for road and ``background_value``
+    (default 0) for background; samples with other values are left unlabelled (and this is
+    logged). Lines are buffered to ``line_width_m`` so that a road drawn as a line labels its
+    surface core. Samples in another CRS are transformed to the scene's (and this is logged).
+
+    Raises
+    ------
+    InputMismatchError
+        No such field, no road or no background sample, samples without CRS over a
+        georeferenced scene, or no labelled pixel of one class inside the scene.
     """
     frame = read_lines(samples_path)
     if class_field not in frame.columns:
@@ -74,7 +155,7 @@ def sample_labels(image: Raster, samples_path: str | os.PathLike[str], class_fie
         if frame.crs != image.geo.crs:
             log.info("%s: samples transformed from %s to the scene CRS %s", samples_path, frame.crs, image.geo.crs)
             frame = frame.to_crs(image.geo.crs)
-    classes = frame[class_field].astype(float)
+    classes = class_labels(frame[class_field].tolist(), str(samples_path), class_field, road_value, background_value)
     labels = np.full(image.shape, UNLABELLED, dtype=np.uint8)
     width = line_width_m if not image.geo.georeferenced else line_width_m / image.geo.gsd_m * abs(image.geo.transform.a)
     for value in (0, 1):
@@ -85,5 +166,5 @@ def sample_labels(image: Raster, samples_path: str | os.PathLike[str], class_fie
             labels[burned > 0] = value
     labels[~image.valid] = UNLABELLED
     if not (labels == 1).any() or not (labels == 0).any():
-        raise InputMismatchError(f"{samples_path}: samples must label both road (1) and background (0) pixels inside {image.source}")
+        raise InputMismatchError(f"{samples_path}: samples must label both road ({road_value}) and background ({background_value}) pixels inside {image.source}")
     return labels

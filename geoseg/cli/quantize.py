@@ -37,7 +37,8 @@ def command(float_model, w_bits, a_bits, search, budget_bitops, method, images, 
     Then: geoseg run deep_road_centerlines scene.tif -o out/ --set model=roads.w4a4.npz
           geoseg model info roads.w4a4.npz
     """
-    from geoseg.cli.train import read_scenes
+    from geoseg.atomic import check_output_file
+    from geoseg.cli.train import config_gsd_option, read_scenes
     from geoseg.nn.modelfile import load_nn_model
     from geoseg.nn.quant.bpnas import parse_bitops, search_bits
     from geoseg.nn.quant.gdrq import layer_plan, load_quant_config, quantize_finetune, uniform_bits
@@ -48,6 +49,7 @@ def command(float_model, w_bits, a_bits, search, budget_bitops, method, images, 
             raise click.UsageError("--search needs --budget-bitops and takes no --w-bits/--a-bits")
     elif w_bits is None:
         raise click.UsageError("give --w-bits (and --a-bits), or --search with --budget-bitops")
+    check_output_file(output, "-o", example_name="roads.w4a4.npz")
     extra = [f"method={method}"] if method else []
     extra += [f"data_gsd_m={gsd_m}"] if gsd_m is not None else []
     cfg = load_quant_config(config, [*overrides, *extra])
@@ -55,7 +57,9 @@ def command(float_model, w_bits, a_bits, search, budget_bitops, method, images, 
     if "quantization" in model.training:
         raise click.UsageError(f"{float_model} is already quantized; give the float model")
     start = time.perf_counter()
-    data = read_scenes(list(images), list(masks), [], list(centerlines), cfg.data_gsd_m, "training data")
+    gsd_given = gsd_m is not None or config_gsd_option(cfg.data_gsd_m, overrides, "data_gsd_m") is None
+    gsd_option = None if gsd_given else "--gsd-m"
+    data = read_scenes(list(images), list(masks), [], list(centerlines), cfg.data_gsd_m, "training data", gsd_option=gsd_option)
     macs, ends = layer_plan(model, cfg.bitops_tile_px)
     summary = None
     if search:

@@ -40,7 +40,8 @@ def arch(config, images, masks, val_images, val_masks, target_ms, output, overri
     CONFIG is a YAML file or the name of a shipped config (road_gas); without it the
     defaults are used.
     """
-    from geoseg.cli.train import read_scenes
+    from geoseg.atomic import check_output_file
+    from geoseg.cli.train import config_gsd_option, read_scenes
     from geoseg.shipped import resolve_file
     from geoseg.nn.search.config import load_search_config
     from geoseg.nn.search.run import run_gas
@@ -54,9 +55,11 @@ def arch(config, images, masks, val_images, val_masks, target_ms, output, overri
     if latency.target_ms is None or latency.target_ms <= 0:
         raise click.UsageError("give a positive --target-ms (or latency.target_ms in the config)")
     cfg = cfg.model_copy(update={"data": data, "latency": latency})
+    check_output_file(output, "-o", example_name="roads.gas.npz")
+    gsd_option = config_gsd_option(data.gsd_m, overrides, "data.gsd_m")
     start = time.perf_counter()
-    train_scenes = read_scenes(data.images, data.masks, [], [], data.gsd_m, "training data")
-    val_scenes = read_scenes(data.val_images, data.val_masks, [], [], data.gsd_m, "validation data") if data.val_images else []
+    train_scenes = read_scenes(data.images, data.masks, [], [], data.gsd_m, "training data", gsd_option=gsd_option)
+    val_scenes = read_scenes(data.val_images, data.val_masks, [], [], data.gsd_m, "validation data", gsd_option=gsd_option) if data.val_images else []
     log.info("searching on %d scene(s) for %g ms per %d px tile (%s, GCN %s)", len(train_scenes), latency.target_ms, latency.tile_px, cfg.device, "on" if cfg.search.gcn else "off")
     result = run_gas(cfg, train_scenes, val_scenes, output=output, progress=progress)
     best = f", best val road IoU {result.best_iou:.4f}" if val_scenes else ""

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
 
+from geoseg.atomic import check_output_file
 from geoseg.cli._common import expand_inputs
-from geoseg.errors import InputMismatchError
+from geoseg.errors import InputMismatchError, NotGeoreferencedWarning
+
+if TYPE_CHECKING:
+    from geoseg.raster import Raster
 
 log = logging.getLogger("geoseg.cli")
 
@@ -23,15 +30,17 @@ def command() -> None:
 @click.option("--masks", "masks", multiple=True, help="Road masks (non-zero = road), same stems as the images (a '_mask' suffix is allowed).")
 @click.option("--image", "image", type=click.Path(dir_okay=False), help="One scene to label with --samples.")
 @click.option("--samples", type=click.Path(dir_okay=False), help="Vector file of labelled samples (polygons/lines/points) over --image.")
-@click.option("--class-field", default="class", show_default=True, help="Field of --samples: 1 = road, 0 = background.")
+@click.option("--class-field", default="class", show_default=True, help="Field of --samples: 1 = road, 0 = background (see --road-value).")
+@click.option("--road-value", default="1", show_default=True, help="Value of --class-field that marks road samples (e.g. road).")
+@click.option("--background-value", default="0", show_default=True, help="Value of --class-field that marks background samples (e.g. bg).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Model file to write (e.g. roads.mjcr.npz).")
 @click.option("--bands", default=None, help="1-based bands to use, comma-separated (default: the first three).")
 @click.option("--scales-m", default="1,2.5,5", show_default=True, help="Feature scales in metres, comma-separated.")
 @click.option("--lambda", "lam", type=float, default=0.1, show_default=True, help="Ridge parameter of the collaborative representation.")
 @click.option("--atoms", type=int, default=1000, show_default=True, help="Dictionary atoms per class.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--gsd-m", type=float, default=0.3, show_default=True, help="GSD assumed for training files without georeferencing.")
-def mjcr(images, masks, image, samples, class_field, output, bands, scales_m, lam, atoms, seed, gsd_m) -> None:
+@click.option("--gsd-m", type=click.FloatRange(min=0, min_open=True), default=None, help="GSD of training files without georeferencing [default: 0.3, with a warning].")
+def mjcr(images, masks, image, samples, class_field, road_value, background_value, output, bands, scales_m, lam, atoms, seed, gsd_m) -> None:
     """Train the MJCR (multiscale joint collaborative representation) road classifier.
 
     \b
@@ -39,30 +48,34 @@ def mjcr(images, masks, image, samples, class_field, output, bands, scales_m, la
       geoseg train mjcr --images "tiles/*.tif" --masks "masks/*.tif" -o roads.mjcr.npz
     From labelled samples drawn over one scene (e.g. in QGIS):
       geoseg train mjcr --image scene.tif --samples samples.gpkg --class-field class -o roads.mjcr.npz
+      geoseg train mjcr --image scene.tif --samples s.gpkg --class-field cls --road-value road --background-value bg -o roads.mjcr.npz
 
     Then: geoseg run road_centerlines scene.tif -o out/ --set model=roads.mjcr.npz
     """
     from geoseg.classifiers.mjcr import MJCRClassifier
     from geoseg.classifiers.training_data import mask_labels, pair_by_stem, sample_labels
-    from geoseg.raster import read_raster
+    from geoseg.raster import DEFAULT_ASSUMED_GSD_M
 
     if bool(images or masks) == bool(image or samples):
         raise click.UsageError("give either --images and --masks, or --image and --samples")
+    check_output_file(output, "-o", example_name="roads.mjcr.npz")
+    gsd = DEFAULT_ASSUMED_GSD_M if gsd_m is None else gsd_m
     start = time.perf_counter()
     if samples or image:
         if not (samples and image):
             raise click.UsageError("--image and --samples go together")
-        scene = read_raster(image, assume_gsd_m=gsd_m)
-        scenes, labels = [scene], [sample_labels(scene, samples, class_field)]
+        scene = read_image(image, gsd)
+        scenes, labels = [scene], [sample_labels(scene, samples, class_field, road_value=road_value, background_value=background_value)]
     else:
         if not (images and masks):
             raise click.UsageError("--images and --masks go together")
         pairs = pair_by_stem(expand_inputs(images), expand_inputs(masks))
         scenes, labels = [], []
         for im, mk in pairs:
-            scene = read_raster(im, assume_gsd_m=gsd_m)
+            scene = read_image(im, gsd)
             scenes.append(scene)
             labels.append(mask_labels(scene, mk))
+    warn_assumed_gsd(scenes, gsd, "--gsd-m" if gsd_m is None else None, "training data")
     try:
         band_list = [int(b) for b in bands.split(",")] if bands else None
         scales = [float(s) for s in scales_m.split(",")]
@@ -78,11 +91,66 @@ def mjcr(images, masks, image, samples, class_field, output, bands, scales_m, la
     log.info("wrote %s (%.1f s)", output, time.perf_counter() - start)
 
 
-def read_scenes(images: list, masks: list, edges: list, centerlines: list, gsd_m: float, what: str) -> list:
-    """Raw scenes with labels (and edge/centerline rasters, matched by stem) for training."""
+def read_image(path: str, gsd_m: float) -> Raster:
+    """A training scene; missing georeferencing is reported once for all scenes (:func:`warn_assumed_gsd`)."""
+    from geoseg.raster import read_raster
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return read_raster(path, assume_gsd_m=gsd_m)
+
+
+def _read_label_raster(path: str) -> Raster:
+    """An edge or centerline raster: only its grid counts, so nothing is said about its georeferencing."""
+    from geoseg.raster import read_raster
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return read_raster(path, bands=[1])
+
+
+def warn_assumed_gsd(scenes: Sequence[Raster], gsd_m: float, how_to_set: str | None, what: str) -> None:
+    """One warning for all ``scenes`` without georeferencing, naming how to set their GSD.
+
+    Parameters
+    ----------
+    scenes : sequence of Raster
+        The scenes read.
+    gsd_m : float
+        The GSD they were read with.
+    how_to_set : str or None
+        The option that sets it (``--gsd-m``); None when the user gave the GSD: no warning.
+    what : str
+        Which scenes, for the message (``training data``).
+    """
+    from geoseg.raster import not_georeferenced_message
+
+    plain = [s.source for s in scenes if not s.geo.georeferenced]
+    if plain and how_to_set is not None:
+        names = ", ".join(plain[:3]) + (f" and {len(plain) - 3} more" if len(plain) > 3 else "")
+        log.warning("warning: %s", not_georeferenced_message(f"{what}: {names}", gsd_m, how_to_set, pixel_outputs=False))
+
+
+def config_gsd_option(value: float | None, overrides: Sequence[str], key: str) -> str | None:
+    """How to set a config's GSD of files without georeferencing, for :func:`warn_assumed_gsd`.
+
+    Returns None when the user set it: with ``--set KEY=...``, or a value other than the default.
+    """
+    from geoseg.raster import DEFAULT_ASSUMED_GSD_M
+
+    given = any(o.partition("=")[0].strip() == key for o in overrides)
+    if given or (value is not None and value != DEFAULT_ASSUMED_GSD_M):
+        return None
+    return f"--set {key}=VALUE, or {key} in the config"
+
+
+def read_scenes(images: list, masks: list, edges: list, centerlines: list, gsd_m: float, what: str, *, gsd_option: str | None) -> list:
+    """Raw scenes with labels (and edge/centerline rasters, matched by stem) for training.
+
+    ``gsd_option`` is how the user sets ``gsd_m`` (None: they did), for :func:`warn_assumed_gsd`.
+    """
     from geoseg.classifiers.training_data import mask_labels, pair_by_stem
     from geoseg.nn.train import SceneData
-    from geoseg.raster import read_raster
 
     if bool(images) != bool(masks):
         raise click.UsageError(f"{what}: images and masks go together")
@@ -91,31 +159,33 @@ def read_scenes(images: list, masks: list, edges: list, centerlines: list, gsd_m
     for name, patterns in (("edges", edges), ("centerlines", centerlines)):
         if patterns:
             extra[name] = dict(pair_by_stem([im for im, _ in pairs], expand_inputs(tuple(patterns))))
-    scenes = []
+    scenes, images_read = [], []
     for im, mk in pairs:
-        scene = read_raster(im, assume_gsd_m=gsd_m)
+        scene = read_image(im, gsd_m)
+        images_read.append(scene)
         rasters = {}
         for name, by_image in extra.items():
-            r = read_raster(by_image[im], bands=[1])
+            r = _read_label_raster(by_image[im])
             if r.shape != scene.shape:
                 raise InputMismatchError(f"{by_image[im]}: {name} raster is {r.shape[1]}x{r.shape[0]} px but {im} is {scene.shape[1]}x{scene.shape[0]}")
             rasters[name] = r.array[0]
-        scenes.append(SceneData(scene.array, mask_labels(scene, mk), scene.geo.gsd_m, scene.source, **rasters))
+        scenes.append(SceneData(scene.array, mask_labels(scene, mk), scene.geo.gsd_m, scene.source, band_names=scene.band_names, **rasters))
+    warn_assumed_gsd(images_read, gsd_m, gsd_option, what)
     return scenes
 
 
-def _read_unlabeled(images: list, masks: list, gsd_m: float) -> list:
+def _read_unlabeled(images: list, masks: list, gsd_m: float, gsd_option: str | None) -> list:
     """Unlabelled scenes (labels all 255), with check labels from ``masks`` where a mask matches the stem (for reporting only)."""
     import numpy as np
 
     from geoseg.classifiers.training_data import mask_labels, pair_by_stem
     from geoseg.nn.train import SceneData
-    from geoseg.raster import read_raster
 
     mask_files = expand_inputs(tuple(masks)) if masks else []
-    scenes = []
+    scenes, images_read = [], []
     for im in expand_inputs(tuple(images)):
-        scene = read_raster(im, assume_gsd_m=gsd_m)
+        scene = read_image(im, gsd_m)
+        images_read.append(scene)
         labels = np.full(scene.shape, 255, np.uint8)
         if mask_files:
             try:
@@ -123,7 +193,8 @@ def _read_unlabeled(images: list, masks: list, gsd_m: float) -> list:
             except InputMismatchError as exc:
                 if "no mask with the same file stem" not in str(exc):
                     raise
-        scenes.append(SceneData(scene.array, labels, scene.geo.gsd_m, scene.source))
+        scenes.append(SceneData(scene.array, labels, scene.geo.gsd_m, scene.source, band_names=scene.band_names))
+    warn_assumed_gsd(images_read, gsd_m, gsd_option, "unlabelled data")
     return scenes
 
 
@@ -178,9 +249,14 @@ def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabel
     data = data.model_copy(update={k: list(v) for k, v in given.items() if v})
     if not data.images:
         raise click.UsageError("no training data: give --images and --masks, or data.images/data.masks in the config")
+    ckpt = (checkpoint or str(Path(output).with_suffix("")) + ".ckpt.npz") if cfg.mode == "supervised" else None
+    check_output_file(output, "-o", example_name="roads.nn.npz")
+    if ckpt is not None:
+        check_output_file(ckpt, "--checkpoint", example_name="roads.ckpt.npz")
+    gsd_option = config_gsd_option(data.gsd_m, overrides, "data.gsd_m")
     start = time.perf_counter()
-    train_scenes = read_scenes(data.images, data.masks, data.edges, data.centerlines, data.gsd_m, "training data")
-    val_scenes = read_scenes(data.val_images, data.val_masks, [], [], data.gsd_m, "validation data") if data.val_images else []
+    train_scenes = read_scenes(data.images, data.masks, data.edges, data.centerlines, data.gsd_m, "training data", gsd_option=gsd_option)
+    val_scenes = read_scenes(data.val_images, data.val_masks, [], [], data.gsd_m, "validation data", gsd_option=gsd_option) if data.val_images else []
     cfg = cfg.model_copy(update={"data": data})
     unlabeled_scenes = []
     if cfg.mode == "supervised" and data.unlabeled:
@@ -190,10 +266,10 @@ def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabel
             raise click.UsageError(f"mode {cfg.mode} needs unlabelled scenes: give --unlabeled or data.unlabeled in the config")
         if checkpoint or resume:
             raise click.UsageError(f"--checkpoint/--resume are only supported for mode supervised (this config has mode {cfg.mode})")
-        unlabeled_scenes = _read_unlabeled(data.unlabeled, data.unlabeled_masks, data.unlabeled_gsd_m or data.gsd_m)
+        unlabeled_option = gsd_option if data.unlabeled_gsd_m is None else config_gsd_option(data.unlabeled_gsd_m, overrides, "data.unlabeled_gsd_m")
+        unlabeled_scenes = _read_unlabeled(data.unlabeled, data.unlabeled_masks, data.unlabeled_gsd_m or data.gsd_m, unlabeled_option)
         log.info("mode %s: %d unlabelled scene(s)%s", cfg.mode, len(unlabeled_scenes), " (check masks for reporting only)" if data.unlabeled_masks else "")
     log.info("training %s on %d scene(s), validating on %d", cfg.model.architecture, len(train_scenes), len(val_scenes))
-    ckpt = (checkpoint or str(Path(output).with_suffix("")) + ".ckpt.npz") if cfg.mode == "supervised" else None
     result = train(
         cfg, train_scenes, val_scenes, checkpoint_path=ckpt, resume=resume, best_path=output, progress=progress, unlabeled_data=unlabeled_scenes
     )

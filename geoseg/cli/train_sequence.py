@@ -25,11 +25,13 @@ def command(config: str | None, output: str, overrides: tuple[str, ...]) -> None
       geoseg train sequence sequence_ovs -o objects.ovs.npz --set iterations=600 --set "backgrounds=[img/*.tif]"
     Then: geoseg run sequence_objects frames/ -o out/ --set model=objects.ovs.npz
     """
+    from geoseg.atomic import check_output_file
     from geoseg.sequence.modelfile import save_sequence_model
     from geoseg.sequence.train import load_sequence_train_config, train_sequence_model
     from geoseg.shipped import resolve_file
 
     cfg = load_sequence_train_config(resolve_file(config, "training") if config else None, overrides)
+    check_output_file(output, "-o", example_name="objects.ovs.npz")
     step = max(1, cfg.iterations // 10)
 
     def progress(it: int, total: int, losses: dict[str, float]) -> None:

@@ -4,7 +4,8 @@ See :mod:`geoseg.nn.search` for the parts and GAS (arXiv 1909.06793) for the met
 result is an ordinary nn model file (:mod:`geoseg.nn.modelfile`) of architecture ``gas`` whose
 hyper-parameters hold the genotype, so :func:`geoseg.nn.models.build_model` and the
 ``nn_classify`` step rebuild it; the metadata's ``training.search`` holds the readable
-genotype, the measured lookup table, the target, predicted and measured latencies and the
+genotype, the measured lookup table, the target, predicted and measured latencies, whether
+the measured latency missed the target (``target_missed``, also logged as a warning) and the
 search history.
 """
 
@@ -53,6 +54,16 @@ def _bands(config: SearchConfig, data: Sequence[SceneData]) -> list[int]:
         if s.image.shape[0] < max(bands):
             raise InputMismatchError(f"{s.source}: has {s.image.shape[0]} band(s), the search reads bands {bands}")
     return bands
+
+
+def _warn_target_missed(config: SearchConfig, measured_ms: float, predicted_ms: float) -> None:
+    """Say that the derived network is slower than the target, and how to search closer to it."""
+    log.warning(
+        "warning: the derived network takes %.2f ms per %d px tile, above the target %g ms (LUT predicted %.2f ms); the model is "
+        "written with target_missed in its metadata; for a faster one search again with a lower --target-ms, a larger "
+        "latency.weight (now %g) or a narrower space.width (now %d)",
+        measured_ms, config.latency.tile_px, config.latency.target_ms, predicted_ms, config.latency.weight, config.space.width,
+    )  # fmt: skip
 
 
 def run_gas(
@@ -131,6 +142,9 @@ def _run(
     log.info(
         "derived network: %.2f ms per %d px tile measured (LUT %.2f ms, target %g ms)", measured, config.latency.tile_px, outcome.predicted_ms, config.latency.target_ms
     )  # fmt: skip
+    target_missed = measured > config.latency.target_ms
+    if target_missed:
+        _warn_target_missed(config, measured, outcome.predicted_ms)
     model = NNModel(
         module=module, architecture="gas", hyper=hyper, bands=bands, band_mean=[float(v) for v in mean], band_std=[float(v) for v in std],
         train_gsd_m=float(np.mean([s.gsd_m for s in train_data])), tile_px=config.inference.tile_px, overlap_px=config.inference.overlap_px,
@@ -150,6 +164,7 @@ def _run(
             "expected_ms": outcome.expected_ms,
             "predicted_ms": outcome.predicted_ms,
             "measured_ms": measured,
+            "target_missed": target_missed,
             "edge_weights": np.round(outcome.weights, 4).tolist(),
             "ops": list(sp.ops),
             "lut": lut.to_dict(),

@@ -1,0 +1,251 @@
+"""What users really feed `geoseg eval` and the training commands (issue 20): inputs in other
+CRSs or other places, pixel-space data, text class fields, unwritable outputs, GSD warnings
+that name each command's own option, memory sizes without units, missed latency targets.
+
+Every behaviour runs through a real ``geoseg`` subprocess and asserts the exit code and the
+words of the message; the output checks use nonexistent inputs, so a check that came after
+reading data would fail with another message.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import warnings
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+from PIL import Image
+
+from geoseg.atomic import check_output_file
+from geoseg.cli.train import config_gsd_option
+from geoseg.errors import OutputWriteError
+from geoseg.modelfile import load_model
+from geoseg.pipeline.pipeline import load_pipeline
+from tests.cli.test_cli_basics import GEOSEG
+from tests.conftest import REPO, SAMPLE_DATA, plus_mask
+from tests.nn.test_gas_search import TINY_SEARCH
+
+SCENE_A_TRUTH = SAMPLE_DATA / "scene_a_centerlines.geojson"
+SCENE_B_TRUTH = SAMPLE_DATA / "scene_b_centerlines.geojson"
+
+
+def geoseg(*args: object, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([*GEOSEG, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def one_error_line(res: subprocess.CompletedProcess) -> str:
+    """The single ``geoseg: error:`` line of a failed command (no traceback)."""
+    assert res.returncode == 1, (res.stdout, res.stderr)
+    assert "Traceback" not in res.stderr
+    errors = [line for line in res.stderr.splitlines() if line.startswith("geoseg: error: ")]
+    assert len(errors) == 1, res.stderr
+    return errors[0]
+
+
+# ----------------------------------------------------------------------------- geoseg eval
+def test_eval_reprojects_a_reference_in_another_crs_and_says_so(tmp_path: Path) -> None:
+    truth = tmp_path / "truth_4326.geojson"
+    gpd.read_file(SCENE_A_TRUTH).to_crs(4326).to_file(truth)
+    text = geoseg("eval", SCENE_A_TRUTH, truth)
+    assert text.returncode == 0, text.stderr
+    notes = [line for line in text.stdout.splitlines() if "reprojected" in line]
+    assert notes == ["note:       the reference was reprojected on the fly from EPSG:4326 to the prediction's CRS EPSG:32633"]
+    scores = json.loads(geoseg("eval", SCENE_A_TRUTH, truth, "--json").stdout)
+    assert scores["reference_reprojected_from"] == "EPSG:4326" and scores["crs"] == "EPSG:32633"
+    assert scores["quality"] == pytest.approx(1.0, abs=1e-6) and scores["truth_length_m"] == pytest.approx(scores["pred_length_m"], rel=1e-6)
+
+
+def test_eval_refuses_inputs_that_do_not_overlap() -> None:
+    line = one_error_line(geoseg("eval", SCENE_A_TRUTH, SCENE_B_TRUTH))
+    assert str(SCENE_A_TRUTH.relative_to(REPO)) in line and str(SCENE_B_TRUTH.relative_to(REPO)) in line
+    assert "EPSG:32633" in line and "EPSG:25832" in line and "do not overlap" in line
+
+
+def test_eval_refuses_a_reference_from_another_continent(shared_data: Path) -> None:
+    vegas = sorted((shared_data / "spacenet_vegas").rglob("AOI_2_Vegas_img0.geojson"))
+    if not vegas:
+        pytest.skip("no AOI_2_Vegas_img0.geojson under spacenet_vegas")
+    line = one_error_line(geoseg("eval", SCENE_A_TRUTH, vegas[0]))
+    assert "EPSG:32633" in line and "EPSG:4326" in line and "do not overlap" in line and "W 36." in line
+
+
+def _pixel_lines(path: Path, shift: float = 0.0) -> Path:
+    """A plus of two 100-px lines in pixel coordinates (no CRS)."""
+    lines = [shapely.LineString([(0, 50 + shift), (100, 50 + shift)]), shapely.LineString([(50 + shift, 0), (50 + shift, 100)])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "'crs' was not provided": on purpose
+        gpd.GeoDataFrame(geometry=lines).to_file(path)
+    return path
+
+
+def test_eval_refuses_pixel_lines_written_as_geojson(tmp_path: Path) -> None:
+    pixels = _pixel_lines(tmp_path / "pixels.geojson", 60.0)  # GDAL reads GeoJSON as EPSG:4326: y up to 160 degrees
+    line = one_error_line(geoseg("eval", pixels, pixels))
+    assert f"{pixels}: coordinates x 0..110, y 0..110 are not longitudes and latitudes of EPSG:4326" in line and ".gpkg" in line
+
+
+def test_eval_says_the_gsd_it_assumes_for_pixel_data(tmp_path: Path) -> None:
+    pred, truth = _pixel_lines(tmp_path / "pred.gpkg", 1.0), _pixel_lines(tmp_path / "truth.gpkg")
+    text = geoseg("eval", pred, truth)
+    assert text.returncode == 0, text.stderr
+    assert "note:       no georeferencing: lengths are pixels x 0.3 m (assumed; set it with --gsd-m)" in text.stdout
+    assumed = json.loads(geoseg("eval", pred, truth, "--json").stdout)
+    assert assumed["pixel_gsd_m"] == 0.3 and assumed["gsd_assumed"] is True and "--gsd-m" in assumed["notes"][0]
+    given = json.loads(geoseg("eval", pred, truth, "--json", "--gsd-m", "0.21").stdout)
+    assert given["pixel_gsd_m"] == 0.21 and given["gsd_assumed"] is False and given["notes"] == ["no georeferencing: lengths are pixels x 0.21 m (from --gsd-m)"]
+    assert given["truth_length_m"] == pytest.approx(200 * 0.21)
+
+
+# ----------------------------------------------------------------------------- training inputs
+def _samples(path: Path, values: list[object]) -> Path:
+    """A road polygon across scene A, a background square and another square, with class ``values``."""
+    x0, y0 = 533000.0, 5289846.4
+    shapes = [shapely.box(x0 + 70, y0 + 10, x0 + 80, y0 + 140), shapely.box(x0 + 5, y0 + 5, x0 + 30, y0 + 30), shapely.box(x0 + 120, y0 + 5, x0 + 140, y0 + 25)]
+    gpd.GeoDataFrame({"cls": values}, geometry=shapes[: len(values)], crs="EPSG:32633").to_file(path)
+    return path
+
+
+def test_train_mjcr_text_classes_need_the_value_options(tmp_path: Path) -> None:
+    samples = _samples(tmp_path / "s.gpkg", ["road", "bg"])
+    base = ["train", "mjcr", "--image", SAMPLE_DATA / "scene_a.tif", "--samples", samples, "--class-field", "cls", "--atoms", "50"]
+    line = one_error_line(geoseg(*base, "-o", tmp_path / "m.npz"))
+    assert f"{samples}: field 'cls' holds 'bg', 'road'; it must hold 1 for road and 0 for background" in line
+    assert "--road-value" in line and "--background-value" in line
+    assert not (tmp_path / "m.npz").exists()
+    ok = geoseg(*base, "--road-value", "road", "--background-value", "bg", "-o", tmp_path / "m.npz")
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "m.npz").is_file()
+
+
+def test_train_mjcr_numeric_classes_as_text_and_other_values(tmp_path: Path) -> None:
+    samples = _samples(tmp_path / "s.gpkg", ["1", "0", "2"])
+    res = geoseg("train", "mjcr", "--image", SAMPLE_DATA / "scene_a.tif", "--samples", samples, "--class-field", "cls", "--atoms", "50", "-o", tmp_path / "m.npz")
+    assert res.returncode == 0, res.stderr
+    assert f"warning: {samples}: 1 sample(s) whose field 'cls' is neither road (= 1) nor background (= 0) are left unlabelled (values: '2')" in res.stderr
+
+
+# ----------------------------------------------------------------------------- outputs checked first
+MISSING = "no_such_scene.tif"
+OUTPUT_CASES = {
+    "train mjcr": ["train", "mjcr", "--images", MISSING, "--masks", MISSING, "-o", "{bad}"],
+    "train nn": ["train", "nn", "--images", MISSING, "--masks", MISSING, "-o", "{bad}"],
+    "train nn --checkpoint": ["train", "nn", "--images", MISSING, "--masks", MISSING, "-o", "{ok}", "--checkpoint", "{bad}"],
+    "train sequence": ["train", "sequence", "-o", "{bad}"],
+    "quantize": ["quantize", "no_such_model.npz", "--w-bits", "4", "--images", MISSING, "--masks", MISSING, "-o", "{bad}"],
+    "search arch": ["search", "arch", "--images", MISSING, "--masks", MISSING, "--target-ms", "5", "-o", "{bad}"],
+}
+
+
+@pytest.mark.parametrize("case", OUTPUT_CASES)
+def test_unwritable_outputs_are_refused_before_any_data_is_read(tmp_path: Path, case: str) -> None:
+    bad = tmp_path / "no_folder" / "model.npz"
+    args = [a.format(bad=bad, ok=tmp_path / "ok.npz") for a in OUTPUT_CASES[case]]
+    line = one_error_line(geoseg(*args, cwd=tmp_path))
+    option = "--checkpoint" if "checkpoint" in case else "-o"
+    assert line == f"geoseg: error: {option} {bad}: the folder {bad.parent} does not exist; create it first (mkdir -p {bad.parent}) or choose another path"
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_check_output_file_names_each_problem(tmp_path: Path) -> None:
+    assert check_output_file(tmp_path / "m.npz", "-o") == tmp_path / "m.npz"
+    with pytest.raises(OutputWriteError, match=r"-o .*: is a folder; give a file path \(e.g\. .*roads.npz\)"):
+        check_output_file(tmp_path, "-o", example_name="roads.npz")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputWriteError, match="file is not a folder"):
+        check_output_file(tmp_path / "file" / "m.npz", "--checkpoint")
+    with pytest.raises(OutputWriteError, match="does not exist"):
+        check_output_file(tmp_path / "a" / "b" / "m.npz", "-o")
+
+
+# ----------------------------------------------------------------------------- GSD warnings
+@pytest.fixture
+def pixel_tile(tmp_path: Path) -> tuple[Path, Path]:
+    """An RGB PNG tile and its road mask, both without georeferencing."""
+    mask = plus_mask(96, 16)
+    rng = np.random.default_rng(0)
+    rgb = np.where(mask[..., None] > 0, 90, 160).astype(np.uint8) + rng.integers(0, 20, (96, 96, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "tile.png")
+    Image.fromarray(mask).save(tmp_path / "tile_mask.png")
+    return tmp_path / "tile.png", tmp_path / "tile_mask.png"
+
+
+def _gsd_warnings(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "georeferencing" in line or "GSD" in line]
+
+
+def test_train_mjcr_gsd_warning_names_gsd_m_and_goes_when_it_is_given(tmp_path: Path, pixel_tile: tuple[Path, Path]) -> None:
+    image, mask = pixel_tile
+    base = ["train", "mjcr", "--images", image, "--masks", mask, "--atoms", "50", "--scales-m", "1,2"]
+    default = geoseg(*base, "-o", tmp_path / "a.npz")
+    assert default.returncode == 0, default.stderr
+    assert _gsd_warnings(default.stderr) == [f"warning: training data: {image}: no georeferencing; a GSD of 0.3 m is assumed (set it with --gsd-m)"]
+    given = geoseg(*base, "--gsd-m", "0.21", "-o", tmp_path / "b.npz")
+    assert given.returncode == 0, given.stderr
+    assert _gsd_warnings(given.stderr) == []
+
+
+def test_train_nn_gsd_warning_names_data_gsd_m(tmp_path: Path, pixel_tile: tuple[Path, Path]) -> None:
+    image, mask = pixel_tile
+    tiny = ["threads=1", "model.width=8", "epochs=1", "iterations_per_epoch=1", "data.batch_size=2", "data.crop_px=64", "inference.tile_px=64", "inference.overlap_px=16"]
+    res = geoseg("train", "nn", "--images", image, "--masks", mask, "-o", tmp_path / "m.npz", "--no-progress", *[f"--set={s}" for s in tiny])
+    assert res.returncode == 0, res.stderr
+    assert _gsd_warnings(res.stderr) == [
+        f"warning: training data: {image}: no georeferencing; a GSD of 0.3 m is assumed (set it with --set data.gsd_m=VALUE, or data.gsd_m in the config)"
+    ]
+
+
+def test_config_gsd_option_is_none_when_the_user_set_the_gsd() -> None:
+    assert config_gsd_option(0.3, [], "data.gsd_m") == "--set data.gsd_m=VALUE, or data.gsd_m in the config"
+    assert config_gsd_option(0.3, ["data.gsd_m=0.3"], "data.gsd_m") is None
+    assert config_gsd_option(0.21, [], "data.gsd_m") is None
+
+
+def test_run_gsd_warning_only_while_assume_gsd_m_is_the_default(tmp_path: Path, pixel_tile: tuple[Path, Path]) -> None:
+    _, mask = pixel_tile
+    base = ["run", "mask_to_centerlines", mask, "--progress", "none"]
+    default = geoseg(*base, "-o", tmp_path / "a")
+    assert default.returncode == 0, default.stderr
+    assert _gsd_warnings(default.stderr) == [
+        f"warning: {mask}: no georeferencing; output coordinates are pixel coordinates (x = column, y = row) "
+        "and a GSD of 0.3 m is assumed (set it with --set assume_gsd_m=VALUE)"
+    ]
+    for value in ("0.21", "0.3"):
+        given = geoseg(*base, "-o", tmp_path / value, "--set", f"assume_gsd_m={value}", "--set", "max_gap_m=10")
+        assert given.returncode == 0, given.stderr
+        assert _gsd_warnings(given.stderr) == [f"warning: {mask}: no georeferencing; output coordinates are pixel coordinates (x = column, y = row)"]
+
+
+def test_assume_gsd_m_given_survives_other_overrides() -> None:
+    assert not load_pipeline("mask_to_centerlines", ["max_gap_m=10"]).engine.assume_gsd_m_given
+    pipe = load_pipeline("mask_to_centerlines", ["assume_gsd_m=0.3"]).with_overrides(["max_memory=2GB"])
+    assert pipe.engine.assume_gsd_m_given and pipe.engine.assume_gsd_m == 0.3
+
+
+# ----------------------------------------------------------------------------- messages
+def test_max_memory_without_unit_says_it_is_bytes(tmp_path: Path) -> None:
+    line = one_error_line(geoseg("run", "mask_to_centerlines", SAMPLE_DATA / "scene_a_mask.tif", "-o", tmp_path / "o", "--set", "max_memory=512"))
+    assert "max_memory 512 is below 16 MB (a bare number is bytes; give a unit, e.g. 512MB or 2GB)" in line
+
+
+def test_search_arch_warns_and_records_a_missed_latency_target(tmp_path: Path) -> None:
+    out = tmp_path / "g.npz"
+    res = geoseg("search", "arch", "--images", SAMPLE_DATA / "scene_b.tif", "--masks", SAMPLE_DATA / "scene_b_mask.tif", "--target-ms", "0.001",
+                 "-o", out, "--no-progress", *[f"--set={s}" for s in TINY_SEARCH])  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    warned = [line for line in res.stderr.splitlines() if "above the target 0.001 ms" in line]
+    assert len(warned) == 1 and warned[0].startswith("warning: the derived network takes") and "--target-ms" in warned[0]
+    _, meta = load_model(out, kind="nn")
+    assert meta["training"]["search"]["target_missed"] is True
+
+
+def test_a_met_latency_target_is_recorded_too(tmp_path: Path) -> None:
+    from geoseg.nn.search.config import load_search_config
+    from geoseg.nn.search.run import run_gas
+    from tests.nn.conftest import scene_b
+
+    result = run_gas(load_search_config(None, [*TINY_SEARCH, "latency.target_ms=100000"]), [scene_b()])
+    assert result.model.training["search"]["target_missed"] is False
