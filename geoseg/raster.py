@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import rasterio.windows
+import shapely
 from affine import Affine
 from pyproj import CRS as ProjCRS
 from pyproj import Geod, Transformer
@@ -41,6 +42,7 @@ __all__ = [
     "RasterTileWriter",
     "ground_sample_distance",
     "DEFAULT_ASSUMED_GSD_M",
+    "not_georeferenced_message",
 ]
 
 #: GSD assumed for scenes without georeferencing unless the pipeline sets ``assume_gsd_m``.
@@ -94,6 +96,17 @@ class GeoInfo:
     def window(self, row_off: int, col_off: int, height: int, width: int) -> GeoInfo:
         """The GeoInfo of a sub-window (same CRS and GSD, shifted transform)."""
         return replace(self, width=width, height=height, transform=self.transform @ Affine.translation(col_off, row_off))
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """``(xmin, ymin, xmax, ymax)`` in the CRS (pixel coordinates without georeferencing)."""
+        xs, ys = self.transform @ (np.array([0, self.width, 0, self.width]), np.array([0, 0, self.height, self.height]))
+        return float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
+
+    def to_pixels(self, geometry: shapely.Geometry) -> shapely.Geometry:
+        """A geometry in CRS coordinates mapped to this raster's pixel space (x = column, y = row)."""
+        inverse = ~self.transform
+        return shapely.transform(geometry, lambda xy: np.column_stack(inverse @ (xy[:, 0], xy[:, 1])))
 
 
 @dataclass
@@ -155,7 +168,6 @@ def ground_sample_distance(
     --------
     >>> from affine import Affine
     >>> from rasterio.crs import CRS
-from rasterio.enums import ColorInterp
     >>> gx, gy = ground_sample_distance(CRS.from_epsg(32633), Affine(0.5, 0, 500000, 0, -0.5, 0), 100, 100)
     >>> round(gx, 3), round(gy, 3)
     (0.5, 0.5)
@@ -203,19 +215,43 @@ def _short(exc: BaseException) -> str:
     return text[:300]
 
 
+def not_georeferenced_message(source: str, assumed_gsd_m: float | None, how_to_set: str = "", *, pixel_outputs: bool = True) -> str:
+    """The warning for data without georeferencing, worded for the command that reads it.
+
+    Parameters
+    ----------
+    source : str
+        What is not georeferenced (a file, or a list of files).
+    assumed_gsd_m : float or None
+        The GSD assumed for it; ``None`` when the user gave it (then nothing is said about it).
+    how_to_set : str
+        How the user sets the GSD, e.g. ``--gsd-m`` or ``--set assume_gsd_m=VALUE``.
+    pixel_outputs : bool
+        Whether the outputs are in pixel coordinates (False where nothing is written in the
+        input's coordinates, e.g. training).
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> not_georeferenced_message("tile.png", 0.3, "--gsd-m", pixel_outputs=False)
+    'tile.png: no georeferencing; a GSD of 0.3 m is assumed (set it with --gsd-m)'
+    """
+    parts = ["output coordinates are pixel coordinates (x = column, y = row)"] if pixel_outputs else []
+    if assumed_gsd_m is not None:
+        parts.append(f"a GSD of {assumed_gsd_m:g} m is assumed (set it with {how_to_set})")
+    return f"{source}: no georeferencing; " + (" and ".join(parts) or "pixel coordinates are used")
+
+
 def _geoinfo(ds: rasterio.DatasetReader, source: str, assume_gsd_m: float) -> GeoInfo:
     georeferenced = ds.crs is not None and not _is_identity(ds.transform)
     if georeferenced:
         gsd = ground_sample_distance(ds.crs, ds.transform, ds.width, ds.height)
         transform, crs = ds.transform, ds.crs
     else:
-        warnings.warn(
-            f"{source}: no georeferencing; output coordinates are pixel coordinates "
-            f"(x = column, y = row) and a GSD of {assume_gsd_m} m is assumed "
-            f"(set assume_gsd_m to change it)",
-            NotGeoreferencedWarning,
-            stacklevel=3,
-        )
+        warnings.warn(not_georeferenced_message(source, assume_gsd_m, "assume_gsd_m"), NotGeoreferencedWarning, stacklevel=3)
         gsd = (assume_gsd_m, assume_gsd_m)
         transform, crs = Affine.identity(), None
     nodata = ds.nodata

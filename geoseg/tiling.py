@@ -5,7 +5,9 @@ exactly once; each tile is read with a **halo** of extra pixels on every side (c
 scene border) so that every core pixel sees the neighbourhood its steps need. Raster results
 are cropped to the core; vector results are clipped to the core and then stitched across
 core borders (shared end points merged, degree-2 nodes dissolved), so a line crossing three
-tiles comes out as one edge.
+tiles comes out as one edge. With a processing extent, the cores cover a :class:`Region` of
+the scene instead (their halos still reach outside it), and the stitched network is clipped to
+the extent (:func:`clip_network`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import networkx as nx
 import numpy as np
@@ -24,7 +26,52 @@ from shapely.geometry import LineString, box
 from geoseg.errors import ConfigError
 from geoseg.road.network import EDGE_MEANS
 
-__all__ = ["Tile", "tile_grid", "tile_size_for_memory", "parse_memory", "clip_to_core", "stitch_pieces", "canonical", "drop_clip_vertices"]
+__all__ = [
+    "Region",
+    "Tile",
+    "tile_grid",
+    "tile_size_for_memory",
+    "parse_memory",
+    "clip_to_core",
+    "clip_network",
+    "stitch_pieces",
+    "canonical",
+    "drop_clip_vertices",
+]
+
+
+@dataclass(frozen=True)
+class Region:
+    """A rectangle of whole pixels: rows ``[row0, row1)`` and columns ``[col0, col1)``."""
+
+    row0: int
+    col0: int
+    row1: int
+    col1: int
+
+    @property
+    def height(self) -> int:
+        """Number of rows."""
+        return self.row1 - self.row0
+
+    @property
+    def width(self) -> int:
+        """Number of columns."""
+        return self.col1 - self.col0
+
+    def grow(self, px: int, within: Region) -> Region:
+        """This region with ``px`` more pixels on every side, clipped to ``within``."""
+        return Region(
+            max(within.row0, self.row0 - px), max(within.col0, self.col0 - px), min(within.row1, self.row1 + px), min(within.col1, self.col1 + px)
+        )
+
+    def contains(self, other: Region) -> bool:
+        """Whether ``other`` lies inside this region."""
+        return self.row0 <= other.row0 and self.col0 <= other.col0 and other.row1 <= self.row1 and other.col1 <= self.col1
+
+    def shift(self, drow: int, dcol: int) -> Region:
+        """The region moved by ``drow`` rows and ``dcol`` columns."""
+        return Region(self.row0 + drow, self.col0 + dcol, self.row1 + drow, self.col1 + dcol)
 
 
 @dataclass(frozen=True)
@@ -56,6 +103,39 @@ class Tile:
         """The core in scene pixel space; its sides lie on pixel edges (integers)."""
         return box(self.col_off, self.row_off, self.col_off + self.width, self.row_off + self.height)
 
+    def shifted(self, drow: int, dcol: int) -> Tile:
+        """The same tile with its core and window moved by ``drow`` rows and ``dcol`` columns."""
+        return replace(
+            self, row_off=self.row_off + drow, col_off=self.col_off + dcol, win_row_off=self.win_row_off + drow, win_col_off=self.win_col_off + dcol
+        )
+
+    def _core_part(self, region: Region) -> Region | None:
+        part = Region(
+            max(self.row_off, region.row0), max(self.col_off, region.col0), min(self.row_off + self.height, region.row1), min(self.col_off + self.width, region.col1)
+        )
+        return part if part.height > 0 and part.width > 0 else None
+
+    def part_in_window(self, region: Region) -> tuple[slice, slice] | None:
+        """Slices, in the window's arrays, of the part of the core inside ``region`` (None: no part)."""
+        part = self._core_part(region)
+        if part is None:
+            return None
+        return slice(part.row0 - self.win_row_off, part.row1 - self.win_row_off), slice(part.col0 - self.win_col_off, part.col1 - self.win_col_off)
+
+    def crop(self, region: Region) -> tuple[tuple[slice, slice], Tile] | None:
+        """The part of the core inside ``region`` (None: no part).
+
+        Returns its slices in the core's arrays, and that part as a tile (without halo) in
+        the coordinates of ``region``, whose origin becomes (0, 0).
+        """
+        part = self._core_part(region)
+        if part is None:
+            return None
+        rows = slice(part.row0 - self.row_off, part.row1 - self.row_off)
+        cols = slice(part.col0 - self.col_off, part.col1 - self.col_off)
+        r, c = part.row0 - region.row0, part.col0 - region.col0
+        return (rows, cols), Tile(self.index, r, c, part.height, part.width, r, c, part.height, part.width)
+
 
 def parse_memory(value: int | str) -> int:
     """Bytes from ``512MB``, ``2 GiB``, ``1e9`` or an int.
@@ -84,12 +164,17 @@ def tile_size_for_memory(max_memory: int, bytes_per_pixel: int, halo_px: int, bl
     return max(block, (core // block) * block)
 
 
-def tile_grid(height: int, width: int, tile_px: int, halo_px: int) -> list[Tile]:
-    """Cores of ``tile_px`` (the last ones smaller) covering the scene, with their windows."""
+def tile_grid(height: int, width: int, tile_px: int, halo_px: int, region: Region | None = None) -> list[Tile]:
+    """Cores of ``tile_px`` (the last ones smaller) covering ``region``, with their windows.
+
+    ``region`` defaults to the whole scene of ``height`` x ``width`` pixels; windows reach
+    ``halo_px`` beyond the cores, also outside ``region``, as far as the scene has pixels.
+    """
+    area = region if region is not None else Region(0, 0, height, width)
     tiles = []
-    for r in range(0, height, tile_px):
-        for c in range(0, width, tile_px):
-            h, w = min(tile_px, height - r), min(tile_px, width - c)
+    for r in range(area.row0, area.row1, tile_px):
+        for c in range(area.col0, area.col1, tile_px):
+            h, w = min(tile_px, area.row1 - r), min(tile_px, area.col1 - c)
             wr, wc = max(0, r - halo_px), max(0, c - halo_px)
             tiles.append(
                 Tile(len(tiles), r, c, h, w, wr, wc, min(height, r + h + halo_px) - wr, min(width, c + w + halo_px) - wc)
@@ -192,3 +277,39 @@ def stitch_pieces(pieces: Iterable[tuple[LineString, dict[str, float]]], snap_px
         coords[-1] = (graph.nodes[v]["x"], graph.nodes[v]["y"])
         graph.add_edge(u, v, geometry=LineString(coords), **means)
     return graph
+
+
+def clip_network(graph: nx.MultiGraph, area: shapely.Geometry, tolerance: float = 1e-6) -> nx.MultiGraph:
+    """The part of a pixel-space network inside ``area`` (a polygon in the same pixel space).
+
+    Edges crossing the boundary are cut there, and each cut end becomes a new node (x, y
+    only); nodes outside ``area`` and edges wholly outside are dropped. The other nodes and
+    every kept piece keep their attributes (an edge's raster means stay those of the whole
+    traced edge). Node names of cut ends are ``("cut", k)``: :func:`canonical` renumbers.
+    """
+    shapely.prepare(area)
+    inside = {n for n, d in graph.nodes(data=True) if area.covers(shapely.Point(d["x"], d["y"]))}
+    out = nx.MultiGraph()
+    out.add_nodes_from((n, graph.nodes[n]) for n in inside)
+    cuts = 0
+
+    def node_at(xy: tuple[float, ...], candidates: tuple[object, object]) -> object:
+        nonlocal cuts
+        for n in candidates:
+            if n in inside and math.dist(xy[:2], (graph.nodes[n]["x"], graph.nodes[n]["y"])) <= tolerance:
+                return n
+        cuts += 1
+        out.add_node(("cut", cuts), x=float(xy[0]), y=float(xy[1]))
+        return ("cut", cuts)
+
+    for u, v, data in graph.edges(data=True):
+        geom = data["geometry"]
+        if u in inside and v in inside and area.covers(geom):
+            out.add_edge(u, v, **data)
+            continue
+        clipped = shapely.intersection(geom, area)
+        parts = shapely.get_parts(shapely.line_merge(clipped)) if not clipped.is_empty else []
+        for part in parts:
+            if isinstance(part, LineString) and part.length > 0:
+                out.add_edge(node_at(part.coords[0], (u, v)), node_at(part.coords[-1], (u, v)), **{**data, "geometry": part})
+    return out

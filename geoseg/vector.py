@@ -2,14 +2,16 @@
 
 Networks are kept in pixel space while steps work on them (see ``docs/CONVENTIONS.md``) and
 are mapped to the scene's CRS by its affine transform only when they become GeoDataFrames.
-Nothing is reprojected: outputs are in the input's CRS (or in pixel coordinates for inputs
-without georeferencing).
+Outputs are in the input's CRS (or in pixel coordinates for inputs without georeferencing);
+they are reprojected only on request (:class:`VectorFormat` ``dst_crs``, ``geoseg run
+--dst-crs`` / ``--rfc7946``).
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
@@ -19,13 +21,16 @@ import shapely
 from pyogrio.errors import DataSourceError, DataLayerError
 from pyproj import CRS as ProjCRS
 from pyproj import Geod, Transformer
+from pyproj.exceptions import CRSError
 
 from geoseg.atomic import atomic_path
-from geoseg.errors import ConfigError, OutputWriteError, VectorReadError
+from geoseg.errors import ConfigError, InputMismatchError, OutputWriteError, VectorReadError
 from geoseg.raster import GeoInfo
 
 __all__ = [
     "FORMATS",
+    "VectorFormat",
+    "vector_format",
     "network_to_frames",
     "write_vector",
     "write_network",
@@ -44,6 +49,102 @@ _GEOD = Geod(ellps="WGS84")
 
 #: ``last_change`` written into GeoPackages, so that outputs are reproducible byte for byte.
 GPKG_TIMESTAMP = "2000-01-01T00:00:00.000Z"
+
+#: RFC 7946 GeoJSON: WGS84 longitude/latitude, and its recommended coordinate precision.
+RFC7946_CRS = "EPSG:4326"
+RFC7946_PRECISION = 7
+
+
+@dataclass(frozen=True)
+class VectorFormat:
+    """How vector outputs are written: a format of :data:`FORMATS`, reprojected only on request.
+
+    Attributes
+    ----------
+    name : {"shp", "gpkg", "geojson"}
+        The format.
+    dst_crs : str or None
+        Reproject the features to this CRS (EPSG code, WKT or PROJ string); None keeps the
+        input's CRS.
+    precision : int or None
+        Decimals of GeoJSON coordinates (GDAL's ``COORDINATE_PRECISION``); None: GDAL's default
+        (15 significant digits, or 7 decimals for RFC 7946).
+    rfc7946 : bool
+        GeoJSON per RFC 7946: WGS84 longitude/latitude (``dst_crs`` is ``EPSG:4326``), no
+        ``crs`` member, 7 decimals unless ``precision`` says otherwise.
+
+    Raises
+    ------
+    ConfigError
+        An unknown format or CRS, a precision outside 0-15 or for another format than GeoJSON,
+        or RFC 7946 with another format or CRS.
+    """
+
+    name: str = "shp"
+    dst_crs: str | None = None
+    precision: int | None = None
+    rfc7946: bool = False
+
+    def __post_init__(self) -> None:
+        _driver(self.name)
+        if self.rfc7946 and self.name != "geojson":
+            raise ConfigError(f"--rfc7946 writes GeoJSON, not {self.name}; drop --format {self.name} (or use --dst-crs {RFC7946_CRS} for {self.name})")
+        if self.rfc7946 and self.dst_crs is not None and _crs(self.dst_crs) != _crs(RFC7946_CRS):
+            raise ConfigError(f"--dst-crs {self.dst_crs}: RFC 7946 GeoJSON is always in {RFC7946_CRS} (WGS84 longitude/latitude); drop --dst-crs or --rfc7946")
+        if self.precision is not None and self.name != "geojson":
+            raise ConfigError(f"--precision {self.precision}: sets the decimals of GeoJSON coordinates; {self.name} stores full precision (drop it, or use --format geojson)")
+        if self.precision is not None and not 0 <= self.precision <= 15:
+            raise ConfigError(f"--precision {self.precision}: give 0 to 15 decimals (7 is about 1 cm in degrees, 3 is 1 mm in metres)")
+        if self.dst_crs is not None:
+            _crs(self.dst_crs)
+
+    @property
+    def ext(self) -> str:
+        """File extension of the main output (``.shp``, ``.gpkg``, ``.geojson``)."""
+        return FORMATS[self.name][0]
+
+    @property
+    def target_crs(self) -> str | None:
+        """The CRS the features are written in when it is not the input's (RFC 7946: EPSG:4326)."""
+        return RFC7946_CRS if self.rfc7946 else self.dst_crs
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form (what the batch manifest records)."""
+        return {"name": self.name, "dst_crs": self.target_crs, "precision": self.precision, "rfc7946": self.rfc7946}
+
+    def layer_options(self) -> dict[str, str]:
+        """GDAL layer-creation options of the format."""
+        if self.name != "geojson":
+            return {}
+        options = {"RFC7946": "YES" if self.rfc7946 else "NO", "WRITE_NAME": "NO"}
+        if self.precision is not None:
+            options["COORDINATE_PRECISION"] = str(self.precision)
+        return options
+
+
+def vector_format(fmt: str | VectorFormat) -> VectorFormat:
+    """``fmt`` as a :class:`VectorFormat` (a plain name keeps the input's CRS)."""
+    return fmt if isinstance(fmt, VectorFormat) else VectorFormat(fmt)
+
+
+def _crs(text: str) -> ProjCRS:
+    try:
+        return ProjCRS.from_user_input(text)
+    except CRSError:
+        raise ConfigError(f"--dst-crs {text}: not a CRS (give an EPSG code such as EPSG:4326, a WKT or a PROJ string)") from None
+
+
+def _reprojected(frame: gpd.GeoDataFrame, fmt: VectorFormat) -> gpd.GeoDataFrame:
+    """The features in the CRS ``fmt`` asks for (unchanged when it asks for none)."""
+    target = fmt.target_crs
+    if target is None:
+        return frame
+    if frame.crs is None:
+        raise InputMismatchError(
+            f"the features are in pixel coordinates (the input has no georeferencing) and cannot be reprojected to {target}; "
+            "drop --dst-crs/--rfc7946 for this input, or georeference it first"
+        )
+    return frame.to_crs(target)
 
 
 def _affine(geoms: np.ndarray, a: float, b: float, c: float, d: float, e: float, f: float) -> np.ndarray:
@@ -151,19 +252,29 @@ def _driver(fmt: str) -> tuple[str, str]:
         raise ConfigError(f"unknown vector format {fmt!r}; choose one of {', '.join(FORMATS)}") from None
 
 
-def write_vector(frame: gpd.GeoDataFrame, path: str | os.PathLike[str], *, fmt: str = "shp", layer: str | None = None) -> Path:
-    """Write a GeoDataFrame atomically (all sidecar files included), in its own CRS."""
-    _, driver = _driver(fmt)
+def write_vector(
+    frame: gpd.GeoDataFrame, path: str | os.PathLike[str], *, fmt: str | VectorFormat = "shp", layer: str | None = None
+) -> Path:
+    """Write a GeoDataFrame atomically (all sidecar files included).
+
+    In its own CRS, unless ``fmt`` (a :class:`VectorFormat`) asks for another one.
+
+    Raises
+    ------
+    InputMismatchError
+        A reprojection is asked for and the frame has no CRS (pixel coordinates).
+    """
+    spec = vector_format(fmt)
+    frame = _reprojected(frame, spec)
     with atomic_path(path) as tmp:
-        _write_frame(frame, tmp, driver, layer)
+        _write_frame(frame, tmp, spec, layer)
     return Path(path)
 
 
-def _write_frame(frame: gpd.GeoDataFrame, path: Path, driver: str, layer: str | None) -> None:
-    kwargs = {"layer": layer} if layer else {}
-    if driver == "GeoJSON":
-        kwargs["RFC7946"] = "NO"
-        kwargs["WRITE_NAME"] = "NO"
+def _write_frame(frame: gpd.GeoDataFrame, path: Path, fmt: VectorFormat, layer: str | None) -> None:
+    driver = FORMATS[fmt.name][1]
+    kwargs: dict[str, str] = {"layer": layer} if layer else {}
+    kwargs.update(fmt.layer_options())
     if driver == "GPKG":
         # GeoPackages record the time of writing (gpkg_contents.last_change); a fixed one keeps
         # outputs byte-identical run to run (SOURCE_DATE_EPOCH-style reproducibility).
@@ -210,34 +321,42 @@ def write_network(
     nodes: gpd.GeoDataFrame | None,
     path: str | os.PathLike[str],
     *,
-    fmt: str = "shp",
+    fmt: str | VectorFormat = "shp",
 ) -> list[Path]:
     """Write a network's lines (and optionally its nodes) atomically.
 
     GeoPackage output holds two layers (``edges``, ``nodes``) in one file; Shapefile and
-    GeoJSON output write the nodes beside the lines as ``<stem>_nodes.<ext>``.
+    GeoJSON output write the nodes beside the lines as ``<stem>_nodes.<ext>``. Both are in
+    the frames' CRS unless ``fmt`` (a :class:`VectorFormat`) asks for another one.
 
     Returns
     -------
     list of pathlib.Path
         The files written (main file first).
+
+    Raises
+    ------
+    InputMismatchError
+        A reprojection is asked for and the frames have no CRS (pixel coordinates).
     """
-    ext, driver = _driver(fmt)
+    spec = vector_format(fmt)
+    edges = _reprojected(edges, spec)
+    nodes = None if nodes is None else _reprojected(nodes, spec)
     final = Path(path)
-    if fmt == "gpkg":
+    if spec.name == "gpkg":
         with atomic_path(final) as tmp:
-            _write_frame(edges, tmp, driver, "edges")
+            _write_frame(edges, tmp, spec, "edges")
             if nodes is not None:
-                _write_frame(nodes, tmp, driver, "nodes")
+                _write_frame(nodes, tmp, spec, "nodes")
         return [final]
     written = []
     if nodes is not None:
-        node_path = final.with_name(final.stem + "_nodes" + ext)
+        node_path = final.with_name(final.stem + "_nodes" + spec.ext)
         with atomic_path(node_path) as tmp:
-            _write_frame(nodes, tmp, driver, None)
+            _write_frame(nodes, tmp, spec, None)
         written.append(node_path)
     with atomic_path(final) as tmp:
-        _write_frame(edges, tmp, driver, None)
+        _write_frame(edges, tmp, spec, None)
     return [final, *written]
 
 

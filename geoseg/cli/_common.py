@@ -5,15 +5,29 @@ from __future__ import annotations
 import glob
 import json
 import sys
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from tqdm import tqdm
 
-from geoseg.pipeline.batch import SceneReport
+from geoseg.errors import RasterReadError
+from geoseg.pipeline.batch import BatchInterrupted, PassPlan, ScenePlan, SceneReport, discard_interrupted
+from geoseg.pipeline.engine import TilePass
+from geoseg.vector import FORMATS, RFC7946_CRS, RFC7946_PRECISION, VectorFormat
 
-__all__ = ["set_option", "expand_inputs", "progress_reporter", "progress_option"]
+__all__ = [
+    "set_option",
+    "expand_inputs",
+    "print_plans",
+    "progress_reporter",
+    "progress_option",
+    "report_interrupt",
+    "vector_output",
+    "vector_output_options",
+]
 
 set_option = click.option(
     "--set",
@@ -34,12 +48,20 @@ progress_option = click.option(
 
 
 def expand_inputs(patterns: tuple[str, ...]) -> list[Path]:
-    """Expand globs (also when the shell did not); keep non-matching names as given."""
+    """Expand globs (also when the shell did not); keep plain names as given, even missing ones.
+
+    Raises
+    ------
+    RasterReadError
+        A glob pattern matches no file (a missing plain file is the scene's own failure).
+    """
     found: list[Path] = []
     for pattern in patterns:
         if glob.has_magic(pattern):
             matches = sorted(glob.glob(pattern, recursive=True))
-            found += [Path(m) for m in matches] if matches else [Path(pattern)]
+            if not matches:
+                raise RasterReadError(f"{pattern}: no file matches this pattern")
+            found += [Path(m) for m in matches]
         else:
             found.append(Path(pattern))
     return found
@@ -53,21 +75,25 @@ def emit_json(event: dict) -> None:
 
 def progress_reporter(
     mode: str, total: int, unit: str
-) -> tuple[Callable[[int, int, SceneReport], None] | None, Callable[[str, int, int], None] | None, Callable[[], None]]:
-    """Progress callbacks (per scene, per tile of a scene) for ``mode``, and a closer."""
+) -> tuple[Callable[[int, int, SceneReport], None] | None, Callable[[str, int, int, TilePass], None] | None, Callable[[], None]]:
+    """Progress callbacks (per scene, per tile of a scene's pass) for ``mode``, and a closer."""
     if mode == "none":
         return None, None, lambda: None
     if mode == "json":
         # Progress lines carry the scene report (input, status, outputs, seconds, error,
-        # warnings, skipped: true for a scene done by an earlier run); tile lines tell how far
-        # the current scene is.
+        # warnings, skipped: true for a scene done by an earlier run, crs of the outputs); tile
+        # lines tell how far the current scene is: which pass over its tiles ("pass" of
+        # "passes"), the steps it runs and those whose scene statistics it measures.
         emit_json({"event": "start", "total": total, "unit": unit})
 
         def report_json(done: int, n: int, report: SceneReport) -> None:
             emit_json({"event": "progress", "done": done, "total": n, "percent": round(100.0 * done / n, 1), **report.to_dict()})
 
-        def tile_json(scene: str, done: int, n: int) -> None:
-            emit_json({"event": "tile", "input": scene, "done": done, "total": n, "percent": round(100.0 * done / n, 1)})
+        def tile_json(scene: str, done: int, n: int, stage: TilePass) -> None:
+            emit_json({
+                "event": "tile", "input": scene, "pass": stage.index, "passes": stage.total, "steps": list(stage.steps),
+                "measures": list(stage.measures), "done": done, "total": n, "percent": round(100.0 * done / n, 1),
+            })
 
         return report_json, tile_json, lambda: None
     bar = tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, disable=None, position=0)
@@ -77,10 +103,14 @@ def progress_reporter(
         bar.set_postfix_str(f"{Path(report.input).name}: {'already done' if report.skipped else report.status}")
         bar.update(1)
 
-    def tile_bar(scene: str, done: int, n: int) -> None:
-        if tiles.total != n or done < tiles.n:
+    shown = {"label": ""}
+
+    def tile_bar(scene: str, done: int, n: int, stage: TilePass) -> None:
+        label = f"{Path(scene).name} pass {stage.index}/{stage.total}"
+        if label != shown["label"] or tiles.total != n or done < tiles.n:
             tiles.reset(total=n)
-            tiles.set_description(Path(scene).name)
+            tiles.set_description(label)
+            shown["label"] = label
         tiles.update(done - tiles.n)
 
     def close() -> None:
@@ -88,3 +118,112 @@ def progress_reporter(
         bar.close()
 
     return report_bar, tile_bar, close
+
+
+def vector_output_options(command: Callable) -> Callable:
+    """``--format``, ``--dst-crs``, ``--rfc7946`` and ``--precision`` (read by :func:`vector_output`)."""
+    options = [
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(sorted(FORMATS)),
+            default=None,
+            help="Vector output format; rasters are always GeoTIFF. [default: shp; gpkg for sequence pipelines]",
+        ),
+        click.option(
+            "--dst-crs",
+            metavar="CRS",
+            default=None,
+            help="Reproject the vector outputs to this CRS (EPSG:4326, a WKT or PROJ string); by default they keep "
+            "each input's CRS. Rasters always keep the scene's grid.",
+        ),
+        click.option(
+            "--rfc7946",
+            is_flag=True,
+            help=f"GeoJSON per RFC 7946 (implies --format geojson): reprojected to {RFC7946_CRS} (WGS84, longitude/latitude), "
+            f"{RFC7946_PRECISION} decimals, no crs member.",
+        ),
+        click.option(
+            "--precision",
+            type=int,
+            default=None,
+            metavar="N",
+            help="Decimals of GeoJSON coordinates [default: GDAL's 15 significant digits; 7 with --rfc7946].",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def vector_output(fmt: str | None, dst_crs: str | None, rfc7946: bool, precision: int | None, *, default: str) -> VectorFormat:
+    """The vector output the options of :func:`vector_output_options` ask for.
+
+    Raises
+    ------
+    ConfigError
+        The options contradict each other, or the CRS is unknown (see :class:`VectorFormat`).
+    """
+    name = fmt or ("geojson" if rfc7946 else default)
+    return VectorFormat(name, dst_crs=dst_crs, precision=precision, rfc7946=rfc7946)
+
+
+def report_interrupt(stop: KeyboardInterrupt, total: int, done_before: int) -> NoReturn:
+    """After Ctrl-C in ``geoseg run``: clean up, say how far the batch got and how to resume; exit 130.
+
+    ``stop`` is the :class:`BatchInterrupted` of a batch that had started (its counts win), or
+    a ``KeyboardInterrupt`` from before it started (``done_before`` scenes were done then).
+    """
+    done, failed = done_before, 0
+    if isinstance(stop, BatchInterrupted):
+        discard_interrupted(stop)
+        done, failed = stop.done, stop.failed
+    from geoseg.cli.main import INTERRUPTED_EXIT
+
+    also = f", {failed} failed" if failed else ""
+    click.echo(f"geoseg: interrupted; {done} of {total} scene(s) done{also}, run the same command again to resume", err=True)
+    raise SystemExit(INTERRUPTED_EXIT)
+
+
+def _size(n_bytes: int) -> str:
+    """Bytes as MiB or GiB, for people."""
+    return f"{n_bytes / 2**30:.1f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.0f} MiB"
+
+
+def _pass_line(plan: PassPlan) -> str:
+    """One pass of a dry run, in words."""
+    work = ", ".join(plan.steps) if plan.steps else "reads the scene"
+    measures = f"; measures for {', '.join(plan.measures)}" if plan.measures else ""
+    approx = "~" if plan.estimated else ""
+    tiles = f"{plan.tiles} tile(s) of {plan.tile_px} px, halo {approx}{plan.halo_px} px, {approx}{_size(plan.tile_bytes)} per tile"
+    return f"  pass {plan.index}/{plan.total}: {work}{measures}: {tiles}"
+
+
+def _scene_lines(plan: ScenePlan) -> list[str]:
+    """A dry run's lines for one scene."""
+    if plan.status == "failed":
+        return [f"{plan.input}: cannot run: {plan.error}"]
+    if plan.status == "skipped":
+        return [f"{plan.input}: done by an earlier run ({', '.join(plan.outputs)}); skipped (--overwrite redoes it)"]
+    crs = plan.crs or "no georeferencing (pixel coordinates)"
+    lines = [f"{plan.input}: {plan.width} x {plan.height} px, {plan.bands} band(s) {plan.dtype}, {crs}, GSD {plan.gsd_m:g} m"]
+    if plan.extent:
+        lines.append(f"  extent: {plan.extent}")
+    lines += [_pass_line(p) for p in plan.passes]
+    where = "on disk beside the outputs" if plan.scratch_on_disk else "in memory"
+    lines.append(f"  memory: about {_size(plan.memory_bytes)} at most (intermediate layers: {_size(plan.scratch_bytes)} {where})")
+    lines.append(f"  would write: {', '.join(plan.outputs) or 'nothing'}")
+    return lines
+
+
+def print_plans(plans: list[ScenePlan], as_json: bool) -> int:
+    """Print a dry run (text, or one JSON line per scene); the exit code a run would have."""
+    for plan in plans:
+        if as_json:
+            emit_json({"event": "plan", **plan.to_dict()})
+        else:
+            click.echo("\n".join(_scene_lines(plan)))
+    counts = Counter(plan.status for plan in plans)
+    summary = f"dry run: {counts['ready']} scene(s) would run, {counts['skipped']} already done, {counts['failed']} cannot run; nothing was written"
+    click.echo(summary, err=as_json)
+    return 1 if counts["failed"] else 0

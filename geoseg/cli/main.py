@@ -4,8 +4,28 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
+
+#: Exit status after Ctrl-C (SIGINT), as shells report a process killed by it: 128 + 2.
+INTERRUPTED_EXIT = 130
+
+
+def _interrupted_while_loading(signum: int, frame: object) -> None:
+    """Ctrl-C while geoseg loads its modules: nothing ran yet, stop quietly."""
+    sys.stderr.write("geoseg: interrupted\n")
+    raise SystemExit(INTERRUPTED_EXIT)
+
+
+# Loading the commands' modules takes a second or two: a Ctrl-C then gives one line, not an
+# import traceback. Python's own handler is back at the end of this module (commands get a
+# KeyboardInterrupt, see _GeosegGroup.invoke); a SIGINT that the parent process ignores (a
+# background job) stays ignored.
+_LOADING = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+if _LOADING:
+    signal.signal(signal.SIGINT, _interrupted_while_loading)
 
 # Idle OpenMP threads of torch spin by default and slow everything else on a busy machine
 # (10-100x measured on 2 cores); set before torch is imported. A user's setting wins.
@@ -16,11 +36,20 @@ import click
 from geoseg import __version__
 from geoseg.errors import GeosegError
 
-__all__ = ["cli"]
+__all__ = ["INTERRUPTED_EXIT", "cli"]
 
 
 class _GeosegGroup(click.Group):
-    """Turns geoseg errors into one line on stderr (traceback only with --verbose)."""
+    """Turns geoseg errors into one line on stderr (traceback only with --verbose), Ctrl-C into exit 130.
+
+    Every command registered (and every command of a registered group) also takes ``-v`` and
+    ``-q`` after its name: ``geoseg run ... -v`` is ``geoseg -v run ...``.
+    """
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        """Register ``cmd`` with the verbosity options added to it and its subcommands."""
+        _add_verbosity_options(cmd)
+        super().add_command(cmd, name)
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
@@ -30,6 +59,34 @@ class _GeosegGroup(click.Group):
                 raise
             click.echo(f"geoseg: error: {exc}", err=True)
             ctx.exit(1)
+        except KeyboardInterrupt:
+            # commands that have more to say (`geoseg run`: how far the batch got) exit 130 themselves
+            click.echo("geoseg: interrupted", err=True)
+            ctx.exit(INTERRUPTED_EXIT)
+
+
+def _add_verbosity_options(cmd: click.Command) -> None:
+    """Give ``cmd`` (and, for a group, each of its commands) its own ``-v`` and ``-q``."""
+    cmd.params += [
+        click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_more_logging, help="Debug logging and full tracebacks on errors (as geoseg -v)."),
+        click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, callback=_more_logging, help="Only warnings and errors (as geoseg -q)."),
+    ]
+    if isinstance(cmd, click.Group):
+        for sub in cmd.commands.values():
+            _add_verbosity_options(sub)
+
+
+def _more_logging(ctx: click.Context, param: click.Parameter, value: int | bool) -> None:
+    """``-v``/``-q`` given after a command's name: added to those given before it."""
+    if not value:
+        return
+    root = ctx.find_root()
+    levels = root.meta.setdefault("geoseg.logging", {"verbose": root.params.get("verbose", 0), "quiet": root.params.get("quiet", False)})
+    if param.name == "verbose":
+        levels["verbose"] += value
+    else:
+        levels["quiet"] = True
+    _setup_logging(levels["verbose"], levels["quiet"])
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -90,3 +147,5 @@ def _register() -> None:
 
 
 _register()
+if _LOADING:
+    signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -4,16 +4,59 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+from typing import Any
 
 import click
+from pyproj import CRS
+from pyproj.exceptions import CRSError
 
-from geoseg.cli._common import expand_inputs, progress_option, progress_reporter, set_option
-from geoseg.pipeline.batch import MANIFEST_NAME, pending_scenes, run_batch
+from geoseg.cli._common import (
+    expand_inputs,
+    print_plans,
+    progress_option,
+    progress_reporter,
+    report_interrupt,
+    set_option,
+    vector_output,
+    vector_output_options,
+)
+from geoseg.pipeline.batch import MANIFEST_NAME, pending_scenes, plan_batch, run_batch
 from geoseg.pipeline.distributed import SCHEDULER_ENV, dask_client, default_workers
+from geoseg.pipeline.engine import read_aoi
 from geoseg.pipeline.pipeline import load_pipeline
-from geoseg.vector import FORMATS
 
 log = logging.getLogger("geoseg.cli")
+
+
+def _check_crs(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--bbox-crs``: a CRS that pyproj knows."""
+    if value is not None:
+        try:
+            CRS.from_user_input(value)
+        except CRSError:
+            raise click.BadParameter(f"unknown CRS {value!r} (e.g. EPSG:4326, a WKT or PROJ string)") from None
+    return value
+
+
+def _extent(bbox: tuple[float, float, float, float] | None, bbox_crs: str | None, aoi: str | None) -> dict[str, Any] | None:
+    """The engine setting ``extent`` from ``--bbox``/``--bbox-crs``/``--aoi`` (None: none given).
+
+    Raises
+    ------
+    click.UsageError
+        Both --bbox and --aoi, --bbox-crs without --bbox, or a box without XMIN < XMAX and YMIN < YMAX.
+    """
+    if bbox is not None and aoi is not None:
+        raise click.UsageError("--bbox and --aoi both give the processing extent: use one of them")
+    if bbox_crs is not None and bbox is None:
+        raise click.UsageError("--bbox-crs gives the CRS of --bbox: add --bbox XMIN YMIN XMAX YMAX")
+    if bbox is None:
+        return None if aoi is None else {"aoi": aoi}
+    xmin, ymin, xmax, ymax = bbox
+    if not all(math.isfinite(v) for v in bbox) or xmin >= xmax or ymin >= ymax:
+        raise click.BadParameter(f"needs XMIN < XMAX and YMIN < YMAX (got {' '.join(f'{v:.10g}' for v in bbox)})", param_hint="'--bbox'")
+    return {"bbox": list(bbox), "crs": bbox_crs}
 
 
 @click.command("run")
@@ -21,14 +64,7 @@ log = logging.getLogger("geoseg.cli")
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False), help="Output folder (created if needed).")
 @set_option
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(sorted(FORMATS)),
-    default="shp",
-    show_default=True,
-    help="Vector output format (rasters are always GeoTIFF).",
-)
+@vector_output_options
 @progress_option
 @click.option(
     "--workers",
@@ -45,6 +81,18 @@ log = logging.getLogger("geoseg.cli")
     help=f"Use the running Dask cluster at ADDRESS (tcp://HOST:PORT) instead of a local one; also ${SCHEDULER_ENV}.",
 )
 @click.option("--overwrite", is_flag=True, help=f"Redo every scene, also those that {MANIFEST_NAME} records as done.")
+@click.option(
+    "--keep-folders",
+    is_flag=True,
+    help="Mirror the input folders under OUTDIR (relative to the inputs' common parent folder): "
+    "a/s1.tif and b/s1.tif write OUTDIR/a/s1.shp and OUTDIR/b/s1.shp.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check every scene from its header (readable, size, bands, CRS, GSD; models loadable; OUTDIR writable) and "
+    "print the passes, tiles, memory and outputs of each; read no pixel, write nothing. Exit 1 if a scene would fail.",
+)
 @click.option("--report", "want_report", is_flag=True, help="After the batch, write an HTML report into OUTDIR.")
 @click.option(
     "--truth",
@@ -52,18 +100,43 @@ log = logging.getLogger("geoseg.cli")
     default=None,
     help="Reference networks (matched to scenes by stem) scored in the report; implies --report.",
 )
+@click.option(
+    "--bbox",
+    nargs=4,
+    type=float,
+    default=None,
+    metavar="XMIN YMIN XMAX YMAX",
+    help="Process only this box of each scene, in the scene's CRS (or --bbox-crs): rasters are written for the "
+    "whole pixels covering it, networks clipped to it. Statistics (road width, ...) are measured over it.",
+)
+@click.option("--bbox-crs", metavar="CRS", default=None, callback=_check_crs, help="CRS of --bbox (e.g. EPSG:4326); it is reprojected to each scene's CRS.")
+@click.option(
+    "--aoi",
+    metavar="FILE",
+    default=None,
+    help="Process only the area of interest drawn as polygons in this vector file (their union, reprojected to each "
+    "scene's CRS): like --bbox over the polygons' bounds, networks clipped to the polygons.",
+)
 def command(
     pipeline: str,
     inputs: tuple[str, ...],
     outdir: str,
     overrides: tuple[str, ...],
-    fmt: str,
+    fmt: str | None,
+    dst_crs: str | None,
+    rfc7946: bool,
+    precision: int | None,
     progress: str,
     workers: int | None,
     scheduler: str | None,
     overwrite: bool,
+    keep_folders: bool,
+    dry_run: bool,
     want_report: bool,
     truth: str | None,
+    bbox: tuple[float, float, float, float] | None,
+    bbox_crs: str | None,
+    aoi: str | None,
 ) -> None:
     """Run PIPELINE (a YAML file, or the name of a shipped pipeline such as
     road_centerlines) on each INPUT scene and write OUTDIR/<stem>.<ext>.
@@ -71,12 +144,15 @@ def command(
     INPUTS are raster files or glob patterns (quoted globs are expanded by geoseg).
     A scene that fails is reported and the others go on; the exit code is 1 if any
     scene failed. Outputs are in each input's CRS (pixel coordinates for inputs
-    without georeferencing) and are written atomically.
+    without georeferencing) unless --dst-crs or --rfc7946 reprojects the vector
+    outputs, and are written atomically.
 
     The batch is resumable: OUTDIR/geoseg-manifest.json records each scene's status,
     outputs, time and error. Running the same command again skips the scenes done
     (unless --overwrite) and redoes failed or interrupted ones; changing the pipeline
-    or a --set value redoes all.
+    or a --set value redoes all. Ctrl-C stops the batch (exit 130): the manifest records
+    the unfinished scenes as interrupted, nothing partial is left, and the same command
+    resumes it.
 
     Several scenes run in parallel on a local Dask cluster (one single-threaded worker
     process per core, each allowed the machine's memory divided by the number of
@@ -92,16 +168,34 @@ def command(
       geoseg run mask_to_centerlines "masks/*.tif" -o out/ --workers 4     # rerun it to resume
       geoseg run mask_to_centerlines "masks/*.tif" -o out/ --scheduler tcp://10.0.0.5:8786
       geoseg run mask_to_centerlines "masks/*.tif" -o out/ --truth "truth/*.geojson"  # + HTML report
+      geoseg run mask_to_centerlines "masks/*.tif" -o out/ --dry-run       # checks and plan, nothing written
+      geoseg run mask_to_centerlines "masks/*.tif" -o out/ --rfc7946       # WGS84 GeoJSON, 7 decimals
+      geoseg run mask_to_centerlines a/s1.tif b/s1.tif -o out/ --keep-folders   # out/a/s1.shp, out/b/s1.shp
+      geoseg run mask_to_centerlines big.tif -o out/ --bbox 16.35 48.20 16.38 48.22 --bbox-crs EPSG:4326
     """
     from geoseg.sequence.pipeline import is_sequence_pipeline, run_sequence_to_dir
 
+    extent = _extent(bbox, bbox_crs, aoi)
     if is_sequence_pipeline(pipeline):  # `kind: sequence`: all INPUTS form one sequence (docs/SEQUENCES.md)
-        run_sequence_to_dir(pipeline, [str(p) for p in inputs], outdir, overrides)
+        if extent is not None:
+            raise click.UsageError("--bbox and --aoi work with raster pipelines; a sequence pipeline processes whole frames")
+        if dry_run:
+            raise click.UsageError("--dry-run checks scene pipelines; a sequence pipeline reads all its frames as one sequence")
+        vector = vector_output(fmt, dst_crs, rfc7946, precision, default="gpkg")
+        run_sequence_to_dir(pipeline, [str(p) for p in inputs], outdir, overrides, fmt=vector)
         return
+    vector = vector_output(fmt, dst_crs, rfc7946, precision, default="shp")
     pipe = load_pipeline(pipeline, overrides)
+    if extent is not None:
+        pipe = pipe.with_overrides({"extent": extent})
+    if pipe.engine.extent is not None and pipe.engine.extent.aoi is not None:
+        read_aoi(pipe.engine.extent.aoi)  # an unreadable AOI stops the batch before any scene
     pipe.steps  # noqa: B018 - bind now so a missing parameter fails before any scene
     scenes = expand_inputs(inputs)
-    todo = pending_scenes(pipe, scenes, outdir, fmt=fmt, overwrite=overwrite)
+    if dry_run:
+        plans = plan_batch(pipe, scenes, outdir, fmt=vector, overwrite=overwrite, keep_folders=keep_folders)
+        raise SystemExit(print_plans(plans, as_json=progress == "json"))
+    todo = pending_scenes(pipe, scenes, outdir, fmt=vector, overwrite=overwrite, keep_folders=keep_folders)
     if scheduler and workers is not None:
         log.warning("--workers is ignored with --scheduler: the cluster has its own workers")
     # Default: one worker per core, at most one per scene (a single scene runs here, cheaper
@@ -109,15 +203,18 @@ def command(
     # scene then spreads its tiles over them.
     local_workers = workers if workers is not None else min(default_workers(), len(todo))
     use_dask = bool(scheduler) or local_workers > 1
-    callback, tile_callback, close = progress_reporter(progress, len(scenes), "scene")
-    try:
-        with dask_client(scheduler, local_workers) if use_dask else contextlib.nullcontext() as client:
-            reports = run_batch(
-                pipe, scenes, outdir, fmt=fmt, progress=callback, client=client, overwrite=overwrite, pipeline_name=pipeline,
-                tile_progress=tile_callback,
-            )
-    finally:
-        close()
+    with contextlib.ExitStack() as bars:
+        try:
+            callback, tile_callback, close = progress_reporter(progress, len(scenes), "scene")
+            bars.callback(close)
+            with dask_client(scheduler, local_workers) if use_dask else contextlib.nullcontext() as client:
+                reports = run_batch(
+                    pipe, scenes, outdir, fmt=vector, progress=callback, client=client, overwrite=overwrite, pipeline_name=pipeline,
+                    tile_progress=tile_callback, keep_folders=keep_folders,
+                )
+        except KeyboardInterrupt as stop:  # the cluster is closed: its workers are gone
+            bars.close()
+            report_interrupt(stop, len(scenes), len(scenes) - len(todo))
     failed = [r for r in reports if r.status == "failed"]
     skipped = sum(r.skipped for r in reports)
     log.info(

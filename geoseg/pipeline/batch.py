@@ -1,11 +1,14 @@
 """Batches: many scenes through one pipeline, resumable, in-process or on Dask.
 
 Each scene is one unit of work (:func:`geoseg.pipeline.scene.process_scene`) writing
-``OUTDIR/<input stem>.<ext>`` atomically. A scene that fails is reported and the others go
-on. The process that drives the batch keeps a manifest, ``OUTDIR/geoseg-manifest.json``,
+``OUTDIR/<input stem>.<ext>`` atomically (``OUTDIR/<input folder>/<input stem>.<ext>`` with
+``keep_folders``). A scene that fails is reported and the others go on. The process that drives the batch keeps a manifest, ``OUTDIR/geoseg-manifest.json``,
 rewritten atomically after every change of a scene's status; rerunning the same batch skips
 the scenes it records as done (see :func:`run_batch` for the exact rules) and redoes the
-others, so a batch that was killed can simply be started again.
+others, so a batch that was killed can simply be started again. A batch stopped by Ctrl-C
+(SIGINT) records its unfinished scenes as ``"interrupted"`` and raises
+:class:`BatchInterrupted`. :func:`plan_batch` tells what a batch would do without reading a
+pixel or writing anything (``geoseg run --dry-run``).
 
 The manifest::
 
@@ -13,9 +16,10 @@ The manifest::
      "pipeline": "road_centerlines",          # as given
      "pipeline_hash": "<sha256 hex>",         # of the pipeline after --set overrides
      "format_ext": "shp",
-     "scenes": [{"input": "a.tif", "status": "done",   # or "failed", "running"
+     "vector_output": {"name": "shp", "dst_crs": null, "precision": null, "rfc7946": false},
+     "scenes": [{"input": "a.tif", "status": "done",   # or "failed", "running", "interrupted"
                  "outputs": ["out/a.shp", "out/a_nodes.shp"], "seconds": 1.23,
-                 "error": null, "warnings": []}, ...]}
+                 "error": null, "warnings": [], "crs": "EPSG:32633"}, ...]}
 """
 
 from __future__ import annotations
@@ -23,33 +27,44 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 import traceback
+import warnings
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from functools import partial
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geoseg.atomic import TEMP_PREFIX, atomic_path
-from geoseg.errors import ConfigError, GeosegError, ManifestError, OutputWriteError
-from geoseg.pipeline.outputs import output_paths
+from geoseg.errors import ConfigError, GeosegError, InputMismatchError, ManifestError, OutputWriteError
+from geoseg.pipeline.outputs import output_crs, output_paths
+from geoseg.pipeline.step import layer_kind
+from geoseg.vector import VectorFormat, vector_format
 
 if TYPE_CHECKING:
     from distributed import Client
 
+    from geoseg.pipeline.engine import TilePass
     from geoseg.pipeline.pipeline import Pipeline
 
 __all__ = [
     "TileProgressCallback",
     "MANIFEST_NAME",
+    "BatchInterrupted",
+    "PassPlan",
     "ProgressCallback",
+    "ScenePlan",
     "SceneReport",
+    "discard_interrupted",
+    "output_folders",
     "pending_scenes",
     "pipeline_hash",
+    "plan_batch",
     "read_manifest",
     "run_batch",
 ]
@@ -68,10 +83,11 @@ LOCK_NAME = ".geoseg-batch.lock"
 #: Called after each scene with (scenes done, scenes total, the scene's report).
 ProgressCallback = Callable[[int, int, "SceneReport"], None]
 
-#: Called with (scene, tiles done, tiles total) while a scene runs in this process.
-TileProgressCallback = Callable[[str, int, int], None]
+#: Called with (scene, tiles done, tiles total, the pass over the tiles) while a scene runs in
+#: this process.
+TileProgressCallback = Callable[[str, int, int, "TilePass"], None]
 
-_ENTRY_KEYS = ("input", "status", "outputs", "seconds", "error", "warnings")
+_ENTRY_KEYS = ("input", "status", "outputs", "seconds", "error", "warnings", "crs")
 
 
 @dataclass
@@ -82,7 +98,7 @@ class SceneReport:
     ----------
     input : str
         The scene path as given.
-    status : {"done", "failed"}
+    status : {"done", "failed", "interrupted"}
     outputs : list of str
         Files written (``OUTDIR/<stem>...``).
     seconds : float
@@ -93,6 +109,9 @@ class SceneReport:
         Warnings raised while processing it.
     skipped : bool
         Done by an earlier run of the batch (found in the manifest), not redone.
+    crs : str or None
+        CRS of the outputs as written (``AUTHORITY:CODE`` or WKT; None: pixel coordinates, or
+        nothing written).
     """
 
     input: str
@@ -102,6 +121,7 @@ class SceneReport:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     skipped: bool = False
+    crs: str | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
@@ -147,15 +167,22 @@ def read_manifest(outdir: str | Path) -> dict[str, Any]:
 class _Manifest:
     """The manifest of one batch run: the entries of earlier runs still valid, plus this run's."""
 
-    def __init__(self, outdir: Path, name: str, digest: str, fmt: str, entries: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, outdir: Path, name: str, digest: str, fmt: VectorFormat, entries: dict[str, dict[str, Any]]) -> None:
         self.outdir = outdir
-        self.header = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "pipeline": name, "pipeline_hash": digest, "format_ext": fmt}
+        self.header = {
+            "format": MANIFEST_FORMAT,
+            "version": MANIFEST_VERSION,
+            "pipeline": name,
+            "pipeline_hash": digest,
+            "format_ext": fmt.name,
+            "vector_output": fmt.to_dict(),
+        }
         self.entries = entries
         #: Why earlier results are not reused (logged by :func:`run_batch`).
         self.notes: list[str] = []
 
     @classmethod
-    def resume(cls, outdir: Path, name: str, digest: str, fmt: str, *, overwrite: bool) -> _Manifest:
+    def resume(cls, outdir: Path, name: str, digest: str, fmt: VectorFormat, *, overwrite: bool) -> _Manifest:
         """Start from the folder's manifest, keeping its entries only if they are still valid."""
         fresh = cls(outdir, name, digest, fmt, {})
         if overwrite or not (outdir / MANIFEST_NAME).exists():
@@ -168,18 +195,22 @@ class _Manifest:
         if old.get("pipeline_hash") != digest:
             fresh.notes.append(f"the pipeline or its --set values changed since {outdir / MANIFEST_NAME} was written: redoing every scene")
             return fresh
-        if old.get("format_ext") != fmt:
-            fresh.notes.append(f"the output format changed ({old.get('format_ext')} -> {fmt}): redoing every scene")
+        if old.get("format_ext") != fmt.name:
+            fresh.notes.append(f"the output format changed ({old.get('format_ext')} -> {fmt.name}): redoing every scene")
+            return fresh
+        # manifests written before vector output options existed recorded plain formats
+        if old.get("vector_output", VectorFormat(fmt.name).to_dict()) != fmt.to_dict():
+            fresh.notes.append("the vector output options (--dst-crs, --rfc7946, --precision) changed: redoing every scene")
             return fresh
         entries = {e["input"]: e for e in old["scenes"] if isinstance(e, dict) and isinstance(e.get("input"), str)}
         return cls(outdir, name, digest, fmt, entries)
 
-    def done_report(self, scene: str) -> SceneReport | None:
-        """The earlier report of ``scene`` if it is done and all its outputs exist, else None."""
+    def done_report(self, scene: str, folder: Path) -> SceneReport | None:
+        """The earlier report of ``scene`` if it is done and all its outputs exist in ``folder``, else None."""
         entry = self.entries.get(scene)
         if entry is None or entry.get("status") != "done" or not entry.get("outputs"):
             return None
-        if not all((self.outdir / Path(o).name).is_file() for o in entry["outputs"]):
+        if not all((folder / Path(o).name).is_file() for o in entry["outputs"]):
             self.notes.append(f"{scene}: an output recorded in the manifest is missing; redoing the scene")
             return None
         report = SceneReport(**{k: entry.get(k) for k in _ENTRY_KEYS})
@@ -198,12 +229,47 @@ class _Manifest:
             tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
 
 
-def _check_stems(inputs: Sequence[Path]) -> None:
-    counts = Counter(p.stem for p in inputs)
-    clashes = sorted(stem for stem, n in counts.items() if n > 1)
-    if clashes:
-        detail = "; ".join(f"{stem}: " + ", ".join(str(p) for p in inputs if p.stem == stem) for stem in clashes)
-        raise ConfigError(f"inputs would write the same output name ({detail}); rename them or run them in separate batches")
+#: The option that mirrors input folders under OUTDIR, named in messages.
+KEEP_FOLDERS_HINT = "--keep-folders (keep_folders=True from Python)"
+
+
+def output_folders(inputs: Sequence[str | Path], outdir: str | Path, *, keep_folders: bool = False) -> dict[str, Path]:
+    """The folder each input's outputs go to, by input path as given.
+
+    ``OUTDIR`` for all of them; with ``keep_folders``, ``OUTDIR/<the input's folder relative
+    to the inputs' common parent folder>``, so that ``a/s1.tif`` and ``b/s1.tif`` write
+    ``OUTDIR/a/s1.shp`` and ``OUTDIR/b/s1.shp``.
+    """
+    out = Path(outdir)
+    if not keep_folders or not inputs:
+        return {str(p): out for p in inputs}
+    parents = [Path(os.path.abspath(p)).parent for p in inputs]
+    common = Path(os.path.commonpath(parents))
+    return {str(p): out / parent.relative_to(common) for p, parent in zip(inputs, parents)}
+
+
+def _check_stems(inputs: Sequence[Path], folders: dict[str, Path], keep_folders: bool) -> None:
+    """Refuse inputs that would write the same output file."""
+    counts = Counter((folders[str(p)], p.stem) for p in inputs)
+    clashes = sorted(key for key, n in counts.items() if n > 1)
+    if not clashes:
+        return
+    detail = "; ".join(f"{stem}: " + ", ".join(str(p) for p in inputs if (folders[str(p)], p.stem) == (folder, stem)) for folder, stem in clashes)
+    if keep_folders:
+        remedy = "they are in the same folder: rename them or run them in separate batches"
+    else:
+        remedy = f"rename them, run them in separate batches, or add {KEEP_FOLDERS_HINT} to write them into subfolders that mirror the input folders"
+    raise ConfigError(f"inputs would write the same output name ({detail}); {remedy}")
+
+
+def _check_vector_options(pipeline: Pipeline, fmt: VectorFormat) -> None:
+    """Refuse a reprojection that no output would get (rasters keep the scene's grid)."""
+    if fmt.target_crs is not None and "network" not in pipeline.output_layers():
+        option = "--rfc7946" if fmt.rfc7946 else f"--dst-crs {fmt.dst_crs}"
+        raise ConfigError(
+            f"{option}: the pipeline writes only rasters ({', '.join(pipeline.output_layers())}), which stay on the scene's grid "
+            "and CRS; drop the option (reproject rasters with gdalwarp)"
+        )
 
 
 @contextmanager
@@ -226,16 +292,75 @@ def _folder_lock(outdir: Path) -> Iterator[None]:
         yield
 
 
-def _remove_stale_temporaries(outdir: Path) -> None:
-    """Remove the temporary files and folders a killed run left in ``outdir``."""
-    stale = sorted(outdir.glob(TEMP_PREFIX + "*"))
+def _remove_stale_temporaries(folders: Iterable[Path]) -> int:
+    """Remove the temporary files and folders a killed run left in ``folders``; how many."""
+    stale = sorted(path for folder in set(folders) if folder.is_dir() for path in folder.glob(TEMP_PREFIX + "*"))
     for path in stale:
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
-    if stale:
-        log.info("removed %d temporary item(s) left in %s by an interrupted run", len(stale), outdir)
+    return len(stale)
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """A batch stopped by Ctrl-C (SIGINT); its manifest marks the unfinished scenes ``"interrupted"``.
+
+    Running the same batch again resumes it. A ``KeyboardInterrupt``, so code that catches
+    that keeps working.
+
+    Attributes
+    ----------
+    outdir : Path
+        The output folder.
+    done, failed, total : int
+        Scenes done (also by earlier runs), failed, and in the batch.
+    leftovers : list of Path
+        Output files of the scenes that were running: a Dask worker may still complete them
+        after the interrupt (see :func:`discard_interrupted`).
+    folders : list of Path
+        The batch's output folders (where temporaries may be left).
+    """
+
+    def __init__(self, outdir: Path, done: int, failed: int, total: int, leftovers: list[Path], folders: list[Path]) -> None:
+        super().__init__(f"{outdir}: batch interrupted, {done} of {total} scene(s) done")
+        self.outdir, self.done, self.failed, self.total = outdir, done, failed, total
+        self.leftovers, self.folders = leftovers, folders
+
+
+def discard_interrupted(stop: BatchInterrupted) -> None:
+    """Remove what an interrupted batch's running scenes left: temporaries and unrecorded outputs.
+
+    Call it once the processes that ran those scenes are gone (a local Dask cluster closed);
+    the manifest records the scenes as ``"interrupted"``, so their outputs must not exist.
+    A scene still running on a remote cluster may write again: the next run cleans up then.
+    Nothing is done while another batch holds the folder.
+    """
+    from geoseg.pipeline.scene import _remove_outputs
+
+    try:
+        with _folder_lock(stop.outdir):
+            _remove_stale_temporaries(stop.folders)
+            _remove_outputs(stop.leftovers)
+    except OutputWriteError as exc:
+        log.debug("not cleaning up after the interrupt: %s", exc)
+
+
+def _check_reprojectable(scene: str, pipeline: Pipeline, fmt: VectorFormat) -> None:
+    """Refuse, before any pixel is read, a scene whose network cannot be reprojected (no georeferencing)."""
+    if fmt.target_crs is None or "network" not in pipeline.output_layers():
+        return
+    from geoseg.raster import read_geoinfo
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the scene's own warnings come when it is processed
+        geo, _ = read_geoinfo(scene, assume_gsd_m=pipeline.engine.assume_gsd_m)
+    if not geo.georeferenced:
+        option = "--rfc7946" if fmt.rfc7946 else "--dst-crs"
+        raise InputMismatchError(
+            f"{scene}: no georeferencing (pixel coordinates), so its network cannot be reprojected to {fmt.target_crs} "
+            f"({option}); run it without {option}, or georeference it first"
+        )
 
 
 def _scene_task(
@@ -243,11 +368,11 @@ def _scene_task(
     source: str,
     scene: str,
     outdir: str,
-    fmt: str,
-    on_tile: Callable[[int, int], None] | None = None,
+    fmt: VectorFormat,
+    on_tile: Callable[[int, int, TilePass], None] | None = None,
     client: Client | None = None,
 ) -> tuple[SceneReport, str | None]:
-    """Process one scene; never raises: errors come back in the report.
+    """Process one scene into ``outdir``; never raises: errors come back in the report.
 
     ``pipeline`` is a :class:`Pipeline`, or its ``to_dict()`` (sent to Dask workers).
     Returns the report and, for an unexpected error, its traceback text.
@@ -259,8 +384,10 @@ def _scene_task(
         from geoseg.pipeline.scene import process_scene
 
         pipe = pipeline if isinstance(pipeline, Pipeline) else Pipeline.from_dict(pipeline, source)
+        _check_reprojectable(scene, pipe, fmt)
         done = process_scene(pipe, scene, outdir, stem=Path(scene).stem, fmt=fmt, on_tile=on_tile, client=client)
-        report = SceneReport(scene, "done", [str(p) for p in done.outputs], warnings=list(done.warnings))
+        crs = output_crs(done.outputs[0]) if done.outputs else None
+        report = SceneReport(scene, "done", [str(p) for p in done.outputs], warnings=list(done.warnings), crs=crs)
     except GeosegError as exc:
         report = SceneReport(scene, "failed", error=str(exc))
     except Exception as exc:  # noqa: BLE001 - a batch must go on; the error is reported
@@ -273,8 +400,8 @@ def _scene_task(
 def _run_here(
     pipeline: Pipeline,
     scenes: Sequence[Path],
-    outdir: Path,
-    fmt: str,
+    folders: dict[str, Path],
+    fmt: VectorFormat,
     on_start: Callable[[Path], None],
     tile_progress: TileProgressCallback | None,
     client: Client | None = None,
@@ -283,11 +410,11 @@ def _run_here(
     for scene in scenes:
         on_start(scene)
         on_tile = None if tile_progress is None else partial(tile_progress, str(scene))
-        yield _scene_task(pipeline, pipeline.source, str(scene), str(outdir), fmt, on_tile, client)
+        yield _scene_task(pipeline, pipeline.source, str(scene), str(folders[str(scene)]), fmt, on_tile, client)
 
 
 def _run_on_dask(
-    client: Client, pipeline: Pipeline, scenes: Sequence[Path], outdir: Path, fmt: str, on_start: Callable[[Path], None]
+    client: Client, pipeline: Pipeline, scenes: Sequence[Path], folders: dict[str, Path], fmt: VectorFormat, on_start: Callable[[Path], None]
 ) -> Iterator[tuple[SceneReport, str | None]]:
     """Scenes as Dask tasks, as many at a time as the cluster has threads, yielded as they complete."""
     from distributed import as_completed
@@ -302,7 +429,7 @@ def _run_on_dask(
         while queue and len(running) < slots:
             scene = queue.popleft()
             on_start(scene)
-            future = client.submit(_scene_task, spec, pipeline.source, str(scene), str(outdir), fmt, pure=False)
+            future = client.submit(_scene_task, spec, pipeline.source, str(scene), str(folders[str(scene)]), fmt, pure=False)
             running[future] = scene
             completed.add(future)
 
@@ -320,7 +447,13 @@ def _run_on_dask(
 
 
 def pending_scenes(
-    pipeline: Pipeline, inputs: Sequence[str | Path], outdir: str | Path, *, fmt: str = "shp", overwrite: bool = False
+    pipeline: Pipeline,
+    inputs: Sequence[str | Path],
+    outdir: str | Path,
+    *,
+    fmt: str | VectorFormat = "shp",
+    overwrite: bool = False,
+    keep_folders: bool = False,
 ) -> list[Path]:
     """The inputs that :func:`run_batch` would process (the others are done already).
 
@@ -330,8 +463,14 @@ def pending_scenes(
     if overwrite:
         return paths
     out = Path(outdir)
-    manifest = _Manifest.resume(out, pipeline.source, pipeline_hash(pipeline), fmt, overwrite=False)
-    return [p for p in paths if manifest.done_report(str(p)) is None]
+    folders = output_folders(paths, out, keep_folders=keep_folders)
+    manifest = _Manifest.resume(out, pipeline.source, pipeline_hash(pipeline), vector_format(fmt), overwrite=False)
+    return [p for p in paths if manifest.done_report(str(p), folders[str(p)]) is None]
+
+
+def _entry(scene: Path, status: str) -> dict[str, Any]:
+    """A manifest entry of a scene without results (``running``, ``interrupted``)."""
+    return {"input": str(scene), "status": status, "outputs": [], "seconds": 0.0, "error": None, "warnings": [], "crs": None}
 
 
 def run_batch(
@@ -339,40 +478,44 @@ def run_batch(
     inputs: Sequence[str | Path],
     outdir: str | Path,
     *,
-    fmt: str = "shp",
+    fmt: str | VectorFormat = "shp",
     progress: ProgressCallback | None = None,
     client: Client | None = None,
     overwrite: bool = False,
     pipeline_name: str | None = None,
     tile_progress: TileProgressCallback | None = None,
+    keep_folders: bool = False,
 ) -> list[SceneReport]:
     """Run ``pipeline`` on every input and write ``OUTDIR/<input stem>.<ext>``, resumably.
 
     A scene that fails is reported (``status="failed"`` with the error message) and the
     batch goes on with the others; nothing partial is left for it. The manifest
-    ``OUTDIR/geoseg-manifest.json`` records each scene's status, outputs, time and error;
-    it is rewritten atomically whenever a scene starts (``"running"``) or ends.
+    ``OUTDIR/geoseg-manifest.json`` records each scene's status, outputs, output CRS, time and
+    error; it is rewritten atomically whenever a scene starts (``"running"``) or ends.
 
     A scene is **skipped** (reported done with ``skipped=True``) when the manifest records it
-    as ``"done"``, the manifest's pipeline hash (:func:`pipeline_hash`) and output format are
-    the current ones, and all its recorded outputs exist; otherwise (failed, interrupted
-    while running, pipeline or ``--set`` values changed, output deleted) it is redone.
-    Temporary files left in ``OUTDIR`` by a killed run are removed first. Only one batch
-    at a time may write to a folder (a lock file, ``.geoseg-batch.lock``, enforces it).
+    as ``"done"``, the manifest's pipeline hash (:func:`pipeline_hash`), output format and
+    vector output options are the current ones, and all its recorded outputs exist;
+    otherwise (failed, interrupted, pipeline or ``--set`` values changed, output deleted) it
+    is redone. Temporary files left in the output folders by a killed run are removed first.
+    Only one batch at a time may write to a folder (a lock file, ``.geoseg-batch.lock``,
+    enforces it).
 
     Parameters
     ----------
     pipeline : Pipeline
         A bound pipeline (all parameters set).
     inputs : sequence of path
-        Scene files; their stems must differ.
+        Scene files; their stems must differ (within each input folder with ``keep_folders``).
     outdir : path
         Output folder (created if needed).
-    fmt : {"shp", "gpkg", "geojson"}
-        Vector output format.
+    fmt : {"shp", "gpkg", "geojson"} or VectorFormat
+        Vector output format; a :class:`~geoseg.vector.VectorFormat` also reprojects the
+        vector outputs (``dst_crs``, ``rfc7946``) or sets GeoJSON's coordinate precision.
     tile_progress : callable, optional
-        Called with (scene, tiles done, tiles total) as a scene processed in this process
-        advances (scenes on Dask workers report per scene only).
+        Called with (scene, tiles done, tiles total, :class:`~geoseg.pipeline.engine.TilePass`)
+        as a scene processed in this process advances (scenes on Dask workers report per
+        scene only).
     progress : callable, optional
         Called after each scene (skipped scenes first), with (count, total, report).
     client : distributed.Client, optional
@@ -382,6 +525,10 @@ def run_batch(
         Redo every scene, whatever the manifest says.
     pipeline_name : str, optional
         The pipeline as the user named it, for the manifest (default: ``pipeline.source``).
+    keep_folders : bool
+        Mirror the input folders under ``outdir`` (relative to the inputs' common parent
+        folder, see :func:`output_folders`), so that inputs of the same name in different
+        folders are all processed.
 
     Returns
     -------
@@ -391,26 +538,35 @@ def run_batch(
     Raises
     ------
     ConfigError
-        Two inputs have the same stem, the format is unknown, or a parameter is unset.
+        Two inputs would write the same output, the format or its options are invalid, or a
+        parameter is unset.
     OutputWriteError
         ``outdir`` cannot be written, or another batch is writing to it.
+    BatchInterrupted
+        Ctrl-C (SIGINT, ``KeyboardInterrupt``) while scenes ran: the manifest records the
+        unfinished ones as ``"interrupted"``; after the Dask workers are gone,
+        :func:`discard_interrupted` removes what they left.
     """
     paths = [Path(p) for p in inputs]
-    _check_stems(paths)
     out = Path(outdir)
+    spec = vector_format(fmt)
+    folders = output_folders(paths, out, keep_folders=keep_folders)
+    _check_stems(paths, folders, keep_folders)
     pipeline.steps  # noqa: B018 - validates everything before the first scene
-    output_paths(pipeline.output_layers(), out, "x", fmt)  # fails early on a bad format
+    _check_vector_options(pipeline, spec)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputWriteError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
     with _folder_lock(out):
-        _remove_stale_temporaries(out)
-        manifest = _Manifest.resume(out, pipeline_name or pipeline.source, pipeline_hash(pipeline), fmt, overwrite=overwrite)
+        stale = _remove_stale_temporaries(folders.values())
+        if stale:
+            log.info("removed %d temporary item(s) left in %s by an interrupted run", stale, out)
+        manifest = _Manifest.resume(out, pipeline_name or pipeline.source, pipeline_hash(pipeline), spec, overwrite=overwrite)
         reports: dict[str, SceneReport] = {}
         todo: list[Path] = []
         for path in paths:
-            earlier = manifest.done_report(str(path))
+            earlier = manifest.done_report(str(path), folders[str(path)])
             if earlier is None:
                 todo.append(path)
             else:
@@ -420,25 +576,307 @@ def run_batch(
         manifest.write()
         if reports:
             log.info("%d of %d scene(s) already done in %s (use --overwrite to redo them)", len(reports), len(paths), out)
+        if spec.target_crs is not None:
+            log.info("vector outputs are reprojected to %s, as asked", spec.target_crs)
         if progress is not None:
             for count, report in enumerate(reports.values(), start=1):
                 progress(count, len(paths), report)
+        started: list[Path] = []
 
         def on_start(scene: Path) -> None:
-            manifest.set({"input": str(scene), "status": "running", "outputs": [], "seconds": 0.0, "error": None, "warnings": []})
+            folders[str(scene)].mkdir(parents=True, exist_ok=True)
+            started.append(scene)
+            manifest.set(_entry(scene, "running"))
 
         if client is None or len(todo) == 1:
             # One scene on a cluster: its tiles, not the scene, become the Dask tasks.
-            runner = _run_here(pipeline, todo, out, fmt, on_start, tile_progress, client)
+            runner = _run_here(pipeline, todo, folders, spec, on_start, tile_progress, client)
         else:
-            runner = _run_on_dask(client, pipeline, todo, out, fmt, on_start)
-        for report, trace in runner:
-            if report.status == "failed":
-                log.error("%s", report.error)
-                if trace:
-                    log.debug("%s", trace)
-            manifest.set(report.manifest_entry())
-            reports[report.input] = report
-            if progress is not None:
-                progress(len(reports), len(paths), report)
+            runner = _run_on_dask(client, pipeline, todo, folders, spec, on_start)
+        try:
+            for report, trace in runner:
+                if report.status == "failed":
+                    log.error("%s", report.error)
+                    if trace:
+                        log.debug("%s", trace)
+                manifest.set(report.manifest_entry())
+                reports[report.input] = report
+                if progress is not None:
+                    progress(len(reports), len(paths), report)
+        except KeyboardInterrupt:
+            raise _interrupted(pipeline, manifest, todo, started, reports, folders, spec, len(paths)) from None
     return [reports[str(p)] for p in paths]
+
+
+def _interrupted(
+    pipeline: Pipeline,
+    manifest: _Manifest,
+    todo: list[Path],
+    started: list[Path],
+    reports: dict[str, SceneReport],
+    folders: dict[str, Path],
+    fmt: VectorFormat,
+    total: int,
+) -> BatchInterrupted:
+    """Record the unfinished scenes as interrupted; the exception that says how far the batch got."""
+    unfinished = [scene for scene in todo if str(scene) not in reports]
+    for scene in unfinished:
+        manifest.entries[str(scene)] = _entry(scene, "interrupted")
+    manifest.write()
+    running = [scene for scene in started if str(scene) not in reports]
+    leftovers = [path for scene in running for path in output_paths(pipeline.output_layers(), folders[str(scene)], scene.stem, fmt)]
+    done = sum(r.status == "done" for r in reports.values())
+    failed = sum(r.status == "failed" for r in reports.values())
+    return BatchInterrupted(manifest.outdir, done, failed, total, leftovers, sorted(set(folders.values())))
+
+
+# --- Dry runs: what a batch would do, from the headers only ------------------------------------
+
+
+@dataclass
+class PassPlan:
+    """One pass over a scene's tiles, as a dry run foresees it.
+
+    Attributes
+    ----------
+    index, total : int
+        1-based number of the pass, and passes of the scene.
+    steps : tuple of str
+        Steps run on every tile (empty: the pass only measures).
+    measures : tuple of str
+        Steps whose scene-wide statistics the pass measures.
+    tiles : int
+        Number of tiles.
+    tile_px, halo_px : int
+        Core side and halo of the tiles (pixels).
+    tile_bytes : int
+        Estimated memory of the largest tile.
+    estimated : bool
+        The halo (and so the tile size) uses fallback statistics (e.g. the fallback road
+        width) for steps that the run fits on the scene first; the run may choose another.
+    """
+
+    index: int
+    total: int
+    steps: tuple[str, ...]
+    measures: tuple[str, ...]
+    tiles: int
+    tile_px: int
+    halo_px: int
+    tile_bytes: int
+    estimated: bool
+
+
+@dataclass
+class ScenePlan:
+    """What a batch would do with one scene (:func:`plan_batch`).
+
+    Attributes
+    ----------
+    input : str
+        The scene as given.
+    status : {"ready", "skipped", "failed"}
+        Would run; done by an earlier run (skipped without ``overwrite``); or refused, with
+        ``error`` saying why.
+    error : str or None
+    width, height, bands : int
+    dtype : str
+    crs : str or None
+        The scene's CRS (None: no georeferencing, pixel coordinates).
+    gsd_m : float
+        Ground sample distance in metres (assumed for scenes without georeferencing).
+    extent : str or None
+        Where the processing extent (engine setting ``extent``, ``--bbox``/``--aoi``) falls on
+        the scene; the passes are planned over its window (earlier passes also read a margin
+        around it).
+    passes : list of PassPlan
+    memory_bytes : int
+        Estimated peak memory: the largest tile, plus intermediate layers kept in memory.
+    scratch_bytes : int
+        Size of the intermediate layers kept between passes.
+    scratch_on_disk : bool
+        Whether they go to temporary files beside the outputs (large scenes) rather than memory.
+    outputs : list of str
+        The files it would write (or, skipped, the files written by the earlier run).
+    """
+
+    input: str
+    status: str
+    error: str | None = None
+    width: int = 0
+    height: int = 0
+    bands: int = 0
+    dtype: str = ""
+    crs: str | None = None
+    gsd_m: float = 0.0
+    extent: str | None = None
+    passes: list[PassPlan] = field(default_factory=list)
+    memory_bytes: int = 0
+    scratch_bytes: int = 0
+    scratch_on_disk: bool = False
+    outputs: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def _check_output_folder(outdir: Path) -> None:
+    """Refuse an output folder that cannot be created or written, without creating anything."""
+    existing = next(p for p in (outdir, *outdir.parents) if p.exists())
+    if not existing.is_dir():
+        raise OutputWriteError(f"{outdir}: cannot create the output folder ({existing} is not a folder)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputWriteError(f"{outdir}: cannot write output here ({existing} is not writable)")
+
+
+def _halo_of(step: Any, geo: Any) -> tuple[int, bool]:
+    """A step's halo before any statistics are measured, and whether it is exact.
+
+    A step whose halo depends on scene statistics (e.g. the road width) gets the halo of its
+    fallbacks (fitted without statistics); 0 when it has none.
+    """
+    try:
+        return step.halo_px(geo), True
+    except GeosegError:  # it may need its scene statistics: try its fallbacks
+        pass
+    try:
+        fallback = step.fit([])
+    except GeosegError:  # an unreadable model file: the scene's error
+        raise
+    except Exception:  # noqa: BLE001 - a step without fallbacks: the estimate leaves its halo out
+        return 0, False
+    return fallback.halo_px(geo), False
+
+
+def _plan_passes_of(pipeline: Pipeline, geo: Any) -> tuple[list[PassPlan], int]:
+    """The passes and tiles :func:`geoseg.pipeline.engine.execute` would run, and the scratch layers' count.
+
+    Mirrors ``execute``'s planning; halos that depend on scene statistics are estimates
+    (see :func:`_halo_of`).
+    """
+    from geoseg.pipeline.engine import IMAGE_BYTES_PER_PIXEL, _needed_after, _pass_work, _plan_passes, _split, plan_tiles
+    from geoseg.tiling import tile_grid
+
+    engine = pipeline.engine
+    raster_steps, vectorizer, network_steps = _split(list(pipeline.steps))
+    chain = [*raster_steps, *network_steps]
+    plans = _plan_passes(chain, len(raster_steps))
+    needed = [_needed_after(chain, plans, i, vectorizer) for i in range(len(plans))]
+    sink_layers = {o for o in pipeline.output_layers() if layer_kind(o) == "raster"}
+    stored: set[str] = set()
+    passes = []
+    for i, plan in enumerate(plans):
+        work = _pass_work(chain, plan, vectorizer, stored, needed[i], sink_layers)
+        running = [*work.steps, *([work.vectorizer] if work.vectorizer else [])]
+        halos = [_halo_of(s, geo) for s in running]
+        in_memory = (*running, *work.measure)
+        core_px, halo = plan_tiles(
+            [],
+            geo,
+            max_memory=engine.max_memory_bytes,
+            tile_px=engine.tile_px,
+            extra_halo=sum(h for h, _ in halos) + max((s.stats_halo_px(geo) for s in work.measure), default=0),
+            also_in_memory=in_memory,
+            extra_bytes_per_pixel=8 * len(work.reads),
+        )
+        tiles = tile_grid(geo.height, geo.width, core_px, halo)
+        per_pixel = IMAGE_BYTES_PER_PIXEL + 8 * len(work.reads) + sum(s.bytes_per_pixel for s in in_memory)
+        largest = max(t.win_height * t.win_width for t in tiles)
+        passes.append(PassPlan(i + 1, len(plans), tuple(s.label for s in running), tuple(s.label for s in work.measure),
+                               len(tiles), core_px, halo, largest * per_pixel, not all(exact for _, exact in halos)))
+        stored |= {n for s in work.steps for n in s.outputs() if n in needed[i] and (work.keep is None or n in work.keep)}
+    scratched = {n for i, plan in enumerate(plans) for step in chain[plan.start : plan.end] for n in step.outputs() if n in needed[i]}
+    return passes, len(scratched)
+
+
+def _plan_scene(pipeline: Pipeline, scene: Path, folder: Path, fmt: VectorFormat) -> ScenePlan:
+    """Check one scene from its header and foresee its passes, memory and outputs."""
+    from geoseg.pipeline.engine import open_source, scene_extent
+    from geoseg.raster import read_geoinfo
+
+    engine = pipeline.engine
+    try:
+        _check_reprojectable(str(scene), pipeline, fmt)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a dry run reports figures; the run gives the warnings
+            source = open_source(scene, engine.assume_gsd_m, engine.max_pixels)
+            _, summary = read_geoinfo(scene, assume_gsd_m=engine.assume_gsd_m)
+        extent = None if engine.extent is None else scene_extent(engine.extent, source.geo, str(scene))
+        work_geo = source.geo if extent is None else extent.geo(source.geo)
+        passes, scratch_layers = _plan_passes_of(pipeline, work_geo)
+        outputs = output_paths(pipeline.output_layers(), folder, scene.stem, fmt)
+    except GeosegError as exc:
+        message = str(exc)
+        return ScenePlan(str(scene), "failed", error=message if str(scene) in message else f"{scene}: {message}")
+    geo = source.geo
+    window = None if extent is None else extent.window
+    where = None if window is None else (
+        f"{engine.extent.describe()}: {window.width} x {window.height} px from column {window.col0}, row {window.row0}"
+    )
+    scratch = 8 * scratch_layers * work_geo.width * work_geo.height
+    on_disk = scratch > engine.max_memory_bytes // 4  # as the engine decides when a scene runs in one process
+    return ScenePlan(
+        str(scene),
+        "ready",
+        width=geo.width,
+        height=geo.height,
+        bands=summary["count"],
+        dtype=",".join(sorted(set(summary["dtypes"]))),
+        crs=geo.crs.to_string() if geo.georeferenced else None,
+        gsd_m=round(float(geo.gsd_m), 4),
+        extent=where,
+        passes=passes,
+        memory_bytes=max(p.tile_bytes for p in passes) + (0 if on_disk else scratch),
+        scratch_bytes=scratch,
+        scratch_on_disk=on_disk,
+        outputs=[str(p) for p in outputs],
+    )
+
+
+def plan_batch(
+    pipeline: Pipeline,
+    inputs: Sequence[str | Path],
+    outdir: str | Path,
+    *,
+    fmt: str | VectorFormat = "shp",
+    overwrite: bool = False,
+    keep_folders: bool = False,
+) -> list[ScenePlan]:
+    """What :func:`run_batch` would do, checked without reading a pixel and without writing anything.
+
+    For every scene: its header is read (file readable, size, bands, CRS, GSD, the
+    ``max_pixels`` limit), the models of the steps are loaded, and the passes over its tiles
+    are planned as the engine would (tile size and count, memory). The output folder must be
+    writable (or creatable); the manifest tells which scenes an earlier run did already.
+
+    Returns
+    -------
+    list of ScenePlan
+        One per input, in input order.
+
+    Raises
+    ------
+    ConfigError
+        Two inputs would write the same output, the format or its options are invalid, or a
+        parameter is unset (as :func:`run_batch`).
+    OutputWriteError
+        The output folder cannot be created or written.
+    """
+    paths = [Path(p) for p in inputs]
+    out = Path(outdir)
+    spec = vector_format(fmt)
+    folders = output_folders(paths, out, keep_folders=keep_folders)
+    _check_stems(paths, folders, keep_folders)
+    pipeline.steps  # noqa: B018 - validates everything before the first scene
+    _check_vector_options(pipeline, spec)
+    _check_output_folder(out)
+    manifest = _Manifest.resume(out, pipeline.source, pipeline_hash(pipeline), spec, overwrite=overwrite)
+    plans = []
+    for path in paths:
+        earlier = manifest.done_report(str(path), folders[str(path)])
+        if earlier is not None:
+            plans.append(ScenePlan(str(path), "skipped", outputs=earlier.outputs, crs=earlier.crs))
+        else:
+            plans.append(_plan_scene(pipeline, path, folders[str(path)], spec))
+    return plans

@@ -22,11 +22,15 @@ field.
 
 from __future__ import annotations
 
+import math
+import os
 import re
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, field_validator, model_serializer, model_validator
+from pyproj import CRS as ProjCRS
+from pyproj.exceptions import CRSError
 
 from geoseg.errors import ConfigError
 from geoseg.pipeline.registry import get_step_class
@@ -36,6 +40,7 @@ from geoseg.tiling import parse_memory
 __all__ = [
     "SCHEMA_VERSION",
     "EngineSettings",
+    "Extent",
     "PipelineFile",
     "parse_yaml",
     "resolve_refs",
@@ -47,6 +52,45 @@ __all__ = [
 SCHEMA_VERSION = 1
 
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_BARE_NUMBER = re.compile(r"\s*[0-9]*\.?[0-9]+(?:[eE][0-9]+)?\s*")
+
+
+class Extent(BaseModel):
+    """The part of each scene to process (engine setting ``extent``, ``geoseg run --bbox/--aoi``).
+
+    Either ``bbox``, ``[xmin, ymin, xmax, ymax]`` in ``crs`` (default: each scene's own CRS,
+    pixel coordinates x = column, y = row for scenes without georeferencing), or ``aoi``, a
+    vector file whose polygons (their union, in the file's CRS) are the extent.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bbox: list[float] | None = Field(None, min_length=4, max_length=4, description="[xmin, ymin, xmax, ymax]")
+    crs: str | None = Field(None, description="CRS of bbox (EPSG:4326, WKT, PROJ); default: each scene's CRS")
+    aoi: str | None = Field(None, description="vector file whose polygons (their union) are the extent")
+
+    @model_validator(mode="after")
+    def _one_extent(self) -> Extent:
+        if (self.bbox is None) == (self.aoi is None):
+            raise ValueError("give either bbox: [xmin, ymin, xmax, ymax] or aoi: FILE")
+        if self.aoi is not None and self.crs is not None:
+            raise ValueError("crs goes with bbox; an aoi file carries its own CRS")
+        if self.bbox is not None:
+            xmin, ymin, xmax, ymax = self.bbox
+            if not all(math.isfinite(v) for v in self.bbox) or xmin >= xmax or ymin >= ymax:
+                raise ValueError(f"bbox [xmin, ymin, xmax, ymax] needs finite values, xmin < xmax and ymin < ymax (got {self.bbox})")
+        if self.crs is not None:
+            try:
+                ProjCRS.from_user_input(self.crs)
+            except CRSError:
+                raise ValueError(f"unknown CRS {self.crs!r} (e.g. EPSG:4326, a WKT or PROJ string)") from None
+        return self
+
+    def describe(self) -> str:
+        """The extent in words, for messages."""
+        if self.aoi is not None:
+            return f"the AOI {self.aoi}"
+        return f"the bbox {' '.join(f'{v:.10g}' for v in self.bbox or [])}" + (f" in {self.crs}" if self.crs else "")
 
 
 class EngineSettings(BaseModel):
@@ -62,13 +106,42 @@ class EngineSettings(BaseModel):
         ge=1,
         description="largest scene (width x height) processed; bigger ones are refused before any pixel is read",
     )
+    extent: Extent | None = Field(
+        None,
+        description="process only this part of each scene: [xmin, ymin, xmax, ymax] in the scene's CRS, "
+        "{bbox: [...], crs: EPSG:4326}, or a vector file (aoi: FILE) whose polygons are the extent",
+    )
+
+    @field_validator("extent", mode="before")
+    @classmethod
+    def _extent_shorthand(cls, value: Any) -> Any:
+        # [xmin, ymin, xmax, ymax] is a bbox in the scene's CRS; a string is an AOI file
+        if isinstance(value, (list, tuple)):
+            return {"bbox": list(value)}
+        return {"aoi": os.fspath(value)} if isinstance(value, (str, os.PathLike)) else value
 
     @field_validator("max_memory")
     @classmethod
     def _readable_memory(cls, value: int | str) -> int | str:
         if parse_memory(value) < 16 * 1024 * 1024:
-            raise ValueError(f"max_memory {value!r} is below 16 MB")
+            bare = _BARE_NUMBER.fullmatch(str(value)) is not None
+            units = "a bare number is bytes; give a unit, e.g. 512MB or 2GB" if bare else "e.g. 512MB or 2GB"
+            raise ValueError(f"max_memory {value!r} is below 16 MB ({units})")
         return value
+
+    @model_serializer(mode="wrap")
+    def _leave_default_gsd_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Copies are made from the dump (Pipeline.with_overrides): leaving out a default
+        # assume_gsd_m keeps it unset there, so that assume_gsd_m_given stays true to the user.
+        data = handler(self)
+        if not self.assume_gsd_m_given:
+            data.pop("assume_gsd_m", None)
+        return data
+
+    @property
+    def assume_gsd_m_given(self) -> bool:
+        """Whether ``assume_gsd_m`` was set (in the pipeline file or with ``--set``) rather than left at its default."""
+        return "assume_gsd_m" in self.model_fields_set
 
     @property
     def max_memory_bytes(self) -> int:

@@ -11,12 +11,21 @@
   memory is then bounded per process), ``workers`` of them (default: the usable cores),
   each with a memory limit of the machine's memory (or its cgroup limit) divided by the
   number of workers. The cluster is closed on exit.
+
+Ctrl-C (SIGINT) is for the process that drives the batch: the local cluster's processes are
+started with SIGINT blocked, so a Ctrl-C in the terminal (sent to the whole process group)
+reaches only the driver, which stops the batch and closes the cluster. A Ctrl-C while the
+cluster starts is held until it has started (then raised), and one while it closes is
+dropped (it is closing anyway): a cluster half started or half closed by a
+``KeyboardInterrupt`` prints worker tracebacks and assertion errors.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -35,6 +44,38 @@ CONNECT_TIMEOUT_S = 30.0
 #: How often a scene is retried on another worker after its worker died (out of memory,
 #: crash) before it is reported failed; Dask's own default is 3.
 ALLOWED_FAILURES = 1
+
+
+@contextmanager
+def _sigint_held(*, deliver: bool) -> Iterator[None]:
+    """Keep Ctrl-C (SIGINT) away from a local cluster while it starts or closes.
+
+    SIGINT is blocked in this thread, so the threads started meanwhile (Dask's event loop)
+    and the worker processes they spawn inherit it blocked and never see a Ctrl-C. A Ctrl-C
+    that arrives meanwhile is recorded, then raised when the block ends (``deliver``) or
+    dropped. Does nothing outside the main thread, without POSIX signal masks, or when SIGINT
+    is ignored (a background job).
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or not hasattr(signal, "pthread_sigmask")
+        or signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    ):
+        yield
+        return
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()  # starting it later would unblock SIGINT in the thread that starts it
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending Ctrl-C is recorded here
+        signal.signal(signal.SIGINT, previous)
+    if caught and deliver:
+        signal.raise_signal(signal.SIGINT)
 
 
 def default_workers() -> int:
@@ -106,22 +147,24 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
     n = default_workers() if workers is None else workers
     if n < 1:
         raise ConfigError(f"--workers {n}: need at least 1 worker")
-    with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
-        cluster = LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            memory_limit=local_memory_limit(n),
-            dashboard_address=None,  # no dashboard; its HTTP server on a free port, not 8787:
-            scheduler_kwargs={"dashboard_address": ":0"},
-            silence_logs=logging.CRITICAL,
-        )
+    cluster = client = None
     try:
-        client = Client(cluster)
-        try:
-            log.debug("local Dask cluster: %d worker(s), %.1f GiB each", n, local_memory_limit(n) / 2**30)
-            yield client
-        finally:
-            client.close()
+        with _sigint_held(deliver=True), dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+            cluster = LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                memory_limit=local_memory_limit(n),
+                dashboard_address=None,  # no dashboard; its HTTP server on a free port, not 8787:
+                scheduler_kwargs={"dashboard_address": ":0"},
+                silence_logs=logging.CRITICAL,
+            )
+            client = Client(cluster)
+        log.debug("local Dask cluster: %d worker(s), %.1f GiB each", n, local_memory_limit(n) / 2**30)
+        yield client
     finally:
-        cluster.close()
+        with _sigint_held(deliver=False):
+            if client is not None:
+                client.close()
+            if cluster is not None:
+                cluster.close()

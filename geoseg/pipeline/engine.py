@@ -20,27 +20,42 @@ tile per pass.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any, NamedTuple, Protocol
 
 import geopandas as gpd
 import networkx as nx
 import numpy as np
 import shapely
+from pyproj import CRS as ProjCRS
+from shapely.geometry import box
 
 from geoseg.errors import ConfigError, GeosegError, InputMismatchError
+from geoseg.pipeline.config import Extent
 from geoseg.pipeline.scratch import FileScratch, MemoryScratch, ScratchView
 from geoseg.pipeline.step import Step, StepContext
 from geoseg.raster import GeoInfo, Raster, read_geoinfo, read_window
 from geoseg.road.network import dissolve_degree2
-from geoseg.tiling import Tile, canonical, clip_to_core, drop_clip_vertices, stitch_pieces, tile_grid, tile_size_for_memory
-from geoseg.vector import network_to_frames
+from geoseg.tiling import (
+    Region,
+    Tile,
+    canonical,
+    clip_network,
+    clip_to_core,
+    drop_clip_vertices,
+    stitch_pieces,
+    tile_grid,
+    tile_size_for_memory,
+)
+from geoseg.vector import network_to_frames, read_lines
 
-__all__ = ["RunResult", "SceneSource", "FileSource", "MemorySource", "RasterSink", "MemorySink", "execute", "open_source", "plan_tiles"]
+__all__ = ["RunResult", "SceneSource", "FileSource", "MemorySource", "RasterSink", "MemorySink", "TilePass", "SceneExtent", "execute", "open_source", "plan_tiles", "read_aoi", "scene_extent"]
 
 log = logging.getLogger("geoseg.engine")
 
@@ -50,6 +65,12 @@ STITCH_SNAP_PX = 1.0
 #: Bytes per pixel of the scene image itself in a tile (several float copies of a few bands).
 IMAGE_BYTES_PER_PIXEL = 48
 
+#: Extent runs: plans of the passes' regions tried before one is kept (see :func:`execute`).
+MAX_LAYOUTS = 3
+
+#: An extent's bounds within this distance (pixels) of a pixel edge snap to it.
+SNAP_EPS_PX = 1e-6
+
 
 @dataclass
 class RunResult:
@@ -58,10 +79,10 @@ class RunResult:
     Attributes
     ----------
     layers : dict
-        Named layers: numpy arrays for rasters (whole scene), a ``networkx.MultiGraph``
-        (pixel space) for ``network``.
+        Named layers: numpy arrays for rasters (whole scene, or the extent's window), a
+        ``networkx.MultiGraph`` (pixel space of the same grid) for ``network``.
     geo : GeoInfo
-        The scene's georeferencing (all layers share its grid).
+        The scene's georeferencing, or its window's with an extent (all layers share its grid).
     source : str
         The scene.
     warnings : list of str
@@ -163,11 +184,125 @@ class MemorySource:
         )
 
 
+@dataclass(frozen=True)
+class SceneExtent:
+    """Where an extent falls on one scene (see :func:`scene_extent`).
+
+    Attributes
+    ----------
+    window : Region
+        The scene's pixels covering the extent, snapped outwards to whole pixels: what is
+        processed, and the grid of the raster outputs.
+    area : shapely.Geometry
+        The extent (within the scene) in the window's pixel space (x = column, y = row from
+        the window's corner): vector outputs are clipped to it.
+    """
+
+    window: Region
+    area: shapely.Geometry
+
+    def geo(self, scene: GeoInfo) -> GeoInfo:
+        """The georeferencing of the window (the scene's, with a shifted transform)."""
+        return scene.window(self.window.row0, self.window.col0, self.window.height, self.window.width)
+
+
+def read_aoi(path: str | os.PathLike[str]) -> tuple[shapely.Geometry, ProjCRS | None]:
+    """The union of a vector file's polygons, and the file's CRS (None if it has none).
+
+    Raises
+    ------
+    VectorReadError
+        The file is missing or not a readable vector file.
+    InputMismatchError
+        The file holds no polygons.
+    """
+    frame = read_lines(path)  # any OGR vector file, whatever its geometries
+    polygons = frame.geometry[frame.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
+    if polygons.empty:
+        kinds = ", ".join(sorted(set(frame.geometry.geom_type.dropna()))) or "no features"
+        raise InputMismatchError(f"{path}: no polygons to use as the area of interest (the file holds {kinds}); draw the area as polygons")
+    return shapely.make_valid(shapely.union_all(polygons.to_numpy())), frame.crs
+
+
+def scene_extent(setting: Extent, geo: GeoInfo, source: str) -> SceneExtent:
+    """Where the extent ``setting`` falls on a scene: its window of whole pixels and its area.
+
+    A bbox with a ``crs``, or an AOI file with a CRS, is reprojected to the scene's CRS
+    (densified, so that straight sides follow the projection); without one it is taken in
+    the scene's CRS (pixel coordinates for a scene without georeferencing).
+
+    Raises
+    ------
+    InputMismatchError
+        The extent does not overlap the scene, or it has a CRS and the scene has none.
+    VectorReadError
+        The AOI file cannot be read.
+    """
+    geometry, crs = _extent_geometry(setting)
+    if crs is not None and not geo.georeferenced:
+        what = setting.describe() if setting.crs else f"{setting.describe()} (in {crs.to_string()})"
+        raise InputMismatchError(
+            f"{source}: the scene has no georeferencing, so {what} cannot be placed on it; "
+            "give the extent in the scene's pixel coordinates (x = column, y = row) without a CRS"
+        )
+    if crs is not None:
+        geometry = _to_scene_crs(geometry, crs, geo)
+    area = shapely.intersection(geo.to_pixels(geometry), box(0, 0, geo.width, geo.height))
+    if area.is_empty or area.area <= 0:
+        where = f"in {geo.crs.to_string()}" if geo.georeferenced else "in pixel coordinates, the scene having no georeferencing"
+        xmin, ymin, xmax, ymax = geo.bounds
+        raise InputMismatchError(
+            f"{source}: {setting.describe()} does not overlap the scene (bounds {xmin:.3f}, {ymin:.3f}, {xmax:.3f}, {ymax:.3f} {where}); "
+            "give an extent that overlaps these bounds"
+        )
+    window = _snap(area.bounds, geo)
+    return SceneExtent(window, shapely.transform(area, lambda xy: xy - (window.col0, window.row0)))
+
+
+def _extent_geometry(setting: Extent) -> tuple[shapely.Geometry, ProjCRS | None]:
+    """The extent's polygon and its CRS (None: the scene's)."""
+    if setting.aoi is not None:
+        return read_aoi(setting.aoi)
+    return box(*setting.bbox or ()), None if setting.crs is None else ProjCRS.from_user_input(setting.crs)
+
+
+def _to_scene_crs(geometry: shapely.Geometry, crs: ProjCRS, geo: GeoInfo) -> shapely.Geometry:
+    """``geometry`` (in ``crs``) in the scene's CRS; empty where the projection fails (out of its area of use)."""
+    target = ProjCRS.from_user_input(geo.crs.to_wkt())
+    if crs == target:
+        return geometry
+    xmin, ymin, xmax, ymax = geometry.bounds
+    dense = shapely.segmentize(geometry, max(xmax - xmin, ymax - ymin) / 64)
+    out = gpd.GeoSeries([dense], crs=crs).to_crs(target).iloc[0]
+    return out if np.isfinite(shapely.get_coordinates(out)).all() else shapely.Polygon()
+
+
+def _snap(bounds: tuple[float, float, float, float], geo: GeoInfo) -> Region:
+    """The whole pixels covering ``bounds`` (pixel space, inside the scene): at least one."""
+    xmin, ymin, xmax, ymax = bounds
+    col0 = min(geo.width - 1, math.floor(xmin + SNAP_EPS_PX))
+    row0 = min(geo.height - 1, math.floor(ymin + SNAP_EPS_PX))
+    return Region(row0, col0, max(row0 + 1, math.ceil(ymax - SNAP_EPS_PX)), max(col0 + 1, math.ceil(xmax - SNAP_EPS_PX)))
+
+
+class _FramedSource:
+    """A rectangle of a scene seen as a scene of its own: tiles are in its pixel coordinates."""
+
+    def __init__(self, inner: SceneSource, frame: Region) -> None:
+        self.inner, self.frame = inner, frame
+        self.geo = inner.geo.window(frame.row0, frame.col0, frame.height, frame.width)
+        self.source, self.band_names = inner.source, inner.band_names
+
+    def read(self, tile: Tile) -> Raster:
+        """The tile's window, read from the scene."""
+        return self.inner.read(tile.shifted(self.frame.row0, self.frame.col0))
+
+
 class RasterSink(Protocol):
     """Receives the core of each tile's raster layers."""
 
     def write(self, name: str, array: np.ndarray, tile: Tile) -> None:
-        """Store ``array`` (the core of layer ``name``) at the tile's place."""
+        """Store ``array`` (the core of layer ``name``) at the tile's place (in the window's pixels with an extent)."""
 
 
 class MemorySink:
@@ -278,6 +413,27 @@ def _last_producer(steps: list[Step], j: int) -> int:
     return max((k for k in range(j) if needs & set(steps[k].outputs())), default=-1)
 
 
+class TilePass(NamedTuple):
+    """The pass over the tiles that a tile-progress call (``on_tile``) reports on.
+
+    Attributes
+    ----------
+    index : int
+        1-based number of the pass.
+    total : int
+        Passes over the tiles of this scene.
+    steps : tuple of str
+        Labels of the steps run on every tile in this pass (empty: the pass only measures).
+    measures : tuple of str
+        Labels of the steps whose scene-wide statistics this pass measures.
+    """
+
+    index: int
+    total: int
+    steps: tuple[str, ...]
+    measures: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class _PassPlan:
     """One pass over the tiles: raster steps ``[start, end)`` of the chain, the statistics it measures."""
@@ -325,6 +481,8 @@ class _PassWork:
     measure: list[Step]
     reads: list[str]
     keep: set[str] | None
+    measure_in: Region | None = None
+    """Where statistics are measured (the extent's window), default: every tile's whole core."""
 
 
 @dataclass
@@ -347,7 +505,7 @@ def _tile_task(work: _PassWork, source: SceneSource, scratch: ScratchView, tile:
         out = _apply(step, layers, ctx)
         layers.update(out)
         produced += [n for n in out if n not in produced]
-    statistics = [step.tile_statistics({n: layers[n] for n in step.statistics_inputs() if n in layers}, ctx) for step in work.measure]
+    statistics = _tile_statistics(work, layers, ctx, tile)
     rows, cols = tile.core_in_window
     cores = {n: layers[n][..., rows, cols] for n in produced if work.keep is None or n in work.keep}
     pieces = []
@@ -355,6 +513,15 @@ def _tile_task(work: _PassWork, source: SceneSource, scratch: ScratchView, tile:
         local = _apply(work.vectorizer, layers, ctx)["network"]
         pieces = clip_to_core(_translate(local, tile.win_col_off, tile.win_row_off), tile)
     return _TileOutput(cores, pieces, statistics, ctx.warnings)
+
+
+def _tile_statistics(work: _PassWork, layers: dict[str, Any], ctx: StepContext, tile: Tile) -> list[Any]:
+    """Partial statistics of the steps measured in a pass, over the tile's core or its part in ``work.measure_in``."""
+    core = tile.core_in_window if work.measure_in is None else tile.part_in_window(work.measure_in)
+    if core is None:
+        return []
+    at = replace(ctx, core=core)
+    return [step.tile_statistics({n: layers[n] for n in step.statistics_inputs() if n in layers}, at) for step in work.measure]
 
 
 def _pass_work(chain: list[Step], plan: _PassPlan, vectorizer: Step | None, stored: set[str], later: set[str], outputs: set[str] | None) -> _PassWork:
@@ -386,6 +553,96 @@ def _needed_after(chain: list[Step], plans: list[_PassPlan], index: int, vectori
     return needed - {"image"}
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """Where the passes of a run go, in scene pixels.
+
+    ``regions[i]`` holds the cores of pass ``i``: the window grown by the halos of the
+    passes after it, whose tiles read what pass ``i`` stores (so the last pass covers the
+    window exactly); ``frame`` is all that is read: the window grown by every pass's halo.
+    Without an extent all of them are the whole scene. ``halos`` are those planned for.
+    """
+
+    window: Region
+    regions: tuple[Region, ...]
+    frame: Region
+    halos: tuple[int, ...]
+
+    def in_frame(self, region: Region) -> Region:
+        """``region`` in the frame's pixel coordinates."""
+        return region.shift(-self.frame.row0, -self.frame.col0)
+
+
+class _Replan(Exception):
+    """Fitted halos need wider pass regions than a run planned: run again with ``halos``."""
+
+    def __init__(self, halos: tuple[int, ...]) -> None:
+        super().__init__(halos)
+        self.halos = halos
+
+
+def _plan_layout(scene: Region, window: Region, halos: Sequence[int]) -> _Layout:
+    """Pass regions around ``window`` for passes with these halos (clipped to the scene)."""
+    regions: list[Region] = []
+    margin = 0
+    for halo in reversed(halos):
+        regions.insert(0, window.grow(margin, scene))
+        margin += halo
+    return _Layout(window, tuple(regions), window.grow(margin, scene), tuple(halos))
+
+
+def _step_halo(step: Step, geo: GeoInfo) -> int:
+    """A step's halo; before its statistics are measured, the halo it has without any (its fallbacks).
+
+    The guess only sizes the regions of the passes before the step; :func:`_next_layout`
+    checks it once the step is fitted.
+    """
+    try:
+        return step.halo_px(geo)  # fitted, or a halo that does not depend on the statistics
+    except GeosegError:
+        if step._fitted is not None or not step.statistics_inputs():
+            raise
+    try:
+        return step.fit([]).halo_px(geo)
+    except (GeosegError, ValueError):  # a step that cannot fit without tiles: guess no halo
+        return 0
+
+
+def _layout_halos(chain: list[Step], plans: list[_PassPlan], vectorizer: Step | None, geo: GeoInfo, floor: Sequence[int]) -> tuple[int, ...]:
+    """Each pass's halo as :func:`plan_tiles` will give it (guessed for unfitted steps), at least ``floor``."""
+    halos = []
+    for i, plan in enumerate(plans):
+        running = [*chain[plan.start : plan.end], *([vectorizer] if plan.final and vectorizer else [])]
+        halo = sum(_step_halo(s, geo) for s in running) + max((chain[j].stats_halo_px(geo) for j in plan.measure), default=0)
+        halos.append(max(halo, floor[i] if i < len(floor) else 0))
+    return tuple(halos)
+
+
+def _next_layout(layout: _Layout, scene: Region, halos: tuple[int, ...], done: int, replan: bool) -> _Layout:
+    """The layout after pass ``done``, now that its statistics fixed more halos.
+
+    The passes still to run get regions for the new halos (within the frame). When a pass
+    already run should have covered more, :class:`_Replan` is raised with the new halos, those
+    larger than planned by a quarter more (a rerun measures statistics on slightly different
+    borders), unless ``replan`` is False: then the run goes on, the pixels at the window's
+    border possibly seeing less context than in a full run.
+    """
+    new = _plan_layout(scene, layout.window, halos)
+    short = any(not used.contains(need) for used, need in zip(layout.regions[: done + 1], new.regions))
+    if short and replan:
+        raise _Replan(tuple(h + h // 4 if h > planned else h for h, planned in zip(halos, layout.halos)))
+    later = tuple(region.grow(0, layout.frame) for region in new.regions[done + 1 :])
+    return _Layout(layout.window, (*layout.regions[: done + 1], *later), layout.frame, halos)
+
+
+def _write_window(target: RasterSink, name: str, core: np.ndarray, tile: Tile, window: Region) -> None:
+    """Hand the part of a tile's core inside ``window`` to ``target``, in the window's coordinates."""
+    part = tile.crop(window)
+    if part is not None:
+        (rows, cols), placed = part
+        target.write(name, core[..., rows, cols], placed)
+
+
 def _open_scratch(source: SceneSource, client: Any, layers: int, max_memory: int, scratch_dir: str | os.PathLike[str] | None) -> MemoryScratch | FileScratch:
     """Whole-scene arrays when they fit in a quarter of ``max_memory`` (and no cluster reads them), else files."""
     size = 8 * layers * source.geo.width * source.geo.height
@@ -402,9 +659,10 @@ def execute(
     output_layers: set[str] | None = None,
     max_memory: int = 1 << 30,
     tile_px: int | None = None,
-    on_tile: Callable[[int, int], None] | None = None,
+    on_tile: Callable[[int, int, TilePass], None] | None = None,
     client: Any = None,
     scratch_dir: str | os.PathLike[str] | None = None,
+    extent: SceneExtent | None = None,
 ) -> RunResult:
     """Run bound steps on a scene, tile by tile.
 
@@ -429,32 +687,80 @@ def execute(
     tile_px : int, optional
         Force the core size of tiles (default: from ``max_memory``).
     on_tile : callable, optional
-        Called with (tiles done, tiles total) during each pass over the tiles.
+        Called with (tiles done, tiles total, :class:`TilePass`) during each pass over the tiles.
     client : dask.distributed.Client, optional
         Run the tiles as Dask tasks on this cluster (the scene must be a file the workers
         can read); default: one after the other in this process.
     scratch_dir : path, optional
         Folder for the intermediate layers of large scenes (default: the system's temporary
         folder); on a cluster it must be readable by the workers.
+    extent : SceneExtent, optional
+        Process only the extent's window (see :func:`scene_extent`): the last pass covers
+        the window, each earlier pass the window grown by the halos of the passes after it,
+        and tiles read their halo beyond it where the scene has pixels, so results inside
+        the window match a full run's as tiles do. Statistics are measured over the window
+        only. Raster layers cover the window (the sink gets window coordinates), the network
+        is clipped to the extent's area, and the result's ``geo`` is the window's. Halos
+        that depend on statistics are guessed before these are measured; when a fitted halo
+        needs more than was processed, the run starts again with wider regions (at most
+        :data:`MAX_LAYOUTS` runs).
 
     Returns
     -------
     RunResult
     """
+    run = partial(
+        _execute, steps, source, sink=sink, output_layers=output_layers, max_memory=max_memory, tile_px=tile_px,
+        on_tile=on_tile, client=client, scratch_dir=scratch_dir, extent=extent,
+    )
+    floor: tuple[int, ...] = ()
+    for _ in range(MAX_LAYOUTS - 1):
+        try:
+            return run(floor=floor, replan=True)
+        except _Replan as replan:
+            log.debug("%s: fitted halos %s px need wider pass regions than planned: running again", source.source, replan.halos)
+            floor = replan.halos
+    return run(floor=floor, replan=False)
+
+
+def _execute(
+    steps: list[Step],
+    source: SceneSource,
+    *,
+    sink: RasterSink | None,
+    output_layers: set[str] | None,
+    max_memory: int,
+    tile_px: int | None,
+    on_tile: Callable[[int, int, TilePass], None] | None,
+    client: Any,
+    scratch_dir: str | os.PathLike[str] | None,
+    extent: SceneExtent | None,
+    floor: tuple[int, ...],
+    replan: bool,
+) -> RunResult:
+    """One run of :func:`execute`, its pass regions planned for halos of at least ``floor``.
+
+    Raises :class:`_Replan` (if ``replan``) when fitted halos need wider regions.
+    """
     start = time.perf_counter()
     raster_steps, vectorizer, network_steps = _split(steps)
     chain = [*raster_steps, *network_steps]
     plans = _plan_passes(chain, len(raster_steps))
+    scene = Region(0, 0, source.geo.height, source.geo.width)
+    window = scene if extent is None else extent.window
+    layout = _plan_layout(scene, window, _layout_halos(chain, plans, vectorizer, source.geo, floor) if window != scene else [0] * len(plans))
+    framed = source if layout.frame == scene else _FramedSource(source, layout.frame)
+    out_geo = source.geo if extent is None else extent.geo(source.geo)
     needed = [_needed_after(chain, plans, i, vectorizer) for i in range(len(plans))]
     scratched = {n for i, plan in enumerate(plans) for step in chain[plan.start : plan.end] for n in step.outputs() if n in needed[i]}
     timings: dict[str, float] = {"statistics": 0.0, "tiles": 0.0}
-    memory = MemorySink(source.geo) if sink is None else None
+    memory = MemorySink(out_geo) if sink is None else None
     target = sink if sink is not None else memory
     outputs = output_layers if sink is not None else None
     pieces: list[tuple[shapely.LineString, float]] = []
     messages: list[str] = []
     tiles: list[Tile] = []
-    scratch = _open_scratch(source, client, len(scratched), max_memory, scratch_dir)
+    scratch = _open_scratch(framed, client, len(scratched), max_memory, scratch_dir)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -462,6 +768,7 @@ def execute(
                 t0 = time.perf_counter()
                 view = scratch.view()
                 work = _pass_work(chain, plan, vectorizer, view.names(), needed[i], outputs)
+                work.measure_in = None if extent is None else layout.in_frame(window)
                 running = [*work.steps, *([work.vectorizer] if work.vectorizer else [])]
                 core_px, halo = plan_tiles(
                     running,
@@ -472,24 +779,26 @@ def execute(
                     also_in_memory=tuple(work.measure),
                     extra_bytes_per_pixel=8 * len(work.reads),
                 )
-                tiles = tile_grid(source.geo.height, source.geo.width, core_px, halo)
+                tiles = tile_grid(framed.geo.height, framed.geo.width, core_px, halo, layout.in_frame(layout.regions[i]))
                 log.debug("%s: pass %d/%d (%s): %d tile(s) of %d px, halo %d px", source.source, i + 1, len(plans), [s.label for s in (*running, *work.measure)], len(tiles), core_px, halo)
                 partials: list[list[Any]] = [[] for _ in work.measure]
-                for done, (tile, out) in enumerate(_map_tiles(_tile_task, tiles, client, work, source, view), start=1):
+                for done, (tile, out) in enumerate(_map_tiles(_tile_task, tiles, client, work, framed, view), start=1):
                     for name, core in out.cores.items():
                         if name in needed[i]:
                             scratch.write(name, core, tile)
                         if target is not None and (outputs is None or name in outputs):
-                            target.write(name, core, tile)
+                            _write_window(target, name, core, tile, layout.in_frame(window))
                     for bucket, value in zip(partials, out.statistics):
                         bucket.append(value)
                     pieces += out.pieces
                     messages += out.warnings
                     if on_tile is not None:
-                        on_tile(done, len(tiles))
+                        on_tile(done, len(tiles), TilePass(i + 1, len(plans), tuple(s.label for s in running), tuple(s.label for s in work.measure)))
                 scratch.commit()
                 for j, bucket in zip(plan.measure, partials):
                     chain[j] = chain[j].fit(bucket)
+                if plan.measure and window != scene:
+                    layout = _next_layout(layout, scene, _layout_halos(chain, plans, vectorizer, source.geo, floor), i, replan)
                 timings["tiles" if plan.final else "statistics"] += time.perf_counter() - t0
         finally:
             scratch.close()
@@ -497,20 +806,22 @@ def execute(
         result_layers: dict[str, Any] = dict(memory.arrays) if memory is not None else {}
         if vectorizer is not None:
             t0 = time.perf_counter()
-            scene_ctx = StepContext(geo=source.geo, valid=None, source=source.source, band_names=source.band_names)
-            network = canonical(drop_clip_vertices(dissolve_degree2(stitch_pieces(pieces, STITCH_SNAP_PX))))
+            scene_ctx = StepContext(geo=out_geo, valid=None, source=source.source, band_names=source.band_names)
+            corner = layout.in_frame(window)
+            network = drop_clip_vertices(dissolve_degree2(stitch_pieces(pieces, STITCH_SNAP_PX)))
+            network = canonical(_translate(network, -corner.col0, -corner.row0))
             network = canonical(vectorizer.finalize(network, scene_ctx))
             layers = {"network": network}
             for step in network_steps:
                 layers.update(_apply(step, layers, scene_ctx))
-            result_layers["network"] = layers["network"]
+            result_layers["network"] = layers["network"] if extent is None else canonical(clip_network(layers["network"], extent.area))
             messages += scene_ctx.warnings
             timings["network"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - start
     messages += [str(w.message) for w in caught]
     for msg in dict.fromkeys(messages):
         log.warning("%s", msg)
-    return RunResult(result_layers, source.geo, source.source, list(dict.fromkeys(messages)), timings, len(tiles))
+    return RunResult(result_layers, out_geo, source.source, list(dict.fromkeys(messages)), timings, len(tiles))
 
 
 def _translate(graph: nx.MultiGraph, dx: float, dy: float) -> nx.MultiGraph:

@@ -8,14 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
+from pyogrio.errors import DataLayerError, DataSourceError
+
 from geoseg.errors import ConfigError, OutputWriteError
 from geoseg.pipeline.engine import RunResult
 from geoseg.pipeline.step import layer_kind
 from geoseg.raster import GeoInfo, RasterTileWriter
 from geoseg.tiling import Tile
-from geoseg.vector import FORMATS, write_network
+from geoseg.vector import FORMATS, VectorFormat, vector_format, write_network
 
-__all__ = ["output_paths", "GeoTiffSink", "write_network_output"]
+__all__ = ["output_paths", "output_crs", "GeoTiffSink", "write_network_output"]
 
 
 def _raster_name(stem: str, layer: str, outputs: list[str]) -> str:
@@ -24,17 +26,18 @@ def _raster_name(stem: str, layer: str, outputs: list[str]) -> str:
     return f"{stem}.tif" if alone else f"{stem}_{layer}.tif"
 
 
-def output_paths(outputs: list[str], outdir: Path, stem: str, fmt: str) -> list[Path]:
+def output_paths(outputs: list[str], outdir: Path, stem: str, fmt: str | VectorFormat) -> list[Path]:
     """The files a scene's outputs will be written to (main network file first)."""
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    name = fmt.name if isinstance(fmt, VectorFormat) else fmt
+    if name not in FORMATS:
+        raise ConfigError(f"unknown output format {name!r}; choose one of {', '.join(FORMATS)}")
     if not stem.strip(".") or any(c and c in stem for c in (os.sep, os.altsep, "\0")):
         raise OutputWriteError(f"{stem!r}: not usable as an output file name in {outdir} (outputs never leave the output folder)")
-    ext = FORMATS[fmt][0]
+    ext = FORMATS[name][0]
     paths: list[Path] = []
     if "network" in outputs:
         paths.append(outdir / f"{stem}{ext}")
-        if "nodes" in outputs and fmt != "gpkg":
+        if "nodes" in outputs and name != "gpkg":
             paths.append(outdir / f"{stem}_nodes{ext}")
     paths += [outdir / _raster_name(stem, o, outputs) for o in outputs if layer_kind(o) == "raster"]
     return paths
@@ -82,9 +85,29 @@ class GeoTiffSink:
         return self._stack.__exit__(exc_type, exc, tb)
 
 
-def write_network_output(result: RunResult, outputs: list[str], outdir: Path, stem: str, fmt: str) -> list[Path]:
-    """Write the network (and its nodes when ``nodes`` is among ``outputs``), if there is one."""
+def write_network_output(result: RunResult, outputs: list[str], outdir: Path, stem: str, fmt: str | VectorFormat) -> list[Path]:
+    """Write the network (and its nodes when ``nodes`` is among ``outputs``), if there is one.
+
+    In the scene's CRS, or in the one ``fmt`` (a :class:`~geoseg.vector.VectorFormat`) asks for.
+    """
     if "network" not in outputs:
         return []
+    spec = vector_format(fmt)
     edges, nodes = result.frames()
-    return write_network(edges, nodes if "nodes" in outputs else None, Path(outdir) / f"{stem}{FORMATS[fmt][0]}", fmt=fmt)
+    return write_network(edges, nodes if "nodes" in outputs else None, Path(outdir) / f"{stem}{spec.ext}", fmt=spec)
+
+
+def output_crs(path: str | os.PathLike[str]) -> str | None:
+    """The CRS of a written output (vector or GeoTIFF) as ``AUTHORITY:CODE`` or WKT; None if it has none."""
+    target = Path(path)
+    try:
+        if target.suffix.lower() in (".tif", ".tiff"):
+            import rasterio
+
+            with rasterio.open(target) as ds:
+                return ds.crs.to_string() if ds.crs else None
+        import pyogrio
+
+        return pyogrio.read_info(target, layer=0)["crs"]
+    except (OSError, DataSourceError, DataLayerError) as exc:
+        raise OutputWriteError(f"{target}: cannot read back the CRS of the output ({exc})") from None

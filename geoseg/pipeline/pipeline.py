@@ -17,6 +17,7 @@ from geoseg.pipeline.batch import ProgressCallback, SceneReport, run_batch
 from geoseg.pipeline.config import (
     SCHEMA_VERSION,
     EngineSettings,
+    Extent,
     PipelineFile,
     build_step,
     format_validation_error,
@@ -24,7 +25,7 @@ from geoseg.pipeline.config import (
     parse_yaml,
     resolve_refs,
 )
-from geoseg.pipeline.engine import MemorySource, RunResult, execute, open_source
+from geoseg.pipeline.engine import MemorySource, RunResult, execute, open_source, scene_extent
 from geoseg.pipeline.registry import get_step_class
 from geoseg.pipeline.step import Step, layer_kind
 from geoseg.raster import Raster
@@ -258,7 +259,13 @@ class Pipeline:
         return Pipeline(specs, params=params, engine=engine, outputs=self.outputs, description=self.description, source=self.source)
 
     # ------------------------------------------------------------------ running
-    def run(self, scene: str | os.PathLike[str] | Raster, *, _steps: list[Step] | None = None) -> RunResult:
+    def run(
+        self,
+        scene: str | os.PathLike[str] | Raster,
+        *,
+        extent: Extent | Sequence[float] | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+        _steps: list[Step] | None = None,
+    ) -> RunResult:
         """Run the pipeline on one scene and keep every layer in memory.
 
         The scene is still processed tile by tile (``max_memory``), and tiled and untiled
@@ -269,6 +276,13 @@ class Pipeline:
         ----------
         scene : path or Raster
             A raster file, or a :class:`~geoseg.raster.Raster` already in memory.
+        extent : optional
+            Process only this part of the scene (default: the engine setting ``extent``):
+            ``[xmin, ymin, xmax, ymax]`` in the scene's CRS, ``{"bbox": [...], "crs":
+            "EPSG:4326"}``, a vector file whose polygons are the area of interest, or an
+            :class:`~geoseg.pipeline.config.Extent`. Raster layers then cover the extent's
+            window of whole pixels (``result.geo``), the network is clipped to the extent,
+            and statistics are measured over the window only.
 
         Returns
         -------
@@ -276,10 +290,12 @@ class Pipeline:
             Layers (``result.graph``, ``result.lines``, ``result.layers["mask"]``, ...).
         """
         steps = _steps if _steps is not None else self.steps
+        engine = self.engine if extent is None else self.with_overrides({"extent": extent}).engine
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            source = MemorySource(scene) if isinstance(scene, Raster) else open_source(scene, self.engine.assume_gsd_m, self.engine.max_pixels)
-        result = execute(steps, source, max_memory=self.engine.max_memory_bytes, tile_px=self.engine.tile_px)
+            source = MemorySource(scene) if isinstance(scene, Raster) else open_source(scene, engine.assume_gsd_m, engine.max_pixels)
+        window = None if engine.extent is None else scene_extent(engine.extent, source.geo, source.source)
+        result = execute(steps, source, max_memory=engine.max_memory_bytes, tile_px=engine.tile_px, extent=window)
         result.warnings[:0] = [str(w.message) for w in caught]
         for w in caught:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

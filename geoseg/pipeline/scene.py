@@ -9,13 +9,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from geoseg.atomic import _SHAPEFILE_SIDECARS
-from geoseg.errors import GeosegError
 import rasterio
 
-from geoseg.pipeline.engine import execute, open_source
+from geoseg.atomic import _SHAPEFILE_SIDECARS
+from geoseg.errors import GeosegError, NotGeoreferencedWarning
+from geoseg.pipeline.config import EngineSettings
+from geoseg.pipeline.engine import TilePass, execute, open_source, scene_extent
 from geoseg.pipeline.outputs import GeoTiffSink, output_paths, write_network_output
 from geoseg.pipeline.pipeline import Pipeline
+from geoseg.raster import not_georeferenced_message
+from geoseg.vector import VectorFormat
 
 __all__ = ["SceneOutput", "process_scene"]
 
@@ -37,15 +40,17 @@ def process_scene(
     outdir: str | Path,
     *,
     stem: str,
-    fmt: str,
-    on_tile: Callable[[int, int], None] | None = None,
+    fmt: str | VectorFormat,
+    on_tile: Callable[[int, int, TilePass], None] | None = None,
     client: Any = None,
 ) -> SceneOutput:
     """Run ``pipeline`` on ``scene`` tile by tile and write ``outdir/<stem>...`` atomically.
 
     Raster outputs are written tile by tile into tiled GeoTIFFs and the network is stitched
     from per-tile pieces, so memory stays bounded by ``max_memory`` whatever the scene size
-    (the network itself is held in memory: it is small next to the rasters).
+    (the network itself is held in memory: it is small next to the rasters). With the engine
+    setting ``extent``, only the extent's window is processed and written (rasters on the
+    window's grid, the network clipped to the extent).
     """
     outputs = pipeline.output_layers()
     try:
@@ -55,11 +60,15 @@ def process_scene(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         source = open_source(scene, pipeline.engine.assume_gsd_m, pipeline.engine.max_pixels)
-    for w in caught:
-        log.warning("warning: %s", w.message)
+    notes = [str(w.message) for w in caught if not issubclass(w.category, NotGeoreferencedWarning)]
+    if not source.geo.georeferenced:
+        notes.insert(0, _not_georeferenced_note(scene, pipeline.engine))
+    for note in notes:
+        log.warning("warning: %s", note)
+    extent = None if pipeline.engine.extent is None else scene_extent(pipeline.engine.extent, source.geo, str(scene))
     # GDAL's block cache defaults to 5 % of RAM and grows with the scene: bound it too.
     cache_mb = max(16, pipeline.engine.max_memory_bytes // (8 * 1024 * 1024))
-    with rasterio.Env(GDAL_CACHEMAX=cache_mb), GeoTiffSink(outputs, Path(outdir), stem, source.geo) as sink:
+    with rasterio.Env(GDAL_CACHEMAX=cache_mb), GeoTiffSink(outputs, Path(outdir), stem, source.geo if extent is None else extent.geo(source.geo)) as sink:
         result = execute(
             pipeline.steps,
             source,
@@ -73,6 +82,7 @@ def process_scene(
             # workers, on the disk meant for the results (not a small /tmp), and removed by the
             # next batch in this folder if a run is killed
             scratch_dir=Path(outdir),
+            extent=extent,
         )
     try:
         written = [*write_network_output(result, outputs, Path(outdir), stem, fmt), *sink.paths]
@@ -82,7 +92,13 @@ def process_scene(
         if isinstance(exc, GeosegError) and str(scene) not in str(exc):
             raise type(exc)(f"{scene}: writing to {outdir}: {exc}") from exc
         raise
-    return SceneOutput(written, [*(str(w.message) for w in caught), *result.warnings], result.tiles)
+    return SceneOutput(written, [*notes, *result.warnings], result.tiles)
+
+
+def _not_georeferenced_note(scene: str | Path, engine: EngineSettings) -> str:
+    """The warning for a scene without georeferencing: the GSD part only when ``assume_gsd_m`` is the default."""
+    assumed = None if engine.assume_gsd_m_given else engine.assume_gsd_m
+    return not_georeferenced_message(str(scene), assumed, "--set assume_gsd_m=VALUE")
 
 
 def _remove_outputs(paths: list[Path]) -> None:

@@ -11,11 +11,12 @@ one sequence, in order. The file format::
     description: ...
     params: {model: null, score_threshold: 0.3, ...}   # see DEFAULT_PARAMS; --set NAME=VALUE
 
-Output: ``OUTDIR/<name>.gpkg`` (layer ``objects``), one row per object and frame with
-``frame`` (0-based position), ``track_id``, ``time`` (only when some frame carries an
-acquisition tag), ``score``, ``area_px``, ``source`` and a (Multi)Polygon in the frames' CRS
-(pixel coordinates when they have none). ``name`` defaults to the input folder's name, or the
-first frame file's stem.
+Output: ``OUTDIR/<name>.gpkg`` (layer ``objects``; ``.shp`` or ``.geojson`` with
+``geoseg run --format``), one row per object and frame with ``frame`` (0-based position),
+``track_id``, ``time`` (only when some frame carries an acquisition tag), ``score``,
+``area_px``, ``source`` and a (Multi)Polygon in the frames' CRS (pixel coordinates when they
+have none; reprojected only with ``--dst-crs``/``--rfc7946``). ``name`` defaults to the
+input folder's name, or the first frame file's stem.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from geoseg.sequence.track import TrackingParams
 if TYPE_CHECKING:  # torch is imported only when a sequence is run
     from geoseg.sequence.infer import InferenceParams
     from geoseg.sequence.modelfile import SequenceModel
+    from geoseg.vector import VectorFormat
 
 __all__ = ["DEFAULT_PARAMS", "SequencePipeline", "is_sequence_pipeline", "load_sequence_pipeline", "masks_to_frame",
            "run_sequence", "run_sequence_to_dir"]
@@ -249,23 +251,43 @@ def _default_name(inputs: Sequence[str | os.PathLike[str]]) -> str:
 
 def run_sequence_to_dir(
     pipeline: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]], outdir: str | os.PathLike[str],
-    overrides: Iterable[str] = (),
+    overrides: Iterable[str] = (), *, fmt: str | VectorFormat = "gpkg",
 ) -> Path:
-    """``geoseg run`` for sequence pipelines: all ``inputs`` are one sequence; write ``OUTDIR/<name>.gpkg``.
+    """``geoseg run`` for sequence pipelines: all ``inputs`` are one sequence; write ``OUTDIR/<name>.<ext>``.
+
+    Parameters
+    ----------
+    fmt : {"gpkg", "shp", "geojson"} or VectorFormat
+        The output format (GeoPackage by default), and how to reproject it (see
+        :class:`~geoseg.vector.VectorFormat`).
 
     Returns
     -------
     Path
-        The GeoPackage written (atomically).
-    """
-    from geoseg.vector import write_vector
+        The file written (atomically).
 
+    Raises
+    ------
+    InputMismatchError
+        A reprojection is asked for and the frames have no georeferencing.
+    """
+    from geoseg.vector import vector_format, write_vector
+
+    spec = vector_format(fmt)
     pipe = load_sequence_pipeline(pipeline, overrides)
-    frame = run_sequence(pipe, list(inputs))
+    frames: list[Any] = list(inputs)
+    if spec.target_crs is not None:  # refuse before inference what cannot be reprojected
+        frames = read_frames(frames, bands_per_frame=pipe.params["bands_per_frame"], assume_gsd_m=float(pipe.params["assume_gsd_m"]))
+        if frames and not frames[0].geo.georeferenced:
+            raise InputMismatchError(
+                f"{frames[0].source}: the frames have no georeferencing (pixel coordinates), so the objects cannot be "
+                f"reprojected to {spec.target_crs}; drop --dst-crs/--rfc7946"
+            )
+    frame = run_sequence(pipe, frames)
     name = pipe.params["name"] or _default_name(list(inputs))
-    out = Path(outdir) / f"{name}.gpkg"
+    out = Path(outdir) / f"{name}{spec.ext}"
     Path(outdir).mkdir(parents=True, exist_ok=True)
-    write_vector(frame, out, fmt="gpkg", layer="objects")
+    write_vector(frame, out, fmt=spec, layer="objects" if spec.name == "gpkg" else None)
     n_tracks = frame["track_id"].nunique() if len(frame) else 0
     log.info("%s: %d object polygon(s), %d track(s)", out, len(frame), n_tracks)
     return out

@@ -49,7 +49,7 @@ def test_manifest_records_each_scene_and_its_failure(scenes, tmp_path):
     }
     assert manifest["pipeline_hash"] == pipeline_hash(pipe) and len(manifest["pipeline_hash"]) == 64
     a, b, c = manifest["scenes"]
-    assert set(a) == {"input", "status", "outputs", "seconds", "error", "warnings"}
+    assert set(a) == {"input", "status", "outputs", "seconds", "error", "warnings", "crs"}
     assert a["input"] == str(scenes[0]) and a["status"] == "done" and a["error"] is None and a["seconds"] > 0
     assert a["outputs"] == [str(out / "a.shp"), str(out / "a_nodes.shp")]
     assert all(Path(o).is_file() for o in a["outputs"] + b["outputs"])
