@@ -35,7 +35,6 @@ __all__ = [
     "check_mask_bands",
     "check_value_range",
     "data_bands",
-    "one_based",
     "scaled",
     "select_model_bands",
 ]
@@ -57,19 +56,6 @@ _UNNAMED = re.compile(r"(band\d*|alpha)?", re.IGNORECASE)
 def data_bands(count: int, band_names: Sequence[str] = ()) -> list[int]:
     """1-based indexes of the bands that hold data: every band but those named ``alpha``."""
     return [i for i in range(1, count + 1) if i > len(band_names) or band_names[i - 1] != "alpha"]
-
-
-def one_based(bands: list[int] | None) -> list[int] | None:
-    """Validate a step's ``bands`` field: 1-based band numbers.
-
-    Raises
-    ------
-    ValueError
-        A number below 1 (pydantic reports it as a field error naming the step).
-    """
-    if bands is not None and min(bands) < 1:
-        raise ValueError("band numbers start at 1")
-    return bands
 
 
 def band_list(bands: Sequence[int]) -> str:

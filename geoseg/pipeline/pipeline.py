@@ -27,7 +27,7 @@ from geoseg.pipeline.config import (
 )
 from geoseg.pipeline.engine import MemorySource, RunResult, execute, open_source, scene_extent
 from geoseg.pipeline.registry import get_step_class
-from geoseg.pipeline.step import Step, layer_kind
+from geoseg.pipeline.step import Step
 from geoseg.raster import Raster
 from geoseg.shipped import resolve_file
 

@@ -20,7 +20,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import geopandas as gpd
-import numpy as np
 from PIL import Image
 
 from geoseg.atomic import atomic_path

@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from geoseg.classifiers.mjcr import MJCRClassifier
 from geoseg.pipeline.step import Step, StepContext
 from geoseg.raster import GeoInfo
 from geoseg.road.graphcut import graph_cut
-from geoseg.scene_checks import ValueSummary, one_based, scaled
+from geoseg.scene_checks import ValueSummary, scaled
 from geoseg.steps.model_cache import load_cached
+from geoseg.steps.model_input import ModelInputStep
 
 __all__ = ["MJCRClassify", "GraphCut"]
 
@@ -22,7 +23,7 @@ def load_classifier(path: str) -> MJCRClassifier:
     return load_cached(path, MJCRClassifier.load)
 
 
-class MJCRClassify(Step):
+class MJCRClassify(ModelInputStep):
     """Road probability by multiscale joint collaborative representation (Cheng et al. 2015).
 
     Feature channels are centred on the scene's means (measured over all tiles), which
@@ -38,17 +39,6 @@ class MJCRClassify(Step):
     bytes_per_pixel = 400
 
     model: str = Field(description="MJCR model file from `geoseg train mjcr`")
-    bands: list[int] | None = Field(
-        None,
-        min_length=1,
-        description="1-based scene bands fed to the model, in its band order (like rio's --bidx), e.g. [1, 2, 3] of an RGBN scene; "
-        "default: the model's bands of a scene like its training scenes",
-    )
-    scale: float | None = Field(
-        None, gt=0, description="factor applied to the pixel values before the model, e.g. 0.125 for 11-bit counts and a model trained on 8-bit scenes"
-    )
-
-    _bands_one_based = field_validator("bands")(one_based)
 
     def halo_px(self, geo: GeoInfo) -> int:
         """Half the widest feature window plus the joint window."""

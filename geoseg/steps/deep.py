@@ -13,13 +13,14 @@ import os
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from geoseg.errors import ConfigError, InputMismatchError
-from geoseg.pipeline.step import Step, StepContext
+from geoseg.pipeline.step import StepContext
 from geoseg.raster import GeoInfo
-from geoseg.scene_checks import ValueSummary, one_based, scaled
+from geoseg.scene_checks import ValueSummary, scaled
 from geoseg.steps.model_cache import load_cached
+from geoseg.steps.model_input import ModelInputStep
 
 if TYPE_CHECKING:
     from geoseg.nn.modelfile import NNModel
@@ -36,7 +37,7 @@ def load_nn_classifier(path: str) -> NNModel:
     return load_cached(path, load_nn_model)
 
 
-class NNClassify(Step):
+class NNClassify(ModelInputStep):
     """Road probability from a deep raster classifier (baseline encoder-decoder or DecoupleSegNet)."""
 
     type_name = "nn_classify"
@@ -45,17 +46,6 @@ class NNClassify(Step):
     stats_inputs = ("image",)
 
     model: str = Field(description="model file from `geoseg train nn`")
-    bands: list[int] | None = Field(
-        None,
-        min_length=1,
-        description="1-based scene bands fed to the model, in its band order (like rio's --bidx), e.g. [1, 2, 3] of an RGBN scene; "
-        "default: the model's bands of a scene like its training scenes",
-    )
-    scale: float | None = Field(
-        None, gt=0, description="factor applied to the pixel values before the model, e.g. 0.125 for 11-bit counts and a model trained on 8-bit scenes"
-    )
-
-    _bands_one_based = field_validator("bands")(one_based)
     output: Literal["road", "centerline", "auto"] = Field(
         "road", description="which head writes `probability`: road surface, the centerline head, or auto (the centerline head when the model has one)"
     )

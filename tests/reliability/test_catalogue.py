@@ -11,7 +11,6 @@ is the table of these cases.
 from __future__ import annotations
 
 import json
-import os
 import resource
 import shutil
 import signal

@@ -24,7 +24,7 @@ from geoseg.errors import InputMismatchError, ModelFileError
 from geoseg.modelfile import load_model, save_model
 from geoseg.scene_checks import TrainingScenes, ValueSummary, check_mask, check_value_range
 from tests.cli.test_cli_basics import GEOSEG
-from tests.conftest import REPO, SAMPLE_DATA, plus_mask, write_tif
+from tests.conftest import REPO, SAMPLE_DATA, plus_mask
 
 MODEL = SAMPLE_DATA / "roads.mjcr.npz"
 SCENE = SAMPLE_DATA / "scene_a.tif"
