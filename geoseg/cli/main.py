@@ -1,7 +1,13 @@
-"""The ``geoseg`` command line: a click group whose commands live one per module."""
+"""The ``geoseg`` command line: a click group whose commands live one per module.
+
+Each command's module is imported only when the command runs (or shows its own help), so
+``geoseg --help``, ``geoseg --version`` and a usage error load click and nothing heavy:
+no torch, geopandas, scipy or dask (``tests/cli/test_startup.py``).
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import signal
@@ -36,7 +42,23 @@ import click
 from geoseg import __version__
 from geoseg.errors import GeosegError
 
-__all__ = ["INTERRUPTED_EXIT", "cli"]
+__all__ = ["COMMANDS", "INTERRUPTED_EXIT", "cli"]
+
+#: The commands: name -> (module defining ``command``, the one line ``geoseg --help`` shows).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("geoseg.cli.run", "Run a pipeline over scenes, writing OUTDIR/<stem>.<ext> (resumable batches)."),
+    "validate": ("geoseg.cli.validate", "Check a pipeline file without running it."),
+    "pipelines": ("geoseg.cli.pipelines", "List the shipped pipelines and training configs; print one to copy."),
+    "steps": ("geoseg.cli.steps", "List the step types a pipeline can use, with their parameters."),
+    "info": ("geoseg.cli.info", "Size, bands, CRS, GSD in metres and nodata of rasters."),
+    "train": ("geoseg.cli.train", "Train a road classifier (mjcr, nn) or a sequence model."),
+    "eval": ("geoseg.cli.eval", "Score a network against a reference: completeness, correctness, quality, APLS."),
+    "report": ("geoseg.cli.report", "Write OUTDIR/report.html for a batch that geoseg run wrote."),
+    "overlay": ("geoseg.cli.overlay", "Draw a network over its scene as a PNG."),
+    "search": ("geoseg.cli.search", "Search a classifier architecture for this machine (GAS)."),
+    "quantize": ("geoseg.cli.quantize", "Quantize a deep classifier to low bit widths (GDRQ, BP-NAS)."),
+    "model": ("geoseg.cli.model", "Inspect geoseg model files."),
+}
 
 
 class _GeosegGroup(click.Group):
@@ -50,6 +72,24 @@ class _GeosegGroup(click.Group):
         """Register ``cmd`` with the verbosity options added to it and its subcommands."""
         _add_verbosity_options(cmd)
         super().add_command(cmd, name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command, loaded or not, in the order of :data:`COMMANDS`."""
+        return [*COMMANDS, *(name for name in self.commands if name not in COMMANDS)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command, its module imported on first use."""
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module, short_help = COMMANDS[cmd_name]
+            command = importlib.import_module(module).command
+            command.short_help = short_help
+            self.add_command(command, cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of ``geoseg --help``, from :data:`COMMANDS` (no module imported)."""
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, short_help) for name, (_, short_help) in COMMANDS.items()])
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
@@ -130,22 +170,5 @@ def cli(verbose: int, quiet: bool) -> None:
     _setup_logging(verbose, quiet)
 
 
-def _register() -> None:
-    from geoseg.cli import eval as eval_cmd
-    from geoseg.cli import info, overlay, pipelines, report, run, steps, train, validate
-
-    for module in (run, validate, pipelines, steps, info, train, eval_cmd, report, overlay):
-        cli.add_command(module.command)
-    from geoseg.cli import search as search_cmd
-
-    cli.add_command(search_cmd.command)
-    from geoseg.cli import model as model_cmd
-    from geoseg.cli import quantize as quantize_cmd
-
-    cli.add_command(quantize_cmd.command)
-    cli.add_command(model_cmd.command)
-
-
-_register()
 if _LOADING:
     signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -149,7 +149,9 @@ def test_every_command_takes_the_verbosity_options():
     from geoseg.cli.main import cli
 
     def commands(group: click.Group, prefix: str):
-        for name, cmd in group.commands.items():
+        ctx = click.Context(group)
+        for name in group.list_commands(ctx):  # loads the lazily imported commands
+            cmd = group.get_command(ctx, name)
             yield f"{prefix} {name}", cmd
             if isinstance(cmd, click.Group):
                 yield from commands(cmd, f"{prefix} {name}")

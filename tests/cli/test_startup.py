@@ -1,0 +1,53 @@
+"""Start-up: help, version and usage errors load no heavy library; every command still loads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import click
+import pytest
+
+from geoseg.cli.main import COMMANDS, cli
+
+HEAVY = ("torch", "geopandas", "scipy", "dask", "rasterio", "shapely", "pydantic")
+
+_PROBE = """
+import json, sys
+from geoseg.cli.main import cli
+try:
+    cli(sys.argv[1:], prog_name="geoseg")
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"code": code, "loaded": sorted(m for m in %r if m in sys.modules)}), file=sys.stderr)
+""" % (HEAVY,)
+
+
+def _probe(*args: str) -> dict:
+    res = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, timeout=60)
+    return json.loads(res.stderr.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["nope"]], ids=["help", "version", "unknown_command"])
+def test_help_version_and_usage_errors_import_nothing_heavy(args: list[str]) -> None:
+    probe = _probe(*args)
+    assert probe["loaded"] == [], probe
+    assert probe["code"] == (2 if args == ["nope"] else 0)
+
+
+def test_a_usage_error_of_run_loads_neither_torch_nor_dask() -> None:
+    # `geoseg run` without inputs loads its own module (for its options), but no model library
+    # or cluster; its geospatial imports are issue 18's next step
+    probe = _probe("run")
+    assert probe["code"] == 2 and "torch" not in probe["loaded"] and "dask" not in probe["loaded"]
+
+
+def test_every_listed_command_loads_with_its_short_help() -> None:
+    ctx = click.Context(cli)
+    assert cli.list_commands(ctx)[: len(COMMANDS)] == list(COMMANDS)
+    for name, (_, short_help) in COMMANDS.items():
+        command = cli.get_command(ctx, name)
+        assert command is not None and command.name == name
+        assert command.get_short_help_str(limit=200) == short_help
+    assert "Run a pipeline over scenes" in subprocess.run(["geoseg", "--help"], capture_output=True, text=True).stdout
