@@ -14,7 +14,8 @@ import click
 from tqdm import tqdm
 
 from geoseg.errors import RasterReadError
-from geoseg.pipeline.batch import BatchInterrupted, PassPlan, ScenePlan, SceneReport, discard_interrupted
+from geoseg.pipeline.batch import BatchInterrupted, SceneReport, discard_interrupted
+from geoseg.pipeline.dryrun import PassPlan, ScenePlan
 from geoseg.pipeline.engine import TilePass
 from geoseg.vector import FORMATS, RFC7946_CRS, RFC7946_PRECISION, VectorFormat
 

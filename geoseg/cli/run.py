@@ -21,7 +21,8 @@ from geoseg.cli._common import (
     vector_output,
     vector_output_options,
 )
-from geoseg.pipeline.batch import MANIFEST_NAME, pending_scenes, plan_batch, run_batch
+from geoseg.pipeline.batch import MANIFEST_NAME, pending_scenes, run_batch
+from geoseg.pipeline.dryrun import plan_batch
 from geoseg.pipeline.distributed import SCHEDULER_ENV, dask_client, default_workers
 from geoseg.pipeline.engine import read_aoi
 from geoseg.pipeline.pipeline import load_pipeline
