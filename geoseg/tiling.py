@@ -182,6 +182,13 @@ def tile_grid(height: int, width: int, tile_px: int, halo_px: int, region: Regio
     return tiles
 
 
+def _pieces_inside(line: LineString, area: shapely.Geometry) -> list[LineString]:
+    """The stretches of ``line`` inside ``area``, each a non-empty LineString."""
+    clipped = shapely.intersection(line, area)
+    parts = shapely.get_parts(shapely.line_merge(clipped)) if not clipped.is_empty else []
+    return [p for p in parts if isinstance(p, LineString) and p.length > 0]
+
+
 def clip_to_core(graph: nx.MultiGraph, tile: Tile) -> list[tuple[LineString, dict[str, float]]]:
     """Edges of a tile's network (scene pixel space) clipped to the tile's core.
 
@@ -199,9 +206,7 @@ def clip_to_core(graph: nx.MultiGraph, tile: Tile) -> list[tuple[LineString, dic
         if core.contains(geom):
             pieces.append((geom, means))
             continue
-        clipped = shapely.intersection(geom, core)
-        parts = shapely.get_parts(shapely.line_merge(clipped)) if not clipped.is_empty else []
-        pieces += [(p, means) for p in parts if isinstance(p, LineString) and p.length > 0]
+        pieces += [(p, means) for p in _pieces_inside(geom, core)]
     return pieces
 
 
@@ -307,9 +312,6 @@ def clip_network(graph: nx.MultiGraph, area: shapely.Geometry, tolerance: float 
         if u in inside and v in inside and area.covers(geom):
             out.add_edge(u, v, **data)
             continue
-        clipped = shapely.intersection(geom, area)
-        parts = shapely.get_parts(shapely.line_merge(clipped)) if not clipped.is_empty else []
-        for part in parts:
-            if isinstance(part, LineString) and part.length > 0:
-                out.add_edge(node_at(part.coords[0], (u, v)), node_at(part.coords[-1], (u, v)), **{**data, "geometry": part})
+        for part in _pieces_inside(geom, area):
+            out.add_edge(node_at(part.coords[0], (u, v)), node_at(part.coords[-1], (u, v)), **{**data, "geometry": part})
     return out
