@@ -64,7 +64,8 @@ def full_method(prob: NDArray[np.float64]) -> NDArray[np.bool_]:
     geo = GeoInfo(prob.shape[1], prob.shape[0], None, Affine.identity(), (GSD_M, GSD_M), False)
     raster = Raster(image, geo, np.ones(prob.shape, bool), "tile")
     result = (MASK_PIPELINE if binary else SOFT_PIPELINE).run(raster)
-    return rasterize_lines(graph_to_lines(result.graph), prob.shape)
+    # The lines in the scene's CRS, which is its pixel space here (the run may work on pixel blocks).
+    return rasterize_lines(list(result.lines.geometry), prob.shape)
 
 
 def _load(path: Path) -> NDArray[np.uint8]:

@@ -97,6 +97,20 @@ class GeoInfo:
         """The GeoInfo of a sub-window (same CRS and GSD, shifted transform)."""
         return replace(self, width=width, height=height, transform=self.transform @ Affine.translation(col_off, row_off))
 
+    def coarsened(self, factor: int) -> GeoInfo:
+        """The grid of ``factor`` × ``factor`` blocks of this one (a partial block at the right and bottom edges).
+
+        Examples
+        --------
+        >>> g = GeoInfo(10, 7, None, Affine.identity(), (0.5, 0.5), False).coarsened(4)
+        >>> (g.width, g.height, g.gsd_xy_m, g.transform.a)
+        (3, 2, (2.0, 2.0), 4.0)
+        """
+        if factor == 1:
+            return self
+        gsd = (self.gsd_xy_m[0] * factor, self.gsd_xy_m[1] * factor)
+        return replace(self, width=-(-self.width // factor), height=-(-self.height // factor), transform=self.transform @ Affine.scale(factor), gsd_xy_m=gsd)
+
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """``(xmin, ymin, xmax, ymax)`` in the CRS (pixel coordinates without georeferencing)."""

@@ -128,6 +128,8 @@ class SceneSource(Protocol):
     geo: GeoInfo
     source: str
     band_names: tuple[str, ...]
+    coarsening: int
+    """Scene pixels per side of one cell of ``geo`` (1: the scene's own pixels)."""
 
     def read(self, tile: Tile) -> Raster:
         """The tile's window."""
@@ -135,6 +137,8 @@ class SceneSource(Protocol):
 
 class FileSource:
     """Windowed reads from a raster file."""
+
+    coarsening = 1
 
     def __init__(self, path: str, geo: GeoInfo, band_names: tuple[str, ...] = ()) -> None:
         self.path, self.geo, self.source, self.band_names = path, geo, path, band_names
@@ -167,6 +171,8 @@ def open_source(path: str | os.PathLike[str], assume_gsd_m: float, max_pixels: i
 
 class MemorySource:
     """Windows of a raster already in memory."""
+
+    coarsening = 1
 
     def __init__(self, raster: Raster) -> None:
         self.raster, self.geo, self.source, self.band_names = raster, raster.geo, raster.source, raster.band_names
@@ -291,7 +297,7 @@ class _FramedSource:
     def __init__(self, inner: SceneSource, frame: Region) -> None:
         self.inner, self.frame = inner, frame
         self.geo = inner.geo.window(frame.row0, frame.col0, frame.height, frame.width)
-        self.source, self.band_names = inner.source, inner.band_names
+        self.source, self.band_names, self.coarsening = inner.source, inner.band_names, inner.coarsening
 
     def read(self, tile: Tile) -> Raster:
         """The tile's window, read from the scene."""
@@ -377,7 +383,9 @@ def plan_tiles(
 
 
 def _tile_context(source: SceneSource, tile: Tile, raster: Raster) -> StepContext:
-    return StepContext(geo=raster.geo, valid=raster.valid, core=tile.core_in_window, source=source.source, band_names=source.band_names)
+    return StepContext(
+        geo=raster.geo, valid=raster.valid, core=tile.core_in_window, source=source.source, band_names=source.band_names, coarsening=source.coarsening
+    )
 
 
 def _map_tiles(fn: Callable[..., Any], tiles: list[Tile], client: Any, *args: Any) -> Iterator[tuple[Tile, Any]]:

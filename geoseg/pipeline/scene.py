@@ -14,6 +14,7 @@ import rasterio
 from geoseg.atomic import _SHAPEFILE_SIDECARS
 from geoseg.errors import GeosegError, NotGeoreferencedWarning
 from geoseg.pipeline.config import EngineSettings
+from geoseg.pipeline.coarsen import working_source
 from geoseg.pipeline.engine import TilePass, execute, open_source, scene_extent
 from geoseg.pipeline.outputs import GeoTiffSink, output_paths, write_network_output
 from geoseg.pipeline.pipeline import Pipeline
@@ -66,11 +67,15 @@ def process_scene(
     for note in notes:
         log.warning("warning: %s", note)
     extent = None if pipeline.engine.extent is None else scene_extent(pipeline.engine.extent, source.geo, str(scene))
+    work = working_source(pipeline.steps, source, None if extent is None else extent.window)
+    if work.source is not source:
+        source = work.source
+        extent = None if extent is None else scene_extent(pipeline.engine.extent, source.geo, str(scene))
     # GDAL's block cache defaults to 5 % of RAM and grows with the scene: bound it too.
     cache_mb = max(16, pipeline.engine.max_memory_bytes // (8 * 1024 * 1024))
     with rasterio.Env(GDAL_CACHEMAX=cache_mb), GeoTiffSink(outputs, Path(outdir), stem, source.geo if extent is None else extent.geo(source.geo)) as sink:
         result = execute(
-            pipeline.steps,
+            work.steps,
             source,
             sink=sink,
             output_layers=sink.names,

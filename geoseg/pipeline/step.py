@@ -78,6 +78,9 @@ class StepContext:
         Names of the image bands.
     warnings : list of str
         Messages steps add for the user (shown in logs and reports).
+    coarsening : int
+        Scene pixels per side of one array cell: above 1 when the run works on blocks of the
+        scene (:mod:`geoseg.pipeline.coarsen`), whose image values are then block means.
     """
 
     geo: GeoInfo
@@ -86,6 +89,7 @@ class StepContext:
     source: str = "<memory>"
     band_names: tuple[str, ...] = ()
     warnings: list[str] = field(default_factory=list)
+    coarsening: int = 1
 
     def px(self, metres: float) -> float:
         """Metres to pixels of this scene."""
@@ -145,6 +149,22 @@ class Step(BaseModel):
     def fit(self, partials: list[Any]) -> Step:
         """A copy of the step with the statistics reduced from the tiles' ``partials``."""
         raise NotImplementedError
+
+    def wants_coarsening(self) -> bool:
+        """First steps only: whether the run may work on blocks of the scene, sized by :meth:`coarsening`.
+
+        Such a step is fitted on the scene at full resolution before the run
+        (:mod:`geoseg.pipeline.coarsen`); default: no.
+        """
+        return False
+
+    def coarsening(self) -> int:
+        """Fitted first steps that :meth:`wants_coarsening`: the block size (scene pixels per side) to work on."""
+        return 1
+
+    def coarsening_reason(self) -> str:
+        """Why :meth:`coarsening` chose its block size, for the log."""
+        return ""
 
     def with_fitted(self, **values: Any) -> Step:
         """A copy carrying fitted values (read back with :meth:`fitted`)."""

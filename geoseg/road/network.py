@@ -71,7 +71,11 @@ def _neighbour_table(skel: NDArray[np.bool_]) -> tuple[NDArray[np.intp], NDArray
 
 
 def skeleton_to_graph(
-    skel: ArrayLike, *, saliency: ArrayLike | None = None, confidence: ArrayLike | None = None
+    skel: ArrayLike,
+    *,
+    saliency: ArrayLike | None = None,
+    confidence: ArrayLike | None = None,
+    offsets: ArrayLike | None = None,
 ) -> nx.MultiGraph:
     """Convert a 1-pixel, 8-connected centerline raster into a road network graph.
 
@@ -86,6 +90,10 @@ def skeleton_to_graph(
         (both node pixels included).
     confidence : array_like of float, shape (rows, cols), optional
         The same for ``confidence`` (a 0-1 raster, e.g. the non-maximum suppression's).
+    offsets : array_like of float, shape (2, rows, cols), optional
+        Sub-pixel ``(dx, dy)`` shift of each pixel's centre (e.g.
+        :func:`geoseg.road.nms.coverage_offsets`): path pixels and ends are placed at the
+        shifted centres; junction nodes stay at the centres of their pixels.
 
     Returns
     -------
@@ -124,6 +132,13 @@ def skeleton_to_graph(
     if npix == 0:
         return G
     deg = count[coords[:, 0], coords[:, 1]]
+    centres = coords[:, ::-1] + 0.5  # (x, y) of every skeleton pixel
+    if offsets is not None:
+        shift = np.asarray(offsets, dtype=np.float64)
+        if shift.shape != (2, *sk.shape):
+            raise InputMismatchError(f"offsets shape {shift.shape} != (2, *skeleton shape {sk.shape})")
+        # Junctions stay at pixel centres: they have no single direction across.
+        centres = centres + shift[:, coords[:, 0], coords[:, 1]].T * (deg <= 2)[:, None]
 
     # Node id of every node pixel (-1 for path pixels). Junction pixels are grouped by 8-conn.
     node_of = np.full(npix, -1, dtype=np.intp)
@@ -137,7 +152,7 @@ def skeleton_to_graph(
     node_pix = np.flatnonzero(node_of >= 0)
     ids = node_of[node_pix]
     sums = np.zeros((n_nodes, 2))
-    np.add.at(sums, ids, coords[node_pix][:, ::-1] + 0.5)  # (x, y)
+    np.add.at(sums, ids, centres[node_pix])
     cnt = np.bincount(ids, minlength=n_nodes)[:, None]
     xy = sums / cnt
     for n in range(n_nodes):
@@ -145,7 +160,7 @@ def skeleton_to_graph(
 
     nbl = [[j for j in row if j >= 0] for row in nb.tolist()]
     node_list = node_of.tolist()
-    pix_xy = (coords[:, ::-1] + 0.5).tolist()
+    pix_xy = centres.tolist()
     visited = np.zeros(npix, dtype=bool)
 
     def add_edge(u: int, v: int, path: list[int], first: int, last: int) -> None:

@@ -36,7 +36,7 @@ from skimage.morphology import thin
 
 from geoseg.errors import ConfigError, InputMismatchError
 
-__all__ = ["non_max_suppression", "ridge_mask"]
+__all__ = ["non_max_suppression", "ridge_mask", "coverage_offsets"]
 
 _EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -180,3 +180,68 @@ def non_max_suppression(
     seeded[labels[weak & (sal >= high_abs)]] = True
     seeded[0] = False
     return thin(seeded[labels])
+
+
+def coverage_offsets(coverage: np.ndarray, orientation: np.ndarray, centerline: np.ndarray, reach_px: float) -> np.ndarray:
+    """Sub-pixel road middle at each centerline pixel: the centroid of the road coverage across the road.
+
+    Along the normal to the pixel's orientation, the road coverage (a mask, a road share of
+    pixel blocks, or a road probability) is sampled every pixel up to ``reach_px`` each side;
+    the centroid of the stretch of non-zero coverage through the pixel is the road's middle.
+    Block means keep the first moment of the road surface, so on coarse blocks the middle is
+    still found to a fraction of a block. The shift is clipped to ±1 px: the pixel is a
+    saliency ridge, so the middle is near it, and a stretch that runs into a crossing road
+    must not pull it far.
+
+    Parameters
+    ----------
+    coverage : numpy.ndarray
+        2-D road coverage in [0, 1].
+    orientation : numpy.ndarray
+        Road direction per pixel, as for :func:`ridge_mask`.
+    centerline : numpy.ndarray
+        Boolean raster of the pixels to place (e.g. :func:`non_max_suppression`'s output).
+    reach_px : float
+        How far each side to look (about the half-width of the widest road).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(2, rows, cols)``: the ``(dx, dy)`` shift of each centerline pixel's centre
+        (x = column, y = row), 0 elsewhere. Only the centerline pixels are sampled.
+
+    Examples
+    --------
+    A road over rows 1 to 3 and a quarter of row 4 has its middle 0.125 px below the centre of
+    row 2; the centroid of the samples puts it at 0.154 px (a partly covered pixel weighs at
+    its centre):
+
+    >>> cov = np.zeros((7, 5)); cov[1:4] = 1.0; cov[4] = 0.25
+    >>> line = np.zeros((7, 5), bool); line[2] = True
+    >>> off = coverage_offsets(cov, np.zeros((7, 5)), line, 4)
+    >>> round(float(off[1, 2, 2]), 3), abs(float(off[0, 2, 2]))
+    (0.154, 0.0)
+    """
+    cov = np.asarray(coverage, dtype=np.float32)
+    out = np.zeros((2, *cov.shape), dtype=np.float32)
+    rows, cols = np.nonzero(centerline)
+    if rows.size == 0:
+        return out
+    theta = np.asarray(orientation)[rows, cols].astype(np.float64)
+    normal_x, normal_y = -np.sin(theta), np.cos(theta)
+    reach = max(1, int(np.ceil(reach_px)))
+    t = np.arange(-reach, reach + 1, dtype=np.float64)
+    pad = reach + 1
+    padded = np.pad(cov, (pad, pad + 1))
+    samples = _bilinear(padded, rows[:, None] + pad + normal_y[:, None] * t, cols[:, None] + pad + normal_x[:, None] * t)
+    # The stretch of road through the pixel: stop at the first sample without coverage on each side.
+    road = samples > 1e-3
+    before = np.cumprod(road[:, reach::-1], axis=1)[:, ::-1]
+    after = np.cumprod(road[:, reach:], axis=1)
+    weights = samples * np.concatenate([before[:, :-1], after], axis=1)
+    total = weights.sum(axis=1)
+    shift = np.divide((weights * t).sum(axis=1), total, out=np.zeros_like(total), where=total > 0)
+    shift = np.clip(shift, -1.0, 1.0)
+    out[0, rows, cols] = shift * normal_x
+    out[1, rows, cols] = shift * normal_y
+    return out

@@ -10,7 +10,7 @@ from pydantic import Field
 from geoseg.pipeline.step import Step, StepContext, ceil_px
 from geoseg.raster import GeoInfo
 from geoseg.road.centerlines import centrality_weights, width_from_histogram
-from geoseg.road.nms import non_max_suppression, ridge_mask
+from geoseg.road.nms import coverage_offsets, non_max_suppression, ridge_mask
 from geoseg.road.tensor_voting import tensor_voting
 from geoseg.steps.road_width import width_partial
 
@@ -85,21 +85,28 @@ class NonMaxSuppression(Step):
 
     Thresholds are fractions of a robust maximum of the saliency over the whole scene. Also
     gives ``confidence``: the saliency as that fraction, clipped to [0, 1] (the network's edges
-    carry its mean; the seed threshold is 0.1 and the continuation threshold 0.05 on this scale).
+    carry its mean; the seed threshold is 0.1 and the continuation threshold 0.05 on this scale),
+    and, when the chain has a road mask or probability, ``centerline_offset``: each centerline
+    pixel's shift to the middle of the road's coverage across it (sub-pixel placement, which
+    keeps coarse working resolutions accurate; see :func:`~geoseg.road.nms.coverage_offsets`).
     """
 
     type_name = "non_max_suppression"
     takes = ("saliency", "orientation")
-    gives = ("centerline", "confidence")
+    gives = ("centerline", "confidence", "centerline_offset")
     stats_inputs = ("saliency", "orientation")
+    uses_if_present = ("mask", "probability")
     bytes_per_pixel = 160  # float64 interpolation temporaries
 
     threshold: float = Field(0.1, gt=0, description="seed threshold, a fraction of the robust saliency maximum")
     low_threshold: float = Field(0.05, ge=0, description="continuation threshold (hysteresis), same units")
+    offset_reach_m: float = Field(
+        5.0, ge=0, description="with a road mask or probability: how far across the road (m) its middle is sought to place each centerline pixel; 0 = pixel centres"
+    )
 
     def halo_px(self, geo: GeoInfo) -> int:
-        """The ridge test looks one pixel across; hysteresis follows weak lines up to ``HYSTERESIS_REACH_M``."""
-        return 2 + ceil_px(geo.metres_to_pixels(HYSTERESIS_REACH_M))
+        """The ridge test looks one pixel across; hysteresis follows weak lines up to ``HYSTERESIS_REACH_M``, offsets look ``offset_reach_m`` across."""
+        return 2 + ceil_px(geo.metres_to_pixels(max(HYSTERESIS_REACH_M, self.offset_reach_m)))
 
     def tile_statistics(self, layers: dict[str, Any], ctx: StepContext) -> np.ndarray:
         """Saliency of the ridge pixels of the tile's core."""
@@ -119,9 +126,20 @@ class NonMaxSuppression(Step):
         scale = self.fitted("scale")
         saliency = layers["saliency"]
         if scale <= 0:
-            return {"centerline": np.zeros(saliency.shape, dtype=bool), "confidence": np.zeros(saliency.shape, dtype=np.float32)}
+            return {
+                "centerline": np.zeros(saliency.shape, dtype=bool),
+                "confidence": np.zeros(saliency.shape, dtype=np.float32),
+                "centerline_offset": np.zeros((2, *saliency.shape), np.float32),
+            }
         thin = non_max_suppression(
             saliency, layers["orientation"], threshold=self.threshold * scale, low_threshold=self.low_threshold * scale, relative=False
         )
         confidence = np.clip(saliency / np.float32(scale), 0.0, 1.0).astype(np.float32)
-        return {"centerline": thin & ctx.valid, "confidence": confidence}
+        line = thin & ctx.valid
+        out = {"centerline": line, "confidence": confidence}
+        coverage = layers.get("mask", layers.get("probability"))
+        if coverage is not None and self.offset_reach_m > 0:
+            out["centerline_offset"] = coverage_offsets(coverage, layers["orientation"], line, ctx.px(self.offset_reach_m))
+        else:
+            out["centerline_offset"] = np.zeros((2, *line.shape), np.float32)
+        return out

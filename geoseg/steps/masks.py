@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,35 @@ def _band(image: np.ndarray, band: int, ctx: StepContext) -> np.ndarray:
     return image[band - 1]
 
 
+@dataclass(frozen=True)
+class RoadShape:
+    """Road pixels of a tile's core and the pixel sides between road and background there."""
+
+    area: int
+    boundary: int
+
+    @classmethod
+    def of(cls, road: np.ndarray) -> RoadShape:
+        """Count the road pixels and the road/background pixel sides of a boolean array."""
+        sides = np.count_nonzero(road[1:] != road[:-1]) + np.count_nonzero(road[:, 1:] != road[:, :-1])
+        return cls(int(np.count_nonzero(road)), int(sides))
+
+    @classmethod
+    def merge(cls, parts: list[RoadShape]) -> RoadShape:
+        """The counts of several tiles added up."""
+        return cls(sum(p.area for p in parts), sum(p.boundary for p in parts))
+
+    def mean_width_px(self) -> float | None:
+        """Mean road width ``2·area / perimeter`` (None without road).
+
+        The perimeter is the number of pixel sides on the boundary times ``π/4`` (Cauchy-Crofton:
+        a straight edge at a random angle crosses ``4/π`` times its length in pixel sides), so
+        the estimate is exact on average over directions; a road along the pixel axes reads
+        27 % wider, a diagonal one 10 % narrower.
+        """
+        return 2.0 * self.area / (self.boundary * math.pi / 4) if self.boundary else None
+
+
 class ThresholdMask(Step):
     """Road mask from one band: road where value > threshold (a 0/1 or 0/255 mask as is).
 
@@ -27,6 +58,11 @@ class ThresholdMask(Step):
     the chosen ``band``) holding 0 and one other value, or a probability in [0, 1]. Anything
     else (an image given by mistake, a class map) is refused before any tile is processed:
     the band count on the first tile, the values from scene-wide statistics.
+
+    With ``work_road_px``, the same statistics measure the mean road width (from the road
+    area and boundary), and the rest of the chain works on blocks of the scene's pixels sized
+    so that this width is at least ``work_road_px`` blocks (:mod:`geoseg.pipeline.coarsen`):
+    the mask is then the road share of each block.
     """
 
     type_name = "threshold_mask"
@@ -40,30 +76,64 @@ class ThresholdMask(Step):
         description="refuse a scene that does not look like a road mask (one band; 0 and one other value, or a probability in [0, 1]); "
         "false thresholds the band as it is",
     )
+    work_road_px: float | None = Field(
+        None,
+        gt=0,
+        description="work on pixel blocks so that the mean road width is at least this many blocks (the mask becomes each block's road share); "
+        "null works at the scene's own resolution",
+    )
 
     def statistics_inputs(self) -> tuple[str, ...]:
-        """The image, whose values are checked (none without ``check_input``)."""
-        return ("image",) if self.check_input else ()
+        """The image, whose values are checked and road width measured (none without ``check_input`` and ``work_road_px``)."""
+        return ("image",) if self.check_input or self.work_road_px is not None else ()
 
-    def tile_statistics(self, layers: dict[str, Any], ctx: StepContext) -> ValueSummary:
-        """The thresholded band's values over the tile's core; a scene of several data bands is refused here."""
+    def tile_statistics(self, layers: dict[str, Any], ctx: StepContext) -> tuple[ValueSummary, RoadShape]:
+        """The band's values and road shape over the tile's core; a scene of several data bands is refused here."""
         image = layers["image"]
-        if self.band is None:
+        if self.band is None and self.check_input:
             check_mask_bands(image, ctx.valid, ctx.band_names, ctx.source, self.label)
         rows, cols = ctx.core
         values = _band(image, self.band or 1, ctx)[None, rows, cols]
-        return ValueSummary.of(values, ctx.valid[rows, cols], ctx.source, image.shape[0])
+        valid = ctx.valid[rows, cols]
+        shape = RoadShape.of((values[0] > self.threshold) & valid) if self.work_road_px is not None else RoadShape(0, 0)
+        return ValueSummary.of(values, valid, ctx.source, image.shape[0]), shape
 
     def fit(self, partials: list[Any]) -> ThresholdMask:
-        """Refuse the scene unless its values look like a road mask."""
-        summary = ValueSummary.merge(partials)
-        check_mask(summary, self.label)
-        return self.with_fitted(values=summary)
+        """Refuse the scene unless its values look like a road mask; choose the block size."""
+        summary = ValueSummary.merge([p[0] for p in partials]) if partials else None
+        if self.check_input and summary is not None:
+            check_mask(summary, self.label)
+        width = RoadShape.merge([p[1] for p in partials]).mean_width_px()
+        factor = 1 if self.work_road_px is None or width is None else max(1, math.floor(width / self.work_road_px))
+        return self.with_fitted(values=summary, road_width_px=width, coarsening=factor)
+
+    def wants_coarsening(self) -> bool:
+        """With ``work_road_px``."""
+        return self.work_road_px is not None
+
+    def coarsening(self) -> int:
+        """Blocks of ``floor(mean road width / work_road_px)`` pixels (1 without road or ``work_road_px``)."""
+        return int(self.fitted("coarsening")) if self._fitted is not None else 1
+
+    def coarsening_reason(self) -> str:
+        """The measured width and the asked one."""
+        width = self.fitted("road_width_px")
+        return f"mean road width {width:.1f} px, work_road_px {self.work_road_px:g}" if width is not None else "no road"
 
     def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
-        """Threshold the band; pixels without data are never road."""
+        """Threshold the band; pixels without data are never road.
+
+        On blocks of the scene (``ctx.coarsening > 1``) the band holds block means: the mask is
+        their position between the band's smallest and largest value over the scene, the road
+        share of each block (float32 in [0, 1]).
+        """
         values = _band(layers["image"], self.band or 1, ctx)
-        return {"mask": (values > self.threshold) & ctx.valid}
+        if ctx.coarsening == 1:
+            return {"mask": (values > self.threshold) & ctx.valid}
+        summary: ValueSummary = self.fitted("values")
+        low, high = summary.low[0], summary.high[0]
+        share = np.clip((values - np.float32(low)) / np.float32(high - low), 0.0, 1.0) if high > low else np.zeros(values.shape, np.float32)
+        return {"mask": np.where(ctx.valid, share, np.float32(0)).astype(np.float32)}
 
 
 class BandProbability(Step):

@@ -28,7 +28,7 @@ class RoadNetwork(Step):
     type_name = "road_network"
     takes = ("centerline",)
     gives = ("network",)
-    uses_if_present = ("saliency", "confidence", "probability")
+    uses_if_present = ("saliency", "confidence", "probability", "centerline_offset")
     vectorizer = True
 
     simplify_m: float = Field(0.5, ge=0, description="Douglas-Peucker tolerance in metres (0 keeps every pixel vertex)")
@@ -41,7 +41,11 @@ class RoadNetwork(Step):
         """Trace the centerline pixels into edges between junction and end nodes."""
         saliency = layers.get("saliency", layers.get("probability"))
         confidence = layers.get("confidence", layers.get("probability"))
-        return {"network": skeleton_to_graph(layers["centerline"], saliency=saliency, confidence=confidence)}
+        return {
+            "network": skeleton_to_graph(
+                layers["centerline"], saliency=saliency, confidence=confidence, offsets=layers.get("centerline_offset")
+            )
+        }
 
     def finalize(self, network: Any, ctx: StepContext) -> Any:
         """Merge edges through degree-2 nodes and simplify (once, on the stitched network)."""

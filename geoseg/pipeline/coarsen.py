@@ -1,0 +1,139 @@
+"""Working resolution: running a chain on blocks of the scene's pixels, where the first step asks for it.
+
+Tensor voting and the steps after it cost a fixed amount per pixel, while what they need to
+see is the road: a road 30 px wide holds no more of its centerline than the same road 8 px
+wide. A first step that can measure the scene's typical road width (``threshold_mask`` with
+``work_road_px``) fixes a block size ``f`` from it before any tile is processed; the rest of
+the chain then runs on the grid of ``f × f`` blocks, each block holding the mean of its valid
+pixels (for a mask: the share of the block that is road). The network comes out in the
+scene's CRS as always; raster outputs are on the coarser grid (their GSD says so).
+
+Cost: the first step's statistics pass reads the scene at full resolution (it did so before,
+to check the input); the chain's passes then read it once more, reduced block by block.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from geoseg.pipeline.step import Step, StepContext
+from geoseg.raster import GeoInfo, Raster
+from geoseg.tiling import Region, Tile, tile_grid
+
+__all__ = ["CoarsenedSource", "block_mean", "measure_first_step", "working_source"]
+
+log = logging.getLogger("geoseg.engine")
+
+#: Side (pixels) of the tiles of the first step's measuring pass (full resolution, no halo).
+MEASURE_TILE_PX = 4096
+
+
+def block_mean(array: np.ndarray, valid: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Means over ``factor × factor`` blocks of the valid pixels, and which blocks are valid.
+
+    Parameters
+    ----------
+    array : numpy.ndarray
+        ``(bands, rows, cols)`` values; a partial block at the bottom or right edge averages
+        the pixels it has.
+    valid : numpy.ndarray
+        Boolean ``(rows, cols)``.
+    factor : int
+        Block size in pixels.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        float32 ``(bands, ceil(rows / f), ceil(cols / f))`` means (0 where a block has no valid
+        pixel) and the boolean blocks of which at least half the pixels present are valid.
+
+    Examples
+    --------
+    >>> a = np.array([[[0, 255, 0], [255, 255, 0]]], np.uint8)
+    >>> means, ok = block_mean(a, np.ones((2, 3), bool), 2)
+    >>> means.tolist(), ok.tolist()
+    ([[[191.25, 0.0]]], [[True, True]])
+    """
+    bands, rows, cols = array.shape
+    rb, cb = -(-rows // factor), -(-cols // factor)
+    pad = ((0, rb * factor - rows), (0, cb * factor - cols))
+    weights = np.pad(valid.astype(np.float32), pad)
+    present = np.pad(np.ones((rows, cols), np.float32), pad)
+    n_valid = weights.reshape(rb, factor, cb, factor).sum(axis=(1, 3))
+    n_present = present.reshape(rb, factor, cb, factor).sum(axis=(1, 3))
+    out = np.empty((bands, rb, cb), np.float32)
+    for b in range(bands):
+        values = np.pad(array[b].astype(np.float32), pad) * weights
+        sums = values.reshape(rb, factor, cb, factor).sum(axis=(1, 3))
+        out[b] = np.divide(sums, n_valid, out=np.zeros_like(sums), where=n_valid > 0)
+    return out, n_valid >= 0.5 * n_present
+
+
+class CoarsenedSource:
+    """A scene seen on the grid of its ``factor × factor`` pixel blocks (:func:`block_mean` of its pixels)."""
+
+    def __init__(self, inner: Any, factor: int) -> None:
+        self.inner, self.factor = inner, int(factor)
+        self.geo: GeoInfo = inner.geo.coarsened(self.factor)
+        self.source, self.band_names = inner.source, inner.band_names
+
+    @property
+    def coarsening(self) -> int:
+        """Scene pixels per block side."""
+        return self.factor
+
+    def read(self, tile: Tile) -> Raster:
+        """The tile's window of blocks, from the scene's pixels under it."""
+        f, scene = self.factor, self.inner.geo
+        r0, c0 = tile.win_row_off * f, tile.win_col_off * f
+        r1 = min((tile.win_row_off + tile.win_height) * f, scene.height)
+        c1 = min((tile.win_col_off + tile.win_width) * f, scene.width)
+        fine = Tile(tile.index, r0, c0, r1 - r0, c1 - c0, r0, c0, r1 - r0, c1 - c0)
+        raster = self.inner.read(fine)
+        means, valid = block_mean(raster.array, raster.valid, f)
+        return Raster(means, self.geo.window(tile.win_row_off, tile.win_col_off, tile.win_height, tile.win_width), valid, self.source, self.band_names)
+
+
+def measure_first_step(step: Step, source: Any, window: Region | None = None) -> Step:
+    """The first step of a chain fitted on the scene (or ``window``) at full resolution.
+
+    The scene is read in tiles of :data:`MEASURE_TILE_PX` without halo (the step's
+    statistics are per-pixel counts over each tile), one tile at a time.
+    """
+    geo = source.geo
+    partials = []
+    for tile in tile_grid(geo.height, geo.width, MEASURE_TILE_PX, 0, window):
+        raster = source.read(tile)
+        ctx = StepContext(geo=raster.geo, valid=raster.valid, core=tile.core_in_window, source=source.source, band_names=source.band_names)
+        layers = {"image": raster.array}
+        partials.append(step.tile_statistics({n: layers[n] for n in step.statistics_inputs() if n in layers}, ctx))
+    return step.fit(partials)
+
+
+@dataclass(frozen=True)
+class WorkingSource:
+    """What a run works on: the (possibly fitted) steps, the source and where to measure."""
+
+    steps: list[Step]
+    source: Any
+
+
+def working_source(steps: list[Step], source: Any, window: Region | None = None) -> WorkingSource:
+    """The steps and source a run should use: coarsened when the first step asks for it.
+
+    A first step with a ``coarsening(...)`` method (e.g. ``threshold_mask`` with
+    ``work_road_px``) is fitted here at full resolution; when the block size it gives is
+    above 1, the run uses a :class:`CoarsenedSource`.
+    """
+    if not steps or not steps[0].wants_coarsening():
+        return WorkingSource(steps, source)
+    first = measure_first_step(steps[0], source, window)
+    factor = first.coarsening()
+    if factor > 1:
+        log.debug("%s: working resolution %.3g m: blocks of %d x %d px (%s)", source.source, source.geo.gsd_m * factor, factor, factor, first.coarsening_reason())
+        return WorkingSource([first, *steps[1:]], CoarsenedSource(source, factor))
+    return WorkingSource([first, *steps[1:]], source)
