@@ -109,7 +109,7 @@ def test_offsets_move_path_vertices_and_ends_but_not_junctions():
     offsets = np.zeros((2, 5, 9), np.float32)
     offsets[1, 2, :] = 0.3
     graph = skeleton_to_graph(skel, offsets=offsets)
-    (u, v, data), = graph.edges(data=True)
+    ((_, _, data),) = graph.edges(data=True)
     assert np.allclose(shapely.get_coordinates(data["geometry"])[:, 1], 2.8)
     skel[0:5, 4] = True  # a crossing: its junction pixels stay put
     offsets[0, :, 4] = 0.3
