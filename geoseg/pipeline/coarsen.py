@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from geoseg.pipeline.config import Extent
+from geoseg.pipeline.engine import SceneExtent, scene_extent
 from geoseg.pipeline.step import Step, StepContext
 from geoseg.raster import GeoInfo, Raster
 from geoseg.tiling import Region, Tile, tile_grid
@@ -62,9 +64,9 @@ def block_mean(array: np.ndarray, valid: np.ndarray, factor: int) -> tuple[np.nd
     rb, cb = -(-rows // factor), -(-cols // factor)
     pad = ((0, rb * factor - rows), (0, cb * factor - cols))
     weights = np.pad(valid.astype(np.float32), pad)
-    present = np.pad(np.ones((rows, cols), np.float32), pad)
     n_valid = weights.reshape(rb, factor, cb, factor).sum(axis=(1, 3))
-    n_present = present.reshape(rb, factor, cb, factor).sum(axis=(1, 3))
+    # pixels the scene has in each block: factor² but at the partial bottom and right blocks
+    n_present = np.outer(np.minimum(factor, rows - factor * np.arange(rb)), np.minimum(factor, cols - factor * np.arange(cb)))
     out = np.empty((bands, rb, cb), np.float32)
     for b in range(bands):
         values = np.pad(array[b].astype(np.float32), pad) * weights
@@ -116,24 +118,28 @@ def measure_first_step(step: Step, source: Any, window: Region | None = None) ->
 
 @dataclass(frozen=True)
 class WorkingSource:
-    """What a run works on: the (possibly fitted) steps, the source and where to measure."""
+    """What a run works on: the (possibly fitted) steps, the source, and the extent on its grid."""
 
     steps: list[Step]
     source: Any
+    extent: SceneExtent | None
 
 
-def working_source(steps: list[Step], source: Any, window: Region | None = None) -> WorkingSource:
-    """The steps and source a run should use: coarsened when the first step asks for it.
+def working_source(steps: list[Step], source: Any, extent: Extent | None = None) -> WorkingSource:
+    """The steps, source and extent a run should use: coarsened when the first step asks for it.
 
-    A first step with a ``coarsening(...)`` method (e.g. ``threshold_mask`` with
-    ``work_road_px``) is fitted here at full resolution; when the block size it gives is
-    above 1, the run uses a :class:`CoarsenedSource`.
+    A first step that :meth:`~geoseg.pipeline.step.Step.wants_coarsening` (e.g.
+    ``threshold_mask`` with ``work_road_px``) is fitted here at full resolution, over the
+    extent's window; when the block size it gives is above 1, the run uses a
+    :class:`CoarsenedSource` and the extent is placed on the block grid.
     """
+    window = None if extent is None else scene_extent(extent, source.geo, source.source)
     if not steps or not steps[0].wants_coarsening():
-        return WorkingSource(steps, source)
-    first = measure_first_step(steps[0], source, window)
+        return WorkingSource(steps, source, window)
+    first = measure_first_step(steps[0], source, None if window is None else window.window)
     factor = first.coarsening()
-    if factor > 1:
-        log.debug("%s: working resolution %.3g m: blocks of %d x %d px (%s)", source.source, source.geo.gsd_m * factor, factor, factor, first.coarsening_reason())
-        return WorkingSource([first, *steps[1:]], CoarsenedSource(source, factor))
-    return WorkingSource([first, *steps[1:]], source)
+    if factor == 1:
+        return WorkingSource([first, *steps[1:]], source, window)
+    log.debug("%s: working resolution %.3g m: blocks of %d x %d px (%s)", source.source, source.geo.gsd_m * factor, factor, factor, first.coarsening_reason())
+    blocks = CoarsenedSource(source, factor)
+    return WorkingSource([first, *steps[1:]], blocks, None if extent is None else scene_extent(extent, blocks.geo, source.source))

@@ -26,7 +26,7 @@ from geoseg.pipeline.config import (
     resolve_refs,
 )
 from geoseg.pipeline.coarsen import working_source
-from geoseg.pipeline.engine import MemorySource, RunResult, execute, open_source, scene_extent
+from geoseg.pipeline.engine import MemorySource, RunResult, execute, open_source
 from geoseg.pipeline.registry import get_step_class
 from geoseg.pipeline.step import Step
 from geoseg.raster import Raster
@@ -295,11 +295,8 @@ class Pipeline:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             source = MemorySource(scene) if isinstance(scene, Raster) else open_source(scene, engine.assume_gsd_m, engine.max_pixels)
-        window = None if engine.extent is None else scene_extent(engine.extent, source.geo, source.source)
-        work = working_source(steps, source, None if window is None else window.window)
-        if work.source is not source and window is not None:
-            window = scene_extent(engine.extent, work.source.geo, source.source)
-        result = execute(work.steps, work.source, max_memory=engine.max_memory_bytes, tile_px=engine.tile_px, extent=window)
+        work = working_source(steps, source, engine.extent)
+        result = execute(work.steps, work.source, max_memory=engine.max_memory_bytes, tile_px=engine.tile_px, extent=work.extent)
         result.warnings[:0] = [str(w.message) for w in caught]
         for w in caught:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

@@ -15,7 +15,7 @@ from geoseg.atomic import _SHAPEFILE_SIDECARS
 from geoseg.errors import GeosegError, NotGeoreferencedWarning
 from geoseg.pipeline.config import EngineSettings
 from geoseg.pipeline.coarsen import working_source
-from geoseg.pipeline.engine import TilePass, execute, open_source, scene_extent
+from geoseg.pipeline.engine import TilePass, execute, open_source
 from geoseg.pipeline.outputs import GeoTiffSink, output_paths, write_network_output
 from geoseg.pipeline.pipeline import Pipeline
 from geoseg.raster import not_georeferenced_message
@@ -66,11 +66,8 @@ def process_scene(
         notes.insert(0, _not_georeferenced_note(scene, pipeline.engine))
     for note in notes:
         log.warning("warning: %s", note)
-    extent = None if pipeline.engine.extent is None else scene_extent(pipeline.engine.extent, source.geo, str(scene))
-    work = working_source(pipeline.steps, source, None if extent is None else extent.window)
-    if work.source is not source:
-        source = work.source
-        extent = None if extent is None else scene_extent(pipeline.engine.extent, source.geo, str(scene))
+    work = working_source(pipeline.steps, source, pipeline.engine.extent)
+    source, extent = work.source, work.extent
     # GDAL's block cache defaults to 5 % of RAM and grows with the scene: bound it too.
     cache_mb = max(16, pipeline.engine.max_memory_bytes // (8 * 1024 * 1024))
     with rasterio.Env(GDAL_CACHEMAX=cache_mb), GeoTiffSink(outputs, Path(outdir), stem, source.geo if extent is None else extent.geo(source.geo)) as sink:
