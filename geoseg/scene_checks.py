@@ -123,13 +123,25 @@ class ValueSummary:
     @classmethod
     def of(cls, bands: np.ndarray, valid: np.ndarray, source: str, scene_bands: int, *, levels: bool = True) -> ValueSummary:
         """Summarise the ``(bands, rows, cols)`` values where ``valid`` (``levels``: count the first band's distinct values)."""
-        values = bands[:, valid]
         n = bands.shape[0]
+        if bands.dtype in (np.uint8, np.bool_) and n == 1:
+            return cls._of_bytes(bands[0], valid, source, scene_bands, levels)
+        values = bands.reshape(n, -1) if valid.all() else bands[:, valid]
         if values.shape[1] == 0:
             return cls(source, bands.dtype.name, scene_bands, 0, (math.inf,) * n, (-math.inf,) * n, ())
         low = tuple(float(v) for v in values.min(axis=1))
         high = tuple(float(v) for v in values.max(axis=1))
         return cls(source, bands.dtype.name, scene_bands, int(values.shape[1]), low, high, _levels(values[0]) if levels else None)
+
+    @classmethod
+    def _of_bytes(cls, band: np.ndarray, valid: np.ndarray, source: str, scene_bands: int, levels: bool) -> ValueSummary:
+        """:meth:`of` for one band of bytes, from the counts of its 256 values (one pass, no copy)."""
+        counts = np.bincount((band if valid.all() else band[valid]).ravel().view(np.uint8), minlength=256)
+        present = np.flatnonzero(counts)
+        if present.size == 0:
+            return cls(source, band.dtype.name, scene_bands, 0, (math.inf,), (-math.inf,), ())
+        found = tuple(float(v) for v in present) if levels and present.size <= MAX_LEVELS else None
+        return cls(source, band.dtype.name, scene_bands, int(counts.sum()), (float(present[0]),), (float(present[-1]),), found)
 
     @classmethod
     def merge(cls, parts: Sequence[ValueSummary]) -> ValueSummary:

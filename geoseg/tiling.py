@@ -30,6 +30,7 @@ __all__ = [
     "Region",
     "Tile",
     "tile_grid",
+    "read_ratio",
     "tile_size_for_memory",
     "parse_memory",
     "clip_to_core",
@@ -180,6 +181,18 @@ def tile_grid(height: int, width: int, tile_px: int, halo_px: int, region: Regio
                 Tile(len(tiles), r, c, h, w, wr, wc, min(height, r + h + halo_px) - wr, min(width, c + w + halo_px) - wc)
             )
     return tiles
+
+
+def read_ratio(tiles: list[Tile]) -> float:
+    """Pixels the tiles' windows read over the pixels of their cores (1: no halo).
+
+    Examples
+    --------
+    >>> round(read_ratio(tile_grid(1024, 1024, 512, 64)), 3)
+    1.266
+    """
+    core = sum(t.height * t.width for t in tiles)
+    return sum(t.win_height * t.win_width for t in tiles) / core if core else 1.0
 
 
 def _pieces_inside(line: LineString, area: shapely.Geometry) -> list[LineString]:

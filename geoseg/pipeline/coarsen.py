@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -63,40 +64,87 @@ def block_mean(array: np.ndarray, valid: np.ndarray, factor: int) -> tuple[np.nd
     bands, rows, cols = array.shape
     rb, cb = -(-rows // factor), -(-cols // factor)
     pad = ((0, rb * factor - rows), (0, cb * factor - cols))
-    weights = np.pad(valid.astype(np.float32), pad)
-    n_valid = weights.reshape(rb, factor, cb, factor).sum(axis=(1, 3))
     # pixels the scene has in each block: factor² but at the partial bottom and right blocks
-    n_present = np.outer(np.minimum(factor, rows - factor * np.arange(rb)), np.minimum(factor, cols - factor * np.arange(cb)))
+    n_present = np.outer(np.minimum(factor, rows - factor * np.arange(rb)), np.minimum(factor, cols - factor * np.arange(cb))).astype(np.float32)
+    all_valid = bool(valid.all())
+    n_valid = n_present if all_valid else _block_sum(np.pad(valid, pad), rb, cb, factor)
     out = np.empty((bands, rb, cb), np.float32)
     for b in range(bands):
-        values = np.pad(array[b].astype(np.float32), pad) * weights
-        sums = values.reshape(rb, factor, cb, factor).sum(axis=(1, 3))
+        band = array[b] if all_valid else np.where(valid, array[b], 0)
+        sums = _block_sum(np.pad(band, pad), rb, cb, factor)
         out[b] = np.divide(sums, n_valid, out=np.zeros_like(sums), where=n_valid > 0)
     return out, n_valid >= 0.5 * n_present
 
 
-class CoarsenedSource:
-    """A scene seen on the grid of its ``factor × factor`` pixel blocks (:func:`block_mean` of its pixels)."""
+def _block_sum(values: np.ndarray, rb: int, cb: int, factor: int) -> np.ndarray:
+    """float32 sums of ``factor × factor`` blocks of a ``(rb·f, cb·f)`` array (exact integer sums for booleans and integers)."""
+    exact = values.dtype == bool or (np.issubdtype(values.dtype, np.integer) and values.dtype.itemsize <= 2)
+    summed = values.reshape(rb, factor, cb, factor).sum(axis=(1, 3), dtype=np.int64 if exact else np.float64)
+    return summed.astype(np.float32)
 
-    def __init__(self, inner: Any, factor: int) -> None:
+
+#: Largest block grid (bytes, float32 over all bands) that a :class:`CoarsenedSource` keeps in
+#: memory after its first read; larger grids are read block by block under each tile.
+GRID_CACHE_BYTES = 128 * 2**20
+
+
+class CoarsenedSource:
+    """A scene seen on the grid of its ``factor × factor`` pixel blocks (:func:`block_mean` of its pixels).
+
+    ``values`` maps each read window of the scene, ``(bands, rows, cols)``, to the values to
+    average (default: the pixels themselves). A grid of at most :data:`GRID_CACHE_BYTES` is
+    computed whole on the first read, reading the scene once, and kept for later passes
+    (not with ``keep_grid=False``, e.g. when only a window of the scene is processed, and not
+    across processes: a copy sent to a Dask worker reads under each tile).
+    """
+
+    def __init__(self, inner: Any, factor: int, values: Callable[[np.ndarray], np.ndarray] | None = None, *, keep_grid: bool = True) -> None:
         self.inner, self.factor = inner, int(factor)
+        self.values = values
         self.geo: GeoInfo = inner.geo.coarsened(self.factor)
         self.source, self.band_names = inner.source, inner.band_names
+        self._grid: tuple[np.ndarray, np.ndarray] | None = None
+        self._may_cache = keep_grid
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_grid": None, "_may_cache": False}
 
     @property
     def coarsening(self) -> int:
         """Scene pixels per block side."""
         return self.factor
 
+    def _blocks_under(self, row0: int, col0: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Block means and validity of a window of blocks, from the scene's pixels under it."""
+        f, scene = self.factor, self.inner.geo
+        r0, c0 = row0 * f, col0 * f
+        r1, c1 = min((row0 + height) * f, scene.height), min((col0 + width) * f, scene.width)
+        raster = self.inner.read(Tile(0, r0, c0, r1 - r0, c1 - c0, r0, c0, r1 - r0, c1 - c0))
+        values = raster.array if self.values is None else self.values(raster.array)
+        return block_mean(values, raster.valid, f)
+
+    def _whole_grid(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The whole grid (computed on first use, in strips of the scene), or None when too large to keep."""
+        if self._grid is None and self._may_cache:
+            strip = max(1, MEASURE_TILE_PX // self.factor)
+            parts = []
+            for r in range(0, self.geo.height, strip):
+                parts.append(self._blocks_under(r, 0, min(strip, self.geo.height - r), self.geo.width))
+                if parts[0][0].shape[0] * self.geo.height * self.geo.width * 4 > GRID_CACHE_BYTES:
+                    self._may_cache = False
+                    return None
+            self._grid = (np.concatenate([p[0] for p in parts], axis=1), np.concatenate([p[1] for p in parts], axis=0))
+        return self._grid
+
     def read(self, tile: Tile) -> Raster:
         """The tile's window of blocks, from the scene's pixels under it."""
-        f, scene = self.factor, self.inner.geo
-        r0, c0 = tile.win_row_off * f, tile.win_col_off * f
-        r1 = min((tile.win_row_off + tile.win_height) * f, scene.height)
-        c1 = min((tile.win_col_off + tile.win_width) * f, scene.width)
-        fine = Tile(tile.index, r0, c0, r1 - r0, c1 - c0, r0, c0, r1 - r0, c1 - c0)
-        raster = self.inner.read(fine)
-        means, valid = block_mean(raster.array, raster.valid, f)
+        grid = self._whole_grid()
+        rows = slice(tile.win_row_off, tile.win_row_off + tile.win_height)
+        cols = slice(tile.win_col_off, tile.win_col_off + tile.win_width)
+        if grid is not None:
+            means, valid = grid[0][:, rows, cols].copy(), grid[1][rows, cols].copy()
+        else:
+            means, valid = self._blocks_under(tile.win_row_off, tile.win_col_off, tile.win_height, tile.win_width)
         return Raster(means, self.geo.window(tile.win_row_off, tile.win_col_off, tile.win_height, tile.win_width), valid, self.source, self.band_names)
 
 
@@ -141,5 +189,5 @@ def working_source(steps: list[Step], source: Any, extent: Extent | None = None)
     if factor == 1:
         return WorkingSource([first, *steps[1:]], source, window)
     log.debug("%s: working resolution %.3g m: blocks of %d x %d px (%s)", source.source, source.geo.gsd_m * factor, factor, factor, first.coarsening_reason())
-    blocks = CoarsenedSource(source, factor)
+    blocks = CoarsenedSource(source, factor, first.block_values, keep_grid=window is None)
     return WorkingSource([first, *steps[1:]], blocks, None if extent is None else scene_extent(extent, blocks.geo, source.source))

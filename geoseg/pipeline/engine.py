@@ -49,6 +49,7 @@ from geoseg.tiling import (
     clip_network,
     clip_to_core,
     drop_clip_vertices,
+    read_ratio,
     stitch_pieces,
     tile_grid,
     tile_size_for_memory,
@@ -788,7 +789,10 @@ def _execute(
                     extra_bytes_per_pixel=8 * len(work.reads),
                 )
                 tiles = tile_grid(framed.geo.height, framed.geo.width, core_px, halo, layout.in_frame(layout.regions[i]))
-                log.debug("%s: pass %d/%d (%s): %d tile(s) of %d px, halo %d px", source.source, i + 1, len(plans), [s.label for s in (*running, *work.measure)], len(tiles), core_px, halo)
+                log.debug(
+                    "%s: pass %d/%d (%s): %d tile(s) of %d px, halo %d px, reads %.2fx the pass's pixels",
+                    source.source, i + 1, len(plans), [s.label for s in (*running, *work.measure)], len(tiles), core_px, halo, read_ratio(tiles),
+                )  # fmt: skip
                 partials: list[list[Any]] = [[] for _ in work.measure]
                 for done, (tile, out) in enumerate(_map_tiles(_tile_task, tiles, client, work, framed, view), start=1):
                     for name, core in out.cores.items():

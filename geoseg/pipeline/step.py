@@ -81,6 +81,9 @@ class StepContext:
     coarsening : int
         Scene pixels per side of one array cell: above 1 when the run works on blocks of the
         scene (:mod:`geoseg.pipeline.coarsen`), whose image values are then block means.
+    shared : dict
+        Quantities derived from a tile's layers that several steps of a pass use (e.g. the road
+        width histogram), computed by the first and reused by the others; one dict per tile.
     """
 
     geo: GeoInfo
@@ -90,6 +93,7 @@ class StepContext:
     band_names: tuple[str, ...] = ()
     warnings: list[str] = field(default_factory=list)
     coarsening: int = 1
+    shared: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def px(self, metres: float) -> float:
         """Metres to pixels of this scene."""
@@ -165,6 +169,15 @@ class Step(BaseModel):
     def coarsening_reason(self) -> str:
         """Why :meth:`coarsening` chose its block size, for the log."""
         return ""
+
+    def block_values(self, image: np.ndarray) -> np.ndarray:
+        """Fitted first steps that :meth:`wants_coarsening`: the per-pixel values whose block means the run works on.
+
+        ``image`` is ``(bands, rows, cols)`` at the scene's resolution; default: the image itself
+        (each block holds the mean of each band). A step may reduce it first, e.g. to a 0/1 road
+        indicator, so that a block holds its road share.
+        """
+        return image
 
     def with_fitted(self, **values: Any) -> Step:
         """A copy carrying fitted values (read back with :meth:`fitted`)."""

@@ -194,14 +194,12 @@ def _kernel_spectra(
     rows = np.arange(-radius, radius + 1) % shape[0]
     cols = np.arange(-radius, radius + 1) % shape[1]
     orders = sorted({2 * m for m in range(-n_angular, n_angular + 1)} | {2 * m + 4 for m in range(-n_angular, n_angular + 1)})
-    out = {}
-    for k in orders:
-        kernel = np.zeros(shape, dtype=np.complex128)
-        kernel[np.ix_(rows, cols)] = g * np.exp(1j * k * phi)
-        spec = sfft.fft2(kernel).astype(np.complex64)
-        spec.flags.writeable = False
-        out[k] = spec
-    return out
+    kernels = np.zeros((len(orders), *shape), dtype=np.complex64)
+    for i, k in enumerate(orders):
+        kernels[i][np.ix_(rows, cols)] = g * np.exp(1j * k * phi)
+    spectra = sfft.fft2(kernels, overwrite_x=True)
+    spectra.flags.writeable = False
+    return dict(zip(orders, spectra))
 
 
 def _axis_blocks(n: int, radius: int, block_px: int) -> tuple[int, list[tuple[int, int]]]:

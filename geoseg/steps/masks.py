@@ -123,17 +123,16 @@ class ThresholdMask(Step):
     def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         """Threshold the band; pixels without data are never road.
 
-        On blocks of the scene (``ctx.coarsening > 1``) the band holds block means: the mask is
-        their position between the band's smallest and largest value over the scene, the road
-        share of each block (float32 in [0, 1]).
+        On blocks of the scene (``ctx.coarsening > 1``) the image holds the block means of
+        :meth:`block_values`: the mask is the road share of each block (float32 in [0, 1]).
         """
-        values = _band(layers["image"], self.band or 1, ctx)
-        if ctx.coarsening == 1:
-            return {"mask": (values > self.threshold) & ctx.valid}
-        summary: ValueSummary = self.fitted("values")
-        low, high = summary.low[0], summary.high[0]
-        share = np.clip((values - np.float32(low)) / np.float32(high - low), 0.0, 1.0) if high > low else np.zeros(values.shape, np.float32)
-        return {"mask": np.where(ctx.valid, share, np.float32(0)).astype(np.float32)}
+        if ctx.coarsening > 1:
+            return {"mask": np.where(ctx.valid, layers["image"][0], np.float32(0)).astype(np.float32)}
+        return {"mask": (_band(layers["image"], self.band or 1, ctx) > self.threshold) & ctx.valid}
+
+    def block_values(self, image: np.ndarray) -> np.ndarray:
+        """The road indicator (band > threshold, 0 or 1), whose block means are the road share."""
+        return (image[(self.band or 1) - 1] > self.threshold)[None]
 
 
 class BandProbability(Step):

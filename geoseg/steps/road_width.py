@@ -13,9 +13,16 @@ __all__ = ["width_partial"]
 
 
 def width_partial(layers: dict[str, Any], ctx: StepContext) -> np.ndarray:
-    """Road-width histogram of a tile's core, from its mask (or probability > 0.5)."""
+    """Road-width histogram of a tile's core, from its mask (or probability > 0.5).
+
+    Computed once per layer and core of a tile: the steps measuring it in one pass share it
+    (``ctx.shared``).
+    """
     road = layers.get("mask", layers.get("probability"))
     if road is None:
         return np.zeros(1, dtype=np.int64)
-    valid = ctx.valid if ctx.valid is not None else True
-    return width_histogram(np.where(valid, road, 0), ctx.core)
+    key = ("width_histogram", id(road), *((c.start, c.stop, c.step) for c in ctx.core))
+    if key not in ctx.shared:
+        valid = ctx.valid if ctx.valid is not None else True
+        ctx.shared[key] = width_histogram(np.where(valid, road, 0), ctx.core)
+    return ctx.shared[key]

@@ -162,7 +162,7 @@ def test_every_command_takes_the_verbosity_options():
 
 
 def test_tile_progress_names_the_pass(plus_tif, tmp_path):
-    res = geoseg("run", "mask_to_centerlines", plus_tif, "-o", tmp_path, "--progress", "json", "--set", "tile_px=64")
+    res = geoseg("run", "mask_to_centerlines", plus_tif, "-o", tmp_path, "--progress", "json", "--set", "tile_px=64", "--set", "work_road_px=null")
     assert res.returncode == 0, res.stderr
     tiles = [e for e in map(json.loads, res.stdout.splitlines()) if e["event"] == "tile"]
     passes = tiles[0]["passes"]

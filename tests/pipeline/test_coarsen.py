@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import shapely
@@ -57,6 +59,35 @@ def test_coarsened_source_reads_the_block_means_of_any_window():
     part = source.read(Tile(0, 5, 3, 10, 12, 4, 2, 12, 14))
     assert np.array_equal(part.array, whole[:, 4:16, 2:16])
     assert part.geo.transform == source.geo.window(4, 2, 12, 14).transform
+
+
+def test_a_kept_grid_reads_as_the_scene_read_under_each_tile():
+    mask = _band_mask(130, 20, 30)
+    valid = np.ones(mask.shape, bool)
+    valid[:7, :40] = False  # a corner without data: invalid blocks
+    raster = Raster(mask[None], _raster(mask).geo, valid, "band")
+    kept, direct = CoarsenedSource(MemorySource(raster), 4), CoarsenedSource(MemorySource(raster), 4, keep_grid=False)
+    for tile in (Tile(0, 0, 0, 10, 12, 0, 0, 12, 14), Tile(1, 20, 25, 13, 8, 18, 23, 15, 10)):
+        a, b = kept.read(tile), direct.read(tile)
+        assert np.array_equal(a.array, b.array) and np.array_equal(a.valid, b.valid)
+    assert kept._grid is not None and direct._grid is None
+    assert not kept.read(Tile(0, 0, 0, 2, 10, 0, 0, 2, 10)).valid[0, :9].any()  # blocks of 4 rows with 3 valid: under half
+    copy = pickle.loads(pickle.dumps(kept))  # as sent to a Dask worker: no grid, reads under each tile
+    assert copy._grid is None and np.array_equal(copy.read(Tile(0, 0, 0, 10, 12, 0, 0, 12, 14)).array, kept.read(Tile(0, 0, 0, 10, 12, 0, 0, 12, 14)).array)
+
+
+def test_blocks_of_a_probability_hold_the_share_above_the_threshold():
+    """A soft map's blocks hold how much of them is above the threshold, not the mean probability."""
+    prob = np.zeros((40, 40), np.float32)
+    prob[:, :20] = 0.6  # road, faint: mean width 2·800 / (π/4 · 40) = 50.9 px, blocks of 6 px
+    prob[:, 20:24] = 0.3  # below threshold 0.5: not road
+    step = ThresholdMask(threshold=0.5, work_road_px=8)
+    result = Pipeline([step]).run(_raster(prob))
+    factor = round(result.geo.gsd_m / GSD)
+    assert factor == 6
+    expected = block_mean((prob > 0.5)[None], np.ones(prob.shape, bool), factor)[0][0]
+    assert np.allclose(result.layers["mask"], expected)
+    assert result.layers["mask"].max() == 1.0  # a block wholly on the faint road is all road
 
 
 @pytest.mark.parametrize("angle", [0, 17, 45, 71])

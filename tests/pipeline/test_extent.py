@@ -46,11 +46,13 @@ QUARTERS = {"top_left": [X0, YM, XM, Y1], "bottom_right": [XM, Y0, X1, YM]}
 #: Away from the cut (metres), the part's network and the full run's agree within this (metres):
 #: the statistics (road width, saliency scale) are measured over the part, not the scene.
 CUT_M, AGREE_M = 10.0, 1.0
+#: The scene's own pixels (no blocks), where extents fall on the scene's pixel grid exactly.
+NATIVE = ["work_road_px=null"]
 
 
 @pytest.fixture(scope="module")
 def full_network() -> gpd.GeoDataFrame:
-    return load_pipeline("mask_to_centerlines").run(MASK).lines
+    return load_pipeline("mask_to_centerlines", NATIVE).run(MASK).lines
 
 
 def _farthest(a: shapely.Geometry, b: shapely.Geometry) -> float:
@@ -94,19 +96,32 @@ def test_cli_bbox_quarter_equals_full_network_clipped(tmp_path, full_network):
 @pytest.mark.parametrize("quarter", sorted(QUARTERS))
 def test_python_api_bbox_equals_full_network_clipped(quarter, full_network):
     bbox = QUARTERS[quarter]
-    result = load_pipeline("mask_to_centerlines").run(MASK, extent=bbox)
+    result = load_pipeline("mask_to_centerlines", NATIVE).run(MASK, extent=bbox)
     assert (result.geo.width, result.geo.height) == (256, 256)
     assert result.geo.bounds == pytest.approx(bbox, abs=1e-6)
     _assert_matches_full_run(result.lines, full_network, box(*bbox))
 
 
+@pytest.mark.parametrize("quarter", sorted(QUARTERS))
+def test_a_bbox_on_pixel_blocks_is_the_box_on_the_block_grid(quarter, full_network):
+    """By default the chain works on blocks: the box's blocks start at its corner and cover it."""
+    bbox = QUARTERS[quarter]
+    result = load_pipeline("mask_to_centerlines").run(MASK, extent=bbox)
+    block_m = result.geo.transform.a
+    assert block_m in (pytest.approx(0.3 * f) for f in (2, 3, 4, 5))  # whole blocks of 0.3 m pixels
+    left, bottom, right, top = result.geo.bounds
+    assert (left, top) == pytest.approx((bbox[0], bbox[3]), abs=1e-6)
+    assert 0 <= right - bbox[2] < block_m and 0 <= bbox[1] - bottom < block_m
+    _assert_matches_full_run(result.lines, full_network, box(*bbox).buffer(block_m, join_style="mitre"))
+
+
 def test_a_bbox_over_the_whole_scene_changes_nothing(full_network):
-    result = load_pipeline("mask_to_centerlines").run(MASK, extent=[X0 - 50, Y0 - 50, X1 + 50, Y1 + 50])
+    result = load_pipeline("mask_to_centerlines", NATIVE).run(MASK, extent=[X0 - 50, Y0 - 50, X1 + 50, Y1 + 50])
     assert result.lines.geometry.geom_equals(full_network.geometry).all()
 
 
 def test_extent_engine_setting_from_yaml(tmp_path, full_network):
-    pipe = load_pipeline("mask_to_centerlines", [f"extent=[{X0}, {YM}, {XM}, {Y1}]"])
+    pipe = load_pipeline("mask_to_centerlines", [*NATIVE, f"extent=[{X0}, {YM}, {XM}, {Y1}]"])
     path = tmp_path / "quarter.yaml"
     pipe.to_yaml(path)
     assert "extent:" in path.read_text()
@@ -188,7 +203,7 @@ def test_bbox_crs_on_a_scene_without_georeferencing(tmp_path):
     assert res.returncode == 1
     assert f"{flat}: the scene has no georeferencing, so the bbox 0 0 1 1 in EPSG:4326 cannot be placed on it; give the extent in the scene's pixel coordinates" in res.stderr
     # in pixel coordinates (x = column, y = row) it works
-    result = load_pipeline("mask_to_centerlines").run(flat, extent=[10.5, 20.2, 70, 100])
+    result = load_pipeline("mask_to_centerlines", NATIVE).run(flat, extent=[10.5, 20.2, 70, 100])
     assert (result.geo.width, result.geo.height) == (60, 80) and result.geo.transform == Affine.translation(10, 20)
 
 

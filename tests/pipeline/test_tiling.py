@@ -15,6 +15,9 @@ from geoseg.road.network import graph_to_lines, rasterize_lines
 from geoseg.tiling import Tile, canonical, clip_to_core, drop_clip_vertices, parse_memory, stitch_pieces, tile_grid, tile_size_for_memory
 from tests.conftest import SAMPLE_DATA, UTM_TRANSFORM, write_tif
 
+#: The scene's own pixels (no blocks): these tests count tiles of the scene's pixel grid.
+NATIVE = ["work_road_px=null"]
+
 
 def test_tile_grid_covers_the_scene_once_and_windows_hold_the_halo():
     tiles = tile_grid(300, 500, 128, 20)
@@ -85,9 +88,9 @@ def test_tiled_equals_untiled_with_roads_crossing_tile_corners(crossing_mask, sc
 
     opened = []
     monkeypatch.setattr(engine, "FileScratch", lambda *a, **k: opened.append(1) or FileScratch(*a, **k))
-    whole = geoseg.load_pipeline("mask_to_centerlines").run(crossing_mask)
+    whole = geoseg.load_pipeline("mask_to_centerlines", NATIVE).run(crossing_mask)
     # 16 MB leaves no room for 3 scene-sized intermediate layers in memory: they go to files
-    settings = ["tile_px=256"] + (["max_memory=16MB"] if scratch == "files" else [])
+    settings = [*NATIVE, "tile_px=256"] + (["max_memory=16MB"] if scratch == "files" else [])
     tiled = geoseg.load_pipeline("mask_to_centerlines", settings).run(crossing_mask)
     assert len(opened) == (1 if scratch == "files" else 0)
     assert whole.tiles == 1 and tiled.tiles == 9
@@ -96,6 +99,17 @@ def test_tiled_equals_untiled_with_roads_crossing_tile_corners(crossing_mask, sc
     degrees = lambda r: sorted(d for _, d in r.graph.degree())  # noqa: E731
     assert degrees(tiled) == degrees(whole)
     assert np.array_equal(tiled.layers["centerline"], whole.layers["centerline"])
+
+
+def test_tiled_equals_untiled_on_pixel_blocks(crossing_mask):
+    """The default run works on blocks of the scene's pixels; tiles of the block grid change nothing."""
+    whole = geoseg.load_pipeline("mask_to_centerlines").run(crossing_mask)
+    tiled = geoseg.load_pipeline("mask_to_centerlines", ["tile_px=96"]).run(crossing_mask)
+    assert whole.geo.width < 600 and whole.tiles == 1 and tiled.tiles > 1
+    assert (tiled.geo.width, tiled.geo.height) == (whole.geo.width, whole.geo.height)
+    assert np.array_equal(tiled.layers["centerline"], whole.layers["centerline"])
+    degrees = lambda r: sorted(d for _, d in r.graph.degree())  # noqa: E731
+    assert degrees(tiled) == degrees(whole)
 
 
 def test_every_step_runs_once_per_tile_of_its_pass(crossing_mask, monkeypatch):
@@ -110,7 +124,7 @@ def test_every_step_runs_once_per_tile_of_its_pass(crossing_mask, monkeypatch):
         return apply(step, layers, ctx)
 
     monkeypatch.setattr(engine, "_apply", counting)
-    result = geoseg.load_pipeline("mask_to_centerlines", ["tile_px=256"]).run(crossing_mask)
+    result = geoseg.load_pipeline("mask_to_centerlines", [*NATIVE, "tile_px=256"]).run(crossing_mask)
     assert result.tiles == 9
     assert calls == {"threshold_mask": 9, "tensor_voting": 9, "non_max_suppression": 9, "road_network": 9, "connect_network": 1}
 
@@ -188,7 +202,7 @@ def test_file_scratch_of_a_scene_lives_beside_the_outputs_and_is_removed(crossin
         return scratch
 
     monkeypatch.setattr(engine, "FileScratch", spy)
-    pipe = geoseg.load_pipeline("mask_to_centerlines", ["tile_px=256", "max_memory=16MB"])
+    pipe = geoseg.load_pipeline("mask_to_centerlines", [*NATIVE, "tile_px=256", "max_memory=16MB"])
     done = process_scene(pipe, crossing_mask, tmp_path / "out", stem="cross", fmt="gpkg")
     assert len(folders) == 1 and folders[0].parent == tmp_path / "out"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cross.gpkg"]
