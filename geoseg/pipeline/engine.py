@@ -372,13 +372,14 @@ def plan_tiles(
 ) -> tuple[int, int]:
     """Core size and halo for running ``steps`` on a scene of ``geo`` within ``max_memory``.
 
-    ``also_in_memory`` are steps whose memory counts too (those measuring statistics);
+    ``also_in_memory`` are the steps whose statistics the pass measures (their
+    :meth:`~geoseg.pipeline.step.Step.statistics_bytes_per_pixel` counts);
     ``extra_halo`` is added to the steps' own neighbourhoods, ``extra_bytes_per_pixel`` to
     their memory (layers read back from earlier passes).
     """
     halo = _halo(steps, geo) + extra_halo
     if tile_px is None:
-        per_pixel = IMAGE_BYTES_PER_PIXEL + extra_bytes_per_pixel + sum(s.bytes_per_pixel for s in (*steps, *also_in_memory))
+        per_pixel = IMAGE_BYTES_PER_PIXEL + extra_bytes_per_pixel + sum(s.bytes_per_pixel for s in steps) + sum(s.statistics_bytes_per_pixel() for s in also_in_memory)
         tile_px = tile_size_for_memory(max_memory, per_pixel, halo)
     return tile_px, halo
 

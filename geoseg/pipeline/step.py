@@ -116,6 +116,8 @@ class Step(BaseModel):
     """True for steps that turn raster layers into the network (tiled, then stitched)."""
     bytes_per_pixel: ClassVar[int] = 16
     """Rough peak memory of the step per pixel of a tile, for choosing the tile size."""
+    stats_bytes_per_pixel: ClassVar[int | None] = None
+    """Rough peak memory of :meth:`tile_statistics` per pixel (default: ``bytes_per_pixel``)."""
 
     _fitted: dict[str, Any] | None = PrivateAttr(default=None)
 
@@ -141,6 +143,10 @@ class Step(BaseModel):
     def statistics_inputs(self) -> tuple[str, ...]:
         """Layers whose scene-wide statistics :meth:`fit` needs (default: ``stats_inputs``)."""
         return self.stats_inputs
+
+    def statistics_bytes_per_pixel(self) -> int:
+        """Rough peak memory per pixel of measuring this step's statistics on a tile."""
+        return self.bytes_per_pixel if self.stats_bytes_per_pixel is None else self.stats_bytes_per_pixel
 
     def stats_halo_px(self, geo: GeoInfo) -> int:
         """Neighbourhood (pixels) that :meth:`tile_statistics` needs around the core."""

@@ -12,7 +12,7 @@ from geoseg.raster import GeoInfo
 from geoseg.road.centerlines import centrality_weights, width_from_histogram
 from geoseg.road.nms import coverage_offsets, non_max_suppression, ridge_mask
 from geoseg.road.tensor_voting import tensor_voting
-from geoseg.steps.road_width import width_partial
+from geoseg.steps.road_width import WIDTH_STATS_BYTES_PER_PIXEL, width_partial
 
 __all__ = ["TensorVoting", "NonMaxSuppression"]
 
@@ -28,6 +28,7 @@ class TensorVoting(Step):
     type_name = "tensor_voting"
     gives = ("saliency", "orientation")
     bytes_per_pixel = 480  # measured: FFT blocks, kernel spectra and float64 temporaries
+    stats_bytes_per_pixel = WIDTH_STATS_BYTES_PER_PIXEL
 
     source: Literal["mask", "probability"] = Field("mask", description="layer that votes: the road mask or the road probability")
     sigma_m: float | None = Field(None, gt=0, description="voting scale in metres; default: sigma_factor x the measured road width")

@@ -11,7 +11,7 @@ from geoseg.raster import GeoInfo
 from geoseg.road.connect import clean_network
 from geoseg.road.network import dissolve_degree2, simplify_graph, skeleton_to_graph
 from geoseg.road.centerlines import width_from_histogram
-from geoseg.steps.road_width import width_partial
+from geoseg.steps.road_width import WIDTH_STATS_BYTES_PER_PIXEL, width_partial
 
 __all__ = ["RoadNetwork", "ConnectNetwork"]
 
@@ -63,6 +63,7 @@ class ConnectNetwork(Step):
     type_name = "connect_network"
     takes = ("network",)
     gives = ("network",)
+    stats_bytes_per_pixel = WIDTH_STATS_BYTES_PER_PIXEL
 
     road_width_m: float | None = Field(None, gt=0, description="typical road width in metres; default: measured on the mask")
     fallback_road_width_m: float = Field(7.0, gt=0, description="road width used when there is no mask to measure it on")

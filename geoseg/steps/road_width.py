@@ -9,7 +9,11 @@ import numpy as np
 from geoseg.pipeline.step import StepContext
 from geoseg.road.centerlines import width_histogram
 
-__all__ = ["width_partial"]
+__all__ = ["WIDTH_STATS_BYTES_PER_PIXEL", "width_partial"]
+
+#: Peak memory per pixel of :func:`width_partial`: the float64 distance transform, its
+#: int32 feature indices (two), the float32 masked copy and the boolean mask and skeleton.
+WIDTH_STATS_BYTES_PER_PIXEL = 32
 
 
 def width_partial(layers: dict[str, Any], ctx: StepContext) -> np.ndarray:
