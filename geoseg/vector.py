@@ -12,20 +12,21 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-
-import geopandas as gpd
-import networkx as nx
-import numpy as np
-import shapely
-from pyogrio.errors import DataSourceError, DataLayerError
-from pyproj import CRS as ProjCRS
-from pyproj import Geod, Transformer
-from pyproj.exceptions import CRSError
+from typing import TYPE_CHECKING
 
 from geoseg.atomic import atomic_path
 from geoseg.errors import ConfigError, InputMismatchError, OutputWriteError, VectorReadError
-from geoseg.raster import GeoInfo
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+    import networkx as nx
+    import numpy as np
+    from pyproj import CRS as ProjCRS
+    from pyproj import Geod
+
+    from geoseg.raster import GeoInfo
 
 __all__ = [
     "FORMATS",
@@ -44,8 +45,6 @@ FORMATS: dict[str, tuple[str, str]] = {
     "gpkg": (".gpkg", "GPKG"),
     "geojson": (".geojson", "GeoJSON"),
 }
-
-_GEOD = Geod(ellps="WGS84")
 
 #: ``last_change`` written into GeoPackages, so that outputs are reproducible byte for byte.
 GPKG_TIMESTAMP = "2000-01-01T00:00:00.000Z"
@@ -128,6 +127,9 @@ def vector_format(fmt: str | VectorFormat) -> VectorFormat:
 
 
 def _crs(text: str) -> ProjCRS:
+    from pyproj import CRS as ProjCRS
+    from pyproj.exceptions import CRSError
+
     try:
         return ProjCRS.from_user_input(text)
     except CRSError:
@@ -149,6 +151,9 @@ def _reprojected(frame: gpd.GeoDataFrame, fmt: VectorFormat) -> gpd.GeoDataFrame
 
 def _affine(geoms: np.ndarray, a: float, b: float, c: float, d: float, e: float, f: float) -> np.ndarray:
     """Apply ``x' = a x + b y + c, y' = d x + e y + f`` to every coordinate of ``geoms``."""
+    import numpy as np
+    import shapely
+
     matrix = np.array([[a, d], [b, e]])
     offset = np.array([c, f])
     return shapely.transform(geoms, lambda xy: xy @ matrix + offset)
@@ -159,6 +164,14 @@ def _to_crs_coords(geoms: np.ndarray, geo: GeoInfo) -> np.ndarray:
     return _affine(geoms, t.a, t.b, t.c, t.d, t.e, t.f)
 
 
+@cache
+def _wgs84() -> Geod:
+    """The WGS84 ellipsoid, for geodesic lengths (pyproj is imported on first use)."""
+    from pyproj import Geod
+
+    return Geod(ellps="WGS84")
+
+
 def lengths_m(geoms: np.ndarray, geo: GeoInfo) -> np.ndarray:
     """Lengths in metres of lines given in the CRS of ``geo``.
 
@@ -166,6 +179,11 @@ def lengths_m(geoms: np.ndarray, geo: GeoInfo) -> np.ndarray:
     geographic and projected CRSs alike); lines of non-georeferenced scenes are in pixels
     and scaled by the assumed GSD.
     """
+    import numpy as np
+    import shapely
+    from pyproj import CRS as ProjCRS
+    from pyproj import Transformer
+
     geoms = np.asarray(geoms, dtype=object)
     if len(geoms) == 0:
         return np.zeros(0)
@@ -178,7 +196,7 @@ def lengths_m(geoms: np.ndarray, geo: GeoInfo) -> np.ndarray:
     for i, g in enumerate(geoms):
         xy = shapely.get_coordinates(g)
         lon, lat = to_geo.transform(xy[:, 0], xy[:, 1])
-        out[i] = _GEOD.line_length(lon, lat)
+        out[i] = _wgs84().line_length(lon, lat)
     return out
 
 
@@ -201,6 +219,10 @@ def network_to_frames(graph: nx.MultiGraph, geo: GeoInfo) -> tuple[gpd.GeoDataFr
         network has none). ``nodes``: one Point per node
         with ``node_id``, ``degree`` and ``kind`` (``junction``, ``end`` or ``through``).
     """
+    import geopandas as gpd
+    import numpy as np
+    import shapely
+
     crs = geo.crs if geo.georeferenced else None
     node_ids = {n: i for i, n in enumerate(sorted(graph.nodes, key=lambda n: (graph.nodes[n]["y"], graph.nodes[n]["x"])))}
     degree = dict(graph.degree)
@@ -296,6 +318,7 @@ def _verify_written(frame: gpd.GeoDataFrame, path: Path, layer: str | None) -> N
     count and the last record turns that into an error instead of a silently wrong output.
     """
     import pyogrio
+    from pyogrio.errors import DataLayerError, DataSourceError
 
     try:
         info = pyogrio.read_info(path, layer=layer)
@@ -368,6 +391,9 @@ def read_lines(path: str | os.PathLike[str], *, layer: str | None = None) -> gpd
     VectorReadError
         The file is missing or not a readable vector data set.
     """
+    import geopandas as gpd
+    from pyogrio.errors import DataLayerError, DataSourceError
+
     p = Path(path)
     if not p.exists():
         raise VectorReadError(f"{p}: no such file")

@@ -8,16 +8,17 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
-from tqdm import tqdm
 
 from geoseg.errors import RasterReadError
 from geoseg.pipeline.batch import BatchInterrupted, SceneReport, discard_interrupted
-from geoseg.pipeline.dryrun import PassPlan, ScenePlan
-from geoseg.pipeline.engine import TilePass
 from geoseg.vector import FORMATS, RFC7946_CRS, RFC7946_PRECISION, VectorFormat
+
+if TYPE_CHECKING:
+    from geoseg.pipeline.dryrun import PassPlan, ScenePlan
+    from geoseg.pipeline.engine import TilePass
 
 __all__ = [
     "set_option",
@@ -97,6 +98,8 @@ def progress_reporter(
             })
 
         return report_json, tile_json, lambda: None
+    from tqdm import tqdm
+
     bar = tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, disable=None, position=0)
     tiles = tqdm(total=0, unit="tile", file=sys.stderr, dynamic_ncols=True, disable=None, position=1, leave=False)
 
@@ -196,7 +199,7 @@ def _pass_line(plan: PassPlan) -> str:
     work = ", ".join(plan.steps) if plan.steps else "reads the scene"
     measures = f"; measures for {', '.join(plan.measures)}" if plan.measures else ""
     approx = "~" if plan.estimated else ""
-    tiles = f"{plan.tiles} tile(s) of {plan.tile_px} px, halo {approx}{plan.halo_px} px, {approx}{_size(plan.tile_bytes)} per tile"
+    tiles = f"{approx}{plan.tiles} tile(s) of {approx}{plan.tile_px} px, halo {approx}{plan.halo_px} px, {approx}{_size(plan.tile_bytes)} per tile"
     return f"  pass {plan.index}/{plan.total}: {work}{measures}: {tiles}"
 
 
@@ -210,6 +213,11 @@ def _scene_lines(plan: ScenePlan) -> list[str]:
     lines = [f"{plan.input}: {plan.width} x {plan.height} px, {plan.bands} band(s) {plan.dtype}, {crs}, GSD {plan.gsd_m:g} m"]
     if plan.extent:
         lines.append(f"  extent: {plan.extent}")
+    if plan.blocks > 1:
+        lines.append(
+            f"  blocks: ~{plan.blocks} x {plan.blocks} px ({plan.gsd_m * plan.blocks:.3g} m), for a typical road width; "
+            "the run first reads the scene once to measure the road width, then works on blocks"
+        )
     lines += [_pass_line(p) for p in plan.passes]
     where = "on disk beside the outputs" if plan.scratch_on_disk else "in memory"
     lines.append(f"  memory: about {_size(plan.memory_bytes)} at most (intermediate layers: {_size(plan.scratch_bytes)} {where})")

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from geoseg.evaluate import Evaluation, evaluate_files
+from geoseg.errors import GeosegError
+
+if TYPE_CHECKING:
+    from geoseg.evaluate import Evaluation
 
 
 @click.command("eval")
@@ -30,6 +35,11 @@ def command(pred: str, truth: str, buffer_m: float | None, slack_px: float | Non
       geoseg eval out/scene_a.shp sample_data/scene_a_centerlines.geojson --buffer-m 1
       geoseg eval pred_centerline.png truth_centerline.png --slack-px 3 --json
     """
+    for path in map(Path, (pred, truth)):  # the readers' own message, before they load
+        if not path.exists():
+            raise GeosegError(f"{path}: no such file")
+    from geoseg.evaluate import evaluate_files
+
     result = evaluate_files(pred, truth, buffer_m=buffer_m, slack_px=slack_px, assume_gsd_m=gsd_m)
     notes = _notes(result)
     if as_json:

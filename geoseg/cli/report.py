@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from geoseg.report import write_report
+from geoseg.errors import ManifestError
 
 
 @click.command("report")
@@ -28,5 +30,9 @@ def command(outdir: str, truth: str | None, buffer_m: float, max_size: int, embe
       geoseg report out/
       geoseg report out/ --truth "truth/*.geojson" --buffer-m 1 --embed
     """
+    if not Path(outdir).is_dir():  # the message of geoseg.report.read_manifest, before the report's libraries load
+        raise ManifestError(f"{Path(outdir)}: no such output folder")
+    from geoseg.report import write_report
+
     path = write_report(outdir, truth, buffer_m=buffer_m, max_size=max_size, embed=embed)
     click.echo(str(path))

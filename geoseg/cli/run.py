@@ -5,11 +5,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+from pathlib import Path
 from typing import Any
 
 import click
-from pyproj import CRS
-from pyproj.exceptions import CRSError
 
 from geoseg.cli._common import (
     expand_inputs,
@@ -21,18 +20,23 @@ from geoseg.cli._common import (
     vector_output,
     vector_output_options,
 )
+from geoseg.errors import ConfigError, RasterReadError
 from geoseg.pipeline.batch import MANIFEST_NAME, pending_scenes, run_batch
-from geoseg.pipeline.dryrun import plan_batch
 from geoseg.pipeline.distributed import SCHEDULER_ENV, dask_client, default_workers
-from geoseg.pipeline.engine import read_aoi
-from geoseg.pipeline.pipeline import load_pipeline
+from geoseg.pipeline.dryrun import plan_batch
 
 log = logging.getLogger("geoseg.cli")
+
+#: Missing scenes named in the error when none of the inputs exists.
+_MISSING_SHOWN = 3
 
 
 def _check_crs(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """``--bbox-crs``: a CRS that pyproj knows."""
     if value is not None:
+        from pyproj import CRS
+        from pyproj.exceptions import CRSError
+
         try:
             CRS.from_user_input(value)
         except CRSError:
@@ -58,6 +62,45 @@ def _extent(bbox: tuple[float, float, float, float] | None, bbox_crs: str | None
     if not all(math.isfinite(v) for v in bbox) or xmin >= xmax or ymin >= ymax:
         raise click.BadParameter(f"needs XMIN < XMAX and YMIN < YMAX (got {' '.join(f'{v:.10g}' for v in bbox)})", param_hint="'--bbox'")
     return {"bbox": list(bbox), "crs": bbox_crs}
+
+
+def _is_scene_pipeline_file(pipeline: str) -> bool:
+    """Whether PIPELINE reads as a YAML mapping without ``kind: sequence``: a scene pipeline.
+
+    A look at the file without the libraries that loading a pipeline takes, so that missing
+    scenes are reported before they load. False also for a pipeline that cannot be found or
+    read: loading it then reports that, before the scenes are looked at.
+    """
+    import yaml
+
+    from geoseg.shipped import resolve_file
+
+    try:
+        raw = yaml.safe_load(resolve_file(pipeline, "pipeline").read_text(encoding="utf-8"))
+    except (ConfigError, OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(raw, dict) and raw.get("kind") != "sequence"
+
+
+def _stop_if_no_scene_exists(scenes: list[Path], outdir: str) -> None:
+    """Stop the batch before anything loads when none of its scenes exists.
+
+    Each missing scene would fail on its own (a batch goes on past the scenes it cannot read),
+    so the batch could do nothing. Not when OUTDIR has a manifest: it may record scenes as done
+    whose inputs were removed since, and a rerun skips those.
+
+    Raises
+    ------
+    RasterReadError
+        No scene exists; the message is the raster reader's for each (at most
+        :data:`_MISSING_SHOWN` of them).
+    """
+    if any(scene.exists() for scene in scenes) or (Path(outdir) / MANIFEST_NAME).exists():
+        return
+    errors = [f"{scene}: no such file" for scene in scenes[:_MISSING_SHOWN]]
+    if len(scenes) > _MISSING_SHOWN:
+        errors.append(f"and {len(scenes) - _MISSING_SHOWN} more input(s) that do not exist")
+    raise RasterReadError("; ".join(errors))
 
 
 @click.command("run")
@@ -174,25 +217,32 @@ def command(
       geoseg run mask_to_centerlines a/s1.tif b/s1.tif -o out/ --keep-folders   # out/a/s1.shp, out/b/s1.shp
       geoseg run mask_to_centerlines big.tif -o out/ --bbox 16.35 48.20 16.38 48.22 --bbox-crs EPSG:4326
     """
-    from geoseg.sequence.pipeline import is_sequence_pipeline, run_sequence_to_dir
-
     extent = _extent(bbox, bbox_crs, aoi)
-    if is_sequence_pipeline(pipeline):  # `kind: sequence`: all INPUTS form one sequence (docs/SEQUENCES.md)
-        if extent is not None:
-            raise click.UsageError("--bbox and --aoi work with raster pipelines; a sequence pipeline processes whole frames")
-        if dry_run:
-            raise click.UsageError("--dry-run checks scene pipelines; a sequence pipeline reads all its frames as one sequence")
-        vector = vector_output(fmt, dst_crs, rfc7946, precision, default="gpkg")
-        run_sequence_to_dir(pipeline, [str(p) for p in inputs], outdir, overrides, fmt=vector)
-        return
+    scene_pipeline = _is_scene_pipeline_file(pipeline)
+    if not scene_pipeline:
+        from geoseg.sequence.pipeline import is_sequence_pipeline, run_sequence_to_dir
+
+        if is_sequence_pipeline(pipeline):  # `kind: sequence`: all INPUTS form one sequence (docs/SEQUENCES.md)
+            if extent is not None:
+                raise click.UsageError("--bbox and --aoi work with raster pipelines; a sequence pipeline processes whole frames")
+            if dry_run:
+                raise click.UsageError("--dry-run checks scene pipelines; a sequence pipeline reads all its frames as one sequence")
+            vector = vector_output(fmt, dst_crs, rfc7946, precision, default="gpkg")
+            run_sequence_to_dir(pipeline, [str(p) for p in inputs], outdir, overrides, fmt=vector)
+            return
     vector = vector_output(fmt, dst_crs, rfc7946, precision, default="shp")
+    scenes = expand_inputs(inputs)
+    if scene_pipeline:
+        _stop_if_no_scene_exists(scenes, outdir)
+    from geoseg.pipeline.engine import read_aoi
+    from geoseg.pipeline.pipeline import load_pipeline
+
     pipe = load_pipeline(pipeline, overrides)
     if extent is not None:
         pipe = pipe.with_overrides({"extent": extent})
     if pipe.engine.extent is not None and pipe.engine.extent.aoi is not None:
         read_aoi(pipe.engine.extent.aoi)  # an unreadable AOI stops the batch before any scene
     pipe.steps  # noqa: B018 - bind now so a missing parameter fails before any scene
-    scenes = expand_inputs(inputs)
     if dry_run:
         plans = plan_batch(pipe, scenes, outdir, fmt=vector, overwrite=overwrite, keep_folders=keep_folders)
         raise SystemExit(print_plans(plans, as_json=progress == "json"))

@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING, Any
 
 from geoseg.atomic import TEMP_PREFIX, atomic_path
 from geoseg.errors import ConfigError, GeosegError, InputMismatchError, ManifestError, OutputWriteError
-from geoseg.pipeline.outputs import output_crs, output_paths
 from geoseg.vector import VectorFormat, vector_format
 
 if TYPE_CHECKING:
@@ -376,6 +375,7 @@ def _scene_task(
     start = time.perf_counter()
     trace = None
     try:
+        from geoseg.pipeline.outputs import output_crs
         from geoseg.pipeline.pipeline import Pipeline
         from geoseg.pipeline.scene import process_scene
 
@@ -615,6 +615,8 @@ def _interrupted(
     total: int,
 ) -> BatchInterrupted:
     """Record the unfinished scenes as interrupted; the exception that says how far the batch got."""
+    from geoseg.pipeline.outputs import output_paths
+
     unfinished = [scene for scene in todo if str(scene) not in reports]
     for scene in unfinished:
         manifest.entries[str(scene)] = _entry(scene, "interrupted")

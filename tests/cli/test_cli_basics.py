@@ -69,7 +69,8 @@ def test_cli_and_python_api_give_the_same_network(plus_tif, tmp_path):
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["run", "pipelines/mask_to_centerlines.yaml", "x.tif", "-o", "o", "--set", "nope=1"], "--set nope"),
+        # an existing scene: a run with none stops at the missing scenes before loading the pipeline
+        (["run", "pipelines/mask_to_centerlines.yaml", "sample_data/scene_a_mask.tif", "-o", "o", "--set", "nope=1"], "--set nope"),
         (["run", "no_such_pipeline", "x.tif", "-o", "o"], "no_such_pipeline: no such pipeline"),
         (["validate", "README.md"], "README.md"),
         (["info", "nope.tif"], "nope.tif: no such file"),
