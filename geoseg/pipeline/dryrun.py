@@ -12,14 +12,12 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geoseg.errors import GeosegError, OutputWriteError
 from geoseg.pipeline.batch import _check_reprojectable, _check_stems, _check_vector_options, _Manifest, output_folders, pipeline_hash
-from geoseg.pipeline.outputs import output_paths
-from geoseg.pipeline.step import layer_kind
 from geoseg.vector import VectorFormat, vector_format
 
 if TYPE_CHECKING:
@@ -85,6 +83,11 @@ class ScenePlan:
         the scene; the passes are planned over its window (earlier passes also read a margin
         around it).
     passes : list of PassPlan
+    blocks : int
+        Scene pixels per side of the blocks the passes are expected to work on (1: the scene's
+        own pixels). A chain whose first step sizes blocks from the measured road width
+        (``threshold_mask`` with ``work_road_px``) is planned for a typical road width; the run
+        measures it, so its passes are marked estimated.
     memory_bytes : int
         Estimated peak memory: the largest tile, plus intermediate layers kept in memory.
     scratch_bytes : int
@@ -106,6 +109,7 @@ class ScenePlan:
     gsd_m: float = 0.0
     extent: str | None = None
     passes: list[PassPlan] = field(default_factory=list)
+    blocks: int = 1
     memory_bytes: int = 0
     scratch_bytes: int = 0
     scratch_on_disk: bool = False
@@ -144,11 +148,12 @@ def _halo_of(step: Any, geo: Any) -> tuple[int, bool]:
     return fallback.halo_px(geo), False
 
 
-def _plan_passes_of(pipeline: Pipeline, geo: Any) -> tuple[list[PassPlan], int]:
+def _plan_passes_of(pipeline: Pipeline, geo: Any, steps: list[Any] | None = None) -> tuple[list[PassPlan], int]:
     """The passes and tiles :func:`geoseg.pipeline.engine.execute` would run, and the scratch layers' count.
 
     Mirrors ``execute``'s planning; halos that depend on scene statistics are estimates
-    (see :func:`_halo_of`).
+    (see :func:`_halo_of`). ``steps`` replaces the pipeline's steps (e.g. with a first step
+    fitted before the run).
     """
     from geoseg.pipeline.engine import (
         IMAGE_BYTES_PER_PIXEL,
@@ -158,10 +163,11 @@ def _plan_passes_of(pipeline: Pipeline, geo: Any) -> tuple[list[PassPlan], int]:
         _split,
         plan_tiles,
     )
+    from geoseg.pipeline.step import layer_kind
     from geoseg.tiling import tile_grid
 
     engine = pipeline.engine
-    raster_steps, vectorizer, network_steps = _split(list(pipeline.steps))
+    raster_steps, vectorizer, network_steps = _split(list(pipeline.steps) if steps is None else steps)
     chain = [*raster_steps, *network_steps]
     plans = _plan_passes(chain, len(raster_steps))
     needed = [_needed_after(chain, plans, i, vectorizer) for i in range(len(plans))]
@@ -195,6 +201,7 @@ def _plan_passes_of(pipeline: Pipeline, geo: Any) -> tuple[list[PassPlan], int]:
 def _plan_scene(pipeline: Pipeline, scene: Path, folder: Path, fmt: VectorFormat) -> ScenePlan:
     """Check one scene from its header and foresee its passes, memory and outputs."""
     from geoseg.pipeline.engine import open_source, scene_extent
+    from geoseg.pipeline.outputs import output_paths
     from geoseg.raster import read_geoinfo
 
     engine = pipeline.engine
@@ -206,7 +213,13 @@ def _plan_scene(pipeline: Pipeline, scene: Path, folder: Path, fmt: VectorFormat
             _, summary = read_geoinfo(scene, assume_gsd_m=engine.assume_gsd_m)
         extent = None if engine.extent is None else scene_extent(engine.extent, source.geo, str(scene))
         work_geo = source.geo if extent is None else extent.geo(source.geo)
-        passes, scratch_layers = _plan_passes_of(pipeline, work_geo)
+        steps = list(pipeline.steps)
+        blocks = steps[0].expected_coarsening(work_geo) if steps and steps[0].wants_coarsening() else 1
+        if blocks > 1:  # the run fits the first step on the scene's pixels before its passes
+            steps[0] = steps[0].fit([])
+        passes, scratch_layers = _plan_passes_of(pipeline, work_geo.coarsened(blocks), steps)
+        if blocks > 1:  # the block size, and so the tiles, depend on the road width the run measures
+            passes = [replace(p, estimated=True) for p in passes]
         outputs = output_paths(pipeline.output_layers(), folder, scene.stem, fmt)
     except GeosegError as exc:
         message = str(exc)
@@ -216,7 +229,7 @@ def _plan_scene(pipeline: Pipeline, scene: Path, folder: Path, fmt: VectorFormat
     where = None if window is None else (
         f"{engine.extent.describe()}: {window.width} x {window.height} px from column {window.col0}, row {window.row0}"
     )
-    scratch = 8 * scratch_layers * work_geo.width * work_geo.height
+    scratch = 8 * scratch_layers * work_geo.coarsened(blocks).width * work_geo.coarsened(blocks).height
     on_disk = scratch > engine.max_memory_bytes // 4  # as the engine decides when a scene runs in one process
     return ScenePlan(
         str(scene),
@@ -229,6 +242,7 @@ def _plan_scene(pipeline: Pipeline, scene: Path, folder: Path, fmt: VectorFormat
         gsd_m=round(float(geo.gsd_m), 4),
         extent=where,
         passes=passes,
+        blocks=blocks,
         memory_bytes=max(p.tile_bytes for p in passes) + (0 if on_disk else scratch),
         scratch_bytes=scratch,
         scratch_on_disk=on_disk,

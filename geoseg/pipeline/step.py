@@ -172,6 +172,10 @@ class Step(BaseModel):
         """Fitted first steps that :meth:`wants_coarsening`: the block size (scene pixels per side) to work on."""
         return 1
 
+    def expected_coarsening(self, geo: GeoInfo) -> int:
+        """First steps that :meth:`wants_coarsening`: the block size a dry run expects on a scene of ``geo``, before measuring."""
+        return 1
+
     def coarsening_reason(self) -> str:
         """Why :meth:`coarsening` chose its block size, for the log."""
         return ""

@@ -11,9 +11,13 @@ from pydantic import Field
 
 from geoseg.errors import InputMismatchError
 from geoseg.pipeline.step import Step, StepContext
+from geoseg.raster import GeoInfo
 from geoseg.scene_checks import ValueSummary, check_mask, check_mask_bands
 
-__all__ = ["ThresholdMask", "BandProbability"]
+__all__ = ["ThresholdMask", "BandProbability", "TYPICAL_ROAD_WIDTH_M"]
+
+#: Mean road width (metres) a dry run assumes to foresee the block size of a mask chain.
+TYPICAL_ROAD_WIDTH_M = 7.0
 
 
 def _band(image: np.ndarray, band: int, ctx: StepContext) -> np.ndarray:
@@ -114,6 +118,12 @@ class ThresholdMask(Step):
     def coarsening(self) -> int:
         """Blocks of ``floor(mean road width / work_road_px)`` pixels (1 without road or ``work_road_px``)."""
         return int(self.fitted("coarsening")) if self._fitted is not None else 1
+
+    def expected_coarsening(self, geo: GeoInfo) -> int:
+        """The block size for roads of :data:`TYPICAL_ROAD_WIDTH_M` (what a dry run shows; the run measures the width)."""
+        if self.work_road_px is None:
+            return 1
+        return max(1, math.floor(geo.metres_to_pixels(TYPICAL_ROAD_WIDTH_M) / self.work_road_px))
 
     def coarsening_reason(self) -> str:
         """The measured width and the asked one."""

@@ -291,17 +291,27 @@ def test_dry_run_checks_and_plans_without_writing(masks, tmp_path):
     text = res.stdout
     assert f"{masks[0]}: 512 x 512 px, 1 band(s) uint8, EPSG:32633, GSD 0.3" in text
     assert f"{missing}: cannot run: {missing}: no such file" in text
-    assert re.search(r"pass 1/\d: .*: 4 tile\(s\) of 256 px, halo", text)
+    assert re.search(r"pass 1/\d: .*: ~1 tile\(s\) of ~256 px, halo", text)  # 256 blocks of 2 px cover the scene
     assert "memory: about" in text and f"would write: {out / 'm0.shp'}, {out / 'm0_nodes.shp'}" in text
     assert "dry run: 1 scene(s) would run, 0 already done, 1 cannot run; nothing was written" in text
 
-    # the plan is the run's: same passes, same tiles per pass
-    plans = [json.loads(line) for line in geoseg(*args[:3], *args[4:], "--progress", "json").stdout.splitlines()]
-    [plan] = [p for p in plans if p["status"] == "ready"]
-    run = geoseg("run", "mask_to_centerlines", masks[0], "-o", out, "--set", "tile_px=256", "--progress", "json")
-    assert run.returncode == 0, run.stderr
-    tiles = [e for e in map(json.loads, run.stdout.splitlines()) if e["event"] == "tile" and e["percent"] == 100]
+    assert "blocks: ~2 x 2 px (0.6 m), for a typical road width" in text  # 7 m roads at 0.3 m, work_road_px 8
+
+    def plan_and_run(*sets: str) -> tuple[dict, list[dict]]:
+        settings = [a for item in ("tile_px=256", *sets) for a in ("--set", item)]
+        plans = [json.loads(line) for line in geoseg("run", "mask_to_centerlines", masks[0], "-o", out, *settings, "--dry-run", "--progress", "json").stdout.splitlines()]
+        run = geoseg("run", "mask_to_centerlines", masks[0], "-o", out, *settings, "--progress", "json", "--overwrite")
+        assert run.returncode == 0, run.stderr
+        return plans[0], [e for e in map(json.loads, run.stdout.splitlines()) if e["event"] == "tile" and e["percent"] == 100]
+
+    # on the scene's own pixels the plan is the run's: same passes, same tiles per pass
+    plan, tiles = plan_and_run("work_road_px=null")
+    assert plan["blocks"] == 1 and not any(p["estimated"] for p in plan["passes"][:1])
     assert [(p["index"], p["tiles"], p["steps"]) for p in plan["passes"]] == [(e["pass"], e["total"], e["steps"]) for e in tiles]
+    # on blocks (the default) the passes are the run's; their tiles are estimates (the run measures the road width)
+    plan, tiles = plan_and_run()
+    assert plan["blocks"] > 1 and all(p["estimated"] for p in plan["passes"])
+    assert [(p["index"], p["steps"], p["measures"]) for p in plan["passes"]] == [(e["pass"], e["steps"], e["measures"]) for e in tiles]
 
     done = geoseg("run", "mask_to_centerlines", masks[0], "-o", out, "--set", "tile_px=256", "--dry-run")
     assert done.returncode == 0 and "done by an earlier run" in done.stdout
