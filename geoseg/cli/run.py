@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from geoseg.cli._common import (
     vector_output_options,
 )
 from geoseg.errors import ConfigError, RasterReadError
-from geoseg.pipeline.batch import MANIFEST_NAME, pending_scenes, run_batch
+from geoseg.pipeline.batch import MANIFEST_NAME, LocalCluster, pending_scenes, run_batch
 from geoseg.pipeline.distributed import SCHEDULER_ENV, dask_client, default_workers
 from geoseg.pipeline.dryrun import plan_batch
 
@@ -114,7 +115,8 @@ def _stop_if_no_scene_exists(scenes: list[Path], outdir: str) -> None:
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="Worker processes of the local Dask cluster [default: the usable cores, at most one per scene]. "
+    help="Worker processes of a local Dask cluster. Default: scenes run here, and a cluster of one worker per usable core "
+    "(at most one per scene) starts for the rest of a batch once the scenes done show that it pays for its start-up. "
     "1 runs the scenes one by one in this process, without Dask. With one scene and N > 1, its tiles run on the workers.",
 )
 @click.option(
@@ -198,11 +200,14 @@ def command(
     the unfinished scenes as interrupted, nothing partial is left, and the same command
     resumes it.
 
-    Several scenes run in parallel on a local Dask cluster (one single-threaded worker
-    process per core, each allowed the machine's memory divided by the number of
-    workers), or on a running cluster with --scheduler. A single scene runs in this
-    process, unless --workers N (N > 1) or --scheduler is given: then its tiles are the
-    Dask tasks. --workers 1 runs everything here, without Dask.
+    Scenes run in this process, one by one, until the time they take shows that the
+    rest of the batch would take much longer than starting a local Dask cluster (about
+    4 s): the rest then runs in parallel on one (one single-threaded worker process per
+    core, each allowed the machine's memory divided by the number of workers). So a
+    batch of small scenes never waits for a cluster, and a long one uses every core.
+    --workers N starts a cluster of N workers at once; --scheduler uses a running one;
+    with either, a single scene's tiles are the Dask tasks. --workers 1 runs everything
+    here, without Dask.
 
     \b
     Examples:
@@ -249,19 +254,20 @@ def command(
     todo = pending_scenes(pipe, scenes, outdir, fmt=vector, overwrite=overwrite, keep_folders=keep_folders)
     if scheduler and workers is not None:
         log.warning("--workers is ignored with --scheduler: the cluster has its own workers")
-    # Default: one worker per core, at most one per scene (a single scene runs here, cheaper
-    # than starting a cluster); an explicit --workers N always gets N workers, and a single
-    # scene then spreads its tiles over them.
-    local_workers = workers if workers is not None else min(default_workers(), len(todo))
-    use_dask = bool(scheduler) or local_workers > 1
+    # Default: scenes run here; a local cluster (one worker per core, at most one per scene)
+    # starts for the rest of the batch once the scenes done show that it pays. An explicit
+    # --workers N always gets N workers, and a single scene then spreads its tiles over them.
+    use_dask = bool(scheduler) or (workers is not None and workers > 1)
+    local = min(default_workers(), max(1, len(todo)))
+    adaptive = None if workers is not None or scheduler else LocalCluster(local, partial(dask_client, None, local))
     with contextlib.ExitStack() as bars:
         try:
             callback, tile_callback, close = progress_reporter(progress, len(scenes), "scene")
             bars.callback(close)
-            with dask_client(scheduler, local_workers) if use_dask else contextlib.nullcontext() as client:
+            with dask_client(scheduler, workers) if use_dask else contextlib.nullcontext() as client:
                 reports = run_batch(
                     pipe, scenes, outdir, fmt=vector, progress=callback, client=client, overwrite=overwrite, pipeline_name=pipeline,
-                    tile_progress=tile_callback, keep_folders=keep_folders,
+                    tile_progress=tile_callback, keep_folders=keep_folders, cluster=adaptive,
                 )
         except KeyboardInterrupt as stop:  # the cluster is closed: its workers are gone
             bars.close()

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import cloudpickle
@@ -135,3 +136,26 @@ def test_geoseg_run_on_a_scheduler_worker_pair(tmp_path):
             _stop(proc)
         for handle in handles:
             handle.close()
+
+
+def test_the_default_batch_starts_a_cluster_only_when_it_pays(client, tmp_path, monkeypatch):
+    """Small scenes run here; once the rest would take long enough here, it runs on a cluster."""
+    import geoseg.pipeline.batch as batch
+
+    scenes = _scenes(tmp_path / "in", ["a", "b", "c", "d"])
+    pipe = load_pipeline(PIPELINE)
+    started = []
+
+    @contextmanager
+    def start():
+        started.append(1)
+        yield client
+
+    small = run_batch(pipe, scenes, tmp_path / "small", cluster=batch.LocalCluster(2, start))
+    assert not started and [r.status for r in small] == ["done"] * 4  # four plus-shaped masks: far below the start-up cost
+    monkeypatch.setattr(batch, "CLUSTER_START_S", 0.0)  # a cluster that starts for free pays at once
+    seen = []
+    paid = run_batch(pipe, scenes, tmp_path / "paid", cluster=batch.LocalCluster(2, start), progress=lambda i, n, r: seen.append((i, n)))
+    assert started == [1] and seen == [(1, 4), (2, 4), (3, 4), (4, 4)]  # the first scene here, then the cluster
+    for here, there in zip(small, paid):
+        assert there.status == "done" and Path(there.outputs[0]).read_bytes() == Path(here.outputs[0]).read_bytes()
