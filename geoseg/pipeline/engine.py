@@ -38,6 +38,7 @@ from shapely.geometry import box
 
 from geoseg.errors import ConfigError, GeosegError, InputMismatchError
 from geoseg.pipeline.config import Extent
+from geoseg.pipeline.distributed import default_workers
 from geoseg.pipeline.scratch import FileScratch, MemoryScratch, ScratchView
 from geoseg.pipeline.step import Step, StepContext
 from geoseg.raster import GeoInfo, Raster, read_geoinfo, read_window
@@ -384,10 +385,11 @@ def plan_tiles(
     return tile_px, halo
 
 
-def _tile_context(source: SceneSource, tile: Tile, raster: Raster) -> StepContext:
+def _tile_context(source: SceneSource, tile: Tile, raster: Raster, threads: int = 1) -> StepContext:
     return StepContext(
-        geo=raster.geo, valid=raster.valid, core=tile.core_in_window, source=source.source, band_names=source.band_names, coarsening=source.coarsening
-    )
+        geo=raster.geo, valid=raster.valid, core=tile.core_in_window, source=source.source, band_names=source.band_names,
+        coarsening=source.coarsening, threads=threads,
+    )  # fmt: skip
 
 
 def _map_tiles(fn: Callable[..., Any], tiles: list[Tile], client: Any, *args: Any) -> Iterator[tuple[Tile, Any]]:
@@ -493,6 +495,8 @@ class _PassWork:
     keep: set[str] | None
     measure_in: Region | None = None
     """Where statistics are measured (the extent's window), default: every tile's whole core."""
+    threads: int = 1
+    """Threads each step may use on a tile (:attr:`StepContext.threads`)."""
 
 
 @dataclass
@@ -506,7 +510,7 @@ class _TileOutput:
 def _tile_task(work: _PassWork, source: SceneSource, scratch: ScratchView, tile: Tile) -> _TileOutput:
     """One pass on one tile: read, run the steps, measure; return core layers and line pieces."""
     raster = source.read(tile)
-    ctx = _tile_context(source, tile, raster)
+    ctx = _tile_context(source, tile, raster, work.threads)
     layers: dict[str, Any] = {"image": raster.array}
     for name in work.reads:
         layers[name] = scratch.read(name, tile)
@@ -779,6 +783,7 @@ def _execute(
                 view = scratch.view()
                 work = _pass_work(chain, plan, vectorizer, view.names(), needed[i], outputs)
                 work.measure_in = None if extent is None else layout.in_frame(window)
+                work.threads = 1 if client is not None else default_workers()  # the cores this process may use
                 running = [*work.steps, *([work.vectorizer] if work.vectorizer else [])]
                 core_px, halo = plan_tiles(
                     running,

@@ -81,6 +81,9 @@ class StepContext:
     coarsening : int
         Scene pixels per side of one array cell: above 1 when the run works on blocks of the
         scene (:mod:`geoseg.pipeline.coarsen`), whose image values are then block means.
+    threads : int
+        Threads a step may use for its numerical work on this tile (e.g. FFT workers): the
+        usable cores when tiles run one at a time in this process, 1 on Dask workers.
     shared : dict
         Quantities derived from a tile's layers that several steps of a pass use (e.g. the road
         width histogram), computed by the first and reused by the others; one dict per tile.
@@ -93,6 +96,7 @@ class StepContext:
     band_names: tuple[str, ...] = ()
     warnings: list[str] = field(default_factory=list)
     coarsening: int = 1
+    threads: int = 1
     shared: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def px(self, metres: float) -> float:
