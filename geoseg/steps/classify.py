@@ -96,25 +96,29 @@ class GraphCut(Step):
         return image[idx].astype(np.float64)
 
     def tile_statistics(self, layers: dict[str, Any], ctx: StepContext) -> tuple[np.ndarray, ...]:
-        """Per band: sum, sum of squares and count over the core; squared neighbour differences."""
+        """Per band: sum, sum of squares and count over the core; squared neighbour differences.
+
+        The differences are summed over the pairs ``(p, p + offset)`` of the 8-neighbourhood's
+        four offsets whose first pixel ``p`` is in the core and both pixels have data.
+        """
         bands = self._bands(layers["image"])
-        keep = ctx.valid[ctx.core]
-        core = bands[:, ctx.core[0], ctx.core[1]][:, keep]
+        valid = ctx.valid
+        (r0, r1, _), (c0, c1, _) = (sl.indices(n) for sl, n in zip(ctx.core, bands.shape[1:]))
+        keep = valid[r0:r1, c0:c1]
+        core = bands[:, r0:r1, c0:c1][:, keep]
         diff_sum = np.zeros(bands.shape[0])
         pairs = 0
-        rows, cols = ctx.core
+        height, width = bands.shape[1:]
         for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):
-            shifted = np.roll(bands, (-dr, -dc), axis=(1, 2))
-            ok = ctx.valid & np.roll(ctx.valid, (-dr, -dc), axis=(0, 1))
-            ok[bands.shape[1] - dr :, :] = False
-            if dc > 0:
-                ok[:, bands.shape[2] - dc :] = False
-            if dc < 0:
-                ok[:, : -dc] = False
-            ok = ok[rows, cols]
-            d = (bands - shifted)[:, rows, cols][:, ok]
-            diff_sum += (d * d).sum(axis=1)
-            pairs += int(ok.sum())
+            rows = slice(r0, min(r1, height - dr))
+            cols = slice(max(c0, -dc), min(c1, width - dc))
+            moved = (slice(rows.start + dr, rows.stop + dr), slice(cols.start + dc, cols.stop + dc))
+            ok = valid[rows, cols] & valid[moved]
+            d = bands[:, rows, cols] - bands[:, moved[0], moved[1]]
+            if not ok.all():
+                d *= ok
+            diff_sum += np.einsum("bij,bij->b", d, d)
+            pairs += int(np.count_nonzero(ok))
         return core.sum(axis=1), (core * core).sum(axis=1), np.array(core.shape[1]), diff_sum, np.array(pairs)
 
     def fit(self, partials: list[Any]) -> GraphCut:

@@ -7,7 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
+from geoseg.pipeline.step import StepContext
 from geoseg.road.graphcut import graph_cut, pairwise_weights
+from geoseg.steps.classify import GraphCut
 
 
 def _energy(labels: np.ndarray, prob: np.ndarray, pairs, eps: float = 1e-4) -> float:
@@ -80,3 +82,31 @@ def test_removes_speckle_keeps_thin_road(connectivity: int, smoothness: float) -
     np.testing.assert_array_equal(out, road)
     # Far too strong a smoothness removes the road too (the test can fail).
     assert not graph_cut(prob, smoothness=4.0, connectivity=connectivity).any()
+
+
+def _pair_sums_one_by_one(bands: np.ndarray, valid: np.ndarray, core: tuple[slice, slice]) -> tuple[np.ndarray, int]:
+    """Squared differences of the pairs (p, p + offset) with p in the core, both with data, one pair at a time."""
+    height, width = valid.shape
+    total, pairs = np.zeros(bands.shape[0]), 0
+    for r in range(height)[core[0]]:
+        for c in range(width)[core[1]]:
+            for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):
+                qr, qc = r + dr, c + dc
+                if 0 <= qr < height and 0 <= qc < width and valid[r, c] and valid[qr, qc]:
+                    d = bands[:, r, c] - bands[:, qr, qc]
+                    total += d * d
+                    pairs += 1
+    return total, pairs
+
+
+@pytest.mark.parametrize("core", [(slice(None), slice(None)), (slice(3, 20), slice(5, 27)), (slice(0, 10), slice(20, 31))])
+@pytest.mark.parametrize("holes", [False, True])
+def test_graph_cut_statistics_sum_every_neighbour_pair_of_the_core_once(core, holes):
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (3, 23, 31)).astype(np.uint8)
+    valid = rng.random((23, 31)) > 0.2 if holes else np.ones((23, 31), bool)
+    sums, squares, count, diff2, pairs = GraphCut().tile_statistics({"image": image}, StepContext(geo=None, valid=valid, core=core))
+    expected, n = _pair_sums_one_by_one(image.astype(np.float64), valid, core)
+    assert np.allclose(diff2, expected) and int(pairs) == n
+    inside = image[:, core[0], core[1]][:, valid[core]].astype(np.float64)
+    assert int(count) == inside.shape[1] and np.allclose(sums, inside.sum(axis=1)) and np.allclose(squares, (inside**2).sum(axis=1))
