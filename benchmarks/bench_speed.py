@@ -4,23 +4,33 @@ Run ``python benchmarks/bench_speed.py [--size 4096] [--repeats 3]``. Needs ``sk
 install sknw``; the anchor only) and ``../shared/data/ottawa_roadnet/masks`` (skipped with a
 message when absent).
 
-Figures, each beside its anchor and as a ratio (medians of ``--repeats`` runs):
+Figures, each beside its anchor and as a ratio (``--goals`` picks them; ``--repeats`` runs,
+medians):
 
 1. **mask → network**: ``geoseg run mask_to_centerlines`` with CLI defaults on a mosaic of
    the real Ottawa road masks (each 512² mask mirrored into a 1024² block so that roads join
    across blocks; blocks cycle through the 11 masks), GeoTIFF at 0.21 m in EPSG:32618.
    Anchor: read the same file, scikit-image ``skeletonize`` + ``sknw`` graph, in this
    process with the JIT warm. Also the peak RSS of the geoseg run (goal ≤ 1 GB).
-2. **start-up**: ``geoseg --help``, ``geoseg --version`` and the one-line error for a
+2. **image → network**: ``road_centerlines`` with the sample MJCR model on a generated
+   ``--size``² scene at 0.3 m, against the anchor on that scene's road mask (goal ≤ 10×).
+3. **deep chain**: ``deep_road_centerlines`` with a model of the shipped ``road_decouple``
+   config (trained briefly on the sample scene B here) on a generated ``--deep-size``² scene
+   at 0.3 m, with ``tta=false`` (goal ≥ 1 Mpx/s) and with TTA (goal ≥ 0.3 Mpx/s).
+4. **halo overhead**: each pass's read-area ratio from the ``-v`` logs of the runs above
+   (goal ≤ 1.5).
+5. **defaults that pay**: the default execution against ``--workers 1`` on one 512² mask,
+   ten 512² masks and one ``--large``² mosaic; cores used (CPU time over wall time).
+6. **start-up**: ``geoseg --help``, ``geoseg --version`` and the one-line error for a
    missing input, wall time and whether torch, geopandas, scipy or dask were imported.
 
-The other goals of issue 18 (image → network, the deep chain, halo overhead, default
-execution against ``--workers 1``, training throughput) are not measured here yet.
+Goal 7 (training throughput) is measured by ``benchmarks/bench_train_epoch.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import resource
 import statistics
 import subprocess
@@ -28,6 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import rasterio
@@ -37,6 +48,8 @@ from rasterio.crs import CRS
 
 MASKS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ottawa_roadnet" / "masks"
 GSD_M = 0.21
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+SAMPLE_MODEL = SAMPLE / "roads.mjcr.npz"
 HEAVY = ("torch", "geopandas", "scipy", "dask")
 
 
@@ -67,19 +80,113 @@ def anchor(path: Path) -> tuple[float, int]:
     return time.perf_counter() - t0, graph.number_of_edges()
 
 
-def geoseg_run(path: Path, outdir: Path, sets: list[str]) -> tuple[float, float]:
-    """Seconds and peak RSS (GB) of ``geoseg run mask_to_centerlines`` with the CLI defaults and ``--set`` items."""
-    extra = [a for item in sets for a in ("--set", item)]
+def geoseg_run(inputs: list[Path], outdir: Path, sets: list[str], pipeline: str = "mask_to_centerlines", extra: list[str] | None = None) -> Run:
+    """``geoseg run PIPELINE INPUTS -o OUTDIR -v`` with ``--set`` items: wall time, peak RSS, cores used, read ratios."""
+    args = [*map(str, inputs), "-o", str(outdir), "-v", "--overwrite", "--progress", "none", *(extra or [])]
+    args += [a for item in sets for a in ("--set", item)]
     code = (
         "import resource, subprocess, sys, time; t = time.perf_counter(); "
-        f"r = subprocess.run(['geoseg', 'run', 'mask_to_centerlines', {str(path)!r}, '-o', {str(outdir)!r}, '-q', '--overwrite', *{extra!r}]); "
-        "dt = time.perf_counter() - t; "
-        "print(dt, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)"
+        f"r = subprocess.run(['geoseg', 'run', {pipeline!r}, *{args!r}], stderr=subprocess.PIPE, text=True); "
+        "dt = time.perf_counter() - t; u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+        "print(dt, u.ru_maxrss, u.ru_utime + u.ru_stime, r.returncode); print(r.stderr, file=sys.stderr)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    if out[2] != "0":
-        raise SystemExit(f"geoseg run failed on {path}")
-    return float(out[0]), int(out[1]) / 1024**2
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    seconds, rss, cpu, rc = done.stdout.split()
+    if rc != "0":
+        raise SystemExit(f"geoseg run {pipeline} failed on {inputs[0]}:\n{done.stderr[-2000:]}")
+    ratios = [float(m) for m in re.findall(r"reads ([0-9.]+)x the pass's pixels", done.stderr)]
+    return Run(float(seconds), int(rss) / 1024**2, float(cpu) / float(seconds), ratios)
+
+
+class Run(NamedTuple):
+    """One ``geoseg run``: seconds, peak RSS (GB), cores used (CPU time / wall time), each pass's read-area ratio."""
+
+    seconds: float
+    peak_gb: float
+    cores: float
+    read_ratios: list[float]
+
+
+def skeleton_anchor(mask_path: Path, repeats: int) -> float:
+    """Median seconds of :func:`anchor` on a mask file (after a JIT warm-up)."""
+    anchor(mask_path)
+    return statistics.median(anchor(mask_path)[0] for _ in range(repeats))
+
+
+def write_scene(path: Path, array: np.ndarray, gsd_m: float) -> Path:
+    """A ``(bands, rows, cols)`` uint8 array as a tiled, deflate-compressed GeoTIFF in EPSG:32633."""
+    profile = dict(driver="GTiff", width=array.shape[2], height=array.shape[1], count=array.shape[0], dtype="uint8", crs=CRS.from_epsg(32633),
+                   transform=Affine(gsd_m, 0, 500000, 0, -gsd_m, 5000000), tiled=True, blockxsize=256, blockysize=256, compress="deflate")  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(array)
+    return path
+
+
+def generated_scene(size: int, folder: Path, seed: int = 7) -> tuple[Path, Path]:
+    """A generated RGB scene at 0.3 m and its road mask (0/255), as GeoTIFFs."""
+    from geoseg.synthetic import render_scene
+
+    scene = render_scene(size, size, gsd_m=0.3, seed=seed)
+    image = write_scene(folder / f"generated_{size}.tif", scene.image, 0.3)
+    mask = write_scene(folder / f"generated_{size}_mask.tif", (scene.road_mask * 255).astype(np.uint8)[None], 0.3)
+    return image, mask
+
+
+def _ratio_line(label: str, run: Run, mpx: float, anchor_s: float | None, goal: str) -> str:
+    versus = f", {run.seconds / anchor_s:.1f}x the anchor" if anchor_s else ""
+    return f"{label:58s} {run.seconds:7.2f} s ({mpx / run.seconds:5.2f} Mpx/s, {run.cores:.1f} cores, peak RSS {run.peak_gb:.2f} GB){versus}  [{goal}]"
+
+
+def goal_image_to_network(tmp: Path, size: int, repeats: int) -> list[Run]:
+    """Goal 2: road_centerlines with the sample model on a generated scene, against the anchor on its mask."""
+    image, mask = generated_scene(size, tmp)
+    a = skeleton_anchor(mask, repeats)
+    run = geoseg_run([image], tmp / "out2", [f"model={SAMPLE_MODEL}"], "road_centerlines")
+    mpx = size**2 / 1e6
+    print(f"\n== 2. image -> network, generated {size}^2 scene at 0.3 m ({mpx:.1f} Mpx), one run ==")
+    print(f"anchor  skeletonize + sknw on the scene's road mask: {a:6.2f} s")
+    print(_ratio_line("geoseg  run road_centerlines --set model=sample_data/roads.mjcr.npz", run, mpx, a, "goal <= 10x"))
+    return [run]
+
+
+def goal_deep_chain(tmp: Path, size: int) -> list[Run]:
+    """Goal 3: deep_road_centerlines with a road_decouple model on a generated scene at 0.3 m, with and without TTA.
+
+    The model is the shipped architecture trained briefly on the sample scene B (speed does not
+    depend on how well it is trained, only on the network and on what it finds).
+    """
+    model = tmp / "decouple.nn.npz"
+    train = ["geoseg", "train", "nn", "road_decouple", "--images", str(SAMPLE / "scene_b.tif"), "--masks", str(SAMPLE / "scene_b_mask.tif"),
+             "-o", str(model), "--no-progress", "--set", "epochs=2", "--set", "iterations_per_epoch=20"]  # fmt: skip
+    subprocess.run(train, check=True, capture_output=True)
+    image, _ = generated_scene(size, tmp, seed=11)
+    mpx = size**2 / 1e6
+    print(f"\n== 3. deep chain, generated {size}^2 scene at 0.3 m ({mpx:.1f} Mpx), one run each ==")
+    runs = []
+    for label, sets, goal in (("tta=false", ["nn_classify.tta=false"], ">= 1 Mpx/s"), ("with TTA (default)", [], ">= 0.3 Mpx/s")):
+        run = geoseg_run([image], tmp / "out3", [f"model={model}", *sets], "deep_road_centerlines")
+        print(_ratio_line(f"geoseg  run deep_road_centerlines, {label}", run, mpx, None, f"goal {goal}"))
+        runs.append(run)
+    return runs
+
+
+def goal_defaults(tmp: Path, large: Path, repeats: int) -> None:
+    """Goal 5: the default execution against ``--workers 1``: one small scene, ten small scenes, one large scene."""
+    small = sorted(MASKS.glob("*.png"))[:10]
+    smalls = [write_scene(tmp / f"small_{i}.tif", ((np.asarray(Image.open(p)) > 127) * 255).astype(np.uint8)[None], GSD_M) for i, p in enumerate(small)]
+    print(f"\n== 5. default execution against --workers 1 (median of {repeats}) ==")
+    for label, inputs in (("one 512^2 mask", smalls[:1]), ("ten 512^2 masks", smalls), (f"one {_side(large)}^2 mosaic", [large])):
+        times = {}
+        for name, extra in (("default", []), ("--workers 1", ["--workers", "1"])):
+            measured = [geoseg_run(inputs, tmp / "out5", [], extra=extra) for _ in range(repeats)]
+            times[name] = (statistics.median(r.seconds for r in measured), max(r.cores for r in measured))
+        (d, dc), (w, wc) = times["default"], times["--workers 1"]
+        print(f"{label:20s} default {d:7.2f} s ({dc:.1f} cores)   --workers 1 {w:7.2f} s ({wc:.1f} cores)   default/workers-1 {d / w:.2f}  [goal <= 1]")
+
+
+def _side(path: Path) -> int:
+    with rasterio.open(path) as src:
+        return src.width
 
 
 def startup(args: list[str]) -> tuple[float, list[str]]:
@@ -92,19 +199,49 @@ def startup(args: list[str]) -> tuple[float, list[str]]:
         f"print('IMPORTED', *[m for m in {HEAVY!r} if m in sys.modules], file=sys.stderr)"
     )
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, check=False)
     dt = time.perf_counter() - t0
     line = [ln for ln in done.stderr.splitlines() if ln.startswith("IMPORTED")][-1]
     return dt, line.split()[1:]
 
 
+def goal_mask_to_network(tmp: Path, size: int, repeats: int, native: bool) -> tuple[Path, list[Run]]:
+    """Goal 1: mask_to_centerlines with the CLI defaults on the Ottawa mosaic, against the anchor on the same file."""
+    scene = tmp / f"ottawa_mosaic_{size}.tif"
+    build_mosaic(size, scene)
+    anchor(scene)  # JIT warm-up
+    variants = {"(CLI defaults: pixel blocks)": [], **({"--set work_road_px=null (own pixels)": ["work_road_px=null"]} if native else {})}
+    anchors: list[float] = []
+    runs: dict[str, list[Run]] = {name: [] for name in variants}
+    edges = 0
+    for _ in range(repeats):
+        seconds, edges = anchor(scene)
+        anchors.append(seconds)
+        for name, sets in variants.items():
+            if not sets or not runs[name]:  # the slow run on the own pixels once
+                runs[name].append(geoseg_run([scene], tmp / "out1", sets))
+    a = statistics.median(anchors)
+    mpx = size**2 / 1e6
+    print(f"== 1. mask -> network, {size}^2 Ottawa mask mosaic ({mpx:.1f} Mpx), median of {repeats} ==")
+    print(f"anchor  skeletonize + sknw (in process, JIT warm): {a:6.2f} s  ({mpx / a:5.2f} Mpx/s, {edges} edges)")
+    for name, measured in runs.items():
+        median = sorted(measured, key=lambda r: r.seconds)[len(measured) // 2]
+        run = median._replace(peak_gb=max(r.peak_gb for r in measured))
+        print(_ratio_line(f"geoseg  run mask_to_centerlines {name}", run, mpx, a, "goal <= 2x, RSS <= 1 GB"))
+    return scene, [r for measured in runs.values() for r in measured]
+
+
 def main() -> int:
     """Print each figure beside its anchor; return the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--size", type=int, default=4096, help="mosaic side in pixels (a multiple of 1024)")
+    parser.add_argument("--size", type=int, default=4096, help="side of the mask mosaic and of the generated scene of goal 2 (a multiple of 1024)")
+    parser.add_argument("--deep-size", type=int, default=2048, help="side of the generated scene of goal 3")
+    parser.add_argument("--large", type=int, default=8192, help="side of the large mosaic of goal 5")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--native", action="store_true", help="also time the default run on the scene's own pixels (about 70 s at 4096²)")
+    parser.add_argument("--goals", default="1,2,3,4,5,6", help="comma-separated goals to measure (7: benchmarks/bench_train_epoch.py)")
+    parser.add_argument("--native", action="store_true", help="goal 1: also time the run on the scene's own pixels (about 70 s at 4096²)")
     args = parser.parse_args()
+    goals = {int(g) for g in args.goals.split(",")}
     if not MASKS.is_dir():
         print(f"SKIP: {MASKS} not found (see shared/data/README.md)")
         return 0
@@ -113,32 +250,29 @@ def main() -> int:
     except ImportError:
         print("SKIP: the anchor needs sknw (pip install sknw)")
         return 0
-    with tempfile.TemporaryDirectory() as tmp:
-        scene = Path(tmp) / f"ottawa_mosaic_{args.size}.tif"
-        build_mosaic(args.size, scene)
-        anchor(scene)  # JIT warm-up
-        variants = {"--set work_road_px=8": ["work_road_px=8"], **({"defaults (own pixels)": []} if args.native else {})}
-        anchors: list[float] = []
-        runs: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
-        for _ in range(args.repeats):
-            seconds, edges = anchor(scene)
-            anchors.append(seconds)
-            for name, sets in variants.items():
-                if sets or not runs[name]:  # the slow run on the own pixels once
-                    runs[name].append(geoseg_run(scene, Path(tmp) / "out", sets))
-        a = statistics.median(anchors)
-        mpx = args.size**2 / 1e6
-        print(f"== 1. mask -> network, {args.size}^2 Ottawa mask mosaic ({mpx:.1f} Mpx), median of {args.repeats} ==")
-        print(f"anchor  skeletonize + sknw (in process, JIT warm): {a:6.2f} s  ({mpx / a:5.2f} Mpx/s, {edges} edges)")
-        for name, measured in runs.items():
-            g = statistics.median(s for s, _ in measured)
-            peak = max(p for _, p in measured)
-            print(f"geoseg  run mask_to_centerlines {name:22s} {g:6.2f} s  ({mpx / g:5.2f} Mpx/s), peak RSS {peak:.2f} GB, "
-                  f"{g / a:.1f}x the anchor ({len(measured)} run(s); goal <= 2x, RSS <= 1 GB)")  # fmt: skip
-    print("\n== 6. start-up (one run each) ==")
-    for cmd in (["--help"], ["--version"], ["run", "mask_to_centerlines", "/nonexistent/scene.tif", "-o", "/tmp/x"]):
-        seconds, heavy = startup(cmd)
-        print(f"geoseg {' '.join(cmd):58s} {seconds:5.2f} s  heavy imports: {', '.join(heavy) or 'none'}")
+    halo_runs: list[tuple[str, Run]] = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        if goals & {1, 4}:
+            _, runs = goal_mask_to_network(tmp, args.size, args.repeats, args.native)
+            halo_runs += [("mask_to_centerlines", r) for r in runs]
+        if goals & {2, 4}:
+            halo_runs += [("road_centerlines", r) for r in goal_image_to_network(tmp, args.size, args.repeats)]
+        if goals & {3, 4}:
+            halo_runs += [("deep_road_centerlines", r) for r in goal_deep_chain(tmp, args.deep_size)]
+        if 4 in goals:
+            print("\n== 4. halo overhead: pixels each pass reads over its pixels (runs above, -v logs) ==")
+            for name, run in halo_runs:
+                print(f"{name:24s} passes {' '.join(f'{r:.2f}' for r in run.read_ratios)}   max {max(run.read_ratios):.2f}  [goal <= 1.5]")
+        if 5 in goals:
+            large = tmp / f"ottawa_mosaic_{args.large}.tif"
+            build_mosaic(args.large, large)
+            goal_defaults(tmp, large, args.repeats)
+    if 6 in goals:
+        print("\n== 6. start-up (one run each) ==")
+        for cmd in (["--help"], ["--version"], ["run", "mask_to_centerlines", "/nonexistent/scene.tif", "-o", "/tmp/x"]):
+            seconds, heavy = startup(cmd)
+            print(f"geoseg {' '.join(cmd):58s} {seconds:5.2f} s  heavy imports: {', '.join(heavy) or 'none'}  [goal: none]")
     print(f"\n(this process: peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2:.2f} GB)")
     return 0
 

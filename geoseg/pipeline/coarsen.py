@@ -15,8 +15,8 @@ to check the input); the chain's passes then read it once more, reduced block by
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
