@@ -270,7 +270,8 @@ def main() -> int:
             goal_defaults(tmp, large, args.repeats)
     if 6 in goals:
         print("\n== 6. start-up (one run each) ==")
-        for cmd in (["--help"], ["--version"], ["run", "mask_to_centerlines", "/nonexistent/scene.tif", "-o", "/tmp/x"]):
+        missing_out = Path(tempfile.mkdtemp()) / "out"  # a fresh folder: no manifest of an earlier run to honour
+        for cmd in (["--help"], ["--version"], ["run", "mask_to_centerlines", "/nonexistent/scene.tif", "-o", str(missing_out)]):
             seconds, heavy = startup(cmd)
             print(f"geoseg {' '.join(cmd):58s} {seconds:5.2f} s  heavy imports: {', '.join(heavy) or 'none'}  [goal: none]")
     print(f"\n(this process: peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2:.2f} GB)")

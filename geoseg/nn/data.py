@@ -140,67 +140,97 @@ def _uniform(gen: torch.Generator, lo: float, hi: float, n: int = 1) -> Tensor:
     return lo + (hi - lo) * torch.rand(n, generator=gen, dtype=torch.float64)
 
 
-def _crop(scene: TrainingScene, crop_px: int, aug: Augmentation, gen: torch.Generator) -> tuple[Tensor, ...]:
-    """One augmented crop: image (C, s, s), labels (s, s), edges (s, s), centerlines (s, s)."""
+@dataclass(frozen=True)
+class _CropDraw:
+    """The random choices of one crop, as a map from crop pixels to scene pixels.
+
+    Crop pixel ``(i, j)`` (offsets ``v = i + ½ − s/2``, ``u = j + ½ − s/2`` from the crop's
+    centre) samples the scene at row ``centre[0] + m[0]·v + m[1]·u`` and column
+    ``centre[1] + m[2]·v + m[3]·u``: zoom, free rotation, flips and quarter turns in one
+    affine map, so each crop is resampled once.
+    """
+
+    scene: int
+    centre: tuple[float, float]
+    matrix: tuple[float, float, float, float]
+    gain: Tensor | None
+    offset: Tensor | None
+
+
+def _draw(scenes: Sequence[TrainingScene], crop_px: int, aug: Augmentation, gen: torch.Generator) -> _CropDraw:
+    """Draw one crop's scene, window, angle, flips, quarter turns and colour jitter from ``gen``.
+
+    The window is ``round(crop_px / zoom)`` px (``√2`` times that, rounded up, with free
+    rotation, so that the turned crop fits in any direction), placed uniformly where it fits
+    in the scene (at the top-left corner of a smaller scene, which is then padded); the crop
+    is its central part turned by the angle, scaled to ``crop_px``, flipped and turned by the
+    quarter turns, in that order.
+    """
+    index = int(torch.randint(0, len(scenes), (1,), generator=gen))
+    scene = scenes[index]
     lo, hi = aug.scale
     zoom = math.exp(float(_uniform(gen, math.log(lo), math.log(hi)))) if hi > lo else lo
     side = max(8, int(round(crop_px / zoom)))
-    final = side
-    if aug.free_rotation:  # a turned crop is cut from the centre of a window that holds it in any direction
-        side = int(math.ceil(side * math.sqrt(2)))
+    window = int(math.ceil(side * math.sqrt(2))) if aug.free_rotation else side
     rows, cols = scene.labels.shape
-    r0 = int(torch.randint(0, max(rows - side, 0) + 1, (1,), generator=gen))
-    c0 = int(torch.randint(0, max(cols - side, 0) + 1, (1,), generator=gen))
-    win = (slice(r0, r0 + side), slice(c0, c0 + side))
-    img = torch.from_numpy(np.ascontiguousarray(scene.image[(slice(None), *win)]))
-    maps = [torch.from_numpy(scene.labels[win].astype(np.float32))]
-    maps.append(torch.from_numpy(scene.edges[win].astype(np.float32)) if scene.edges is not None else torch.zeros_like(maps[0]))
-    maps.append(torch.from_numpy(scene.centerlines[win].astype(np.float32)) if scene.centerlines is not None else torch.zeros_like(maps[0]))
-    stack = torch.stack(maps)
-    # a scene smaller than the window: pad (image with zeros = band mean, labels unlabelled)
-    pad_r, pad_c = side - img.shape[1], side - img.shape[2]
-    if pad_r or pad_c:
-        img = F.pad(img, (0, pad_c, 0, pad_r))
-        stack = torch.cat([F.pad(stack[:1], (0, pad_c, 0, pad_r), value=IGNORE_INDEX), F.pad(stack[1:], (0, pad_c, 0, pad_r))])
-    if aug.free_rotation:
-        img, stack = _turn(img, stack, float(_uniform(gen, 0.0, 2.0 * math.pi)), final)
-        side = final
-    if side != crop_px:
-        img = F.interpolate(img[None], size=(crop_px, crop_px), mode="bilinear", align_corners=False)[0]
-        stack = F.interpolate(stack[None], size=(crop_px, crop_px), mode="nearest")[0]
+    r0 = int(torch.randint(0, max(rows - window, 0) + 1, (1,), generator=gen))
+    c0 = int(torch.randint(0, max(cols - window, 0) + 1, (1,), generator=gen))
+    angle = float(_uniform(gen, 0.0, 2.0 * math.pi)) if aug.free_rotation else 0.0
+    h_flip = v_flip = False
     if aug.flips:
-        if bool(torch.rand(1, generator=gen) < 0.5):
-            img, stack = img.flip(-1), stack.flip(-1)
-        if bool(torch.rand(1, generator=gen) < 0.5):
-            img, stack = img.flip(-2), stack.flip(-2)
-    if aug.rotations:
-        k = int(torch.randint(0, 4, (1,), generator=gen))
-        img, stack = torch.rot90(img, k, (-2, -1)), torch.rot90(stack, k, (-2, -1))
+        h_flip = bool(torch.rand(1, generator=gen) < 0.5)
+        v_flip = bool(torch.rand(1, generator=gen) < 0.5)
+    turns = int(torch.randint(0, 4, (1,), generator=gen)) if aug.rotations else 0
+    gain = offset = None
     if aug.colour_jitter > 0:
-        n = img.shape[0]
+        n = scene.image.shape[0]
         gain = 1.0 + _uniform(gen, -aug.colour_jitter, aug.colour_jitter, n).float()
         offset = _uniform(gen, -aug.colour_jitter, aug.colour_jitter, n).float()
-        img = img * gain[:, None, None] + offset[:, None, None]
-    return img.contiguous(), stack[0].contiguous(), stack[1].contiguous(), stack[2].contiguous()
+    # (v, u) of the unturned, unflipped crop as linear forms (coefficients of v, u) of the output's (v, u)
+    v, u = (1.0, 0.0), (0.0, 1.0)
+    for _ in range(turns):  # torch.rot90(x, 1, (-2, -1)): output (v, u) shows input (u, -v)
+        v, u = u, (-v[0], -v[1])
+    if v_flip:
+        v = (-v[0], -v[1])
+    if h_flip:
+        u = (-u[0], -u[1])
+    f = side / crop_px
+    cos, sin = math.cos(angle) * f, math.sin(angle) * f
+    matrix = (
+        sin * u[0] + cos * v[0], sin * u[1] + cos * v[1],
+        cos * u[0] - sin * v[0], cos * u[1] - sin * v[1],
+    )  # fmt: skip
+    centre = (r0 + (window - 1) / 2, c0 + (window - 1) / 2)
+    return _CropDraw(index, centre, matrix, gain, offset)
 
 
-def _turn(img: Tensor, stack: Tensor, angle: float, side: int) -> tuple[Tensor, Tensor]:
-    """The central ``side`` × ``side`` part of a square window turned by ``angle`` (radians).
+def _sample_points(draws: Sequence[_CropDraw], crop_px: int) -> tuple[Tensor, Tensor]:
+    """Scene rows and columns (float64, ``(len(draws), crop_px, crop_px)``) that the crops' pixels sample."""
+    offsets = torch.arange(crop_px, dtype=torch.float64) + 0.5 - crop_px / 2
+    v, u = offsets[None, :, None], offsets[None, None, :]
+    centre = torch.tensor([d.centre for d in draws], dtype=torch.float64)[:, :, None, None]
+    m = torch.tensor([d.matrix for d in draws], dtype=torch.float64)[:, :, None, None]
+    return centre[:, 0] + m[:, 0] * v + m[:, 1] * u, centre[:, 1] + m[:, 2] * v + m[:, 3] * u
 
-    The image is sampled bilinearly, labels, edges and centerlines by nearest neighbour (so
-    labels stay 0/1/255).
-    """
-    k = side / img.shape[-1]
-    cos, sin = math.cos(angle) * k, math.sin(angle) * k
-    theta = torch.tensor([[[cos, -sin, 0.0], [sin, cos, 0.0]]], dtype=torch.float32)
-    grid = F.affine_grid(theta, [1, 1, side, side], align_corners=False)
-    img = F.grid_sample(img[None], grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
-    stack = F.grid_sample(stack[None], grid, mode="nearest", padding_mode="border", align_corners=False)[0]
-    return img, stack
+
+def _nearest(raster: np.ndarray, rows: Tensor, cols: Tensor, outside: float, dtype: torch.dtype) -> Tensor:
+    """Nearest-neighbour samples of a ``(rows, cols)`` raster at float pixel positions (``outside`` beyond it)."""
+    h, w = raster.shape
+    r, c = torch.round(rows).long(), torch.round(cols).long()
+    inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)
+    out = torch.full(rows.shape, outside, dtype=dtype)
+    out[inside] = torch.from_numpy(raster).reshape(-1)[r[inside] * w + c[inside]].to(dtype)
+    return out
 
 
 def sample_batch(scenes: Sequence[TrainingScene], batch_size: int, crop_px: int, aug: Augmentation, gen: torch.Generator) -> Batch:
     """Draw a batch of augmented random crops from ``scenes`` (scene chosen uniformly per crop).
+
+    Each crop is resampled from its scene once, through the affine map of its zoom, free
+    rotation, flips and quarter turns: the image bilinearly, labels, edges and centerlines by
+    nearest neighbour (so labels stay 0/1/255); beyond the scene the image is 0 (the band
+    mean after :func:`normalise`), labels are unlabelled, edges and centerlines 0. The crops
+    of one scene are sampled together, by one ``grid_sample`` call.
 
     Parameters
     ----------
@@ -214,12 +244,34 @@ def sample_batch(scenes: Sequence[TrainingScene], batch_size: int, crop_px: int,
         Random transforms.
     gen : torch.Generator
         Source of all random choices.
+
+    Returns
+    -------
+    Batch
     """
-    crops = [_crop(scenes[int(torch.randint(0, len(scenes), (1,), generator=gen))], crop_px, aug, gen) for _ in range(batch_size)]
-    image, labels, edges, centerlines = (torch.stack(parts) for parts in zip(*crops))
-    return Batch(
-        image=image,
-        labels=labels.round().long(),
-        edges=edges if any(s.edges is not None for s in scenes) else None,
-        centerlines=centerlines if any(s.centerlines is not None for s in scenes) else None,
-    )
+    draws = [_draw(scenes, crop_px, aug, gen) for _ in range(batch_size)]
+    rows, cols = _sample_points(draws, crop_px)
+    image = torch.empty((batch_size, scenes[0].image.shape[0], crop_px, crop_px), dtype=torch.float32)
+    labels = torch.empty((batch_size, crop_px, crop_px), dtype=torch.long)
+    has_edges, has_lines = any(s.edges is not None for s in scenes), any(s.centerlines is not None for s in scenes)
+    edges = torch.zeros((batch_size, crop_px, crop_px), dtype=torch.float32) if has_edges else None
+    lines = torch.zeros((batch_size, crop_px, crop_px), dtype=torch.float32) if has_lines else None
+    for index in sorted({d.scene for d in draws}):
+        scene = scenes[index]
+        sel = torch.tensor([k for k, d in enumerate(draws) if d.scene == index])
+        r, c = rows[sel], cols[sel]
+        h, w = scene.labels.shape
+        # grid_sample's normalised coordinates (align_corners=False): pixel centres at (2k + 1) / size - 1
+        grid = torch.stack([(2.0 * c + 1.0) / w - 1.0, (2.0 * r + 1.0) / h - 1.0], dim=-1).float()
+        src = torch.from_numpy(np.ascontiguousarray(scene.image, dtype=np.float32))[None]
+        sampled = F.grid_sample(src, grid.reshape(1, -1, crop_px, 2), mode="bilinear", padding_mode="zeros", align_corners=False)
+        image[sel] = sampled[0].unflatten(1, (len(sel), crop_px)).transpose(0, 1)
+        labels[sel] = _nearest(scene.labels, r, c, IGNORE_INDEX, torch.long)
+        if edges is not None and scene.edges is not None:
+            edges[sel] = _nearest(scene.edges, r, c, 0.0, torch.float32)
+        if lines is not None and scene.centerlines is not None:
+            lines[sel] = _nearest(scene.centerlines, r, c, 0.0, torch.float32)
+    for k, d in enumerate(draws):
+        if d.gain is not None and d.offset is not None:
+            image[k] = image[k] * d.gain[:, None, None] + d.offset[:, None, None]
+    return Batch(image=image, labels=labels, edges=edges, centerlines=lines)
