@@ -12,7 +12,7 @@ from geoseg.raster import GeoInfo
 from geoseg.road.centerlines import centrality_weights, width_from_histogram
 from geoseg.road.nms import coverage_offsets, non_max_suppression, ridge_mask
 from geoseg.road.tensor_voting import tensor_voting
-from geoseg.steps.road_width import WIDTH_STATS_BYTES_PER_PIXEL, width_partial
+from geoseg.steps.road_width import WIDTH_STATS_BYTES_PER_PIXEL, width_partial, width_stats_halo_px
 
 __all__ = ["TensorVoting", "NonMaxSuppression"]
 
@@ -47,8 +47,8 @@ class TensorVoting(Step):
         return (self.source,)
 
     def stats_halo_px(self, geo: GeoInfo) -> int:
-        """Measuring a width sees a road width around each pixel."""
-        return ceil_px(geo.metres_to_pixels(self.max_road_width_m))
+        """Measuring a width sees half the widest road around each pixel (:func:`width_stats_halo_px`)."""
+        return width_stats_halo_px(geo, self.max_road_width_m)
 
     def tile_statistics(self, layers: dict[str, Any], ctx: StepContext) -> np.ndarray:
         """Road-width histogram of the tile's core."""

@@ -11,7 +11,7 @@ from geoseg.raster import GeoInfo
 from geoseg.road.connect import clean_network
 from geoseg.road.network import dissolve_degree2, simplify_graph, skeleton_to_graph
 from geoseg.road.centerlines import width_from_histogram
-from geoseg.steps.road_width import WIDTH_STATS_BYTES_PER_PIXEL, width_partial
+from geoseg.steps.road_width import WIDTH_STATS_BYTES_PER_PIXEL, width_partial, width_stats_halo_px
 
 __all__ = ["RoadNetwork", "ConnectNetwork"]
 
@@ -86,8 +86,8 @@ class ConnectNetwork(Step):
         return () if self.road_width_m is not None else ("mask", "probability")
 
     def stats_halo_px(self, geo: GeoInfo) -> int:
-        """Measuring a width sees a road width around each pixel."""
-        return ceil_px(geo.metres_to_pixels(self.max_road_width_m))
+        """Measuring a width sees half the widest road around each pixel (:func:`width_stats_halo_px`)."""
+        return width_stats_halo_px(geo, self.max_road_width_m)
 
     def tile_statistics(self, layers: dict[str, Any], ctx: StepContext) -> Any:
         """Road-width histogram of the tile's core."""

@@ -6,10 +6,11 @@ from typing import Any
 
 import numpy as np
 
-from geoseg.pipeline.step import StepContext
+from geoseg.pipeline.step import StepContext, ceil_px
+from geoseg.raster import GeoInfo
 from geoseg.road.centerlines import width_histogram
 
-__all__ = ["WIDTH_STATS_BYTES_PER_PIXEL", "width_partial"]
+__all__ = ["WIDTH_STATS_BYTES_PER_PIXEL", "width_partial", "width_stats_halo_px"]
 
 #: Peak memory per pixel of :func:`width_partial`: the float64 distance transform, its
 #: int32 feature indices (two), the float32 masked copy and the boolean mask and skeleton.
@@ -30,3 +31,12 @@ def width_partial(layers: dict[str, Any], ctx: StepContext) -> np.ndarray:
         valid = ctx.valid if ctx.valid is not None else True
         ctx.shared[key] = width_histogram(np.where(valid, road, 0), ctx.core)
     return ctx.shared[key]
+
+
+def width_stats_halo_px(geo: GeoInfo, max_road_width_m: float) -> int:
+    """Context (pixels) :func:`width_partial` needs around a tile's core: half the widest road, plus 2 px.
+
+    A width sample is the distance to the road edge at a centerline pixel, at most half the
+    road's width away; the centerline there is found from as far.
+    """
+    return ceil_px(geo.metres_to_pixels(max_road_width_m) / 2) + 2

@@ -104,3 +104,23 @@ def test_rejects_wrong_feature_count() -> None:
     model = MJCRModel.fit(F, lab, atoms_per_class=30, n_calibration=300)
     with pytest.raises(InputMismatchError):
         model.predict_proba(F[:3])
+
+
+def test_a_scene_classified_in_strips_equals_it_classified_whole(monkeypatch) -> None:
+    """Strips of rows (bounded feature memory) read the rows their features reach: the same probabilities."""
+    import geoseg.classifiers.mjcr as classifier_module
+    from geoseg.classifiers.mjcr import MJCRClassifier
+    from geoseg.raster import read_raster
+    from tests.conftest import SAMPLE_DATA
+
+    model = MJCRClassifier.load(str(SAMPLE_DATA / "roads.mjcr.npz"))
+    scene = read_raster(SAMPLE_DATA / "scene_a.tif")
+    image, gsd = scene.array[:, :300, :200], scene.geo.gsd_m
+    selected = model.select_bands(image)
+    sums, count = model.channel_sums(selected, gsd, np.ones(selected.shape[1:], bool), (slice(None), slice(None)))
+    whole = model.model.predict_proba(model.features(selected, gsd, (sums / count).astype(np.float32)))
+    monkeypatch.setattr(classifier_module, "STRIP_BYTES", 1)  # strips of 16 reaches: several strips over 300 rows
+    reach = model.halo_px(gsd) + int(np.ceil(2 * model.gradient_sigma_m / gsd)) + 1
+    assert 16 * reach < 300
+    strips = model.predict_proba(image, gsd)
+    assert np.abs(strips - whole).max() < 1e-5
