@@ -79,8 +79,12 @@ def ridge_mask(saliency: np.ndarray, orientation: np.ndarray, *, rtol: float = 1
         Boolean mask of ridge pixels with positive saliency (not thresholded, not thinned).
     """
     sal = np.asarray(saliency, dtype=np.float64)
-    theta = np.asarray(orientation, dtype=np.float64)
-    rows, cols = np.indices(sal.shape, dtype=np.float64)
+    tol = rtol * sal.max(initial=0.0)
+    # a ridge pixel exceeds its -normal neighbour (>= 0) by tol: only pixels above tol can be one
+    rows, cols = np.nonzero(sal > tol)
+    theta = np.asarray(orientation, dtype=np.float64)[rows, cols]
+    here = sal[rows, cols]
+    rows, cols = rows.astype(np.float64), cols.astype(np.float64)
     # Normal (dx, dy) = (-sin θ, cos θ); +1 for the mirrored border.
     dr, dc = np.cos(theta), -np.sin(theta)
     # The tie rule is asymmetric in the normal's sign, and θ ≈ +π/2 and θ ≈ −π/2 (or ±0) are
@@ -92,8 +96,9 @@ def ridge_mask(saliency: np.ndarray, orientation: np.ndarray, *, rtol: float = 1
     padded = np.pad(sal, (1, 2), mode="reflect")
     ahead = _bilinear(padded, rows + 1 + dr, cols + 1 + dc)
     behind = _bilinear(padded, rows + 1 - dr, cols + 1 - dc)
-    tol = rtol * sal.max(initial=0.0)
-    return (sal > 0) & (sal >= ahead - tol) & (sal > behind + tol)
+    ridge = np.zeros(sal.shape, dtype=bool)
+    ridge[rows.astype(np.intp), cols.astype(np.intp)] = (here > 0) & (here >= ahead - tol) & (here > behind + tol)
+    return ridge
 
 
 def non_max_suppression(
