@@ -170,8 +170,8 @@ def _draw(scenes: Sequence[TrainingScene], crop_px: int, aug: Augmentation, gen:
     scene = scenes[index]
     lo, hi = aug.scale
     zoom = math.exp(float(_uniform(gen, math.log(lo), math.log(hi)))) if hi > lo else lo
-    side = max(8, round(crop_px / zoom))
-    window = math.ceil(side * math.sqrt(2)) if aug.free_rotation else side
+    side = max(8, int(round(crop_px / zoom)))
+    window = int(math.ceil(side * math.sqrt(2))) if aug.free_rotation else side
     rows, cols = scene.labels.shape
     r0 = int(torch.randint(0, max(rows - window, 0) + 1, (1,), generator=gen))
     c0 = int(torch.randint(0, max(cols - window, 0) + 1, (1,), generator=gen))
@@ -214,16 +214,13 @@ def _sample_points(draws: Sequence[_CropDraw], crop_px: int) -> tuple[Tensor, Te
 
 
 def _nearest(raster: np.ndarray, rows: Tensor, cols: Tensor, outside: float, dtype: torch.dtype) -> Tensor:
-    """Nearest-neighbour samples of a ``(rows, cols)`` raster at float pixel positions (``outside`` beyond it).
-
-    A position takes the pixel whose centre is nearest (halves round up), as the image's
-    bilinear samples are centred: labels stay aligned with the image at any zoom.
-    """
+    """Nearest-neighbour samples of a ``(rows, cols)`` raster at float pixel positions (``outside`` beyond it)."""
     h, w = raster.shape
-    r, c = torch.floor(rows + 0.5).long(), torch.floor(cols + 0.5).long()
+    r, c = torch.round(rows).long(), torch.round(cols).long()
     inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)
-    values = torch.from_numpy(raster).reshape(-1).take(r.clamp_(0, h - 1) * w + c.clamp_(0, w - 1)).to(dtype)
-    return values.masked_fill_(~inside, outside)
+    out = torch.full(rows.shape, outside, dtype=dtype)
+    out[inside] = torch.from_numpy(raster).reshape(-1)[r[inside] * w + c[inside]].to(dtype)
+    return out
 
 
 def sample_batch(scenes: Sequence[TrainingScene], batch_size: int, crop_px: int, aug: Augmentation, gen: torch.Generator) -> Batch:

@@ -77,11 +77,9 @@ def boundary_band(labels: Tensor, radius_px: int = 2, ignore_index: int = IGNORE
     """
     road = (labels == 1).float().unsqueeze(1)
     k = 2 * radius_px + 1
-    # road pixels in each k×k window (edge-replicated: a window at the border counts only pixels
-    # it holds); the band is where a window holds some but not all: dilation minus erosion,
-    # from one box sum instead of two max-pools (4x faster on CPU)
-    count = F.conv2d(F.pad(road, (radius_px,) * 4, mode="replicate"), road.new_ones(1, 1, k, k))
-    return ((count > 0) & (count < k * k)).to(road.dtype).squeeze(1)
+    dilated = F.max_pool2d(road, k, stride=1, padding=radius_px)
+    eroded = -F.max_pool2d(-road, k, stride=1, padding=radius_px)
+    return (dilated - eroded).squeeze(1)
 
 
 def ohem_cross_entropy(

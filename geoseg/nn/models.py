@@ -52,26 +52,18 @@ def _conv_bn_relu(c_in: int, c_out: int, kernel: int = 3, stride: int = 1, dilat
 
 
 class _ResidualBlock(nn.Module):
-    """Two 3×3 conv+BN with a (strided, projected when needed) identity shortcut.
-
-    A strided shortcut takes every ``stride``-th pixel, then projects it by a 1×1 convolution
-    of stride 1: the same as a strided 1×1 convolution, without oneDNN's strided 1×1
-    backward on channels-last tensors, which writes out of bounds when the input has fewer
-    channels than its vector block (uxlfoundation/oneDNN#6035: crashes or wrong gradients).
-    """
+    """Two 3×3 conv+BN with a (strided, projected when needed) identity shortcut."""
 
     def __init__(self, c_in: int, c_out: int, stride: int) -> None:
         super().__init__()
-        self.stride = stride
         self.conv1 = _conv_bn_relu(c_in, c_out, stride=stride)
         self.conv2 = nn.Sequential(nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out))
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
 
     def forward(self, x: Tensor) -> Tensor:
-        skip = x[:, :, :: self.stride, :: self.stride] if self.stride > 1 else x
-        return F.relu(self.conv2(self.conv1(x)) + self.shortcut(skip))
+        return F.relu(self.conv2(self.conv1(x)) + self.shortcut(x))
 
 
 class Encoder(nn.Module):

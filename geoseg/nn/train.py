@@ -44,7 +44,7 @@ from geoseg.nn.models import build_model
 from geoseg.nn.resample import resample_any, resample_bands, resample_labels, zoomed_shape
 from geoseg.scene_checks import TrainingScenes, data_bands
 
-__all__ = ["SceneData", "TrainResult", "batch_losses", "cpu_threads", "describe_training_scenes", "evaluate_iou", "loss_weights", "lr_factor", "new_model", "optimizer_factory", "resolve_device", "set_learning_rate", "train", "training_scenes", "working_zoom"]
+__all__ = ["SceneData", "TrainResult", "batch_losses", "describe_training_scenes", "evaluate_iou", "loss_weights", "lr_factor", "new_model", "optimizer_factory", "resolve_device", "set_learning_rate", "train", "training_scenes", "working_zoom"]
 
 log = logging.getLogger("geoseg.nn")
 
@@ -102,21 +102,6 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def cpu_threads(threads: int | None = None) -> int:
-    """Torch CPU threads of a training run: ``threads``, else the cores this process may run on.
-
-    The cores come from the process's CPU affinity (``taskset``, cgroup cpusets), not the
-    machine's count: more threads than cores makes every parallel region wait for a thread
-    that the scheduler has parked.
-    """
-    if threads:
-        return threads
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:  # no affinity on macOS and Windows
-        return os.cpu_count() or 1
-
-
 def lr_factor(it: int, total: int, warmup: int, schedule: str) -> float:
     """Learning-rate multiplier at iteration ``it`` of ``total``: linear warm-up, then ``poly``, ``cosine`` or ``constant``."""
     if it < warmup:
@@ -151,8 +136,7 @@ def batch_losses(
 def optimizer_factory(config: TrainConfig) -> Callable[[torch.nn.Module], torch.optim.Optimizer]:
     """A function making the AdamW optimizer of ``config.optimizer`` for a module."""
     def make(module: torch.nn.Module) -> torch.optim.Optimizer:
-        # fused: one kernel for all parameters instead of a dozen small ops each (3x faster on CPU)
-        return torch.optim.AdamW(module.parameters(), lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay, fused=True)
+        return torch.optim.AdamW(module.parameters(), lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay)
 
     return make
 
@@ -310,11 +294,8 @@ def train(
     device = resolve_device(config.device)
     prev_threads = torch.get_num_threads()
     prev_det = torch.are_deterministic_algorithms_enabled()
-    prev_fill = torch.utils.deterministic.fill_uninitialized_memory
-    torch.set_num_threads(cpu_threads(config.threads))
+    torch.set_num_threads(config.threads or os.cpu_count() or 1)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    # deterministic mode also fills every new tensor with NaN, a debugging aid that costs ~5% of a step
-    torch.utils.deterministic.fill_uninitialized_memory = False
     try:
         if config.mode == "uda":
             from geoseg.nn.uda import run_uda
@@ -328,7 +309,6 @@ def train(
     finally:
         torch.set_num_threads(prev_threads)
         torch.use_deterministic_algorithms(prev_det)
-        torch.utils.deterministic.fill_uninitialized_memory = prev_fill
 
 
 def _run(
@@ -356,9 +336,7 @@ def _run(
         module = model.module
         optimizer = make_optimizer(module)
         best_state = copy.deepcopy(module.state_dict())
-    # channels-last activations: oneDNN's CPU convolutions (backward above all) run ~15% faster on them
-    layout = torch.channels_last if device == "cpu" else torch.contiguous_format
-    model.module.to(device, memory_format=layout)
+    model.module.to(device)
     model.training = {"config": config.model_dump(mode="json"), "scenes": [s.source for s in train_data]}
     scenes = training_scenes(config, train_data, bands, np.asarray(model.band_mean), np.asarray(model.band_std))
     aug = config.data.augment.augmentation()
@@ -376,7 +354,7 @@ def _run(
             it = epoch * config.iterations_per_epoch + i
             set_learning_rate(optimizer, config.optimizer.lr, it, total_its, config)
             batch = sample_batch(scenes, config.data.batch_size, config.data.crop_px, aug, gen)
-            terms = batch_losses(model.module(batch.image.to(device, memory_format=layout)), batch, config, weights, class_weights, device)
+            terms = batch_losses(model.module(batch.image.to(device)), batch, config, weights, class_weights, device)
             optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()
             optimizer.step()
@@ -405,8 +383,8 @@ def _run(
         if checkpoint_path is not None:
             state = {"epoch": epoch + 1, "best_iou": best_iou, "best_epoch": best_epoch, "history": history}
             save_nn_model(checkpoint_path, model, optimizer=optimizer, checkpoint=state, best_state=best_state)
-    model.module.to("cpu", memory_format=torch.contiguous_format).load_state_dict(best_state)
-    model.module.eval()
+    model.module.load_state_dict(best_state)
+    model.module.to("cpu").eval()
     if best_path is not None:
         save_nn_model(best_path, model)
     return TrainResult(model=model, history=history, best_epoch=best_epoch, best_iou=best_iou if val_data else float("nan"))
