@@ -8,18 +8,21 @@ keys (``optimizer.lr=1e-3``) reach into sections.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
 
 from geoseg.errors import ConfigError
 
-__all__ = ["apply_overrides", "load_config", "read_yaml_mapping", "validation_message"]
+if TYPE_CHECKING:  # pydantic is loaded by the code that validates, not by a look at a file
+    from pydantic import BaseModel, ValidationError
 
-ModelT = TypeVar("ModelT", bound=BaseModel)
+__all__ = ["apply_overrides", "load_config", "pipeline_kind", "read_yaml_mapping", "validation_message"]
+
+ModelT = TypeVar("ModelT", bound="BaseModel")
 
 
 def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
@@ -40,6 +43,27 @@ def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a {what} is a mapping of keys")
     return raw
+
+
+def pipeline_kind(name: str | os.PathLike[str]) -> str | None:
+    """The ``kind`` of a pipeline file or shipped pipeline (``"scene"`` when it names none).
+
+    Reads only the YAML, so that commands can tell scene from sequence pipelines before
+    loading the libraries a pipeline needs. None when the pipeline cannot be found or read,
+    or is an empty or invalid file: loading it reports why.
+
+    Examples
+    --------
+    >>> pipeline_kind("mask_to_centerlines"), pipeline_kind("no/such/pipeline.yaml")
+    ('scene', None)
+    """
+    from geoseg.shipped import resolve_file
+
+    try:
+        raw = read_yaml_mapping(resolve_file(name, "pipeline"), "pipeline")
+    except (ConfigError, UnicodeDecodeError):
+        return None
+    return str(raw.get("kind", "scene")) if raw else None
 
 
 def validation_message(exc: ValidationError, source: str) -> str:
@@ -86,6 +110,8 @@ def load_config(model: type[ModelT], path: str | Path | None, overrides: Sequenc
     ConfigError
         Unreadable YAML, a misspelt or invalid field (the message names the file and field).
     """
+    from pydantic import ValidationError
+
     source = str(path) if path is not None else "<defaults>"
     raw = read_yaml_mapping(path, what) if path is not None else {}
     try:

@@ -21,7 +21,8 @@ from geoseg.cli._common import (
     vector_output,
     vector_output_options,
 )
-from geoseg.errors import ConfigError, RasterReadError
+from geoseg.configfile import pipeline_kind
+from geoseg.errors import RasterReadError
 from geoseg.pipeline.batch import MANIFEST_NAME, LocalCluster, pending_scenes, run_batch
 from geoseg.pipeline.distributed import SCHEDULER_ENV, dask_client, default_workers
 from geoseg.pipeline.dryrun import plan_batch
@@ -63,24 +64,6 @@ def _extent(bbox: tuple[float, float, float, float] | None, bbox_crs: str | None
     if not all(math.isfinite(v) for v in bbox) or xmin >= xmax or ymin >= ymax:
         raise click.BadParameter(f"needs XMIN < XMAX and YMIN < YMAX (got {' '.join(f'{v:.10g}' for v in bbox)})", param_hint="'--bbox'")
     return {"bbox": list(bbox), "crs": bbox_crs}
-
-
-def _is_scene_pipeline_file(pipeline: str) -> bool:
-    """Whether PIPELINE reads as a YAML mapping without ``kind: sequence``: a scene pipeline.
-
-    A look at the file without the libraries that loading a pipeline takes, so that missing
-    scenes are reported before they load. False also for a pipeline that cannot be found or
-    read: loading it then reports that, before the scenes are looked at.
-    """
-    import yaml
-
-    from geoseg.shipped import resolve_file
-
-    try:
-        raw = yaml.safe_load(resolve_file(pipeline, "pipeline").read_text(encoding="utf-8"))
-    except (ConfigError, OSError, UnicodeDecodeError, yaml.YAMLError):
-        return False
-    return isinstance(raw, dict) and raw.get("kind") != "sequence"
 
 
 def _stop_if_no_scene_exists(scenes: list[Path], outdir: str) -> None:
@@ -223,21 +206,20 @@ def command(
       geoseg run mask_to_centerlines big.tif -o out/ --bbox 16.35 48.20 16.38 48.22 --bbox-crs EPSG:4326
     """
     extent = _extent(bbox, bbox_crs, aoi)
-    scene_pipeline = _is_scene_pipeline_file(pipeline)
-    if not scene_pipeline:
-        from geoseg.sequence.pipeline import is_sequence_pipeline, run_sequence_to_dir
+    kind = pipeline_kind(pipeline)  # read without the libraries a pipeline loads; None: loading it says why
+    if kind == "sequence":  # all INPUTS form one sequence (docs/SEQUENCES.md)
+        from geoseg.sequence.pipeline import run_sequence_to_dir
 
-        if is_sequence_pipeline(pipeline):  # `kind: sequence`: all INPUTS form one sequence (docs/SEQUENCES.md)
-            if extent is not None:
-                raise click.UsageError("--bbox and --aoi work with raster pipelines; a sequence pipeline processes whole frames")
-            if dry_run:
-                raise click.UsageError("--dry-run checks scene pipelines; a sequence pipeline reads all its frames as one sequence")
-            vector = vector_output(fmt, dst_crs, rfc7946, precision, default="gpkg")
-            run_sequence_to_dir(pipeline, [str(p) for p in inputs], outdir, overrides, fmt=vector)
-            return
+        if extent is not None:
+            raise click.UsageError("--bbox and --aoi work with raster pipelines; a sequence pipeline processes whole frames")
+        if dry_run:
+            raise click.UsageError("--dry-run checks scene pipelines; a sequence pipeline reads all its frames as one sequence")
+        vector = vector_output(fmt, dst_crs, rfc7946, precision, default="gpkg")
+        run_sequence_to_dir(pipeline, [str(p) for p in inputs], outdir, overrides, fmt=vector)
+        return
     vector = vector_output(fmt, dst_crs, rfc7946, precision, default="shp")
     scenes = expand_inputs(inputs)
-    if scene_pipeline:
+    if kind is not None:
         _stop_if_no_scene_exists(scenes, outdir)
     from geoseg.pipeline.engine import read_aoi
     from geoseg.pipeline.pipeline import load_pipeline

@@ -477,13 +477,12 @@ def _run_adaptive(
     run on it. Small batches never pay for starting one; slow ones start it after their
     first scene.
     """
-    pixels = {str(s): _scene_pixels(s) for s in scenes}
-    done_px, seconds = 0, 0.0
+    pixels = [_scene_pixels(s) for s in scenes]
+    total_px, done_px, seconds = sum(pixels), 0, 0.0
     for i, scene in enumerate(scenes):
         rest = scenes[i:]
-        left_px = sum(pixels[str(s)] for s in rest)
         if done_px and len(rest) > 1 and cluster.workers > 1:
-            estimate = seconds * left_px / done_px
+            estimate = seconds * (total_px - done_px) / done_px
             if estimate * (1 - 1 / min(cluster.workers, len(rest))) >= 2 * CLUSTER_START_S:
                 log.info(
                     "the %d scene(s) left would take about %.0f s here: starting a local Dask cluster of %d workers", len(rest), estimate, cluster.workers
@@ -492,7 +491,7 @@ def _run_adaptive(
                     yield from _run_on_dask(client, pipeline, rest, folders, fmt, on_start)
                 return
         report, trace = next(_run_here(pipeline, [scene], folders, fmt, on_start, tile_progress))
-        done_px += pixels[str(scene)]
+        done_px += pixels[i]
         seconds += report.seconds
         yield report, trace
 

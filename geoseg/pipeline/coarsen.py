@@ -9,7 +9,9 @@ pixels (for a mask: the share of the block that is road). The network comes out 
 scene's CRS as always; raster outputs are on the coarser grid (their GSD says so).
 
 Cost: the first step's statistics pass reads the scene at full resolution (it did so before,
-to check the input); the chain's passes then read it once more, reduced block by block.
+to check the input); the block grid is then read once more and kept in memory for the
+chain's passes (:class:`CoarsenedSource`; larger grids are reduced block by block under
+each tile).
 """
 
 from __future__ import annotations

@@ -217,7 +217,8 @@ def _plan_scene(pipeline: Pipeline, scene: Path, folder: Path, fmt: VectorFormat
         blocks = steps[0].expected_coarsening(work_geo) if steps and steps[0].wants_coarsening() else 1
         if blocks > 1:  # the run fits the first step on the scene's pixels before its passes
             steps[0] = steps[0].fit([])
-        passes, scratch_layers = _plan_passes_of(pipeline, work_geo.coarsened(blocks), steps)
+        plan_geo = work_geo.coarsened(blocks)
+        passes, scratch_layers = _plan_passes_of(pipeline, plan_geo, steps)
         if blocks > 1:  # the block size, and so the tiles, depend on the road width the run measures
             passes = [replace(p, estimated=True) for p in passes]
         outputs = output_paths(pipeline.output_layers(), folder, scene.stem, fmt)
@@ -229,7 +230,7 @@ def _plan_scene(pipeline: Pipeline, scene: Path, folder: Path, fmt: VectorFormat
     where = None if window is None else (
         f"{engine.extent.describe()}: {window.width} x {window.height} px from column {window.col0}, row {window.row0}"
     )
-    scratch = 8 * scratch_layers * work_geo.coarsened(blocks).width * work_geo.coarsened(blocks).height
+    scratch = 8 * scratch_layers * plan_geo.width * plan_geo.height
     on_disk = scratch > engine.max_memory_bytes // 4  # as the engine decides when a scene runs in one process
     return ScenePlan(
         str(scene),

@@ -35,7 +35,7 @@ import rasterio.features
 import yaml
 from shapely.geometry import MultiPolygon, shape
 
-from geoseg.configfile import read_yaml_mapping
+from geoseg.configfile import pipeline_kind, read_yaml_mapping
 from geoseg.errors import ConfigError, InputMismatchError
 from geoseg.sequence.io import Frame, read_frames
 from geoseg.sequence.track import TrackingParams
@@ -111,11 +111,7 @@ def _resolve(name: str | os.PathLike[str]) -> Path:
 
 def is_sequence_pipeline(name: str | os.PathLike[str]) -> bool:
     """True when ``name`` resolves to a readable YAML pipeline with ``kind: sequence``."""
-    try:
-        path = _resolve(name)
-        return path.is_file() and read_yaml_mapping(path, "pipeline").get("kind") == KIND
-    except ConfigError:
-        return False
+    return pipeline_kind(name) == KIND
 
 
 def load_sequence_pipeline(name: str | os.PathLike[str], overrides: Iterable[str] | Mapping[str, Any] = ()) -> SequencePipeline:
