@@ -10,10 +10,13 @@ Rasters are written as tiled, compressed GeoTIFFs, atomically (see :mod:`geoseg.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -43,6 +46,8 @@ __all__ = [
     "ground_sample_distance",
     "DEFAULT_ASSUMED_GSD_M",
     "not_georeferenced_message",
+    "open_raster",
+    "remote_env",
 ]
 
 #: GSD assumed for scenes without georeferencing unless the pipeline sets ``assume_gsd_m``.
@@ -203,20 +208,94 @@ def _is_identity(transform: Affine) -> bool:
     return transform.almost_equals(Affine.identity())
 
 
-def _open_checked(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
-    p = Path(path)
-    if not p.exists():
-        raise RasterReadError(f"{p}: no such file")
-    if p.is_dir():
-        raise RasterReadError(f"{p}: is a directory, not a raster file")
-    if p.stat().st_size == 0:
-        raise RasterReadError(f"{p}: the file is empty (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
-            return rasterio.open(p)
-    except RasterioError as exc:
-        raise RasterReadError(f"{p}: not a readable raster ({_short(exc)})") from exc
+#: GDAL settings for scenes behind URLs and virtual paths, unless the environment sets them:
+#: no directory listing to look for sidecar files (one request per open saved), retries on
+#: the HTTP errors that pass (429, 502, 503, 504), and time limits that turn a server that
+#: stopped answering into an error.
+REMOTE_GDAL_OPTIONS = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "GDAL_HTTP_MAX_RETRY": "3",
+    "GDAL_HTTP_RETRY_DELAY": "1",
+    "GDAL_HTTP_CONNECTTIMEOUT": "30",
+    "GDAL_HTTP_TIMEOUT": "300",
+    "CPL_VSIL_CURL_CHUNK_SIZE": "65536",
+}
+
+
+def remote_env() -> rasterio.Env:
+    """A ``rasterio.Env`` with :data:`REMOTE_GDAL_OPTIONS` (those the environment does not set)."""
+    return rasterio.Env(**{k: v for k, v in REMOTE_GDAL_OPTIONS.items() if k not in os.environ})
+
+
+@contextmanager
+def open_raster(path: str | os.PathLike[str]) -> Iterator[rasterio.DatasetReader]:
+    """Open a raster for reading, with one-line errors that name it.
+
+    Local files are checked first (missing, a folder, empty). GDAL virtual paths and URLs
+    (see :func:`geoseg.inputs.is_remote`) go to GDAL as given, under :func:`remote_env`, and
+    HTTP failures (not found, access denied, time-out) are said in words.
+
+    Raises
+    ------
+    RasterReadError
+        The raster cannot be opened.
+    """
+    from geoseg.inputs import is_remote
+
+    name = os.fspath(path)
+    remote = is_remote(name)
+    if not remote:
+        p = Path(name)
+        if not p.exists():
+            raise RasterReadError(f"{p}: no such file")
+        if p.is_dir():
+            raise RasterReadError(f"{p}: is a directory, not a raster file")
+        if p.stat().st_size == 0:
+            raise RasterReadError(f"{p}: the file is empty (0 bytes)")
+    with remote_env() if remote else contextlib.nullcontext():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
+                ds = rasterio.open(name)
+        except RasterioError as exc:
+            raise RasterReadError(f"{name}: {_remote_problem(name, exc) if remote else 'not a readable raster'} ({_short(exc)})") from exc
+        with ds:
+            yield ds
+
+
+#: GDAL's words for HTTP failures, and ours.
+_HTTP_PROBLEMS = (
+    (re.compile(r"\b404\b|does not exist in the file system|No such file"), "not found on the server (HTTP 404)"),
+    (re.compile(r"\b(401|403)\b|Access Denied|AccessDenied|Forbidden|InvalidAccessKeyId|credentials", re.IGNORECASE), "access denied (check the URL's signature or your credentials)"),
+    (re.compile(r"timed? ?out|Timeout", re.IGNORECASE), "the server did not answer in time (GDAL_HTTP_TIMEOUT)"),
+    (re.compile(r"Could not resolve|Couldn't connect|Connection refused|Failed to connect", re.IGNORECASE), "cannot reach the server"),
+    (re.compile(r"\b5\d\d\b"), "the server failed (HTTP 5xx)"),
+)
+
+
+def _read_problem(name: str, exc: BaseException) -> str:
+    """The one-line error for pixels that cannot be read."""
+    from geoseg.inputs import is_remote
+
+    if is_remote(name):
+        return f"{name}: cannot read pixels: {_remote_problem(name, exc, 'the data is truncated or corrupt')} ({_short(exc)})"
+    return f"{name}: cannot read pixels, file truncated or corrupt ({_short(exc)})"
+
+
+#: Virtual file systems and URL schemes that reach a server.
+_NETWORK = re.compile(r"/vsi(curl|s3|gs|az|adls|oss|swift|webhdfs|hdfs)|^(https?|s3|gs|az|oss|ftp|webhdfs)://", re.IGNORECASE)
+
+
+def _remote_problem(name: str, exc: BaseException, otherwise: str = "not a readable raster") -> str:
+    """What went wrong opening a raster behind a URL or virtual path, from GDAL's message."""
+    text = " ".join(str(e) for e in (exc, exc.__cause__, exc.__context__) if e is not None)
+    if not _NETWORK.search(name):  # /vsizip/, /vsitar/, ... of local files
+        missing = re.search(r"does not exist in the file system|No such file", text)
+        return "no such file (or no such member of the archive)" if missing else otherwise
+    for pattern, words in _HTTP_PROBLEMS:
+        if pattern.search(text):
+            return words
+    return otherwise
 
 
 def _short(exc: BaseException) -> str:
@@ -298,7 +377,7 @@ def read_geoinfo(
         The georeferencing and ``{"count", "dtypes", "driver", "block_shapes", "descriptions",
         "band_names"}`` (see :func:`_band_names`).
     """
-    with _open_checked(path) as ds:
+    with open_raster(path) as ds:
         geo = _geoinfo(ds, str(path), assume_gsd_m)
         summary = {
             "count": ds.count,
@@ -339,7 +418,7 @@ def read_raster(
         The file is missing, empty, a directory, not a raster, or truncated/corrupt.
     """
     source = str(path)
-    with _open_checked(path) as ds:
+    with open_raster(path) as ds:
         geo = _geoinfo(ds, source, assume_gsd_m)
         indexes = bands if bands is not None else list(range(1, ds.count + 1))
         bad = [b for b in indexes if not 1 <= b <= ds.count]
@@ -349,7 +428,7 @@ def read_raster(
             array = ds.read(indexes)
             masks = ds.read_masks(indexes)
         except RasterioError as exc:
-            raise RasterReadError(f"{source}: cannot read pixels, file truncated or corrupt ({_short(exc)})") from exc
+            raise RasterReadError(_read_problem(source, exc)) from exc
         valid = np.all(masks > 0, axis=0)
         if np.issubdtype(array.dtype, np.floating):
             valid &= np.all(np.isfinite(array), axis=0)
@@ -413,13 +492,13 @@ def read_window(
     """
     source = str(path)
     window = rasterio.windows.Window(col_off, row_off, width, height)
-    with _open_checked(path) as ds:
+    with open_raster(path) as ds:
         indexes = bands if bands is not None else list(range(1, ds.count + 1))
         try:
             array = ds.read(indexes, window=window)
             masks = ds.read_masks(indexes, window=window)
         except RasterioError as exc:
-            raise RasterReadError(f"{source}: cannot read pixels, file truncated or corrupt ({_short(exc)})") from exc
+            raise RasterReadError(_read_problem(source, exc)) from exc
         names = _band_names(ds, indexes)
     valid = np.all(masks > 0, axis=0)
     if np.issubdtype(array.dtype, np.floating):

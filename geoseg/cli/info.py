@@ -6,22 +6,29 @@ import json
 
 import click
 
+from geoseg.inputs import scene_input
 from geoseg.raster import read_geoinfo
 
 
 @click.command("info")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--asset", metavar="KEY", default=None, help="For STAC Items: the asset to show [default: the visual one].")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def command(inputs: tuple[str, ...], as_json: bool) -> None:
+def command(inputs: tuple[str, ...], asset: str | None, as_json: bool) -> None:
     """Show size, bands, CRS, ground sample distance (metres) and nodata of INPUTS.
 
+    INPUTS are raster files, GDAL virtual paths (/vsicurl/..., /vsizip/...), URLs or STAC
+    Items (item.json), as for geoseg run; only their headers are read.
     The GSD is measured on the ground (geodesic), so it is right for geographic CRSs
     (degrees) and for Web Mercator. Files without georeferencing are reported as such.
     """
     for path in inputs:
-        geo, summary = read_geoinfo(path)
+        scene = scene_input(path, asset=asset)
+        geo, summary = read_geoinfo(scene.raster)
         record = {
             "path": path,
+            "raster": scene.raster,
+            "stac": None if scene.stac is None else scene.stac.to_dict(),
             "width": geo.width,
             "height": geo.height,
             "bands": summary["count"],
@@ -38,6 +45,8 @@ def command(inputs: tuple[str, ...], as_json: bool) -> None:
             click.echo(json.dumps(record))
             continue
         click.echo(f"{path}")
+        if scene.stac is not None:
+            click.echo(f"  stac:    item {scene.stac.item}, asset {scene.stac.asset}: {scene.raster}")
         click.echo(f"  size:    {geo.width} x {geo.height} px, {summary['count']} band(s) {', '.join(summary['dtypes'])} ({summary['driver']})")
         click.echo(f"  crs:     {record['crs'] or 'none (pixel coordinates: x = column, y = row)'}")
         gx, gy = record["gsd_m"]

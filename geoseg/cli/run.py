@@ -12,7 +12,6 @@ from typing import Any
 import click
 
 from geoseg.cli._common import (
-    expand_inputs,
     print_plans,
     progress_option,
     progress_reporter,
@@ -23,6 +22,7 @@ from geoseg.cli._common import (
 )
 from geoseg.configfile import pipeline_kind
 from geoseg.errors import RasterReadError
+from geoseg.inputs import SceneInput, expand_scenes
 from geoseg.pipeline.batch import MANIFEST_NAME, LocalCluster, pending_scenes, run_batch
 from geoseg.pipeline.distributed import SCHEDULER_ENV, dask_client, default_workers
 from geoseg.pipeline.dryrun import plan_batch
@@ -66,11 +66,11 @@ def _extent(bbox: tuple[float, float, float, float] | None, bbox_crs: str | None
     return {"bbox": list(bbox), "crs": bbox_crs}
 
 
-def _stop_if_no_scene_exists(scenes: list[Path], outdir: str) -> None:
+def _stop_if_no_scene_exists(scenes: list[SceneInput], outdir: str) -> None:
     """Stop the batch before anything loads when none of its scenes exists.
 
     Each missing scene would fail on its own (a batch goes on past the scenes it cannot read),
-    so the batch could do nothing. Not when OUTDIR has a manifest: it may record scenes as done
+    so the batch could do nothing. Scenes behind URLs and virtual paths are not looked for here. Not when OUTDIR has a manifest: it may record scenes as done
     whose inputs were removed since, and a rerun skips those.
 
     Raises
@@ -140,6 +140,13 @@ def _stop_if_no_scene_exists(scenes: list[Path], outdir: str) -> None:
 )
 @click.option("--bbox-crs", metavar="CRS", default=None, callback=_check_crs, help="CRS of --bbox (e.g. EPSG:4326); it is reprojected to each scene's CRS.")
 @click.option(
+    "--asset",
+    metavar="KEY",
+    default=None,
+    help="For inputs that are STAC Items (item.json, a file or URL): the asset to process [default: the item's "
+    "visual asset (visual, rgb, image, data, or the one whose roles include visual)].",
+)
+@click.option(
     "--aoi",
     metavar="FILE",
     default=None,
@@ -165,12 +172,17 @@ def command(
     truth: str | None,
     bbox: tuple[float, float, float, float] | None,
     bbox_crs: str | None,
+    asset: str | None,
     aoi: str | None,
 ) -> None:
     """Run PIPELINE (a YAML file, or the name of a shipped pipeline such as
     road_centerlines) on each INPUT scene and write OUTDIR/<stem>.<ext>.
 
-    INPUTS are raster files or glob patterns (quoted globs are expanded by geoseg).
+    INPUTS are raster files or glob patterns (quoted globs are expanded by geoseg),
+    GDAL virtual paths (/vsicurl/https://..., /vsis3/..., /vsizip//data/s.zip/a.tif),
+    URLs (https://, s3://, gs://: read window by window, as GDAL does for COGs) and
+    STAC Items (item.json, a file or URL: its visual asset, or --asset KEY; the outputs
+    are named after the item's id). Outputs are named after the file name of a URL.
     A scene that fails is reported and the others go on; the exit code is 1 if any
     scene failed. Outputs are in each input's CRS (pixel coordinates for inputs
     without georeferencing) unless --dst-crs or --rfc7946 reprojects the vector
@@ -204,6 +216,9 @@ def command(
       geoseg run mask_to_centerlines "masks/*.tif" -o out/ --rfc7946       # WGS84 GeoJSON, 7 decimals
       geoseg run mask_to_centerlines a/s1.tif b/s1.tif -o out/ --keep-folders   # out/a/s1.shp, out/b/s1.shp
       geoseg run mask_to_centerlines big.tif -o out/ --bbox 16.35 48.20 16.38 48.22 --bbox-crs EPSG:4326
+      geoseg run road_centerlines https://example.com/cog/scene.tif -o out/ --bbox 500000 4999000 501000 5000000
+      geoseg run road_centerlines /vsizip//data/scenes.zip/a.tif -o out/
+      geoseg run road_centerlines item.json -o out/ --asset visual      # a STAC Item
     """
     extent = _extent(bbox, bbox_crs, aoi)
     kind = pipeline_kind(pipeline)  # read without the libraries a pipeline loads; None: loading it says why
@@ -218,7 +233,7 @@ def command(
         run_sequence_to_dir(pipeline, [str(p) for p in inputs], outdir, overrides, fmt=vector)
         return
     vector = vector_output(fmt, dst_crs, rfc7946, precision, default="shp")
-    scenes = expand_inputs(inputs)
+    scenes = expand_scenes(inputs, asset=asset)
     if kind is not None:
         _stop_if_no_scene_exists(scenes, outdir)
     from geoseg.pipeline.engine import read_aoi

@@ -19,7 +19,11 @@ The manifest::
      "vector_output": {"name": "shp", "dst_crs": null, "precision": null, "rfc7946": false},
      "scenes": [{"input": "a.tif", "status": "done",   # or "failed", "running", "interrupted"
                  "outputs": ["out/a.shp", "out/a_nodes.shp"], "seconds": 1.23,
-                 "error": null, "warnings": [], "crs": "EPSG:32633"}, ...]}
+                 "error": null, "warnings": [], "crs": "EPSG:32633",
+                 "stac": null}, ...]}   # for a STAC item: {"item", "asset", "href", "bbox", "crs"}
+
+Inputs are :class:`~geoseg.inputs.SceneInput`\ s (or paths, virtual paths, URLs and STAC
+items, see :mod:`geoseg.inputs`); ``input`` is the name as given.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from geoseg.atomic import TEMP_PREFIX, atomic_path
 from geoseg.errors import ConfigError, GeosegError, InputMismatchError, ManifestError, OutputWriteError
+from geoseg.inputs import SceneInput, as_scene
 from geoseg.vector import VectorFormat, vector_format
 
 if TYPE_CHECKING:
@@ -83,7 +88,7 @@ ProgressCallback = Callable[[int, int, "SceneReport"], None]
 #: this process.
 TileProgressCallback = Callable[[str, int, int, "TilePass"], None]
 
-_ENTRY_KEYS = ("input", "status", "outputs", "seconds", "error", "warnings", "crs")
+_ENTRY_KEYS = ("input", "status", "outputs", "seconds", "error", "warnings", "crs", "stac")
 
 
 @dataclass
@@ -118,6 +123,7 @@ class SceneReport:
     warnings: list[str] = field(default_factory=list)
     skipped: bool = False
     crs: str | None = None
+    stac: dict[str, Any] | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
@@ -229,22 +235,24 @@ class _Manifest:
 KEEP_FOLDERS_HINT = "--keep-folders (keep_folders=True from Python)"
 
 
-def output_folders(inputs: Sequence[str | Path], outdir: str | Path, *, keep_folders: bool = False) -> dict[str, Path]:
-    """The folder each input's outputs go to, by input path as given.
+def output_folders(inputs: Sequence[str | Path | SceneInput], outdir: str | Path, *, keep_folders: bool = False) -> dict[str, Path]:
+    """The folder each input's outputs go to, by input as given.
 
     ``OUTDIR`` for all of them; with ``keep_folders``, ``OUTDIR/<the input's folder relative
     to the inputs' common parent folder>``, so that ``a/s1.tif`` and ``b/s1.tif`` write
-    ``OUTDIR/a/s1.shp`` and ``OUTDIR/b/s1.shp``.
+    ``OUTDIR/a/s1.shp`` and ``OUTDIR/b/s1.shp`` (for URLs, the folder is the host and path:
+    ``https://h/a/s1.tif`` has ``h/a``).
     """
     out = Path(outdir)
-    if not keep_folders or not inputs:
-        return {str(p): out for p in inputs}
-    parents = [Path(os.path.abspath(p)).parent for p in inputs]
-    common = Path(os.path.commonpath(parents))
-    return {str(p): out / parent.relative_to(common) for p, parent in zip(inputs, parents)}
+    scenes = [as_scene(p) for p in inputs]
+    if not keep_folders or not scenes:
+        return {s.name: out for s in scenes}
+    parents = [s.folder for s in scenes]
+    common = os.path.commonpath([str(p) for p in parents])
+    return {s.name: out / os.path.relpath(str(parent), common) for s, parent in zip(scenes, parents)}
 
 
-def _check_stems(inputs: Sequence[Path], folders: dict[str, Path], keep_folders: bool) -> None:
+def _check_stems(inputs: Sequence[SceneInput], folders: dict[str, Path], keep_folders: bool) -> None:
     """Refuse inputs that would write the same output file."""
     counts = Counter((folders[str(p)], p.stem) for p in inputs)
     clashes = sorted(key for key, n in counts.items() if n > 1)
@@ -342,7 +350,7 @@ def discard_interrupted(stop: BatchInterrupted) -> None:
         log.debug("not cleaning up after the interrupt: %s", exc)
 
 
-def _check_reprojectable(scene: str, pipeline: Pipeline, fmt: VectorFormat) -> None:
+def _check_reprojectable(scene: SceneInput, pipeline: Pipeline, fmt: VectorFormat) -> None:
     """Refuse, before any pixel is read, a scene whose network cannot be reprojected (no georeferencing)."""
     if fmt.target_crs is None or "network" not in pipeline.output_layers():
         return
@@ -350,7 +358,7 @@ def _check_reprojectable(scene: str, pipeline: Pipeline, fmt: VectorFormat) -> N
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the scene's own warnings come when it is processed
-        geo, _ = read_geoinfo(scene, assume_gsd_m=pipeline.engine.assume_gsd_m)
+        geo, _ = read_geoinfo(scene.raster, assume_gsd_m=pipeline.engine.assume_gsd_m)
     if not geo.georeferenced:
         option = "--rfc7946" if fmt.rfc7946 else "--dst-crs"
         raise InputMismatchError(
@@ -362,7 +370,7 @@ def _check_reprojectable(scene: str, pipeline: Pipeline, fmt: VectorFormat) -> N
 def _scene_task(
     pipeline: Pipeline | dict[str, Any],
     source: str,
-    scene: str,
+    scene: SceneInput,
     outdir: str,
     fmt: VectorFormat,
     on_tile: Callable[[int, int, TilePass], None] | None = None,
@@ -382,24 +390,25 @@ def _scene_task(
 
         pipe = pipeline if isinstance(pipeline, Pipeline) else Pipeline.from_dict(pipeline, source)
         _check_reprojectable(scene, pipe, fmt)
-        done = process_scene(pipe, scene, outdir, stem=Path(scene).stem, fmt=fmt, on_tile=on_tile, client=client)
+        done = process_scene(pipe, scene.raster, outdir, stem=scene.stem, fmt=fmt, on_tile=on_tile, client=client)
         crs = output_crs(done.outputs[0]) if done.outputs else None
-        report = SceneReport(scene, "done", [str(p) for p in done.outputs], warnings=list(done.warnings), crs=crs)
+        report = SceneReport(scene.name, "done", [str(p) for p in done.outputs], warnings=list(done.warnings), crs=crs)
     except GeosegError as exc:
-        report = SceneReport(scene, "failed", error=str(exc))
+        report = SceneReport(scene.name, "failed", error=str(exc))
     except Exception as exc:  # noqa: BLE001 - a batch must go on; the error is reported
-        report = SceneReport(scene, "failed", error=f"{scene}: unexpected {type(exc).__name__}: {exc}")
+        report = SceneReport(scene.name, "failed", error=f"{scene.raster}: unexpected {type(exc).__name__}: {exc}")
         trace = traceback.format_exc()
     report.seconds = round(time.perf_counter() - start, 3)
+    report.stac = None if scene.stac is None else scene.stac.to_dict()
     return report, trace
 
 
 def _run_here(
     pipeline: Pipeline,
-    scenes: Sequence[Path],
+    scenes: Sequence[SceneInput],
     folders: dict[str, Path],
     fmt: VectorFormat,
-    on_start: Callable[[Path], None],
+    on_start: Callable[[SceneInput], None],
     tile_progress: TileProgressCallback | None,
     client: Client | None = None,
 ) -> Iterator[tuple[SceneReport, str | None]]:
@@ -407,18 +416,18 @@ def _run_here(
     for scene in scenes:
         on_start(scene)
         on_tile = None if tile_progress is None else partial(tile_progress, str(scene))
-        yield _scene_task(pipeline, pipeline.source, str(scene), str(folders[str(scene)]), fmt, on_tile, client)
+        yield _scene_task(pipeline, pipeline.source, scene, str(folders[str(scene)]), fmt, on_tile, client)
 
 
 def _run_on_dask(
-    client: Client, pipeline: Pipeline, scenes: Sequence[Path], folders: dict[str, Path], fmt: VectorFormat, on_start: Callable[[Path], None]
+    client: Client, pipeline: Pipeline, scenes: Sequence[SceneInput], folders: dict[str, Path], fmt: VectorFormat, on_start: Callable[[SceneInput], None]
 ) -> Iterator[tuple[SceneReport, str | None]]:
     """Scenes as Dask tasks, as many at a time as the cluster has threads, yielded as they complete."""
     from distributed import as_completed
 
     spec = pipeline.to_dict()
     queue = deque(scenes)
-    running: dict[Any, Path] = {}
+    running: dict[Any, SceneInput] = {}
     completed = as_completed()
 
     def fill() -> None:
@@ -426,7 +435,7 @@ def _run_on_dask(
         while queue and len(running) < slots:
             scene = queue.popleft()
             on_start(scene)
-            future = client.submit(_scene_task, spec, pipeline.source, str(scene), str(folders[str(scene)]), fmt, pure=False)
+            future = client.submit(_scene_task, spec, pipeline.source, scene, str(folders[str(scene)]), fmt, pure=False)
             running[future] = scene
             completed.add(future)
 
@@ -449,12 +458,12 @@ def _run_on_dask(
 CLUSTER_START_S = 4.0
 
 
-def _scene_pixels(scene: Path) -> int:
+def _scene_pixels(scene: SceneInput) -> int:
     """Pixels of a scene from its header (0 when it cannot be read: it fails quickly)."""
-    import rasterio
+    from geoseg.raster import open_raster
 
     try:
-        with rasterio.open(scene) as src:
+        with open_raster(scene.raster) as src:
             return src.width * src.height
     except Exception:  # noqa: BLE001 - an unreadable scene is reported when it runs
         return 0
@@ -462,10 +471,10 @@ def _scene_pixels(scene: Path) -> int:
 
 def _run_adaptive(
     pipeline: Pipeline,
-    scenes: Sequence[Path],
+    scenes: Sequence[SceneInput],
     folders: dict[str, Path],
     fmt: VectorFormat,
-    on_start: Callable[[Path], None],
+    on_start: Callable[[SceneInput], None],
     tile_progress: TileProgressCallback | None,
     cluster: LocalCluster,
 ) -> Iterator[tuple[SceneReport, str | None]]:
@@ -515,34 +524,36 @@ class LocalCluster:
 
 def pending_scenes(
     pipeline: Pipeline,
-    inputs: Sequence[str | Path],
+    inputs: Sequence[str | Path | SceneInput],
     outdir: str | Path,
     *,
     fmt: str | VectorFormat = "shp",
     overwrite: bool = False,
     keep_folders: bool = False,
-) -> list[Path]:
-    """The inputs that :func:`run_batch` would process (the others are done already).
+) -> list[str | Path | SceneInput]:
+    """The inputs that :func:`run_batch` would process (the others are done already), as given.
 
     Reads the manifest of ``outdir`` without changing anything.
     """
-    paths = [Path(p) for p in inputs]
+    given = list(inputs)
     if overwrite:
-        return paths
+        return given
+    scenes = [as_scene(p) for p in given]
     out = Path(outdir)
-    folders = output_folders(paths, out, keep_folders=keep_folders)
+    folders = output_folders(scenes, out, keep_folders=keep_folders)
     manifest = _Manifest.resume(out, pipeline.source, pipeline_hash(pipeline), vector_format(fmt), overwrite=False)
-    return [p for p in paths if manifest.done_report(str(p), folders[str(p)]) is None]
+    return [p for p, s in zip(given, scenes) if manifest.done_report(s.name, folders[s.name]) is None]
 
 
-def _entry(scene: Path, status: str) -> dict[str, Any]:
+def _entry(scene: SceneInput, status: str) -> dict[str, Any]:
     """A manifest entry of a scene without results (``running``, ``interrupted``)."""
-    return {"input": str(scene), "status": status, "outputs": [], "seconds": 0.0, "error": None, "warnings": [], "crs": None}
+    stac = None if scene.stac is None else scene.stac.to_dict()
+    return {"input": scene.name, "status": status, "outputs": [], "seconds": 0.0, "error": None, "warnings": [], "crs": None, "stac": stac}
 
 
 def run_batch(
     pipeline: Pipeline,
-    inputs: Sequence[str | Path],
+    inputs: Sequence[str | Path | SceneInput],
     outdir: str | Path,
     *,
     fmt: str | VectorFormat = "shp",
@@ -619,7 +630,7 @@ def run_batch(
         unfinished ones as ``"interrupted"``; after the Dask workers are gone,
         :func:`discard_interrupted` removes what they left.
     """
-    paths = [Path(p) for p in inputs]
+    paths = [as_scene(p) for p in inputs]
     out = Path(outdir)
     spec = vector_format(fmt)
     folders = output_folders(paths, out, keep_folders=keep_folders)
@@ -636,7 +647,7 @@ def run_batch(
             log.info("removed %d temporary item(s) left in %s by an interrupted run", stale, out)
         manifest = _Manifest.resume(out, pipeline_name or pipeline.source, pipeline_hash(pipeline), spec, overwrite=overwrite)
         reports: dict[str, SceneReport] = {}
-        todo: list[Path] = []
+        todo: list[SceneInput] = []
         for path in paths:
             earlier = manifest.done_report(str(path), folders[str(path)])
             if earlier is None:
@@ -653,9 +664,9 @@ def run_batch(
         if progress is not None:
             for count, report in enumerate(reports.values(), start=1):
                 progress(count, len(paths), report)
-        started: list[Path] = []
+        started: list[SceneInput] = []
 
-        def on_start(scene: Path) -> None:
+        def on_start(scene: SceneInput) -> None:
             folders[str(scene)].mkdir(parents=True, exist_ok=True)
             started.append(scene)
             manifest.set(_entry(scene, "running"))
@@ -686,8 +697,8 @@ def run_batch(
 def _interrupted(
     pipeline: Pipeline,
     manifest: _Manifest,
-    todo: list[Path],
-    started: list[Path],
+    todo: list[SceneInput],
+    started: list[SceneInput],
     reports: dict[str, SceneReport],
     folders: dict[str, Path],
     fmt: VectorFormat,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geoseg.errors import GeosegError, OutputWriteError
+from geoseg.inputs import SceneInput, as_scene
 from geoseg.pipeline.batch import _check_reprojectable, _check_stems, _check_vector_options, _Manifest, output_folders, pipeline_hash
 from geoseg.vector import VectorFormat, vector_format
 
@@ -198,7 +199,7 @@ def _plan_passes_of(pipeline: Pipeline, geo: Any, steps: list[Any] | None = None
     return passes, len(scratched)
 
 
-def _plan_scene(pipeline: Pipeline, scene: Path, folder: Path, fmt: VectorFormat) -> ScenePlan:
+def _plan_scene(pipeline: Pipeline, scene: SceneInput, folder: Path, fmt: VectorFormat) -> ScenePlan:
     """Check one scene from its header and foresee its passes, memory and outputs."""
     from geoseg.pipeline.engine import open_source, scene_extent
     from geoseg.pipeline.outputs import output_paths
@@ -206,12 +207,12 @@ def _plan_scene(pipeline: Pipeline, scene: Path, folder: Path, fmt: VectorFormat
 
     engine = pipeline.engine
     try:
-        _check_reprojectable(str(scene), pipeline, fmt)
+        _check_reprojectable(scene, pipeline, fmt)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a dry run reports figures; the run gives the warnings
-            source = open_source(scene, engine.assume_gsd_m, engine.max_pixels)
-            _, summary = read_geoinfo(scene, assume_gsd_m=engine.assume_gsd_m)
-        extent = None if engine.extent is None else scene_extent(engine.extent, source.geo, str(scene))
+            source = open_source(scene.raster, engine.assume_gsd_m, engine.max_pixels)
+            _, summary = read_geoinfo(scene.raster, assume_gsd_m=engine.assume_gsd_m)
+        extent = None if engine.extent is None else scene_extent(engine.extent, source.geo, scene.raster)
         work_geo = source.geo if extent is None else extent.geo(source.geo)
         steps = list(pipeline.steps)
         blocks = steps[0].expected_coarsening(work_geo) if steps and steps[0].wants_coarsening() else 1
@@ -224,7 +225,7 @@ def _plan_scene(pipeline: Pipeline, scene: Path, folder: Path, fmt: VectorFormat
         outputs = output_paths(pipeline.output_layers(), folder, scene.stem, fmt)
     except GeosegError as exc:
         message = str(exc)
-        return ScenePlan(str(scene), "failed", error=message if str(scene) in message else f"{scene}: {message}")
+        return ScenePlan(str(scene), "failed", error=message if scene.raster in message or scene.name in message else f"{scene}: {message}")
     geo = source.geo
     window = None if extent is None else extent.window
     where = None if window is None else (
@@ -253,7 +254,7 @@ def _plan_scene(pipeline: Pipeline, scene: Path, folder: Path, fmt: VectorFormat
 
 def plan_batch(
     pipeline: Pipeline,
-    inputs: Sequence[str | Path],
+    inputs: Sequence[str | Path | SceneInput],
     outdir: str | Path,
     *,
     fmt: str | VectorFormat = "shp",
@@ -280,7 +281,7 @@ def plan_batch(
     OutputWriteError
         The output folder cannot be created or written.
     """
-    paths = [Path(p) for p in inputs]
+    paths = [as_scene(p) for p in inputs]
     out = Path(outdir)
     spec = vector_format(fmt)
     folders = output_folders(paths, out, keep_folders=keep_folders)

@@ -25,6 +25,7 @@ from PIL import Image
 from geoseg.atomic import atomic_path
 from geoseg.errors import GeosegError, ManifestError, NotGeoreferencedWarning
 from geoseg.evaluate import VECTOR_SUFFIXES, evaluate_files
+from geoseg.inputs import is_remote, item_stem, raster_stem
 from geoseg.raster import read_geoinfo
 from geoseg.report.html import SceneRow, order_rows, render_html
 from geoseg.report.overlay import render_overlay
@@ -55,6 +56,17 @@ class ManifestScene:
     seconds: float = math.nan
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    stac: dict | None = None
+
+    @property
+    def raster(self) -> str:
+        """What was processed: the input, or the asset of a STAC item."""
+        return str(self.stac["href"]) if self.stac and self.stac.get("href") else self.input
+
+    @property
+    def stem(self) -> str:
+        """The stem of the scene's outputs."""
+        return item_stem(str(self.stac["item"])) if self.stac and self.stac.get("item") else raster_stem(self.input)
 
 
 def read_manifest(outdir: str | os.PathLike[str]) -> tuple[dict, list[ManifestScene]]:
@@ -107,6 +119,7 @@ def read_manifest(outdir: str | os.PathLike[str]) -> tuple[dict, list[ManifestSc
                 seconds=float(seconds) if isinstance(seconds, (int, float)) else math.nan,
                 error=scene.get("error") or _unfinished(scene["status"]),
                 warnings=[str(w) for w in scene.get("warnings") or []],
+                stac=scene.get("stac") if isinstance(scene.get("stac"), dict) else None,
             )
         )
     return {k: v for k, v in data.items() if k != "scenes"}, entries
@@ -117,12 +130,17 @@ def _unfinished(status: str) -> str | None:
     return None if status in ("done", "failed") else f"not finished (status {status!r}): the batch was interrupted"
 
 
-def _resolve_input(path: str, folder: Path) -> Path:
-    """A scene path as given to ``geoseg run``: relative to the current folder, else to the output folder."""
+def _resolve_input(path: str, folder: Path) -> str:
+    """A scene path as given to ``geoseg run``: relative to the current folder, else to the output folder.
+
+    URLs and GDAL virtual paths are kept as they are.
+    """
+    if is_remote(path):
+        return path
     p = Path(path)
     if p.is_absolute() or p.exists() or not (folder / p).exists():
-        return p
-    return folder / p
+        return str(p)
+    return str(folder / p)
 
 
 def _resolve_output(path: str, folder: Path) -> Path:
@@ -131,7 +149,14 @@ def _resolve_output(path: str, folder: Path) -> Path:
     return p if p.exists() else folder / p.name
 
 
-def _georef_warnings(scene: Path, known: list[str]) -> list[str]:
+def _described_input(entry: ManifestScene) -> str:
+    """The input as the report shows it: with the STAC item and asset for a STAC scene."""
+    if not entry.stac:
+        return entry.input
+    return f"{entry.input} (STAC item {entry.stac.get('item')}, asset {entry.stac.get('asset')}: {entry.raster})"
+
+
+def _georef_warnings(scene: str, known: list[str]) -> list[str]:
     if any("georeferenc" in w for w in known):
         return []
     with warnings.catch_warnings(record=True) as caught:
@@ -153,11 +178,11 @@ def _publish(image: Image.Image, folder: Path, name: str, embed: bool) -> str:
 
 def _measure(
     entry: ManifestScene, folder: Path, truth_files: list[Path] | None, buffer_m: float
-) -> tuple[SceneRow, gpd.GeoDataFrame | None, Path | None]:
+) -> tuple[SceneRow, gpd.GeoDataFrame | None, str | None]:
     """The row of one scene (without its image), its network, and its scene file when readable."""
-    path = _resolve_input(entry.input, folder)
-    scene: Path | None = path
-    row = SceneRow(name=path.stem, input=entry.input, status=entry.status, seconds=entry.seconds,
+    path = _resolve_input(entry.raster, folder)
+    scene: str | None = path
+    row = SceneRow(name=entry.stem, input=_described_input(entry), status=entry.status, seconds=entry.seconds,
                    error=entry.error, warnings=list(entry.warnings))
     try:
         row.warnings += _georef_warnings(path, row.warnings)

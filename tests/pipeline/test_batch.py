@@ -49,7 +49,8 @@ def test_manifest_records_each_scene_and_its_failure(scenes, tmp_path):
     }
     assert manifest["pipeline_hash"] == pipeline_hash(pipe) and len(manifest["pipeline_hash"]) == 64
     a, b, c = manifest["scenes"]
-    assert set(a) == {"input", "status", "outputs", "seconds", "error", "warnings", "crs"}
+    assert set(a) == {"input", "status", "outputs", "seconds", "error", "warnings", "crs", "stac"}
+    assert a["stac"] is None  # set for scenes given as STAC items (tests/remote)
     assert a["input"] == str(scenes[0]) and a["status"] == "done" and a["error"] is None and a["seconds"] > 0
     assert a["outputs"] == [str(out / "a.shp"), str(out / "a_nodes.shp")]
     assert all(Path(o).is_file() for o in a["outputs"] + b["outputs"])
