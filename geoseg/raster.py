@@ -5,7 +5,9 @@ mask, and its :class:`GeoInfo` (CRS, affine transform, nodata, ground sample dis
 metres). Input without georeferencing keeps rasterio's identity transform (x = column,
 y = row) and emits :class:`~geoseg.errors.NotGeoreferencedWarning`.
 
-Rasters are written as tiled, compressed GeoTIFFs, atomically (see :mod:`geoseg.atomic`).
+Rasters are written as Cloud Optimized GeoTIFFs (tiled, compressed, with internal overviews),
+atomically (see :mod:`geoseg.atomic`). Scenes are read from local files, GDAL virtual paths
+and URLs (see :mod:`geoseg.inputs`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from rasterio.errors import NotGeoreferencedWarning as RioNotGeoreferencedWarnin
 from rasterio.errors import RasterioError
 
 from geoseg.atomic import atomic_path
-from geoseg.errors import NotGeoreferencedWarning, RasterReadError
+from geoseg.errors import NotGeoreferencedWarning, OutputWriteError, RasterReadError
 
 __all__ = [
     "GeoInfo",
@@ -42,10 +44,12 @@ __all__ = [
     "read_geoinfo",
     "write_raster",
     "read_window",
+    "read_dataset_window",
     "RasterTileWriter",
     "ground_sample_distance",
     "DEFAULT_ASSUMED_GSD_M",
     "not_georeferenced_message",
+    "open_dataset",
     "open_raster",
     "remote_env",
 ]
@@ -208,32 +212,52 @@ def _is_identity(transform: Affine) -> bool:
     return transform.almost_equals(Affine.identity())
 
 
-#: GDAL settings for scenes behind URLs and virtual paths, unless the environment sets them:
-#: no directory listing to look for sidecar files (one request per open saved), retries on
-#: the HTTP errors that pass (429, 502, 503, 504), and time limits that turn a server that
-#: stopped answering into an error.
-REMOTE_GDAL_OPTIONS = {
-    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+#: GDAL's HTTP settings for scenes behind URLs, unless the environment sets them: retries on
+#: the errors that pass (429, 502, 503, 504) and time limits that turn a server that stopped
+#: answering into an error. They are set in the process environment when the first remote
+#: scene is opened (GDAL reads them at every request; they do not affect local files).
+REMOTE_HTTP_OPTIONS = {
     "GDAL_HTTP_MAX_RETRY": "3",
     "GDAL_HTTP_RETRY_DELAY": "1",
     "GDAL_HTTP_CONNECTTIMEOUT": "30",
     "GDAL_HTTP_TIMEOUT": "300",
-    "CPL_VSIL_CURL_CHUNK_SIZE": "65536",
 }
 
 
 def remote_env() -> rasterio.Env:
-    """A ``rasterio.Env`` with :data:`REMOTE_GDAL_OPTIONS` (those the environment does not set)."""
-    return rasterio.Env(**{k: v for k, v in REMOTE_GDAL_OPTIONS.items() if k not in os.environ})
+    """The ``rasterio.Env`` to open remote scenes in: no directory listing to look for sidecars.
+
+    Listing a remote folder costs a request (or fails) and finds nothing on object storage.
+    Only for opening: entering an ``Env`` around every read would make rasterio reset GDAL's
+    block cache size on exit, which flushes the blocks that tiles share.
+    """
+    if "GDAL_DISABLE_READDIR_ON_OPEN" in os.environ:
+        return rasterio.Env()
+    return rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR")
 
 
 @contextmanager
 def open_raster(path: str | os.PathLike[str]) -> Iterator[rasterio.DatasetReader]:
-    """Open a raster for reading, with one-line errors that name it.
+    """Open a raster for reading (see :func:`open_dataset`), under :func:`remote_env` for remote ones.
+
+    Raises
+    ------
+    RasterReadError
+        The raster cannot be opened.
+    """
+    from geoseg.inputs import is_remote
+
+    with remote_env() if is_remote(os.fspath(path)) else contextlib.nullcontext(), open_dataset(path) as ds:
+        yield ds
+
+
+def open_dataset(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
+    """Open a raster for reading, with one-line errors that name it; the caller closes it.
 
     Local files are checked first (missing, a folder, empty). GDAL virtual paths and URLs
-    (see :func:`geoseg.inputs.is_remote`) go to GDAL as given, under :func:`remote_env`, and
-    HTTP failures (not found, access denied, time-out) are said in words.
+    (see :func:`geoseg.inputs.is_remote`) go to GDAL as given (open them under
+    :func:`remote_env`), and HTTP failures (not found, access denied, time-out) are said in
+    words.
 
     Raises
     ------
@@ -244,7 +268,10 @@ def open_raster(path: str | os.PathLike[str]) -> Iterator[rasterio.DatasetReader
 
     name = os.fspath(path)
     remote = is_remote(name)
-    if not remote:
+    if remote:
+        for key, value in REMOTE_HTTP_OPTIONS.items():
+            os.environ.setdefault(key, value)
+    else:
         p = Path(name)
         if not p.exists():
             raise RasterReadError(f"{p}: no such file")
@@ -252,15 +279,12 @@ def open_raster(path: str | os.PathLike[str]) -> Iterator[rasterio.DatasetReader
             raise RasterReadError(f"{p}: is a directory, not a raster file")
         if p.stat().st_size == 0:
             raise RasterReadError(f"{p}: the file is empty (0 bytes)")
-    with remote_env() if remote else contextlib.nullcontext():
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
-                ds = rasterio.open(name)
-        except RasterioError as exc:
-            raise RasterReadError(f"{name}: {_remote_problem(name, exc) if remote else 'not a readable raster'} ({_short(exc)})") from exc
-        with ds:
-            yield ds
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
+            return rasterio.open(name)
+    except RasterioError as exc:
+        raise RasterReadError(f"{name}: {_remote_problem(name, exc) if remote else 'not a readable raster'} ({_short(exc)})") from exc
 
 
 #: GDAL's words for HTTP failures, and ours.
@@ -444,7 +468,7 @@ def write_raster(
     nodata: float | None = None,
     compress: str = "deflate",
 ) -> Path:
-    """Write an array as a tiled, compressed GeoTIFF on the grid of ``geo``, atomically.
+    """Write an array as a Cloud Optimized GeoTIFF on the grid of ``geo``, atomically.
 
     Parameters
     ----------
@@ -490,27 +514,55 @@ def read_window(
     RasterReadError
         The pixels cannot be read (truncated or corrupt file).
     """
-    source = str(path)
-    window = rasterio.windows.Window(col_off, row_off, width, height)
     with open_raster(path) as ds:
-        indexes = bands if bands is not None else list(range(1, ds.count + 1))
-        try:
-            array = ds.read(indexes, window=window)
-            masks = ds.read_masks(indexes, window=window)
-        except RasterioError as exc:
-            raise RasterReadError(_read_problem(source, exc)) from exc
-        names = _band_names(ds, indexes)
+        return read_dataset_window(ds, str(path), geo, row_off, col_off, height, width, bands=bands)
+
+
+def read_dataset_window(
+    ds: rasterio.DatasetReader,
+    source: str,
+    geo: GeoInfo,
+    row_off: int,
+    col_off: int,
+    height: int,
+    width: int,
+    *,
+    bands: list[int] | None = None,
+) -> Raster:
+    """:func:`read_window` from a dataset already open (``source`` names it in errors).
+
+    Raises
+    ------
+    RasterReadError
+        The pixels cannot be read.
+    """
+    window = rasterio.windows.Window(col_off, row_off, width, height)
+    indexes = bands if bands is not None else list(range(1, ds.count + 1))
+    try:
+        array = ds.read(indexes, window=window)
+        masks = ds.read_masks(indexes, window=window)
+    except RasterioError as exc:
+        raise RasterReadError(_read_problem(source, exc)) from exc
+    names = _band_names(ds, indexes)
     valid = np.all(masks > 0, axis=0)
     if np.issubdtype(array.dtype, np.floating):
         valid &= np.all(np.isfinite(array), axis=0)
     return Raster(array=array, geo=geo.window(row_off, col_off, height, width), valid=valid, source=source, band_names=names)
 
 
-class RasterTileWriter:
-    """Write a scene-sized GeoTIFF window by window, atomically (see :func:`write_raster`).
+#: Side of the internal tiles of written rasters (the COG driver's default).
+COG_BLOCK_PX = 512
 
-    Use as a context manager; the file appears under its final name only when the block
-    exits without error.
+
+class RasterTileWriter:
+    """Write a scene-sized raster window by window as a Cloud Optimized GeoTIFF, atomically.
+
+    The windows go into a tiled GeoTIFF beside the destination; when the block exits without
+    error, GDAL's COG driver copies it into the final layout (internal overviews, headers
+    first, tiles in the order readers fetch them: see :data:`COG_BLOCK_PX`), and the file
+    appears under its final name. Overviews of float layers (probabilities) are averages,
+    those of integer layers (masks, classes) nearest values, so a mask stays a mask.
+    Use as a context manager.
     """
 
     def __init__(
@@ -526,23 +578,34 @@ class RasterTileWriter:
             "dtype": dtype,
             "compress": compress,
             "tiled": True,
-            "blockxsize": 256,
-            "blockysize": 256,
+            "blockxsize": COG_BLOCK_PX,
+            "blockysize": COG_BLOCK_PX,
             "BIGTIFF": "IF_SAFER",
         }
-        if np.dtype(dtype).kind == "f":
+        floating = np.dtype(dtype).kind == "f"
+        if floating:
             self.profile["predictor"] = 3
         if nodata is not None:
             self.profile["nodata"] = nodata
         if geo.georeferenced:
             self.profile.update(crs=geo.crs, transform=geo.transform)
+        self.cog_options = {
+            "COMPRESS": compress.upper(),
+            "BLOCKSIZE": str(COG_BLOCK_PX),
+            "OVERVIEWS": "IGNORE_EXISTING",
+            "RESAMPLING": "AVERAGE" if floating else "NEAREST",
+            "PREDICTOR": "YES" if floating else "NO",
+            "BIGTIFF": "IF_SAFER",
+        }
 
     def __enter__(self) -> RasterTileWriter:
         self._atomic = atomic_path(self.path)
-        tmp = self._atomic.__enter__()
+        self._final = self._atomic.__enter__()
+        # not named after the output, so that only the COG is moved into place
+        self._staging = self._final.with_name(".staging-" + self._final.name)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
-            self._dst = rasterio.open(tmp, "w", **self.profile)
+            self._dst = rasterio.open(self._staging, "w", **self.profile)
         return self
 
     def write(self, array: np.ndarray, row_off: int, col_off: int) -> None:
@@ -553,4 +616,18 @@ class RasterTileWriter:
 
     def __exit__(self, exc_type, exc, tb) -> bool | None:  # noqa: ANN001
         self._dst.close()
+        if exc_type is None:
+            try:
+                import rasterio.shutil
+
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
+                    rasterio.shutil.copy(self._staging, self._final, driver="COG", **self.cog_options)
+            except BaseException as error:  # noqa: BLE001 - the atomic write is abandoned, then it propagates
+                self._atomic.__exit__(type(error), error, error.__traceback__)
+                if isinstance(error, RasterioError):
+                    raise OutputWriteError(f"{self.path}: cannot write the Cloud Optimized GeoTIFF ({_short(error)})") from error
+                raise
+            finally:
+                self._staging.unlink(missing_ok=True)
         return self._atomic.__exit__(exc_type, exc, tb)

@@ -19,9 +19,11 @@ tile per pass.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -41,7 +43,8 @@ from geoseg.pipeline.config import Extent
 from geoseg.pipeline.distributed import default_workers
 from geoseg.pipeline.scratch import FileScratch, MemoryScratch, ScratchView
 from geoseg.pipeline.step import Step, StepContext
-from geoseg.raster import GeoInfo, Raster, read_geoinfo, read_window
+from geoseg.inputs import is_remote
+from geoseg.raster import GeoInfo, Raster, open_dataset, read_dataset_window, read_geoinfo, remote_env
 from geoseg.road.network import dissolve_degree2
 from geoseg.tiling import (
     Region,
@@ -138,16 +141,46 @@ class SceneSource(Protocol):
 
 
 class FileSource:
-    """Windowed reads from a raster file."""
+    """Windowed reads from a raster file, virtual path or URL, through one open dataset.
+
+    The dataset stays open while the source is used in a process, so GDAL's block cache
+    serves the blocks that several tiles (their halos) or several passes read: a remote
+    COG's tiles are fetched once, not once per tile. Reads are serialised (a dataset is not
+    thread-safe); a pickled copy (a Dask worker's) opens its own. ``block`` is the file's
+    internal tile size (``None``: not tiled), to which the engine aligns its tiles.
+    """
 
     coarsening = 1
 
-    def __init__(self, path: str, geo: GeoInfo, band_names: tuple[str, ...] = ()) -> None:
-        self.path, self.geo, self.source, self.band_names = path, geo, path, band_names
+    def __init__(self, path: str, geo: GeoInfo, band_names: tuple[str, ...] = (), block: tuple[int, int] | None = None) -> None:
+        self.path, self.geo, self.source, self.band_names, self.block = path, geo, path, band_names, block
+        self._dataset: Any = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_dataset", "_lock")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _dataset=None, _lock=threading.Lock())
 
     def read(self, tile: Tile) -> Raster:
         """Read the tile's window from the file."""
-        return read_window(self.path, self.geo, tile.win_row_off, tile.win_col_off, tile.win_height, tile.win_width)
+        with self._lock:
+            if self._dataset is None:
+                with remote_env() if is_remote(self.path) else contextlib.nullcontext():
+                    self._dataset = open_dataset(self.path)
+            return read_dataset_window(self._dataset, self.path, self.geo, tile.win_row_off, tile.win_col_off, tile.win_height, tile.win_width)
+
+    def close(self) -> None:
+        """Close the dataset (a later read opens it again)."""
+        with self._lock:
+            if self._dataset is not None:
+                self._dataset.close()
+            self._dataset = None
+
+    def __del__(self) -> None:
+        if getattr(self, "_dataset", None) is not None:
+            self._dataset.close()
 
 
 def open_source(path: str | os.PathLike[str], assume_gsd_m: float, max_pixels: int | None = None) -> FileSource:
@@ -168,7 +201,10 @@ def open_source(path: str | os.PathLike[str], assume_gsd_m: float, max_pixels: i
             f"(e.g. gdal_retile.py), or --set max_pixels={pixels} to process it tile by tile anyway"
         )
     names = tuple(summary["band_names"])
-    return FileSource(str(path), geo, names)
+    shapes = {tuple(shape) for shape in summary["block_shapes"]}
+    rows, cols = shapes.pop() if len(shapes) == 1 else (0, 0)
+    block = (rows, cols) if rows > 1 and cols < geo.width else None  # strips span the full width: not tiles
+    return FileSource(str(path), geo, names, block)
 
 
 class MemorySource:

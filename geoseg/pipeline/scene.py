@@ -68,9 +68,11 @@ def process_scene(
         log.warning("warning: %s", note)
     work = working_source(pipeline.steps, source, pipeline.engine.extent)
     source, extent = work.source, work.extent
-    # GDAL's block cache defaults to 5 % of RAM and grows with the scene: bound it too.
-    cache_mb = max(16, pipeline.engine.max_memory_bytes // (8 * 1024 * 1024))
-    with rasterio.Env(GDAL_CACHEMAX=cache_mb), GeoTiffSink(outputs, Path(outdir), stem, source.geo if extent is None else extent.geo(source.geo)) as sink:
+    # GDAL's block cache defaults to 5 % of RAM and grows with the scene: bound it too. In
+    # bytes: rasterio hands an integer GDAL_CACHEMAX to GDALSetCacheMax64 as is (64 would be
+    # 64 bytes: every tile would fetch and decode again the blocks its neighbours read).
+    cache_bytes = max(16 * 2**20, pipeline.engine.max_memory_bytes // 8)
+    with rasterio.Env(GDAL_CACHEMAX=cache_bytes), GeoTiffSink(outputs, Path(outdir), stem, source.geo if extent is None else extent.geo(source.geo)) as sink:
         result = execute(
             work.steps,
             source,

@@ -62,7 +62,7 @@ _DEAD_END = (0, 0, 0)
 _NODATA = (64, 64, 64)
 #: GDAL block cache (MiB) while reading a preview: a decimated read of a scene without
 #: overviews streams every block through the cache, which must not grow to the scene's size.
-_READ_CACHE_MB = 64
+_READ_CACHE_BYTES = 64 * 2**20  # bytes: rasterio passes an integer to GDALSetCacheMax64 as is
 
 
 @dataclass
@@ -127,7 +127,7 @@ def read_preview(scene: str | os.PathLike[str], *, max_size: int | None = None) 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
-            with rasterio.Env(GDAL_CACHEMAX=_READ_CACHE_MB), open_raster(scene) as ds:
+            with rasterio.Env(GDAL_CACHEMAX=_READ_CACHE_BYTES), open_raster(scene) as ds:
                 shape = (len(indexes), rows, cols)
                 array = ds.read(indexes, out_shape=shape, resampling=Resampling.average)
                 valid = np.ones((rows, cols), dtype=bool)

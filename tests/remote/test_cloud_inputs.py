@@ -1,0 +1,260 @@
+"""Scenes behind URLs, GDAL virtual paths and STAC items, and COG outputs (issue 26).
+
+A loopback HTTP server with byte ranges (:mod:`tests.remote.range_server`) serves a COG; geoseg
+reads it by ``/vsicurl/http://...`` and by the plain ``http://`` URL, through the CLI as a user
+does, and the networks must equal the local run's. With ``--bbox`` over a quarter of the scene,
+the bytes served must stay under 40 % of the file. No test needs the internet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+import rasterio.shutil
+import shapely
+from affine import Affine
+from rasterio.crs import CRS
+
+from geoseg.inputs import expand_scenes, is_remote, read_stac_item, scene_input
+from geoseg.pipeline.batch import MANIFEST_NAME
+from geoseg.errors import RasterReadError
+from geoseg.raster import GeoInfo, write_raster
+from tests.cli.test_cli_basics import geoseg
+from tests.conftest import SAMPLE_DATA
+from tests.remote.cog_check import cog_problems
+
+SIZE = 2048  # px on a side of the served scene
+GSD = 0.5
+ORIGIN = (500000.0, 5000000.0)
+TRANSFORM = Affine(GSD, 0, ORIGIN[0], 0, -GSD, ORIGIN[1])
+#: The top-left quarter of the scene, in its CRS (EPSG:32633).
+QUARTER = (ORIGIN[0], ORIGIN[1] - SIZE * GSD / 2, ORIGIN[0] + SIZE * GSD / 2, ORIGIN[1])
+
+
+def _road_grid(size: int) -> np.ndarray:
+    """A 0/255 road mask: a grid of 8 m roads every 150 m or so, crossing the whole scene."""
+    rng = np.random.default_rng(7)
+    mask = np.zeros((size, size), dtype=np.uint8)
+    for start in range(40, size, 300):
+        offset = start + int(rng.integers(0, 60))
+        mask[offset : offset + 16, :] = 255
+        mask[:, offset : offset + 16] = 255
+    return mask
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with ``roads.tif``: a 2048 px road mask as a COG of 256 px tiles.
+
+    Uncompressed, so that the bytes served count the tiles fetched rather than how well each
+    one compresses.
+    """
+    folder = tmp_path_factory.mktemp("served")
+    plain = folder.parent / "roads_plain.tif"
+    with rasterio.open(plain, "w", driver="GTiff", width=SIZE, height=SIZE, count=1, dtype="uint8",
+                       crs=CRS.from_epsg(32633), transform=TRANSFORM) as dst:  # fmt: skip
+        dst.write(_road_grid(SIZE), 1)
+    rasterio.shutil.copy(plain, folder / "roads.tif", driver="COG", BLOCKSIZE="256", COMPRESS="NONE")
+    return folder
+
+
+def _network(path: Path) -> list[str]:
+    """The lines of a written network, as sorted WKT with coordinates rounded to 1 mm."""
+    frame = gpd.read_file(path)
+    assert len(frame) > 0, f"{path} holds no lines"
+    return sorted(shapely.to_wkt(g, rounding_precision=3) for g in frame.geometry)
+
+
+def _run(*args: object, cwd: Path) -> tuple[int, str]:
+    """``geoseg run ...`` as a user types it; its exit code and stderr."""
+    done = geoseg("run", *args, "--progress", "none", cwd=cwd)
+    return done.returncode, done.stderr
+
+
+def test_a_remote_cog_gives_the_local_network_by_vsicurl_and_by_url(served, range_server, tmp_path):
+    server = range_server(served)
+    code, err = _run("mask_to_centerlines", served / "roads.tif", "-o", "local", cwd=tmp_path)
+    assert code == 0, err
+    for name, url in (("vsicurl", "/vsicurl/" + server.url("roads.tif")), ("url", server.url("roads.tif"))):
+        code, err = _run("mask_to_centerlines", url, "-o", name, cwd=tmp_path)
+        assert code == 0, err
+        assert _network(tmp_path / name / "roads.shp") == _network(tmp_path / "local" / "roads.shp")
+        manifest = json.loads((tmp_path / name / MANIFEST_NAME).read_text())
+        assert manifest["scenes"][0]["input"] == url  # as given: no folded double slash
+    assert server.requests("roads.tif") > 2  # read window by window, not fetched whole
+
+
+def test_a_bbox_over_a_quarter_reads_at_most_40_percent_of_the_remote_file(served, range_server, tmp_path):
+    server = range_server(served)
+    box = [str(v) for v in QUARTER]
+    code, err = _run("mask_to_centerlines", "/vsicurl/" + server.url("roads.tif"), "-o", "remote", "--bbox", *box, cwd=tmp_path)
+    assert code == 0, err
+    share = server.bytes_sent("roads.tif") / (served / "roads.tif").stat().st_size
+    assert share <= 0.40, f"a quarter of the scene fetched {share:.0%} of the file"
+    code, err = _run("mask_to_centerlines", served / "roads.tif", "-o", "local", "--bbox", *box, cwd=tmp_path)
+    assert code == 0, err
+    assert _network(tmp_path / "remote" / "roads.shp") == _network(tmp_path / "local" / "roads.shp")
+
+
+def _item(href: str, item_id: str = "roads-2026-12-05", **assets: dict) -> dict:
+    """A STAC Item whose visual asset is ``href``."""
+    x0, y0, x1, y1 = 14.99, 45.10, 15.02, 45.12
+    return {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "stac_extensions": ["https://stac-extensions.github.io/projection/v1.1.0/schema.json"],
+        "id": item_id,
+        "bbox": [x0, y0, x1, y1],
+        "geometry": {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]},
+        "properties": {"datetime": "2026-12-05T10:00:00Z", "proj:code": "EPSG:32633"},
+        "assets": {"thumbnail": {"href": "thumb.png", "type": "image/png", "roles": ["thumbnail"]},
+                   "visual": {"href": href, "type": "image/tiff; application=geotiff; profile=cloud-optimized", "roles": ["visual"]},
+                   **assets},
+        "links": [],
+    }  # fmt: skip
+
+
+def test_a_stac_item_runs_its_visual_asset_and_is_recorded(served, range_server, tmp_path):
+    server = range_server(served)
+    item = tmp_path / "item.json"
+    item.write_text(json.dumps(_item(server.url("roads.tif"))))
+    code, err = _run("mask_to_centerlines", served / "roads.tif", "-o", "local", cwd=tmp_path)
+    assert code == 0, err
+    code, err = _run("mask_to_centerlines", item, "-o", "stac", "--report", cwd=tmp_path)
+    assert code == 0, err
+    assert _network(tmp_path / "stac" / "roads-2026-12-05.shp") == _network(tmp_path / "local" / "roads.shp")
+    entry = json.loads((tmp_path / "stac" / MANIFEST_NAME).read_text())["scenes"][0]
+    assert entry["input"] == str(item)
+    assert entry["stac"] == {"item": "roads-2026-12-05", "asset": "visual", "href": server.url("roads.tif"),
+                             "bbox": [14.99, 45.10, 15.02, 45.12], "crs": "EPSG:32633"}  # fmt: skip
+    report = (tmp_path / "stac" / "report.html").read_text()
+    assert "STAC item roads-2026-12-05, asset visual" in report
+
+
+def test_a_stac_item_behind_a_url_with_a_relative_href(served, range_server, tmp_path):
+    folder = tmp_path / "catalog"
+    folder.mkdir()
+    shutil.copy(served / "roads.tif", folder / "roads.tif")
+    (folder / "item.json").write_text(json.dumps(_item("./roads.tif", item_id="rel")))
+    server = range_server(folder)
+    code, err = _run("mask_to_centerlines", server.url("item.json"), "-o", "out", "--bbox", *map(str, QUARTER), cwd=tmp_path)
+    assert code == 0, err
+    assert (tmp_path / "out" / "rel.shp").is_file()
+    assert server.bytes_sent("roads.tif") > 0  # the relative href was resolved against the item's URL
+
+
+def test_asset_key_chooses_the_asset_and_a_missing_one_is_named(tmp_path):
+    item = tmp_path / "item.json"
+    mask = SAMPLE_DATA / "scene_a_mask.tif"
+    item.write_text(json.dumps(_item("missing.tif", mask={"href": str(mask), "type": "image/tiff", "roles": ["data"]})))
+    assert read_stac_item(str(item), asset="mask").href == str(mask)
+    assert read_stac_item(str(item)).href == str(tmp_path / "missing.tif")  # visual, resolved beside the item
+    code, err = _run("mask_to_centerlines", item, "-o", "out", "--asset", "nir", cwd=tmp_path)
+    assert code != 0
+    assert f"{item}: the item has no asset 'nir' (its assets: thumbnail, visual, mask)" in err
+    code, err = _run("mask_to_centerlines", item, "-o", "out", "--asset", "mask", cwd=tmp_path)
+    assert code == 0, err
+    assert (tmp_path / "out" / "roads-2026-12-05.shp").is_file()
+
+
+def test_not_an_item_is_refused_in_one_line(tmp_path):
+    collection = tmp_path / "collection.json"
+    collection.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
+    code, err = _run("mask_to_centerlines", collection, "-o", "out", cwd=tmp_path)
+    assert code != 0
+    assert err.strip().splitlines()[-1].endswith(
+        f"{collection}: not a STAC Item (a GeoJSON Feature with assets; this is a FeatureCollection); give one item of the collection"
+    )
+
+
+def test_http_errors_become_one_line_naming_the_input_and_the_batch_goes_on(served, range_server, tmp_path):
+    server = range_server(served)
+    shutil.copy(served / "roads.tif", served / "denied.tif")
+    server.fail("denied.tif", 403)
+    missing, denied = server.url("nowhere.tif"), "/vsicurl/" + server.url("denied.tif")
+    local = tmp_path / "a.tif"
+    shutil.copy(SAMPLE_DATA / "scene_a_mask.tif", local)
+    code, err = _run("mask_to_centerlines", missing, denied, local, "-o", "out", cwd=tmp_path)
+    assert code == 1
+    assert f"{missing}: not found on the server (HTTP 404)" in err
+    assert f"{denied}: access denied" in err
+    scenes = {e["input"]: e["status"] for e in json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())["scenes"]}
+    assert scenes == {missing: "failed", denied: "failed", str(local): "done"}
+
+
+def test_a_server_that_stops_answering_times_out_in_one_line(served, range_server, tmp_path, monkeypatch):
+    server = range_server(served)
+    server.stall("roads.tif", 30)
+    monkeypatch.setenv("GDAL_HTTP_TIMEOUT", "1")
+    monkeypatch.setenv("GDAL_HTTP_MAX_RETRY", "0")
+    url = server.url("roads.tif")
+    done = geoseg("info", url, cwd=tmp_path)
+    assert done.returncode != 0
+    assert f"{url}: the server did not answer in time" in done.stderr
+
+
+def test_a_member_of_a_zip_runs_and_is_named_after_the_member(tmp_path):
+    archive = tmp_path / "scenes.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(SAMPLE_DATA / "scene_a_mask.tif", "inner/scene_a_mask.tif")
+    name = f"/vsizip/{archive}/inner/scene_a_mask.tif"  # /vsizip//tmp/...: the double slash is kept
+    code, err = _run("mask_to_centerlines", name, SAMPLE_DATA / "scene_a_mask.tif", "-o", "zip", "--keep-folders", cwd=tmp_path)
+    assert code == 0, err
+    outputs = sorted(p.relative_to(tmp_path / "zip").as_posix() for p in (tmp_path / "zip").rglob("*.shp"))
+    assert len(outputs) == 4 and all(o.endswith(("scene_a_mask.shp", "scene_a_mask_nodes.shp")) for o in outputs)
+    assert _network(tmp_path / "zip" / [o for o in outputs if "inner" in o and "nodes" not in o][0]) == _network(
+        tmp_path / "zip" / [o for o in outputs if "inner" not in o and "nodes" not in o][0]
+    )
+    code, err = _run("mask_to_centerlines", f"/vsizip/{archive}/nothere.tif", "-o", "zip2", cwd=tmp_path)
+    assert code == 1 and "no such file (or no such member of the archive)" in err
+
+
+def test_names_are_not_globbed_normalised_or_looked_up_on_disk():
+    scenes = expand_scenes(["/vsicurl/https://h.example/a/b.tif?sig=x*y", "s3://bucket/c.tif", "/vsizip//data/s.zip/d.tif"])
+    assert [(s.name, s.stem, s.remote) for s in scenes] == [
+        ("/vsicurl/https://h.example/a/b.tif?sig=x*y", "b", True),
+        ("s3://bucket/c.tif", "c", True),
+        ("/vsizip//data/s.zip/d.tif", "d", True),
+    ]
+    assert all(s.exists() for s in scenes)  # not looked for locally
+    assert not is_remote("scenes/a.tif") and not is_remote(os.path.abspath("a.tif"))
+    assert scene_input("https://h.example/x/y.tif").folder.as_posix() == "/h.example/x"
+    with pytest.raises(RasterReadError, match="no file matches"):
+        expand_scenes(["nowhere/*.tif"])
+    with pytest.raises(RasterReadError, match="--asset visual: picks an asset of STAC items"):
+        expand_scenes(["a.tif"], asset="visual")
+
+
+def test_raster_outputs_are_cloud_optimized(served, range_server, tmp_path):
+    server = range_server(SAMPLE_DATA)
+    code, err = _run("road_segmentation", server.url("scene_a.tif"), "-o", "seg", "--set", f"model={SAMPLE_DATA / 'roads.mjcr.npz'}", cwd=tmp_path)
+    assert code == 0, err
+    assert cog_problems(tmp_path / "seg" / "scene_a.tif") == []
+    with rasterio.open(tmp_path / "seg" / "scene_a.tif") as ds:
+        assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert ds.read(1).max() == 255  # roads found, written as 0/255
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_written_rasters_have_overviews_that_keep_their_values(tmp_path, dtype):
+    geo = GeoInfo(1500, 1100, CRS.from_epsg(32633), TRANSFORM, (GSD, GSD), True)
+    values = _road_grid(1500)[:1100] if dtype == "uint8" else np.linspace(0, 1, 1500 * 1100, dtype=np.float32).reshape(1100, 1500)
+    path = write_raster(tmp_path / "out.tif", values, geo)
+    assert cog_problems(path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif"]  # no staging file left
+    with rasterio.open(path) as ds:
+        assert ds.overviews(1) == [2, 4]
+        np.testing.assert_array_equal(ds.read(1), values)
+        overview = ds.read(1, out_shape=(275, 375))
+    if dtype == "uint8":
+        assert set(np.unique(overview)) <= {0, 255}  # nearest values: a mask stays a mask
+    else:
+        assert abs(float(overview.mean()) - float(values.mean())) < 1e-3  # averages
