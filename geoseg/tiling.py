@@ -165,22 +165,44 @@ def tile_size_for_memory(max_memory: int, bytes_per_pixel: int, halo_px: int, bl
     return max(block, (core // block) * block)
 
 
-def tile_grid(height: int, width: int, tile_px: int, halo_px: int, region: Region | None = None) -> list[Tile]:
-    """Cores of ``tile_px`` (the last ones smaller) covering ``region``, with their windows.
+def tile_grid(
+    height: int, width: int, tile_px: int, halo_px: int, region: Region | None = None, *, phase: tuple[int, int] | None = None
+) -> list[Tile]:
+    """Cores of ``tile_px`` covering ``region``, with their windows.
 
     ``region`` defaults to the whole scene of ``height`` x ``width`` pixels; windows reach
     ``halo_px`` beyond the cores, also outside ``region``, as far as the scene has pixels.
+    Cores start at the region's corner (the last ones smaller); with ``phase``, they are cut
+    where ``row + phase[0]`` and ``col + phase[1]`` are multiples of ``tile_px`` instead, so
+    that they line up with a file's internal tiles (``tile_px`` a multiple of their size,
+    ``phase`` where the scene's pixel 0 lies in the file).
+
+    Examples
+    --------
+    >>> [(t.row_off, t.height) for t in tile_grid(100, 10, 40, 0, Region(10, 0, 100, 10))]
+    [(10, 40), (50, 40), (90, 10)]
+    >>> [(t.row_off, t.height) for t in tile_grid(100, 10, 40, 0, Region(10, 0, 100, 10), phase=(0, 0))]
+    [(10, 30), (40, 40), (80, 20)]
     """
     area = region if region is not None else Region(0, 0, height, width)
     tiles = []
-    for r in range(area.row0, area.row1, tile_px):
-        for c in range(area.col0, area.col1, tile_px):
-            h, w = min(tile_px, area.row1 - r), min(tile_px, area.col1 - c)
+    for r, h in _cuts(area.row0, area.row1, tile_px, None if phase is None else phase[0]):
+        for c, w in _cuts(area.col0, area.col1, tile_px, None if phase is None else phase[1]):
             wr, wc = max(0, r - halo_px), max(0, c - halo_px)
             tiles.append(
                 Tile(len(tiles), r, c, h, w, wr, wc, min(height, r + h + halo_px) - wr, min(width, c + w + halo_px) - wc)
             )
     return tiles
+
+
+def _cuts(start: int, stop: int, step: int, phase: int | None) -> list[tuple[int, int]]:
+    """``(offset, length)`` of the pieces of ``[start, stop)``: every ``step`` from ``start``, or
+    where ``x + phase`` is a multiple of ``step``."""
+    if phase is None:
+        return [(x, min(step, stop - x)) for x in range(start, stop, step)]
+    first = (start + phase) // step * step + step - phase
+    bounds = [start, *range(first, stop, step), stop]
+    return [(a, b - a) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
 def read_ratio(tiles: list[Tile]) -> float:

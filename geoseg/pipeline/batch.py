@@ -367,6 +367,30 @@ def _check_reprojectable(scene: SceneInput, pipeline: Pipeline, fmt: VectorForma
         )
 
 
+def _stac_crs_note(scene: SceneInput, pipeline: Pipeline) -> str | None:
+    """A warning when a STAC item declares another CRS than its asset's raster has (the raster's is used)."""
+    if scene.stac is None or scene.stac.crs is None:
+        return None
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    from geoseg.raster import read_geoinfo
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the scene's own warnings come when it is processed
+        geo, _ = read_geoinfo(scene.raster, assume_gsd_m=pipeline.engine.assume_gsd_m)
+    try:
+        same = geo.crs is not None and CRS.from_user_input(scene.stac.crs) == CRS.from_user_input(geo.crs.to_wkt())
+    except CRSError:
+        same = False
+    if same:
+        return None
+    found = geo.crs.to_string() if geo.crs is not None else "no CRS"
+    note = f"{scene.name}: the STAC item declares {scene.stac.crs}, but its {scene.stac.asset} asset has {found}"
+    log.warning("warning: %s; the raster's own georeferencing is used", note)
+    return note + "; the raster's own georeferencing is used"
+
+
 def _scene_task(
     pipeline: Pipeline | dict[str, Any],
     source: str,
@@ -390,9 +414,11 @@ def _scene_task(
 
         pipe = pipeline if isinstance(pipeline, Pipeline) else Pipeline.from_dict(pipeline, source)
         _check_reprojectable(scene, pipe, fmt)
+        declared = _stac_crs_note(scene, pipe)
         done = process_scene(pipe, scene.raster, outdir, stem=scene.stem, fmt=fmt, on_tile=on_tile, client=client)
         crs = output_crs(done.outputs[0]) if done.outputs else None
-        report = SceneReport(scene.name, "done", [str(p) for p in done.outputs], warnings=list(done.warnings), crs=crs)
+        notes = [*([declared] if declared else []), *done.warnings]
+        report = SceneReport(scene.name, "done", [str(p) for p in done.outputs], warnings=notes, crs=crs)
     except GeosegError as exc:
         report = SceneReport(scene.name, "failed", error=str(exc))
     except Exception as exc:  # noqa: BLE001 - a batch must go on; the error is reported

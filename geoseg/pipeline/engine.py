@@ -830,7 +830,8 @@ def _execute(
                     also_in_memory=tuple(work.measure),
                     extra_bytes_per_pixel=8 * len(work.reads),
                 )
-                tiles = tile_grid(framed.geo.height, framed.geo.width, core_px, halo, layout.in_frame(layout.regions[i]))
+                core_px, phase = _aligned(source, core_px, tile_px, layout.frame)
+                tiles = tile_grid(framed.geo.height, framed.geo.width, core_px, halo, layout.in_frame(layout.regions[i]), phase=phase)
                 log.debug(
                     "%s: pass %d/%d (%s): %d tile(s) of %d px, halo %d px, reads %.2fx the pass's pixels",
                     source.source, i + 1, len(plans), [s.label for s in (*running, *work.measure)], len(tiles), core_px, halo, read_ratio(tiles),
@@ -876,6 +877,20 @@ def _execute(
     for msg in dict.fromkeys(messages):
         log.warning("%s", msg)
     return RunResult(result_layers, out_geo, source.source, list(dict.fromkeys(messages)), timings, len(tiles))
+
+
+def _aligned(source: SceneSource, core_px: int, forced_px: int | None, frame: Region) -> tuple[int, tuple[int, int] | None]:
+    """Tile size and phase that line the tiles up with the file's internal (square) tiles.
+
+    The cores become a multiple of the file's tile size and are cut on multiples of it in the
+    file, so that a window reads as few of the file's tiles as it can: with an extent, the
+    tiles of a remote COG fetched are those under it and its halo. A size forced by
+    ``tile_px``, a source without internal tiles, or cores smaller than one keep the plain grid.
+    """
+    block = getattr(source, "block", None)
+    if forced_px is not None or block is None or block[0] != block[1] or core_px < block[0]:
+        return core_px, None
+    return core_px // block[0] * block[0], (frame.row0, frame.col0)
 
 
 def _translate(graph: nx.MultiGraph, dx: float, dy: float) -> nx.MultiGraph:

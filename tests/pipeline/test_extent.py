@@ -249,13 +249,13 @@ def test_pixels_read_are_bounded(tmp_path, monkeypatch):
         mask[:, c - 6 : c + 6] = 255
     path = write_tif(tmp_path / "big.tif", mask, CRS.from_epsg(32633), Affine(gsd, 0, 500000.0, 0, -gsd, 5000000.0), tiled=True, blockxsize=256, blockysize=256)
     reads: list[tuple[int, int, int, int]] = []
-    original = engine.read_window
+    original = engine.read_dataset_window
 
-    def spy(path: Any, geo: GeoInfo, row_off: int, col_off: int, height: int, width: int, **kw: Any) -> Raster:
+    def spy(ds: Any, path: Any, geo: GeoInfo, row_off: int, col_off: int, height: int, width: int, **kw: Any) -> Raster:
         reads.append((row_off, col_off, height, width))
-        return original(path, geo, row_off, col_off, height, width, **kw)
+        return original(ds, path, geo, row_off, col_off, height, width, **kw)
 
-    monkeypatch.setattr(engine, "read_window", spy)
+    monkeypatch.setattr(engine, "read_dataset_window", spy)
     first = 640  # the window: rows and columns 640..896 (128 m)
     x, y = 500000.0 + gsd * first, 5000000.0 - gsd * first
     result = load_pipeline("mask_to_centerlines").run(path, extent=[x, y - 128, x + 128, y])

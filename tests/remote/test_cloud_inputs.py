@@ -258,3 +258,14 @@ def test_written_rasters_have_overviews_that_keep_their_values(tmp_path, dtype):
         assert set(np.unique(overview)) <= {0, 255}  # nearest values: a mask stays a mask
     else:
         assert abs(float(overview.mean()) - float(values.mean())) < 1e-3  # averages
+
+
+def test_an_item_declaring_another_crs_than_its_raster_is_warned_about(tmp_path):
+    item = _item(str(SAMPLE_DATA / "scene_a_mask.tif"), item_id="wrong-crs")
+    item["properties"]["proj:code"] = "EPSG:3857"
+    (tmp_path / "item.json").write_text(json.dumps(item))
+    code, err = _run("mask_to_centerlines", tmp_path / "item.json", "-o", "out", cwd=tmp_path)
+    assert code == 0, err
+    entry = json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())["scenes"][0]
+    assert entry["crs"] == "EPSG:32633"  # the raster's own
+    assert any("the STAC item declares EPSG:3857, but its visual asset has EPSG:32633" in w for w in entry["warnings"])
