@@ -207,3 +207,20 @@ def test_file_scratch_of_a_scene_lives_beside_the_outputs_and_is_removed(crossin
     assert len(folders) == 1 and folders[0].parent == tmp_path / "out"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cross.gpkg"]
     assert done.tiles == 9
+
+
+def test_tiles_line_up_with_the_internal_tiles_of_the_file(tmp_path):
+    from geoseg.pipeline.engine import _aligned, open_source
+    from geoseg.tiling import Region
+    from tests.conftest import UTM_TRANSFORM, plus_mask, write_tif
+
+    tiled = open_source(write_tif(tmp_path / "t.tif", plus_mask(1000), CRS.from_epsg(32633), UTM_TRANSFORM, tiled=True, blockxsize=256, blockysize=256), 0.3)
+    striped = open_source(write_tif(tmp_path / "s.tif", plus_mask(1000), CRS.from_epsg(32633), UTM_TRANSFORM), 0.3)
+    assert tiled.block == (256, 256) and striped.block is None
+    frame = Region(300, 130, 1000, 1000)  # an extent's frame, away from the file's corner
+    core_px, phase = _aligned(tiled, 700, None, frame)
+    assert (core_px, phase) == (512, (300, 130))
+    cuts = {t.row_off + frame.row0 for t in tile_grid(700, 870, core_px, 20, phase=phase)} | {t.col_off + frame.col0 for t in tile_grid(700, 870, core_px, 20, phase=phase)}
+    assert all(c % 256 == 0 for c in cuts - {frame.row0, frame.col0})  # every cut after the first is on a file tile
+    assert _aligned(striped, 700, None, frame) == (700, None)
+    assert _aligned(tiled, 700, 300, frame) == (700, None)  # a tile size the user forced is kept
