@@ -43,7 +43,6 @@ __all__ = [
     "read_raster",
     "read_geoinfo",
     "write_raster",
-    "read_window",
     "read_dataset_window",
     "RasterTileWriter",
     "ground_sample_distance",
@@ -448,16 +447,7 @@ def read_raster(
         bad = [b for b in indexes if not 1 <= b <= ds.count]
         if bad:
             raise RasterReadError(f"{source}: band(s) {bad} do not exist (the file has {ds.count})")
-        try:
-            array = ds.read(indexes)
-            masks = ds.read_masks(indexes)
-        except RasterioError as exc:
-            raise RasterReadError(_read_problem(source, exc)) from exc
-        valid = np.all(masks > 0, axis=0)
-        if np.issubdtype(array.dtype, np.floating):
-            valid &= np.all(np.isfinite(array), axis=0)
-        names = _band_names(ds, indexes)
-    return Raster(array=array, geo=geo, valid=valid, source=source, band_names=names)
+        return read_dataset_window(ds, source, geo, 0, 0, ds.height, ds.width, bands=indexes)
 
 
 def write_raster(
@@ -497,27 +487,6 @@ def write_raster(
     return Path(path)
 
 
-def read_window(
-    path: str | os.PathLike[str],
-    geo: GeoInfo,
-    row_off: int,
-    col_off: int,
-    height: int,
-    width: int,
-    *,
-    bands: list[int] | None = None,
-) -> Raster:
-    """Read a window of a raster whose :class:`GeoInfo` is already known (see :func:`read_geoinfo`).
-
-    Raises
-    ------
-    RasterReadError
-        The pixels cannot be read (truncated or corrupt file).
-    """
-    with open_raster(path) as ds:
-        return read_dataset_window(ds, str(path), geo, row_off, col_off, height, width, bands=bands)
-
-
 def read_dataset_window(
     ds: rasterio.DatasetReader,
     source: str,
@@ -529,7 +498,10 @@ def read_dataset_window(
     *,
     bands: list[int] | None = None,
 ) -> Raster:
-    """:func:`read_window` from a dataset already open (``source`` names it in errors).
+    """Read a window of an open dataset whose :class:`GeoInfo` is already known (see :func:`read_geoinfo`).
+
+    ``source`` names the raster in errors. Pixels where any band's mask is 0 (nodata, alpha)
+    or a float value is not finite are invalid.
 
     Raises
     ------
