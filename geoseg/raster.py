@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -30,7 +31,7 @@ from affine import Affine
 from pyproj import CRS as ProjCRS
 from pyproj import Geod, Transformer
 from rasterio.crs import CRS
-from rasterio.enums import ColorInterp
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning as RioNotGeoreferencedWarning
 from rasterio.errors import RasterioError
 
@@ -118,6 +119,19 @@ class GeoInfo:
             return self
         gsd = (self.gsd_xy_m[0] * factor, self.gsd_xy_m[1] * factor)
         return replace(self, width=-(-self.width // factor), height=-(-self.height // factor), transform=self.transform @ Affine.scale(factor), gsd_xy_m=gsd)
+
+    def resized(self, height: int, width: int) -> GeoInfo:
+        """The same ground covered by a grid of ``height`` x ``width`` cells (coarser or finer).
+
+        Examples
+        --------
+        >>> g = GeoInfo(10, 7, None, Affine.identity(), (0.5, 0.5), False).resized(4, 5)
+        >>> (g.width, g.height, g.gsd_xy_m, g.transform.a, g.transform.e)
+        (5, 4, (1.0, 0.875), 2.0, 1.75)
+        """
+        sx, sy = self.width / width, self.height / height
+        gsd = (self.gsd_xy_m[0] * sx, self.gsd_xy_m[1] * sy)
+        return replace(self, width=width, height=height, transform=self.transform @ Affine.scale(sx, sy), gsd_xy_m=gsd)
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
@@ -497,11 +511,15 @@ def read_dataset_window(
     width: int,
     *,
     bands: list[int] | None = None,
+    decimation: int = 1,
 ) -> Raster:
     """Read a window of an open dataset whose :class:`GeoInfo` is already known (see :func:`read_geoinfo`).
 
     ``source`` names the raster in errors. Pixels where any band's mask is 0 (nodata, alpha)
-    or a float value is not finite are invalid.
+    or a float value is not finite are invalid. With ``decimation`` k > 1, the window is read
+    on a grid k times coarser (``ceil(height / k)`` x ``ceil(width / k)`` cells spread evenly
+    over it, averaged: GDAL takes them from the file's overviews when it has them); the
+    returned GeoInfo is that grid's.
 
     Raises
     ------
@@ -510,16 +528,22 @@ def read_dataset_window(
     """
     window = rasterio.windows.Window(col_off, row_off, width, height)
     indexes = bands if bands is not None else list(range(1, ds.count + 1))
+    out_geo = geo.window(row_off, col_off, height, width)
+    shape: dict[str, Any] = {}
+    if decimation > 1:
+        rows, cols = -(-height // decimation), -(-width // decimation)
+        out_geo = out_geo.resized(rows, cols)
+        shape = {"out_shape": (len(indexes), rows, cols)}
     try:
-        array = ds.read(indexes, window=window)
-        masks = ds.read_masks(indexes, window=window)
+        array = ds.read(indexes, window=window, resampling=Resampling.average, **shape)
+        masks = ds.read_masks(indexes, window=window, resampling=Resampling.nearest, **shape)
     except RasterioError as exc:
         raise RasterReadError(_read_problem(source, exc)) from exc
     names = _band_names(ds, indexes)
     valid = np.all(masks > 0, axis=0)
     if np.issubdtype(array.dtype, np.floating):
         valid &= np.all(np.isfinite(array), axis=0)
-    return Raster(array=array, geo=geo.window(row_off, col_off, height, width), valid=valid, source=source, band_names=names)
+    return Raster(array=array, geo=out_geo, valid=valid, source=source, band_names=names)
 
 
 #: Side of the internal tiles of written rasters (the COG driver's default).

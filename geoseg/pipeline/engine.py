@@ -40,6 +40,7 @@ from shapely.geometry import box
 
 from geoseg.errors import ConfigError, GeosegError, InputMismatchError
 from geoseg.pipeline.config import Extent
+from geoseg.pipeline.decimate import coarse_slices, pass_decimation, to_window
 from geoseg.pipeline.distributed import default_workers
 from geoseg.pipeline.scratch import FileScratch, MemoryScratch, ScratchView
 from geoseg.pipeline.step import Step, StepContext
@@ -165,11 +166,17 @@ class FileSource:
 
     def read(self, tile: Tile) -> Raster:
         """Read the tile's window from the file."""
+        return self.read_decimated(tile, 1)
+
+    def read_decimated(self, tile: Tile, factor: int) -> Raster:
+        """Read the tile's window ``factor`` times coarser (from the file's overviews when it has them)."""
         with self._lock:
             if self._dataset is None:
                 with remote_env() if is_remote(self.path) else contextlib.nullcontext():
                     self._dataset = open_dataset(self.path)
-            return read_dataset_window(self._dataset, self.path, self.geo, tile.win_row_off, tile.win_col_off, tile.win_height, tile.win_width)
+            return read_dataset_window(
+                self._dataset, self.path, self.geo, tile.win_row_off, tile.win_col_off, tile.win_height, tile.win_width, decimation=factor
+            )  # fmt: skip
 
     def close(self) -> None:
         """Close the dataset (a later read opens it again)."""
@@ -340,6 +347,10 @@ class _FramedSource:
     def read(self, tile: Tile) -> Raster:
         """The tile's window, read from the scene."""
         return self.inner.read(tile.shifted(self.frame.row0, self.frame.col0))
+
+    def read_decimated(self, tile: Tile, factor: int) -> Raster:
+        """The tile's window read ``factor`` times coarser, from the scene."""
+        return self.inner.read_decimated(tile.shifted(self.frame.row0, self.frame.col0), factor)
 
 
 class RasterSink(Protocol):
@@ -533,6 +544,8 @@ class _PassWork:
     """Where statistics are measured (the extent's window), default: every tile's whole core."""
     threads: int = 1
     """Threads each step may use on a tile (:attr:`StepContext.threads`)."""
+    decimation: int = 1
+    """How many times coarser the image is read (:mod:`geoseg.pipeline.decimate`)."""
 
 
 @dataclass
@@ -545,6 +558,8 @@ class _TileOutput:
 
 def _tile_task(work: _PassWork, source: SceneSource, scratch: ScratchView, tile: Tile) -> _TileOutput:
     """One pass on one tile: read, run the steps, measure; return core layers and line pieces."""
+    if work.decimation > 1:
+        return _decimated_tile_task(work, source, tile)
     raster = source.read(tile)
     ctx = _tile_context(source, tile, raster, work.threads)
     layers: dict[str, Any] = {"image": raster.array}
@@ -563,6 +578,36 @@ def _tile_task(work: _PassWork, source: SceneSource, scratch: ScratchView, tile:
         local = _apply(work.vectorizer, layers, ctx)["network"]
         pieces = clip_to_core(_translate(local, tile.win_col_off, tile.win_row_off), tile)
     return _TileOutput(cores, pieces, statistics, ctx.warnings)
+
+
+def _decimated_tile_task(work: _PassWork, source: SceneSource, tile: Tile) -> _TileOutput:
+    """A pass of image-only steps on one tile, on its window read ``work.decimation`` times coarser.
+
+    The steps and their statistics run on the coarse grid; the raster layers they give are
+    brought back to the window's grid (:func:`~geoseg.pipeline.decimate.to_window`).
+    """
+    raster = source.read_decimated(tile, work.decimation)
+    window = (tile.win_height, tile.win_width)
+    coarse = raster.shape
+
+    def on_coarse(core: tuple[slice, slice]) -> tuple[slice, slice]:
+        return coarse_slices(core, window, coarse)
+
+    ctx = replace(_tile_context(source, tile, raster, work.threads), core=on_coarse(tile.core_in_window))
+    layers: dict[str, Any] = {"image": raster.array}
+    produced: list[str] = []
+    for step in work.steps:
+        out = _apply(step, layers, ctx)
+        layers.update(out)
+        produced += [n for n in out if n not in produced]
+    part = tile.core_in_window if work.measure_in is None else tile.part_in_window(work.measure_in)
+    statistics = [] if part is None else [
+        step.tile_statistics({n: layers[n] for n in step.statistics_inputs() if n in layers}, replace(ctx, core=on_coarse(part)))
+        for step in work.measure
+    ]  # fmt: skip
+    rows, cols = tile.core_in_window
+    cores = {n: to_window(layers[n], window)[..., rows, cols] for n in produced if work.keep is None or n in work.keep}
+    return _TileOutput(cores, [], statistics, ctx.warnings)
 
 
 def _tile_statistics(work: _PassWork, layers: dict[str, Any], ctx: StepContext, tile: Tile) -> list[Any]:
@@ -820,6 +865,10 @@ def _execute(
                 work = _pass_work(chain, plan, vectorizer, view.names(), needed[i], outputs)
                 work.measure_in = None if extent is None else layout.in_frame(window)
                 work.threads = 1 if client is not None else default_workers()  # the cores this process may use
+                if hasattr(source, "read_decimated"):
+                    work.decimation = pass_decimation(
+                        work.steps, work.measure, source.geo, has_vectorizer=work.vectorizer is not None, reads_layers=bool(work.reads)
+                    )  # fmt: skip
                 running = [*work.steps, *([work.vectorizer] if work.vectorizer else [])]
                 core_px, halo = plan_tiles(
                     running,
@@ -833,8 +882,9 @@ def _execute(
                 core_px, phase = _aligned(source, core_px, tile_px, layout.frame)
                 tiles = tile_grid(framed.geo.height, framed.geo.width, core_px, halo, layout.in_frame(layout.regions[i]), phase=phase)
                 log.debug(
-                    "%s: pass %d/%d (%s): %d tile(s) of %d px, halo %d px, reads %.2fx the pass's pixels",
+                    "%s: pass %d/%d (%s): %d tile(s) of %d px, halo %d px, reads %.2fx the pass's pixels%s",
                     source.source, i + 1, len(plans), [s.label for s in (*running, *work.measure)], len(tiles), core_px, halo, read_ratio(tiles),
+                    f", {work.decimation}x coarser (overviews)" if work.decimation > 1 else "",
                 )  # fmt: skip
                 partials: list[list[Any]] = [[] for _ in work.measure]
                 for done, (tile, out) in enumerate(_map_tiles(_tile_task, tiles, client, work, framed, view), start=1):

@@ -164,6 +164,16 @@ class Step(BaseModel):
         """A copy of the step with the statistics reduced from the tiles' ``partials``."""
         raise NotImplementedError
 
+    def image_decimation(self, geo: GeoInfo) -> int:
+        """Steps that take the image: how many times coarser than ``geo`` it may be read.
+
+        Above 1 for a step that works on a coarser grid anyway (a classifier at its working
+        GSD): a pass whose steps all agree reads the image from the file's overviews and runs
+        on that grid, its raster outputs brought back to the scene's (see
+        :mod:`geoseg.pipeline.decimate`). Default 1: full resolution.
+        """
+        return 1
+
     def wants_coarsening(self) -> bool:
         """First steps only: whether the run may work on blocks of the scene, sized by :meth:`coarsening`.
 

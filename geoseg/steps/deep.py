@@ -70,6 +70,17 @@ class NNClassify(ModelInputStep):
             return int(np.ceil(overlap * model.train_gsd_m / geo.gsd_m))
         return int(overlap)
 
+    def image_decimation(self, geo: GeoInfo) -> int:
+        """The whole times the model's GSD is coarser than the scene's, when it resamples scenes to it (else 1).
+
+        Rounded down, except within 2 %: 0.6 m over 0.3001 m is 2 (the model then sees cells of
+        0.6002 m, as close to its GSD as its own resampling would make them).
+        """
+        model = load_nn_classifier(self.model)
+        if not self._resamples(model) or not np.isfinite(model.train_gsd_m):
+            return 1
+        return max(1, int(model.train_gsd_m / geo.gsd_m * 1.02))
+
     def _selected(self, model: NNModel, layers: dict[str, Any], ctx: StepContext) -> np.ndarray:
         """The model's bands of the tile (raw values), checked against its training scenes."""
         return model.select_bands(layers["image"], ctx.source, self.model, band_names=ctx.band_names, bands=self.bands, label=self.label, valid=ctx.valid)
