@@ -215,7 +215,8 @@ def scene_input(name: str | os.PathLike[str] | SceneInput, *, asset: str | None 
     if _is_stac_name(text):
         stac = read_stac_item(text, asset=asset)
         return SceneInput(text, stac.href, item_stem(stac.item), is_remote(stac.href), stac)
-    return SceneInput(text, text, raster_stem(text), remote)
+    name = text if remote else str(Path(text))  # local paths as pathlib spells them (./a.tif is a.tif), as manifests always had them
+    return SceneInput(name, name, raster_stem(name), remote)
 
 
 def as_scene(name: str | os.PathLike[str] | SceneInput) -> SceneInput:

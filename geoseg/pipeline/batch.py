@@ -22,7 +22,7 @@ The manifest::
                  "error": null, "warnings": [], "crs": "EPSG:32633",
                  "stac": null}, ...]}   # for a STAC item: {"item", "asset", "href", "bbox", "crs"}
 
-Inputs are :class:`~geoseg.inputs.SceneInput`\ s (or paths, virtual paths, URLs and STAC
+Inputs are SceneInput objects (:class:`~geoseg.inputs.SceneInput`; or paths, virtual paths, URLs and STAC
 items, see :mod:`geoseg.inputs`); ``input`` is the name as given.
 """
 
