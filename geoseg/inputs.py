@@ -44,7 +44,6 @@ from geoseg.errors import RasterReadError
 __all__ = [
     "SceneInput",
     "StacAsset",
-    "as_scene",
     "expand_scenes",
     "is_remote",
     "item_stem",
@@ -217,11 +216,6 @@ def scene_input(name: str | os.PathLike[str] | SceneInput, *, asset: str | None 
         return SceneInput(text, stac.href, item_stem(stac.item), is_remote(stac.href), stac)
     name = text if remote else str(Path(text))  # local paths as pathlib spells them (./a.tif is a.tif), as manifests always had them
     return SceneInput(name, name, raster_stem(name), remote)
-
-
-def as_scene(name: str | os.PathLike[str] | SceneInput) -> SceneInput:
-    """``name`` as a :class:`SceneInput` (unchanged if it is one)."""
-    return scene_input(name)
 
 
 def expand_scenes(patterns: Iterable[str], *, asset: str | None = None) -> list[SceneInput]:

@@ -17,8 +17,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -50,8 +49,6 @@ __all__ = [
     "DEFAULT_ASSUMED_GSD_M",
     "not_georeferenced_message",
     "open_dataset",
-    "open_raster",
-    "remote_env",
 ]
 
 #: GSD assumed for scenes without georeferencing unless the pipeline sets ``assume_gsd_m``.
@@ -237,40 +234,16 @@ REMOTE_HTTP_OPTIONS = {
 }
 
 
-def remote_env() -> rasterio.Env:
-    """The ``rasterio.Env`` to open remote scenes in: no directory listing to look for sidecars.
-
-    Listing a remote folder costs a request (or fails) and finds nothing on object storage.
-    Only for opening: entering an ``Env`` around every read would make rasterio reset GDAL's
-    block cache size on exit, which flushes the blocks that tiles share.
-    """
-    if "GDAL_DISABLE_READDIR_ON_OPEN" in os.environ:
-        return rasterio.Env()
-    return rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR")
-
-
-@contextmanager
-def open_raster(path: str | os.PathLike[str]) -> Iterator[rasterio.DatasetReader]:
-    """Open a raster for reading (see :func:`open_dataset`), under :func:`remote_env` for remote ones.
-
-    Raises
-    ------
-    RasterReadError
-        The raster cannot be opened.
-    """
-    from geoseg.inputs import is_remote
-
-    with remote_env() if is_remote(os.fspath(path)) else contextlib.nullcontext(), open_dataset(path) as ds:
-        yield ds
-
-
 def open_dataset(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
-    """Open a raster for reading, with one-line errors that name it; the caller closes it.
+    """Open a raster for reading, with one-line errors that name it; use it as a context manager.
 
     Local files are checked first (missing, a folder, empty). GDAL virtual paths and URLs
-    (see :func:`geoseg.inputs.is_remote`) go to GDAL as given (open them under
-    :func:`remote_env`), and HTTP failures (not found, access denied, time-out) are said in
-    words.
+    (see :func:`geoseg.inputs.is_remote`) go to GDAL as given, opened without a directory
+    listing to look for sidecar files (it costs a request and finds nothing on object
+    storage; ``GDAL_DISABLE_READDIR_ON_OPEN`` in the environment wins), and HTTP failures (not
+    found, access denied, time-out) are said in words. Only the opening is wrapped: an
+    ``rasterio.Env`` around every read would make rasterio reset GDAL's block cache size on
+    exit, which flushes the blocks that tiles share.
 
     Raises
     ------
@@ -292,8 +265,9 @@ def open_dataset(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
             raise RasterReadError(f"{p}: is a directory, not a raster file")
         if p.stat().st_size == 0:
             raise RasterReadError(f"{p}: the file is empty (0 bytes)")
+    listing = {} if not remote or "GDAL_DISABLE_READDIR_ON_OPEN" in os.environ else {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), rasterio.Env(**listing) if listing else contextlib.nullcontext():
             warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
             return rasterio.open(name)
     except RasterioError as exc:
@@ -414,7 +388,7 @@ def read_geoinfo(
         The georeferencing and ``{"count", "dtypes", "driver", "block_shapes", "descriptions",
         "band_names"}`` (see :func:`_band_names`).
     """
-    with open_raster(path) as ds:
+    with open_dataset(path) as ds:
         geo = _geoinfo(ds, str(path), assume_gsd_m)
         summary = {
             "count": ds.count,
@@ -455,7 +429,7 @@ def read_raster(
         The file is missing, empty, a directory, not a raster, or truncated/corrupt.
     """
     source = str(path)
-    with open_raster(path) as ds:
+    with open_dataset(path) as ds:
         geo = _geoinfo(ds, source, assume_gsd_m)
         indexes = bands if bands is not None else list(range(1, ds.count + 1))
         bad = [b for b in indexes if not 1 <= b <= ds.count]

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from geoseg.atomic import TEMP_PREFIX, atomic_path
 from geoseg.errors import ConfigError, GeosegError, InputMismatchError, ManifestError, OutputWriteError
-from geoseg.inputs import SceneInput, as_scene
+from geoseg.inputs import SceneInput, scene_input
 from geoseg.vector import VectorFormat, vector_format
 
 if TYPE_CHECKING:
@@ -244,7 +244,7 @@ def output_folders(inputs: Sequence[str | Path | SceneInput], outdir: str | Path
     ``https://h/a/s1.tif`` has ``h/a``).
     """
     out = Path(outdir)
-    scenes = [as_scene(p) for p in inputs]
+    scenes = [scene_input(p) for p in inputs]
     if not keep_folders or not scenes:
         return {s.name: out for s in scenes}
     parents = [s.folder for s in scenes]
@@ -486,10 +486,10 @@ CLUSTER_START_S = 4.0
 
 def _scene_pixels(scene: SceneInput) -> int:
     """Pixels of a scene from its header (0 when it cannot be read: it fails quickly)."""
-    from geoseg.raster import open_raster
+    from geoseg.raster import open_dataset
 
     try:
-        with open_raster(scene.raster) as src:
+        with open_dataset(scene.raster) as src:
             return src.width * src.height
     except Exception:  # noqa: BLE001 - an unreadable scene is reported when it runs
         return 0
@@ -564,7 +564,7 @@ def pending_scenes(
     given = list(inputs)
     if overwrite:
         return given
-    scenes = [as_scene(p) for p in given]
+    scenes = [scene_input(p) for p in given]
     out = Path(outdir)
     folders = output_folders(scenes, out, keep_folders=keep_folders)
     manifest = _Manifest.resume(out, pipeline.source, pipeline_hash(pipeline), vector_format(fmt), overwrite=False)
@@ -656,7 +656,7 @@ def run_batch(
         unfinished ones as ``"interrupted"``; after the Dask workers are gone,
         :func:`discard_interrupted` removes what they left.
     """
-    paths = [as_scene(p) for p in inputs]
+    paths = [scene_input(p) for p in inputs]
     out = Path(outdir)
     spec = vector_format(fmt)
     folders = output_folders(paths, out, keep_folders=keep_folders)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geoseg.errors import GeosegError, OutputWriteError
-from geoseg.inputs import SceneInput, as_scene
+from geoseg.inputs import SceneInput, scene_input
 from geoseg.pipeline.batch import _check_reprojectable, _check_stems, _check_vector_options, _Manifest, output_folders, pipeline_hash
 from geoseg.vector import VectorFormat, vector_format
 
@@ -281,7 +281,7 @@ def plan_batch(
     OutputWriteError
         The output folder cannot be created or written.
     """
-    paths = [as_scene(p) for p in inputs]
+    paths = [scene_input(p) for p in inputs]
     out = Path(outdir)
     spec = vector_format(fmt)
     folders = output_folders(paths, out, keep_folders=keep_folders)

@@ -19,7 +19,6 @@ tile per pass.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -44,8 +43,7 @@ from geoseg.pipeline.decimate import coarse_slices, pass_decimation, to_window
 from geoseg.pipeline.distributed import default_workers
 from geoseg.pipeline.scratch import FileScratch, MemoryScratch, ScratchView
 from geoseg.pipeline.step import Step, StepContext
-from geoseg.inputs import is_remote
-from geoseg.raster import GeoInfo, Raster, open_dataset, read_dataset_window, read_geoinfo, remote_env
+from geoseg.raster import GeoInfo, Raster, open_dataset, read_dataset_window, read_geoinfo
 from geoseg.road.network import dissolve_degree2
 from geoseg.tiling import (
     Region,
@@ -172,18 +170,10 @@ class FileSource:
         """Read the tile's window ``factor`` times coarser (from the file's overviews when it has them)."""
         with self._lock:
             if self._dataset is None:
-                with remote_env() if is_remote(self.path) else contextlib.nullcontext():
-                    self._dataset = open_dataset(self.path)
+                self._dataset = open_dataset(self.path)
             return read_dataset_window(
                 self._dataset, self.path, self.geo, tile.win_row_off, tile.win_col_off, tile.win_height, tile.win_width, decimation=factor
             )  # fmt: skip
-
-    def close(self) -> None:
-        """Close the dataset (a later read opens it again)."""
-        with self._lock:
-            if self._dataset is not None:
-                self._dataset.close()
-            self._dataset = None
 
     def __del__(self) -> None:
         if getattr(self, "_dataset", None) is not None:

@@ -34,7 +34,7 @@ from rasterio.errors import RasterioError
 
 from geoseg.atomic import atomic_path
 from geoseg.errors import InputMismatchError, RasterReadError
-from geoseg.raster import GeoInfo, open_raster, read_geoinfo
+from geoseg.raster import GeoInfo, open_dataset, read_geoinfo
 from geoseg.report.stats import network_nodes, read_network
 
 __all__ = [
@@ -127,7 +127,7 @@ def read_preview(scene: str | os.PathLike[str], *, max_size: int | None = None) 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
-            with rasterio.Env(GDAL_CACHEMAX=_READ_CACHE_BYTES), open_raster(scene) as ds:
+            with rasterio.Env(GDAL_CACHEMAX=_READ_CACHE_BYTES), open_dataset(scene) as ds:
                 shape = (len(indexes), rows, cols)
                 array = ds.read(indexes, out_shape=shape, resampling=Resampling.average)
                 valid = np.ones((rows, cols), dtype=bool)
