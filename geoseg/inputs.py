@@ -46,9 +46,11 @@ __all__ = [
     "StacAsset",
     "expand_scenes",
     "is_remote",
+    "is_stac_name",
     "item_stem",
     "raster_stem",
     "read_stac_item",
+    "redact",
     "scene_input",
 ]
 
@@ -65,6 +67,44 @@ STAC_TIMEOUT_S = 60.0
 
 #: Characters kept in an output stem made from a STAC item id.
 _UNSAFE_STEM = re.compile(r"[^A-Za-z0-9._-]+")
+
+#: A URL's query string (``?a=1&b=2``) in a text, up to a blank, quote or bracket.
+_URL_QUERY = re.compile(r"(?P<url>[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"?()<>]+)\?(?P<query>[^\s'\"()<>]+)")
+
+#: A URL's user and password (``https://user:password@host/``).
+_URL_USER = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@'\"]+@")
+
+#: The last path segments of a STAC API item URL (``.../collections/C/items/ID``).
+_STAC_API_ITEM = re.compile(r"/collections/[^/]+/items/[^/]+/?$")
+
+#: File extensions of rasters, which a STAC API URL never has.
+_RASTER_EXTENSIONS = (".tif", ".tiff", ".jp2", ".vrt", ".img", ".png", ".jpg", ".jpeg", ".nc", ".hdf")
+
+
+def redact(text: str) -> str:
+    """``text`` with the values of every URL query string in it, and URL passwords, hidden.
+
+    Signed URLs (S3 presigned, Azure SAS, Planetary Computer, ...) carry their credentials in
+    the query string, other URLs in ``user:password@``: they must not end up in manifests,
+    reports or logs. The keys stay, so
+    that two URLs that differ only in their signature have the same redacted name (a rerun
+    with a fresh signature resumes the batch).
+
+    Examples
+    --------
+    >>> redact("https://h/a.tif?sig=abc&se=2026 failed")
+    'https://h/a.tif?sig=***&se=*** failed'
+    >>> redact("ftp://me:pw@h/a.tif")
+    'ftp://***@h/a.tif'
+    >>> redact("/vsicurl/https://h/a.tif"), redact("data/a.tif")
+    ('/vsicurl/https://h/a.tif', 'data/a.tif')
+    """
+
+    def hide(match: re.Match[str]) -> str:
+        keys = [part.split("=", 1)[0] for part in match["query"].split("&") if part]
+        return match["url"] + "?" + "&".join(f"{key}=***" for key in keys)
+
+    return _URL_USER.sub(r"\g<scheme>***@", _URL_QUERY.sub(hide, text))
 
 
 def is_remote(name: str | os.PathLike[str]) -> bool:
@@ -108,19 +148,21 @@ class StacAsset:
     crs: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """What the manifest records of it (the geometry is left to the item itself)."""
-        return {"item": self.item, "asset": self.asset, "href": self.href, "bbox": self.bbox, "crs": self.crs}
+        """What the manifest records of it (the href with its query string values hidden: see :func:`redact`)."""
+        return {"item": self.item, "asset": self.asset, "href": redact(self.href), "bbox": self.bbox, "geometry": self.geometry, "crs": self.crs}
 
 
 @dataclass(frozen=True)
 class SceneInput:
     """One scene of a batch: how the user named it, what GDAL opens, and its outputs' stem.
 
+    ``str(scene)`` is the name with any query string values hidden (:func:`redact`): the
+    batch manifest's key and the name in messages.
+
     Attributes
     ----------
     name : str
-        The input exactly as given (a path, virtual path, URL or STAC item): the manifest's
-        key and the name in messages.
+        The input exactly as given (a path, virtual path, URL or STAC item).
     raster : str
         What rasterio opens (``name``, or a STAC item's asset).
     stem : str
@@ -129,6 +171,9 @@ class SceneInput:
         ``raster`` is a virtual path or URL (not checked on the local disk).
     stac : StacAsset or None
         The STAC item and asset, for a scene given as an item.
+    problem : str or None
+        Why the scene cannot be processed, found before processing (a STAC item that cannot
+        be read or lacks the asset): the batch reports the scene as failed with it and goes on.
     """
 
     name: str
@@ -136,27 +181,32 @@ class SceneInput:
     stem: str
     remote: bool = False
     stac: StacAsset | None = field(default=None)
+    problem: str | None = None
 
     def __str__(self) -> str:
-        return self.name
+        return redact(self.name)
 
     @property
     def folder(self) -> PurePosixPath | Path:
-        """The folder it lies in: the local folder (absolute), or the URL's host and path."""
-        if not self.remote and self.stac is None:
+        """The folder it lies in: the local folder (absolute), or ``/<host>/<path>`` of a URL.
+
+        A URL's folder leaves out its user, password, port and query string.
+        """
+        if not is_remote(self.name):
             return Path(os.path.abspath(self.name)).parent
         return PurePosixPath("/", *_remote_parts(self.name)).parent
 
     def exists(self) -> bool:
         """False only for a local file that is missing (remote scenes are not checked here)."""
-        return self.remote or Path(self.name).exists()
+        return is_remote(self.name) or Path(self.name).exists()
 
 
 def _remote_parts(name: str) -> list[str]:
-    """The host and path components of a URL or virtual path, without query or prefix."""
+    """The host and path components of a URL or virtual path, without prefix, credentials, port or query."""
     text = _VSI.sub("", name, count=1) if _VSI.match(name) else name
     parsed = urllib.parse.urlsplit(text if _URL.match(text) else "file://" + text.lstrip("/"))
-    return [p for p in (parsed.netloc, *parsed.path.split("/")) if p]
+    host = parsed.hostname or ""
+    return [p for p in (host, *parsed.path.split("/")) if p and p not in (".", "..")]
 
 
 def raster_stem(name: str) -> str:
@@ -184,35 +234,55 @@ def item_stem(item_id: str) -> str:
     return _UNSAFE_STEM.sub("_", item_id).strip("._") or "item"
 
 
-def _is_stac_name(name: str) -> bool:
-    """Whether ``name`` names a JSON document (a STAC item), by its extension."""
-    path = urllib.parse.urlsplit(name).path if _URL.match(name) else name
-    return path.lower().endswith(".json")
+def is_stac_name(name: str) -> bool:
+    """Whether ``name`` names a STAC item: a ``.json`` file or URL, or a STAC API item URL.
+
+    Examples
+    --------
+    >>> [is_stac_name(n) for n in ("a/item.json", "https://h/api/collections/s2/items/T32_2024", "https://h/a.tif")]
+    [True, True, False]
+    """
+    if _URL.match(name):
+        path = urllib.parse.urlsplit(name).path
+        if path.lower().endswith(".json"):
+            return True
+        api = urllib.parse.urlsplit(name).scheme.lower() in ("http", "https") and _STAC_API_ITEM.search(path)
+        return bool(api) and not path.lower().endswith(_RASTER_EXTENSIONS)
+    return not _VSI.match(name) and name.lower().endswith(".json")
 
 
-def scene_input(name: str | os.PathLike[str] | SceneInput, *, asset: str | None = None) -> SceneInput:
+def scene_input(name: str | os.PathLike[str] | SceneInput, *, asset: str | None = None, strict: bool = True) -> SceneInput:
     """The :class:`SceneInput` of one name (a STAC item's JSON is read now).
 
     Parameters
     ----------
     name : str, path-like or SceneInput
-        A raster path, GDAL virtual path, URL, or a STAC item (``.json``). Give virtual paths
-        as strings: ``pathlib.Path`` folds their double slashes.
+        A raster path, GDAL virtual path, URL, or a STAC item (see :func:`is_stac_name`).
+        Give virtual paths as strings: ``pathlib.Path`` folds their double slashes.
     asset : str, optional
         The asset of a STAC item to process (default: its visual asset, see
-        :func:`read_stac_item`); an error for other inputs.
+        :func:`read_stac_item`).
+    strict : bool
+        Raise when a STAC item cannot be used; with ``False``, the scene carries the reason
+        in :attr:`SceneInput.problem` instead (a batch then fails that scene only).
 
     Raises
     ------
     RasterReadError
-        A STAC item that cannot be read, is not an item, or lacks the asset.
+        With ``strict``: a STAC item that cannot be read, is not an item, or lacks the asset.
     """
     if isinstance(name, SceneInput):
         return name
     text = os.fspath(name)
     remote = is_remote(text)
-    if _is_stac_name(text):
-        stac = read_stac_item(text, asset=asset)
+    if is_stac_name(text):
+        try:
+            stac = read_stac_item(text, asset=asset)
+        except RasterReadError as exc:
+            if strict:
+                raise
+            stem = raster_stem(text) if not _STAC_API_ITEM.search(text) else item_stem(_remote_parts(text)[-1])
+            return SceneInput(text, text, stem, remote, problem=redact(str(exc)))
         return SceneInput(text, stac.href, item_stem(stac.item), is_remote(stac.href), stac)
     name = text if remote else str(Path(text))  # local paths as pathlib spells them (./a.tif is a.tif), as manifests always had them
     return SceneInput(name, name, raster_stem(name), remote)
@@ -220,6 +290,10 @@ def scene_input(name: str | os.PathLike[str] | SceneInput, *, asset: str | None 
 
 def expand_scenes(patterns: Iterable[str], *, asset: str | None = None) -> list[SceneInput]:
     """The scenes of a command line: local globs expanded, everything else as given.
+
+    A STAC item that cannot be used (unreadable, not an item, without the asset) does not
+    stop the others: its scene carries the reason (:attr:`SceneInput.problem`) and fails
+    alone when the batch runs.
 
     Parameters
     ----------
@@ -235,8 +309,7 @@ def expand_scenes(patterns: Iterable[str], *, asset: str | None = None) -> list[
     Raises
     ------
     RasterReadError
-        A glob matches no file, a STAC item cannot be used, or ``asset`` was given without a
-        STAC item among the inputs.
+        A glob matches no file, or ``asset`` was given without a STAC item among the inputs.
 
     Examples
     --------
@@ -249,10 +322,10 @@ def expand_scenes(patterns: Iterable[str], *, asset: str | None = None) -> list[
             matches = sorted(glob.glob(pattern, recursive=True))
             if not matches:
                 raise RasterReadError(f"{pattern}: no file matches this pattern")
-            scenes += [scene_input(m, asset=asset) for m in matches]
+            scenes += [scene_input(m, asset=asset, strict=False) for m in matches]
         else:
-            scenes.append(scene_input(pattern, asset=asset))
-    if asset is not None and not any(s.stac for s in scenes):
+            scenes.append(scene_input(pattern, asset=asset, strict=False))
+    if asset is not None and not any(is_stac_name(s.name) for s in scenes):
         raise RasterReadError(f"--asset {asset}: picks an asset of STAC items (item.json), and no input is one")
     return scenes
 
@@ -272,31 +345,41 @@ def _read_json(name: str) -> Any:
             with urllib.request.urlopen(request, timeout=STAC_TIMEOUT_S) as answer:  # noqa: S310 - http(s) only
                 text = answer.read().decode("utf-8")
         elif scheme or _VSI.match(name):
-            raise RasterReadError(f"{name}: STAC items are read from local files or http(s) URLs; download it first")
+            raise RasterReadError(f"{redact(name)}: STAC items are read from local files or http(s) URLs; download it first")
         else:
             text = Path(name).read_text(encoding="utf-8")
     except urllib.error.HTTPError as exc:
-        raise RasterReadError(f"{name}: the server answered HTTP {exc.code} ({exc.reason})") from None
+        raise RasterReadError(f"{redact(name)}: the server answered HTTP {exc.code} ({exc.reason})") from None
     except urllib.error.URLError as exc:
-        raise RasterReadError(f"{name}: cannot reach the server ({exc.reason})") from None
+        raise RasterReadError(f"{redact(name)}: cannot reach the server ({exc.reason})") from None
     except TimeoutError:
-        raise RasterReadError(f"{name}: the server did not answer within {STAC_TIMEOUT_S:g} s") from None
+        raise RasterReadError(f"{redact(name)}: the server did not answer within {STAC_TIMEOUT_S:g} s") from None
     except FileNotFoundError:
-        raise RasterReadError(f"{name}: no such file") from None
+        raise RasterReadError(f"{redact(name)}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise RasterReadError(f"{name}: cannot read it ({exc})") from None
+        raise RasterReadError(f"{redact(name)}: cannot read it ({exc})") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise RasterReadError(f"{name}: not JSON ({exc.msg} at line {exc.lineno}); a STAC item is a GeoJSON Feature") from None
+        raise RasterReadError(f"{redact(name)}: not JSON ({exc.msg} at line {exc.lineno}); a STAC item is a GeoJSON Feature") from None
 
 
 def _resolve_href(href: str, item: str) -> str:
-    """An asset's href made absolute against the item's location (URL or local folder)."""
-    if is_remote(href) or os.path.isabs(href):
+    """An asset's href made absolute against the item's location (URL or local folder).
+
+    Examples
+    --------
+    >>> _resolve_href("/data/a.tif", "https://h/stac/item.json")
+    'https://h/data/a.tif'
+    >>> _resolve_href("../a.tif", "https://h/stac/items/item.json")
+    'https://h/stac/a.tif'
+    """
+    if is_remote(href):
         return href
-    if _URL.match(item):
+    if _URL.match(item):  # relative or root-relative: on the item's server
         return urllib.parse.urljoin(item, href)
+    if os.path.isabs(href):
+        return href
     return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(item)), href))
 
 
@@ -317,7 +400,7 @@ def _pick_asset(assets: dict[str, Any], asset: str | None, name: str) -> str:
     keys = ", ".join(assets) or "none"
     if asset is not None:
         if asset not in assets:
-            raise RasterReadError(f"{name}: the item has no asset {asset!r} (its assets: {keys})")
+            raise RasterReadError(f"{redact(name)}: the item has no asset {asset!r} (its assets: {keys})")
         return asset
     for key in DEFAULT_ASSET_KEYS:
         if key in assets:
@@ -328,7 +411,7 @@ def _pick_asset(assets: dict[str, Any], asset: str | None, name: str) -> str:
     rasters = [k for k, a in assets.items() if "image/tiff" in str(a.get("type", "")) and "data" in (a.get("roles") or ["data"])]
     if len(rasters) == 1:
         return rasters[0]
-    raise RasterReadError(f"{name}: the item has no visual asset; choose one with --asset KEY (its assets: {keys})")
+    raise RasterReadError(f"{redact(name)}: the item has no visual asset; choose one with --asset KEY (its assets: {keys})")
 
 
 def read_stac_item(name: str, *, asset: str | None = None) -> StacAsset:
@@ -359,13 +442,13 @@ def read_stac_item(name: str, *, asset: str | None = None) -> StacAsset:
     if not isinstance(item, dict) or item.get("type") != "Feature" or not isinstance(item.get("assets"), dict):
         kind = item.get("type") if isinstance(item, dict) else type(item).__name__
         hint = "; give one item of the collection" if kind in ("FeatureCollection", "Collection", "Catalog") else ""
-        raise RasterReadError(f"{name}: not a STAC Item (a GeoJSON Feature with assets; this is a {kind}){hint}")
+        raise RasterReadError(f"{redact(name)}: not a STAC Item (a GeoJSON Feature with assets; this is a {kind}){hint}")
     assets: dict[str, Any] = item["assets"]
     key = _pick_asset(assets, asset, name)
     entry = assets[key]
     href = entry.get("href") if isinstance(entry, dict) else None
     if not isinstance(href, str) or not href:
-        raise RasterReadError(f"{name}: the asset {key!r} has no href")
+        raise RasterReadError(f"{redact(name)}: the asset {key!r} has no href")
     item_id = str(item.get("id") or Path(urllib.parse.urlsplit(name).path).stem)
     bbox = item.get("bbox")
     return StacAsset(

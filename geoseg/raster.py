@@ -16,6 +16,7 @@ import contextlib
 import math
 import os
 import re
+import urllib.parse
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -271,35 +272,88 @@ def open_dataset(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
             warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
             return rasterio.open(name)
     except RasterioError as exc:
-        raise RasterReadError(f"{name}: {_remote_problem(name, exc) if remote else 'not a readable raster'} ({_short(exc)})") from exc
+        from geoseg.inputs import redact
+
+        raise RasterReadError(redact(f"{name}: {_remote_problem(name, exc) if remote else 'not a readable raster'} ({_short(exc)})")) from exc
 
 
 #: GDAL's words for HTTP failures, and ours.
 _HTTP_PROBLEMS = (
-    (re.compile(r"\b404\b|does not exist in the file system|No such file"), "not found on the server (HTTP 404)"),
-    (re.compile(r"\b(401|403)\b|Access Denied|AccessDenied|Forbidden|InvalidAccessKeyId|credentials", re.IGNORECASE), "access denied (check the URL's signature or your credentials)"),
+    (re.compile(r"HTTP\D{0,20}404\b|does not exist in the file system|No such file"), "not found on the server (HTTP 404)"),
+    (re.compile(r"HTTP\D{0,20}40[13]\b|Access Denied|AccessDenied|Forbidden|InvalidAccessKeyId|credentials", re.IGNORECASE), "access denied (check the URL's signature or your credentials)"),
     (re.compile(r"timed? ?out|Timeout", re.IGNORECASE), "the server did not answer in time (GDAL_HTTP_TIMEOUT)"),
     (re.compile(r"Could not resolve|Couldn't connect|Connection refused|Failed to connect", re.IGNORECASE), "cannot reach the server"),
-    (re.compile(r"\b5\d\d\b"), "the server failed (HTTP 5xx)"),
+    (re.compile(r"HTTP\D{0,20}5\d\d\b"), "the server failed (HTTP 5xx)"),
 )
 
 
+#: Seconds the check of a remote raster after a failed read may take.
+_PROBE_TIMEOUT_S = 15.0
+
+
 def _read_problem(name: str, exc: BaseException) -> str:
-    """The one-line error for pixels that cannot be read."""
-    from geoseg.inputs import is_remote
+    """The one-line error for pixels that cannot be read.
 
-    if is_remote(name):
-        return f"{name}: cannot read pixels: {_remote_problem(name, exc, 'the data is truncated or corrupt')} ({_short(exc)})"
-    return f"{name}: cannot read pixels, file truncated or corrupt ({_short(exc)})"
+    GDAL reports a failed HTTP range request during a read only as a block it could not
+    decode, so for an http(s) raster the server is asked again (one byte) to say why.
+    """
+    from geoseg.inputs import is_remote, redact
 
+    if not is_remote(name):
+        return f"{name}: cannot read pixels, file truncated or corrupt ({_short(exc)})"
+    problem = _remote_problem(name, exc, "")
+    if not problem and _NETWORK.search(name):
+        problem = _probe_http(name) or "the server sent no data or broken data for a block (a network failure, or the file changed)"
+    return redact(f"{name}: cannot read pixels: {problem or 'the data is truncated or corrupt'} ({_short(exc)})")
+
+
+def _probe_http(name: str) -> str | None:
+    """Why an http(s) raster cannot be read now, asking the server for its first byte; None if it answers."""
+    import urllib.error
+    import urllib.request
+
+    url = re.sub(r"^/vsicurl(_streaming)?/", "", name)
+    if not re.match(r"https?://", url, re.IGNORECASE):
+        return None
+    request = urllib.request.Request(url, headers={"Range": "bytes=0-0"})
+    try:
+        with urllib.request.urlopen(request, timeout=_PROBE_TIMEOUT_S):  # noqa: S310 - http(s) only
+            return None
+    except urllib.error.HTTPError as exc:
+        return _status_problem(exc.code)
+    except (urllib.error.URLError, TimeoutError, OSError):
+        return "cannot reach the server"
+
+
+def _status_problem(code: int) -> str:
+    """Our words for an HTTP status that is an error."""
+    if code == 404:
+        return "not found on the server (HTTP 404)"
+    if code in (401, 403):
+        return f"access denied (HTTP {code}; check the URL's signature or your credentials)"
+    if code >= 500:
+        return f"the server failed (HTTP {code})"
+    return f"the server refused it (HTTP {code})"
+
+
+#: URLs and virtual paths in GDAL's messages.
+_NAMES_IN_MESSAGE = re.compile(r"/vsi[a-z0-9_]+/\S*|[A-Za-z][A-Za-z0-9+.-]*://\S*")
 
 #: Virtual file systems and URL schemes that reach a server.
 _NETWORK = re.compile(r"/vsi(curl|s3|gs|az|adls|oss|swift|webhdfs|hdfs)|^(https?|s3|gs|az|oss|ftp|webhdfs)://", re.IGNORECASE)
 
 
 def _remote_problem(name: str, exc: BaseException, otherwise: str = "not a readable raster") -> str:
-    """What went wrong opening a raster behind a URL or virtual path, from GDAL's message."""
+    """What went wrong opening a raster behind a URL or virtual path, from GDAL's message.
+
+    The names in the message (the URL, the file name) are left out before it is read, so that
+    a file called ``timeout_500.tif`` is not taken for a time-out or a server failure.
+    """
     text = " ".join(str(e) for e in (exc, exc.__cause__, exc.__context__) if e is not None)
+    file_name = urllib.parse.unquote(name.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0])
+    text = _NAMES_IN_MESSAGE.sub(" ", text)
+    for own in {file_name, urllib.parse.quote(file_name)} - {""}:
+        text = text.replace(own, " ")
     if not _NETWORK.search(name):  # /vsizip/, /vsitar/, ... of local files
         missing = re.search(r"does not exist in the file system|No such file", text)
         return "no such file (or no such member of the archive)" if missing else otherwise

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from geoseg.inputs import scene_input
+from geoseg.inputs import is_stac_name, scene_input
 from geoseg.raster import read_geoinfo
 
 
@@ -22,6 +22,8 @@ def command(inputs: tuple[str, ...], asset: str | None, as_json: bool) -> None:
     The GSD is measured on the ground (geodesic), so it is right for geographic CRSs
     (degrees) and for Web Mercator. Files without georeferencing are reported as such.
     """
+    if asset is not None and not any(is_stac_name(path) for path in inputs):
+        raise click.UsageError(f"--asset {asset}: picks an asset of STAC Items (item.json), and no input is one")
     for path in inputs:
         scene = scene_input(path, asset=asset)
         geo, summary = read_geoinfo(scene.raster)

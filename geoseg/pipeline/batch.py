@@ -20,7 +20,7 @@ The manifest::
      "scenes": [{"input": "a.tif", "status": "done",   # or "failed", "running", "interrupted"
                  "outputs": ["out/a.shp", "out/a_nodes.shp"], "seconds": 1.23,
                  "error": null, "warnings": [], "crs": "EPSG:32633",
-                 "stac": null}, ...]}   # for a STAC item: {"item", "asset", "href", "bbox", "crs"}
+                 "stac": null}, ...]}   # for a STAC item: {"item", "asset", "href", "bbox", "geometry", "crs"}
 
 Inputs are SceneInput objects (:class:`~geoseg.inputs.SceneInput`; or paths, virtual paths, URLs and STAC
 items, see :mod:`geoseg.inputs`); ``input`` is the name as given.
@@ -45,8 +45,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geoseg.atomic import TEMP_PREFIX, atomic_path
-from geoseg.errors import ConfigError, GeosegError, InputMismatchError, ManifestError, OutputWriteError
-from geoseg.inputs import SceneInput, scene_input
+from geoseg.errors import ConfigError, GeosegError, InputMismatchError, ManifestError, OutputWriteError, RasterReadError
+from geoseg.inputs import SceneInput, is_remote, redact, scene_input
 from geoseg.vector import VectorFormat, vector_format
 
 if TYPE_CHECKING:
@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
     from geoseg.pipeline.engine import TilePass
     from geoseg.pipeline.pipeline import Pipeline
+    from geoseg.raster import GeoInfo
 
 __all__ = [
     "TileProgressCallback",
@@ -207,10 +208,19 @@ class _Manifest:
         entries = {e["input"]: e for e in old["scenes"] if isinstance(e, dict) and isinstance(e.get("input"), str)}
         return cls(outdir, name, digest, fmt, entries)
 
-    def done_report(self, scene: str, folder: Path) -> SceneReport | None:
-        """The earlier report of ``scene`` if it is done and all its outputs exist in ``folder``, else None."""
-        entry = self.entries.get(scene)
+    def done_report(self, scene: SceneInput, folder: Path) -> SceneReport | None:
+        """The earlier report of ``scene`` if it is done and all its outputs exist in ``folder``, else None.
+
+        A STAC item whose asset (``--asset``) or the asset's href changed since is redone.
+        """
+        entry = self.entries.get(str(scene))
         if entry is None or entry.get("status") != "done" or not entry.get("outputs"):
+            return None
+        now = None if scene.stac is None else scene.stac.to_dict()
+        before = entry.get("stac") if isinstance(entry.get("stac"), dict) else None
+        if (now is None) != (before is None) or (now and before and (now["asset"], now["href"]) != (before.get("asset"), before.get("href"))):
+            what = "its STAC asset" if now and before and now["asset"] != before.get("asset") else "the raster it reads"
+            self.notes.append(f"{scene}: {what} changed since the earlier run; redoing the scene")
             return None
         if not all((folder / Path(o).name).is_file() for o in entry["outputs"]):
             self.notes.append(f"{scene}: an output recorded in the manifest is missing; redoing the scene")
@@ -244,12 +254,23 @@ def output_folders(inputs: Sequence[str | Path | SceneInput], outdir: str | Path
     ``https://h/a/s1.tif`` has ``h/a``).
     """
     out = Path(outdir)
-    scenes = [scene_input(p) for p in inputs]
+    scenes = [scene_input(p, strict=False) for p in inputs]
     if not keep_folders or not scenes:
-        return {s.name: out for s in scenes}
-    parents = [s.folder for s in scenes]
-    common = os.path.commonpath([str(p) for p in parents])
-    return {s.name: out / os.path.relpath(str(parent), common) for s, parent in zip(scenes, parents)}
+        return {str(s): out for s in scenes}
+    # One tree for all: a local folder's parts (a Windows drive letter as a part of its own),
+    # a URL's host and path; each input goes to its folder's parts after the common ones.
+    parts = [_folder_parts(s) for s in scenes]
+    shared = 0
+    while all(len(p) > shared and p[shared] == parts[0][shared] for p in parts):
+        shared += 1
+    return {str(s): out.joinpath(*p[shared:]) for s, p in zip(scenes, parts)}
+
+
+def _folder_parts(scene: SceneInput) -> tuple[str, ...]:
+    """The components of a scene's folder (:attr:`SceneInput.folder`), without root or drive punctuation."""
+    folder = scene.folder
+    head = folder.drive.rstrip(":\\/").replace(":", "") if isinstance(folder, Path) else ""
+    return tuple(p for p in ((head,) if head else ()) + folder.parts[1:] if p)
 
 
 def _check_stems(inputs: Sequence[SceneInput], folders: dict[str, Path], keep_folders: bool) -> None:
@@ -350,15 +371,31 @@ def discard_interrupted(stop: BatchInterrupted) -> None:
         log.debug("not cleaning up after the interrupt: %s", exc)
 
 
-def _check_reprojectable(scene: SceneInput, pipeline: Pipeline, fmt: VectorFormat) -> None:
-    """Refuse, before any pixel is read, a scene whose network cannot be reprojected (no georeferencing)."""
-    if fmt.target_crs is None or "network" not in pipeline.output_layers():
-        return
+def _scene_checks(scene: SceneInput, pipeline: Pipeline, fmt: VectorFormat) -> str | None:
+    """The checks made on a scene's header before any pixel is read; a warning, or None.
+
+    Raises
+    ------
+    GeosegError
+        The scene cannot be processed (see :func:`_check_reprojectable`).
+    """
+    if scene.problem is not None:
+        raise RasterReadError(scene.problem)
+    reproject = fmt.target_crs is not None and "network" in pipeline.output_layers()
+    if not reproject and (scene.stac is None or scene.stac.crs is None):
+        return None
     from geoseg.raster import read_geoinfo
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the scene's own warnings come when it is processed
         geo, _ = read_geoinfo(scene.raster, assume_gsd_m=pipeline.engine.assume_gsd_m)
+    if reproject:
+        _check_reprojectable(scene, geo, fmt)
+    return _stac_crs_note(scene, geo)
+
+
+def _check_reprojectable(scene: SceneInput, geo: GeoInfo, fmt: VectorFormat) -> None:
+    """Refuse, before any pixel is read, a scene whose network cannot be reprojected (no georeferencing)."""
     if not geo.georeferenced:
         option = "--rfc7946" if fmt.rfc7946 else "--dst-crs"
         raise InputMismatchError(
@@ -367,18 +404,13 @@ def _check_reprojectable(scene: SceneInput, pipeline: Pipeline, fmt: VectorForma
         )
 
 
-def _stac_crs_note(scene: SceneInput, pipeline: Pipeline) -> str | None:
+def _stac_crs_note(scene: SceneInput, geo: GeoInfo) -> str | None:
     """A warning when a STAC item declares another CRS than its asset's raster has (the raster's is used)."""
     if scene.stac is None or scene.stac.crs is None:
         return None
     from pyproj import CRS
     from pyproj.exceptions import CRSError
 
-    from geoseg.raster import read_geoinfo
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the scene's own warnings come when it is processed
-        geo, _ = read_geoinfo(scene.raster, assume_gsd_m=pipeline.engine.assume_gsd_m)
     try:
         same = geo.crs is not None and CRS.from_user_input(scene.stac.crs) == CRS.from_user_input(geo.crs.to_wkt())
     except CRSError:
@@ -386,7 +418,7 @@ def _stac_crs_note(scene: SceneInput, pipeline: Pipeline) -> str | None:
     if same:
         return None
     found = geo.crs.to_string() if geo.crs is not None else "no CRS"
-    note = f"{scene.name}: the STAC item declares {scene.stac.crs}, but its {scene.stac.asset} asset has {found}"
+    note = f"{scene}: the STAC item declares {scene.stac.crs}, but its {scene.stac.asset} asset has {found}"
     log.warning("warning: %s; the raster's own georeferencing is used", note)
     return note + "; the raster's own georeferencing is used"
 
@@ -413,20 +445,26 @@ def _scene_task(
         from geoseg.pipeline.scene import process_scene
 
         pipe = pipeline if isinstance(pipeline, Pipeline) else Pipeline.from_dict(pipeline, source)
-        _check_reprojectable(scene, pipe, fmt)
-        declared = _stac_crs_note(scene, pipe)
+        declared = _scene_checks(scene, pipe, fmt)
         done = process_scene(pipe, scene.raster, outdir, stem=scene.stem, fmt=fmt, on_tile=on_tile, client=client)
         crs = output_crs(done.outputs[0]) if done.outputs else None
         notes = [*([declared] if declared else []), *done.warnings]
-        report = SceneReport(scene.name, "done", [str(p) for p in done.outputs], warnings=notes, crs=crs)
+        report = SceneReport(str(scene), "done", [str(p) for p in done.outputs], warnings=[redact(n) for n in notes], crs=crs)
     except GeosegError as exc:
-        report = SceneReport(scene.name, "failed", error=str(exc))
+        report = SceneReport(str(scene), "failed", error=_scene_error(scene, str(exc)))
     except Exception as exc:  # noqa: BLE001 - a batch must go on; the error is reported
-        report = SceneReport(scene.name, "failed", error=f"{scene.raster}: unexpected {type(exc).__name__}: {exc}")
+        report = SceneReport(str(scene), "failed", error=_scene_error(scene, f"{scene.raster}: unexpected {type(exc).__name__}: {exc}"))
         trace = traceback.format_exc()
     report.seconds = round(time.perf_counter() - start, 3)
     report.stac = None if scene.stac is None else scene.stac.to_dict()
     return report, trace
+
+
+def _scene_error(scene: SceneInput, message: str) -> str:
+    """A scene's error as reported: naming the input as given (a STAC item, not only its asset), secrets hidden."""
+    if scene.stac is not None and not message.startswith(scene.name):
+        message = f"{scene} (asset {scene.stac.asset!r}): {message}"
+    return redact(message)
 
 
 def _run_here(
@@ -564,17 +602,17 @@ def pending_scenes(
     given = list(inputs)
     if overwrite:
         return given
-    scenes = [scene_input(p) for p in given]
+    scenes = [scene_input(p, strict=False) for p in given]
     out = Path(outdir)
     folders = output_folders(scenes, out, keep_folders=keep_folders)
     manifest = _Manifest.resume(out, pipeline.source, pipeline_hash(pipeline), vector_format(fmt), overwrite=False)
-    return [p for p, s in zip(given, scenes) if manifest.done_report(s.name, folders[s.name]) is None]
+    return [p for p, s in zip(given, scenes) if manifest.done_report(s, folders[str(s)]) is None]
 
 
 def _entry(scene: SceneInput, status: str) -> dict[str, Any]:
     """A manifest entry of a scene without results (``running``, ``interrupted``)."""
     stac = None if scene.stac is None else scene.stac.to_dict()
-    return {"input": scene.name, "status": status, "outputs": [], "seconds": 0.0, "error": None, "warnings": [], "crs": None, "stac": stac}
+    return {"input": str(scene), "status": status, "outputs": [], "seconds": 0.0, "error": None, "warnings": [], "crs": None, "stac": stac}
 
 
 def run_batch(
@@ -656,7 +694,7 @@ def run_batch(
         unfinished ones as ``"interrupted"``; after the Dask workers are gone,
         :func:`discard_interrupted` removes what they left.
     """
-    paths = [scene_input(p) for p in inputs]
+    paths = [scene_input(p, strict=False) for p in inputs]
     out = Path(outdir)
     spec = vector_format(fmt)
     folders = output_folders(paths, out, keep_folders=keep_folders)
@@ -675,7 +713,7 @@ def run_batch(
         reports: dict[str, SceneReport] = {}
         todo: list[SceneInput] = []
         for path in paths:
-            earlier = manifest.done_report(str(path), folders[str(path)])
+            earlier = manifest.done_report(path, folders[str(path)])
             if earlier is None:
                 todo.append(path)
             else:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from geoseg.errors import GeosegError, OutputWriteError
 from geoseg.inputs import SceneInput, scene_input
-from geoseg.pipeline.batch import _check_reprojectable, _check_stems, _check_vector_options, _Manifest, output_folders, pipeline_hash
+from geoseg.pipeline.batch import _check_stems, _check_vector_options, _Manifest, _scene_checks, _scene_error, output_folders, pipeline_hash
 from geoseg.vector import VectorFormat, vector_format
 
 if TYPE_CHECKING:
@@ -207,7 +207,7 @@ def _plan_scene(pipeline: Pipeline, scene: SceneInput, folder: Path, fmt: Vector
 
     engine = pipeline.engine
     try:
-        _check_reprojectable(scene, pipeline, fmt)
+        _scene_checks(scene, pipeline, fmt)  # its warning comes when the scene runs
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a dry run reports figures; the run gives the warnings
             source = open_source(scene.raster, engine.assume_gsd_m, engine.max_pixels)
@@ -225,7 +225,8 @@ def _plan_scene(pipeline: Pipeline, scene: SceneInput, folder: Path, fmt: Vector
         outputs = output_paths(pipeline.output_layers(), folder, scene.stem, fmt)
     except GeosegError as exc:
         message = str(exc)
-        return ScenePlan(str(scene), "failed", error=message if scene.raster in message or scene.name in message else f"{scene}: {message}")
+        named = scene.raster in message or scene.name in message or str(scene) in message
+        return ScenePlan(str(scene), "failed", error=_scene_error(scene, message if named else f"{scene}: {message}"))
     geo = source.geo
     window = None if extent is None else extent.window
     where = None if window is None else (
@@ -281,7 +282,7 @@ def plan_batch(
     OutputWriteError
         The output folder cannot be created or written.
     """
-    paths = [scene_input(p) for p in inputs]
+    paths = [scene_input(p, strict=False) for p in inputs]
     out = Path(outdir)
     spec = vector_format(fmt)
     folders = output_folders(paths, out, keep_folders=keep_folders)
@@ -292,7 +293,7 @@ def plan_batch(
     manifest = _Manifest.resume(out, pipeline.source, pipeline_hash(pipeline), spec, overwrite=overwrite)
     plans = []
     for path in paths:
-        earlier = manifest.done_report(str(path), folders[str(path)])
+        earlier = manifest.done_report(path, folders[str(path)])
         if earlier is not None:
             plans.append(ScenePlan(str(path), "skipped", outputs=earlier.outputs, crs=earlier.crs))
         else:

@@ -38,6 +38,7 @@ from pyproj import CRS as ProjCRS
 from shapely.geometry import box
 
 from geoseg.errors import ConfigError, GeosegError, InputMismatchError
+from geoseg.inputs import is_remote
 from geoseg.pipeline.config import Extent
 from geoseg.pipeline.decimate import coarse_slices, pass_decimation, to_window
 from geoseg.pipeline.distributed import default_workers
@@ -145,8 +146,9 @@ class FileSource:
     The dataset stays open while the source is used in a process, so GDAL's block cache
     serves the blocks that several tiles (their halos) or several passes read: a remote
     COG's tiles are fetched once, not once per tile. Reads are serialised (a dataset is not
-    thread-safe); a pickled copy (a Dask worker's) opens its own. ``block`` is the file's
-    internal tile size (``None``: not tiled), to which the engine aligns its tiles.
+    thread-safe); a pickled copy (a Dask worker's) opens its own; :meth:`close` (or ``with``)
+    closes it. ``block`` is the internal tile size of a remote file (``None``: local, or not
+    tiled), to which the engine aligns its tiles so that each window fetches few of them.
     """
 
     coarsening = 1
@@ -175,9 +177,18 @@ class FileSource:
                 self._dataset, self.path, self.geo, tile.win_row_off, tile.win_col_off, tile.win_height, tile.win_width, decimation=factor
             )  # fmt: skip
 
-    def __del__(self) -> None:
-        if getattr(self, "_dataset", None) is not None:
-            self._dataset.close()
+    def close(self) -> None:
+        """Close the open dataset (a later read opens it again)."""
+        with self._lock:
+            if self._dataset is not None:
+                self._dataset.close()
+                self._dataset = None
+
+    def __enter__(self) -> FileSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def open_source(path: str | os.PathLike[str], assume_gsd_m: float, max_pixels: int | None = None) -> FileSource:
@@ -200,7 +211,8 @@ def open_source(path: str | os.PathLike[str], assume_gsd_m: float, max_pixels: i
     names = tuple(summary["band_names"])
     shapes = {tuple(shape) for shape in summary["block_shapes"]}
     rows, cols = shapes.pop() if len(shapes) == 1 else (0, 0)
-    block = (rows, cols) if rows > 1 and cols < geo.width else None  # strips span the full width: not tiles
+    # Aligning pays where each block read is a request: remote files. Strips span the full width: not tiles.
+    block = (rows, cols) if is_remote(path) and rows > 1 and cols < geo.width else None
     return FileSource(str(path), geo, names, block)
 
 

@@ -26,7 +26,7 @@ from geoseg.pipeline.config import (
     resolve_refs,
 )
 from geoseg.pipeline.coarsen import working_source
-from geoseg.pipeline.engine import MemorySource, RunResult, execute, open_source
+from geoseg.pipeline.engine import FileSource, MemorySource, RunResult, execute, open_source
 from geoseg.pipeline.registry import get_step_class
 from geoseg.pipeline.step import Step
 from geoseg.raster import Raster
@@ -295,8 +295,12 @@ class Pipeline:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             source = MemorySource(scene) if isinstance(scene, Raster) else open_source(scene, engine.assume_gsd_m, engine.max_pixels)
-        work = working_source(steps, source, engine.extent)
-        result = execute(work.steps, work.source, max_memory=engine.max_memory_bytes, tile_px=engine.tile_px, extent=work.extent)
+        try:
+            work = working_source(steps, source, engine.extent)
+            result = execute(work.steps, work.source, max_memory=engine.max_memory_bytes, tile_px=engine.tile_px, extent=work.extent)
+        finally:
+            if isinstance(source, FileSource):
+                source.close()
         result.warnings[:0] = [str(w.message) for w in caught]
         for w in caught:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

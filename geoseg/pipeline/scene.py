@@ -15,7 +15,7 @@ from geoseg.atomic import _SHAPEFILE_SIDECARS
 from geoseg.errors import GeosegError, NotGeoreferencedWarning
 from geoseg.pipeline.config import EngineSettings
 from geoseg.pipeline.coarsen import working_source
-from geoseg.pipeline.engine import TilePass, execute, open_source
+from geoseg.pipeline.engine import FileSource, TilePass, execute, open_source
 from geoseg.pipeline.outputs import GeoTiffSink, output_paths, write_network_output
 from geoseg.pipeline.pipeline import Pipeline
 from geoseg.raster import not_georeferenced_message
@@ -60,13 +60,30 @@ def process_scene(
         raise type(exc)(f"{scene}: {exc}") from None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        source = open_source(scene, pipeline.engine.assume_gsd_m, pipeline.engine.max_pixels)
+        opened = open_source(scene, pipeline.engine.assume_gsd_m, pipeline.engine.max_pixels)
+    with opened:  # the dataset closes when the scene is done, not when it is garbage-collected
+        return _process_opened(pipeline, scene, opened, outputs, Path(outdir), stem, fmt, caught, on_tile, client)
+
+
+def _process_opened(
+    pipeline: Pipeline,
+    scene: str | Path,
+    opened: FileSource,
+    outputs: list[str],
+    outdir: Path,
+    stem: str,
+    fmt: str | VectorFormat,
+    caught: list[warnings.WarningMessage],
+    on_tile: Callable[[int, int, TilePass], None] | None,
+    client: Any,
+) -> SceneOutput:
+    """:func:`process_scene` once its raster is open."""
     notes = [str(w.message) for w in caught if not issubclass(w.category, NotGeoreferencedWarning)]
-    if not source.geo.georeferenced:
+    if not opened.geo.georeferenced:
         notes.insert(0, _not_georeferenced_note(scene, pipeline.engine))
     for note in notes:
         log.warning("warning: %s", note)
-    work = working_source(pipeline.steps, source, pipeline.engine.extent)
+    work = working_source(pipeline.steps, opened, pipeline.engine.extent)
     source, extent = work.source, work.extent
     # GDAL's block cache defaults to 5 % of RAM and grows with the scene: bound it too. In
     # bytes: rasterio hands an integer GDAL_CACHEMAX to GDALSetCacheMax64 as is (64 would be

@@ -214,9 +214,17 @@ def test_tiles_line_up_with_the_internal_tiles_of_the_file(tmp_path):
     from geoseg.tiling import Region
     from tests.conftest import UTM_TRANSFORM, plus_mask, write_tif
 
-    tiled = open_source(write_tif(tmp_path / "t.tif", plus_mask(1000), CRS.from_epsg(32633), UTM_TRANSFORM, tiled=True, blockxsize=256, blockysize=256), 0.3)
-    striped = open_source(write_tif(tmp_path / "s.tif", plus_mask(1000), CRS.from_epsg(32633), UTM_TRANSFORM), 0.3)
+    import zipfile
+
+    local = write_tif(tmp_path / "t.tif", plus_mask(1000), CRS.from_epsg(32633), UTM_TRANSFORM, tiled=True, blockxsize=256, blockysize=256)
+    striped_file = write_tif(tmp_path / "s.tif", plus_mask(1000), CRS.from_epsg(32633), UTM_TRANSFORM)
+    with zipfile.ZipFile(tmp_path / "t.zip", "w") as archive:  # a virtual path, aligned as remote files are
+        archive.write(local, "t.tif")
+        archive.write(striped_file, "s.tif")
+    tiled = open_source(f"/vsizip/{tmp_path}/t.zip/t.tif", 0.3)
+    striped = open_source(f"/vsizip/{tmp_path}/t.zip/s.tif", 0.3)
     assert tiled.block == (256, 256) and striped.block is None
+    assert open_source(local, 0.3).block is None  # a local file reads any window at the same cost: not aligned
     frame = Region(300, 130, 1000, 1000)  # an extent's frame, away from the file's corner
     core_px, phase = _aligned(tiled, 700, None, frame)
     assert (core_px, phase) == (512, (300, 130))

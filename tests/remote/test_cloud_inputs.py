@@ -125,7 +125,8 @@ def _item(href: str, item_id: str = "roads-2026-12-05", **assets: dict) -> dict:
 def test_a_stac_item_runs_its_visual_asset_and_is_recorded(served, range_server, tmp_path):
     server = range_server(served)
     item = tmp_path / "item.json"
-    item.write_text(json.dumps(_item(server.url("roads.tif"))))
+    signed = server.url("roads.tif") + "?sig=s3cr3t&se=2030-01-01"  # a signed href: its secret is never written down
+    item.write_text(json.dumps(_item(signed)))
     code, err = _run("mask_to_centerlines", served / "roads.tif", "-o", "local", cwd=tmp_path)
     assert code == 0, err
     code, err = _run("mask_to_centerlines", item, "-o", "stac", "--report", cwd=tmp_path)
@@ -133,10 +134,18 @@ def test_a_stac_item_runs_its_visual_asset_and_is_recorded(served, range_server,
     assert _network(tmp_path / "stac" / "roads-2026-12-05.shp") == _network(tmp_path / "local" / "roads.shp")
     entry = json.loads((tmp_path / "stac" / MANIFEST_NAME).read_text())["scenes"][0]
     assert entry["input"] == str(item)
-    assert entry["stac"] == {"item": "roads-2026-12-05", "asset": "visual", "href": server.url("roads.tif"),
-                             "bbox": [14.99, 45.10, 15.02, 45.12], "crs": "EPSG:32633"}  # fmt: skip
+    assert entry["stac"] == {"item": "roads-2026-12-05", "asset": "visual", "href": server.url("roads.tif") + "?sig=***&se=***",
+                             "bbox": [14.99, 45.10, 15.02, 45.12], "geometry": _item("x")["geometry"], "crs": "EPSG:32633"}  # fmt: skip
     report = (tmp_path / "stac" / "report.html").read_text()
     assert "STAC item roads-2026-12-05, asset visual" in report
+    assert not [p for p in (tmp_path / "stac").rglob("*") if p.is_file() and b"s3cr3t" in p.read_bytes()]
+    code, err = _run("mask_to_centerlines", item, "-o", "stac", "-v", cwd=tmp_path)
+    assert code == 0 and "1 of 1 scene(s) already done" in err, err
+    shutil.copy(served / "roads.tif", served / "roads_v2.tif")  # the item now points at another raster
+    item.write_text(json.dumps(_item(server.url("roads_v2.tif"))))
+    code, err = _run("mask_to_centerlines", item, "-o", "stac", "-v", cwd=tmp_path)
+    assert code == 0 and "the raster it reads changed since the earlier run; redoing the scene" in err, err
+    assert server.bytes_sent("roads_v2.tif") > 0
 
 
 def test_a_stac_item_behind_a_url_with_a_relative_href(served, range_server, tmp_path):
@@ -165,14 +174,30 @@ def test_asset_key_chooses_the_asset_and_a_missing_one_is_named(tmp_path):
     assert (tmp_path / "out" / "roads-2026-12-05.shp").is_file()
 
 
-def test_not_an_item_is_refused_in_one_line(tmp_path):
+def test_an_item_that_cannot_be_used_fails_alone_in_one_line(served, range_server, tmp_path):
     collection = tmp_path / "collection.json"
     collection.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
-    code, err = _run("mask_to_centerlines", collection, "-o", "out", cwd=tmp_path)
-    assert code != 0
-    assert err.strip().splitlines()[-1].endswith(
-        f"{collection}: not a STAC Item (a GeoJSON Feature with assets; this is a FeatureCollection); give one item of the collection"
-    )
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(_item(str(SAMPLE_DATA / "scene_a_mask.tif"), item_id="good")))
+    gone = range_server(served).url("gone.json")
+    code, err = _run("mask_to_centerlines", collection, gone, good, "-o", "out", cwd=tmp_path)
+    assert code == 1
+    assert f"{collection}: not a STAC Item (a GeoJSON Feature with assets; this is a FeatureCollection); give one item of the collection" in err
+    assert f"{gone}: the server answered HTTP 404" in err
+    scenes = {e["input"]: e["status"] for e in json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())["scenes"]}
+    assert scenes == {str(collection): "failed", gone: "failed", str(good): "done"}
+    assert (tmp_path / "out" / "good.shp").is_file()
+
+
+def test_stac_api_item_urls_and_hrefs_from_the_server_root():
+    from geoseg.inputs import _resolve_href, is_stac_name
+
+    assert is_stac_name("https://h.example/api/stac/v1/collections/sentinel-2-l2a/items/S2B_T33TWM_20260101")
+    assert not is_stac_name("https://h.example/api/stac/v1/collections/c/items/scene.tif")
+    assert not is_stac_name("/vsicurl/https://h.example/item.json")  # a virtual path is a raster for GDAL
+    assert _resolve_href("/data/a.tif", "https://h.example/stac/item.json") == "https://h.example/data/a.tif"
+    assert _resolve_href("a.tif", "https://h.example/stac/item.json") == "https://h.example/stac/a.tif"
+    assert _resolve_href("s3://b/a.tif", "https://h.example/stac/item.json") == "s3://b/a.tif"
 
 
 def test_http_errors_become_one_line_naming_the_input_and_the_batch_goes_on(served, range_server, tmp_path):
@@ -188,6 +213,27 @@ def test_http_errors_become_one_line_naming_the_input_and_the_batch_goes_on(serv
     assert f"{denied}: access denied" in err
     scenes = {e["input"]: e["status"] for e in json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())["scenes"]}
     assert scenes == {missing: "failed", denied: "failed", str(local): "done"}
+
+
+def test_http_errors_are_told_from_the_server_not_from_the_name_and_also_during_reads(served, range_server, monkeypatch):
+    from geoseg.raster import open_dataset, read_dataset_window, read_geoinfo
+
+    monkeypatch.setenv("GDAL_HTTP_MAX_RETRY", "0")
+    server = range_server(served)
+    shutil.copy(served / "roads.tif", served / "timeout_500.tif")  # a name that looks like an error
+    url = "/vsicurl/" + server.url("timeout_500.tif")
+    server.fail("timeout_500.tif", 404)
+    with pytest.raises(RasterReadError, match="not found on the server"):
+        open_dataset(url)
+    shutil.copy(served / "roads.tif", served / "timeout_404.tif")  # GDAL remembers the 404 of a URL: another file
+    url = "/vsicurl/" + server.url("timeout_404.tif")
+    geo, _ = read_geoinfo(url)
+    with open_dataset(url) as dataset:
+        read_dataset_window(dataset, url, geo, 0, 0, 256, 256)
+        server.fail("timeout_404.tif", 503)  # the server fails once the scene is being read
+        with pytest.raises(RasterReadError) as failed:
+            read_dataset_window(dataset, url, geo, 1024, 1024, 256, 256)
+    assert str(failed.value).startswith(f"{url}: cannot read pixels: the server failed (HTTP 503)")
 
 
 def test_a_server_that_stops_answering_times_out_in_one_line(served, range_server, tmp_path, monkeypatch):
@@ -227,6 +273,12 @@ def test_names_are_not_globbed_normalised_or_looked_up_on_disk():
     assert all(s.exists() for s in scenes)  # not looked for locally
     assert not is_remote("scenes/a.tif") and not is_remote(os.path.abspath("a.tif"))
     assert scene_input("https://h.example/x/y.tif").folder.as_posix() == "/h.example/x"
+    from geoseg.pipeline.batch import output_folders
+
+    folders = output_folders(["https://user:pw@h.example:8443/a/x.tif", "https://h.example/b/y.tif?sig=1"], "out", keep_folders=True)
+    assert folders == {"https://***@h.example:8443/a/x.tif": Path("out/a"), "https://h.example/b/y.tif?sig=***": Path("out/b")}
+    item = Path("stac/items/item.json")  # a local STAC item: its local folder, whatever its asset's href
+    assert scene_input(str(item), strict=False).folder == Path(os.path.abspath("stac/items"))
     with pytest.raises(RasterReadError, match="no file matches"):
         expand_scenes(["nowhere/*.tif"])
     with pytest.raises(RasterReadError, match="--asset visual: picks an asset of STAC items"):
