@@ -30,6 +30,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import posixpath
 import re
 import urllib.error
 import urllib.parse
@@ -68,14 +69,18 @@ STAC_TIMEOUT_S = 60.0
 #: Characters kept in an output stem made from a STAC item id.
 _UNSAFE_STEM = re.compile(r"[^A-Za-z0-9._-]+")
 
-#: A URL's query string (``?a=1&b=2``) in a text, up to a blank, quote or bracket.
-_URL_QUERY = re.compile(r"(?P<url>[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"?()<>]+)\?(?P<query>[^\s'\"()<>]+)")
+#: The query string (``?a=1&b=2``) of a URL or GDAL virtual path in a text (``/vsis3/b/k.tif?x=1``,
+#: ``/vsicurl?url=...``), up to a blank, quote or closing bracket.
+_URL_QUERY = re.compile(r"(?P<url>(?:[A-Za-z][A-Za-z0-9+.-]*://|/vsi[a-z0-9_]+)[^\s'\"?<>]*)\?(?P<query>[^\s'\"<>()]+)")
 
 #: A URL's user and password (``https://user:password@host/``).
 _URL_USER = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@'\"]+@")
 
 #: The last path segments of a STAC API item URL (``.../collections/C/items/ID``).
 _STAC_API_ITEM = re.compile(r"/collections/[^/]+/items/[^/]+/?$")
+
+#: File extensions of STAC items.
+_JSON_EXTENSIONS = (".json", ".geojson")
 
 #: File extensions of rasters, which a STAC API URL never has.
 _RASTER_EXTENSIONS = (".tif", ".tiff", ".jp2", ".vrt", ".img", ".png", ".jpg", ".jpeg", ".nc", ".hdf")
@@ -94,15 +99,15 @@ def redact(text: str) -> str:
     --------
     >>> redact("https://h/a.tif?sig=abc&se=2026 failed")
     'https://h/a.tif?sig=***&se=*** failed'
-    >>> redact("ftp://me:pw@h/a.tif")
-    'ftp://***@h/a.tif'
+    >>> redact("ftp://me:pw@h/a.tif"), redact("/vsis3/b/k.tif?tok3n")
+    ('ftp://***@h/a.tif', '/vsis3/b/k.tif?***')
     >>> redact("/vsicurl/https://h/a.tif"), redact("data/a.tif")
     ('/vsicurl/https://h/a.tif', 'data/a.tif')
     """
 
     def hide(match: re.Match[str]) -> str:
-        keys = [part.split("=", 1)[0] for part in match["query"].split("&") if part]
-        return match["url"] + "?" + "&".join(f"{key}=***" for key in keys)
+        parts = [part.split("=", 1)[0] + "=***" if "=" in part else "***" for part in match["query"].split("&") if part]
+        return match["url"] + "?" + "&".join(parts)
 
     return _URL_USER.sub(r"\g<scheme>***@", _URL_QUERY.sub(hide, text))
 
@@ -202,11 +207,20 @@ class SceneInput:
 
 
 def _remote_parts(name: str) -> list[str]:
-    """The host and path components of a URL or virtual path, without prefix, credentials, port or query."""
+    """The host and path components of a URL or virtual path, without prefix, credentials, port or query.
+
+    ``..`` is resolved, and ``:`` (not allowed in Windows folder names) becomes ``_``.
+    """
     text = _VSI.sub("", name, count=1) if _VSI.match(name) else name
-    parsed = urllib.parse.urlsplit(text if _URL.match(text) else "file://" + text.lstrip("/"))
-    host = parsed.hostname or ""
-    return [p for p in (host, *parsed.path.split("/")) if p and p not in (".", "..")]
+    host, path = "", text.split("?", 1)[0]
+    if _URL.match(text):
+        try:
+            parsed = urllib.parse.urlsplit(text)
+            host, path = parsed.hostname or "", parsed.path
+        except ValueError:  # not a valid URL for urllib (e.g. brackets in the host): its text
+            path = text.split("://", 1)[1].split("?", 1)[0]
+    parts = posixpath.normpath("/" + path).split("/")
+    return [p.replace(":", "_") for p in (host, *parts) if p and p not in (".", "..")]
 
 
 def raster_stem(name: str) -> str:
@@ -244,11 +258,11 @@ def is_stac_name(name: str) -> bool:
     """
     if _URL.match(name):
         path = urllib.parse.urlsplit(name).path
-        if path.lower().endswith(".json"):
+        if path.lower().endswith(_JSON_EXTENSIONS):
             return True
         api = urllib.parse.urlsplit(name).scheme.lower() in ("http", "https") and _STAC_API_ITEM.search(path)
         return bool(api) and not path.lower().endswith(_RASTER_EXTENSIONS)
-    return not _VSI.match(name) and name.lower().endswith(".json")
+    return name.split("?", 1)[0].lower().endswith(_JSON_EXTENSIONS)  # a virtual path too: told to download it
 
 
 def scene_input(name: str | os.PathLike[str] | SceneInput, *, asset: str | None = None, strict: bool = True) -> SceneInput:

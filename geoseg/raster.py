@@ -312,17 +312,34 @@ def _probe_http(name: str) -> str | None:
     import urllib.error
     import urllib.request
 
+    import base64
+
     url = re.sub(r"^/vsicurl(_streaming)?/", "", name)
     if not re.match(r"https?://", url, re.IGNORECASE):
-        return None
-    request = urllib.request.Request(url, headers={"Range": "bytes=0-0"})
+        return None  # object storage (/vsis3/, s3://, ...): its own signing, not repeated here
+    parts = urllib.parse.urlsplit(url)
+    headers = {"Range": "bytes=0-0"}
+    if parts.username is not None:  # user:password@ goes in a header, as curl sends it
+        login = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(login.encode()).decode()
+        url = urllib.parse.urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
+    # GDAL may reach the server differently (its own proxy, headers, authentication, TLS
+    # settings): then a refusal or a failure to connect here says nothing about GDAL's request.
+    own_access = any(os.environ.get(key) for key in _GDAL_HTTP_ACCESS)
     try:
-        with urllib.request.urlopen(request, timeout=_PROBE_TIMEOUT_S):  # noqa: S310 - http(s) only
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=_PROBE_TIMEOUT_S):  # noqa: S310 - http(s) only
             return None
     except urllib.error.HTTPError as exc:
-        return _status_problem(exc.code)
+        return None if own_access and exc.code in (401, 403, 407) else _status_problem(exc.code)
     except (urllib.error.URLError, TimeoutError, OSError):
-        return "cannot reach the server"
+        return None if own_access else "cannot reach the server"
+
+
+#: GDAL settings by which its HTTP requests differ from a plain one.
+_GDAL_HTTP_ACCESS = (
+    "GDAL_HTTP_PROXY", "GDAL_HTTPS_PROXY", "GDAL_HTTP_HEADERS", "GDAL_HTTP_HEADER_FILE", "GDAL_HTTP_AUTH", "GDAL_HTTP_USERPWD",
+    "GDAL_HTTP_BEARER", "GDAL_HTTP_COOKIE", "GDAL_HTTP_COOKIEFILE", "GDAL_HTTP_NETRC", "GDAL_HTTP_UNSAFESSL", "CURL_CA_BUNDLE",
+)  # fmt: skip
 
 
 def _status_problem(code: int) -> str:
@@ -352,8 +369,8 @@ def _remote_problem(name: str, exc: BaseException, otherwise: str = "not a reada
     text = " ".join(str(e) for e in (exc, exc.__cause__, exc.__context__) if e is not None)
     file_name = urllib.parse.unquote(name.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0])
     text = _NAMES_IN_MESSAGE.sub(" ", text)
-    for own in {file_name, urllib.parse.quote(file_name)} - {""}:
-        text = text.replace(own, " ")
+    for own in {file_name, urllib.parse.quote(file_name)} - {""}:  # whole names only: "4" leaves "404" alone
+        text = re.sub(rf"(?<![\w.-]){re.escape(own)}(?![\w.-])", " ", text)
     if not _NETWORK.search(name):  # /vsizip/, /vsitar/, ... of local files
         missing = re.search(r"does not exist in the file system|No such file", text)
         return "no such file (or no such member of the archive)" if missing else otherwise

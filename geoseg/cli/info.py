@@ -6,7 +6,7 @@ import json
 
 import click
 
-from geoseg.inputs import is_stac_name, scene_input
+from geoseg.inputs import is_stac_name, redact, scene_input
 from geoseg.raster import read_geoinfo
 
 
@@ -28,8 +28,8 @@ def command(inputs: tuple[str, ...], asset: str | None, as_json: bool) -> None:
         scene = scene_input(path, asset=asset)
         geo, summary = read_geoinfo(scene.raster)
         record = {
-            "path": path,
-            "raster": scene.raster,
+            "path": str(scene),  # URL secrets hidden, as everywhere geoseg writes a name
+            "raster": redact(scene.raster),
             "stac": None if scene.stac is None else scene.stac.to_dict(),
             "width": geo.width,
             "height": geo.height,
@@ -46,9 +46,9 @@ def command(inputs: tuple[str, ...], asset: str | None, as_json: bool) -> None:
         if as_json:
             click.echo(json.dumps(record))
             continue
-        click.echo(f"{path}")
+        click.echo(str(scene))
         if scene.stac is not None:
-            click.echo(f"  stac:    item {scene.stac.item}, asset {scene.stac.asset}: {scene.raster}")
+            click.echo(f"  stac:    item {scene.stac.item}, asset {scene.stac.asset}: {redact(scene.raster)}")
         click.echo(f"  size:    {geo.width} x {geo.height} px, {summary['count']} band(s) {', '.join(summary['dtypes'])} ({summary['driver']})")
         click.echo(f"  crs:     {record['crs'] or 'none (pixel coordinates: x = column, y = row)'}")
         gx, gy = record["gsd_m"]

@@ -129,10 +129,19 @@ def _more_logging(ctx: click.Context, param: click.Parameter, value: int | bool)
     _setup_logging(levels["verbose"], levels["quiet"])
 
 
+class _RedactingFormatter(logging.Formatter):
+    """Log lines with the secrets of URLs (query string values, passwords) hidden (:func:`geoseg.inputs.redact`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from geoseg.inputs import redact
+
+        return redact(super().format(record))
+
+
 def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s" if verbose else "%(message)s"))
+    handler.setFormatter(_RedactingFormatter("%(levelname)s: %(message)s" if verbose else "%(message)s"))
     root = logging.getLogger("geoseg")
     root.handlers[:] = [handler]
     root.setLevel(level)

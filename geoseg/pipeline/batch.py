@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 import traceback
@@ -216,8 +217,12 @@ class _Manifest:
         entry = self.entries.get(str(scene))
         if entry is None or entry.get("status") != "done" or not entry.get("outputs"):
             return None
-        now = None if scene.stac is None else scene.stac.to_dict()
-        before = entry.get("stac") if isinstance(entry.get("stac"), dict) else None
+        if scene.problem is not None:  # e.g. the STAC API is down now: what was done stays done
+            self.notes.append(f"{scene}: cannot check it now ({scene.problem}); keeping the earlier result")
+            now = before = None
+        else:
+            now = None if scene.stac is None else scene.stac.to_dict()
+            before = entry.get("stac") if isinstance(entry.get("stac"), dict) else None
         if (now is None) != (before is None) or (now and before and (now["asset"], now["href"]) != (before.get("asset"), before.get("href"))):
             what = "its STAC asset" if now and before and now["asset"] != before.get("asset") else "the raster it reads"
             self.notes.append(f"{scene}: {what} changed since the earlier run; redoing the scene")
@@ -261,20 +266,40 @@ def output_folders(inputs: Sequence[str | Path | SceneInput], outdir: str | Path
     # a URL's host and path; each input goes to its folder's parts after the common ones.
     parts = [_folder_parts(s) for s in scenes]
     shared = 0
-    while all(len(p) > shared and p[shared] == parts[0][shared] for p in parts):
+    while all(len(p) > shared and os.path.normcase(p[shared]) == os.path.normcase(parts[0][shared]) for p in parts):  # as the file system compares
         shared += 1
     return {str(s): out.joinpath(*p[shared:]) for s, p in zip(scenes, parts)}
 
 
 def _folder_parts(scene: SceneInput) -> tuple[str, ...]:
-    """The components of a scene's folder (:attr:`SceneInput.folder`), without root or drive punctuation."""
+    """The components of a scene's folder (:attr:`SceneInput.folder`), as relative folder names.
+
+    A local folder's drive becomes plain names (``C:`` is ``C``; ``\\\\nas\\share`` is
+    ``UNC/nas/share``).
+    """
     folder = scene.folder
-    head = folder.drive.rstrip(":\\/").replace(":", "") if isinstance(folder, Path) else ""
-    return tuple(p for p in ((head,) if head else ()) + folder.parts[1:] if p)
+    if not isinstance(folder, Path):  # a URL's /<host>/<path>
+        return folder.parts[1:]
+    drive = folder.drive
+    head = ("UNC", *[p for p in re.split(r"[\\/]+", drive) if p]) if drive.startswith(("\\\\", "//")) else (drive.rstrip(":"),) if drive else ()
+    return tuple(p for p in (*head, *folder.parts[1:]) if p)
 
 
 def _check_stems(inputs: Sequence[SceneInput], folders: dict[str, Path], keep_folders: bool) -> None:
-    """Refuse inputs that would write the same output file."""
+    """Refuse inputs that would write the same output file, or that differ only in their URL secrets.
+
+    Scenes already known to fail (:attr:`SceneInput.problem`) write nothing and are not counted.
+    """
+    by_key: dict[str, set[str]] = {}
+    for scene in inputs:
+        by_key.setdefault(str(scene), set()).add(scene.name)
+    same = sorted(key for key, names in by_key.items() if len(names) > 1)
+    if same:
+        raise ConfigError(
+            f"inputs differ only in the values of their query strings or passwords, which geoseg never writes down: {', '.join(same)}; "
+            "run them in separate batches (-o)"
+        )
+    inputs = [p for p in inputs if p.problem is None]
     counts = Counter((folders[str(p)], p.stem) for p in inputs)
     clashes = sorted(key for key, n in counts.items() if n > 1)
     if not clashes:
@@ -462,7 +487,7 @@ def _scene_task(
 
 def _scene_error(scene: SceneInput, message: str) -> str:
     """A scene's error as reported: naming the input as given (a STAC item, not only its asset), secrets hidden."""
-    if scene.stac is not None and not message.startswith(scene.name):
+    if scene.stac is not None and not message.startswith((scene.name, str(scene))):
         message = f"{scene} (asset {scene.stac.asset!r}): {message}"
     return redact(message)
 
@@ -510,7 +535,7 @@ def _run_on_dask(
             result = future.result()
         except Exception as exc:  # noqa: BLE001 - the worker died or Dask failed: report, go on
             kind = "the Dask worker running it died (out of memory or crashed)" if type(exc).__name__ == "KilledWorker" else "the Dask task failed"
-            result = (SceneReport(str(scene), "failed", error=f"{scene}: {kind}: {type(exc).__name__}: {exc}"), None)
+            result = (SceneReport(str(scene), "failed", error=redact(f"{scene}: {kind}: {type(exc).__name__}: {exc}")), None)
         future.release()
         fill()
         yield result
@@ -526,6 +551,8 @@ def _scene_pixels(scene: SceneInput) -> int:
     """Pixels of a scene from its header (0 when it cannot be read: it fails quickly)."""
     from geoseg.raster import open_dataset
 
+    if scene.problem is not None:
+        return 0
     try:
         with open_dataset(scene.raster) as src:
             return src.width * src.height

@@ -184,12 +184,16 @@ def _measure(
     scene: str | None = path
     row = SceneRow(name=entry.stem, input=_described_input(entry), status=entry.status, seconds=entry.seconds,
                    error=entry.error, warnings=list(entry.warnings))
-    try:
-        row.warnings += _georef_warnings(path, row.warnings)
-    except GeosegError as exc:
+    if "***" in path:  # redacted by geoseg.inputs.redact: the manifest has no way back to the pixels
         scene = None
-        if entry.status == "done":  # a failed scene's error already says why
-            row.warnings.append(f"no overlay: {exc}")
+        row.warnings.append("no overlay: the scene's URL has a query string or password, whose values geoseg never writes down")
+    else:
+        try:
+            row.warnings += _georef_warnings(path, row.warnings)
+        except GeosegError as exc:
+            scene = None
+            if entry.status == "done":  # a failed scene's error already says why
+                row.warnings.append(f"no overlay: {exc}")
     if entry.status != "done":
         return row, None, scene
     edges = None

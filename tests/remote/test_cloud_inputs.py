@@ -25,7 +25,9 @@ from rasterio.crs import CRS
 
 from geoseg.inputs import expand_scenes, is_remote, read_stac_item, scene_input
 from geoseg.pipeline.batch import MANIFEST_NAME
-from geoseg.errors import RasterReadError
+from geoseg.errors import ConfigError, RasterReadError
+from geoseg.pipeline import load_pipeline
+from geoseg.pipeline.batch import run_batch
 from geoseg.raster import GeoInfo, write_raster
 from tests.cli.test_cli_basics import geoseg
 from tests.conftest import SAMPLE_DATA
@@ -187,6 +189,27 @@ def test_an_item_that_cannot_be_used_fails_alone_in_one_line(served, range_serve
     scenes = {e["input"]: e["status"] for e in json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())["scenes"]}
     assert scenes == {str(collection): "failed", gone: "failed", str(good): "done"}
     assert (tmp_path / "out" / "good.shp").is_file()
+    # the item cannot be read now (its server is down, say): what was done stays done
+    good.write_text("{not json")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    code, err = _run("mask_to_centerlines", good, "a/item.json", "b/item.json", "-o", "out", "-v", cwd=tmp_path)
+    assert code == 1 and "cannot check it now" in err and "keeping the earlier result" in err, err
+    scenes = {e["input"]: e["status"] for e in json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())["scenes"]}
+    assert scenes[str(good)] == "done" and scenes["a/item.json"] == scenes["b/item.json"] == "failed"  # same stem, both fail alone
+
+
+def test_secrets_of_urls_are_hidden_everywhere_they_are_written():
+    from geoseg.inputs import redact
+
+    assert redact("https://h/a(1).tif?sig=abc&se=2030") == "https://h/a(1).tif?sig=***&se=***"
+    assert redact("GDAL: (https://h/a.tif?sig=abc) failed") == "GDAL: (https://h/a.tif?sig=***) failed"
+    assert redact("/vsis3/b/k.tif?x=secret") == "/vsis3/b/k.tif?x=***"
+    assert redact("/vsicurl?url=https%3A%2F%2Fh%2Fa.tif&header.Authorization=Bearer%20t0k") == "/vsicurl?url=***&header.Authorization=***"
+    assert redact("https://h/a.tif?t0ken") == "https://h/a.tif?***"
+    assert redact("https://me:pa55@h/a.tif and s3://b/c.tif") == "https://***@h/a.tif and s3://b/c.tif"
+    with pytest.raises(ConfigError, match="differ only in the values of their query strings"):
+        run_batch(load_pipeline("mask_to_centerlines"), ["https://h/a.tif?v=1", "https://h/a.tif?v=2"], "out")
 
 
 def test_stac_api_item_urls_and_hrefs_from_the_server_root():
@@ -194,7 +217,10 @@ def test_stac_api_item_urls_and_hrefs_from_the_server_root():
 
     assert is_stac_name("https://h.example/api/stac/v1/collections/sentinel-2-l2a/items/S2B_T33TWM_20260101")
     assert not is_stac_name("https://h.example/api/stac/v1/collections/c/items/scene.tif")
-    assert not is_stac_name("/vsicurl/https://h.example/item.json")  # a virtual path is a raster for GDAL
+    assert is_stac_name("/vsicurl/https://h.example/item.json")  # refused in words: items are read over http(s)
+    with pytest.raises(RasterReadError, match="STAC items are read from local files or http"):
+        read_stac_item("/vsicurl/https://h.example/item.json")
+    assert is_stac_name("catalog/item.geojson")
     assert _resolve_href("/data/a.tif", "https://h.example/stac/item.json") == "https://h.example/data/a.tif"
     assert _resolve_href("a.tif", "https://h.example/stac/item.json") == "https://h.example/stac/a.tif"
     assert _resolve_href("s3://b/a.tif", "https://h.example/stac/item.json") == "s3://b/a.tif"
