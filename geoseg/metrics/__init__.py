@@ -1,4 +1,4 @@
-"""Road extraction metrics: buffer scores (Wiedemann 1998), APLS (SpaceNet) and mask scores.
+"""Road extraction metrics: buffer scores (Wiedemann 1998), APLS (SpaceNet), TOPO, junctions, components, mask scores.
 
 Algorithms on arrays, shapely geometries and networkx graphs; no file I/O.
 """
@@ -13,15 +13,20 @@ from geoseg.metrics.buffer import (
     vector_buffer_scores,
 )
 from geoseg.metrics.iou import binary_scores, boundary_f_score, mask_boundary
+from geoseg.metrics.topology import GraphMetrics, graph_metrics, junction_scores, topo_scores
 
 __all__ = [
     "AplsResult",
     "BufferScores",
+    "GraphMetrics",
     "apls",
     "binary_scores",
     "boundary_f_score",
+    "graph_metrics",
+    "junction_scores",
     "mask_boundary",
     "quality_from",
     "raster_buffer_scores",
+    "topo_scores",
     "vector_buffer_scores",
 ]

@@ -504,13 +504,35 @@ def _directed_distance(a: LineString, b: LineString) -> float:
     return float(shapely.distance(pts, b).max())
 
 
-def merge_parallel(G: nx.MultiGraph, distance_px: float) -> nx.MultiGraph:
+def _mean_line(keep: LineString, other: LineString) -> LineString:
+    """The mean of two lines joining the same two points, with ``keep``'s direction and ends.
+
+    Both are resampled at the same fractions of their length (as many points as the longer
+    has vertices, at least 16) and averaged point by point.
+    """
+    a = np.asarray(keep.coords)
+    b = np.asarray(other.coords)
+    if np.hypot(*(b[0] - a[0])) > np.hypot(*(b[-1] - a[0])):
+        other = LineString(b[::-1])
+    count = max(16, len(a), len(b))
+    fractions = np.linspace(0.0, 1.0, count)
+    pa = shapely.get_coordinates(shapely.line_interpolate_point(keep, fractions, normalized=True))
+    pb = shapely.get_coordinates(shapely.line_interpolate_point(other, fractions, normalized=True))
+    mean = (pa + pb) / 2
+    mean[0], mean[-1] = a[0], a[-1]  # the nodes stay where they are
+    return LineString(mean)
+
+
+def merge_parallel(G: nx.MultiGraph, distance_px: float, *, same_nodes_distance_px: float | None = None) -> nx.MultiGraph:
     """Drop edges that duplicate a nearby edge.
 
     Edge ``e`` is a duplicate of edge ``f`` when every point of ``e`` lies within
-    ``distance_px`` of ``f`` and either both join the same two nodes or ``e`` ends at a
-    degree-1 node (so dropping it cannot disconnect the network). Of two mutual duplicates
-    the one with the lower ``saliency`` (without saliency: the longer) is dropped.
+    ``distance_px`` of ``f`` and either both join the same two nodes (then within
+    ``same_nodes_distance_px``) or ``e`` ends at a degree-1 node (so dropping it cannot
+    disconnect the network). Of two mutual duplicates the one with the lower ``saliency``
+    (without saliency: the longer) is dropped; two lines between the same nodes that lie
+    farther apart than ``distance_px`` are the two sides of one road, and the one kept
+    becomes their mean line.
 
     Parameters
     ----------
@@ -518,20 +540,25 @@ def merge_parallel(G: nx.MultiGraph, distance_px: float) -> nx.MultiGraph:
         Road graph (not modified).
     distance_px : float
         Largest distance between duplicates, in pixels; about half a road width.
+    same_nodes_distance_px : float, optional
+        Largest distance between duplicates that join the same two nodes (two roads between
+        the same junctions are distinct only farther apart than a road width); default
+        ``distance_px``.
 
     Returns
     -------
     networkx.MultiGraph
         A copy without duplicates, isolated nodes removed and degree-2 nodes dissolved.
     """
-    _check_positive(distance_px=distance_px)
+    same_px = distance_px if same_nodes_distance_px is None else same_nodes_distance_px
+    _check_positive(distance_px=distance_px, same_nodes_distance_px=same_px)
     H = G.copy()
     edges = [(u, v, k) for u, v, k in H.edges(keys=True) if u != v]
     if len(edges) < 2:
         return H
     geoms = [H.edges[e]["geometry"] for e in edges]
     tree = shapely.STRtree(geoms)
-    left, right = tree.query(geoms, predicate="dwithin", distance=distance_px)
+    left, right = tree.query(geoms, predicate="dwithin", distance=max(distance_px, same_px))
     dropped: set[int] = set()
 
     def rank(i: int) -> tuple[float, float]:
@@ -546,7 +573,10 @@ def merge_parallel(G: nx.MultiGraph, distance_px: float) -> nx.MultiGraph:
         for x, y in ((i, j), (j, i)) if rank(i) <= rank(j) else ((j, i), (i, j)):
             ux, vx, _ = edges[x]
             removable = same or min(H.degree(ux), H.degree(vx)) == 1
-            if removable and _directed_distance(geoms[x], geoms[y]) <= distance_px:
+            apart = _directed_distance(geoms[x], geoms[y])
+            if removable and apart <= (same_px if same else distance_px):
+                if same and apart > distance_px:  # the two sides of one road: its centre lies between them
+                    H.edges[edges[y]]["geometry"] = _mean_line(geoms[y], geoms[x])
                 dropped.add(x)
                 H.remove_edge(*edges[x])
                 break
@@ -576,7 +606,10 @@ def clean_network(
     extension when ``shape`` is given); (5) :func:`prune_spurs` again for short dangling
     pieces that a T connection turned into spurs; then :func:`merge_junctions` again for the junctions
     those connections made; (6) :func:`remove_small_components`; (7)
-    Douglas–Peucker simplification and dissolving of degree-2 nodes.
+    Douglas–Peucker simplification; (8) :func:`node_crossings`, then :func:`merge_junctions`
+    and :func:`merge_parallel` once more for the clusters of crossings that lines crossing
+    near a junction make, :func:`node_crossings` again (a clean topology) and dissolving of
+    degree-2 nodes.
 
     Parameters
     ----------
@@ -624,7 +657,7 @@ def clean_network(
     border = w / 2 if border_gap_px is None else border_gap_px
     H = prune_spurs(G, spur)
     H = merge_junctions(H, radius)
-    H = merge_parallel(H, parallel)
+    H = merge_parallel(H, parallel, same_nodes_distance_px=w)
     H = connect_gaps(
         H, max_gap_px, max_angle_deg, shape=shape, max_border_gap_px=border
     )
@@ -633,6 +666,10 @@ def clean_network(
     H = remove_small_components(H, min_comp)
     if simplify_tolerance_px > 0:
         H = simplify_graph(H, simplify_tolerance_px)
+    # Lines that cross near a junction (two connections fitted into one crossing, say) cross
+    # again and again within a road width: nodes at their crossings make a cluster of
+    # junctions joined by stubs, which merge into one junction, and parallel pieces into one.
+    H = merge_parallel(merge_junctions(node_crossings(H), radius), parallel, same_nodes_distance_px=w)
     return dissolve_degree2(node_crossings(H))
 
 

@@ -401,6 +401,7 @@ def lines_to_graph(lines: Iterable[LineString], snap_tol: float = 0.0) -> nx.Mul
                 d = geoms[j].project(p)
                 q = geoms[j].interpolate(d)
                 c[e] = (q.x, q.y)
+                geoms[i] = LineString(c)  # a later T onto this line splits it with this end kept
                 # Insert the snapped point as a vertex of the target so noding sees it.
                 gj = geoms[j]
                 if 0 < d < gj.length:

@@ -174,3 +174,24 @@ def test_node_crossings_puts_a_node_where_edges_cross():
     T.add_edge(2, 1, geometry=LineString([(5, 5), (10, 5)]))
     T.add_edge(2, 3, geometry=LineString([(5, 5), (5, 10)]))
     assert node_crossings(T) is T  # already noded: unchanged
+
+
+def test_two_sides_of_one_road_become_its_centre_line() -> None:
+    # two lines 6 px apart between the same junctions (the two edges of an 8 px road)
+    G = graph_from_lines([[(0.0, 0.0), (50.0, -3.0), (100.0, 0.0)], [(0.0, 0.0), (50.0, 3.0), (100.0, 0.0)], [(0.0, 0.0), (-50.0, 0.0)]])
+    H = merge_parallel(G, 4.0, same_nodes_distance_px=8.0)
+    assert H.number_of_edges() == 1
+    (line,) = [d["geometry"] for _, _, d in H.edges(data=True)]
+    assert line.hausdorff_distance(LineString([(-50.0, 0.0), (0.0, 0.0), (100.0, 0.0)])) < 0.01  # the mean: y = 0
+    assert merge_parallel(G, 4.0).number_of_edges() == 2  # farther apart than distance_px, kept by default
+
+
+def test_lines_crossing_near_a_junction_leave_one_junction() -> None:
+    # an X whose crossing road comes as two pieces, fitted from either side, that overshoot
+    # each other: three crossings a few px apart
+    across = [(0.0, 50.0), (100.0, 50.0)]
+    lower, upper = [(50.0, 0.0), (53.0, 60.0)], [(47.0, 40.0), (50.0, 100.0)]
+    H = clean_network(graph_from_lines([across, lower, upper]), road_width_px=10.0, max_gap_px=20.0)
+    assert sorted(d for _, d in H.degree()) == [1, 1, 1, 1, 4]
+    assert min(d["geometry"].length for _, _, d in H.edges(data=True)) > 10.0
+    assert_graph_invariants(H)
