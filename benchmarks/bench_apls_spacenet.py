@@ -1,19 +1,20 @@
-"""APLS and buffer scores of real SpaceNet-3 (Las Vegas) road networks.
+"""APLS, graph and buffer scores of real SpaceNet-3 (Las Vegas) road networks, beside the
+values of the reference APLS implementation.
 
-Standalone benchmark of :mod:`geoseg.metrics` on the developer data in ``shared/data``
-(beside the repository; see ``shared/data/README.md``):
+Standalone benchmark of ``geoseg eval`` (:func:`geoseg.evaluate.evaluate_files`, the code a
+user runs) on the developer data in ``shared/data`` (beside the repository; see
+``shared/data/README.md``):
 
 * ``img0``: the real SpaceNet-3 competition proposal ``proposals/sn3_sample_submission_albu.csv``
-  (WKT line strings in pixel coordinates of img0) against the SpaceNet ground truth
-  ``centerlines/AOI_2_Vegas_img0.geojson``;
+  (``ImageId,WKT_Pix`` in pixel coordinates of img0, placed by the image) against the
+  SpaceNet ground truth ``centerlines/AOI_2_Vegas_img0.geojson``;
 * ``img99 … img999``: OpenStreetMap roads (``vector_only/osm``) as the proposal against the
   SpaceNet ground truth (``vector_only/spacenetroads``), the pairs the APLS authors use.
 
-Everything is reprojected from EPSG:4326 to UTM 11N (EPSG:32611) before measuring. For each
-pair the script prints APLS (both directions, 50 m control points, 4 m snapping), vector
-buffer completeness / correctness / quality (2 m buffer), and two sanity checks of APLS: the
-ground truth against itself (must be 1.0) and against itself minus its longest edge (must be
-lower).
+For each pair: APLS and its halves, the reference implementation's APLS where
+``shared/reference/apls_cosmiq.json`` has it (CosmiQ ``apls``, its defaults) and the
+difference, TOPO F1, junction F1, and buffer quality (2 m). Sanity checks: the truth against
+itself scores 1.0, and against itself without its longest edge less.
 
 Run from anywhere: ``python3 benchmarks/bench_apls_spacenet.py``. Exits with a message (status
 0) when the data folder is absent.
@@ -21,6 +22,7 @@ Run from anywhere: ``python3 benchmarks/bench_apls_spacenet.py``. Exits with a m
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -28,41 +30,25 @@ from pathlib import Path
 import geopandas as gpd
 import networkx as nx
 import pandas as pd
-import rasterio
-import shapely
-from shapely.affinity import affine_transform
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "spacenet_vegas"
+SHARED = REPO.parent / "shared"
+DATA = SHARED / "data" / "spacenet_vegas"
 if str(REPO) not in sys.path:  # run as a script from a checkout, without installing geoseg
     sys.path.insert(0, str(REPO))
 
-from geoseg.metrics import apls, vector_buffer_scores  # noqa: E402
-from geoseg.road.network import lines_to_graph  # noqa: E402
+from geoseg.evaluate import evaluate_files  # noqa: E402
+from geoseg.metrics import apls, graph_from_lines  # noqa: E402
 
-METRIC_CRS = "EPSG:32611"
-SNAP_TOL_M = 0.5  # joining of line ends when building graphs (lines_to_graph)
-BUFFER_M = 2.0
 CHIPS = ("img99", "img990", "img991", "img995", "img997", "img998", "img999")
 
 
-def read_lines(path: Path) -> list[shapely.Geometry]:
-    """2-D line geometries of a GeoJSON file, reprojected to the metric CRS."""
-    frame = gpd.read_file(path)
-    geoms = shapely.force_2d(frame.to_crs(METRIC_CRS).geometry.to_numpy())
-    return [g for g in geoms if g is not None and not g.is_empty]
-
-
-def read_pixel_proposal(csv_path: Path, image_path: Path, image_id: str) -> list[shapely.Geometry]:
-    """SpaceNet-3 submission lines of one image: pixel (col, row) -> image CRS -> metric CRS."""
-    table = pd.read_csv(csv_path)
-    wkt = table.loc[table["ImageId"] == image_id, "WKT_Pix"]
-    lines = [g for g in shapely.from_wkt(wkt.to_numpy()) if not g.is_empty]
-    with rasterio.open(image_path) as src:
-        transform, crs = src.transform, src.crs
-    a, b, c, d, e, f = transform[:6]
-    in_crs = [affine_transform(g, [a, b, d, e, c, f]) for g in lines]
-    return list(gpd.GeoSeries(in_crs, crs=crs).to_crs(METRIC_CRS))
+def reference_values() -> dict[tuple[str, str], float]:
+    """Reference APLS by (truth, proposal) path relative to shared/data."""
+    path = SHARED / "reference" / "apls_cosmiq.json"
+    if not path.is_file():
+        return {}
+    return {(p["truth"], p["proposal"]): p["apls"] for p in json.loads(path.read_text())["pairs"]}
 
 
 def without_longest_edge(graph: nx.MultiGraph) -> nx.MultiGraph:
@@ -73,30 +59,31 @@ def without_longest_edge(graph: nx.MultiGraph) -> nx.MultiGraph:
     return pruned
 
 
-def score_pair(name: str, truth_lines: list, prop_lines: list) -> dict[str, float | str]:
-    """APLS, buffer scores and sanity checks of one ground-truth / proposal pair."""
-    truth = lines_to_graph(truth_lines, snap_tol=SNAP_TOL_M)
-    prop = lines_to_graph(prop_lines, snap_tol=SNAP_TOL_M)
+def score_pair(name: str, truth: Path, proposal: Path, reference: dict, image: Path | None = None) -> dict[str, float | str]:
+    """The scores of one ground-truth / proposal pair."""
     t0 = time.perf_counter()
-    result = apls(truth, prop)
+    e = evaluate_files(proposal, truth, image=image)
     seconds = time.perf_counter() - t0
-    buf = vector_buffer_scores(prop_lines, truth_lines, BUFFER_M)
+    frame = gpd.read_file(truth)
+    graph = graph_from_lines(frame.to_crs(frame.estimate_utm_crs()).geometry)
+    key = (str(truth.relative_to(DATA.parent)), str(proposal.relative_to(DATA.parent)))
+    ref = reference.get(key, float("nan"))
     return {
         "pair": name,
-        "gt_km": sum(g.length for g in truth_lines) / 1000,
-        "prop_km": sum(g.length for g in prop_lines) / 1000,
-        "gt_nodes": truth.number_of_nodes(),
-        "prop_nodes": prop.number_of_nodes(),
-        "apls": result.apls,
-        "gt->prop": result.apls_gt_onto_prop,
-        "prop->gt": result.apls_prop_onto_gt,
-        "pairs": f"{result.gt_pairs}/{result.prop_pairs}",
+        "gt_km": e.truth_length_m / 1000,
+        "prop_km": e.pred_length_m / 1000,
+        "apls": e.apls,
+        "reference": ref,
+        "diff": e.apls - ref,
+        "gt->prop": e.apls_gt_onto_prop,
+        "prop->gt": e.apls_prop_onto_gt,
+        "cp": f"{e.apls_gt_control_points}/{e.apls_prop_control_points}",
+        "topo_f1": e.topo_f1,
+        "junc_f1": e.junction_f1,
+        "qual": e.quality,
         "sec": seconds,
-        "comp": buf.completeness,
-        "corr": buf.correctness,
-        "qual": buf.quality,
-        "self": apls(truth, truth).apls,
-        "gt-1edge": apls(truth, without_longest_edge(truth)).apls,
+        "self": apls(graph, graph).apls,
+        "gt-1edge": apls(graph, without_longest_edge(graph)).apls,
     }
 
 
@@ -105,36 +92,28 @@ def main() -> int:
     if not DATA.is_dir():
         print(f"skipped: SpaceNet developer data not found at {DATA}")
         return 0
+    reference = reference_values()
     rows = [
         score_pair(
             "img0 albu",
-            read_lines(DATA / "centerlines" / "AOI_2_Vegas_img0.geojson"),
-            read_pixel_proposal(
-                DATA / "proposals" / "sn3_sample_submission_albu.csv",
-                DATA / "images" / "RGB-PanSharpen_AOI_2_Vegas_img0.tif",
-                "AOI_2_Vegas_img0",
-            ),
+            DATA / "centerlines" / "AOI_2_Vegas_img0.geojson",
+            DATA / "proposals" / "sn3_sample_submission_albu.csv",
+            reference,
+            image=DATA / "images" / "RGB-PanSharpen_AOI_2_Vegas_img0.tif",
         )
     ]
     for chip in CHIPS:
-        rows.append(
-            score_pair(
-                f"{chip} osm",
-                read_lines(DATA / "vector_only" / "spacenetroads" / f"AOI_2_Vegas_{chip}.geojson"),
-                read_lines(DATA / "vector_only" / "osm" / f"AOI_2_Vegas_{chip}.geojson"),
-            )
-        )
+        rows.append(score_pair(f"{chip} osm", DATA / "vector_only" / "spacenetroads" / f"AOI_2_Vegas_{chip}.geojson",
+                               DATA / "vector_only" / "osm" / f"AOI_2_Vegas_{chip}.geojson", reference))
     table = pd.DataFrame(rows).set_index("pair")
-    print(
-        f"APLS (50 m control points, 4 m snap) and vector buffer scores ({BUFFER_M:g} m), "
-        f"{METRIC_CRS}; 'self' = GT vs GT, 'gt-1edge' = GT vs GT without its longest edge"
-    )
-    with pd.option_context("display.width", 200, "display.max_columns", 30):
+    print("geoseg eval on SpaceNet Vegas pairs: APLS (50 m control points, 4 m snap), reference = CosmiQ apls "
+          "(shared/reference/apls_cosmiq.json; NaN where the pair is kept aside), TOPO and junction F1, buffer quality (2 m)")
+    with pd.option_context("display.width", 220, "display.max_columns", 30):
         print(table.round(3).to_string())
-    osm = table.drop(index="img0 albu")
-    print(f"\nmean over the 7 OSM pairs: APLS {osm['apls'].mean():.3f}, "
-          f"buffer quality {osm['qual'].mean():.3f}")
-    ok = (table["self"] == 1.0).all() and (table["gt-1edge"] < 1.0).all()
+    known = table["reference"].notna()
+    print(f"\n|APLS - reference| over {known.sum()} reference pairs: max {table.loc[known, 'diff'].abs().max():.3f}, "
+          f"within 0.01 on {(table.loc[known, 'diff'].abs() <= 0.01).sum()}")
+    ok = ((table["self"] - 1.0).abs() < 1e-9).all() and (table["gt-1edge"] < 1.0 - 1e-9).all()
     print("sanity checks:", "passed" if ok else "FAILED")
     return 0 if ok else 1
 

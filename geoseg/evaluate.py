@@ -6,11 +6,16 @@ otherwise both sides become lines, measured in metres: georeferenced data in a l
 zone (for measuring only; nothing is written), non-georeferenced data in pixels times the
 GSD. A reference in another CRS than the prediction is reprojected to the prediction's CRS
 (as QGIS does on the fly; the result says so), and two inputs whose extents do not overlap
-are refused. APLS is computed on graphs built from the lines.
+are refused. APLS, TOPO, junction and connected-component scores are computed on graphs built
+from the lines the way the SpaceNet APLS reference builds them
+(:func:`geoseg.metrics.graph_from_lines`, ``docs/METRICS.md``). Either side may also be a
+SpaceNet submission CSV (``ImageId,WKT_Pix``, pixel coordinates), georeferenced by the image
+it refers to.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -22,14 +27,19 @@ import shapely
 from pyproj import CRS as ProjCRS
 
 from geoseg.errors import InputMismatchError, NotGeoreferencedWarning
-from geoseg.metrics import apls, raster_buffer_scores, vector_buffer_scores
-from geoseg.raster import DEFAULT_ASSUMED_GSD_M, GeoInfo, Raster, read_raster
-from geoseg.road.network import graph_to_lines, lines_to_graph, skeleton_to_graph
+from geoseg.metrics import GraphMetrics, apls, graph_from_lines, graph_metrics, raster_buffer_scores, vector_buffer_scores
+from geoseg.raster import DEFAULT_ASSUMED_GSD_M, GeoInfo, Raster, read_geoinfo, read_raster
+from geoseg.road.network import graph_to_lines, skeleton_to_graph
+from geoseg.spacenet_csv import image_id_for, image_ids, read_wkt_pix
 from geoseg.vector import read_lines
 
 __all__ = ["Evaluation", "evaluate_files", "VECTOR_SUFFIXES"]
 
 VECTOR_SUFFIXES = (".shp", ".gpkg", ".geojson", ".json", ".fgb", ".gml", ".kml")
+#: Parts of a network shorter than this (metres) are dropped before the graph scores, as the
+#: SpaceNet reference does for its truths; its proposals in CSV form lose parts under 10 px.
+MIN_COMPONENT_M = 5.0
+MIN_COMPONENT_PX = 10.0
 
 
 @dataclass
@@ -41,6 +51,16 @@ class Evaluation:
     reprojected to ``crs``; ``pixel_gsd_m`` the metres per pixel of inputs in pixel
     coordinates (None for georeferenced ones), ``gsd_assumed`` True when that is the default
     rather than a value given.
+
+    APLS (:func:`geoseg.metrics.apls`) comes with its two halves (truth onto prediction,
+    prediction onto truth) and the control points and routes behind each.
+
+    The graph scores (:func:`geoseg.metrics.graph_metrics`, ``docs/METRICS.md``): TOPO
+    precision, recall and F1 over ``topo_seeds`` seeds; junction (nodes of degree 3 or more)
+    precision, recall and F1, matched one-to-one within ``junction_radius_m``, with the
+    junctions of each side and ``matched_junctions``; connected components of each side and
+    ``component_ratio`` = prediction / reference. Scores that are undefined (a side without
+    junctions, a reference without roads) are NaN.
     """
 
     completeness: float
@@ -52,14 +72,34 @@ class Evaluation:
     mode: str
     pred_length_m: float
     truth_length_m: float
+    apls_gt_onto_prop: float
+    apls_prop_onto_gt: float
+    apls_gt_control_points: int
+    apls_prop_control_points: int
+    apls_gt_routes: int
+    apls_prop_routes: int
+    topo_precision: float
+    topo_recall: float
+    topo_f1: float
+    topo_seeds: int
+    junction_precision: float
+    junction_recall: float
+    junction_f1: float
+    junction_radius_m: float
+    truth_junctions: int
+    pred_junctions: int
+    matched_junctions: int
+    truth_components: int
+    pred_components: int
+    component_ratio: float
     crs: str | None = None
     reference_reprojected_from: str | None = None
     pixel_gsd_m: float | None = None
     gsd_assumed: bool = False
 
     def to_dict(self) -> dict[str, float | str | bool | None]:
-        """JSON-ready form."""
-        return dict(self.__dict__)
+        """JSON-ready form: NaN scores become None (``null``; NaN is not JSON)."""
+        return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in self.__dict__.items()}
 
 
 @dataclass
@@ -68,10 +108,13 @@ class _Side:
     lines: np.ndarray  # shapely geometries in the side's CRS (pixel space for rasters without CRS)
     crs: ProjCRS | None
     raster: Raster | None = None
+    min_component_m: float = MIN_COMPONENT_M
 
 
-def _load(path: str | os.PathLike[str], assume_gsd_m: float) -> _Side:
+def _load(path: str | os.PathLike[str], assume_gsd_m: float, image: str | os.PathLike[str] | None = None, image_id: str | None = None) -> _Side:
     p = Path(path)
+    if p.suffix.lower() == ".csv":
+        return _load_wkt_pix(p, image, image_id)
     if p.suffix.lower() in VECTOR_SUFFIXES:
         frame = read_lines(p)
         geoms = shapely.force_2d(frame.geometry.explode(index_parts=False).to_numpy()) if len(frame) else np.array([], dtype=object)
@@ -92,6 +135,27 @@ def _load(path: str | os.PathLike[str], assume_gsd_m: float) -> _Side:
         lines = shapely.transform(lines, lambda xy: xy @ np.array([[t.a, t.d], [t.b, t.e]]) + np.array([t.c, t.f]))
     crs = ProjCRS.from_user_input(raster.geo.crs.to_wkt()) if raster.geo.georeferenced else None
     return _Side(str(p), lines, crs, raster)
+
+
+def _load_wkt_pix(path: Path, image: str | os.PathLike[str] | None, image_id: str | None) -> _Side:
+    """A SpaceNet submission CSV's lines for one image, in the image's CRS.
+
+    Parts shorter than 10 pixels are dropped here, in pixels, as the reference does.
+    """
+    if image is None:
+        raise InputMismatchError(f"{path}: a SpaceNet CSV holds pixel coordinates; give the image they refer to with --image")
+    geo, _ = read_geoinfo(image)
+    if not geo.georeferenced:
+        raise InputMismatchError(f"{image}: not georeferenced, so it cannot place the pixel coordinates of {path}")
+    if image_id is None:
+        ids = image_ids(path)
+        image_id = ids[0] if len(ids) == 1 else image_id_for(image)
+    pixel_graph = graph_from_lines(read_wkt_pix(path, image_id), min_component_m=MIN_COMPONENT_PX)
+    t = geo.transform
+    lines = np.array([g for _, _, g in pixel_graph.edges(data="geometry")], dtype=object)
+    if len(lines):
+        lines = shapely.transform(lines, lambda xy: xy @ np.array([[t.a, t.d], [t.b, t.e]]) + np.array([t.c, t.f]))
+    return _Side(f"{path} [{image_id}]", lines, ProjCRS.from_user_input(geo.crs.to_wkt()), min_component_m=0.0)
 
 
 def _check_degrees(path: Path, lines: np.ndarray, crs: ProjCRS | None) -> None:
@@ -171,6 +235,12 @@ def _to_metres(pred: _Side, truth_lines: np.ndarray, gsd_m: float) -> tuple[np.n
     return metres[len(truth_lines) :], metres[: len(truth_lines)]
 
 
+def _graph_scores(metrics: GraphMetrics, junction_radius_m: float) -> dict[str, float | int]:
+    """The :class:`Evaluation` fields of the graph scores (``proposal`` named ``pred`` there)."""
+    scores = {k.replace("proposal_", "pred_"): v for k, v in metrics.to_dict().items()}
+    return {**scores, "junction_radius_m": float(junction_radius_m)}
+
+
 def evaluate_files(
     pred: str | os.PathLike[str],
     truth: str | os.PathLike[str],
@@ -179,13 +249,17 @@ def evaluate_files(
     slack_px: float | None = None,
     assume_gsd_m: float | None = None,
     apls_snap_m: float = 4.0,
+    junction_radius_m: float = 10.0,
+    join_ends_m: float = 0.0,
+    image: str | os.PathLike[str] | None = None,
+    image_id: str | None = None,
 ) -> Evaluation:
-    """Completeness, correctness, quality (Wiedemann) and APLS of ``pred`` against ``truth``.
+    """Completeness, correctness, quality (Wiedemann), APLS and graph scores of ``pred`` against ``truth``.
 
     Parameters
     ----------
     pred, truth : path
-        Vector files of lines or centerline rasters.
+        Vector files of lines, centerline rasters, or (either one) a SpaceNet submission CSV.
     buffer_m : float, optional
         Buffer half-width in metres (default 2 m, or ``slack_px`` pixels for two rasters).
     slack_px : float, optional
@@ -194,15 +268,29 @@ def evaluate_files(
         GSD for data without georeferencing (default 0.3 m, flagged as assumed in the result).
     apls_snap_m : float
         APLS maximum snapping distance in metres.
+    junction_radius_m : float
+        Largest distance in metres between a reference junction and the predicted one it
+        matches (the default of :func:`geoseg.metrics.graph_metrics`).
+    join_ends_m : float
+        Join a line's end to another line passing within this distance (metres) when building
+        the graphs; 0 (the default, as the SpaceNet reference) joins lines only where they
+        share a vertex.
+    image : path, optional
+        The image a SpaceNet CSV's pixel coordinates refer to (its georeferencing).
+    image_id : str, optional
+        The CSV's ``ImageId`` to read (default: the only one, else the image's file name
+        without a SpaceNet prefix such as ``RGB-PanSharpen_``).
 
     Raises
     ------
     InputMismatchError
         One input is georeferenced and the other not, their extents do not overlap, lines
         are expected, or ``slack_px`` is given for inputs that are not two rasters on one grid.
+    ConfigError
+        ``junction_radius_m`` is not a positive number.
     """
     gsd = DEFAULT_ASSUMED_GSD_M if assume_gsd_m is None else assume_gsd_m
-    p, t = _load(pred, gsd), _load(truth, gsd)
+    p, t = _load(pred, gsd, image, image_id), _load(truth, gsd, image, image_id)
     truth_lines, reprojected_from = _reference_in_prediction_crs(p, t)
     _check_overlap(p, t, truth_lines)
     pm, tm = _to_metres(p, truth_lines, gsd)
@@ -216,7 +304,10 @@ def evaluate_files(
         tolerance = 2.0 if buffer_m is None else buffer_m
         scores = vector_buffer_scores(pm, tm, tolerance)
         unit, mode = "m", "vector"
-    result = apls(lines_to_graph(tm, snap_tol=0.5), lines_to_graph(pm, snap_tol=0.5), max_snap_dist_m=apls_snap_m)
+    truth_graph = graph_from_lines(tm, min_component_m=t.min_component_m, join_ends_m=join_ends_m)
+    pred_graph = graph_from_lines(pm, min_component_m=p.min_component_m, join_ends_m=join_ends_m)
+    result = apls(truth_graph, pred_graph, max_snap_dist_m=apls_snap_m)
+    graph_scores = _graph_scores(graph_metrics(truth_graph, pred_graph, junction_radius_m=junction_radius_m), junction_radius_m)
     return Evaluation(
         completeness=float(scores.completeness),
         correctness=float(scores.correctness),
@@ -227,6 +318,13 @@ def evaluate_files(
         mode=mode,
         pred_length_m=float(np.sum(shapely.length(pm))) if len(pm) else 0.0,
         truth_length_m=float(np.sum(shapely.length(tm))) if len(tm) else 0.0,
+        apls_gt_onto_prop=float(result.apls_gt_onto_prop),
+        apls_prop_onto_gt=float(result.apls_prop_onto_gt),
+        apls_gt_control_points=result.gt_control_points,
+        apls_prop_control_points=result.prop_control_points,
+        apls_gt_routes=result.gt_routes,
+        apls_prop_routes=result.prop_routes,
+        **graph_scores,
         crs=None if p.crs is None else _crs_name(p.crs),
         reference_reprojected_from=reprojected_from,
         pixel_gsd_m=gsd if p.crs is None else None,

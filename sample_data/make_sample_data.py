@@ -10,7 +10,8 @@ Writes, into ``DIR`` (default: the folder of this script):
   scene A in EPSG:32633 with an X-crossing, scene B in EPSG:25832 with T-junctions and curves;
 - ``scene_a_mask.tif``, ``scene_b_mask.tif``: road masks, uint8 0/255, same grid (DEFLATE);
 - ``scene_a_centerlines.geojson``, ``scene_b_centerlines.geojson``: centerlines in the scene
-  CRS with attribute ``width_m``;
+  CRS with attribute ``width_m``, as a network: lines end at junctions, where they share a
+  vertex (as in OpenStreetMap and SpaceNet truths, which APLS needs);
 - ``tile_c.png``, ``tile_c_mask.png``: a 256 x 256 RGB tile and its 0/255 road mask without
   georeferencing (pixel coordinates);
 - ``roads.mjcr.npz``: a small MJCR road classifier trained on scene B only (so scene A and
@@ -32,6 +33,7 @@ from rasterio.transform import Affine
 
 from geoseg.classifiers.mjcr import MJCRClassifier
 from geoseg.classifiers.training_data import mask_labels
+from geoseg.metrics import join_line_ends
 from geoseg.raster import read_raster
 from geoseg.synthetic import SyntheticScene, render_scene
 
@@ -83,13 +85,25 @@ def write_geotiff_scene(scene: SyntheticScene, sample: GeoSample, out: Path) -> 
                        compress="DEFLATE", nodata=None, **profile) as dst:
         dst.write(scene.road_mask.astype(np.uint8)[None] * 255)
     a, b, c, d, e, f = transform[:6]
-    lines = [shapely.affinity.affine_transform(line, (a, b, d, e, c, f))
-             for line in scene.centerlines]
-    gdf = gpd.GeoDataFrame({"width_m": np.round(scene.road_width_m, 2)}, geometry=lines,
-                           crs=sample.crs)
+    pieces, widths = noded_network(scene.centerlines, scene.road_width_m)
+    lines = [shapely.affinity.affine_transform(line, (a, b, d, e, c, f)) for line in pieces]
+    gdf = gpd.GeoDataFrame({"width_m": np.round(widths, 2)}, geometry=lines, crs=sample.crs)
     path = out / f"{sample.name}_centerlines.geojson"
     path.unlink(missing_ok=True)
     gdf.to_file(path, driver="GeoJSON", engine="pyogrio", layer_options={"COORDINATE_PRECISION": 3})
+
+
+def noded_network(lines: list[shapely.LineString], widths: np.ndarray, join_px: float = 2.0) -> tuple[list[shapely.LineString], np.ndarray]:
+    """Centerlines as a network: split where they cross or meet, each piece with its road's width.
+
+    Branch roads end on the road they leave (within ``join_px``); crossings get a vertex shared
+    by both roads.
+    """
+    joined = join_line_ends(lines, join_px)
+    pieces = list(shapely.get_parts(shapely.node(shapely.MultiLineString(joined))))
+    middles = [p.interpolate(0.5, normalized=True) for p in pieces]
+    owner = [int(np.argmin([line.distance(m) for line in joined])) for m in middles]
+    return pieces, np.asarray(widths, dtype=float)[owner]
 
 
 def write_png_tile(scene: SyntheticScene, name: str, out: Path) -> None:

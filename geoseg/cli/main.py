@@ -52,7 +52,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "steps": ("geoseg.cli.steps", "List the step types a pipeline can use, with their parameters."),
     "info": ("geoseg.cli.info", "Size, bands, CRS, GSD in metres and nodata of rasters."),
     "train": ("geoseg.cli.train", "Train a road classifier (mjcr, nn) or a sequence model."),
-    "eval": ("geoseg.cli.eval", "Score a network against a reference: completeness, correctness, quality, APLS."),
+    "eval": ("geoseg.cli.eval", "Score a network against a reference: completeness, correctness, quality, APLS, TOPO, junctions."),
     "report": ("geoseg.cli.report", "Write OUTDIR/report.html for a batch that geoseg run wrote."),
     "overlay": ("geoseg.cli.overlay", "Draw a network over its scene as a PNG."),
     "search": ("geoseg.cli.search", "Search a classifier architecture for this machine (GAS)."),

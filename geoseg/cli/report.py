@@ -20,7 +20,8 @@ def command(outdir: str, truth: str | None, buffer_m: float, max_size: int, embe
 
     Per scene: the network drawn over the scene (edges coloured by confidence, junctions
     and dead ends marked), road length, junctions, dead ends, processing time, warnings;
-    with --truth also completeness, correctness, quality and APLS, worst scenes first.
+    with --truth also completeness, correctness, quality, APLS, TOPO, junction and
+    connected-component scores (as `geoseg eval`), worst scenes first.
     Failed scenes are listed with their error. Open the page in any browser; no network
     access is needed. Needs OUTDIR/geoseg-manifest.json (written by `geoseg run`).
 

@@ -6,6 +6,7 @@ Algorithms on arrays, shapely geometries and networkx graphs; no file I/O.
 from __future__ import annotations
 
 from geoseg.metrics.apls import AplsResult, apls
+from geoseg.metrics.line_graph import graph_from_lines, join_line_ends
 from geoseg.metrics.buffer import (
     BufferScores,
     quality_from,
@@ -20,6 +21,8 @@ __all__ = [
     "BufferScores",
     "GraphMetrics",
     "apls",
+    "graph_from_lines",
+    "join_line_ends",
     "binary_scores",
     "boundary_f_score",
     "graph_metrics",

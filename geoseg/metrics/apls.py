@@ -1,65 +1,79 @@
-"""APLS, the Average Path Length Similarity of two road networks.
+"""APLS, the Average Path Length Similarity of two road networks, as the SpaceNet challenges score it.
 
 Source: A. Van Etten, D. Lindenbaum, T. M. Bacastow, "SpaceNet: A Remote Sensing Dataset and
-Challenge Series", arXiv:1807.01232, 2018 (the metric of the SpaceNet 3 road challenge).
-Written from the paper's description, not from the reference code (``CosmiQ/apls``).
+Challenge Series", arXiv:1807.01232, 2018 (the metric of the SpaceNet 3 road challenge), and
+the behaviour of its reference implementation (CosmiQ Works ``apls``, length-weighted, its
+command-line defaults). The code here is written anew from that behaviour; none is copied.
+Agreement is tested on real SpaceNet pairs against values the reference computed
+(``../shared/reference/apls_cosmiq.json``; ``tests/metrics/test_apls_reference.py``).
 
-APLS compares the lengths of shortest paths between the same places in the two networks:
+Scoring graph A onto graph B (one *direction*):
 
-1. *Control points* are added along every edge of both graphs, one every
-   ``linestring_interval_m`` metres; every node of the resulting graphs that has an edge is a
-   control point (original nodes included).
-2. Scoring graph A onto graph B: every control point of A is snapped onto B, at the nearest
-   point of B's edges if that is within ``max_snap_dist_m`` (a node is inserted into B there);
-   otherwise it is *missing*.
-3. For every pair (a, b) of A's control points joined by a path in A, with shortest-path length
-   ``L_A > 0`` (Dijkstra, edge weight = edge length), the path score is
-   ``1 − min(1, |L_A − L_B| / L_A)``, where ``L_B`` is the shortest-path length between the
-   snapped points in B; it is 0 when a or b is missing or when B has no path between them.
-   APLS(A→B) is the mean path score.
-4. APLS = harmonic mean of APLS(truth→proposal) and APLS(proposal→truth). The first penalises
-   missing roads and broken connections, the second spurious roads and false connections.
+1. *Control points* of A: every node of A after inserting points along its long edges: an edge
+   of length ``L`` gets none if ``L < 0.75·interval``, its midpoint if ``L <= interval``, and
+   otherwise ``ceil(L / interval) - 1`` points evenly spaced along it (interval 50 m).
+2. Each control point of A is inserted into B (B without its own control points) at the
+   nearest point of B's edges, if that is within ``max_snap_dist_m`` (4 m); otherwise it is
+   *missing*. The points are inserted one after the other, in A's node order; a point whose
+   nearest point of B is an existing node of B (an end of an edge, or where an earlier point
+   was inserted) takes that node over, and an earlier control point held there is then
+   missing too (the reference renames the node).
+3. For every ordered pair (a, b) of A's control points with a path in A, of length
+   ``L_A >= min_path_length_m``: if a is missing, the pair scores 0 (whatever ``L_A``);
+   otherwise it scores ``1 − min(1, |L_A − L_B| / L_A)`` where ``L_B`` is the shortest-path
+   length between the inserted points in B, and 0 when b is missing or B has no path.
+   The direction's score is the mean pair score.
+4. APLS is the harmonic mean of truth→proposal and proposal→truth, 0 if either is 0.
 
-Where this differs from the paper and from the reference implementation:
+For large truths (more than ``large_graph_nodes`` nodes) the reference skips step 1 and uses
+``max_control_points`` nodes drawn at random from each graph; here they are drawn with a fixed
+``seed``, so results are reproducible (the reference's are not).
 
-- Cost control: when a graph has more than ``max_control_points`` control points, a uniform
-  random subset of that many (drawn with a fixed seed, so results are reproducible) is used as
-  the path end points of that direction; the other control points stay in the graph. APLS is
-  then an unbiased estimate of the mean over all pairs, from up to
-  ``max_control_points·(max_control_points − 1)/2`` pairs.
-- Pairs with no path in the source graph are left out of the mean (they carry no information
-  about path lengths); pairs of distinct control points at the same place (``L_A = 0``) too.
-- A snapped point that falls within 1e-6 CRS units of an existing node of the target graph
-  uses that node instead of inserting a new one; this makes a graph scored against itself
-  exactly 1.0.
-- Not reproduced: the travel-time variant (SpaceNet 5), any cleaning of the graphs before
-  scoring (removal of short dangling edges or small subgraphs), and the reference code's
-  special handling of control points near intersections.
-- Empty graphs, which the paper does not discuss: a direction whose source graph has no pair
-  of connected control points is undefined (``nan``); two such graphs score 1.0 in both
-  directions and overall; if only one graph is empty, APLS is 0.0 (the defined direction is
-  necessarily 0, since nothing can snap onto an empty graph).
+The graphs themselves matter as much as the scoring: the reference builds them from lines with
+nodes where lines share a vertex, merges chains of vertices into edges where a vertex joins
+exactly two segments of one line, and drops connected parts shorter than 5 m; use
+:func:`geoseg.metrics.graph_from_lines` to build graphs the same way (``geoseg eval`` does).
+
+Where this differs from the reference:
+
+- Empty graphs: the reference scores 0 when either graph is empty; here two empty graphs score
+  1.0 (nothing to find, nothing found) and a direction without any pair of connected control
+  points is undefined (``nan``): 1.0 overall when both are, 0.0 when only one is.
+- A control point is inserted onto its nearest edge of B as found on B's original edges;
+  the reference searches the edges as split so far, which differs only where two edges of B
+  are at exactly the same distance (overlapping edges).
+- Node coincidence is decided within 1e-6 m along an edge, not by exact float equality.
+- Not reproduced: the travel-time variant (SpaceNet 5).
 
 Graphs follow the project's road network convention (``docs/CONVENTIONS.md``): node
 attributes ``x``, ``y`` and edge attribute ``geometry`` (a ``LineString`` whose ends are the
-nodes), here in a projected CRS in metres. Edges without ``geometry`` are taken as straight
-segments between their nodes; edge directions, if any, are ignored.
+nodes), in a projected CRS in metres. Edges without ``geometry`` are straight segments between
+their nodes; edge directions, if any, are ignored.
+
+Examples
+--------
+>>> from shapely.geometry import LineString
+>>> from geoseg.metrics import graph_from_lines
+>>> truth = graph_from_lines([LineString([(0, 0), (100, 0), (200, 0)]), LineString([(100, 0), (100, 100)])])
+>>> apls(truth, truth).apls
+1.0
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
 from dataclasses import asdict, dataclass
 
 import networkx as nx
 import numpy as np
 import shapely
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import dijkstra
 
 from geoseg.errors import ConfigError, InputMismatchError
 
 __all__ = ["AplsResult", "apls"]
 
-#: Distance (CRS units) under which two points on an edge are treated as the same node.
+#: Distance (metres along an edge) under which a point is at an existing node.
 _SAME_POINT_TOL = 1e-6
 
 
@@ -72,17 +86,16 @@ class AplsResult:
     apls : float
         Harmonic mean of the two directions (the SpaceNet APLS).
     apls_gt_onto_prop : float
-        Mean path score with paths taken in the ground truth and looked up in the proposal.
+        Mean pair score with paths taken in the ground truth and looked up in the proposal.
     apls_prop_onto_gt : float
-        Mean path score with paths taken in the proposal and looked up in the ground truth.
+        Mean pair score with paths taken in the proposal and looked up in the ground truth.
     gt_control_points, prop_control_points : int
-        Control points of each graph (nodes after inserting points every interval).
-    gt_control_points_used, prop_control_points_used : int
-        Control points used as path end points (fewer after subsampling).
+        Control points of each graph (its nodes after inserting points along long edges, or
+        the nodes drawn for a large graph).
     gt_snapped, prop_snapped : int
-        Used control points of each graph that snapped onto the other graph.
-    gt_pairs, prop_pairs : int
-        Pairs of control points scored in each direction.
+        Control points of each graph that hold a node of the other graph at the end.
+    gt_routes, prop_routes : int
+        Ordered pairs of control points scored in each direction (the reference's routes).
     """
 
     apls: float
@@ -90,12 +103,10 @@ class AplsResult:
     apls_prop_onto_gt: float
     gt_control_points: int
     prop_control_points: int
-    gt_control_points_used: int
-    prop_control_points_used: int
     gt_snapped: int
     prop_snapped: int
-    gt_pairs: int
-    prop_pairs: int
+    gt_routes: int
+    prop_routes: int
 
     def to_dict(self) -> dict[str, float | int]:
         """Return the fields as a plain ``dict``."""
@@ -119,9 +130,20 @@ class _Direction:
 
     score: float
     control_points: int
-    used: int
     snapped: int
-    pairs: int
+    routes: int
+
+
+@dataclass
+class _SplitGraph:
+    """A network with extra nodes inserted along its edges.
+
+    Node ``i < len(net.xy)`` is an original node; the others are the inserted points, in the
+    order given. ``weights`` is a sparse symmetric matrix of piece lengths.
+    """
+
+    n_nodes: int
+    weights: coo_matrix
 
 
 def apls(
@@ -130,7 +152,9 @@ def apls(
     *,
     linestring_interval_m: float = 50.0,
     max_snap_dist_m: float = 4.0,
-    max_control_points: int | None = 500,
+    min_path_length_m: float = 0.001,
+    large_graph_nodes: int = 500,
+    max_control_points: int = 1000,
     seed: int = 0,
 ) -> AplsResult:
     """Average Path Length Similarity of a proposed road graph against a ground-truth graph.
@@ -139,19 +163,24 @@ def apls(
     ----------
     truth_graph : networkx.Graph
         Ground-truth road network (``Graph`` or ``MultiGraph``) with node attributes ``x``,
-        ``y`` and edge attribute ``geometry``, in a projected CRS in metres.
+        ``y`` and edge attribute ``geometry``, in a projected CRS in metres; build it from
+        lines with :func:`geoseg.metrics.graph_from_lines` to match the reference.
     proposal_graph : networkx.Graph
         Proposed road network, same conventions and CRS.
     linestring_interval_m : float, optional
         Spacing of the control points inserted along edges (> 0), metres. Default 50.
     max_snap_dist_m : float, optional
-        Largest distance (> 0) at which a control point snaps onto the other graph. Default 4.
-    max_control_points : int or None, optional
-        Largest number of control points (>= 2) used as path end points per direction; more
-        are subsampled uniformly with ``seed``. ``None`` uses all (cost grows with the square
-        of their number). Default 500.
+        Largest distance (> 0) at which a control point is inserted into the other graph.
+        Default 4.
+    min_path_length_m : float, optional
+        Pairs closer than this along the source graph are not scored. Default 0.001.
+    large_graph_nodes : int, optional
+        A truth with more nodes than this is *large*: no points are inserted along edges and
+        at most ``max_control_points`` nodes of each graph are drawn. Default 500.
+    max_control_points : int, optional
+        Control points drawn from each graph when the truth is large (>= 2). Default 1000.
     seed : int, optional
-        Seed of the subsampling. Default 0.
+        Seed of that draw. Default 0.
 
     Returns
     -------
@@ -165,41 +194,50 @@ def apls(
         When a parameter is out of range.
     InputMismatchError
         When a node lacks ``x`` or ``y``.
+
+    Examples
+    --------
+    >>> from shapely.geometry import LineString
+    >>> from geoseg.metrics import graph_from_lines
+    >>> truth = graph_from_lines([LineString([(0, 0), (300, 0)])])
+    >>> shorter = graph_from_lines([LineString([(0, 0), (240, 0)])])
+    >>> round(apls(truth, shorter).apls, 3)
+    0.673
     """
-    if not (np.isfinite(linestring_interval_m) and linestring_interval_m > 0):
-        raise ConfigError(f"linestring_interval_m must be > 0, got {linestring_interval_m!r}")
-    if not (np.isfinite(max_snap_dist_m) and max_snap_dist_m > 0):
-        raise ConfigError(f"max_snap_dist_m must be > 0, got {max_snap_dist_m!r}")
-    if max_control_points is not None and max_control_points < 2:
-        raise ConfigError(f"max_control_points must be >= 2 or None, got {max_control_points!r}")
+    for name, value in (("linestring_interval_m", linestring_interval_m), ("max_snap_dist_m", max_snap_dist_m)):
+        if not (np.isfinite(value) and value > 0):
+            raise ConfigError(f"{name} must be > 0, got {value!r}")
+    if not (np.isfinite(min_path_length_m) and min_path_length_m >= 0):
+        raise ConfigError(f"min_path_length_m must be >= 0, got {min_path_length_m!r}")
+    if max_control_points < 2:
+        raise ConfigError(f"max_control_points must be >= 2, got {max_control_points!r}")
 
     truth = _to_network(truth_graph)
     proposal = _to_network(proposal_graph)
-    options = (linestring_interval_m, max_snap_dist_m, max_control_points, seed)
-    gt_dir = _score_direction(truth, proposal, *options)
-    prop_dir = _score_direction(proposal, truth, *options)
+    large = len(truth.xy) > large_graph_nodes
+    interval = None if large else linestring_interval_m
+    limit = max_control_points if large else None
+    rng = np.random.default_rng(seed)
+    gt_dir = _score_direction(truth, proposal, interval, max_snap_dist_m, min_path_length_m, limit, rng)
+    prop_dir = _score_direction(proposal, truth, interval, max_snap_dist_m, min_path_length_m, limit, rng)
 
     gt_score, prop_score = gt_dir.score, prop_dir.score
     if np.isnan(gt_score) and np.isnan(prop_score):
         gt_score = prop_score = total = 1.0
-    elif np.isnan(gt_score) or np.isnan(prop_score):
+    elif np.isnan(gt_score) or np.isnan(prop_score) or gt_score <= 0 or prop_score <= 0:
         total = 0.0
-    elif gt_score + prop_score > 0:
-        total = 2.0 * gt_score * prop_score / (gt_score + prop_score)
     else:
-        total = 0.0
+        total = 2.0 * gt_score * prop_score / (gt_score + prop_score)
     return AplsResult(
         apls=float(total),
         apls_gt_onto_prop=float(gt_score),
         apls_prop_onto_gt=float(prop_score),
         gt_control_points=gt_dir.control_points,
         prop_control_points=prop_dir.control_points,
-        gt_control_points_used=gt_dir.used,
-        prop_control_points_used=prop_dir.used,
         gt_snapped=gt_dir.snapped,
         prop_snapped=prop_dir.snapped,
-        gt_pairs=gt_dir.pairs,
-        prop_pairs=prop_dir.pairs,
+        gt_routes=gt_dir.routes,
+        prop_routes=prop_dir.routes,
     )
 
 
@@ -230,145 +268,141 @@ def _to_network(graph: nx.Graph) -> _Network:
     )
 
 
-def _injection(net: _Network, interval: float) -> tuple[np.ndarray, np.ndarray]:
-    """Edge index and distance from the edge start of the control points inserted every
-    ``interval``, excluding the edge ends."""
-    counts = np.maximum(np.ceil((net.lengths - _SAME_POINT_TOL) / interval).astype(np.intp) - 1, 0)
-    edge = np.repeat(np.arange(len(counts)), counts)
-    rank = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    return edge, (rank + 1) * interval
+def _midpoints(net: _Network, interval: float) -> tuple[np.ndarray, np.ndarray]:
+    """Edge index and distance from the edge start of the points inserted along long edges.
 
-
-def _split_positions(
-    length: float, cuts: np.ndarray, snaps: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Points along one edge after inserting ``cuts`` and ``snaps``.
-
-    Returns the sorted distances from the edge start of all its points, ends included, and for
-    each snap the index of its point. A snap within ``_SAME_POINT_TOL`` of an end, of a cut or
-    of an earlier snap reuses that point.
+    None on an edge shorter than ``0.75·interval``, its midpoint up to ``interval``, else
+    ``ceil(L / interval) - 1`` points dividing it evenly.
     """
-    points = [0.0, *cuts.tolist(), float(length)]
-    placed = np.empty(len(snaps), dtype=float)
-    for k, s in enumerate(snaps.tolist()):
-        j = bisect_left(points, s)
-        near = [c for c in (j - 1, j) if 0 <= c < len(points)]
-        best = min(near, key=lambda c: abs(points[c] - s))
-        if abs(points[best] - s) <= _SAME_POINT_TOL:
-            placed[k] = points[best]
-        else:
-            insort(points, s)
-            placed[k] = s
-    positions = np.array(points)
-    return positions, np.searchsorted(positions, placed)
+    lengths = net.lengths
+    pieces = np.where(lengths <= interval, 2, np.ceil(lengths / interval).astype(np.intp))
+    counts = np.where(lengths < 0.75 * interval, 0, pieces - 1)
+    edge = np.repeat(np.arange(len(lengths)), counts)
+    rank = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + 1
+    return edge, lengths[edge] * rank / pieces[edge]
 
 
-def _working_graph(
-    net: _Network,
-    cut_edge: np.ndarray,
-    cut_pos: np.ndarray,
-    snap_edge: np.ndarray,
-    snap_pos: np.ndarray,
-) -> tuple[nx.Graph, np.ndarray, np.ndarray]:
-    """Weighted simple graph of ``net`` with nodes inserted at the cuts and snaps.
+def _split(net: _Network, edge: np.ndarray, pos: np.ndarray) -> _SplitGraph:
+    """``net`` with a node inserted at each ``(edge, pos)``; node ``len(net.xy) + k`` is point k.
 
-    Returns the graph (nodes are integers, original nodes keep their index, edge attribute
-    ``weight`` = length, the shortest of parallel edges), the coordinates of all its nodes, and
-    the node of each snap.
+    Points must be strictly inside their edge and distinct along it.
     """
-    n = len(net.xy)
-    graph = nx.Graph()
-    graph.add_nodes_from(range(n))
-    snap_nodes = np.empty(len(snap_edge), dtype=np.intp)
-    cut_bounds = np.searchsorted(cut_edge, np.arange(len(net.lengths) + 1))
-    snap_order = np.argsort(snap_edge, kind="stable")
-    snap_bounds = np.searchsorted(snap_edge[snap_order], np.arange(len(net.lengths) + 1))
-    new_edge: list[int] = []
-    new_pos: list[np.ndarray] = []
-    next_id = n
+    n0 = len(net.xy)
+    ids = n0 + np.arange(len(edge))
+    order = np.lexsort((pos, edge))
+    bounds = np.searchsorted(edge[order], np.arange(len(net.lengths) + 1))
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    weights: list[np.ndarray] = []
     for i, length in enumerate(net.lengths.tolist()):
-        snaps_here = snap_order[snap_bounds[i] : snap_bounds[i + 1]]
-        positions, snap_idx = _split_positions(
-            length, cut_pos[cut_bounds[i] : cut_bounds[i + 1]], snap_pos[snaps_here]
-        )
-        interior = len(positions) - 2
-        chain = np.concatenate(
-            ([net.start[i]], np.arange(next_id, next_id + interior), [net.end[i]])
-        )
-        next_id += interior
-        new_edge.extend([i] * interior)
-        new_pos.append(positions[1:-1])
-        snap_nodes[snaps_here] = chain[snap_idx]
-        for a, b, w in zip(chain[:-1].tolist(), chain[1:].tolist(), np.diff(positions).tolist()):
-            if a == b:
-                continue
-            if not graph.has_edge(a, b) or graph[a][b]["weight"] > w:
-                graph.add_edge(a, b, weight=w)
-    added = np.concatenate(new_pos) if new_pos else np.empty(0)
-    added_xy = shapely.get_coordinates(
-        shapely.line_interpolate_point(net.geoms[np.array(new_edge, dtype=np.intp)], added)
-    ).reshape(-1, 2)
-    return graph, np.vstack([net.xy, added_xy]), snap_nodes
+        here = order[bounds[i] : bounds[i + 1]]
+        chain = np.concatenate(([net.start[i]], ids[here], [net.end[i]]))
+        positions = np.concatenate(([0.0], pos[here], [length]))
+        rows.append(chain[:-1])
+        cols.append(chain[1:])
+        weights.append(np.diff(positions))
+    n = n0 + len(edge)
+    if not rows:
+        return _SplitGraph(n, coo_matrix((n, n)))
+    r, c, w = np.concatenate(rows), np.concatenate(cols), np.concatenate(weights)
+    keep = r != c  # self-loops carry no path
+    r, c, w = r[keep], c[keep], np.maximum(w[keep], 1e-12)  # 0 would read as "no edge"
+    # one entry per node pair, the shortest of parallel pieces (a sparse matrix would sum them)
+    a, b = np.minimum(r, c), np.maximum(r, c)
+    key = a.astype(np.int64) * n + b
+    order2 = np.lexsort((w, key))
+    first = np.ones(len(key), dtype=bool)
+    first[1:] = key[order2][1:] != key[order2][:-1]
+    sel = order2[first]
+    a, b, w = a[sel], b[sel], w[sel]
+    return _SplitGraph(n, coo_matrix((np.concatenate((w, w)), (np.concatenate((a, b)), np.concatenate((b, a)))), shape=(n, n)))
+
+
+def _snap(
+    target: _Network, points: np.ndarray, max_snap: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Insert ``points`` (in order) into ``target`` the way the reference does.
+
+    Returns the inserted points' edge and position (strictly inside edges) and, for each
+    point, the node of the split target graph it holds at the end, or -1 (too far, or taken
+    over by a later point at the same node).
+    """
+    holder = np.full(len(points), -1, dtype=np.intp)
+    if not len(target.geoms) or not len(points):
+        return np.empty(0, np.intp), np.empty(0), holder
+    hit_point, hit_edge = shapely.STRtree(target.geoms).query_nearest(
+        shapely.points(points), max_distance=max_snap, all_matches=False
+    )
+    hit_pos = shapely.line_locate_point(target.geoms[hit_edge], shapely.points(points[hit_point]))
+    n0 = len(target.xy)
+    owner: dict[tuple[int, float] | int, int] = {}  # node key -> point index holding it
+    new_edge: list[int] = []
+    new_pos: list[float] = []
+    key_node: dict[tuple[int, float] | int, int] = {}
+    inserted_on: dict[int, list[float]] = {}
+    for p, e, s in zip(hit_point.tolist(), hit_edge.tolist(), hit_pos.tolist()):
+        length = float(target.lengths[e])
+        key: tuple[int, float] | int
+        if s <= _SAME_POINT_TOL:
+            key = int(target.start[e])
+        elif s >= length - _SAME_POINT_TOL:
+            key = int(target.end[e])
+        else:
+            near = [t for t in inserted_on.get(e, []) if abs(t - s) <= _SAME_POINT_TOL]
+            if near:
+                key = (e, near[0])
+            else:
+                key = (e, s)
+                inserted_on.setdefault(e, []).append(s)
+                key_node[key] = n0 + len(new_edge)
+                new_edge.append(e)
+                new_pos.append(s)
+        owner[key] = p  # a later point at the same node takes it over
+    for key, p in owner.items():
+        holder[p] = key if isinstance(key, int) else key_node[key]
+    return np.array(new_edge, dtype=np.intp), np.array(new_pos, dtype=float), holder
 
 
 def _score_direction(
     source: _Network,
     target: _Network,
-    interval: float,
+    interval: float | None,
     max_snap: float,
-    max_points: int | None,
-    seed: int,
+    min_path: float,
+    limit: int | None,
+    rng: np.random.Generator,
 ) -> _Direction:
-    """Mean path score of ``source``'s control-point pairs looked up in ``target``."""
-    src_graph, src_xy, _ = _working_graph(source, *_injection(source, interval), *_no_snaps())
-    control = np.array([node for node, deg in src_graph.degree if deg > 0], dtype=np.intp)
-    n_control = len(control)
-    if max_points is not None and n_control > max_points:
-        rng = np.random.default_rng(seed)
-        control = np.sort(rng.choice(control, size=max_points, replace=False))
-
-    points = shapely.points(src_xy[control])
-    snapped = np.full(len(control), -1, dtype=np.intp)
-    if len(target.geoms) and len(control):
-        hit_point, hit_edge = shapely.STRtree(target.geoms).query_nearest(
-            points, max_distance=max_snap, all_matches=False
-        )
-        hit_pos = shapely.line_locate_point(target.geoms[hit_edge], points[hit_point])
-        tgt_graph, _, hit_nodes = _working_graph(
-            target, *_injection(target, interval), hit_edge, hit_pos
-        )
-        snapped[hit_point] = hit_nodes
+    """Mean pair score of ``source``'s control points looked up in ``target``."""
+    if interval is None:
+        mid_edge, mid_pos = np.empty(0, np.intp), np.empty(0)
     else:
-        tgt_graph = nx.Graph()
+        mid_edge, mid_pos = _midpoints(source, interval)
+    src = _split(source, mid_edge, mid_pos)
+    control = np.arange(src.n_nodes)
+    if limit is not None and len(control) > limit:
+        control = np.sort(rng.choice(control, size=limit, replace=False))
+    xy = np.vstack(
+        [source.xy, shapely.get_coordinates(shapely.line_interpolate_point(source.geoms[mid_edge], mid_pos)).reshape(-1, 2)]
+    )[control]
+    if not len(control):
+        return _Direction(np.nan, 0, 0, 0)
 
-    total = 0.0
-    pairs = 0
-    for i in range(len(control) - 1):
-        from_src = nx.single_source_dijkstra_path_length(src_graph, control[i], weight="weight")
-        len_src = np.array([from_src.get(t, np.nan) for t in control[i + 1 :].tolist()])
-        valid = len_src > 0  # False for nan (no path) and for coincident points
-        if not valid.any():
-            continue
-        len_src = len_src[valid]
-        pairs += len(len_src)
-        if snapped[i] < 0:
-            continue
-        from_tgt = nx.single_source_dijkstra_path_length(
-            tgt_graph, snapped[i], cutoff=2.0 * len_src.max(), weight="weight"
-        )
-        len_tgt = np.array(
-            [from_tgt.get(t, np.inf) for t in snapped[i + 1 :][valid].tolist()]
-        )  # unsnapped targets (-1) are not graph nodes, hence inf
-        total += float(np.sum(1.0 - np.minimum(1.0, np.abs(len_src - len_tgt) / len_src)))
-    return _Direction(
-        score=total / pairs if pairs else np.nan,
-        control_points=n_control,
-        used=len(control),
-        snapped=int(np.count_nonzero(snapped >= 0)),
-        pairs=pairs,
-    )
+    len_src = dijkstra(src.weights.tocsr(), directed=False, indices=control)[:, control]
+    snap_edge, snap_pos, holder = _snap(target, xy, max_snap)
+    held = holder >= 0
+    len_tgt = np.full(len_src.shape, np.inf)
+    if held.any():
+        tgt = _split(target, snap_edge, snap_pos)
+        len_tgt[held] = dijkstra(tgt.weights.tocsr(), directed=False, indices=holder[held])[:, np.maximum(holder, 0)]
+        len_tgt[:, ~held] = np.inf
 
-
-def _no_snaps() -> tuple[np.ndarray, np.ndarray]:
-    """Empty snap edge and position arrays."""
-    return np.empty(0, dtype=np.intp), np.empty(0, dtype=float)
+    connected = np.isfinite(len_src)
+    np.fill_diagonal(connected, False)
+    scored = connected & (len_src >= min_path)
+    scored[~held] = connected[~held]  # a missing start scores 0 on every route, short ones too
+    diffs = np.ones(len_src.shape)
+    ok = scored & np.isfinite(len_tgt) & held[:, None]
+    diffs[ok] = np.minimum(1.0, np.abs(len_src[ok] - len_tgt[ok]) / len_src[ok])
+    routes = int(scored.sum())
+    score = 1.0 - float(diffs[scored].sum()) / routes if routes else np.nan
+    return _Direction(score=score, control_points=len(control), snapped=int(held.sum()), routes=routes)

@@ -1,4 +1,5 @@
-"""Tests of geoseg.metrics.apls (SpaceNet APLS), on graphs built by hand."""
+"""Tests of geoseg.metrics.apls (SpaceNet APLS), on graphs built by hand (agreement with the
+reference implementation on real pairs: test_apls_reference.py)."""
 
 from __future__ import annotations
 
@@ -50,9 +51,10 @@ def test_identical_graphs_score_exactly_one() -> None:
     r = apls(g, g)
     assert r.apls == 1.0
     assert r.apls_gt_onto_prop == 1.0 and r.apls_prop_onto_gt == 1.0
-    assert r.gt_snapped == r.gt_control_points_used == r.gt_control_points
-    # 24 grid edges of 100 m and a 300 m bridge: 18 nodes + 24 + 5 inserted control points
+    assert r.gt_snapped == r.gt_control_points
+    # 24 grid edges of 100 m get a midpoint each, the 300 m bridge 5 points: 18 nodes + 24 + 5
     assert r.gt_control_points == 18 + 24 + 5
+    assert r.gt_routes == r.prop_routes == 47 * 46  # ordered pairs, all connected
 
 
 def test_relabelled_and_reversed_copy_scores_one() -> None:
@@ -82,14 +84,15 @@ def test_gap_in_straight_line_hand_computed() -> None:
     truth = _graph([[(0, 0), (200, 0)]])
     proposal = _graph([[(0, 0), (95, 0)], [(105, 0), (200, 0)]])
     r = apls(truth, proposal)
-    # truth control points at x = 0, 50, 100, 150, 200; x = 100 is 5 m from the proposal and
-    # does not snap. Of the 10 pairs only (0, 50) and (150, 200) keep their path.
-    assert r.gt_snapped == 4 and r.gt_pairs == 10
-    assert r.apls_gt_onto_prop == pytest.approx(2 / 10)
-    # proposal control points 0, 50, 95 | 105, 155, 200 all lie on the truth; the 6 pairs
-    # within each piece have the same length in the truth; pairs across the gap have no path
-    # in the proposal and are not scored.
-    assert r.prop_pairs == 6
+    # truth control points at x = 0, 200 and 50, 100, 150; x = 100 is 5 m from the proposal
+    # and does not snap. Of the 20 ordered pairs only (0, 50) and (150, 200), both ways, keep
+    # their path.
+    assert r.gt_snapped == 4 and r.gt_routes == 20
+    assert r.apls_gt_onto_prop == pytest.approx(4 / 20)
+    # proposal control points 0, 95, 47.5 | 105, 200, 152.5 all lie on the truth; the 6 ordered
+    # pairs within each piece have the same length in the truth; pairs across the gap have no
+    # path in the proposal and are not scored.
+    assert r.prop_control_points == 6 and r.prop_routes == 12
     assert r.apls_prop_onto_gt == pytest.approx(1.0)
     assert r.apls == pytest.approx(2 * 0.2 * 1.0 / 1.2)
 
@@ -98,7 +101,7 @@ def test_detour_one_and_a_half_times_longer_scores_half() -> None:
     truth = _graph([[(0, 0), (40, 0)]])
     proposal = _graph([[(0, 0), (0, 10), (40, 10), (40, 0)]])  # 60 m between the same ends
     r = apls(truth, proposal, linestring_interval_m=100)
-    assert r.gt_pairs == 1 and r.prop_pairs == 1
+    assert r.gt_routes == 2 and r.prop_routes == 2  # both under 0.75 x 100 m: no midpoint
     assert r.apls_gt_onto_prop == pytest.approx(1 - 20 / 40)  # 0.5
     assert r.apls_prop_onto_gt == pytest.approx(1 - 20 / 60)
     assert r.apls == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
@@ -153,15 +156,35 @@ def test_removed_bridge_much_worse_than_removed_grid_edge() -> None:
     assert r_bridge.apls_prop_onto_gt == pytest.approx(1.0)
 
 
-def test_subsampling_is_deterministic_and_close() -> None:
+def test_midpoints_follow_the_reference_spacing() -> None:
+    # under 37.5 m: none; 37.5 to 50 m: the midpoint; longer: ceil(L / 50) - 1 even points
+    for length, extra in ((37.0, 0), (40.0, 1), (50.0, 1), (101.0, 2), (150.0, 2), (151.0, 3)):
+        g = _graph([[(0, 0), (length, 0)]])
+        assert apls(g, g).gt_control_points == 2 + extra, length
+
+
+def test_later_point_takes_over_a_node_and_the_earlier_one_is_missing() -> None:
+    # Truth A=(0,0) and B=(2,0) both reach C=(1,30); A and B are nearest to the proposal's
+    # dead end (3,0). A is inserted first, B takes the node over (the reference renames it),
+    # so A is missing: A->B, A->C, B->A, C->A score 0; B->C and C->B nearly 1.
+    truth = _graph([[(0, 0), (1, 30)], [(2, 0), (1, 30)]])
+    proposal = _graph([[(3, 0), (3, 40)]])
+    r = apls(truth, proposal)
+    assert r.gt_control_points == 3 and r.gt_snapped == 2 and r.gt_routes == 6
+    diff = (30.0 ** 2 + 1) ** 0.5 - 30.0
+    assert r.apls_gt_onto_prop == pytest.approx(1 - (4 + 2 * diff / (30.0 + diff)) / 6)
+
+
+def test_large_graphs_draw_control_points_deterministically() -> None:
     truth = _two_blocks()
     proposal = _two_blocks(drop=((0.0, 100.0), (100.0, 100.0)))
-    full = apls(truth, proposal, max_control_points=None)
-    a = apls(truth, proposal, max_control_points=20, seed=3)
-    b = apls(truth, proposal, max_control_points=20, seed=3)
+    a = apls(truth, proposal, large_graph_nodes=10, max_control_points=10, seed=3)
+    b = apls(truth, proposal, large_graph_nodes=10, max_control_points=10, seed=3)
     assert a == b
-    assert a.gt_control_points_used == 20 and a.gt_pairs == 190
-    assert abs(a.apls - full.apls) < 0.1
+    # large: no midpoints, 10 of the 18 nodes, all connected: 90 ordered pairs
+    assert a.gt_control_points == 10 and a.gt_routes == 90
+    full = apls(truth, proposal)
+    assert abs(a.apls - full.apls) < 0.05
 
 
 def test_edges_without_geometry_are_straight() -> None:

@@ -68,7 +68,8 @@ def test_report_with_truth_worst_first(batch: dict[str, Path]) -> None:
     page = Page(path.read_text())
     assert page.table_classes == ["sortable"] and page.scripts == 1
     keys = [h["data-key"] for h in page.headers]
-    assert {"scene", "overlay", "road_km", "junctions", "dead_ends", "seconds", "completeness", "correctness", "quality", "apls"} <= set(keys)
+    assert {"scene", "overlay", "road_km", "junctions", "dead_ends", "seconds", "completeness", "correctness", "quality", "apls",
+            "topo_f1", "junction_f1", "component_ratio"} <= set(keys)
     assert all(h["data-type"] in ("number", "text") for h in page.headers)
     # One row per scene: failed first, then by increasing quality.
     assert [row["scene"] for row in page.rows] == ["broken", "half", "good"]
@@ -79,6 +80,17 @@ def test_report_with_truth_worst_first(batch: dict[str, Path]) -> None:
     assert page.column("junctions")[1:] == ["1", "1"] and page.column("dead_ends")[1:] == ["4", "4"]
     assert float(page.column("road_km")[2]) == pytest.approx(4 * 49.5 * 0.5 / 1000)
     assert float(page.column("seconds")[2]) == pytest.approx(1.25)
+    # Graph scores. half: the truth is the plus's horizontal road (24.75 m arms, 5 m samples: 11
+    # points of the network's 21), so TOPO P 11/21, R 1; its centre has degree 2: no truth junction,
+    # junction precision 0 of 1, recall undefined, F1 0. good: all 1.
+    assert [float(v) for v in page.column("topo_f1")[1:]] == pytest.approx([2 * (11 / 21) / (1 + 11 / 21), 1.0])
+    assert page.column("junction_f1") == ["", "0.0", "1.0"] and page.column("component_ratio") == ["", "1.0", "1.0"]
+    text = path.read_text()
+    half, good = (text.split(f'id="scene-{name}"')[1].split("</section>")[0] for name in ("half", "good"))
+    assert "<dt>TOPO</dt><dd>P 0.524 R 1.000 F1 0.688 (1 seed(s))</dd>" in half
+    assert "<dt>junctions</dt><dd>P 0.000 R &ndash; F1 0.000 (0 matched within 10 m; network 1, truth 0)</dd>" in half
+    assert "<dt>junctions</dt><dd>P 1.000 R 1.000 F1 1.000 (1 matched within 10 m; network 1, truth 1)</dd>" in good
+    assert "<dt>components</dt><dd>network 1, truth 1, ratio 1.000</dd>" in good
     # Overlays beside the page: a thumbnail and a card image per scene that has one.
     assert sorted(page.images) == sorted(f"report_files/{n}{s}.png" for n in ("half", "good") for s in ("", "_thumb"))
     for src in page.images:
