@@ -27,7 +27,7 @@ import shapely
 from pyproj import CRS as ProjCRS
 
 from geoseg.errors import InputMismatchError, NotGeoreferencedWarning
-from geoseg.metrics import GraphMetrics, apls, graph_from_lines, graph_metrics, raster_buffer_scores, vector_buffer_scores
+from geoseg.metrics import AplsResult, GraphMetrics, apls, graph_from_lines, graph_metrics, raster_buffer_scores, vector_buffer_scores
 from geoseg.raster import DEFAULT_ASSUMED_GSD_M, GeoInfo, Raster, read_geoinfo, read_raster
 from geoseg.road.network import graph_to_lines, skeleton_to_graph
 from geoseg.spacenet_csv import image_id_for, image_ids, read_wkt_pix
@@ -52,54 +52,41 @@ class Evaluation:
     coordinates (None for georeferenced ones), ``gsd_assumed`` True when that is the default
     rather than a value given.
 
-    APLS (:func:`geoseg.metrics.apls`) comes with its two halves (truth onto prediction,
-    prediction onto truth) and the control points and routes behind each.
-
-    The graph scores (:func:`geoseg.metrics.graph_metrics`, ``docs/METRICS.md``): TOPO
-    precision, recall and F1 over ``topo_seeds`` seeds; junction (nodes of degree 3 or more)
-    precision, recall and F1, matched one-to-one within ``junction_radius_m``, with the
-    junctions of each side and ``matched_junctions``; connected components of each side and
-    ``component_ratio`` = prediction / reference. Scores that are undefined (a side without
-    junctions, a reference without roads) are NaN.
+    ``apls_scores`` is APLS with its two halves and the control points and routes behind each
+    (:class:`geoseg.metrics.AplsResult`); ``graph`` the TOPO, junction and connected-component
+    scores (:class:`geoseg.metrics.GraphMetrics`,
+    ``docs/METRICS.md``), NaN where undefined.
     """
 
     completeness: float
     correctness: float
     quality: float
-    apls: float
     tolerance: float
     tolerance_unit: str
     mode: str
     pred_length_m: float
     truth_length_m: float
-    apls_gt_onto_prop: float
-    apls_prop_onto_gt: float
-    apls_gt_control_points: int
-    apls_prop_control_points: int
-    apls_gt_routes: int
-    apls_prop_routes: int
-    topo_precision: float
-    topo_recall: float
-    topo_f1: float
-    topo_seeds: int
-    junction_precision: float
-    junction_recall: float
-    junction_f1: float
-    junction_radius_m: float
-    truth_junctions: int
-    pred_junctions: int
-    matched_junctions: int
-    truth_components: int
-    pred_components: int
-    component_ratio: float
+    apls_scores: AplsResult
+    graph: GraphMetrics
     crs: str | None = None
     reference_reprojected_from: str | None = None
     pixel_gsd_m: float | None = None
     gsd_assumed: bool = False
 
-    def to_dict(self) -> dict[str, float | str | bool | None]:
-        """JSON-ready form: NaN scores become None (``null``; NaN is not JSON)."""
-        return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in self.__dict__.items()}
+    @property
+    def apls(self) -> float:
+        """APLS, the harmonic mean of its two halves."""
+        return self.apls_scores.apls
+
+    def to_dict(self) -> dict[str, float | int | str | bool | None]:
+        """JSON-ready, flat form: ``apls_*`` for the APLS details, ``pred_*`` for the prediction's
+        graph counts; NaN scores become None (``null``; NaN is not JSON)."""
+        flat: dict[str, float | int | str | bool | None] = {
+            k: v for k, v in self.__dict__.items() if k not in ("apls_scores", "graph")
+        }
+        flat.update({k if k.startswith("apls") else f"apls_{k}": v for k, v in self.apls_scores.to_dict().items()})
+        flat.update({k.replace("proposal_", "pred_"): v for k, v in self.graph.to_dict().items()})
+        return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in flat.items()}
 
 
 @dataclass
@@ -235,12 +222,6 @@ def _to_metres(pred: _Side, truth_lines: np.ndarray, gsd_m: float) -> tuple[np.n
     return metres[len(truth_lines) :], metres[: len(truth_lines)]
 
 
-def _graph_scores(metrics: GraphMetrics, junction_radius_m: float) -> dict[str, float | int]:
-    """The :class:`Evaluation` fields of the graph scores (``proposal`` named ``pred`` there)."""
-    scores = {k.replace("proposal_", "pred_"): v for k, v in metrics.to_dict().items()}
-    return {**scores, "junction_radius_m": float(junction_radius_m)}
-
-
 def evaluate_files(
     pred: str | os.PathLike[str],
     truth: str | os.PathLike[str],
@@ -306,25 +287,17 @@ def evaluate_files(
         unit, mode = "m", "vector"
     truth_graph = graph_from_lines(tm, min_component_m=t.min_component_m, join_ends_m=join_ends_m)
     pred_graph = graph_from_lines(pm, min_component_m=p.min_component_m, join_ends_m=join_ends_m)
-    result = apls(truth_graph, pred_graph, max_snap_dist_m=apls_snap_m)
-    graph_scores = _graph_scores(graph_metrics(truth_graph, pred_graph, junction_radius_m=junction_radius_m), junction_radius_m)
     return Evaluation(
         completeness=float(scores.completeness),
         correctness=float(scores.correctness),
         quality=float(scores.quality),
-        apls=float(result.apls),
         tolerance=float(tolerance),
         tolerance_unit=unit,
         mode=mode,
         pred_length_m=float(np.sum(shapely.length(pm))) if len(pm) else 0.0,
         truth_length_m=float(np.sum(shapely.length(tm))) if len(tm) else 0.0,
-        apls_gt_onto_prop=float(result.apls_gt_onto_prop),
-        apls_prop_onto_gt=float(result.apls_prop_onto_gt),
-        apls_gt_control_points=result.gt_control_points,
-        apls_prop_control_points=result.prop_control_points,
-        apls_gt_routes=result.gt_routes,
-        apls_prop_routes=result.prop_routes,
-        **graph_scores,
+        apls_scores=apls(truth_graph, pred_graph, max_snap_dist_m=apls_snap_m),
+        graph=graph_metrics(truth_graph, pred_graph, junction_radius_m=junction_radius_m),
         crs=None if p.crs is None else _crs_name(p.crs),
         reference_reprojected_from=reprojected_from,
         pixel_gsd_m=gsd if p.crs is None else None,

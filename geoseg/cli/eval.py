@@ -75,30 +75,14 @@ def command(pred: str, truth: str, buffer_m: float | None, slack_px: float | Non
     click.echo(f"correctness  {result.correctness:.4f}")
     click.echo(f"quality      {result.quality:.4f}")
     click.echo(f"APLS         {_score(result.apls, '.4f')}")
-    for line in _graph_lines(result):
-        click.echo(line)
+    for label, text in result.graph.summary():
+        click.echo(f"{label:<12} {text}")
     click.echo(f"length (m)   prediction {result.pred_length_m:.1f}, reference {result.truth_length_m:.1f}")
 
 
 def _score(value: float, spec: str) -> str:
     """A score as text; ``n/a`` for NaN (undefined)."""
     return "n/a" if math.isnan(value) else format(value, spec)
-
-
-def _prf(precision: float, recall: float, f1: float) -> str:
-    """``P 0.750 R 1.000 F1 0.857``."""
-    return f"P {_score(precision, '.3f')} R {_score(recall, '.3f')} F1 {_score(f1, '.3f')}"
-
-
-def _graph_lines(result: Evaluation) -> list[str]:
-    """The TOPO, junction and component lines of the text output."""
-    matched = f"{result.matched_junctions} matched within {result.junction_radius_m:g} m"
-    return [
-        f"TOPO         {_prf(result.topo_precision, result.topo_recall, result.topo_f1)} ({result.topo_seeds} seed(s))",
-        f"junctions    {_prf(result.junction_precision, result.junction_recall, result.junction_f1)} "
-        f"({matched}; prediction {result.pred_junctions}, reference {result.truth_junctions})",
-        f"components   prediction {result.pred_components}, reference {result.truth_components}, ratio {_score(result.component_ratio, '.3f')}",
-    ]
 
 
 def _notes(result: Evaluation) -> list[str]:

@@ -51,6 +51,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import networkx as nx
@@ -83,6 +84,8 @@ class GraphMetrics:
         Connected components (at least ``min_component_m`` long).
     component_ratio : float
         ``proposal_components / truth_components`` (``nan`` for a truth without components).
+    junction_radius_m : float
+        The radius junctions were matched within.
     """
 
     topo_precision: float
@@ -98,10 +101,33 @@ class GraphMetrics:
     truth_components: int
     proposal_components: int
     component_ratio: float
+    junction_radius_m: float
 
     def to_dict(self) -> dict[str, float | int]:
         """The scores as plain numbers (for JSON)."""
         return {k: (float(v) if isinstance(v, float) else int(v)) for k, v in asdict(self).items()}
+
+    def summary(self, missing: str = "n/a") -> list[tuple[str, str]]:
+        """The scores as ``(label, text)`` lines for people; ``missing`` stands for a NaN score.
+
+        Examples
+        --------
+        >>> GraphMetrics(1.0, 0.5, 2 / 3, 4, 1.0, 0.5, 2 / 3, 2, 1, 1, 1, 2, 2.0, 10.0).summary()[1]
+        ('junctions', 'P 1.000 R 0.500 F1 0.667 (1 matched within 10 m; prediction 1, reference 2)')
+        """
+
+        def score(value: float) -> str:
+            return missing if math.isnan(value) else f"{value:.3f}"
+
+        def prf(p: float, r: float, f1: float) -> str:
+            return f"P {score(p)} R {score(r)} F1 {score(f1)}"
+
+        return [
+            ("TOPO", f"{prf(self.topo_precision, self.topo_recall, self.topo_f1)} ({self.topo_seeds} seed(s))"),
+            ("junctions", f"{prf(self.junction_precision, self.junction_recall, self.junction_f1)} ({self.matched_junctions} matched "
+                          f"within {self.junction_radius_m:g} m; prediction {self.proposal_junctions}, reference {self.truth_junctions})"),
+            ("components", f"prediction {self.proposal_components}, reference {self.truth_components}, ratio {score(self.component_ratio)}"),
+        ]
 
 
 @dataclass(frozen=True)
@@ -342,4 +368,5 @@ def graph_metrics(
         truth_cc,
         proposal_cc,
         proposal_cc / truth_cc if truth_cc else float("nan"),
+        float(junction_radius_m),
     )

@@ -171,27 +171,12 @@ def _row_cells(row: SceneRow, with_truth: bool) -> list[str]:
         _cell(*_num(row.seconds, ".2f")),
     ]
     if with_truth:
-        e = row.scores
+        scores = row.scores.to_dict() if row.scores else {}
         for name in ("completeness", "correctness", "quality", "apls", "topo_f1", "junction_f1", "component_ratio"):
-            cells.append(_cell(*_num(getattr(e, name) if e else None, ".3f")))
+            cells.append(_cell(*_num(scores.get(name), ".3f")))
     messages = ([row.error] if row.error else []) + row.warnings
     cells.append(_cell(" | ".join(messages), "<br>".join(_esc(m) for m in messages), "msg"))
     return cells
-
-
-def _prf(precision: float, recall: float, f1: float) -> str:
-    """``P 0.750 R 1.000 F1 0.857`` (a dash for an undefined score)."""
-    return f"P {_num(precision, '.3f')[1]} R {_num(recall, '.3f')[1]} F1 {_num(f1, '.3f')[1]}"
-
-
-def _graph_facts(e: Evaluation) -> list[tuple[str, str]]:
-    """The TOPO, junction and component lines of a scene's card."""
-    return [
-        ("TOPO", f"{_prf(e.topo_precision, e.topo_recall, e.topo_f1)} ({e.topo_seeds} seed(s))"),
-        ("junctions", f"{_prf(e.junction_precision, e.junction_recall, e.junction_f1)} ({e.matched_junctions} matched within "
-                      f"{e.junction_radius_m:g} m; network {e.pred_junctions}, truth {e.truth_junctions})"),
-        ("components", f"network {e.pred_components}, truth {e.truth_components}, ratio {_num(e.component_ratio, '.3f')[1]}"),
-    ]
 
 
 def _card(row: SceneRow, with_truth: bool) -> str:
@@ -207,7 +192,7 @@ def _card(row: SceneRow, with_truth: bool) -> str:
     if e:
         facts.append(("scores", f"completeness {e.completeness:.3f}, correctness {e.correctness:.3f}, "
                                 f"quality {e.quality:.3f}, APLS {e.apls:.3f} (buffer {e.tolerance:g} {e.tolerance_unit})"))
-        facts += _graph_facts(e)
+        facts += e.graph.summary(missing="&ndash;")
     parts = [f'<section class="card{" failed" if row.status != "done" else ""}" id="scene-{_esc(row.name)}">',
              f"<h2>{_esc(row.name)}</h2>"]
     if row.image:

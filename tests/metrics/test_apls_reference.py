@@ -42,8 +42,8 @@ def test_apls_within_0_01_of_the_reference(data: Path, pair: dict) -> None:
     image = pair["params"].get("image_for_pixel_to_geo")
     result = evaluate_files(data / pair["proposal"], data / pair["truth"], image=data / image if image else None)
     assert result.apls == pytest.approx(pair["apls"], abs=0.01)
-    assert result.apls_gt_onto_prop == pytest.approx(pair["apls_gt_onto_prop"], abs=0.015)
-    assert result.apls_prop_onto_gt == pytest.approx(pair["apls_prop_onto_gt"], abs=0.015)
+    assert result.apls_scores.apls_gt_onto_prop == pytest.approx(pair["apls_gt_onto_prop"], abs=0.015)
+    assert result.apls_scores.apls_prop_onto_gt == pytest.approx(pair["apls_prop_onto_gt"], abs=0.015)
 
 
 def test_graphs_and_routes_match_the_reference_counts(data: Path) -> None:
@@ -55,6 +55,7 @@ def test_graphs_and_routes_match_the_reference_counts(data: Path) -> None:
         image = pair["params"].get("image_for_pixel_to_geo")
         r = evaluate_files(data / pair["proposal"], data / pair["truth"], image=data / image if image else None)
         d = pair["diagnostics"]
-        got = (r.apls_gt_control_points, r.apls_prop_control_points, r.apls_gt_routes, r.apls_prop_routes)
+        a = r.apls_scores
+        got = (a.gt_control_points, a.prop_control_points, a.gt_routes, a.prop_routes)
         want = (d["n_control_points_gt"], d["n_control_points_prop"], d["n_routes_gt_onto_prop"], d["n_routes_prop_onto_gt"])
         assert got == want, pair["id"]

@@ -88,9 +88,9 @@ def test_report_with_truth_worst_first(batch: dict[str, Path]) -> None:
     text = path.read_text()
     half, good = (text.split(f'id="scene-{name}"')[1].split("</section>")[0] for name in ("half", "good"))
     assert "<dt>TOPO</dt><dd>P 0.524 R 1.000 F1 0.688 (1 seed(s))</dd>" in half
-    assert "<dt>junctions</dt><dd>P 0.000 R &ndash; F1 0.000 (0 matched within 10 m; network 1, truth 0)</dd>" in half
-    assert "<dt>junctions</dt><dd>P 1.000 R 1.000 F1 1.000 (1 matched within 10 m; network 1, truth 1)</dd>" in good
-    assert "<dt>components</dt><dd>network 1, truth 1, ratio 1.000</dd>" in good
+    assert "<dt>junctions</dt><dd>P 0.000 R &ndash; F1 0.000 (0 matched within 10 m; prediction 1, reference 0)</dd>" in half
+    assert "<dt>junctions</dt><dd>P 1.000 R 1.000 F1 1.000 (1 matched within 10 m; prediction 1, reference 1)</dd>" in good
+    assert "<dt>components</dt><dd>prediction 1, reference 1, ratio 1.000</dd>" in good
     # Overlays beside the page: a thumbnail and a card image per scene that has one.
     assert sorted(page.images) == sorted(f"report_files/{n}{s}.png" for n in ("half", "good") for s in ("", "_thumb"))
     for src in page.images:
