@@ -14,7 +14,11 @@ Cases:
 2. the Ottawa RoadNet tiles (``../shared/data/ottawa_roadnet``, 0.21 m; skipped when absent):
    ``mask_to_centerlines`` on the ground-truth road masks; the truth graph comes from the
    1-px centerline rasters (skeleton graph, junction clusters of a few pixels merged), the
-   radius is the road width the pipeline measures on the tile.
+   radius is the road width the pipeline measures on the tile;
+3. with ``--deep-model MODEL`` (a model of the shipped ``road_decouple`` config trained on the
+   6 Ottawa training tiles, e.g. kept by ``bench_deep_ottawa.py --arms decouple --seeds 1
+   --keep DIR``): ``deep_road_centerlines`` on the images of the 5 Ottawa test tiles, same
+   truth and radius.
 
 To compare with another version of geoseg, run the script with that version on
 ``PYTHONPATH`` (e.g. a ``git worktree`` of an older commit).
@@ -22,7 +26,9 @@ To compare with another version of geoseg, run the script with that version on
 
 from __future__ import annotations
 
+import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import geopandas as gpd
@@ -88,32 +94,60 @@ def _truth_of_centerline_raster(centerlines: np.ndarray, merge_px: float) -> nx.
     return merge_junctions(graph, merge_px) if graph.number_of_edges() else graph
 
 
-def ottawa() -> None:
+def _binary_png(folder: str, stem: str) -> np.ndarray:
+    array = np.asarray(Image.open(OTTAWA / folder / f"{stem}.png")) > 127
+    return array[..., 0] if array.ndim == 3 else array
+
+
+def ottawa(deep_model: Path | None) -> None:
     if not (OTTAWA / "masks").is_dir():
         print(f"== Ottawa: skipped, {OTTAWA} is absent ==")
         return
     print("== Ottawa RoadNet GT masks, mask_to_centerlines, radius: the tile's road width ==")
     pipeline = geoseg.load_pipeline("mask_to_centerlines")
+    stems = sorted(path.stem for path in (OTTAWA / "masks").glob("*.png"))
+    _ottawa_rows(pipeline, stems, _mask_bands, "all tiles")
+    if deep_model is None:
+        return
+    print(f"== Ottawa test tiles, deep_road_centerlines with {deep_model}, radius: the tile's road width ==")
+    deep = geoseg.load_pipeline("deep_road_centerlines", [f"model={deep_model}"])
+    _ottawa_rows(deep, TEST_TILES, _image_bands, "5 test tiles")
+
+
+def _mask_bands(mask: np.ndarray, stem: str) -> np.ndarray:
+    """The road mask as a 0/255 band (input of ``mask_to_centerlines``)."""
+    return (mask * 255).astype(np.uint8)[None]
+
+
+def _image_bands(mask: np.ndarray, stem: str) -> np.ndarray:
+    """The tile's RGB image as bands (input of ``deep_road_centerlines``)."""
+    return np.asarray(Image.open(OTTAWA / "images" / f"{stem}.png"))[..., :3].transpose(2, 0, 1)
+
+
+#: The held-out tiles of the deep benchmarks (benchmarks/ottawa.py).
+TEST_TILES = ["1-2-10", "1-5-10", "1-6-7", "1-6-9", "demo"]
+
+
+def _ottawa_rows(pipeline: geoseg.Pipeline, stems: list[str], bands: Callable[[np.ndarray, str], np.ndarray], label: str) -> None:
+    """Junction rows of ``pipeline`` run on ``bands(mask, stem)`` of each tile, and their total."""
     totals = np.zeros(3, int)
-    for path in sorted((OTTAWA / "masks").glob("*.png")):
-        mask = np.asarray(Image.open(path)) > 127
-        if mask.ndim == 3:
-            mask = mask[..., 0]
-        lines_png = np.asarray(Image.open(OTTAWA / "centerlines" / path.name)) > 127
-        if lines_png.ndim == 3:
-            lines_png = lines_png[..., 0]
+    for stem in stems:
+        mask = _binary_png("masks", stem)
         width_px = float(estimate_road_width(mask))
-        truth = _truth_of_centerline_raster(lines_png, 3.0)
+        truth = _truth_of_centerline_raster(_binary_png("centerlines", stem), 3.0)
         geo = GeoInfo(mask.shape[1], mask.shape[0], None, Affine.identity(), (OTTAWA_GSD_M, OTTAWA_GSD_M), False)
-        found = pipeline.run(Raster((mask * 255).astype(np.uint8)[None], geo, np.ones(mask.shape, bool), path.stem)).lines
-        totals += _row(f"ottawa {path.stem}", truth, _graph(found.geometry), width_px)  # pixel space: radius in px
+        found = pipeline.run(Raster(bands(mask, stem), geo, np.ones(mask.shape, bool), stem)).lines
+        totals += _row(f"ottawa {stem}", truth, _graph(found.geometry), width_px)  # pixel space: radius in px
     nt, nf, matched = totals
     p, r = matched / max(nf, 1), matched / max(nt, 1)
-    print(f"{'ottawa, all tiles':38s} junctions truth {nt} found {nf} matched {matched}: P {p:.3f} R {r:.3f} F1 {2 * p * r / max(p + r, 1e-12):.3f}")
+    print(f"{'ottawa, ' + label:38s} junctions truth {nt} found {nf} matched {matched}: P {p:.3f} R {r:.3f} F1 {2 * p * r / max(p + r, 1e-12):.3f}")
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deep-model", type=Path, help="a road_decouple model trained on the 6 Ottawa training tiles (case 3)")
+    args = parser.parse_args()
     print(f"geoseg from {Path(geoseg.__file__).parent}")
     sample_scenes()
-    ottawa()
+    ottawa(args.deep_model)
     sys.exit(0)
