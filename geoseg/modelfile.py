@@ -11,16 +11,15 @@ Loading first looks at the file's first bytes: anything but a zip archive is ref
 without being parsed (a raster, a vector file or text given as a model is named for what it
 looks like; a pickle is refused as pickled data). An npz is read with
 ``np.load(..., allow_pickle=False)``, so a file can hold nothing executable: a member with
-pickled objects is refused, never unpickled. Writing goes to
-a temporary file in the destination folder, flushed and fsynced, then ``os.replace``-d onto
-the destination, so a reader never sees a half-written model.
+pickled objects is refused, never unpickled. Writing goes through
+:func:`geoseg.atomic.atomic_path` (a temporary file beside the destination, flushed and
+fsynced, then moved onto it), so a reader never sees a half-written model.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 import zlib
 from importlib import metadata as importlib_metadata
@@ -28,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from geoseg.errors import ModelFileError, OutputWriteError
+from geoseg.atomic import atomic_path
+from geoseg.errors import ModelFileError
 
 __all__ = ["FORMAT_MARKER", "FORMAT_VERSION", "HEADER_KEY", "KIND_USES", "MODEL_FILES", "kind_hint", "load_model", "save_model"]
 
@@ -116,23 +116,10 @@ def save_model(path: str | os.PathLike, arrays: dict[str, np.ndarray], metadata:
         raise ModelFileError(f"{path}: metadata is not JSON-serialisable: {exc}") from exc
     clean[HEADER_KEY] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
-    tmp_name = None
-    try:
-        with tempfile.NamedTemporaryFile(
-            dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp", delete=False
-        ) as fh:
-            tmp_name = fh.name
-            np.savez_compressed(fh, **clean)
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)  # temporary files are private; the model is not
-        os.replace(tmp_name, path)
-    except OSError as exc:
-        if tmp_name is not None and os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise OutputWriteError(f"{path}: cannot write model file: {exc}") from exc
+    with atomic_path(path) as tmp, tmp.open("wb") as fh:
+        np.savez_compressed(fh, **clean)
+        fh.flush()
+        os.fsync(fh.fileno())
     return path
 
 
