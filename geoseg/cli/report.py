@@ -31,7 +31,7 @@ def command(outdir: str, truth: str | None, buffer_m: float, max_size: int, embe
       geoseg report out/
       geoseg report out/ --truth "truth/*.geojson" --buffer-m 1 --embed
     """
-    if not Path(outdir).is_dir():  # the message of geoseg.report.read_manifest, before the report's libraries load
+    if not Path(outdir).is_dir():  # the message of geoseg.manifest.read_manifest, before the report's libraries load
         raise ManifestError(f"{Path(outdir)}: no such output folder")
     from geoseg.report import write_report
 

@@ -23,7 +23,8 @@ from geoseg.cli._common import (
 from geoseg.configfile import pipeline_kind
 from geoseg.errors import RasterReadError
 from geoseg.inputs import SceneInput, expand_scenes
-from geoseg.pipeline.batch import MANIFEST_NAME, LocalCluster, pending_scenes, run_batch
+from geoseg.manifest import MANIFEST_NAME
+from geoseg.pipeline.batch import LocalCluster, pending_scenes, run_batch
 from geoseg.pipeline.distributed import SCHEDULER_ENV, dask_client, default_workers
 from geoseg.pipeline.dryrun import plan_batch
 

@@ -10,17 +10,7 @@ others, so a batch that was killed can simply be started again. A batch stopped 
 :class:`BatchInterrupted`. :func:`plan_batch` tells what a batch would do without reading a
 pixel or writing anything (``geoseg run --dry-run``).
 
-The manifest::
-
-    {"format": "geoseg-manifest", "version": 1,
-     "pipeline": "road_centerlines",          # as given
-     "pipeline_hash": "<sha256 hex>",         # of the pipeline after --set overrides
-     "format_ext": "shp",
-     "vector_output": {"name": "shp", "dst_crs": null, "precision": null, "rfc7946": false},
-     "scenes": [{"input": "a.tif", "status": "done",   # or "failed", "running", "interrupted"
-                 "outputs": ["out/a.shp", "out/a_nodes.shp"], "seconds": 1.23,
-                 "error": null, "warnings": [], "crs": "EPSG:32633",
-                 "stac": null}, ...]}   # for a STAC item: {"item", "asset", "href", "bbox", "geometry", "crs"}
+The manifest's format is defined in :mod:`geoseg.manifest`.
 
 Inputs are SceneInput objects (:class:`~geoseg.inputs.SceneInput`; or paths, virtual paths, URLs and STAC
 items, see :mod:`geoseg.inputs`); ``input`` is the name as given.
@@ -45,9 +35,10 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from geoseg.atomic import TEMP_PREFIX, atomic_path
+from geoseg.atomic import TEMP_PREFIX
 from geoseg.errors import ConfigError, GeosegError, InputMismatchError, ManifestError, OutputWriteError, RasterReadError
 from geoseg.inputs import SceneInput, is_remote, redact, scene_input
+from geoseg.manifest import ENTRY_KEYS, MANIFEST_NAME, read_manifest, write_manifest
 from geoseg.vector import VectorFormat, vector_format
 
 if TYPE_CHECKING:
@@ -59,7 +50,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TileProgressCallback",
-    "MANIFEST_NAME",
     "BatchInterrupted",
     "LocalCluster",
     "ProgressCallback",
@@ -68,16 +58,11 @@ __all__ = [
     "output_folders",
     "pending_scenes",
     "pipeline_hash",
-    "read_manifest",
     "run_batch",
 ]
 
 log = logging.getLogger("geoseg.batch")
 
-#: File name of the manifest inside the output folder.
-MANIFEST_NAME = "geoseg-manifest.json"
-MANIFEST_FORMAT = "geoseg-manifest"
-MANIFEST_VERSION = 1
 
 #: Lock file held (``flock``) while a batch writes to a folder; released by the kernel
 #: when the process dies, so it never goes stale.
@@ -89,9 +74,6 @@ ProgressCallback = Callable[[int, int, "SceneReport"], None]
 #: Called with (scene, tiles done, tiles total, the pass over the tiles) while a scene runs in
 #: this process.
 TileProgressCallback = Callable[[str, int, int, "TilePass"], None]
-
-_ENTRY_KEYS = ("input", "status", "outputs", "seconds", "error", "warnings", "crs", "stac")
-
 
 @dataclass
 class SceneReport:
@@ -133,7 +115,7 @@ class SceneReport:
 
     def manifest_entry(self) -> dict[str, Any]:
         """The scene's entry in the manifest."""
-        return {key: getattr(self, key) for key in _ENTRY_KEYS}
+        return {key: getattr(self, key) for key in ENTRY_KEYS}
 
 
 def pipeline_hash(pipeline: Pipeline) -> str:
@@ -146,36 +128,12 @@ def pipeline_hash(pipeline: Pipeline) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def read_manifest(outdir: str | Path) -> dict[str, Any]:
-    """The manifest of a batch output folder, as a mapping.
-
-    Raises
-    ------
-    ManifestError
-        The folder has no manifest, or it is not a geoseg manifest of a known version.
-    """
-    path = Path(outdir) / MANIFEST_NAME
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ManifestError(f"{path}: no manifest (written by `geoseg run`)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestError(f"{path}: cannot read the manifest ({exc})") from None
-    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT or data.get("version") != MANIFEST_VERSION:
-        raise ManifestError(f"{path}: not a {MANIFEST_FORMAT} file of version {MANIFEST_VERSION}")
-    if not isinstance(data.get("scenes"), list):
-        raise ManifestError(f"{path}: the manifest has no list of scenes")
-    return data
-
-
 class _Manifest:
     """The manifest of one batch run: the entries of earlier runs still valid, plus this run's."""
 
     def __init__(self, outdir: Path, name: str, digest: str, fmt: VectorFormat, entries: dict[str, dict[str, Any]]) -> None:
         self.outdir = outdir
         self.header = {
-            "format": MANIFEST_FORMAT,
-            "version": MANIFEST_VERSION,
             "pipeline": name,
             "pipeline_hash": digest,
             "format_ext": fmt.name,
@@ -230,7 +188,7 @@ class _Manifest:
         if not all((folder / Path(o).name).is_file() for o in entry["outputs"]):
             self.notes.append(f"{scene}: an output recorded in the manifest is missing; redoing the scene")
             return None
-        report = SceneReport(**{k: entry.get(k) for k in _ENTRY_KEYS})
+        report = SceneReport(**{k: entry.get(k) for k in ENTRY_KEYS})
         report.skipped = True
         return report
 
@@ -241,9 +199,7 @@ class _Manifest:
 
     def write(self) -> None:
         """Write the manifest atomically (temporary file, then rename)."""
-        data = {**self.header, "scenes": list(self.entries.values())}
-        with atomic_path(self.outdir / MANIFEST_NAME) as tmp:
-            tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        write_manifest(self.outdir, {**self.header, "scenes": list(self.entries.values())})
 
 
 #: The option that mirrors input folders under OUTDIR, named in messages.

@@ -8,7 +8,7 @@ PosixPath('out/report.html')
 
 from __future__ import annotations
 
-from geoseg.report.batch import MANIFEST_NAME, REPORT_NAME, ManifestScene, read_manifest, write_report
+from geoseg.report.batch import REPORT_NAME, write_report
 from geoseg.report.overlay import confidence_colour, read_preview, render_overlay, save_overlay
 from geoseg.report.stats import NetworkStats, network_stats, read_network
 
@@ -18,9 +18,6 @@ __all__ = [
     "save_overlay",
     "read_preview",
     "confidence_colour",
-    "read_manifest",
-    "ManifestScene",
-    "MANIFEST_NAME",
     "REPORT_NAME",
     "NetworkStats",
     "network_stats",

@@ -1,6 +1,6 @@
 """The report of a ``geoseg run`` output folder, built from its manifest.
 
-``geoseg run`` writes ``OUTDIR/geoseg-manifest.json`` (see :func:`read_manifest`). For each
+``geoseg run`` writes ``OUTDIR/geoseg-manifest.json`` (:mod:`geoseg.manifest`). For each
 scene the report measures the network (``outputs[0]``), scores it against a truth file
 matched by stem when truth is given, draws it over the scene (read decimated), and writes
 ``OUTDIR/report.html`` with the overlays in ``OUTDIR/report_files/`` or embedded.
@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import logging
 import math
 import os
 import warnings
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,109 +23,23 @@ from PIL import Image
 from geoseg.atomic import atomic_path
 from geoseg.errors import GeosegError, ManifestError, NotGeoreferencedWarning
 from geoseg.evaluate import VECTOR_SUFFIXES, evaluate_files
-from geoseg.inputs import is_remote, item_stem, raster_stem
+from geoseg.inputs import is_remote
+from geoseg.manifest import ManifestScene, read_manifest
 from geoseg.raster import read_geoinfo
 from geoseg.report.html import SceneRow, order_rows, render_html
 from geoseg.report.overlay import render_overlay
 from geoseg.report.stats import match_truth, network_stats, read_network, truth_candidates
 
-__all__ = ["MANIFEST_NAME", "REPORT_NAME", "FILES_DIR", "ManifestScene", "read_manifest", "write_report"]
+__all__ = ["REPORT_NAME", "FILES_DIR", "write_report"]
 
 log = logging.getLogger("geoseg.report")
 
-#: The manifest ``geoseg run`` writes into its output folder.
-MANIFEST_NAME = "geoseg-manifest.json"
 #: The report page written into the output folder.
 REPORT_NAME = "report.html"
 #: Folder beside the page for the overlay PNGs (when they are not embedded).
 FILES_DIR = "report_files"
 #: Longest side of the thumbnails in the summary table, in pixels.
 THUMB_SIZE = 160
-
-
-@dataclass
-class ManifestScene:
-    """One scene of a manifest, as recorded (``status`` ``"done"``, ``"failed"``, or ``"running"``
-    for a scene of an interrupted batch, shown like a failed one)."""
-
-    input: str
-    status: str
-    outputs: list[str] = field(default_factory=list)
-    seconds: float = math.nan
-    error: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    stac: dict | None = None
-
-    @property
-    def raster(self) -> str:
-        """What was processed: the input, or the asset of a STAC item."""
-        return str(self.stac["href"]) if self.stac and self.stac.get("href") else self.input
-
-    @property
-    def stem(self) -> str:
-        """The stem of the scene's outputs."""
-        return item_stem(str(self.stac["item"])) if self.stac and self.stac.get("item") else raster_stem(self.input)
-
-
-def read_manifest(outdir: str | os.PathLike[str]) -> tuple[dict, list[ManifestScene]]:
-    """Read ``OUTDIR/geoseg-manifest.json``.
-
-    The manifest is ``{"format": "geoseg-manifest", "version": 1, "pipeline": ...,
-    "format_ext": ..., "scenes": [{"input", "status", "outputs", "seconds", "error",
-    "warnings"}, ...]}``.
-
-    Returns
-    -------
-    dict, list of ManifestScene
-        The manifest's top-level fields (without ``scenes``) and its scenes in run order.
-
-    Raises
-    ------
-    ManifestError
-        The folder or its manifest is missing, not JSON, or not a geoseg manifest.
-    """
-    folder = Path(outdir)
-    path = folder / MANIFEST_NAME
-    if not folder.is_dir():
-        raise ManifestError(f"{folder}: no such output folder")
-    if not path.is_file():
-        raise ManifestError(
-            f"{folder}: no {MANIFEST_NAME} in this folder; it is written by `geoseg run ... -o {folder}`, "
-            "so report on a folder that geoseg run wrote (or rerun the batch)"
-        )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestError(f"{path}: not a readable JSON manifest ({exc})") from exc
-    if not isinstance(data, dict) or data.get("format") != "geoseg-manifest":
-        raise ManifestError(f"{path}: not a geoseg manifest (expected \"format\": \"geoseg-manifest\")")
-    if data.get("version") != 1:
-        raise ManifestError(f"{path}: manifest version {data.get('version')!r} is not supported (this geoseg reads version 1)")
-    scenes = data.get("scenes")
-    if not isinstance(scenes, list):
-        raise ManifestError(f"{path}: \"scenes\" must be a list")
-    entries = []
-    for i, scene in enumerate(scenes):
-        if not isinstance(scene, dict) or not isinstance(scene.get("input"), str) or not isinstance(scene.get("status"), str):
-            raise ManifestError(f"{path}: scene {i + 1} needs an \"input\" path and a \"status\"")
-        seconds = scene.get("seconds")
-        entries.append(
-            ManifestScene(
-                input=scene["input"],
-                status=scene["status"],
-                outputs=[str(o) for o in scene.get("outputs") or []],
-                seconds=float(seconds) if isinstance(seconds, (int, float)) else math.nan,
-                error=scene.get("error") or _unfinished(scene["status"]),
-                warnings=[str(w) for w in scene.get("warnings") or []],
-                stac=scene.get("stac") if isinstance(scene.get("stac"), dict) else None,
-            )
-        )
-    return {k: v for k, v in data.items() if k != "scenes"}, entries
-
-
-def _unfinished(status: str) -> str | None:
-    """The message of a scene an interrupted batch left neither done nor failed."""
-    return None if status in ("done", "failed") else f"not finished (status {status!r}): the batch was interrupted"
 
 
 def _resolve_input(path: str, folder: Path) -> str:
@@ -268,7 +180,9 @@ def write_report(
     PosixPath('out/report.html')
     """
     folder = Path(outdir)
-    meta, entries = read_manifest(folder)
+    data = read_manifest(folder)
+    meta = {k: v for k, v in data.items() if k != "scenes"}
+    entries = [ManifestScene.from_entry(scene) for scene in data["scenes"]]
     truth_files = truth_candidates(truth) if truth is not None else None
     measured = [_measure(entry, folder, truth_files, buffer_m) for entry in entries]
     for row, edges, scene in measured:

@@ -12,7 +12,8 @@ from rasterio.crs import CRS
 
 from geoseg.atomic import TEMP_PREFIX
 from geoseg.errors import ConfigError, OutputWriteError
-from geoseg.pipeline.batch import MANIFEST_NAME, _folder_lock, pending_scenes, pipeline_hash, read_manifest, run_batch
+from geoseg.manifest import MANIFEST_NAME, read_manifest
+from geoseg.pipeline.batch import _folder_lock, pending_scenes, pipeline_hash, run_batch
 from geoseg.pipeline.pipeline import load_pipeline
 from tests.conftest import REPO, UTM_TRANSFORM, plus_mask, write_tif
 

@@ -16,7 +16,8 @@ import pytest
 from distributed.diagnostics.plugin import WorkerPlugin
 from rasterio.crs import CRS
 
-from geoseg.pipeline.batch import read_manifest, run_batch
+from geoseg.manifest import read_manifest
+from geoseg.pipeline.batch import run_batch
 from geoseg.pipeline.distributed import dask_client
 from geoseg.pipeline.pipeline import Pipeline, load_pipeline
 from geoseg.pipeline.registry import register_step
