@@ -405,8 +405,7 @@ def _stac_crs_note(scene: SceneInput, geo: GeoInfo) -> str | None:
 
 
 def _scene_task(
-    pipeline: Pipeline | dict[str, Any],
-    source: str,
+    pipeline: Pipeline | partial[Pipeline],
     scene: SceneInput,
     outdir: str,
     fmt: VectorFormat,
@@ -415,17 +414,17 @@ def _scene_task(
 ) -> tuple[SceneReport, str | None]:
     """Process one scene into ``outdir``; never raises: errors come back in the report.
 
-    ``pipeline`` is a :class:`Pipeline`, or its ``to_dict()`` (sent to Dask workers).
-    Returns the report and, for an unexpected error, its traceback text.
+    ``pipeline`` is a :class:`~geoseg.pipeline.pipeline.Pipeline`, or (sent to Dask workers) a
+    ``partial`` that builds it from its ``to_dict()``. Returns the report and, for an
+    unexpected error, its traceback text.
     """
     start = time.perf_counter()
     trace = None
     try:
         from geoseg.pipeline.outputs import output_crs
-        from geoseg.pipeline.pipeline import Pipeline
         from geoseg.pipeline.scene import process_scene
 
-        pipe = pipeline if isinstance(pipeline, Pipeline) else Pipeline.from_dict(pipeline, source)
+        pipe = pipeline() if isinstance(pipeline, partial) else pipeline
         declared = _scene_checks(scene, pipe, fmt)
         done = process_scene(pipe, scene.raster, outdir, stem=scene.stem, fmt=fmt, on_tile=on_tile, client=client)
         crs = output_crs(done.outputs[0]) if done.outputs else None
@@ -461,7 +460,7 @@ def _run_here(
     for scene in scenes:
         on_start(scene)
         on_tile = None if tile_progress is None else partial(tile_progress, str(scene))
-        yield _scene_task(pipeline, pipeline.source, scene, str(folders[str(scene)]), fmt, on_tile, client)
+        yield _scene_task(pipeline, scene, str(folders[str(scene)]), fmt, on_tile, client)
 
 
 def _run_on_dask(
@@ -470,7 +469,7 @@ def _run_on_dask(
     """Scenes as Dask tasks, as many at a time as the cluster has threads, yielded as they complete."""
     from distributed import as_completed
 
-    spec = pipeline.to_dict()
+    build = partial(type(pipeline).from_dict, pipeline.to_dict(), pipeline.source)  # rebuilt on the worker
     queue = deque(scenes)
     running: dict[Any, SceneInput] = {}
     completed = as_completed()
@@ -480,7 +479,7 @@ def _run_on_dask(
         while queue and len(running) < slots:
             scene = queue.popleft()
             on_start(scene)
-            future = client.submit(_scene_task, spec, pipeline.source, scene, str(folders[str(scene)]), fmt, pure=False)
+            future = client.submit(_scene_task, build, scene, str(folders[str(scene)]), fmt, pure=False)
             running[future] = scene
             completed.add(future)
 

@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import rasterio
 
@@ -17,9 +17,11 @@ from geoseg.pipeline.config import EngineSettings
 from geoseg.pipeline.coarsen import working_source
 from geoseg.pipeline.engine import FileSource, TilePass, execute, open_source
 from geoseg.pipeline.outputs import GeoTiffSink, output_paths, write_network_output
-from geoseg.pipeline.pipeline import Pipeline
 from geoseg.raster import not_georeferenced_message
 from geoseg.vector import VectorFormat
+
+if TYPE_CHECKING:
+    from geoseg.pipeline.pipeline import Pipeline
 
 __all__ = ["SceneOutput", "process_scene"]
 
