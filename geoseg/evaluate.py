@@ -217,7 +217,9 @@ def _to_metres(pred: _Side, truth_lines: np.ndarray, gsd_m: float) -> tuple[np.n
     try:
         utm = both.estimate_utm_crs()
     except RuntimeError as exc:
-        raise InputMismatchError(f"{pred.path}: cannot choose a UTM zone to measure lengths in ({exc}); reproject the inputs to a projected CRS in metres") from None
+        raise InputMismatchError(
+            f"{pred.path}: cannot choose a UTM zone to measure lengths in ({exc}); reproject the inputs to a projected CRS in metres"
+        ) from None
     metres = both.to_crs(utm).to_numpy()
     return metres[len(truth_lines) :], metres[: len(truth_lines)]
 

@@ -280,7 +280,10 @@ def open_dataset(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
 #: GDAL's words for HTTP failures, and ours.
 _HTTP_PROBLEMS = (
     (re.compile(r"HTTP\D{0,20}404\b|does not exist in the file system|No such file"), "not found on the server (HTTP 404)"),
-    (re.compile(r"HTTP\D{0,20}40[13]\b|Access Denied|AccessDenied|Forbidden|InvalidAccessKeyId|credentials", re.IGNORECASE), "access denied (check the URL's signature or your credentials)"),
+    (
+        re.compile(r"HTTP\D{0,20}40[13]\b|Access Denied|AccessDenied|Forbidden|InvalidAccessKeyId|credentials", re.IGNORECASE),
+        "access denied (check the URL's signature or your credentials)",
+    ),
     (re.compile(r"timed? ?out|Timeout", re.IGNORECASE), "the server did not answer in time (GDAL_HTTP_TIMEOUT)"),
     (re.compile(r"Could not resolve|Couldn't connect|Connection refused|Failed to connect", re.IGNORECASE), "cannot reach the server"),
     (re.compile(r"HTTP\D{0,20}5\d\d\b"), "the server failed (HTTP 5xx)"),
@@ -309,10 +312,9 @@ def _read_problem(name: str, exc: BaseException) -> str:
 
 def _probe_http(name: str) -> str | None:
     """Why an http(s) raster cannot be read now, asking the server for its first byte; None if it answers."""
+    import base64
     import urllib.error
     import urllib.request
-
-    import base64
 
     url = re.sub(r"^/vsicurl(_streaming)?/", "", name)
     if not re.match(r"https?://", url, re.IGNORECASE):

@@ -112,7 +112,10 @@ class Tile:
 
     def _core_part(self, region: Region) -> Region | None:
         part = Region(
-            max(self.row_off, region.row0), max(self.col_off, region.col0), min(self.row_off + self.height, region.row1), min(self.col_off + self.width, region.col1)
+            max(self.row_off, region.row0),
+            max(self.col_off, region.col0),
+            min(self.row_off + self.height, region.row1),
+            min(self.col_off + self.width, region.col1),
         )
         return part if part.height > 0 and part.width > 0 else None
 

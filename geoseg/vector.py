@@ -91,7 +91,9 @@ class VectorFormat:
         if self.rfc7946 and self.dst_crs is not None and _crs(self.dst_crs) != _crs(RFC7946_CRS):
             raise ConfigError(f"--dst-crs {self.dst_crs}: RFC 7946 GeoJSON is always in {RFC7946_CRS} (WGS84 longitude/latitude); drop --dst-crs or --rfc7946")
         if self.precision is not None and self.name != "geojson":
-            raise ConfigError(f"--precision {self.precision}: sets the decimals of GeoJSON coordinates; {self.name} stores full precision (drop it, or use --format geojson)")
+            raise ConfigError(
+                f"--precision {self.precision}: sets the decimals of GeoJSON coordinates; {self.name} stores full precision (drop it, or use --format geojson)"
+            )
         if self.precision is not None and not 0 <= self.precision <= 15:
             raise ConfigError(f"--precision {self.precision}: give 0 to 15 decimals (7 is about 1 cm in degrees, 3 is 1 mm in metres)")
         if self.dst_crs is not None:
@@ -233,7 +235,9 @@ def network_to_frames(graph: nx.MultiGraph, geo: GeoInfo) -> tuple[gpd.GeoDataFr
         if node_ids[u] != a:
             geom = shapely.reverse(geom)
         first = shapely.get_coordinates(geom)[0].tolist()
-        edge_rows.append((a, b, first, geom, u if node_ids[u] == a else v, v if node_ids[u] == a else u, data.get("saliency", np.nan), data.get("confidence", np.nan)))
+        edge_rows.append(
+            (a, b, first, geom, u if node_ids[u] == a else v, v if node_ids[u] == a else u, data.get("saliency", np.nan), data.get("confidence", np.nan))
+        )
     edge_rows.sort(key=lambda r: (r[0], r[1], r[2]))
     geoms = np.array([r[3] for r in edge_rows], dtype=object)
     geoms = _to_crs_coords(geoms, geo) if len(geoms) else geoms

@@ -166,5 +166,7 @@ def sample_labels(
             labels[burned > 0] = value
     labels[~image.valid] = UNLABELLED
     if not (labels == 1).any() or not (labels == 0).any():
-        raise InputMismatchError(f"{samples_path}: samples must label both road ({road_value}) and background ({background_value}) pixels inside {image.source}")
+        raise InputMismatchError(
+            f"{samples_path}: samples must label both road ({road_value}) and background ({background_value}) pixels inside {image.source}"
+        )
     return labels

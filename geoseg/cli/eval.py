@@ -20,14 +20,18 @@ if TYPE_CHECKING:
 @click.argument("truth", type=click.Path())
 @click.option("--buffer-m", type=click.FloatRange(min=0), default=None, help="Buffer half-width in metres (default 2 m for vectors).")
 @click.option("--slack-px", type=click.FloatRange(min=0), default=None, help="Pixel slack, for two centerline rasters on the same grid (default 3).")
-@click.option("--gsd-m", type=click.FloatRange(min=0, min_open=True), default=None, help="GSD of data without georeferencing [default: 0.3, said in the output].")
+@click.option(
+    "--gsd-m", type=click.FloatRange(min=0, min_open=True), default=None, help="GSD of data without georeferencing [default: 0.3, said in the output]."
+)
 @click.option("--junction-radius-m", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
               help="Largest distance in metres at which a junction of PRED matches one of TRUTH.")
 @click.option("--join-ends-m", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Join a line's end to another line within this distance in the graphs (0: only shared vertices join lines, as in SpaceNet's APLS).")
 @click.option("--image", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Image whose georeferencing places a SpaceNet CSV's pixel coordinates.")
-@click.option("--image-id", default=None, help="ImageId of the SpaceNet CSV rows to score [default: the only one, else --image's name without RGB-PanSharpen_ etc.].")
+@click.option(
+    "--image-id", default=None, help="ImageId of the SpaceNet CSV rows to score [default: the only one, else --image's name without RGB-PanSharpen_ etc.]."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON (undefined scores as null).")
 def command(pred: str, truth: str, buffer_m: float | None, slack_px: float | None, gsd_m: float | None, junction_radius_m: float,
             join_ends_m: float, image: str | None, image_id: str | None, as_json: bool) -> None:

@@ -37,10 +37,10 @@ if _LOADING:
 # (10-100x measured on 2 cores); set before torch is imported. A user's setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import click
+import click  # noqa: E402 - after the signal handler and OMP setting above
 
-from geoseg import __version__
-from geoseg.errors import GeosegError
+from geoseg import __version__  # noqa: E402
+from geoseg.errors import GeosegError  # noqa: E402
 
 __all__ = ["COMMANDS", "INTERRUPTED_EXIT", "cli"]
 
@@ -108,7 +108,9 @@ class _GeosegGroup(click.Group):
 def _add_verbosity_options(cmd: click.Command) -> None:
     """Give ``cmd`` (and, for a group, each of its commands) its own ``-v`` and ``-q``."""
     cmd.params += [
-        click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_more_logging, help="Debug logging and full tracebacks on errors (as geoseg -v)."),
+        click.Option(
+            ["-v", "--verbose"], count=True, expose_value=False, callback=_more_logging, help="Debug logging and full tracebacks on errors (as geoseg -v)."
+        ),
         click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, callback=_more_logging, help="Only warnings and errors (as geoseg -q)."),
     ]
     if isinstance(cmd, click.Group):

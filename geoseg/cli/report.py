@@ -11,9 +11,16 @@ from geoseg.errors import ManifestError
 
 @click.command("report")
 @click.argument("outdir", type=click.Path(file_okay=False))
-@click.option("--truth", metavar="DIR_OR_GLOB", default=None, help="Reference networks (vector files), matched to scenes by stem: <stem>.<ext> or <stem>_centerlines.<ext>.")
+@click.option(
+    "--truth",
+    metavar="DIR_OR_GLOB",
+    default=None,
+    help="Reference networks (vector files), matched to scenes by stem: <stem>.<ext> or <stem>_centerlines.<ext>.",
+)
 @click.option("--buffer-m", type=click.FloatRange(min=0), default=2.0, show_default=True, help="Buffer half-width in metres for the truth scores.")
-@click.option("--max-size", type=click.IntRange(min=16), default=768, show_default=True, help="Longest side of the overlays in pixels (scenes are read decimated).")
+@click.option(
+    "--max-size", type=click.IntRange(min=16), default=768, show_default=True, help="Longest side of the overlays in pixels (scenes are read decimated)."
+)
 @click.option("--embed", is_flag=True, help="Embed the overlays in report.html (one portable file) instead of OUTDIR/report_files/.")
 def command(outdir: str, truth: str | None, buffer_m: float, max_size: int, embed: bool) -> None:
     """Write OUTDIR/report.html for the batch that `geoseg run` wrote into OUTDIR.

@@ -42,9 +42,9 @@ def arch(config, images, masks, val_images, val_masks, target_ms, output, overri
     """
     from geoseg.atomic import check_output_file
     from geoseg.cli.train import config_gsd_option, read_scenes
-    from geoseg.shipped import resolve_file
     from geoseg.nn.search.config import load_search_config
     from geoseg.nn.search.run import run_gas
+    from geoseg.shipped import resolve_file
 
     cfg = load_search_config(resolve_file(config, "training") if config else None, overrides)
     given = {"images": images, "masks": masks, "val_images": val_images, "val_masks": val_masks}
@@ -60,7 +60,14 @@ def arch(config, images, masks, val_images, val_masks, target_ms, output, overri
     start = time.perf_counter()
     train_scenes = read_scenes(data.images, data.masks, [], [], data.gsd_m, "training data", gsd_option=gsd_option)
     val_scenes = read_scenes(data.val_images, data.val_masks, [], [], data.gsd_m, "validation data", gsd_option=gsd_option) if data.val_images else []
-    log.info("searching on %d scene(s) for %g ms per %d px tile (%s, GCN %s)", len(train_scenes), latency.target_ms, latency.tile_px, cfg.device, "on" if cfg.search.gcn else "off")
+    log.info(
+        "searching on %d scene(s) for %g ms per %d px tile (%s, GCN %s)",
+        len(train_scenes),
+        latency.target_ms,
+        latency.tile_px,
+        cfg.device,
+        "on" if cfg.search.gcn else "off",
+    )
     result = run_gas(cfg, train_scenes, val_scenes, output=output, progress=progress)
     best = f", best val road IoU {result.best_iou:.4f}" if val_scenes else ""
     log.info(

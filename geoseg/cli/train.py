@@ -39,7 +39,9 @@ def command() -> None:
 @click.option("--lambda", "lam", type=float, default=0.1, show_default=True, help="Ridge parameter of the collaborative representation.")
 @click.option("--atoms", type=int, default=1000, show_default=True, help="Dictionary atoms per class.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--gsd-m", type=click.FloatRange(min=0, min_open=True), default=None, help="GSD of training files without georeferencing [default: 0.3, with a warning].")
+@click.option(
+    "--gsd-m", type=click.FloatRange(min=0, min_open=True), default=None, help="GSD of training files without georeferencing [default: 0.3, with a warning]."
+)
 def mjcr(images, masks, image, samples, class_field, road_value, background_value, output, bands, scales_m, lam, atoms, seed, gsd_m) -> None:
     """Train the MJCR (multiscale joint collaborative representation) road classifier.
 
@@ -238,7 +240,6 @@ def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabel
 
     from geoseg.nn.config import load_train_config
     from geoseg.nn.train import train
-
     from geoseg.shipped import resolve_file
 
     cfg_path = resolve_file(config, "training") if config else None

@@ -6,7 +6,6 @@ Algorithms on arrays, shapely geometries and networkx graphs; no file I/O.
 from __future__ import annotations
 
 from geoseg.metrics.apls import AplsResult, apls
-from geoseg.metrics.line_graph import graph_from_lines, join_line_ends
 from geoseg.metrics.buffer import (
     BufferScores,
     quality_from,
@@ -14,6 +13,7 @@ from geoseg.metrics.buffer import (
     vector_buffer_scores,
 )
 from geoseg.metrics.iou import binary_scores, boundary_f_score, mask_boundary
+from geoseg.metrics.line_graph import graph_from_lines, join_line_ends
 from geoseg.metrics.topology import GraphMetrics, graph_metrics, junction_scores, topo_scores
 
 __all__ = [

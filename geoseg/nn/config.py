@@ -71,13 +71,18 @@ class DataConfig(_Strict):
     bands: list[int] | None = Field(None, description="1-based bands to read (default: the first three, or all when fewer)")
     gsd_m: float = Field(0.3, gt=0, description="GSD assumed for training files without georeferencing")
     work_gsd_m: float | None = Field(
-        None, gt=0, description="resample the training scenes to this GSD (metres); the model then resamples every scene to it at inference. null: train at the scenes' GSD"
+        None,
+        gt=0,
+        description="resample the training scenes to this GSD (metres); the model then resamples every scene to it at inference. "
+        "null: train at the scenes' GSD",
     )
     crop_px: int = Field(256, ge=32, multiple_of=16, description="side of the training crops (a multiple of 16)")
     batch_size: int = Field(8, ge=1, description="crops per batch")
     class_weights: tuple[float, float] = Field((1.0, 1.0), description="cross-entropy weights of background and road")
     edge_radius_px: int = Field(2, ge=1, description="half-width of the boundary band derived from the masks")
-    centerline_buffer_m: float = Field(1.0, gt=0, description="width (sigma, metres) of the Gaussian ridge along the centerline rasters that the centerline head learns")
+    centerline_buffer_m: float = Field(
+        1.0, gt=0, description="width (sigma, metres) of the Gaussian ridge along the centerline rasters that the centerline head learns"
+    )
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     unlabeled: list[str] = Field(default_factory=list, description="unlabelled scenes (files or globs) for mode uda (target domain) or ssl")
     unlabeled_masks: list[str] = Field(

@@ -178,7 +178,14 @@ def run_selftraining(
         thresholds = class_balanced_thresholds(probs, r)
         pseudo = [pseudo_labels(p, thresholds) for p in probs]
         scores = pseudo_label_scores(pseudo, [s.check for s in unl])
-        history.append({"round": k, "pseudo_r": r, **{f"pseudo_threshold_{c}": float(t) for c, t in enumerate(thresholds)}, **{f"pseudo_{n}": v for n, v in scores.items() if not math.isnan(v)}})  # no IoU without check masks
+        history.append(
+            {
+                "round": k,
+                "pseudo_r": r,
+                **{f"pseudo_threshold_{c}": float(t) for c, t in enumerate(thresholds)},
+                **{f"pseudo_{n}": v for n, v in scores.items() if not math.isnan(v)},
+            }
+        )  # no IoU without check masks
         log.info(
             "round %d/%d: r %.2f, thresholds %s, pseudo-label coverage %.3f (road %.3f)%s",
             k, len(ratios), r, np.round(thresholds, 4).tolist(), scores["coverage"], scores["road_fraction"],
@@ -199,7 +206,16 @@ def run_selftraining(
 class _Fit:
     """Epoch loop shared by the supervised round and the self-training rounds."""
 
-    def __init__(self, config: TrainConfig, model: NNModel, lab: list[TrainingScene], val_data: Sequence[SceneData], device: str, progress: bool, history: list[dict[str, float]]) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        model: NNModel,
+        lab: list[TrainingScene],
+        val_data: Sequence[SceneData],
+        device: str,
+        progress: bool,
+        history: list[dict[str, float]],
+    ) -> None:
         self.config, self.model, self.lab, self.val, self.device, self.progress, self.history = config, model, lab, val_data, device, progress, history
         self.aug = config.data.augment.augmentation()
         self.weights = loss_weights(config)
@@ -253,7 +269,12 @@ class _Fit:
                 bar.set_postfix(loss=f"{sums['total'] / (i + 1):.3f}")
             bar.close()
             n = cfg.iterations_per_epoch
-            record: dict[str, float] = {"round": round_, "epoch": self.epoch, "seconds": time.perf_counter() - t0, **{f"loss_{k}": v / n for k, v in sums.items()}}
+            record: dict[str, float] = {
+                "round": round_,
+                "epoch": self.epoch,
+                "seconds": time.perf_counter() - t0,
+                **{f"loss_{k}": v / n for k, v in sums.items()},
+            }
             if self.val:
                 record["val_iou"] = evaluate_iou(self.model, self.val, self.device)
             score = record.get("val_iou", float(self.epoch))
@@ -265,8 +286,10 @@ class _Fit:
             self.history.append(record)
             log.info(
                 "round %d epoch %d/%d: loss %.4f (supervised %.4f%s)%s (%.1f s)%s", round_, e + 1, epochs, record["loss_total"], record["loss_supervised"],
-                f", pseudo %.4f" % record["loss_pseudo"] if pseudo is not None else "",
-                f", val road IoU {record['val_iou']:.4f}" if "val_iou" in record else "", record["seconds"], " *best of round*" if improved and self.val else "",
+                f", pseudo {record['loss_pseudo']:.4f}" if pseudo is not None else "",
+                f", val road IoU {record['val_iou']:.4f}" if "val_iou" in record else "",
+                record["seconds"],
+                " *best of round*" if improved and self.val else "",
             )  # fmt: skip
         assert round_state is not None
         self.best_state = round_state

@@ -44,7 +44,22 @@ from geoseg.nn.models import build_model
 from geoseg.nn.resample import resample_any, resample_bands, resample_labels, zoomed_shape
 from geoseg.scene_checks import TrainingScenes, data_bands
 
-__all__ = ["SceneData", "TrainResult", "batch_losses", "describe_training_scenes", "evaluate_iou", "loss_weights", "lr_factor", "new_model", "optimizer_factory", "resolve_device", "set_learning_rate", "train", "training_scenes", "working_zoom"]
+__all__ = [
+    "SceneData",
+    "TrainResult",
+    "batch_losses",
+    "describe_training_scenes",
+    "evaluate_iou",
+    "loss_weights",
+    "lr_factor",
+    "new_model",
+    "optimizer_factory",
+    "resolve_device",
+    "set_learning_rate",
+    "train",
+    "training_scenes",
+    "working_zoom",
+]
 
 log = logging.getLogger("geoseg.nn")
 

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from geoseg.atomic import TEMP_PREFIX
 from geoseg.errors import ConfigError, GeosegError, InputMismatchError, ManifestError, OutputWriteError, RasterReadError
-from geoseg.inputs import SceneInput, is_remote, redact, scene_input
+from geoseg.inputs import SceneInput, redact, scene_input
 from geoseg.manifest import ENTRY_KEYS, MANIFEST_NAME, read_manifest, write_manifest
 from geoseg.vector import VectorFormat, vector_format
 

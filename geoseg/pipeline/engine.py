@@ -60,7 +60,21 @@ from geoseg.tiling import (
 )
 from geoseg.vector import network_to_frames, read_lines
 
-__all__ = ["RunResult", "SceneSource", "FileSource", "MemorySource", "RasterSink", "MemorySink", "TilePass", "SceneExtent", "execute", "open_source", "plan_tiles", "read_aoi", "scene_extent"]
+__all__ = [
+    "RunResult",
+    "SceneSource",
+    "FileSource",
+    "MemorySource",
+    "RasterSink",
+    "MemorySink",
+    "TilePass",
+    "SceneExtent",
+    "execute",
+    "open_source",
+    "plan_tiles",
+    "read_aoi",
+    "scene_extent",
+]
 
 log = logging.getLogger("geoseg.engine")
 
@@ -429,7 +443,9 @@ def plan_tiles(
     """
     halo = _halo(steps, geo) + extra_halo
     if tile_px is None:
-        per_pixel = IMAGE_BYTES_PER_PIXEL + extra_bytes_per_pixel + sum(s.bytes_per_pixel for s in steps) + sum(s.statistics_bytes_per_pixel() for s in also_in_memory)
+        per_pixel = (
+            IMAGE_BYTES_PER_PIXEL + extra_bytes_per_pixel + sum(s.bytes_per_pixel for s in steps) + sum(s.statistics_bytes_per_pixel() for s in also_in_memory)
+        )
         tile_px = tile_size_for_memory(max_memory, per_pixel, halo)
     return tile_px, halo
 

@@ -7,7 +7,6 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
-
 from pyogrio.errors import DataLayerError, DataSourceError
 
 from geoseg.errors import ConfigError, OutputWriteError

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from geoseg.errors import ConfigError
 from geoseg.pipeline.batch import ProgressCallback, SceneReport, run_batch
+from geoseg.pipeline.coarsen import working_source
 from geoseg.pipeline.config import (
     SCHEMA_VERSION,
     EngineSettings,
@@ -25,7 +26,6 @@ from geoseg.pipeline.config import (
     parse_yaml,
     resolve_refs,
 )
-from geoseg.pipeline.coarsen import working_source
 from geoseg.pipeline.engine import FileSource, MemorySource, RunResult, execute, open_source
 from geoseg.pipeline.registry import get_step_class
 from geoseg.pipeline.step import Step

@@ -13,8 +13,8 @@ import rasterio
 
 from geoseg.atomic import _SHAPEFILE_SIDECARS
 from geoseg.errors import GeosegError, NotGeoreferencedWarning
-from geoseg.pipeline.config import EngineSettings
 from geoseg.pipeline.coarsen import working_source
+from geoseg.pipeline.config import EngineSettings
 from geoseg.pipeline.engine import FileSource, TilePass, execute, open_source
 from geoseg.pipeline.outputs import GeoTiffSink, output_paths, write_network_output
 from geoseg.raster import not_georeferenced_message

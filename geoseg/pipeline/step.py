@@ -33,7 +33,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from geoseg.errors import GeosegError
-
 from geoseg.raster import GeoInfo
 
 __all__ = ["Step", "StepContext", "LAYER_KINDS", "layer_kind"]

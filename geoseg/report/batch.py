@@ -14,14 +14,14 @@ import logging
 import math
 import os
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import geopandas as gpd
 from PIL import Image
 
 from geoseg.atomic import atomic_path
-from geoseg.errors import GeosegError, ManifestError, NotGeoreferencedWarning
+from geoseg.errors import GeosegError, NotGeoreferencedWarning
 from geoseg.evaluate import VECTOR_SUFFIXES, evaluate_files
 from geoseg.inputs import is_remote
 from geoseg.manifest import ManifestScene, read_manifest
@@ -209,7 +209,7 @@ def write_report(
     ]
     if truth is not None:
         details.append(("truth", f"{truth} (buffer {buffer_m:g} m)"))
-    details.append(("written", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")))
+    details.append(("written", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")))
     page = render_html(rows, title=f"geoseg report: {folder.resolve().name}", details=details,
                        with_truth=truth is not None)
     with atomic_path(folder / REPORT_NAME) as tmp:

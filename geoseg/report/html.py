@@ -103,7 +103,7 @@ td img{width:96px;height:auto;display:block}
 .card img.zoom{position:fixed;inset:2vh 2vw;width:96vw;height:96vh;object-fit:contain;background:rgba(0,0,0,.85);z-index:9;cursor:zoom-out}
 .card dl{display:grid;grid-template-columns:auto 1fr;gap:2px 12px;margin:8px 0 0}.card dt{color:#666}.card dd{margin:0}
 .card ul{margin:6px 0 0;padding-left:18px;color:#8a5a00;font-size:12px}.error{color:#b00020;white-space:pre-wrap}
-""" % (str(NO_CONFIDENCE_COLOUR),)
+""" % (str(NO_CONFIDENCE_COLOUR),)  # noqa: UP031 - CSS is full of braces: % keeps it readable
 
 _JS = """
 document.querySelectorAll("table.sortable th").forEach(function (th, col) {

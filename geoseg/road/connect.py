@@ -440,7 +440,7 @@ def connect_gaps(
                 _angle_deg(da, gap) <= max_angle_deg and _angle_deg(db, -gap) <= max_angle_deg
             ):
                 cand.append((dist, a, b))
-        for dist, a, b in sorted(cand, key=lambda t: t[0]):
+        for _dist, a, b in sorted(cand, key=lambda t: t[0]):
             if a in used or b in used:
                 continue
             used.update((a, b))

@@ -271,7 +271,7 @@ def simplify_graph(G: nx.MultiGraph, tolerance_px: float) -> nx.MultiGraph:
         A copy with simplified geometries. Rings that would collapse are left as they are.
     """
     H = G.copy()
-    for u, v, k, d in H.edges(keys=True, data=True):
+    for u, v, _k, d in H.edges(keys=True, data=True):
         g = shapely.simplify(d["geometry"], tolerance_px, preserve_topology=False)
         if u == v and len(g.coords) < 4:
             continue

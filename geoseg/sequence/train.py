@@ -132,7 +132,7 @@ def generate_sequences(cfg: SequenceTrainConfig, *, seed_offset: int = 0) -> lis
     else:
         bgs = [synthetic_background(s, s, seed=cfg.seed + seed_offset + 1000 * k) for k in range(cfg.n_sequences)]
     out = []
-    for k, bg in enumerate(bgs):
+    for bg in bgs:
         n_obj = int(rng.integers(cfg.objects_min, cfg.objects_max + 1))
         out.append(make_sequence(bg, cfg.n_frames, n_objects=n_obj, seed=int(rng.integers(1 << 31)),
                                  leave_and_return=int(rng.integers(0, 2)), crossing=bool(n_obj >= 2 and rng.random() < 0.3)))
@@ -243,7 +243,7 @@ def _make_batch(samples: list[SequenceSample], rng: np.random.Generator, cfg: Se
                 emb_items.append((n, m, si * 10_000 + i))
     # mask queries on the current frames
     q_index, q_prior, q_target = [], [], []
-    for bi, (si, f0, f1, i0, i1, ids) in enumerate(pairs):
+    for bi, (_si, _f0, _f1, i0, i1, ids) in enumerate(pairs):
         visible = [i for i in ids if (i1 == i).sum() >= 4]
         chosen = list(rng.permutation(visible)[: cfg.max_queries])
         for i in chosen:

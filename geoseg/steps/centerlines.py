@@ -102,7 +102,9 @@ class NonMaxSuppression(Step):
     threshold: float = Field(0.1, gt=0, description="seed threshold, a fraction of the robust saliency maximum")
     low_threshold: float = Field(0.05, ge=0, description="continuation threshold (hysteresis), same units")
     offset_reach_m: float = Field(
-        5.0, ge=0, description="with a road mask or probability: how far across the road (m) its middle is sought to place each centerline pixel; 0 = pixel centres"
+        5.0,
+        ge=0,
+        description="with a road mask or probability: how far across the road (m) its middle is sought to place each centerline pixel; 0 = pixel centres",
     )
 
     def halo_px(self, geo: GeoInfo) -> int:

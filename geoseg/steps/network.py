@@ -8,9 +8,9 @@ from pydantic import Field
 
 from geoseg.pipeline.step import Step, StepContext, ceil_px
 from geoseg.raster import GeoInfo
+from geoseg.road.centerlines import width_from_histogram
 from geoseg.road.connect import clean_network
 from geoseg.road.network import dissolve_degree2, simplify_graph, skeleton_to_graph
-from geoseg.road.centerlines import width_from_histogram
 from geoseg.steps.road_width import WIDTH_STATS_BYTES_PER_PIXEL, width_partial, width_stats_halo_px
 
 __all__ = ["RoadNetwork", "ConnectNetwork"]

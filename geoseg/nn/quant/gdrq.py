@@ -34,8 +34,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from tqdm import tqdm
 
-from geoseg.errors import ConfigError
 from geoseg.configfile import load_config
+from geoseg.errors import ConfigError
 from geoseg.nn.config import TrainConfig
 from geoseg.nn.data import Augmentation, TrainingScene, sample_batch
 from geoseg.nn.losses import LossWeights, segmentation_losses

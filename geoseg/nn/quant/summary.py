@@ -44,9 +44,13 @@ def _metadata_overview(meta: dict[str, Any]) -> dict[str, Any]:
     for key, value in meta.items():
         if key in _GENERIC_KEYS:
             out[key] = _jsonable(value)
-        elif isinstance(value, (str, int, float, bool)) or value is None:
-            out[key] = value
-        elif isinstance(value, list) and len(value) <= 16 and all(isinstance(v, (str, int, float, bool)) for v in value):
+        elif (
+            isinstance(value, (str, int, float, bool))
+            or value is None
+            or isinstance(value, list)
+            and len(value) <= 16
+            and all(isinstance(v, (str, int, float, bool)) for v in value)
+        ):
             out[key] = value
         elif isinstance(value, dict) and all(_is_small(v) for v in value.values()):
             out[key] = _jsonable(value)  # e.g. a classifier's hyper-parameters

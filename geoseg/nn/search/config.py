@@ -14,8 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from geoseg.errors import ConfigError
 from geoseg.configfile import load_config
+from geoseg.errors import ConfigError
 from geoseg.nn.config import DataConfig, InferenceConfig, LossConfig, OptimizerConfig
 from geoseg.nn.search.ops import OP_NAMES
 from geoseg.nn.search.space import DEFAULT_STRIDES, check_layout

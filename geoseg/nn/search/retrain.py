@@ -21,7 +21,7 @@ from geoseg.nn.losses import segmentation_losses
 from geoseg.nn.modelfile import NNModel
 from geoseg.nn.search.config import SearchConfig
 from geoseg.nn.search.search import loss_weights
-from geoseg.nn.train import SceneData, lr_factor, evaluate_iou
+from geoseg.nn.train import SceneData, evaluate_iou, lr_factor
 
 __all__ = ["retrain"]
 

@@ -127,7 +127,15 @@ def _run(
     arch = ArchParams(len(sp.strides), len(net.edges), len(sp.ops), config.search.gcn, config.search.gcn_hidden, config.search.gcn_gamma)
     if lut is not None and (len(lut.ops) != len(sp.strides) or lut.op_names != list(sp.ops) or lut.tile_px != config.latency.tile_px):
         raise ConfigError("the given latency table does not fit the search space, operations or tile size of the config")
-    lut = lut or build_lut(net, config.latency.tile_px, device=device, repeats=config.latency.repeats, warmup=config.latency.warmup, rounds=config.latency.rounds, in_channels=len(bands))
+    lut = lut or build_lut(
+        net,
+        config.latency.tile_px,
+        device=device,
+        repeats=config.latency.repeats,
+        warmup=config.latency.warmup,
+        rounds=config.latency.rounds,
+        in_channels=len(bands),
+    )
     log.info("latency table (%s, %d thread(s), %d px tile): fixed parts %.2f ms", device, lut.threads, lut.tile_px, lut.fixed_ms)
     for k, row in enumerate(lut.ops):
         log.info("  cell %d (stride %d): %s", k, sp.strides[k], ", ".join(f"{n} {v:.2f}" for n, v in row.items()))
@@ -135,12 +143,32 @@ def _run(
     text = genotype_text(outcome.genotype, sp.strides, sp.nodes)
     for line in text:
         log.info("derived %s", line)
-    hyper = {"in_channels": len(bands), "num_classes": 2, "width": sp.width, "strides": list(sp.strides), "nodes": sp.nodes, "genotype": outcome.genotype, "centerline_head": False}
+    hyper = {
+        "in_channels": len(bands),
+        "num_classes": 2,
+        "width": sp.width,
+        "strides": list(sp.strides),
+        "nodes": sp.nodes,
+        "genotype": outcome.genotype,
+        "centerline_head": False,
+    }
     torch.manual_seed(config.seed)
     module = GASNet(**hyper)
-    measured = measure_network(module, config.latency.tile_px, in_channels=len(bands), device=device, repeats=config.latency.repeats, warmup=config.latency.warmup, rounds=config.latency.rounds)
+    measured = measure_network(
+        module,
+        config.latency.tile_px,
+        in_channels=len(bands),
+        device=device,
+        repeats=config.latency.repeats,
+        warmup=config.latency.warmup,
+        rounds=config.latency.rounds,
+    )
     log.info(
-        "derived network: %.2f ms per %d px tile measured (LUT %.2f ms, target %g ms)", measured, config.latency.tile_px, outcome.predicted_ms, config.latency.target_ms
+        "derived network: %.2f ms per %d px tile measured (LUT %.2f ms, target %g ms)",
+        measured,
+        config.latency.tile_px,
+        outcome.predicted_ms,
+        config.latency.target_ms,
     )  # fmt: skip
     target_missed = measured > config.latency.target_ms
     if target_missed:

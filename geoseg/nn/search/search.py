@@ -195,7 +195,13 @@ def search_architecture(
         if n_arch:
             record.update({k: sums[k] / n_arch for k in ("arch_ce", "expected_ms", "penalty")})
         history.append(record)
-        log.info("search epoch %d/%d: CE %.4f%s", epoch + 1, s.epochs, record["ce"], f", E[latency] {record['expected_ms']:.2f} ms (target {target:g})" if n_arch else "")
+        log.info(
+            "search epoch %d/%d: CE %.4f%s",
+            epoch + 1,
+            s.epochs,
+            record["ce"],
+            f", E[latency] {record['expected_ms']:.2f} ms (target {target:g})" if n_arch else "",
+        )
     with torch.no_grad():
         weights = arch.weights().cpu()
     genotype = derive_genotype(weights, lut.op_names)

@@ -223,6 +223,8 @@ class GASNet(_Skeleton):
     def _cell(self, k: int, x: Tensor) -> Tensor:
         states: list[Tensor | None] = [x]
         for j in range(1, self.nodes + 1):
-            parts = [self.cells[f"{k}_{e}"](states[i]) for e, (i, jj) in enumerate(self.edges) if jj == j and f"{k}_{e}" in self.cells and states[i] is not None]
+            parts = [
+                self.cells[f"{k}_{e}"](states[i]) for e, (i, jj) in enumerate(self.edges) if jj == j and f"{k}_{e}" in self.cells and states[i] is not None
+            ]
             states.append(sum(parts) if parts else None)  # type: ignore[arg-type]
         return sum(s for s in states if s is not None)  # type: ignore[return-value]
