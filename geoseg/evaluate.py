@@ -120,7 +120,7 @@ def _load(path: str | os.PathLike[str], assume_gsd_m: float, image: str | os.Pat
     t = raster.geo.transform
     if raster.geo.georeferenced and len(lines):
         lines = shapely.transform(lines, lambda xy: xy @ np.array([[t.a, t.d], [t.b, t.e]]) + np.array([t.c, t.f]))
-    crs = ProjCRS.from_user_input(raster.geo.crs.to_wkt()) if raster.geo.georeferenced else None
+    crs = ProjCRS.from_user_input(raster.geo.crs.to_wkt()) if raster.geo.georeferenced and raster.geo.crs is not None else None
     return _Side(str(p), lines, crs, raster)
 
 
@@ -132,7 +132,7 @@ def _load_wkt_pix(path: Path, image: str | os.PathLike[str] | None, image_id: st
     if image is None:
         raise InputMismatchError(f"{path}: a SpaceNet CSV holds pixel coordinates; give the image they refer to with --image")
     geo, _ = read_geoinfo(image)
-    if not geo.georeferenced:
+    if not geo.georeferenced or geo.crs is None:
         raise InputMismatchError(f"{image}: not georeferenced, so it cannot place the pixel coordinates of {path}")
     if image_id is None:
         ids = image_ids(path)

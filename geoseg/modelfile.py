@@ -75,7 +75,7 @@ def save_model(path: str | os.PathLike, arrays: dict[str, np.ndarray], metadata:
     path : str or path-like
         Destination, conventionally ending in ``.npz`` (kept as given).
     arrays : dict of str to ndarray
-        Numeric arrays; names must be non-empty and differ from ``__geoseg_header__``.
+        Numeric arrays; names must be non-empty and differ from ``__geoseg_header__`` and ``allow_pickle``.
     metadata : dict
         JSON-serialisable settings; must hold a non-empty string ``kind`` (e.g. "mjcr").
 
@@ -98,7 +98,7 @@ def save_model(path: str | os.PathLike, arrays: dict[str, np.ndarray], metadata:
     clean: dict[str, np.ndarray] = {}
     for name, arr in arrays.items():
         a = np.asarray(arr)
-        if not isinstance(name, str) or not name or name == HEADER_KEY:
+        if not isinstance(name, str) or not name or name in (HEADER_KEY, "allow_pickle"):  # np.savez_compressed takes allow_pickle as its flag
             raise ModelFileError(f"{path}: invalid array name {name!r}")
         if a.dtype.hasobject or a.dtype.kind not in "biufc":
             raise ModelFileError(f"{path}: array {name!r} has unsupported dtype {a.dtype}")
@@ -117,7 +117,7 @@ def save_model(path: str | os.PathLike, arrays: dict[str, np.ndarray], metadata:
     clean[HEADER_KEY] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
     with atomic_path(path) as tmp, tmp.open("wb") as fh:
-        np.savez_compressed(fh, **clean)
+        np.savez_compressed(fh, allow_pickle=False, **clean)
         fh.flush()
         os.fsync(fh.fileno())
     return path

@@ -134,8 +134,9 @@ class GeoInfo:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """``(xmin, ymin, xmax, ymax)`` in the CRS (pixel coordinates without georeferencing)."""
-        xs, ys = self.transform @ (np.array([0, self.width, 0, self.width]), np.array([0, 0, self.height, self.height]))
-        return float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
+        corners = [self.transform @ (x, y) for x, y in ((0, 0), (self.width, 0), (0, self.height), (self.width, self.height))]
+        xs, ys = [x for x, _ in corners], [y for _, y in corners]
+        return float(min(xs)), float(min(ys)), float(max(xs)), float(max(ys))
 
     def to_pixels(self, geometry: shapely.Geometry) -> shapely.Geometry:
         """A geometry in CRS coordinates mapped to this raster's pixel space (x = column, y = row)."""
@@ -324,7 +325,7 @@ def _probe_http(name: str) -> str | None:
     if parts.username is not None:  # user:password@ goes in a header, as curl sends it
         login = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
         headers["Authorization"] = "Basic " + base64.b64encode(login.encode()).decode()
-        url = urllib.parse.urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
+        url = urllib.parse.urlunsplit(parts._replace(netloc=(parts.hostname or "") + (f":{parts.port}" if parts.port else "")))
     # GDAL may reach the server differently (its own proxy, headers, authentication, TLS
     # settings): then a refusal or a failure to connect here says nothing about GDAL's request.
     own_access = any(os.environ.get(key) for key in _GDAL_HTTP_ACCESS)
@@ -613,7 +614,7 @@ class RasterTileWriter:
     ) -> None:
         self.path = Path(path)
         self.geo = geo
-        self.profile = {
+        self.profile: dict[str, Any] = {
             "driver": "GTiff",
             "width": geo.width,
             "height": geo.height,

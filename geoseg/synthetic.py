@@ -534,13 +534,13 @@ def _place_trees(
     keep &= (centre[:, 1] > -radius) & (centre[:, 1] < height + radius)
     for c, hl, hw in zip(buildings.centre, buildings.half_length, buildings.half_width):
         keep &= np.hypot(*(centre - c).T) > min(hl, hw)
-    keep = np.flatnonzero(keep)
-    keep = keep[np.argsort(radius[keep], kind="stable")]  # small (low) trees are drawn first
-    n = len(keep)
+    kept = np.flatnonzero(keep)
+    kept = kept[np.argsort(radius[kept], kind="stable")]  # small (low) trees are drawn first
+    n = len(kept)
     base = np.array([[52, 78, 38], [38, 66, 36], [64, 86, 44], [46, 70, 50]], dtype=np.float32)
     return _Trees(
-        centre=centre[keep], radius=radius[keep],
-        height_m=radius[keep] * gsd * rng.uniform(2.2, 3.2, n),
+        centre=centre[kept], radius=radius[kept],
+        height_m=radius[kept] * gsd * rng.uniform(2.2, 3.2, n),
         colour=base[rng.integers(len(base), size=n)] * rng.uniform(0.85, 1.15, (n, 1)),
         phases=rng.uniform(0.0, 2 * np.pi, (n, 3)),
     )
@@ -830,8 +830,8 @@ def _render_roads(
     allowed_all = np.concatenate(allowed)
 
     seg_p, seg_q, seg_road, seg_s = [], [], [], []
-    for k, road in enumerate(roads):
-        line = shapely.segmentize(road.line, max(2.0 * half[k] + 2.0, 8.0))
+    for k, r in enumerate(roads):
+        line = shapely.segmentize(r.line, max(2.0 * half[k] + 2.0, 8.0))
         xy = np.asarray(line.coords)
         lengths = np.hypot(*np.diff(xy, axis=0).T)
         seg_p.append(xy[:-1])

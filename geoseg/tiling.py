@@ -188,7 +188,7 @@ def tile_grid(
     [(10, 30), (40, 40), (80, 20)]
     """
     area = region if region is not None else Region(0, 0, height, width)
-    tiles = []
+    tiles: list[Tile] = []
     for r, h in _cuts(area.row0, area.row1, tile_px, None if phase is None else phase[0]):
         for c, w in _cuts(area.col0, area.col1, tile_px, None if phase is None else phase[1]):
             wr, wc = max(0, r - halo_px), max(0, c - halo_px)

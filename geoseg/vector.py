@@ -189,7 +189,7 @@ def lengths_m(geoms: np.ndarray, geo: GeoInfo) -> np.ndarray:
     geoms = np.asarray(geoms, dtype=object)
     if len(geoms) == 0:
         return np.zeros(0)
-    if not geo.georeferenced:
+    if not geo.georeferenced or geo.crs is None:
         sx, sy = geo.gsd_xy_m
         return shapely.length(_affine(geoms, sx, 0.0, 0.0, 0.0, sy, 0.0))
     proj = ProjCRS.from_user_input(geo.crs.to_wkt())
@@ -255,7 +255,7 @@ def network_to_frames(graph: nx.MultiGraph, geo: GeoInfo) -> tuple[gpd.GeoDataFr
         geometry=gpd.GeoSeries(list(geoms), crs=crs),
         crs=crs,
     )
-    ordered = sorted(node_ids, key=node_ids.get)
+    ordered = sorted(node_ids, key=node_ids.__getitem__)
     pts = shapely.points([[graph.nodes[n]["x"], graph.nodes[n]["y"]] for n in ordered]) if ordered else np.array([], dtype=object)
     pts = _to_crs_coords(np.asarray(pts, dtype=object), geo) if len(ordered) else pts
     kinds = ["end" if degree[n] == 1 else "through" if degree[n] == 2 else "junction" for n in ordered]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -93,7 +94,7 @@ def mjcr(images, masks, image, samples, class_field, road_value, background_valu
     log.info("wrote %s (%.1f s)", output, time.perf_counter() - start)
 
 
-def read_image(path: str, gsd_m: float) -> Raster:
+def read_image(path: str | os.PathLike[str], gsd_m: float) -> Raster:
     """A training scene; missing georeferencing is reported once for all scenes (:func:`warn_assumed_gsd`)."""
     from geoseg.raster import read_raster
 
@@ -102,7 +103,7 @@ def read_image(path: str, gsd_m: float) -> Raster:
         return read_raster(path, assume_gsd_m=gsd_m)
 
 
-def _read_label_raster(path: str) -> Raster:
+def _read_label_raster(path: str | os.PathLike[str]) -> Raster:
     """An edge or centerline raster: only its grid counts, so nothing is said about its georeferencing."""
     from geoseg.raster import read_raster
 

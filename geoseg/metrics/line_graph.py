@@ -221,7 +221,7 @@ def _join_ends(coords: list[np.ndarray], tol: float) -> list[np.ndarray]:
             candidates = [j for j in tree.query(point, predicate="dwithin", distance=tol).tolist() if j != i]
             if not candidates or any(tuple(c[end].tolist()) in vertex_sets[j] for j in candidates):
                 continue
-            j = min(candidates, key=lambda k: lines[k].distance(point))
+            j = min(candidates, key=lambda k: lines.item(k).distance(point))
             s = float(lines[j].project(point))
             out[i][end] = np.asarray(lines[j].interpolate(s).coords[0])
             insert[j].append(s)

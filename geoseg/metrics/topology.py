@@ -363,8 +363,7 @@ def graph_metrics(
     junctions = junction_scores(truth_graph, proposal_graph, radius_m=junction_radius_m)
     truth_cc, proposal_cc = _components(truth_graph, min_component_m), _components(proposal_graph, min_component_m)
     return GraphMetrics(
-        *topo,
-        *junctions,
+        *(topo + junctions),
         truth_cc,
         proposal_cc,
         proposal_cc / truth_cc if truth_cc else float("nan"),

@@ -49,7 +49,7 @@ class AugmentConfig(_Strict):
         """These settings as the :class:`~geoseg.nn.data.Augmentation` that draws the crops."""
         from geoseg.nn.data import Augmentation  # torch loads when training starts, not with the config
 
-        return Augmentation(self.flips, self.rotations, self.colour_jitter, tuple(self.scale), self.free_rotation)
+        return Augmentation(self.flips, self.rotations, self.colour_jitter, (self.scale[0], self.scale[1]), self.free_rotation)
 
     @field_validator("scale")
     @classmethod
@@ -71,7 +71,7 @@ class DataConfig(_Strict):
     bands: list[int] | None = Field(None, description="1-based bands to read (default: the first three, or all when fewer)")
     gsd_m: float = Field(0.3, gt=0, description="GSD assumed for training files without georeferencing")
     work_gsd_m: float | None = Field(
-        None,
+        default=None,
         gt=0,
         description="resample the training scenes to this GSD (metres); the model then resamples every scene to it at inference. "
         "null: train at the scenes' GSD",
@@ -81,7 +81,7 @@ class DataConfig(_Strict):
     class_weights: tuple[float, float] = Field((1.0, 1.0), description="cross-entropy weights of background and road")
     edge_radius_px: int = Field(2, ge=1, description="half-width of the boundary band derived from the masks")
     centerline_buffer_m: float = Field(
-        1.0, gt=0, description="width (sigma, metres) of the Gaussian ridge along the centerline rasters that the centerline head learns"
+        default=1.0, gt=0, description="width (sigma, metres) of the Gaussian ridge along the centerline rasters that the centerline head learns"
     )
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     unlabeled: list[str] = Field(default_factory=list, description="unlabelled scenes (files or globs) for mode uda (target domain) or ssl")
@@ -142,7 +142,8 @@ class UDAConfig(_Strict):
     rampup_iterations: int = Field(100, ge=0, description="sigmoid ramp-up exp(-5 (1 - t)^2) of the consistency weight and threshold")
     uncertainty: bool = Field(True, description="weight the consistency by the teacher's uncertainty (false: plain mean teacher)")
     weighting: Literal["threshold", "soft"] = Field(
-        "threshold", description="threshold: weight 1 where the teacher's entropy is below the ramped threshold, else 0; soft: 1 - entropy / ln(classes)"
+        default="threshold",
+        description="threshold: weight 1 where the teacher's entropy is below the ramped threshold, else 0; soft: 1 - entropy / ln(classes)",
     )
     threshold_start: float = Field(0.75, gt=0, le=1, description="entropy threshold at the start, as a fraction of ln(classes)")
     threshold_end: float = Field(1.0, gt=0, le=1, description="entropy threshold after the ramp-up, as a fraction of ln(classes)")

@@ -93,7 +93,7 @@ def band_statistics(images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarra
     return stacked.mean(axis=1), np.maximum(stacked.std(axis=1), 1e-6)
 
 
-def normalise(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+def normalise(image: np.ndarray, mean: Sequence[float] | np.ndarray, std: Sequence[float] | np.ndarray) -> np.ndarray:
     """z-score each band of a raw ``(bands, rows, cols)`` image, as float32."""
     m = np.asarray(mean, np.float32)[:, None, None]
     s = np.asarray(std, np.float32)[:, None, None]

@@ -19,7 +19,7 @@ probabilities resampled back.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -58,7 +58,7 @@ def _pad_to_stride(image: np.ndarray, multiple: int = STRIDE) -> np.ndarray:
     pr, pc = (-rows) % multiple, (-cols) % multiple
     if not (pr or pc):
         return image
-    mode = "reflect" if rows > pr and cols > pc else "edge"
+    mode: Literal["reflect", "edge"] = "reflect" if rows > pr and cols > pc else "edge"
     return np.pad(image, ((0, 0), (0, pr), (0, pc)), mode=mode)
 
 

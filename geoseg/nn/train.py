@@ -309,13 +309,13 @@ def train(
     device = resolve_device(config.device)
     prev_threads = torch.get_num_threads()
     prev_det = torch.are_deterministic_algorithms_enabled()
-    prev_fill = torch.utils.deterministic.fill_uninitialized_memory
+    prev_fill = torch.utils.deterministic.fill_uninitialized_memory  # type: ignore[attr-defined]  # a runtime module property, absent from the stubs
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     torch.use_deterministic_algorithms(True, warn_only=True)
     # Deterministic mode also fills every new tensor with NaN, a debugging aid for reads of
     # uninitialised memory that no op here does: it costs 7 % of a step (0.58 -> 0.54 s per
     # step of the shipped road_decouple config on the 6 Ottawa tiles, 2 cores).
-    torch.utils.deterministic.fill_uninitialized_memory = False
+    torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]  # a runtime module property, absent from the stubs
     try:
         if config.mode == "uda":
             from geoseg.nn.uda import run_uda
@@ -329,7 +329,7 @@ def train(
     finally:
         torch.set_num_threads(prev_threads)
         torch.use_deterministic_algorithms(prev_det)
-        torch.utils.deterministic.fill_uninitialized_memory = prev_fill
+        torch.utils.deterministic.fill_uninitialized_memory = prev_fill  # type: ignore[attr-defined]  # a runtime module property, absent from the stubs
 
 
 def _run(

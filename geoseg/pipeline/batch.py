@@ -28,7 +28,7 @@ import time
 import traceback
 import warnings
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -188,7 +188,8 @@ class _Manifest:
         if not all((folder / Path(o).name).is_file() for o in entry["outputs"]):
             self.notes.append(f"{scene}: an output recorded in the manifest is missing; redoing the scene")
             return None
-        report = SceneReport(**{k: entry.get(k) for k in ENTRY_KEYS})
+        recorded: dict[str, Any] = {k: entry.get(k) for k in ENTRY_KEYS}
+        report = SceneReport(**recorded)
         report.skipped = True
         return report
 
@@ -455,7 +456,7 @@ def _run_here(
     on_start: Callable[[SceneInput], None],
     tile_progress: TileProgressCallback | None,
     client: Client | None = None,
-) -> Iterator[tuple[SceneReport, str | None]]:
+) -> Generator[tuple[SceneReport, str | None], None, None]:
     """Scenes one after the other, driven from this process (tiles on ``client`` when given)."""
     for scene in scenes:
         on_start(scene)
@@ -465,7 +466,7 @@ def _run_here(
 
 def _run_on_dask(
     client: Client, pipeline: Pipeline, scenes: Sequence[SceneInput], folders: dict[str, Path], fmt: VectorFormat, on_start: Callable[[SceneInput], None]
-) -> Iterator[tuple[SceneReport, str | None]]:
+) -> Generator[tuple[SceneReport, str | None], None, None]:
     """Scenes as Dask tasks, as many at a time as the cluster has threads, yielded as they complete."""
     from distributed import as_completed
 
@@ -523,7 +524,7 @@ def _run_adaptive(
     on_start: Callable[[SceneInput], None],
     tile_progress: TileProgressCallback | None,
     cluster: LocalCluster,
-) -> Iterator[tuple[SceneReport, str | None]]:
+) -> Generator[tuple[SceneReport, str | None], None, None]:
     """Scenes here, one by one, until the time they took says that a cluster pays for the rest.
 
     After each scene, the rest is estimated to take ``seconds so far × pixels left / pixels
@@ -599,8 +600,8 @@ def _entry(scene: SceneInput, status: str) -> dict[str, Any]:
 
 def run_batch(
     pipeline: Pipeline,
-    inputs: Sequence[str | Path | SceneInput],
-    outdir: str | Path,
+    inputs: Sequence[str | os.PathLike[str] | SceneInput],
+    outdir: str | os.PathLike[str],
     *,
     fmt: str | VectorFormat = "shp",
     progress: ProgressCallback | None = None,

@@ -28,8 +28,12 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from geoseg.errors import ConfigError
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 __all__ = ["SCHEDULER_ENV", "dask_client", "default_workers", "local_memory_limit"]
 
@@ -99,7 +103,7 @@ def local_memory_limit(workers: int) -> int:
 
 
 @contextmanager
-def dask_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[object]:
+def dask_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Client]:
     """A ``dask.distributed.Client`` for a batch, closed (with its local cluster) on exit.
 
     Parameters
@@ -131,18 +135,18 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
 
     if scheduler:
         try:
-            client = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+            remote = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError, ValueError) as exc:
             raise ConfigError(f"--scheduler {scheduler}: cannot connect to a Dask scheduler there ({exc})") from None
         try:
             try:
-                client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+                remote.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
             except TimeoutError:
                 raise ConfigError(f"--scheduler {scheduler}: no Dask worker joined the scheduler within {CONNECT_TIMEOUT_S:.0f} s") from None
-            log.info("using the Dask cluster at %s (%d worker thread(s))", scheduler, sum(client.nthreads().values()))
-            yield client
+            log.info("using the Dask cluster at %s (%d worker thread(s))", scheduler, sum(remote.nthreads().values()))
+            yield remote
         finally:
-            client.close()
+            remote.close()
         return
     n = default_workers() if workers is None else workers
     if n < 1:

@@ -229,7 +229,7 @@ def _plan_scene(pipeline: Pipeline, scene: SceneInput, folder: Path, fmt: Vector
         return ScenePlan(str(scene), "failed", error=_scene_error(scene, message if named else f"{scene}: {message}"))
     geo = source.geo
     window = None if extent is None else extent.window
-    where = None if window is None else (
+    where = None if window is None or engine.extent is None else (
         f"{engine.extent.describe()}: {window.width} x {window.height} px from column {window.col0}, row {window.row0}"
     )
     scratch = 8 * scratch_layers * plan_geo.width * plan_geo.height
@@ -241,7 +241,7 @@ def _plan_scene(pipeline: Pipeline, scene: SceneInput, folder: Path, fmt: Vector
         height=geo.height,
         bands=summary["count"],
         dtype=",".join(sorted(set(summary["dtypes"]))),
-        crs=geo.crs.to_string() if geo.georeferenced else None,
+        crs=geo.crs.to_string() if geo.georeferenced and geo.crs is not None else None,
         gsd_m=round(float(geo.gsd_m), 4),
         extent=where,
         passes=passes,

@@ -28,13 +28,14 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, cast
 
 import geopandas as gpd
 import networkx as nx
 import numpy as np
 import shapely
 from pyproj import CRS as ProjCRS
+from rasterio.crs import CRS
 from shapely.geometry import box
 
 from geoseg.errors import ConfigError, GeosegError, InputMismatchError
@@ -152,6 +153,13 @@ class SceneSource(Protocol):
 
     def read(self, tile: Tile) -> Raster:
         """The tile's window."""
+
+
+class _DecimatingSource(SceneSource, Protocol):
+    """A :class:`SceneSource` that also reads windows decimated (the engine decimates only such a source)."""
+
+    def read_decimated(self, tile: Tile, factor: int) -> Raster:
+        """The tile's window read ``factor`` times coarser."""
 
 
 class FileSource:
@@ -306,17 +314,17 @@ def scene_extent(setting: Extent, geo: GeoInfo, source: str) -> SceneExtent:
         The AOI file cannot be read.
     """
     geometry, crs = _extent_geometry(setting)
-    if crs is not None and not geo.georeferenced:
-        what = setting.describe() if setting.crs else f"{setting.describe()} (in {crs.to_string()})"
-        raise InputMismatchError(
-            f"{source}: the scene has no georeferencing, so {what} cannot be placed on it; "
-            "give the extent in the scene's pixel coordinates (x = column, y = row) without a CRS"
-        )
     if crs is not None:
-        geometry = _to_scene_crs(geometry, crs, geo)
+        if not geo.georeferenced or geo.crs is None:
+            what = setting.describe() if setting.crs else f"{setting.describe()} (in {crs.to_string()})"
+            raise InputMismatchError(
+                f"{source}: the scene has no georeferencing, so {what} cannot be placed on it; "
+                "give the extent in the scene's pixel coordinates (x = column, y = row) without a CRS"
+            )
+        geometry = _to_scene_crs(geometry, crs, geo.crs)
     area = shapely.intersection(geo.to_pixels(geometry), box(0, 0, geo.width, geo.height))
     if area.is_empty or area.area <= 0:
-        where = f"in {geo.crs.to_string()}" if geo.georeferenced else "in pixel coordinates, the scene having no georeferencing"
+        where = f"in {geo.crs.to_string()}" if geo.georeferenced and geo.crs is not None else "in pixel coordinates, the scene having no georeferencing"
         xmin, ymin, xmax, ymax = geo.bounds
         raise InputMismatchError(
             f"{source}: {setting.describe()} does not overlap the scene (bounds {xmin:.3f}, {ymin:.3f}, {xmax:.3f}, {ymax:.3f} {where}); "
@@ -333,9 +341,9 @@ def _extent_geometry(setting: Extent) -> tuple[shapely.Geometry, ProjCRS | None]
     return box(*setting.bbox or ()), None if setting.crs is None else ProjCRS.from_user_input(setting.crs)
 
 
-def _to_scene_crs(geometry: shapely.Geometry, crs: ProjCRS, geo: GeoInfo) -> shapely.Geometry:
-    """``geometry`` (in ``crs``) in the scene's CRS; empty where the projection fails (out of its area of use)."""
-    target = ProjCRS.from_user_input(geo.crs.to_wkt())
+def _to_scene_crs(geometry: shapely.Geometry, crs: ProjCRS, scene_crs: CRS) -> shapely.Geometry:
+    """``geometry`` (in ``crs``) in the scene's CRS ``scene_crs``; empty where the projection fails (out of its area of use)."""
+    target = ProjCRS.from_user_input(scene_crs.to_wkt())
     if crs == target:
         return geometry
     xmin, ymin, xmax, ymax = geometry.bounds
@@ -366,7 +374,8 @@ class _FramedSource:
 
     def read_decimated(self, tile: Tile, factor: int) -> Raster:
         """The tile's window read ``factor`` times coarser, from the scene."""
-        return self.inner.read_decimated(tile.shifted(self.frame.row0, self.frame.col0), factor)
+        inner = cast(_DecimatingSource, self.inner)  # called only when the inner source reads decimated (see execute)
+        return inner.read_decimated(tile.shifted(self.frame.row0, self.frame.col0), factor)
 
 
 class RasterSink(Protocol):
@@ -380,7 +389,8 @@ class MemorySink:
     """Assembles whole-scene arrays of the given layers."""
 
     def __init__(self, geo: GeoInfo, names: set[str] | None = None) -> None:
-        self.geo, self.names, self.arrays = geo, names, {}
+        self.geo, self.names = geo, names
+        self.arrays: dict[str, np.ndarray] = {}
 
     def write(self, name: str, array: np.ndarray, tile: Tile) -> None:
         """Copy the core into the scene-sized array of ``name``."""
@@ -472,7 +482,7 @@ def _map_tiles(fn: Callable[..., Any], tiles: list[Tile], client: Any, *args: An
     limit = max(2, 2 * sum(client.nthreads().values()))
     queue = list(reversed(tiles))
     futures = as_completed()
-    owner = {}
+    owner: dict[str, Tile] = {}
     while queue or owner:
         while queue and len(owner) < limit:
             tile = queue.pop()
@@ -505,7 +515,7 @@ class TilePass(NamedTuple):
         Labels of the steps whose scene-wide statistics this pass measures.
     """
 
-    index: int
+    index: int  # type: ignore[assignment]  # a field named like tuple.index, public API of the on_tile callback
     total: int
     steps: tuple[str, ...]
     measures: tuple[str, ...]
@@ -569,15 +579,15 @@ class _PassWork:
 @dataclass
 class _TileOutput:
     cores: dict[str, np.ndarray]
-    pieces: list[tuple[shapely.LineString, float]]
+    pieces: list[tuple[shapely.LineString, dict[str, float]]]
     statistics: list[Any]
     warnings: list[str]
 
 
 def _tile_task(work: _PassWork, source: SceneSource, scratch: ScratchView, tile: Tile) -> _TileOutput:
     """One pass on one tile: read, run the steps, measure; return core layers and line pieces."""
-    if work.decimation > 1:
-        return _decimated_tile_task(work, source, tile)
+    if work.decimation > 1:  # only for a source that reads decimated (see execute)
+        return _decimated_tile_task(work, cast(_DecimatingSource, source), tile)
     raster = source.read(tile)
     ctx = _tile_context(source, tile, raster, work.threads)
     layers: dict[str, Any] = {"image": raster.array}
@@ -598,7 +608,7 @@ def _tile_task(work: _PassWork, source: SceneSource, scratch: ScratchView, tile:
     return _TileOutput(cores, pieces, statistics, ctx.warnings)
 
 
-def _decimated_tile_task(work: _PassWork, source: SceneSource, tile: Tile) -> _TileOutput:
+def _decimated_tile_task(work: _PassWork, source: _DecimatingSource, tile: Tile) -> _TileOutput:
     """A pass of image-only steps on one tile, on its window read ``work.decimation`` times coarser.
 
     The steps and their statistics run on the coarse grid; the raster layers they give are
@@ -870,7 +880,7 @@ def _execute(
     memory = MemorySink(out_geo) if sink is None else None
     target = sink if sink is not None else memory
     outputs = output_layers if sink is not None else None
-    pieces: list[tuple[shapely.LineString, float]] = []
+    pieces: list[tuple[shapely.LineString, dict[str, float]]] = []
     messages: list[str] = []
     tiles: list[Tile] = []
     scratch = _open_scratch(framed, client, len(scratched), max_memory, scratch_dir)

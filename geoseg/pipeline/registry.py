@@ -13,7 +13,7 @@ and tests).
 from __future__ import annotations
 
 from functools import lru_cache
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 from geoseg.errors import ConfigError, StepNotFoundError
 from geoseg.pipeline.step import Step
@@ -26,7 +26,7 @@ _runtime: dict[str, type[Step]] = {}
 
 
 @lru_cache(maxsize=1)
-def _entry_points() -> dict[str, object]:
+def _entry_points() -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 

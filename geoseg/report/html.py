@@ -173,7 +173,8 @@ def _row_cells(row: SceneRow, with_truth: bool) -> list[str]:
     if with_truth:
         scores = row.scores.to_dict() if row.scores else {}
         for name in ("completeness", "correctness", "quality", "apls", "topo_f1", "junction_f1", "component_ratio"):
-            cells.append(_cell(*_num(scores.get(name), ".3f")))
+            value = scores.get(name)
+            cells.append(_cell(*_num(value if isinstance(value, int | float) else None, ".3f")))
     messages = ([row.error] if row.error else []) + row.warnings
     cells.append(_cell(" | ".join(messages), "<br>".join(_esc(m) for m in messages), "msg"))
     return cells

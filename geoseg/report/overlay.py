@@ -161,7 +161,7 @@ def confidence_colour(value: float) -> tuple[int, int, int]:
 
 
 def _same_crs(edges: gpd.GeoDataFrame, geo: GeoInfo) -> bool:
-    if not geo.georeferenced or edges.crs is None:
+    if not geo.georeferenced or geo.crs is None or edges.crs is None:
         return not geo.georeferenced and edges.crs is None
     scene = ProjCRS.from_user_input(geo.crs.to_wkt())
     if edges.crs.equals(scene, ignore_axis_order=True):
@@ -173,7 +173,7 @@ def _same_crs(edges: gpd.GeoDataFrame, geo: GeoInfo) -> bool:
 def _check_crs(edges: gpd.GeoDataFrame, geo: GeoInfo, scene: str, network: str) -> None:
     if _same_crs(edges, geo):
         return
-    scene_crs = geo.crs.to_string() if geo.georeferenced else "none (pixel coordinates)"
+    scene_crs = geo.crs.to_string() if geo.georeferenced and geo.crs is not None else "none (pixel coordinates)"
     net_crs = edges.crs.to_string() if edges.crs is not None else "none (pixel coordinates)"
     raise InputMismatchError(
         f"{network}: its CRS ({net_crs}) is not the CRS of the scene {scene} ({scene_crs}); "

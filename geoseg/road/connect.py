@@ -267,9 +267,9 @@ def merge_junctions(
         total = d["geometry"].length
         length = min(fit_len, total)
         c_uv = oriented_coords(H, u, v, k)
-        for a, c in ((u, c_uv), (v, c_uv[::-1])):
+        for a, coords in ((u, c_uv), (v, c_uv[::-1])):
             if a in cluster_of:
-                anchor, direction = fit_end_direction(c, length, min(skip, total / 3))
+                anchor, direction = fit_end_direction(coords, length, min(skip, total / 3))
                 branches[cluster_of[a]].append((anchor, direction, length))
 
     new_xy: list[NDArray[np.float64]] = []
@@ -291,8 +291,8 @@ def merge_junctions(
     for u, v, k, d in edges:
         if u not in cluster_of and v not in cluster_of:
             continue
-        c = oriented_coords(H, u, v, k)
-        line = LineString(c)
+        coords = oriented_coords(H, u, v, k)
+        line = LineString(coords)
         total = line.length
         s0 = min(skip, total / 3) if u in cluster_of else 0.0
         s1 = total - (min(skip, total / 3) if v in cluster_of else 0.0)

@@ -124,7 +124,7 @@ def _pool_box(embed: torch.Tensor, centre: np.ndarray, half: np.ndarray, stride:
 
 
 def _pool_mask(embed: torch.Tensor, mask: np.ndarray) -> np.ndarray:
-    wgt = F.adaptive_avg_pool2d(torch.from_numpy(mask.astype(np.float32))[None, None], embed.shape[-2:])[0, 0]
+    wgt = F.adaptive_avg_pool2d(torch.from_numpy(mask.astype(np.float32))[None, None], (embed.shape[-2], embed.shape[-1]))[0, 0]
     v = (embed * wgt).sum((1, 2)) / wgt.sum().clamp(min=1e-6)
     return F.normalize(v, dim=0).numpy()
 
@@ -244,7 +244,7 @@ def segment_sequence(
                 m = m & ~given_px
                 if m.sum() < p.min_area_px:
                     continue
-            if q.priority == 1 and m.sum() < 0.4 * q.track.mask.sum():
+            if q.priority == 1 and q.track is not None and q.track.mask is not None and m.sum() < 0.4 * q.track.mask.sum():
                 continue  # propagated track whose object the mask head no longer finds
             c, half = mask_box(m)
             emb = _pool_mask(embed, m)

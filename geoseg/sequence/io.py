@@ -27,8 +27,10 @@ Time: a frame's ``time`` is its acquisition tag when the file has one (GDAL meta
 from __future__ import annotations
 
 import glob
+import os
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,7 +79,7 @@ def natural_key(name: str) -> list:
     return [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", name)]
 
 
-def frame_files(inputs: list[str | Path] | tuple[str | Path, ...]) -> list[Path]:
+def frame_files(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
     """Expand folders (natural order) and globs; keep files in the order given.
 
     Raises
@@ -87,12 +89,12 @@ def frame_files(inputs: list[str | Path] | tuple[str | Path, ...]) -> list[Path]
     """
     files: list[Path] = []
     for item in inputs:
-        text = str(item)
+        text = os.fspath(item)
         if glob.has_magic(text):
-            found = sorted(glob.glob(text), key=natural_key)
-            if not found:
+            matches = sorted(glob.glob(text), key=natural_key)
+            if not matches:
                 raise RasterReadError(f"{text}: no file matches")
-            files += [Path(f) for f in found]
+            files += [Path(f) for f in matches]
             continue
         p = Path(text)
         if p.is_dir():
@@ -141,7 +143,7 @@ def _file_frames(path: Path, start: int, bands_per_frame: int | None, single: bo
             band_times = [_time_tag(ds.tags(b)) for b in range(1, ds.count + 1)]
     n = raster.count
     stack = bands_per_frame is not None and n % bands_per_frame == 0 and (n > bands_per_frame or single)
-    if not stack or n == bands_per_frame:
+    if bands_per_frame is None or not stack or n == bands_per_frame:
         return [Frame(raster.array, raster.geo, str(path), start, file_time or band_times[0])]
     frames = []
     for k in range(n // bands_per_frame):
@@ -152,7 +154,7 @@ def _file_frames(path: Path, start: int, bands_per_frame: int | None, single: bo
 
 
 def read_frames(
-    inputs: list[str | Path] | tuple[str | Path, ...] | str | Path,
+    inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
     *,
     bands_per_frame: int | None = None,
     assume_gsd_m: float = DEFAULT_ASSUMED_GSD_M,
@@ -180,7 +182,7 @@ def read_frames(
     InputMismatchError
         Frames of different sizes or CRSs, or fewer than one frame.
     """
-    if isinstance(inputs, (str, Path)):
+    if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     files = frame_files(list(inputs))
     frames: list[Frame] = []

@@ -68,7 +68,7 @@ class MaskGuidedAttention(nn.Module):
 
     def forward(self, feat: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
         """Attend ``feat`` (``(Q, C, h, w)``) with ``prior`` (``(Q, 1, H, W)``); returns ``(Q, C, h, w)``."""
-        p = F.adaptive_avg_pool2d(prior, feat.shape[-2:]) if prior.shape[-2:] != feat.shape[-2:] else prior
+        p = F.adaptive_avg_pool2d(prior, (feat.shape[-2], feat.shape[-1])) if prior.shape[-2:] != feat.shape[-2:] else prior
         pe = F.relu(self.prior_enc(p))
         attention = torch.sigmoid(self.gate(torch.cat([feat, pe], dim=1)))
         return feat * attention + pe
@@ -105,7 +105,9 @@ class OVSNet(nn.Module):
         self.boundary2 = nn.Conv2d(c2, 1, 1)
         self.boundary1 = nn.Conv2d(c1, 1, 1)
         self.mask_out = nn.Sequential(_conv(c1 + 2, c1), nn.Conv2d(c1, 1, 1))
-        nn.init.constant_(self.heat[-1].bias, -2.2)  # CenterNet's prior for rare centres
+        heat_logits = self.heat[-1]
+        assert isinstance(heat_logits, nn.Conv2d) and heat_logits.bias is not None
+        nn.init.constant_(heat_logits.bias, -2.2)  # CenterNet's prior for rare centres
 
     def features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Shared pass of a batch ``(B, C, H, W)`` (H, W multiples of :data:`STRIDE`).

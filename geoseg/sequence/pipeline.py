@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import geopandas as gpd
 import numpy as np
@@ -161,7 +161,7 @@ def masks_to_frame(results: list, frames: Sequence[Frame]) -> gpd.GeoDataFrame:
     rows = []
     for objs, fr in zip(results, frames):
         for o in objs:
-            row = {"frame": int(fr.index), "track_id": int(o.track_id)}
+            row: dict[str, Any] = {"frame": int(fr.index), "track_id": int(o.track_id)}
             if with_time:
                 row["time"] = fr.time or ""
             row.update(score=round(float(o.score), 4), area_px=int(o.mask.sum()), source=fr.source,
@@ -228,14 +228,15 @@ def run_sequence(
             raise ConfigError(f"{pipe.source}: parameter 'model' is not set (--set model=FILE; train one with `geoseg train sequence`)")
         model = load_sequence_model(p["model"])
     if isinstance(frames, (str, os.PathLike)) or (frames and not isinstance(frames[0], Frame)):
-        frames = read_frames(frames if not isinstance(frames, (str, os.PathLike)) else [frames],
-                             bands_per_frame=p["bands_per_frame"], assume_gsd_m=float(p["assume_gsd_m"]))
-    frames = list(frames)
+        paths = [frames] if isinstance(frames, (str, os.PathLike)) else cast("Sequence[str | os.PathLike[str]]", frames)  # items are not Frames
+        sequence = read_frames(paths, bands_per_frame=p["bands_per_frame"], assume_gsd_m=float(p["assume_gsd_m"]))
+    else:
+        sequence = list(cast("Sequence[Frame]", frames))  # empty, or its items are Frames
     start = time.perf_counter()
-    results = segment_sequence(model, [fr.array for fr in frames], first_masks=_first_masks(p["first_masks"], frames),
+    results = segment_sequence(model, [fr.array for fr in sequence], first_masks=_first_masks(p["first_masks"], sequence),
                                params=_inference_params(p))
-    log.info("%d frame(s) segmented in %.2f s", len(frames), time.perf_counter() - start)
-    return masks_to_frame(results, frames)
+    log.info("%d frame(s) segmented in %.2f s", len(sequence), time.perf_counter() - start)
+    return masks_to_frame(results, sequence)
 
 
 def _default_name(inputs: Sequence[str | os.PathLike[str]]) -> str:

@@ -293,7 +293,7 @@ def _losses(net: OVSNet, batch: dict[str, Any], temperature: float = 0.1) -> dic
         emb = feats["embed"]
         pooled, labels = [], []
         for n, m, gid in items:
-            w = F.adaptive_avg_pool2d(torch.from_numpy(m.astype(np.float32))[None, None], emb.shape[-2:])[0, 0]
+            w = F.adaptive_avg_pool2d(torch.from_numpy(m.astype(np.float32))[None, None], (emb.shape[-2], emb.shape[-1]))[0, 0]
             pooled.append((emb[n] * w).sum((1, 2)) / w.sum().clamp(min=1e-6))
             labels.append(gid)
         e = F.normalize(torch.stack(pooled), dim=1)
@@ -313,11 +313,11 @@ def _losses(net: OVSNet, batch: dict[str, Any], temperature: float = 0.1) -> dic
         p = torch.sigmoid(logits)
         dice = 1 - (2 * (p * target).sum((1, 2, 3)) + 1) / (p.sum((1, 2, 3)) + target.sum((1, 2, 3)) + 1)
         out["mask"] = F.binary_cross_entropy_with_logits(logits, target) + dice.mean()
-        bl = 0
+        boundary = []
         for bmap in (b1, b2):
-            t = _boundary((F.adaptive_avg_pool2d(target, bmap.shape[-2:]) > 0.5).float())
-            bl = bl + F.binary_cross_entropy_with_logits(bmap, t, pos_weight=torch.tensor(4.0))
-        out["boundary"] = 0.5 * bl
+            t = _boundary((F.adaptive_avg_pool2d(target, (bmap.shape[-2], bmap.shape[-1])) > 0.5).float())
+            boundary.append(F.binary_cross_entropy_with_logits(bmap, t, pos_weight=torch.tensor(4.0)))
+        out["boundary"] = 0.5 * (boundary[0] + boundary[1])
     return out
 
 

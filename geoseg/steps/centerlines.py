@@ -12,6 +12,7 @@ from geoseg.raster import GeoInfo
 from geoseg.road.centerlines import centrality_weights, width_from_histogram
 from geoseg.road.nms import coverage_offsets, non_max_suppression, ridge_mask
 from geoseg.road.tensor_voting import tensor_voting
+from geoseg.steps.context import raster_valid
 from geoseg.steps.road_width import WIDTH_STATS_BYTES_PER_PIXEL, width_partial, width_stats_halo_px
 
 __all__ = ["TensorVoting", "NonMaxSuppression"]
@@ -54,7 +55,7 @@ class TensorVoting(Step):
         """Road-width histogram of the tile's core."""
         return width_partial({"mask": layers[self.source]}, ctx)
 
-    def fit(self, partials: list[Any]) -> TensorVoting:
+    def fit(self, partials: list[Any]) -> Step:
         """Fix the road width (pixels) measured over the scene."""
         return self.with_fitted(histograms=partials)
 
@@ -70,7 +71,7 @@ class TensorVoting(Step):
 
     def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         """Vote (pixels without data do not vote)."""
-        prob = np.where(ctx.valid, layers[self.source].astype(np.float32), np.float32(0))
+        prob = np.where(raster_valid(ctx, self), layers[self.source].astype(np.float32), np.float32(0))
         voters = centrality_weights(prob, self._width_px(ctx.geo), self.centrality_power)
         result = tensor_voting(voters, self._sigma_px(ctx.geo), n_angular=self.n_angular, workers=ctx.threads)
         return {"saliency": result.saliency, "orientation": result.orientation}
@@ -117,7 +118,7 @@ class NonMaxSuppression(Step):
         ridge = ridge_mask(sal, layers["orientation"])
         return sal[ctx.core][ridge[ctx.core] & (sal[ctx.core] > 0)].astype(np.float32)
 
-    def fit(self, partials: list[Any]) -> NonMaxSuppression:
+    def fit(self, partials: list[Any]) -> Step:
         """The reference saliency: 99th percentile over ridge pixels above 1 % of the maximum."""
         values = np.concatenate([p.ravel() for p in partials]) if partials else np.zeros(0, np.float32)
         peak = float(values.max(initial=0.0))

@@ -12,6 +12,7 @@ from geoseg.pipeline.step import Step, StepContext
 from geoseg.raster import GeoInfo
 from geoseg.road.graphcut import graph_cut
 from geoseg.scene_checks import ValueSummary, scaled
+from geoseg.steps.context import raster_valid
 from geoseg.steps.model_cache import load_cached
 from geoseg.steps.model_input import ModelInputStep
 
@@ -48,12 +49,13 @@ class MJCRClassify(ModelInputStep):
         """Sums of the feature base channels and a summary of the model's bands over the tile's core (bands checked first)."""
         classifier = load_classifier(self.model)
         image = layers["image"]
-        selected = classifier.select_bands(image, ctx.source, ctx.band_names, bands=self.bands, label=self.label, valid=ctx.valid)
-        sums, count = classifier.channel_sums(scaled(selected, self.scale), ctx.geo.gsd_m, ctx.valid, ctx.core)
+        valid = raster_valid(ctx, self)
+        selected = classifier.select_bands(image, ctx.source, ctx.band_names, bands=self.bands, label=self.label, valid=valid)
+        sums, count = classifier.channel_sums(scaled(selected, self.scale), ctx.geo.gsd_m, valid, ctx.core)
         rows, cols = ctx.core
-        return sums, count, ValueSummary.of(selected[:, rows, cols], ctx.valid[rows, cols], ctx.source, image.shape[0], levels=False)
+        return sums, count, ValueSummary.of(selected[:, rows, cols], valid[rows, cols], ctx.source, image.shape[0], levels=False)
 
-    def fit(self, partials: list[Any]) -> MJCRClassify:
+    def fit(self, partials: list[Any]) -> Step:
         """The scene's channel means, once its values are found in the range of the model's training scenes."""
         load_classifier(self.model).check_values(ValueSummary.merge([p[2] for p in partials]), scale=self.scale, label=self.label)
         count = sum(p[1] for p in partials)
@@ -102,7 +104,7 @@ class GraphCut(Step):
         four offsets whose first pixel ``p`` is in the core and both pixels have data.
         """
         bands = self._bands(layers["image"])
-        valid = ctx.valid
+        valid = raster_valid(ctx, self)
         (r0, r1, _), (c0, c1, _) = (sl.indices(n) for sl, n in zip(ctx.core, bands.shape[1:]))
         keep = valid[r0:r1, c0:c1]
         core = bands[:, r0:r1, c0:c1][:, keep]
@@ -121,7 +123,7 @@ class GraphCut(Step):
             pairs += int(np.count_nonzero(ok))
         return core.sum(axis=1), (core * core).sum(axis=1), np.array(core.shape[1]), diff_sum, np.array(pairs)
 
-    def fit(self, partials: list[Any]) -> GraphCut:
+    def fit(self, partials: list[Any]) -> Step:
         """Band standard deviations and beta = 1 / (2 <||I_p - I_q||^2>) of the scaled bands."""
         s1, s2, n, d2, pairs = (np.sum([p[i] for p in partials], axis=0) for i in range(5))
         n, pairs = max(int(n), 1), max(int(pairs), 1)

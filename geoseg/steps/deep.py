@@ -16,9 +16,10 @@ import numpy as np
 from pydantic import Field
 
 from geoseg.errors import ConfigError, InputMismatchError
-from geoseg.pipeline.step import StepContext
+from geoseg.pipeline.step import Step, StepContext
 from geoseg.raster import GeoInfo
 from geoseg.scene_checks import ValueSummary, scaled
+from geoseg.steps.context import raster_valid
 from geoseg.steps.model_cache import load_cached
 from geoseg.steps.model_input import ModelInputStep
 
@@ -83,15 +84,16 @@ class NNClassify(ModelInputStep):
 
     def _selected(self, model: NNModel, layers: dict[str, Any], ctx: StepContext) -> np.ndarray:
         """The model's bands of the tile (raw values), checked against its training scenes."""
-        return model.select_bands(layers["image"], ctx.source, self.model, band_names=ctx.band_names, bands=self.bands, label=self.label, valid=ctx.valid)
+        valid = raster_valid(ctx, self)
+        return model.select_bands(layers["image"], ctx.source, self.model, band_names=ctx.band_names, bands=self.bands, label=self.label, valid=valid)
 
     def tile_statistics(self, layers: dict[str, Any], ctx: StepContext) -> ValueSummary:
         """A summary of the model's bands over the tile's core (bands checked first)."""
         selected = self._selected(load_nn_classifier(self.model), layers, ctx)
         rows, cols = ctx.core
-        return ValueSummary.of(selected[:, rows, cols], ctx.valid[rows, cols], ctx.source, layers["image"].shape[0], levels=False)
+        return ValueSummary.of(selected[:, rows, cols], raster_valid(ctx, self)[rows, cols], ctx.source, layers["image"].shape[0], levels=False)
 
-    def fit(self, partials: list[Any]) -> NNClassify:
+    def fit(self, partials: list[Any]) -> Step:
         """Refuse the scene when its values are far outside the model's training scenes'."""
         summary = ValueSummary.merge(partials)
         load_nn_classifier(self.model).check_values(summary, self.model, scale=self.scale, label=self.label)
@@ -110,8 +112,9 @@ class NNClassify(ModelInputStep):
         wanted = self.output if self.output != "auto" else ("centerline" if "centerline" in heads else "road")
         if wanted not in heads:
             raise ConfigError(f"{self.model}: the model has no {wanted} output (outputs: {', '.join(heads)})")
+        valid = raster_valid(ctx, self)
         x = normalise(scaled(self._selected(model, layers, ctx), self.scale), model.band_mean, model.band_std)
-        x = np.where(ctx.valid[None], x, np.float32(0))
+        x = np.where(valid[None], x, np.float32(0))
         zoom = self._zoom(model, ctx)
         prev = torch.get_num_threads()
         torch.set_num_threads(self.threads or os.cpu_count() or 1)
@@ -126,7 +129,7 @@ class NNClassify(ModelInputStep):
             model.module.to("cpu")
             torch.set_num_threads(prev)
         prob = probs[heads.index(wanted)]
-        return {"probability": np.where(ctx.valid, prob, np.float32(0)).astype(np.float32)}
+        return {"probability": np.where(valid, prob, np.float32(0)).astype(np.float32)}
 
     def _resamples(self, model: NNModel) -> bool:
         """Whether scenes at another GSD are resampled: the step's setting, else the model's."""

@@ -13,6 +13,7 @@ from geoseg.errors import InputMismatchError
 from geoseg.pipeline.step import Step, StepContext
 from geoseg.raster import GeoInfo
 from geoseg.scene_checks import ValueSummary, check_mask, check_mask_bands
+from geoseg.steps.context import raster_valid
 
 __all__ = ["ThresholdMask", "BandProbability", "TYPICAL_ROAD_WIDTH_M"]
 
@@ -94,15 +95,16 @@ class ThresholdMask(Step):
     def tile_statistics(self, layers: dict[str, Any], ctx: StepContext) -> tuple[ValueSummary, RoadShape]:
         """The band's values and road shape over the tile's core; a scene of several data bands is refused here."""
         image = layers["image"]
+        tile_valid = raster_valid(ctx, self)
         if self.band is None and self.check_input:
-            check_mask_bands(image, ctx.valid, ctx.band_names, ctx.source, self.label)
+            check_mask_bands(image, tile_valid, ctx.band_names, ctx.source, self.label)
         rows, cols = ctx.core
         values = _band(image, self.band or 1, ctx)[None, rows, cols]
-        valid = ctx.valid[rows, cols]
+        valid = tile_valid[rows, cols]
         shape = RoadShape.of((values[0] > self.threshold) & valid) if self.work_road_px is not None else RoadShape(0, 0)
         return ValueSummary.of(values, valid, ctx.source, image.shape[0]), shape
 
-    def fit(self, partials: list[Any]) -> ThresholdMask:
+    def fit(self, partials: list[Any]) -> Step:
         """Refuse the scene unless its values look like a road mask; choose the block size."""
         summary = ValueSummary.merge([p[0] for p in partials]) if partials else None
         if self.check_input and summary is not None:
@@ -136,9 +138,10 @@ class ThresholdMask(Step):
         On blocks of the scene (``ctx.coarsening > 1``) the image holds the block means of
         :meth:`block_values`: the mask is the road share of each block (float32 in [0, 1]).
         """
+        valid = raster_valid(ctx, self)
         if ctx.coarsening > 1:
-            return {"mask": np.where(ctx.valid, layers["image"][0], np.float32(0)).astype(np.float32)}
-        return {"mask": (_band(layers["image"], self.band or 1, ctx) > self.threshold) & ctx.valid}
+            return {"mask": np.where(valid, layers["image"][0], np.float32(0)).astype(np.float32)}
+        return {"mask": (_band(layers["image"], self.band or 1, ctx) > self.threshold) & valid}
 
     def block_values(self, image: np.ndarray) -> np.ndarray:
         """The road indicator (band > threshold, 0 or 1), whose block means are the road share."""
@@ -162,5 +165,5 @@ class BandProbability(Step):
         if scale is None:
             scale = float(np.iinfo(values.dtype).max) if np.issubdtype(values.dtype, np.integer) else 1.0
         prob = np.clip(np.nan_to_num(values.astype(np.float32) / np.float32(scale)), 0.0, 1.0)
-        prob[~ctx.valid] = 0.0
+        prob[~raster_valid(ctx, self)] = 0.0
         return {"probability": prob}

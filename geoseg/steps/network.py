@@ -93,7 +93,7 @@ class ConnectNetwork(Step):
         """Road-width histogram of the tile's core."""
         return width_partial(layers, ctx)
 
-    def fit(self, partials: list[Any]) -> ConnectNetwork:
+    def fit(self, partials: list[Any]) -> Step:
         """Keep the scene's road-width histogram."""
         return self.with_fitted(histograms=partials)
 

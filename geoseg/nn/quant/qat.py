@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from geoseg.errors import InputMismatchError
 from geoseg.nn.quant.quantizers import (
     default_k,
     fake_quant_signed,
@@ -105,15 +106,20 @@ class QConv2d(nn.Conv2d):
         EMA momentum of the activation statistic.
     """
 
+    act_stat: Tensor
+    act_min: Tensor
+    observed: Tensor
+
     def __init__(self, conv: nn.Conv2d, bits: LayerBits, groups_q: int = 4, method: str = "gdrq",
                  k_w: float | None = None, k_a: float | None = None, momentum: float = 0.1) -> None:  # fmt: skip
         super().__init__(
-            conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
-            dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None, padding_mode=conv.padding_mode,
+            conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,  # type: ignore[arg-type]  # torch types these pairs tuple[int, ...]
+            padding=conv.padding, dilation=conv.dilation,  # type: ignore[arg-type]  # torch types these pairs tuple[int, ...]
+            groups=conv.groups, bias=conv.bias is not None, padding_mode=conv.padding_mode,
         )  # fmt: skip
         with torch.no_grad():
             self.weight.copy_(conv.weight)
-            if conv.bias is not None:
+            if conv.bias is not None and self.bias is not None:
                 self.bias.copy_(conv.bias)
         self.bits = bits
         self.method = method
@@ -211,10 +217,14 @@ class FoldedQConv2d(nn.Conv2d):
     The integer codes are held in ``weight`` (float tensor of integer values).
     """
 
+    mult: Tensor
+    shift: Tensor
+
     def __init__(self, conv: nn.Conv2d, w_int: Tensor, mult: Tensor, bias: Tensor, a_bits: int, a_clip: float, a_signed: bool) -> None:
         super().__init__(
-            conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
-            dilation=conv.dilation, groups=conv.groups, bias=False, padding_mode=conv.padding_mode,
+            conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,  # type: ignore[arg-type]  # torch types these pairs tuple[int, ...]
+            padding=conv.padding, dilation=conv.dilation,  # type: ignore[arg-type]  # torch types these pairs tuple[int, ...]
+            groups=conv.groups, bias=False, padding_mode=conv.padding_mode,
         )  # fmt: skip
         with torch.no_grad():
             self.weight.copy_(w_int)
@@ -258,11 +268,18 @@ def build_folded(conv: nn.Conv2d, w_int: Tensor, w_step: Tensor, conv_bias: Tens
         The following batch norm (its running statistics are used).
     a_bits, a_clip, a_signed
         Input activation quantizer (``a_bits`` 32: float input).
+
+    Raises
+    ------
+    InputMismatchError
+        ``bn`` keeps no running statistics.
     """
     folded = FoldedQConv2d(conv, w_int, torch.ones(conv.out_channels), torch.zeros(conv.out_channels), a_bits, a_clip, a_signed)
     mult = w_step.detach().float() * folded.act_step()
     shift = conv_bias.detach().clone().float() if conv_bias is not None else torch.zeros(conv.out_channels)
     if bn is not None:
+        if bn.running_mean is None or bn.running_var is None:
+            raise InputMismatchError("cannot fold a BatchNorm2d without running statistics (track_running_stats=False)")
         inv = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
         mult = mult * inv
         shift = (shift - bn.running_mean) * inv + bn.bias.detach()

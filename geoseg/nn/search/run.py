@@ -143,7 +143,7 @@ def _run(
     text = genotype_text(outcome.genotype, sp.strides, sp.nodes)
     for line in text:
         log.info("derived %s", line)
-    hyper = {
+    hyper: dict[str, Any] = {
         "in_channels": len(bands),
         "num_classes": 2,
         "width": sp.width,

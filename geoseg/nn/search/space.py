@@ -174,9 +174,11 @@ class SuperNet(_Skeleton):
 
     def _cell(self, k: int, x: Tensor) -> Tensor:
         assert self._weights is not None
+        cell = self.cells[k]
+        assert isinstance(cell, nn.ModuleList)
         states = [x]
         for j in range(1, self.nodes + 1):
-            states.append(sum(self.cells[k][e](states[i], self._weights[k, e]) for e, (i, jj) in enumerate(self.edges) if jj == j))
+            states.append(sum(cell[e](states[i], self._weights[k, e]) for e, (i, jj) in enumerate(self.edges) if jj == j))
         return sum(states)  # type: ignore[return-value]
 
     def forward_arch(self, x: Tensor, weights: Tensor) -> dict[str, Tensor]:
