@@ -47,7 +47,8 @@ from geoseg.nn.search.config import load_search_config  # noqa: E402
 from geoseg.nn.search.latency import LatencyTable, build_lut, time_module  # noqa: E402
 from geoseg.nn.search.run import run_gas  # noqa: E402
 from geoseg.nn.search.space import SuperNet  # noqa: E402
-from geoseg.nn.train import SceneData, evaluate_iou, train  # noqa: E402
+from geoseg.nn.fitting import evaluate_iou  # noqa: E402
+from geoseg.nn.train import SceneData, train  # noqa: E402
 from ottawa import DATA, TEST, TRAIN, scene  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

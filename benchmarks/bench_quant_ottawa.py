@@ -45,7 +45,8 @@ from geoseg.nn.quant.bpnas import search_bits  # noqa: E402
 from geoseg.nn.quant.gdrq import layer_plan, load_quant_config, quantize_finetune, uniform_bits  # noqa: E402
 from geoseg.nn.quant.qat import LayerBits  # noqa: E402
 from geoseg.nn.quant.qmodelfile import save_quantized  # noqa: E402
-from geoseg.nn.train import evaluate_iou, train  # noqa: E402
+from geoseg.nn.fitting import evaluate_iou  # noqa: E402
+from geoseg.nn.train import train  # noqa: E402
 from ottawa import DATA, TEST, TRAIN, scene  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -153,7 +153,7 @@ def read_scenes(images: list, masks: list, edges: list, centerlines: list, gsd_m
     ``gsd_option`` is how the user sets ``gsd_m`` (None: they did), for :func:`warn_assumed_gsd`.
     """
     from geoseg.classifiers.training_data import mask_labels, pair_by_stem
-    from geoseg.nn.train import SceneData
+    from geoseg.nn.fitting import SceneData
 
     if bool(images) != bool(masks):
         raise click.UsageError(f"{what}: images and masks go together")
@@ -182,7 +182,7 @@ def _read_unlabeled(images: list, masks: list, gsd_m: float, gsd_option: str | N
     import numpy as np
 
     from geoseg.classifiers.training_data import mask_labels, pair_by_stem
-    from geoseg.nn.train import SceneData
+    from geoseg.nn.fitting import SceneData
 
     mask_files = expand_inputs(tuple(masks)) if masks else []
     scenes, images_read = [], []

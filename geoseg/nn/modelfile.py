@@ -16,8 +16,9 @@ too.
 from __future__ import annotations
 
 import copy
+import importlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,10 @@ __all__ = ["KIND", "NNModel", "load_checkpoint", "load_nn_model", "save_nn_model
 KIND = "nn"
 #: Kind of the quantized model files of `geoseg quantize` (geoseg.nn.quant.qmodelfile).
 QUANTIZED_KIND = "nn-quantized"
+#: The other kinds :func:`load_nn_model` reads, as ``kind -> "module:function"`` building the
+#: model from the file's arrays and metadata; the module is imported when such a file is read,
+#: so that it may build on this one.
+OTHER_KIND_READERS = {QUANTIZED_KIND: "geoseg.nn.quant.qmodelfile:build_quantized"}
 _STATE = "state/"
 _OPTIM = "optim/"
 _BEST = "best/"
@@ -242,10 +247,11 @@ def load_nn_model(path: str | os.PathLike[str]) -> NNModel:
     """
     path = Path(path)
     arrays, meta = load_model(path)
-    if meta["kind"] == QUANTIZED_KIND:  # packed low-bit weights (geoseg quantize)
-        from geoseg.nn.quant.qmodelfile import build_quantized
-
-        return build_quantized(path, arrays, meta)
+    reader = OTHER_KIND_READERS.get(meta["kind"])
+    if reader is not None:
+        module, name = reader.split(":")
+        build: Callable[[Path, dict[str, np.ndarray], dict[str, Any]], NNModel] = getattr(importlib.import_module(module), name)
+        return build(path, arrays, meta)
     if meta["kind"] != KIND:
         raise ModelFileError(f"{path}: model kind is {meta['kind']!r}, expected {KIND!r} or {QUANTIZED_KIND!r}{kind_hint(meta['kind'])}")
     return _build(path, arrays, meta)

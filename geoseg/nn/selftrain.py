@@ -47,10 +47,10 @@ from tqdm import tqdm
 
 from geoseg.nn.config import TrainConfig
 from geoseg.nn.data import TrainingScene, sample_batch
+from geoseg.nn.fitting import SceneData, TrainResult, batch_losses, evaluate_iou, loss_weights, new_model, optimizer_factory, set_learning_rate, training_scenes
 from geoseg.nn.inference import predict_scene
 from geoseg.nn.losses import IGNORE_INDEX
 from geoseg.nn.modelfile import NNModel, save_nn_model
-from geoseg.nn.train import SceneData, TrainResult, batch_losses, evaluate_iou, loss_weights, new_model, optimizer_factory, set_learning_rate, training_scenes
 from geoseg.nn.unlabeled import UnlabeledScene, pseudo_label_scores, unlabeled_scenes
 
 __all__ = ["class_balanced_thresholds", "curriculum_ratios", "dynamic_loss", "dynamic_weights", "pseudo_labels", "run_selftraining"]

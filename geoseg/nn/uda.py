@@ -55,10 +55,10 @@ from tqdm import tqdm
 
 from geoseg.nn.config import TrainConfig
 from geoseg.nn.data import TrainingScene, sample_batch
+from geoseg.nn.fitting import SceneData, TrainResult, batch_losses, evaluate_iou, loss_weights, new_model, optimizer_factory, set_learning_rate, training_scenes
 from geoseg.nn.losses import IGNORE_INDEX
 from geoseg.nn.modelfile import save_nn_model
 from geoseg.nn.perturb import Perturbation, apply_flips, perturb
-from geoseg.nn.train import SceneData, TrainResult, batch_losses, evaluate_iou, loss_weights, new_model, optimizer_factory, set_learning_rate, training_scenes
 from geoseg.nn.unlabeled import unlabeled_scenes
 
 __all__ = [

@@ -22,7 +22,7 @@ from geoseg.nn.modelfile import NNModel
 from geoseg.nn.resample import resample_bands, resample_labels, zoomed_shape
 
 if TYPE_CHECKING:
-    from geoseg.nn.train import SceneData
+    from geoseg.nn.fitting import SceneData
 
 __all__ = ["UnlabeledScene", "pseudo_label_scores", "unlabeled_scenes"]
 

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from geoseg.configfile import load_config
 from geoseg.errors import ConfigError, InputMismatchError, NotGeoreferencedWarning
+from geoseg.nn.fitting import torch_settings
 from geoseg.sequence.model import OVSNet, build_ovsnet
 from geoseg.sequence.modelfile import SequenceModel
 from geoseg.sequence.synthetic import SequenceSample, make_sequence, synthetic_background
@@ -354,10 +355,8 @@ def train_sequence_model(
     net = build_ovsnet(**hyper)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.iterations, pct_start=0.15)
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
     history: list[dict[str, float]] = []
-    try:
+    with torch_settings(cfg.threads, deterministic=False):
         net.train()
         for it in range(cfg.iterations):
             batch = _make_batch(samples, rng, cfg, mean, std)
@@ -372,8 +371,6 @@ def train_sequence_model(
             history.append(record)
             if progress is not None:
                 progress(it + 1, cfg.iterations, record)
-    finally:
-        torch.set_num_threads(old_threads)
     net.eval()
     tail = history[-max(1, len(history) // 10):]
     final = {k: float(np.mean([h[k] for h in tail if k in h])) for k in tail[-1]}

@@ -104,8 +104,8 @@ class NNClassify(ModelInputStep):
         import torch
 
         from geoseg.nn.data import normalise
+        from geoseg.nn.fitting import resolve_device
         from geoseg.nn.inference import predict_scene
-        from geoseg.nn.train import resolve_device
 
         model = load_nn_classifier(self.model)
         heads = model.heads
@@ -141,7 +141,7 @@ class NNClassify(ModelInputStep):
         A model trained at a working GSD is always brought to it (unless ``resample`` is
         false), however close the scene's GSD is: it was trained on resampled pixels.
         """
-        from geoseg.nn.train import working_zoom
+        from geoseg.nn.fitting import working_zoom
 
         train_gsd, gsd = model.train_gsd_m, ctx.geo.gsd_m
         resample = self._resamples(model)

@@ -18,7 +18,8 @@ from geoseg.nn.losses import IGNORE_INDEX
 from geoseg.nn.modelfile import NNModel, load_nn_model, save_nn_model
 from geoseg.nn.models import build_model
 from geoseg.nn.resample import resample_any, resample_bands, resample_labels, zoomed_shape
-from geoseg.nn.train import SceneData, evaluate_iou, train, training_scenes
+from geoseg.nn.fitting import evaluate_iou, training_scenes
+from geoseg.nn.train import SceneData, train
 from geoseg.steps import NNClassify
 
 from tests.conftest import write_tif

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +42,7 @@ import torch
 from torch import Tensor
 
 from geoseg.errors import ConfigError
+from geoseg.nn.fitting import torch_settings
 from geoseg.nn.modelfile import NNModel
 from geoseg.nn.quant.bitops import expected_bitops, total_bitops
 from geoseg.nn.quant.gdrq import QuantConfig, calibrate, layer_plan, prepare_qat, train_loop, training_setup
@@ -257,9 +257,7 @@ def search_bits(model: NNModel, data: Sequence[Any], budget: float, cfg: QuantCo
     arch_opt = torch.optim.Adam([theta_w, theta_a], lr=scfg.lr_arch)
     result = SearchResult(bits={}, bitops=0, budget=budget)
 
-    prev_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-    try:
+    with torch_settings(cfg.threads, deterministic=False):
         setup = training_setup(model, data)
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
@@ -306,8 +304,6 @@ def search_bits(model: NNModel, data: Sequence[Any], budget: float, cfg: QuantCo
             result.expected_bitops.append(float(expected_bitops(m, pw0, pa0, cands, fixed)))
         train_loop(module, setup, cfg, gen, scfg.iterations, scfg.lr, extra_loss=extra_loss, extra_optimizer=arch_opt,
                    after_step=after_step, progress=progress, desc="BP-NAS search")  # fmt: skip
-    finally:
-        torch.set_num_threads(prev_threads)
     with torch.no_grad():
         pw, pa = torch.softmax(theta_w, dim=1), torch.softmax(theta_a, dim=1)
     argmax = {n: LayerBits(scfg.candidates[int(pw[i].argmax())], scfg.candidates[int(pa[i].argmax())]) for i, n in enumerate(searched)}

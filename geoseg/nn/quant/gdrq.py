@@ -24,7 +24,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,6 +37,7 @@ from geoseg.configfile import load_config
 from geoseg.errors import ConfigError
 from geoseg.nn.config import TrainConfig
 from geoseg.nn.data import Augmentation, TrainingScene, sample_batch
+from geoseg.nn.fitting import torch_settings, training_scenes
 from geoseg.nn.losses import LossWeights, segmentation_losses
 from geoseg.nn.modelfile import NNModel
 from geoseg.nn.quant.bitops import DEFAULT_TILE_PX, conv_macs
@@ -211,7 +211,6 @@ def training_setup(model: NNModel, data: Sequence[Any]) -> TrainingSetup:
         The float model (bands and normalisation statistics are taken from it).
     data : sequence of :class:`geoseg.nn.train.SceneData`
     """
-    from geoseg.nn.train import training_scenes
 
     tcfg = _train_config(model)
     if tcfg.model.centerline_head != bool(model.hyper.get("centerline_head")):
@@ -339,9 +338,7 @@ def quantize_finetune(
     progress : bool
         Progress bar on stderr.
     """
-    prev_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-    try:
+    with torch_settings(cfg.threads, deterministic=False):
         if macs is None:
             macs, _ = layer_plan(model, cfg.bitops_tile_px)
         setup = training_setup(model, data)
@@ -350,8 +347,6 @@ def quantize_finetune(
         module = prepare_qat(model, bits, cfg)
         calibrate(module, setup, cfg, gen)
         history = train_loop(module, setup, cfg, gen, cfg.iterations, cfg.lr, progress=progress, desc=f"{cfg.method} fine-tuning")
-    finally:
-        torch.set_num_threads(prev_threads)
     qmodel = replace(model, module=module, training=dict(model.training))
     return QuantizedNN(qmodel, dict(bits), dict(macs), cfg, history, search)
 

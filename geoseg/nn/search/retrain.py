@@ -17,11 +17,11 @@ import torch
 from tqdm import tqdm
 
 from geoseg.nn.data import TrainingScene, sample_batch
+from geoseg.nn.fitting import SceneData, evaluate_iou, lr_factor
 from geoseg.nn.losses import segmentation_losses
 from geoseg.nn.modelfile import NNModel
 from geoseg.nn.search.config import SearchConfig
 from geoseg.nn.search.search import loss_weights
-from geoseg.nn.train import SceneData, evaluate_iou, lr_factor
 
 __all__ = ["retrain"]
 

@@ -23,13 +23,13 @@ import torch
 
 from geoseg.errors import ConfigError, InputMismatchError
 from geoseg.nn.data import TrainingScene, band_statistics, normalise
+from geoseg.nn.fitting import SceneData, resolve_device, torch_settings
 from geoseg.nn.modelfile import NNModel, save_nn_model
 from geoseg.nn.search.config import SearchConfig
 from geoseg.nn.search.latency import LatencyTable, build_lut, measure_network
 from geoseg.nn.search.retrain import retrain
 from geoseg.nn.search.search import ArchParams, SearchOutcome, search_architecture
 from geoseg.nn.search.space import GASNet, SuperNet, genotype_text
-from geoseg.nn.train import SceneData, resolve_device
 
 __all__ = ["GASResult", "run_gas"]
 
@@ -103,14 +103,8 @@ def run_gas(
     if not train_data:
         raise InputMismatchError("the architecture search needs at least one training scene")
     device = resolve_device(config.device)
-    prev_threads, prev_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(config.threads or os.cpu_count() or 1)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
+    with torch_settings(config.threads):
         return _run(config, train_data, val_data, device, output, progress, lut)
-    finally:
-        torch.set_num_threads(prev_threads)
-        torch.use_deterministic_algorithms(prev_det)
 
 
 def _run(
