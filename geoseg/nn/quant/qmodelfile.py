@@ -35,7 +35,7 @@ from torch import nn
 
 from geoseg.errors import ModelFileError
 from geoseg.modelfile import save_model
-from geoseg.nn.modelfile import NNModel
+from geoseg.nn.modelfile import QUANTIZED_KIND, NNModel, _build
 from geoseg.nn.quant.bitops import total_bitops
 from geoseg.nn.quant.gdrq import QuantizedNN
 from geoseg.nn.quant.packing import pack_codes, unpack_codes
@@ -44,7 +44,6 @@ from geoseg.nn.quant.quantizers import signed_levels
 
 __all__ = ["QUANTIZED_KIND", "build_quantized", "save_quantized"]
 
-QUANTIZED_KIND = "nn-quantized"
 _CODES, _AFFINE, _FSTATE = "qcodes", "qaffine", "fstate"
 
 
@@ -130,7 +129,6 @@ def build_quantized(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, A
     ModelFileError
         Missing or inconsistent quantization entries; the message names the file.
     """
-    from geoseg.nn.modelfile import _build
     from geoseg.nn.models import build_model
 
     try:
