@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from geoseg.nn.data import Augmentation
 
 __all__ = [
+    "StrictModel",
     "AugmentConfig",
     "DataConfig",
     "InferenceConfig",
@@ -32,11 +33,13 @@ __all__ = [
 ]
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """A config section whose unknown keys are errors (a misspelt key must not pass silently)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class AugmentConfig(_Strict):
+class AugmentConfig(StrictModel):
     """Random transforms of the training crops."""
 
     flips: bool = Field(True, description="random horizontal/vertical flips")
@@ -59,7 +62,7 @@ class AugmentConfig(_Strict):
         return value
 
 
-class DataConfig(_Strict):
+class DataConfig(StrictModel):
     """Where the training data is and how crops are drawn from it."""
 
     images: list[str] = Field(default_factory=list, description="training scenes (files or globs)")
@@ -97,7 +100,7 @@ class DataConfig(_Strict):
 
 
 
-class ModelConfig(_Strict):
+class ModelConfig(StrictModel):
     """Architecture and its hyper-parameters."""
 
     architecture: Literal["baseline", "decouple"] = Field("decouple", description="baseline encoder-decoder or DecoupleSegNet")
@@ -105,7 +108,7 @@ class ModelConfig(_Strict):
     centerline_head: bool = Field(False, description="add the auxiliary centerline head (needs data.centerlines)")
 
 
-class OptimizerConfig(_Strict):
+class OptimizerConfig(StrictModel):
     """AdamW with a learning-rate schedule over all iterations."""
 
     lr: float = Field(2e-3, gt=0, description="peak learning rate")
@@ -114,7 +117,7 @@ class OptimizerConfig(_Strict):
     warmup_iterations: int = Field(20, ge=0, description="linear warm-up iterations")
 
 
-class LossConfig(_Strict):
+class LossConfig(StrictModel):
     """Loss weights (DecoupleSegNet's terms; the baseline uses ``ohem_*`` only)."""
 
     ohem_threshold: float = Field(0.7, gt=0, le=1, description="OHEM keeps pixels whose true-class probability is below this")
@@ -126,7 +129,7 @@ class LossConfig(_Strict):
     centerline: float = Field(1.0, ge=0, description="weight of the centerline loss")
 
 
-class InferenceConfig(_Strict):
+class InferenceConfig(StrictModel):
     """Tiling defaults stored in the model file (the step may override them)."""
 
     tile_px: int = Field(256, ge=32, description="tile side (on the model's grid)")
@@ -134,7 +137,7 @@ class InferenceConfig(_Strict):
     tta: bool = Field(False, description="average each tile over its 8 orientations (test-time augmentation, 8x the inference time)")
 
 
-class UDAConfig(_Strict):
+class UDAConfig(StrictModel):
     """Uncertainty-aware mean teacher (``mode: uda``, see :mod:`geoseg.nn.uda`)."""
 
     ema_decay: float = Field(0.99, ge=0, lt=1, description="teacher = ema_decay * teacher + (1 - ema_decay) * student, every iteration")
@@ -160,7 +163,7 @@ class UDAConfig(_Strict):
         return self
 
 
-class SSLConfig(_Strict):
+class SSLConfig(StrictModel):
     """DST-CBC self-training (``mode: ssl``, see :mod:`geoseg.nn.selftrain`)."""
 
     rounds: int = Field(5, ge=1, description="self-training rounds after the supervised round")
@@ -178,7 +181,7 @@ class SSLConfig(_Strict):
         return self
 
 
-class TrainConfig(_Strict):
+class TrainConfig(StrictModel):
     """A full training run."""
 
     schema_version: Literal[1] = 1

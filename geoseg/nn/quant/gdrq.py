@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 from tqdm import tqdm
 
 from geoseg.configfile import load_config
 from geoseg.errors import ConfigError
-from geoseg.nn.config import TrainConfig
+from geoseg.nn.config import StrictModel, TrainConfig
 from geoseg.nn.data import Augmentation, TrainingScene, sample_batch
 from geoseg.nn.fitting import torch_settings, training_scenes
 from geoseg.nn.losses import LossWeights, segmentation_losses
@@ -46,7 +46,7 @@ from geoseg.nn.quant.qat import LayerBits, convert_to_qat, quantized_layers
 __all__ = [
     "QuantConfig",
     "QuantizedNN",
-    "SearchConfig",
+    "BitSearchConfig",
     "TrainingSetup",
     "calibrate",
     "layer_plan",
@@ -62,11 +62,7 @@ log = logging.getLogger("geoseg.nn")
 SUPPORTED_BITS = (2, 4, 8)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SearchConfig(_Strict):
+class BitSearchConfig(StrictModel):
     """BP-NAS bit-width search settings (``--search``)."""
 
     candidates: list[int] = Field(default_factory=lambda: [2, 4, 8], description="candidate bit widths of weights and activations")
@@ -88,7 +84,7 @@ class SearchConfig(_Strict):
         return sorted(value)
 
 
-class QuantConfig(_Strict):
+class QuantConfig(StrictModel):
     """Quantization-aware fine-tuning settings (``geoseg quantize --set key=value``)."""
 
     seed: int = Field(0, description="seed of crops and augmentations")
@@ -107,7 +103,7 @@ class QuantConfig(_Strict):
     ends_bits: int | None = Field(8, description="bits of the first and the output convolutions (null: like the others)")
     bitops_tile_px: int = Field(DEFAULT_TILE_PX, ge=32, description="BitOPs and MACs are counted per input tile of this side")
     data_gsd_m: float = Field(0.3, gt=0, description="GSD assumed for files without georeferencing (CLI: --gsd-m)")
-    search: SearchConfig = Field(default_factory=SearchConfig)
+    search: BitSearchConfig = Field(default_factory=BitSearchConfig)
 
 
     @field_validator("ends_bits")

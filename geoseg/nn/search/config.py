@@ -12,22 +12,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from geoseg.configfile import load_config
 from geoseg.errors import ConfigError
-from geoseg.nn.config import DataConfig, InferenceConfig, LossConfig, OptimizerConfig
+from geoseg.nn.config import DataConfig, InferenceConfig, LossConfig, OptimizerConfig, StrictModel
 from geoseg.nn.search.ops import OP_NAMES
 from geoseg.nn.search.space import DEFAULT_STRIDES, check_layout
 
 __all__ = ["LatencyConfig", "RetrainConfig", "SearchConfig", "SearchLoopConfig", "SpaceConfig", "load_search_config"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SpaceConfig(_Strict):
+class SpaceConfig(StrictModel):
     """The search space: cells, their nodes and candidate operations."""
 
     width: int = Field(16, ge=4, le=128, description="channels at stride 4 (a cell at stride s has width*s/4)")
@@ -52,7 +48,7 @@ class SpaceConfig(_Strict):
         return self
 
 
-class SearchLoopConfig(_Strict):
+class SearchLoopConfig(StrictModel):
     """First-order alternating search: weight steps on one data split, architecture steps on the other."""
 
     epochs: int = Field(4, ge=1)
@@ -69,7 +65,7 @@ class SearchLoopConfig(_Strict):
     gcn_gamma: float = Field(0.5, ge=0, description="weight of the GCN output added to the parameters")
 
 
-class LatencyConfig(_Strict):
+class LatencyConfig(StrictModel):
     """The latency constraint and how the lookup table is measured."""
 
     target_ms: float | None = Field(None, gt=0, description="target latency per tile, ms (--target-ms)")
@@ -81,7 +77,7 @@ class LatencyConfig(_Strict):
 
 
 
-class RetrainConfig(_Strict):
+class RetrainConfig(StrictModel):
     """Training the derived network from scratch."""
 
     epochs: int = Field(10, ge=1)
@@ -89,7 +85,7 @@ class RetrainConfig(_Strict):
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
 
 
-class SearchConfig(_Strict):
+class SearchConfig(StrictModel):
     """A full search: space, search loop, latency constraint, retraining."""
 
     schema_version: Literal[1] = 1
