@@ -1,9 +1,10 @@
-"""YAML configuration files read into strict pydantic models, with ``--set KEY=VALUE`` overrides.
+"""YAML configuration files read into strict pydantic models, with ``--set NAME=VALUE`` overrides.
 
 Shared by every declarative config that is not a pipeline: training (``geoseg train nn``),
 quantization, architecture search and sequence training. A misspelt key is an error that
 names the file and the field; values given with ``--set`` are parsed as YAML, and dotted
-keys (``optimizer.lr=1e-3``) reach into sections.
+keys (``optimizer.lr=1e-3``) reach into sections. :func:`parse_override` is the one parser of
+``--set`` values, for these configs and for pipeline parameters alike.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from geoseg.errors import ConfigError
 if TYPE_CHECKING:  # pydantic is loaded by the code that validates, not by a look at a file
     from pydantic import BaseModel, ValidationError
 
-__all__ = ["apply_overrides", "load_config", "pipeline_kind", "read_yaml_mapping", "validation_message"]
+__all__ = ["apply_overrides", "load_config", "parse_override", "pipeline_kind", "read_yaml_mapping", "validation_message"]
 
 ModelT = TypeVar("ModelT", bound="BaseModel")
 
@@ -76,6 +77,41 @@ def validation_message(exc: ValidationError, source: str) -> str:
     return f"{source}: " + "; ".join(parts)
 
 
+def parse_override(text: str, *, structured: bool = False) -> tuple[str, Any]:
+    """Split ``NAME=VALUE`` (a ``--set`` value; NAME may be dotted) and parse VALUE as YAML:
+    ``3`` -> int, ``true`` -> bool, ``[1, 2]`` -> list; text that is not YAML stays a string.
+
+    Mappings (``{a: 1}``) are kept only when ``structured`` (training configs, whose sections
+    are mappings); for pipeline parameters, which are scalars, such text stays a string, and
+    so does an empty value.
+
+    Raises
+    ------
+    ConfigError
+        No ``=``, or an empty NAME.
+
+    Examples
+    --------
+    >>> parse_override("sigma_m=2.5"), parse_override("name={stem}"), parse_override("x={a: 1}", structured=True)
+    (('sigma_m', 2.5), ('name', '{stem}'), ('x', {'a': 1}))
+    """
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep:
+        raise ConfigError(f"--set {text!r}: expected NAME=VALUE")
+    if not key:
+        raise ConfigError(f"--set {text!r}: empty name")
+    if not structured and not raw.strip():
+        return key, ""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return key, raw
+    if not structured and isinstance(value, (dict, set)):
+        return key, raw
+    return key, value
+
+
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``key.sub=value`` overrides (values parsed as YAML) to a raw config dict.
 
@@ -86,10 +122,8 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
     """
     out = dict(raw)
     for text in overrides:
-        if "=" not in text:
-            raise ConfigError(f"--set {text!r}: expected KEY=VALUE")
-        key, value = text.split("=", 1)
-        path = key.strip().split(".")
+        key, value = parse_override(text, structured=True)
+        path = key.split(".")
         node = out
         for part in path[:-1]:
             child = node.get(part)
@@ -98,7 +132,7 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
                 raise ConfigError(f"--set {key}: {part} is not a section")
             node[part] = child
             node = child
-        node[path[-1]] = yaml.safe_load(value)
+        node[path[-1]] = value
     return out
 
 

@@ -45,7 +45,6 @@ __all__ = [
     "parse_yaml",
     "resolve_refs",
     "build_step",
-    "parse_override",
     "format_validation_error",
 ]
 
@@ -302,20 +301,3 @@ def build_step(spec: dict[str, Any], params: dict[str, Any], where: str, *, allo
             raise ConfigError(message) from None
         return None
     return None if unset_fields else step
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """Split ``NAME=VALUE`` and parse VALUE as a YAML scalar (``3`` → int, ``true`` → bool)."""
-    if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected NAME=VALUE")
-    key, _, raw = text.partition("=")
-    key = key.strip()
-    if not key:
-        raise ConfigError(f"--set {text!r}: empty name")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    if isinstance(value, (dict, set)):
-        value = raw
-    return key, value

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from geoseg.configfile import parse_override
 from geoseg.errors import ConfigError
 from geoseg.pipeline.batch import ProgressCallback, SceneReport, run_batch
 from geoseg.pipeline.coarsen import working_source
@@ -22,7 +23,6 @@ from geoseg.pipeline.config import (
     PipelineFile,
     build_step,
     format_validation_error,
-    parse_override,
     parse_yaml,
     resolve_refs,
 )

@@ -32,10 +32,9 @@ from typing import TYPE_CHECKING, Any, cast
 import geopandas as gpd
 import numpy as np
 import rasterio.features
-import yaml
 from shapely.geometry import MultiPolygon, shape
 
-from geoseg.configfile import pipeline_kind, read_yaml_mapping
+from geoseg.configfile import parse_override, pipeline_kind, read_yaml_mapping
 from geoseg.errors import ConfigError, InputMismatchError
 from geoseg.sequence.io import Frame, read_frames
 from geoseg.sequence.track import TrackingParams
@@ -86,15 +85,7 @@ class SequencePipeline:
         ConfigError
             An unknown parameter name or a string without ``=``.
         """
-        items: list[tuple[str, Any]] = []
-        if isinstance(overrides, Mapping):
-            items = list(overrides.items())
-        else:
-            for text in overrides:
-                if "=" not in text:
-                    raise ConfigError(f"--set {text!r}: expected NAME=VALUE")
-                key, value = text.split("=", 1)
-                items.append((key.strip(), yaml.safe_load(value)))
+        items = list(overrides.items()) if isinstance(overrides, Mapping) else [parse_override(text) for text in overrides]
         params = dict(self.params)
         for key, value in items:
             if key not in DEFAULT_PARAMS:
