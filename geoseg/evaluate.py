@@ -28,17 +28,17 @@ from pyproj import CRS as ProjCRS
 
 from geoseg.errors import InputMismatchError, NotGeoreferencedWarning
 from geoseg.metrics import AplsResult, GraphMetrics, apls, graph_from_lines, graph_metrics, raster_buffer_scores, vector_buffer_scores
+from geoseg.metrics.line_graph import MIN_COMPONENT_M
 from geoseg.raster import DEFAULT_ASSUMED_GSD_M, GeoInfo, Raster, read_geoinfo, read_raster
 from geoseg.road.network import graph_to_lines, skeleton_to_graph
-from geoseg.spacenet_csv import image_id_for, image_ids, read_wkt_pix
-from geoseg.vector import read_lines
+from geoseg.spacenet_csv import image_id_for, read_wkt_pix
+from geoseg.vector import read_lines, to_crs_coords
 
 __all__ = ["Evaluation", "evaluate_files", "VECTOR_SUFFIXES"]
 
 VECTOR_SUFFIXES = (".shp", ".gpkg", ".geojson", ".json", ".fgb", ".gml", ".kml")
-#: Parts of a network shorter than this (metres) are dropped before the graph scores, as the
-#: SpaceNet reference does for its truths; its proposals in CSV form lose parts under 10 px.
-MIN_COMPONENT_M = 5.0
+#: SpaceNet proposals in CSV form lose their parts under 10 px (the reference's rule); other
+#: inputs lose parts under :data:`geoseg.metrics.line_graph.MIN_COMPONENT_M`.
 MIN_COMPONENT_PX = 10.0
 
 
@@ -117,9 +117,8 @@ def _load(path: str | os.PathLike[str], assume_gsd_m: float, image: str | os.Pat
     thin = (raster.array[0] > 0) & raster.valid
     graph = skeleton_to_graph(thin)
     lines = np.array(graph_to_lines(graph), dtype=object)
-    t = raster.geo.transform
     if raster.geo.georeferenced and len(lines):
-        lines = shapely.transform(lines, lambda xy: xy @ np.array([[t.a, t.d], [t.b, t.e]]) + np.array([t.c, t.f]))
+        lines = to_crs_coords(lines, raster.geo)
     crs = ProjCRS.from_user_input(raster.geo.crs.to_wkt()) if raster.geo.georeferenced and raster.geo.crs is not None else None
     return _Side(str(p), lines, crs, raster)
 
@@ -134,14 +133,9 @@ def _load_wkt_pix(path: Path, image: str | os.PathLike[str] | None, image_id: st
     geo, _ = read_geoinfo(image)
     if not geo.georeferenced or geo.crs is None:
         raise InputMismatchError(f"{image}: not georeferenced, so it cannot place the pixel coordinates of {path}")
-    if image_id is None:
-        ids = image_ids(path)
-        image_id = ids[0] if len(ids) == 1 else image_id_for(image)
-    pixel_graph = graph_from_lines(read_wkt_pix(path, image_id), min_component_m=MIN_COMPONENT_PX)
-    t = geo.transform
-    lines = np.array([g for _, _, g in pixel_graph.edges(data="geometry")], dtype=object)
-    if len(lines):
-        lines = shapely.transform(lines, lambda xy: xy @ np.array([[t.a, t.d], [t.b, t.e]]) + np.array([t.c, t.f]))
+    image_id, pixel_lines = read_wkt_pix(path, image_id, default_id=image_id_for(image))
+    pixel_graph = graph_from_lines(pixel_lines, min_component_m=MIN_COMPONENT_PX)
+    lines = to_crs_coords(np.array([g for _, _, g in pixel_graph.edges(data="geometry")], dtype=object), geo)
     return _Side(f"{path} [{image_id}]", lines, ProjCRS.from_user_input(geo.crs.to_wkt()), min_component_m=0.0)
 
 

@@ -11,10 +11,11 @@ Examples
 >>> import tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "sub.csv"
 >>> _ = path.write_text('ImageId,WKT_Pix\\nimg0,"LINESTRING (0 0, 10 0)"\\nimg1,LINESTRING EMPTY\\n')
->>> [line.length for line in read_wkt_pix(path, "img0")]
-[10.0]
+>>> image, lines = read_wkt_pix(path, "img0")
+>>> image, [line.length for line in lines]
+('img0', [10.0])
 >>> read_wkt_pix(path, "img1")
-[]
+('img1', [])
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from shapely.geometry import LineString
 
 from geoseg.errors import InputMismatchError, VectorReadError
 
-__all__ = ["read_wkt_pix", "image_ids", "image_id_for"]
+__all__ = ["read_wkt_pix", "image_id_for"]
 
 _COLUMNS = ("ImageId", "WKT_Pix")
 #: Prefixes of SpaceNet image file names that are not part of the image id.
@@ -52,11 +53,6 @@ def _rows(path: Path) -> list[tuple[str, str]]:
         raise VectorReadError(f"{path}: cannot read the CSV ({exc})") from None
 
 
-def image_ids(path: str | os.PathLike[str]) -> list[str]:
-    """The image ids of a submission CSV, in order of first appearance."""
-    return list(dict.fromkeys(image for image, _ in _rows(Path(path))))
-
-
 def image_id_for(image: str | os.PathLike[str]) -> str:
     """The SpaceNet image id of an image file: its stem without a band-kind prefix.
 
@@ -66,21 +62,24 @@ def image_id_for(image: str | os.PathLike[str]) -> str:
     return _IMAGE_PREFIXES.sub("", Path(str(image)).stem)
 
 
-def read_wkt_pix(path: str | os.PathLike[str], image_id: str) -> list[LineString]:
+def read_wkt_pix(path: str | os.PathLike[str], image_id: str | None = None, *, default_id: str | None = None) -> tuple[str, list[LineString]]:
     """The lines of one image in a SpaceNet submission CSV, in pixel coordinates.
 
     Parameters
     ----------
     path : path
         CSV with columns ``ImageId`` and ``WKT_Pix``.
-    image_id : str
-        The image whose rows to read.
+    image_id : str, optional
+        The image whose rows to read; by default the file's only image, or ``default_id``
+        when it holds several.
+    default_id : str, optional
+        The image to read when ``image_id`` is not given and the file holds several.
 
     Returns
     -------
-    list of LineString
-        Its lines (``MULTILINESTRING`` rows are split into their parts); empty when its only
-        row is ``LINESTRING EMPTY``.
+    str, list of LineString
+        The image id read, and its lines (``MULTILINESTRING`` rows are split into their
+        parts; none when its only row is ``LINESTRING EMPTY``).
 
     Raises
     ------
@@ -92,6 +91,9 @@ def read_wkt_pix(path: str | os.PathLike[str], image_id: str) -> list[LineString
     """
     path = Path(path)
     rows = _rows(path)
+    if image_id is None:
+        ids = list(dict.fromkeys(image for image, _ in rows))
+        image_id = ids[0] if len(ids) == 1 else default_id or ""
     mine = [(n, wkt) for n, (image, wkt) in enumerate(rows, start=2) if image == image_id]
     if not mine:
         ids = list(dict.fromkeys(image for image, _ in rows))
@@ -106,4 +108,4 @@ def read_wkt_pix(path: str | os.PathLike[str], image_id: str) -> list[LineString
         if geom.geom_type not in ("LineString", "MultiLineString"):
             raise InputMismatchError(f"{path}, line {line_no}: WKT_Pix is a {geom.geom_type}, expected a LINESTRING")
         lines.extend(p for p in shapely.get_parts(geom) if not p.is_empty)
-    return lines
+    return image_id, lines

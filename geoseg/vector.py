@@ -37,6 +37,7 @@ __all__ = [
     "write_network",
     "read_lines",
     "lengths_m",
+    "to_crs_coords",
 ]
 
 #: Output formats: name -> (file extension, OGR driver).
@@ -161,7 +162,8 @@ def _affine(geoms: np.ndarray, a: float, b: float, c: float, d: float, e: float,
     return shapely.transform(geoms, lambda xy: xy @ matrix + offset)
 
 
-def _to_crs_coords(geoms: np.ndarray, geo: GeoInfo) -> np.ndarray:
+def to_crs_coords(geoms: np.ndarray, geo: GeoInfo) -> np.ndarray:
+    """Geometries in ``geo``'s pixel space (x = column, y = row) mapped to its CRS by its transform."""
     t = geo.transform
     return _affine(geoms, t.a, t.b, t.c, t.d, t.e, t.f)
 
@@ -240,7 +242,7 @@ def network_to_frames(graph: nx.MultiGraph, geo: GeoInfo) -> tuple[gpd.GeoDataFr
         )
     edge_rows.sort(key=lambda r: (r[0], r[1], r[2]))
     geoms = np.array([r[3] for r in edge_rows], dtype=object)
-    geoms = _to_crs_coords(geoms, geo) if len(geoms) else geoms
+    geoms = to_crs_coords(geoms, geo) if len(geoms) else geoms
     edges = gpd.GeoDataFrame(
         {
             "edge_id": np.arange(len(edge_rows), dtype=np.int64),
@@ -257,7 +259,7 @@ def network_to_frames(graph: nx.MultiGraph, geo: GeoInfo) -> tuple[gpd.GeoDataFr
     )
     ordered = sorted(node_ids, key=node_ids.__getitem__)
     pts = shapely.points([[graph.nodes[n]["x"], graph.nodes[n]["y"]] for n in ordered]) if ordered else np.array([], dtype=object)
-    pts = _to_crs_coords(np.asarray(pts, dtype=object), geo) if len(ordered) else pts
+    pts = to_crs_coords(np.asarray(pts, dtype=object), geo) if len(ordered) else pts
     kinds = ["end" if degree[n] == 1 else "through" if degree[n] == 2 else "junction" for n in ordered]
     nodes = gpd.GeoDataFrame(
         {

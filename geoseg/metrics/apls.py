@@ -336,31 +336,25 @@ def _snap(
     )
     hit_pos = shapely.line_locate_point(target.geoms[hit_edge], shapely.points(points[hit_point]))
     n0 = len(target.xy)
-    owner: dict[tuple[int, float] | int, int] = {}  # node key -> point index holding it
+    owner: dict[int, int] = {}  # node of the split graph -> point index holding it
+    inserted: dict[int, list[tuple[float, int]]] = {}  # edge -> (position, node) of the points inserted on it
     new_edge: list[int] = []
     new_pos: list[float] = []
-    key_node: dict[tuple[int, float] | int, int] = {}
-    inserted_on: dict[int, list[float]] = {}
     for p, e, s in zip(hit_point.tolist(), hit_edge.tolist(), hit_pos.tolist()):
-        length = float(target.lengths[e])
-        key: tuple[int, float] | int
         if s <= _SAME_POINT_TOL:
-            key = int(target.start[e])
-        elif s >= length - _SAME_POINT_TOL:
-            key = int(target.end[e])
+            node = int(target.start[e])
+        elif s >= float(target.lengths[e]) - _SAME_POINT_TOL:
+            node = int(target.end[e])
         else:
-            near = [t for t in inserted_on.get(e, []) if abs(t - s) <= _SAME_POINT_TOL]
-            if near:
-                key = (e, near[0])
-            else:
-                key = (e, s)
-                inserted_on.setdefault(e, []).append(s)
-                key_node[key] = n0 + len(new_edge)
+            node = next((n for t, n in inserted.get(e, []) if abs(t - s) <= _SAME_POINT_TOL), -1)
+            if node < 0:
+                node = n0 + len(new_edge)
+                inserted.setdefault(e, []).append((s, node))
                 new_edge.append(e)
                 new_pos.append(s)
-        owner[key] = p  # a later point at the same node takes it over
-    for key, p in owner.items():
-        holder[p] = key if isinstance(key, int) else key_node[key]
+        owner[node] = p  # a later point at the same node takes it over
+    for node, p in owner.items():
+        holder[p] = node
     return np.array(new_edge, dtype=np.intp), np.array(new_pos, dtype=float), holder
 
 

@@ -43,13 +43,16 @@ from shapely.geometry import LineString
 
 from geoseg.errors import ConfigError
 
-__all__ = ["graph_from_lines", "join_line_ends"]
+__all__ = ["MIN_COMPONENT_M", "graph_from_lines", "join_line_ends"]
+
+#: Connected parts shorter than this (metres) are dropped, as the reference does for its truths.
+MIN_COMPONENT_M = 5.0
 
 
 def graph_from_lines(
     lines: Iterable[shapely.Geometry],
     *,
-    min_component_m: float = 5.0,
+    min_component_m: float = MIN_COMPONENT_M,
     max_component_nodes: int = 100,
     join_ends_m: float = 0.0,
 ) -> nx.MultiGraph:

@@ -102,6 +102,18 @@ class StepContext:
         """Metres to pixels of this scene."""
         return self.geo.metres_to_pixels(metres)
 
+    def raster_valid(self, step_label: str) -> np.ndarray:
+        """The tile's valid-data mask, which the engine gives every raster step.
+
+        Raises
+        ------
+        GeosegError
+            No mask: the step runs in a network step's context.
+        """
+        if self.valid is None:
+            raise GeosegError(f"step {step_label} runs on raster tiles: its context needs the valid-data mask")
+        return self.valid
+
 
 class Step(BaseModel):
     """Base class of pipeline steps (subclass it, declare fields, implement :meth:`apply`)."""

@@ -12,7 +12,6 @@ from geoseg.raster import GeoInfo
 from geoseg.road.centerlines import centrality_weights, width_from_histogram
 from geoseg.road.nms import coverage_offsets, non_max_suppression, ridge_mask
 from geoseg.road.tensor_voting import tensor_voting
-from geoseg.steps.context import raster_valid
 from geoseg.steps.road_width import WIDTH_STATS_BYTES_PER_PIXEL, width_partial, width_stats_halo_px
 
 __all__ = ["TensorVoting", "NonMaxSuppression"]
@@ -71,7 +70,7 @@ class TensorVoting(Step):
 
     def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         """Vote (pixels without data do not vote)."""
-        prob = np.where(raster_valid(ctx, self), layers[self.source].astype(np.float32), np.float32(0))
+        prob = np.where(ctx.raster_valid(self.label), layers[self.source].astype(np.float32), np.float32(0))
         voters = centrality_weights(prob, self._width_px(ctx.geo), self.centrality_power)
         result = tensor_voting(voters, self._sigma_px(ctx.geo), n_angular=self.n_angular, workers=ctx.threads)
         return {"saliency": result.saliency, "orientation": result.orientation}

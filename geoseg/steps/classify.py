@@ -12,7 +12,6 @@ from geoseg.pipeline.step import Step, StepContext
 from geoseg.raster import GeoInfo
 from geoseg.road.graphcut import graph_cut
 from geoseg.scene_checks import ValueSummary, scaled
-from geoseg.steps.context import raster_valid
 from geoseg.steps.model_cache import load_cached
 from geoseg.steps.model_input import ModelInputStep
 
@@ -49,7 +48,7 @@ class MJCRClassify(ModelInputStep):
         """Sums of the feature base channels and a summary of the model's bands over the tile's core (bands checked first)."""
         classifier = load_classifier(self.model)
         image = layers["image"]
-        valid = raster_valid(ctx, self)
+        valid = ctx.raster_valid(self.label)
         selected = classifier.select_bands(image, ctx.source, ctx.band_names, bands=self.bands, label=self.label, valid=valid)
         sums, count = classifier.channel_sums(scaled(selected, self.scale), ctx.geo.gsd_m, valid, ctx.core)
         rows, cols = ctx.core
@@ -104,7 +103,7 @@ class GraphCut(Step):
         four offsets whose first pixel ``p`` is in the core and both pixels have data.
         """
         bands = self._bands(layers["image"])
-        valid = raster_valid(ctx, self)
+        valid = ctx.raster_valid(self.label)
         (r0, r1, _), (c0, c1, _) = (sl.indices(n) for sl, n in zip(ctx.core, bands.shape[1:]))
         keep = valid[r0:r1, c0:c1]
         core = bands[:, r0:r1, c0:c1][:, keep]

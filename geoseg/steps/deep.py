@@ -19,7 +19,6 @@ from geoseg.errors import ConfigError, InputMismatchError
 from geoseg.pipeline.step import Step, StepContext
 from geoseg.raster import GeoInfo
 from geoseg.scene_checks import ValueSummary, scaled
-from geoseg.steps.context import raster_valid
 from geoseg.steps.model_cache import load_cached
 from geoseg.steps.model_input import ModelInputStep
 
@@ -84,14 +83,14 @@ class NNClassify(ModelInputStep):
 
     def _selected(self, model: NNModel, layers: dict[str, Any], ctx: StepContext) -> np.ndarray:
         """The model's bands of the tile (raw values), checked against its training scenes."""
-        valid = raster_valid(ctx, self)
+        valid = ctx.raster_valid(self.label)
         return model.select_bands(layers["image"], ctx.source, self.model, band_names=ctx.band_names, bands=self.bands, label=self.label, valid=valid)
 
     def tile_statistics(self, layers: dict[str, Any], ctx: StepContext) -> ValueSummary:
         """A summary of the model's bands over the tile's core (bands checked first)."""
         selected = self._selected(load_nn_classifier(self.model), layers, ctx)
         rows, cols = ctx.core
-        return ValueSummary.of(selected[:, rows, cols], raster_valid(ctx, self)[rows, cols], ctx.source, layers["image"].shape[0], levels=False)
+        return ValueSummary.of(selected[:, rows, cols], ctx.raster_valid(self.label)[rows, cols], ctx.source, layers["image"].shape[0], levels=False)
 
     def fit(self, partials: list[Any]) -> Step:
         """Refuse the scene when its values are far outside the model's training scenes'."""
@@ -112,7 +111,7 @@ class NNClassify(ModelInputStep):
         wanted = self.output if self.output != "auto" else ("centerline" if "centerline" in heads else "road")
         if wanted not in heads:
             raise ConfigError(f"{self.model}: the model has no {wanted} output (outputs: {', '.join(heads)})")
-        valid = raster_valid(ctx, self)
+        valid = ctx.raster_valid(self.label)
         x = normalise(scaled(self._selected(model, layers, ctx), self.scale), model.band_mean, model.band_std)
         x = np.where(valid[None], x, np.float32(0))
         zoom = self._zoom(model, ctx)

@@ -13,7 +13,6 @@ from geoseg.errors import InputMismatchError
 from geoseg.pipeline.step import Step, StepContext
 from geoseg.raster import GeoInfo
 from geoseg.scene_checks import ValueSummary, check_mask, check_mask_bands
-from geoseg.steps.context import raster_valid
 
 __all__ = ["ThresholdMask", "BandProbability", "TYPICAL_ROAD_WIDTH_M"]
 
@@ -95,7 +94,7 @@ class ThresholdMask(Step):
     def tile_statistics(self, layers: dict[str, Any], ctx: StepContext) -> tuple[ValueSummary, RoadShape]:
         """The band's values and road shape over the tile's core; a scene of several data bands is refused here."""
         image = layers["image"]
-        tile_valid = raster_valid(ctx, self)
+        tile_valid = ctx.raster_valid(self.label)
         if self.band is None and self.check_input:
             check_mask_bands(image, tile_valid, ctx.band_names, ctx.source, self.label)
         rows, cols = ctx.core
@@ -138,7 +137,7 @@ class ThresholdMask(Step):
         On blocks of the scene (``ctx.coarsening > 1``) the image holds the block means of
         :meth:`block_values`: the mask is the road share of each block (float32 in [0, 1]).
         """
-        valid = raster_valid(ctx, self)
+        valid = ctx.raster_valid(self.label)
         if ctx.coarsening > 1:
             return {"mask": np.where(valid, layers["image"][0], np.float32(0)).astype(np.float32)}
         return {"mask": (_band(layers["image"], self.band or 1, ctx) > self.threshold) & valid}
@@ -165,5 +164,5 @@ class BandProbability(Step):
         if scale is None:
             scale = float(np.iinfo(values.dtype).max) if np.issubdtype(values.dtype, np.integer) else 1.0
         prob = np.clip(np.nan_to_num(values.astype(np.float32) / np.float32(scale)), 0.0, 1.0)
-        prob[~raster_valid(ctx, self)] = 0.0
+        prob[~ctx.raster_valid(self.label)] = 0.0
         return {"probability": prob}
