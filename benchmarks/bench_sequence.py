@@ -61,8 +61,7 @@ def main() -> None:
     print(f"backgrounds: {'real crops from ' + str(DATA) + ' (train: Ottawa + DeepGlobe, test: SpaceNet Vegas img0)' if real else 'synthetic scenes (../shared/data absent)'}", flush=True)
     t0 = time.perf_counter()
     if not args.skip_train:
-        model = train_sequence_model(cfg, progress=lambda i, n, r: print(f"  it {i}/{n} " + " ".join(f"{k} {v:.3f}" for k, v in r.items()), flush=True)
-                                     if i % 100 == 0 else None)
+        model = train_sequence_model(cfg, progress=True)
         save_sequence_model(args.model, model)
     train_s = time.perf_counter() - t0
     model = load_sequence_model(args.model)

@@ -45,6 +45,7 @@ KIND_USES = {
     "nn": "the nn_classify step (deep_road_centerlines)",
     "nn-quantized": "the nn_classify step (deep_road_centerlines)",
     "ovs-sequence": "the sequence_objects pipeline",
+    "checkpoint": "resuming a training (--resume); the trained model is the file given to -o",
 }
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")

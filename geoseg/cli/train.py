@@ -251,10 +251,9 @@ def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabel
     data = data.model_copy(update={k: list(v) for k, v in given.items() if v})
     if not data.images:
         raise click.UsageError("no training data: give --images and --masks, or data.images/data.masks in the config")
-    ckpt = (checkpoint or str(Path(output).with_suffix("")) + ".ckpt.npz") if cfg.mode == "supervised" else None
+    ckpt = checkpoint or str(Path(output).with_suffix("")) + ".ckpt.npz"
     check_output_file(output, "-o", example_name="roads.nn.npz")
-    if ckpt is not None:
-        check_output_file(ckpt, "--checkpoint", example_name="roads.ckpt.npz")
+    check_output_file(ckpt, "--checkpoint", example_name="roads.ckpt.npz")
     gsd_option = config_gsd_option(data.gsd_m, overrides, "data.gsd_m")
     start = time.perf_counter()
     train_scenes = read_scenes(data.images, data.masks, data.edges, data.centerlines, data.gsd_m, "training data", gsd_option=gsd_option)
@@ -266,8 +265,6 @@ def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabel
     if cfg.mode != "supervised":
         if not data.unlabeled:
             raise click.UsageError(f"mode {cfg.mode} needs unlabelled scenes: give --unlabeled or data.unlabeled in the config")
-        if checkpoint or resume:
-            raise click.UsageError(f"--checkpoint/--resume are only supported for mode supervised (this config has mode {cfg.mode})")
         unlabeled_option = gsd_option if data.unlabeled_gsd_m is None else config_gsd_option(data.unlabeled_gsd_m, overrides, "data.unlabeled_gsd_m")
         unlabeled_scenes = _read_unlabeled(data.unlabeled, data.unlabeled_masks, data.unlabeled_gsd_m or data.gsd_m, unlabeled_option)
         log.info("mode %s: %d unlabelled scene(s)%s", cfg.mode, len(unlabeled_scenes), " (check masks for reporting only)" if data.unlabeled_masks else "")
@@ -276,7 +273,7 @@ def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabel
         cfg, train_scenes, val_scenes, checkpoint_path=ckpt, resume=resume, best_path=output, progress=progress, unlabeled_data=unlabeled_scenes
     )
     best = f", best val road IoU {result.best_iou:.4f} at epoch {result.best_epoch}" if val_scenes else ""
-    log.info("wrote %s%s (%.1f s; checkpoint %s)", output, best, time.perf_counter() - start, ckpt or "none")
+    log.info("wrote %s%s (%.1f s; checkpoint %s)", output, best, time.perf_counter() - start, ckpt)
 
 
 from geoseg.cli.train_sequence import command as _sequence_command  # noqa: E402  (issue 12: `geoseg train sequence`)

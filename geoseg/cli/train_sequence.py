@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import click
 
@@ -13,7 +14,10 @@ log = logging.getLogger("geoseg.cli")
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Model file to write (e.g. objects.ovs.npz).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (iterations=600). Repeatable.")
-def command(config: str | None, output: str, overrides: tuple[str, ...]) -> None:
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="Checkpoint written every tenth of the run [default: OUTPUT with .ckpt.npz].")
+@click.option("--resume", type=click.Path(dir_okay=False), default=None, help="Continue from a checkpoint written by an earlier run of the same config.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar on stderr.")
+def command(config: str | None, output: str, overrides: tuple[str, ...], checkpoint: str | None, resume: str | None, progress: bool) -> None:
     """Train the OVS-Net-style sequence model (detector + mask-guided mask head + re-id
     embeddings) on sequences generated from CONFIG (a YAML file; defaults when omitted) and
     write OUTPUT (safe .npz + JSON model file). CONFIG may be the name of a shipped config
@@ -23,6 +27,7 @@ def command(config: str | None, output: str, overrides: tuple[str, ...]) -> None
     Examples:
       geoseg train sequence sequence_ovs -o objects.ovs.npz
       geoseg train sequence sequence_ovs -o objects.ovs.npz --set iterations=600 --set "backgrounds=[img/*.tif]"
+      geoseg train sequence sequence_ovs -o objects.ovs.npz --resume objects.ovs.ckpt.npz   # after an interruption
     Then: geoseg run sequence_objects frames/ -o out/ --set model=objects.ovs.npz
     """
     from geoseg.atomic import check_output_file
@@ -32,12 +37,8 @@ def command(config: str | None, output: str, overrides: tuple[str, ...]) -> None
 
     cfg = load_sequence_train_config(resolve_file(config, "training") if config else None, overrides)
     check_output_file(output, "-o", example_name="objects.ovs.npz")
-    step = max(1, cfg.iterations // 10)
-
-    def progress(it: int, total: int, losses: dict[str, float]) -> None:
-        if it % step == 0 or it == total:
-            log.info("iteration %d/%d: %s", it, total, ", ".join(f"{k} {v:.3f}" for k, v in losses.items()))
-
-    model = train_sequence_model(cfg, progress=progress)
+    ckpt = checkpoint or str(Path(output).with_suffix("")) + ".ckpt.npz"
+    check_output_file(ckpt, "--checkpoint", example_name="objects.ckpt.npz")
+    model = train_sequence_model(cfg, progress=progress, checkpoint_path=ckpt, resume=resume)
     save_sequence_model(output, model)
     log.info("wrote %s (%.1f s of training)", output, model.training["seconds"])

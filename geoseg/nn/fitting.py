@@ -8,22 +8,24 @@ learning-rate schedule, losses and validation score, the scenes prepared for sam
 from __future__ import annotations
 
 import logging
-import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
 from geoseg.errors import ConfigError, InputMismatchError
 from geoseg.metrics import binary_scores
-from geoseg.nn.config import TrainConfig
+from geoseg.nn.checkpoint import Checkpoint, read_checkpoint, save_checkpoint
+from geoseg.nn.config import LossConfig, OptimizerConfig, TrainConfig
 from geoseg.nn.data import Batch, TrainingScene, band_statistics, centerline_target, normalise
+from geoseg.nn.fit import FitState, LrSchedule
 from geoseg.nn.inference import predict_scene
 from geoseg.nn.losses import IGNORE_INDEX, LossWeights, segmentation_losses
-from geoseg.nn.modelfile import NNModel
+from geoseg.nn.modelfile import NNModel, build_nn_model, model_payload, save_nn_model
 from geoseg.nn.models import build_model
 from geoseg.nn.resample import resample_any, resample_bands, resample_labels, zoomed_shape
 from geoseg.scene_checks import TrainingScenes, data_bands
@@ -31,15 +33,17 @@ from geoseg.scene_checks import TrainingScenes, data_bands
 __all__ = [
     "SceneData",
     "TrainResult",
+    "TrainingRun",
     "batch_losses",
     "describe_training_scenes",
     "evaluate_iou",
     "loss_weights",
-    "lr_factor",
+    "epoch_writer",
+    "lr_schedule",
     "new_model",
     "optimizer_factory",
     "resolve_device",
-    "set_learning_rate",
+    "start_model",
     "torch_settings",
     "training_scenes",
     "working_zoom",
@@ -92,6 +96,37 @@ class TrainResult:
     best_iou: float = float("nan")
 
 
+@dataclass
+class TrainingRun:
+    """One ``geoseg train nn`` run as a mode receives it (see :data:`geoseg.nn.train.MODES`).
+
+    Attributes
+    ----------
+    config : TrainConfig
+    train, val, unlabeled : list of SceneData
+        Labelled training scenes, validation scenes (may be empty), unlabelled scenes.
+    bands : list of int
+        The 1-based bands read.
+    device : str
+        Torch device (resolved).
+    checkpoint_path, resume, best_path : path-like or None
+        Where the checkpoint and the model go, and the checkpoint to continue from.
+    progress : bool
+        Show progress bars.
+    """
+
+    config: TrainConfig
+    train: list[SceneData]
+    val: list[SceneData]
+    unlabeled: list[SceneData]
+    bands: list[int]
+    device: str
+    checkpoint_path: str | os.PathLike[str] | None
+    resume: str | os.PathLike[str] | None
+    best_path: str | os.PathLike[str] | None
+    progress: bool
+
+
 def resolve_device(device: str) -> str:
     """``cpu``, ``cuda`` (refused when unavailable) or ``auto`` (CUDA when available)."""
     if device == "auto":
@@ -101,23 +136,55 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def lr_factor(it: int, total: int, warmup: int, schedule: str) -> float:
-    """Learning-rate multiplier at iteration ``it`` of ``total``: linear warm-up, then ``poly``, ``cosine`` or ``constant``."""
-    if it < warmup:
-        return (it + 1) / warmup
-    progress = (it - warmup) / max(total - warmup, 1)
-    if schedule == "poly":
-        return (1.0 - progress) ** 0.9
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    return 1.0
+def lr_schedule(optimizer: OptimizerConfig, total: int, peak: float | None = None) -> LrSchedule:
+    """The learning-rate schedule of an ``optimizer`` config over ``total`` iterations (peak rate ``peak`` or its ``lr``)."""
+    return LrSchedule(optimizer.lr if peak is None else peak, total=total, warmup=optimizer.warmup_iterations, kind=optimizer.schedule)
 
 
-def set_learning_rate(optimizer: torch.optim.Optimizer, peak_lr: float, it: int, total: int, config: TrainConfig) -> None:
-    """Set every parameter group's rate to ``peak_lr`` times :func:`lr_factor` of ``config.optimizer``."""
-    rate = peak_lr * lr_factor(it, total, config.optimizer.warmup_iterations, config.optimizer.schedule)
-    for group in optimizer.param_groups:
-        group["lr"] = rate
+def start_model(run: TrainingRun, mode: str) -> tuple[NNModel, Checkpoint | None]:
+    """The model a run starts from: a fresh one, or that of the checkpoint it resumes (same mode and bands).
+
+    Raises
+    ------
+    ModelFileError
+        ``run.resume`` is not a checkpoint of ``mode``.
+    InputMismatchError
+        The checkpoint's model reads other bands than this run.
+    """
+    if run.resume is None:
+        return new_model(run.config, run.train, run.bands), None
+    ck = read_checkpoint(run.resume, mode)
+    model = build_nn_model(ck.path, ck.arrays, ck.metadata)
+    if model.bands != run.bands:
+        raise InputMismatchError(f"{run.resume}: checkpoint reads bands {model.bands}, this run reads {run.bands}")
+    log.info("resuming from %s after epoch %d", run.resume, ck.state.epoch)
+    return model, ck
+
+
+def epoch_writer(
+    mode: str,
+    model: NNModel,
+    *,
+    best_path: str | os.PathLike[str] | None,
+    checkpoint_path: str | os.PathLike[str] | None,
+    validated: bool,
+    modules: Mapping[str, torch.nn.Module] | None = None,
+    optimizers: Mapping[str, torch.optim.Optimizer] | None = None,
+    extra: Callable[[], dict[str, Any]] | None = None,
+) -> Callable[[FitState], None]:
+    """What a training mode writes after each epoch: ``model`` (its module being the tracked one)
+    to ``best_path`` when the epoch is the best so far, and a checkpoint of the mode to
+    ``checkpoint_path``; the model's training summary is brought up to date first.
+    """
+
+    def write(state: FitState) -> None:
+        model.training.update(history=list(state.history), best_epoch=state.best_epoch, best_val_iou=state.best_score if validated else None)
+        if state.improved and best_path is not None:
+            save_nn_model(best_path, model)
+        if checkpoint_path is not None:
+            save_checkpoint(checkpoint_path, mode, state, model=model_payload(model), modules=modules, optimizers=optimizers, extra=extra() if extra else None)
+
+    return write
 
 
 def batch_losses(
@@ -197,12 +264,11 @@ def working_zoom(model: NNModel, gsd_m: float) -> float:
     return gsd_m / model.train_gsd_m
 
 
-def loss_weights(config: TrainConfig) -> LossWeights:
-    """The supervised loss settings of ``config.loss``."""
+def loss_weights(loss: LossConfig) -> LossWeights:
+    """The loss settings of a config's ``loss`` section, as :func:`geoseg.nn.losses.segmentation_losses` takes them."""
     return LossWeights(
-        ohem_threshold=config.loss.ohem_threshold, min_kept_fraction=config.loss.ohem_min_kept_fraction, body=config.loss.body,
-        edge=config.loss.edge, edge_attention=config.loss.edge_attention,
-        edge_attention_threshold=config.loss.edge_attention_threshold, centerline=config.loss.centerline,
+        ohem_threshold=loss.ohem_threshold, min_kept_fraction=loss.ohem_min_kept_fraction, body=loss.body, edge=loss.edge,
+        edge_attention=loss.edge_attention, edge_attention_threshold=loss.edge_attention_threshold, centerline=loss.centerline,
     )  # fmt: skip
 
 

@@ -8,14 +8,12 @@ names, head names, training GSD, tiling defaults, and a training summary. Nothin
 unpickled or executed when loading: the module is rebuilt from the architecture name and the
 arrays are copied into it (shapes checked).
 
-A training **checkpoint** is the same file plus the optimizer state (``optim/<i>/<key>``
-arrays) and a ``checkpoint`` metadata entry (epoch, best score, config); it loads as a model
-too.
+A training checkpoint (:mod:`geoseg.nn.checkpoint`) is the same file with the optimizer and
+training state added; it loads as a model too.
 """
 
 from __future__ import annotations
 
-import copy
 import importlib
 import os
 from collections.abc import Callable, Sequence
@@ -32,7 +30,7 @@ from geoseg.modelfile import kind_hint, load_model, save_model
 from geoseg.nn.models import ARCHITECTURES, build_model
 from geoseg.scene_checks import TrainingScenes, ValueSummary, check_value_range, select_model_bands
 
-__all__ = ["KIND", "NNModel", "load_checkpoint", "load_nn_model", "save_nn_model"]
+__all__ = ["KIND", "NNModel", "build_nn_model", "load_nn_model", "model_payload", "save_nn_model"]
 
 KIND = "nn"
 #: Kind of the quantized model files of `geoseg quantize` (geoseg.nn.quant.qmodelfile).
@@ -42,8 +40,6 @@ QUANTIZED_KIND = "nn-quantized"
 #: so that it may build on this one.
 OTHER_KIND_READERS = {QUANTIZED_KIND: "geoseg.nn.quant.qmodelfile:build_quantized"}
 _STATE = "state/"
-_OPTIM = "optim/"
-_BEST = "best/"
 
 
 @dataclass
@@ -155,45 +151,24 @@ def _state_arrays(module: nn.Module) -> dict[str, np.ndarray]:
     return {_STATE + k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
 
 
-def save_nn_model(
-    path: str | os.PathLike[str],
-    model: NNModel,
-    *,
-    optimizer: torch.optim.Optimizer | None = None,
-    checkpoint: dict[str, Any] | None = None,
-    best_state: dict[str, torch.Tensor] | None = None,
-) -> Path:
-    """Write a model file (or, with ``optimizer`` and ``checkpoint``, a resumable checkpoint).
+def model_payload(model: NNModel) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The arrays and metadata of ``model``'s file (also the model part of a training checkpoint)."""
+    return _state_arrays(model.module), model.metadata()
 
-    Parameters
-    ----------
-    path : path-like
-        Destination (``.npz``), written atomically.
-    model : NNModel
-        The model and its metadata.
-    optimizer : torch.optim.Optimizer, optional
-        Its state is stored for resuming.
-    checkpoint : dict, optional
-        JSON-serialisable training state (epoch, best score, ...).
-    best_state : dict, optional
-        Weights of the best epoch so far (``best/<name>`` arrays of a checkpoint).
+
+def save_nn_model(path: str | os.PathLike[str], model: NNModel) -> Path:
+    """Write a model file atomically (``.npz``); training checkpoints are :mod:`geoseg.nn.checkpoint`'s."""
+    return save_model(path, *model_payload(model))
+
+
+def build_nn_model(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> NNModel:
+    """The model of a file's ``arrays`` and metadata (as :func:`geoseg.modelfile.load_model` returns them).
+
+    Raises
+    ------
+    ModelFileError
+        Unknown architecture, incomplete metadata, or weights that do not fit; names ``path``.
     """
-    arrays = _state_arrays(model.module)
-    meta = model.metadata()
-    if optimizer is not None:
-        state = optimizer.state_dict()
-        for idx, entries in state["state"].items():
-            for key, value in entries.items():
-                arrays[f"{_OPTIM}{idx}/{key}"] = value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
-        meta["optimizer_param_groups"] = state["param_groups"]
-    if checkpoint is not None:
-        meta["checkpoint"] = checkpoint
-    if best_state is not None:
-        arrays.update({_BEST + k: v.detach().cpu().numpy() for k, v in best_state.items()})
-    return save_model(path, arrays, meta)
-
-
-def _build(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> NNModel:
     try:
         arch = meta["architecture"]
         if arch not in ARCHITECTURES:
@@ -254,40 +229,4 @@ def load_nn_model(path: str | os.PathLike[str]) -> NNModel:
         return build(path, arrays, meta)
     if meta["kind"] != KIND:
         raise ModelFileError(f"{path}: model kind is {meta['kind']!r}, expected {KIND!r} or {QUANTIZED_KIND!r}{kind_hint(meta['kind'])}")
-    return _build(path, arrays, meta)
-
-
-def load_checkpoint(
-    path: str | os.PathLike[str], optimizer_factory: Any
-) -> tuple[NNModel, torch.optim.Optimizer, dict[str, Any], dict[str, torch.Tensor]]:
-    """Read a checkpoint: the model, its optimizer with restored state, the training state and the best weights.
-
-    Parameters
-    ----------
-    path : path-like
-        A checkpoint written by :func:`save_nn_model` with ``optimizer`` and ``checkpoint``.
-    optimizer_factory : callable
-        ``factory(module) -> Optimizer`` building the same optimizer as in training.
-
-    Raises
-    ------
-    ModelFileError
-        Not a checkpoint (no optimizer state or training state).
-    """
-    path = Path(path)
-    arrays, meta = load_model(path, kind=KIND)
-    if "checkpoint" not in meta or "optimizer_param_groups" not in meta:
-        raise ModelFileError(f"{path}: not a training checkpoint (no optimizer state); give the checkpoint file, not the final model")
-    model = _build(path, arrays, meta)
-    optimizer = optimizer_factory(model.module)
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in arrays.items():
-        if key.startswith(_OPTIM):
-            idx, name = key[len(_OPTIM) :].split("/", 1)
-            state.setdefault(int(idx), {})[name] = torch.from_numpy(np.array(value))
-    try:
-        optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer_param_groups"]})
-    except (ValueError, KeyError, RuntimeError) as exc:
-        raise ModelFileError(f"{path}: optimizer state does not fit ({exc})") from exc
-    best = {k[len(_BEST) :]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith(_BEST)}
-    return model, optimizer, dict(meta["checkpoint"]), best or copy.deepcopy(model.module.state_dict())
+    return build_nn_model(path, arrays, meta)

@@ -36,26 +36,39 @@ import copy
 import logging
 import math
 import os
-import time
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm import tqdm
 
+from geoseg.nn.checkpoint import Checkpoint, save_checkpoint
 from geoseg.nn.config import TrainConfig
 from geoseg.nn.data import TrainingScene, sample_batch
-from geoseg.nn.fitting import SceneData, TrainResult, batch_losses, evaluate_iou, loss_weights, new_model, optimizer_factory, set_learning_rate, training_scenes
+from geoseg.nn.fit import FitPlan, FitState, fit
+from geoseg.nn.fitting import (
+    SceneData,
+    TrainingRun,
+    TrainResult,
+    batch_losses,
+    evaluate_iou,
+    loss_weights,
+    lr_schedule,
+    optimizer_factory,
+    start_model,
+    training_scenes,
+)
 from geoseg.nn.inference import predict_scene
 from geoseg.nn.losses import IGNORE_INDEX
-from geoseg.nn.modelfile import NNModel, save_nn_model
+from geoseg.nn.modelfile import NNModel, model_payload, save_nn_model
 from geoseg.nn.unlabeled import UnlabeledScene, pseudo_label_scores, unlabeled_scenes
 
 __all__ = ["class_balanced_thresholds", "curriculum_ratios", "dynamic_loss", "dynamic_weights", "pseudo_labels", "run_selftraining"]
 
 log = logging.getLogger("geoseg.nn")
+
+MODE = "ssl"
 
 
 def curriculum_ratios(rounds: int, r_start: float, r_end: float) -> list[float]:
@@ -127,169 +140,155 @@ def _probabilities(model: NNModel, scenes: Sequence[UnlabeledScene], device: str
     return [predict_scene(model, s.image, device=device)[:2] for s in scenes]
 
 
-def run_selftraining(
-    config: TrainConfig,
-    labelled: Sequence[SceneData],
-    unlabelled: Sequence[SceneData],
-    val_data: Sequence[SceneData],
-    bands: list[int],
-    device: str,
-    best_path: str | os.PathLike[str] | None,
-    progress: bool,
-) -> TrainResult:
-    """DST-CBC training (called by :func:`geoseg.nn.train.train` for ``mode: ssl``).
+def run_selftraining(run: TrainingRun) -> TrainResult:
+    """DST-CBC training of ``run`` (``mode: ssl`` of :func:`geoseg.nn.train.train`).
 
-    Parameters
-    ----------
-    config : TrainConfig
-        ``config.ssl`` holds the curriculum; ``epochs`` is the supervised round's length.
-    labelled : sequence of SceneData
-        Labelled scenes.
-    unlabelled : sequence of SceneData
-        Unlabelled scenes (their labels, if any, are used only for the report).
-    val_data : sequence of SceneData
-        Validation scenes for model selection, may be empty.
-    bands : list of int
-        Bands read.
-    device : str
-        Torch device.
-    best_path : path-like or None
-        Where the final model is written.
-    progress : bool
-        Show a progress bar.
-
-    Returns
-    -------
-    TrainResult
-        ``history`` has one record per epoch (with ``round``) plus, per self-training round,
-        the pseudo-label statistics (keys ``pseudo_*``).
+    ``config.ssl`` holds the curriculum; ``epochs`` is the supervised round's length.
+    ``run.unlabeled`` are the unlabelled scenes (their labels, if any, only for the report).
+    A checkpoint holds the round, its model and optimizer, the model its pseudo-labels came
+    from and the best model of all rounds. The returned ``history`` has one record per epoch
+    (with ``round``) plus, per self-training round, the pseudo-label statistics (``pseudo_*``).
     """
-    model = new_model(config, labelled, bands)
+    config, labelled, unlabelled, val_data, bands, device = run.config, run.train, run.unlabeled, run.val, run.bands, run.device
+    checkpoint_path, best_path, progress = run.checkpoint_path, run.best_path, run.progress
+    model, ck = start_model(run, MODE)
     model.module.to(device)
+    model.training = {"config": config.model_dump(mode="json"), "scenes": [s.source for s in labelled], "unlabeled": [s.source for s in unlabelled]}
     lab = training_scenes(config, labelled, bands, np.asarray(model.band_mean), np.asarray(model.band_std))
     unl = unlabeled_scenes(model, unlabelled)
-    history: list[dict[str, float]] = []
-    state = _Fit(config, model, lab, val_data, device, progress, history)
-    state.fit(round_=0, epochs=config.epochs, pseudo=None)
     ratios = curriculum_ratios(config.ssl.rounds, config.ssl.r_start, config.ssl.r_end)
-    for k, r in enumerate(ratios, start=1):
-        model.module.load_state_dict(state.best_state)
-        probs = _probabilities(model, unl, device)
-        thresholds = class_balanced_thresholds(probs, r)
-        pseudo = [pseudo_labels(p, thresholds) for p in probs]
-        scores = pseudo_label_scores(pseudo, [s.check for s in unl])
-        history.append(
-            {
-                "round": k,
-                "pseudo_r": r,
-                **{f"pseudo_threshold_{c}": float(t) for c, t in enumerate(thresholds)},
-                **{f"pseudo_{n}": v for n, v in scores.items() if not math.isnan(v)},
-            }
-        )  # no IoU without check masks
-        log.info(
-            "round %d/%d: r %.2f, thresholds %s, pseudo-label coverage %.3f (road %.3f)%s",
-            k, len(ratios), r, np.round(thresholds, 4).tolist(), scores["coverage"], scores["road_fraction"],
-            "" if math.isnan(scores["iou"]) else f", pseudo-label road IoU {scores['iou']:.4f} (check masks)",
-        )  # fmt: skip
-        state.fit(round_=k, epochs=config.ssl.epochs_per_round, pseudo=[TrainingScene(s.image, p) for s, p in zip(unl, pseudo)])
-    model.module.load_state_dict(state.overall_state)  # with validation: the best epoch of all rounds; else the last
+    rounds = _Rounds(config, model, lab, unl, val_data, device, progress, checkpoint_path)
+    first_round = 0
+    if ck is not None:
+        first_round = rounds.restore(ck)
+        log.info("resuming in round %d", first_round)
+    for k in range(first_round, len(ratios) + 1):
+        rounds.round(k, ratios[k - 1] if k else None, state=ck.state if ck is not None and k == first_round else None)
+    model.module.load_state_dict(rounds.overall_state)  # with validation: the best epoch of all rounds; else the last
     model.module.to("cpu").eval()
-    model.training = {
-        "config": config.model_dump(mode="json"), "scenes": [s.source for s in labelled], "unlabeled": [s.source for s in unlabelled],
-        "history": history, "best_epoch": state.best_epoch, "best_val_iou": state.best_iou if val_data else None,
-    }  # fmt: skip
+    model.training.update(history=rounds.history, best_epoch=rounds.overall_epoch, best_val_iou=rounds.overall_score if val_data else None)
     if best_path is not None:
         save_nn_model(best_path, model)
-    return TrainResult(model=model, history=history, best_epoch=state.best_epoch, best_iou=state.best_iou if val_data else float("nan"))
+    return TrainResult(model=model, history=rounds.history, best_epoch=rounds.overall_epoch, best_iou=rounds.overall_score if val_data else float("nan"))
 
 
-class _Fit:
-    """Epoch loop shared by the supervised round and the self-training rounds."""
+class _Rounds:
+    """The supervised round and the self-training rounds, each one :func:`~geoseg.nn.fit.fit`."""
 
     def __init__(
         self,
         config: TrainConfig,
         model: NNModel,
         lab: list[TrainingScene],
+        unl: list[UnlabeledScene],
         val_data: Sequence[SceneData],
         device: str,
         progress: bool,
-        history: list[dict[str, float]],
+        checkpoint_path: str | os.PathLike[str] | None,
     ) -> None:
-        self.config, self.model, self.lab, self.val, self.device, self.progress, self.history = config, model, lab, val_data, device, progress, history
+        self.config, self.model, self.lab, self.unl, self.val = config, model, lab, unl, val_data
+        self.device, self.progress, self.checkpoint_path = device, progress, checkpoint_path
         self.aug = config.data.augment.augmentation()
-        self.weights = loss_weights(config)
+        self.weights = loss_weights(config.loss)
         self.class_weights = torch.tensor(config.data.class_weights, dtype=torch.float32, device=device)
-        self.best_state = copy.deepcopy(model.module.state_dict())
-        self.overall_state = self.best_state
-        self.best_iou, self.best_epoch, self.epoch = -1.0, 0, 0
+        self.history: list[dict[str, float]] = []
+        self.source_state = copy.deepcopy(model.module.state_dict())  # the model that labels the round's unlabelled scenes
+        self.overall_state, self.overall_score, self.overall_epoch = self.source_state, -math.inf, 0
+        self.resumed: Checkpoint | None = None
 
-    def fit(self, round_: int, epochs: int, pseudo: list[TrainingScene] | None) -> None:
-        """Train ``epochs`` epochs with a fresh optimiser; keep the round's best (val IoU, else last) as ``best_state``."""
+    def restore(self, ck: Checkpoint) -> int:
+        """Take over a checkpoint's rounds; returns the round it stopped in."""
+        extra = ck.extra
+        self.resumed = ck
+        self.history = [dict(r) for r in extra["history"]]
+        self.overall_score, self.overall_epoch = float(extra["overall_score"]), int(extra["overall_epoch"])
+        for name, target in (("source", "source_state"), ("overall", "overall_state")):
+            module = copy.deepcopy(self.model.module)
+            ck.load_module(name, module)
+            setattr(self, target, module.state_dict())
+        return int(extra["round"])
+
+    def round(self, k: int, r: float | None, state: FitState | None) -> None:
+        """Round ``k`` (0: supervised), pseudo-labelling the top fraction ``r`` first; keeps the round's best as the next source."""
         cfg, module = self.config, self.model.module
+        pseudo = None
+        if r is not None:
+            live = copy.deepcopy(module.state_dict())
+            module.load_state_dict(self.source_state)
+            pseudo = self._pseudo_labels(k, r, log_round=state is None)
+            module.load_state_dict(live if state is not None else self.source_state)
+        epochs = cfg.ssl.epochs_per_round if k else cfg.epochs
         optimizer = optimizer_factory(cfg)(module)
-        total_its = epochs * cfg.iterations_per_epoch
+        if state is not None and self.resumed is not None:
+            self.resumed.load_optimizer("model", optimizer)
         n_pseudo = 0 if pseudo is None else min(cfg.data.batch_size - 1, max(1, round(cfg.ssl.pseudo_fraction * cfg.data.batch_size)))
         if pseudo is not None and cfg.data.batch_size == 1:
             n_pseudo = 1  # alternate: a pseudo crop is added to the single labelled crop
-        round_best, round_state = -1.0, None
-        peak_lr = cfg.optimizer.lr * (cfg.ssl.lr_scale if pseudo is not None else 1.0)
-        for e in range(epochs):
-            self.epoch += 1
-            seed = cfg.seed * 100_003 + self.epoch - 1
-            torch.manual_seed(seed)
-            gen = torch.Generator().manual_seed(seed)
-            module.train()
-            t0 = time.perf_counter()
-            sums = {"total": 0.0, "supervised": 0.0, "pseudo": 0.0}
-            desc = f"round {round_} epoch {e + 1}/{epochs}" if pseudo is not None else f"epoch {e + 1}/{epochs}"
-            bar = tqdm(range(cfg.iterations_per_epoch), desc=desc, leave=False, disable=not self.progress or None)
-            for i in bar:
-                it = e * cfg.iterations_per_epoch + i
-                set_learning_rate(optimizer, peak_lr, it, total_its, cfg)
-                n_lab = cfg.data.batch_size - n_pseudo if cfg.data.batch_size > 1 else 1
-                batch = sample_batch(self.lab, n_lab, cfg.data.crop_px, self.aug, gen)
-                image = batch.image
-                if pseudo is not None:
-                    pb = sample_batch(pseudo, n_pseudo, cfg.data.crop_px, self.aug, gen)
-                    image = torch.cat([image, pb.image])
-                outputs = module(image.to(self.device))
-                lab_out = {k: v[:n_lab] for k, v in outputs.items()}
-                terms = batch_losses(lab_out, batch, cfg, self.weights, self.class_weights, self.device)
-                loss = terms["total"]
-                if pseudo is not None:
-                    p_loss = dynamic_loss(outputs["seg"][n_lab:], pb.labels.to(self.device), cfg.ssl.gamma)
-                    loss = loss + p_loss
-                    sums["pseudo"] += float(p_loss.detach())
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                sums["total"] += float(loss.detach())
-                sums["supervised"] += float(terms["total"].detach())
-                bar.set_postfix(loss=f"{sums['total'] / (i + 1):.3f}")
-            bar.close()
-            n = cfg.iterations_per_epoch
-            record: dict[str, float] = {
-                "round": round_,
-                "epoch": self.epoch,
-                "seconds": time.perf_counter() - t0,
-                **{f"loss_{k}": v / n for k, v in sums.items()},
-            }
-            if self.val:
-                record["val_iou"] = evaluate_iou(self.model, self.val, self.device)
-            score = record.get("val_iou", float(self.epoch))
-            improved = score > round_best
-            if improved:
-                round_best, round_state = score, copy.deepcopy(module.state_dict())
-                if score > self.best_iou:
-                    self.best_iou, self.best_epoch, self.overall_state = score, self.epoch, round_state
-            self.history.append(record)
+        n_lab = cfg.data.batch_size - n_pseudo if cfg.data.batch_size > 1 else 1
+
+        def step(it: int, gen: torch.Generator) -> dict[str, float]:
+            batch = sample_batch(self.lab, n_lab, cfg.data.crop_px, self.aug, gen)
+            image = batch.image
+            if pseudo is not None:
+                pb = sample_batch(pseudo, n_pseudo, cfg.data.crop_px, self.aug, gen)
+                image = torch.cat([image, pb.image])
+            outputs = module(image.to(self.device))
+            terms = batch_losses({n: v[:n_lab] for n, v in outputs.items()}, batch, cfg, self.weights, self.class_weights, self.device)
+            loss, p_loss = terms["total"], torch.zeros(())
+            if pseudo is not None:
+                p_loss = dynamic_loss(outputs["seg"][n_lab:], pb.labels.to(self.device), cfg.ssl.gamma)
+                loss = loss + p_loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            return {"loss_total": float(loss.detach()), "loss_supervised": float(terms["total"].detach()), "loss_pseudo": float(p_loss.detach())}
+
+        def write(fit_state: FitState) -> None:
+            for record in fit_state.history[-1:]:
+                if record["val_iou" if self.val else "epoch"] > self.overall_score:
+                    self.overall_score, self.overall_epoch = record["val_iou" if self.val else "epoch"], int(record["epoch"])
+                    self.overall_state = copy.deepcopy(module.state_dict())
+            if self.checkpoint_path is not None:
+                extra = {"round": k, "history": self.history, "overall_score": self.overall_score, "overall_epoch": self.overall_epoch}
+                modules = {"source": _with_state(module, self.source_state), "overall": _with_state(module, self.overall_state)}
+                save_checkpoint(
+                    self.checkpoint_path, MODE, fit_state, model=model_payload(self.model), modules=modules, optimizers={"model": optimizer}, extra=extra
+                )
+
+        plan = FitPlan(epochs * cfg.iterations_per_epoch, cfg.iterations_per_epoch, cfg.seed, desc=f"round {k} epoch" if k else "epoch",
+                       progress=self.progress, epoch_offset=cfg.epochs + (k - 1) * cfg.ssl.epochs_per_round if k else 0)  # fmt: skip
+        peak = cfg.optimizer.lr * (cfg.ssl.lr_scale if pseudo is not None else 1.0)
+        done = fit(
+            step, plan, tracked=module, schedule=(optimizer, lr_schedule(cfg.optimizer, plan.iterations, peak)), summarize=lambda _: {"round": k},
+            validate=(lambda: evaluate_iou(self.model, self.val, self.device)) if self.val else None, state=state, on_epoch_end=write, restore_best=False,
+        )  # fmt: skip
+        self.history.extend(done.history)
+        assert done.best_state is not None
+        self.source_state = done.best_state
+
+    def _pseudo_labels(self, k: int, r: float, *, log_round: bool) -> list[TrainingScene]:
+        probs = _probabilities(self.model, self.unl, self.device)
+        thresholds = class_balanced_thresholds(probs, r)
+        pseudo = [pseudo_labels(p, thresholds) for p in probs]
+        if log_round:
+            scores = pseudo_label_scores(pseudo, [s.check for s in self.unl])
+            self.history.append(
+                {
+                    "round": k,
+                    "pseudo_r": r,
+                    **{f"pseudo_threshold_{c}": float(t) for c, t in enumerate(thresholds)},
+                    **{f"pseudo_{n}": v for n, v in scores.items() if not math.isnan(v)},
+                }
+            )  # no IoU without check masks
             log.info(
-                "round %d epoch %d/%d: loss %.4f (supervised %.4f%s)%s (%.1f s)%s", round_, e + 1, epochs, record["loss_total"], record["loss_supervised"],
-                f", pseudo {record['loss_pseudo']:.4f}" if pseudo is not None else "",
-                f", val road IoU {record['val_iou']:.4f}" if "val_iou" in record else "",
-                record["seconds"],
-                " *best of round*" if improved and self.val else "",
+                "round %d/%d: r %.2f, thresholds %s, pseudo-label coverage %.3f (road %.3f)%s",
+                k, self.config.ssl.rounds, r, np.round(thresholds, 4).tolist(), scores["coverage"], scores["road_fraction"],
+                "" if math.isnan(scores["iou"]) else f", pseudo-label road IoU {scores['iou']:.4f} (check masks)",
             )  # fmt: skip
-        assert round_state is not None
-        self.best_state = round_state
+        return [TrainingScene(s.image, p) for s, p in zip(self.unl, pseudo)]
+
+
+def _with_state(module: torch.nn.Module, state: dict[str, Tensor]) -> torch.nn.Module:
+    out = copy.deepcopy(module)
+    out.load_state_dict(state)
+    return out

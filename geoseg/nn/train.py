@@ -1,24 +1,33 @@
 """``geoseg train nn``: train a raster classifier in one of its modes.
 
-The modes: ``supervised`` (:mod:`geoseg.nn.supervised`, resumable), ``uda`` (mean-teacher domain
+Each mode is one module with a ``run(TrainingRun) -> TrainResult`` function, registered in
+:data:`MODES`: ``supervised`` (:mod:`geoseg.nn.supervised`), ``uda`` (mean-teacher domain
 adaptation, :mod:`geoseg.nn.uda`) and ``ssl`` (class-balanced self-training,
-:mod:`geoseg.nn.selftrain`); docs/TRAINING_MODES.md. Each runs under the same torch settings
-(:func:`geoseg.nn.fitting.torch_settings`) from the same pieces (:mod:`geoseg.nn.fitting`).
+:mod:`geoseg.nn.selftrain`); docs/TRAINING_MODES.md. Each runs its batch step through the one
+training loop (:func:`geoseg.nn.fit.fit`, which also makes every mode resumable) under the same
+torch settings (:func:`geoseg.nn.fitting.torch_settings`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from geoseg.errors import ConfigError, InputMismatchError
 from geoseg.nn.config import TrainConfig
-from geoseg.nn.fitting import SceneData, TrainResult, resolve_device, torch_settings
+from geoseg.nn.fitting import SceneData, TrainingRun, TrainResult, resolve_device, torch_settings
 from geoseg.nn.selftrain import run_selftraining
 from geoseg.nn.supervised import run_supervised
 from geoseg.nn.uda import run_uda
 
-__all__ = ["SceneData", "TrainResult", "train"]
+__all__ = ["MODES", "SceneData", "TrainResult", "train"]
+
+#: The training modes: ``config.mode`` -> (runner, whether it needs unlabelled scenes).
+MODES: dict[str, tuple[Callable[[TrainingRun], TrainResult], bool]] = {
+    "supervised": (run_supervised, False),
+    "uda": (run_uda, True),
+    "ssl": (run_selftraining, True),
+}
 
 
 def train(
@@ -43,17 +52,17 @@ def train(
     val_data : sequence of SceneData
         Validation scenes; without them the last epoch is the best.
     checkpoint_path : path-like, optional
-        Checkpoint written after every epoch (model + optimizer + training state).
+        Checkpoint written after every epoch (model, optimizer and the mode's training state).
     resume : path-like, optional
-        Checkpoint to continue from (its epoch count, weights and optimizer state).
+        Checkpoint of the same mode to continue from; the run ends as the uninterrupted one.
     best_path : path-like, optional
-        The best model so far is written there whenever it improves.
+        The model is written there (whenever it improves, for the modes that select per epoch).
     progress : bool
         Show a progress bar on stderr.
     unlabeled_data : sequence of SceneData
         Unlabelled scenes for ``config.mode`` ``uda`` (target domain, :mod:`geoseg.nn.uda`) or
         ``ssl`` (:mod:`geoseg.nn.selftrain`); their ``labels`` are used only to report
-        pseudo-label IoU (all 255 when unknown). These modes write no checkpoint and cannot resume.
+        pseudo-label IoU (all 255 when unknown).
 
     Returns
     -------
@@ -61,17 +70,15 @@ def train(
     """
     if not train_data:
         raise InputMismatchError("training needs at least one scene")
-    if config.mode != "supervised":
-        if resume is not None or checkpoint_path is not None:
-            raise ConfigError(f"mode {config.mode}: checkpoints and resuming are only supported for mode supervised")
-        if not unlabeled_data:
-            raise InputMismatchError(f"mode {config.mode} needs unlabelled scenes (--unlabeled or data.unlabeled)")
+    if config.mode not in MODES:
+        raise ConfigError(f"unknown training mode {config.mode!r} (known: {', '.join(MODES)})")
+    runner, needs_unlabeled = MODES[config.mode]
+    if needs_unlabeled and not unlabeled_data:
+        raise InputMismatchError(f"mode {config.mode} needs unlabelled scenes (--unlabeled or data.unlabeled)")
     n_bands = train_data[0].image.shape[0]
     bands = list(config.data.bands) if config.data.bands else list(range(1, min(3, n_bands) + 1))
-    device = resolve_device(config.device)
+    run = TrainingRun(
+        config, list(train_data), list(val_data), list(unlabeled_data), bands, resolve_device(config.device), checkpoint_path, resume, best_path, progress
+    )
     with torch_settings(config.threads):
-        if config.mode == "uda":
-            return run_uda(config, train_data, unlabeled_data, val_data, bands, device, best_path, progress)
-        if config.mode == "ssl":
-            return run_selftraining(config, train_data, unlabeled_data, val_data, bands, device, best_path, progress)
-        return run_supervised(config, train_data, val_data, bands, device, checkpoint_path, resume, best_path, progress)
+        return runner(run)

@@ -41,21 +41,26 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import os
-import time
-from collections.abc import Sequence
-from dataclasses import replace
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm import tqdm
 
-from geoseg.nn.config import TrainConfig
 from geoseg.nn.data import TrainingScene, sample_batch
-from geoseg.nn.fitting import SceneData, TrainResult, batch_losses, evaluate_iou, loss_weights, new_model, optimizer_factory, set_learning_rate, training_scenes
+from geoseg.nn.fit import FitPlan, fit
+from geoseg.nn.fitting import (
+    TrainingRun,
+    TrainResult,
+    batch_losses,
+    epoch_writer,
+    evaluate_iou,
+    loss_weights,
+    lr_schedule,
+    optimizer_factory,
+    start_model,
+    training_scenes,
+)
 from geoseg.nn.losses import IGNORE_INDEX
 from geoseg.nn.modelfile import save_nn_model
 from geoseg.nn.perturb import Perturbation, apply_flips, perturb
@@ -73,6 +78,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("geoseg.nn")
+
+MODE = "uda"
 
 
 def sigmoid_rampup(iteration: int, length: int) -> float:
@@ -155,51 +162,28 @@ def teacher_prediction(teacher: nn.Module, x: Tensor, passes: int, settings: Per
     return total / passes
 
 
-def run_uda(
-    config: TrainConfig,
-    source: Sequence[SceneData],
-    target: Sequence[SceneData],
-    val_data: Sequence[SceneData],
-    bands: list[int],
-    device: str,
-    best_path: str | os.PathLike[str] | None,
-    progress: bool,
-) -> TrainResult:
-    """Mean-teacher training (called by :func:`geoseg.nn.train.train` for ``mode: uda``).
+def run_uda(run: TrainingRun) -> TrainResult:
+    """Mean-teacher training of ``run`` (``mode: uda`` of :func:`geoseg.nn.train.train`).
 
-    Parameters
-    ----------
-    config : TrainConfig
-        ``config.uda`` holds the mean-teacher settings; the budget is ``epochs`` ×
-        ``iterations_per_epoch`` like supervised training.
-    source : sequence of SceneData
-        Labelled source-domain scenes.
-    target : sequence of SceneData
-        Unlabelled target-domain scenes (labels used only for the report).
-    val_data : sequence of SceneData
-        Validation scenes for model selection (teacher's road IoU), may be empty.
-    bands : list of int
-        Bands read.
-    device : str
-        Torch device.
-    best_path : path-like or None
-        Where the best teacher is written.
-    progress : bool
-        Show a progress bar.
-
-    Returns
-    -------
-    TrainResult
+    ``config.uda`` holds the mean-teacher settings; the budget is ``epochs`` ×
+    ``iterations_per_epoch`` like supervised training. ``run.train`` is the labelled source
+    domain, ``run.unlabeled`` the target domain (labels used only for the report); validation
+    scores the teacher, which is the model written. A checkpoint holds the teacher, the student
+    and its optimizer.
     """
+    config, source, target, val_data, bands, device = run.config, run.train, run.unlabeled, run.val, run.bands, run.device
+    checkpoint_path, best_path, progress = run.checkpoint_path, run.best_path, run.progress
     cfg = config.uda
-    model = new_model(config, source, bands)
-    student = model.module.to(device)
-    teacher = copy.deepcopy(student)
+    model, ck = start_model(run, MODE)
+    teacher = model.module.to(device)  # the model written is the teacher
+    student = copy.deepcopy(teacher)
+    optimizer = optimizer_factory(config)(student)
+    if ck is not None:
+        ck.load_module("student", student)
+        ck.load_optimizer("student", optimizer)
     for p in teacher.parameters():
         p.requires_grad_(False)
     teacher.eval()
-    teacher_model = replace(model, module=teacher)
-    optimizer = optimizer_factory(config)(student)
     src = training_scenes(config, source, bands, np.asarray(model.band_mean), np.asarray(model.band_std))
     tgt_raw = unlabeled_scenes(model, target)
     tgt = [TrainingScene(s.image, s.check) for s in tgt_raw]
@@ -207,86 +191,66 @@ def run_uda(
         if s.zoom != 1.0:
             log.info("%s: target resampled by %.3f to the source GSD %.3g m", s.source, s.zoom, model.train_gsd_m)
     aug = config.data.augment.augmentation()
-    weights = loss_weights(config)
+    weights = loss_weights(config.loss)
     class_weights = torch.tensor(config.data.class_weights, dtype=torch.float32, device=device)
     settings = Perturbation(noise_std=cfg.noise_std, brightness=cfg.brightness, flips=cfg.flips)
     n_tgt = cfg.target_batch_size or config.data.batch_size
-    total_its = config.epochs * config.iterations_per_epoch
-    info: dict[str, Any] = {"config": config.model_dump(mode="json"), "scenes": [s.source for s in source], "unlabeled": [s.source for s in target]}
-    history: list[dict[str, float]] = []
-    best_iou, best_epoch, best_state = -1.0, 0, copy.deepcopy(teacher.state_dict())
-    for epoch in range(config.epochs):
-        torch.manual_seed(config.seed * 100_003 + epoch)
-        gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-        student.train()
-        t0 = time.perf_counter()
-        sums = {"total": 0.0, "supervised": 0.0, "consistency": 0.0, "weight": 0.0}
-        tp = fp = fn = checked = 0
-        bar = tqdm(range(config.iterations_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not progress or None)
-        for i in bar:
-            it = epoch * config.iterations_per_epoch + i
-            set_learning_rate(optimizer, config.optimizer.lr, it, total_its, config)
-            batch = sample_batch(src, config.data.batch_size, config.data.crop_px, aug, gen)
-            terms = batch_losses(student(batch.image.to(device)), batch, config, weights, class_weights, device)
-            loss = terms["total"]
-            ramp = sigmoid_rampup(it, cfg.rampup_iterations)
-            tb = sample_batch(tgt, n_tgt, config.data.crop_px, aug, gen)
-            x_t = tb.image.to(device)
-            t_prob = teacher_prediction(teacher, x_t, cfg.teacher_passes, settings, gen)
-            if cfg.uncertainty:
-                entropy = predictive_entropy(t_prob)
-                if cfg.weighting == "soft":
-                    w = uncertainty_weights(entropy, t_prob.shape[1], soft=True)
-                else:
-                    tau = entropy_threshold(it, cfg.threshold_start, cfg.threshold_end, cfg.rampup_iterations, t_prob.shape[1])
-                    w = uncertainty_weights(entropy, t_prob.shape[1], threshold=tau)
-            else:
-                w = torch.ones_like(t_prob[:, 0])
-            cons = torch.zeros((), device=device)
-            if cfg.consistency_weight > 0:
-                xs, flips = perturb(x_t, settings, gen)
-                s_prob = apply_flips(F.softmax(student(xs)["seg"], dim=1), flips)
-                cons = consistency_loss(s_prob, t_prob, w)
-                loss = loss + cfg.consistency_weight * ramp * cons
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            ema_update(teacher, student, cfg.ema_decay)
-            sums["total"] += float(loss.detach())
-            sums["supervised"] += float(terms["total"].detach())
-            sums["consistency"] += float(cons.detach())
-            sums["weight"] += float(w.mean())
-            known = tb.labels != IGNORE_INDEX
-            if bool(known.any()):
-                pred = (t_prob[:, 1] > 0.5).cpu() & known
-                truth = (tb.labels == 1) & known
-                tp, fp, fn = tp + int((pred & truth).sum()), fp + int((pred & ~truth).sum()), fn + int((~pred & truth & known).sum())
-                checked += int(known.sum())
-            bar.set_postfix(loss=f"{sums['total'] / (i + 1):.3f}")
-        bar.close()
-        n = config.iterations_per_epoch
-        record: dict[str, float] = {"epoch": epoch + 1, "seconds": time.perf_counter() - t0, **{f"loss_{k}": v / n for k, v in sums.items() if k != "weight"}}
-        record["consistency_ramp"] = sigmoid_rampup((epoch + 1) * n - 1, cfg.rampup_iterations)
-        record["coverage"] = sums["weight"] / n
-        if checked:
-            record["target_iou"] = tp / (tp + fp + fn) if tp + fp + fn else 1.0
-        if val_data:
-            record["val_iou"] = evaluate_iou(teacher_model, val_data, device)
-        score = record.get("val_iou", float(epoch))
-        improved = score > best_iou
-        if improved:
-            best_iou, best_epoch, best_state = score, epoch + 1, copy.deepcopy(teacher.state_dict())
-        history.append(record)
-        log.info(
-            "epoch %d/%d: loss %.4f (supervised %.4f, consistency %.4f x %.2f), teacher coverage %.3f%s%s (%.1f s)%s",
-            epoch + 1, config.epochs, record["loss_total"], record["loss_supervised"], record["loss_consistency"], record["consistency_ramp"],
-            record["coverage"], f", target check IoU {record['target_iou']:.4f}" if "target_iou" in record else "",
-            f", val road IoU {record['val_iou']:.4f}" if "val_iou" in record else "", record["seconds"], " *best*" if improved and val_data else "",
-        )  # fmt: skip
-    teacher.load_state_dict(best_state)
+    model.training = {
+        "config": config.model_dump(mode="json"), "scenes": [s.source for s in source], "unlabeled": [s.source for s in target], "exported": "teacher",
+    }  # fmt: skip
+    check = {"tp": 0, "fp": 0, "fn": 0, "last_it": 0}  # the teacher's scores on the target crops with check masks, per epoch
+
+    def step(it: int, gen: torch.Generator) -> dict[str, float]:
+        batch = sample_batch(src, config.data.batch_size, config.data.crop_px, aug, gen)
+        terms = batch_losses(student(batch.image.to(device)), batch, config, weights, class_weights, device)
+        loss = terms["total"]
+        tb = sample_batch(tgt, n_tgt, config.data.crop_px, aug, gen)
+        x_t = tb.image.to(device)
+        t_prob = teacher_prediction(teacher, x_t, cfg.teacher_passes, settings, gen)
+        if not cfg.uncertainty:
+            w = torch.ones_like(t_prob[:, 0])
+        elif cfg.weighting == "soft":
+            w = uncertainty_weights(predictive_entropy(t_prob), t_prob.shape[1], soft=True)
+        else:
+            tau = entropy_threshold(it, cfg.threshold_start, cfg.threshold_end, cfg.rampup_iterations, t_prob.shape[1])
+            w = uncertainty_weights(predictive_entropy(t_prob), t_prob.shape[1], threshold=tau)
+        cons = torch.zeros((), device=device)
+        if cfg.consistency_weight > 0:
+            xs, flips = perturb(x_t, settings, gen)
+            cons = consistency_loss(apply_flips(F.softmax(student(xs)["seg"], dim=1), flips), t_prob, w)
+            loss = loss + cfg.consistency_weight * sigmoid_rampup(it, cfg.rampup_iterations) * cons
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        ema_update(teacher, student, cfg.ema_decay)
+        known = tb.labels != IGNORE_INDEX
+        if bool(known.any()):
+            pred = (t_prob[:, 1] > 0.5).cpu() & known
+            truth = (tb.labels == 1) & known
+            check["tp"] += int((pred & truth).sum())
+            check["fp"] += int((pred & ~truth).sum())
+            check["fn"] += int((~pred & truth).sum())
+        check["last_it"] = it
+        return {"loss_total": float(loss.detach()), "loss_supervised": float(terms["total"].detach()), "loss_consistency": float(cons.detach()),
+                "coverage": float(w.mean())}  # fmt: skip
+
+    def summarize(_: int) -> dict[str, float]:
+        out = {"consistency_ramp": sigmoid_rampup(check["last_it"], cfg.rampup_iterations)}
+        tp, fp, fn = check["tp"], check["fp"], check["fn"]
+        if tp + fp + fn:
+            out["target_iou"] = tp / (tp + fp + fn)
+        check.update(tp=0, fp=0, fn=0)
+        return out
+
+    total = config.epochs * config.iterations_per_epoch
+    state = fit(
+        step, FitPlan(total, config.iterations_per_epoch, config.seed, progress=progress), tracked=teacher, trained=student,
+        schedule=(optimizer, lr_schedule(config.optimizer, total)), summarize=summarize,
+        validate=(lambda: evaluate_iou(model, val_data, device)) if val_data else None, state=ck.state if ck is not None else None,
+        on_epoch_end=epoch_writer(MODE, model, best_path=best_path, checkpoint_path=checkpoint_path, validated=bool(val_data),
+                                  modules={"student": student}, optimizers={"student": optimizer}),
+    )  # fmt: skip
     teacher.to("cpu").eval()
-    out = replace(model, module=teacher)
-    out.training = {**info, "history": history, "best_epoch": best_epoch, "best_val_iou": best_iou if val_data else None, "exported": "teacher"}
     if best_path is not None:
-        save_nn_model(best_path, out)
-    return TrainResult(model=out, history=history, best_epoch=best_epoch, best_iou=best_iou if val_data else float("nan"))
+        save_nn_model(best_path, model)
+    return TrainResult(model=model, history=state.history, best_epoch=state.best_epoch, best_iou=state.best_score if val_data else float("nan"))

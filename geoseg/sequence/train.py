@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import glob
 import logging
+import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from geoseg.configfile import load_config
 from geoseg.errors import ConfigError, InputMismatchError, NotGeoreferencedWarning
+from geoseg.nn.checkpoint import read_checkpoint, save_checkpoint
+from geoseg.nn.fit import FitPlan, FitState, LrSchedule, fit
 from geoseg.nn.fitting import torch_settings
 from geoseg.sequence.model import OVSNet, build_ovsnet
 from geoseg.sequence.modelfile import SequenceModel
@@ -35,6 +38,8 @@ from geoseg.sequence.synthetic import SequenceSample, make_sequence, synthetic_b
 __all__ = ["SequenceTrainConfig", "background_crops", "generate_sequences", "load_sequence_train_config", "train_sequence_model"]
 
 log = logging.getLogger("geoseg.sequence")
+
+MODE = "sequence"
 
 
 class SequenceTrainConfig(BaseModel):
@@ -326,9 +331,14 @@ def train_sequence_model(
     cfg: SequenceTrainConfig,
     samples: list[SequenceSample] | None = None,
     *,
-    progress: Callable[[int, int, dict[str, float]], None] | None = None,
+    progress: bool = False,
+    checkpoint_path: str | os.PathLike[str] | None = None,
+    resume: str | os.PathLike[str] | None = None,
 ) -> SequenceModel:
     """Train an :class:`~geoseg.sequence.model.OVSNet` on generated sequences.
+
+    The iterations run through :func:`geoseg.nn.fit.fit` in 10 epochs (one log line each), with
+    AdamW under a one-cycle schedule.
 
     Parameters
     ----------
@@ -336,8 +346,12 @@ def train_sequence_model(
         Settings.
     samples : list of SequenceSample, optional
         Training sequences; generated from ``cfg`` when omitted.
-    progress : callable, optional
-        ``progress(iteration, iterations, losses)`` after each iteration.
+    progress : bool
+        Show a progress bar on stderr.
+    checkpoint_path : path-like, optional
+        Checkpoint written after every epoch (network, optimizer, the batch generator's state).
+    resume : path-like, optional
+        A checkpoint of the same config to continue from; the result equals the uninterrupted run's.
 
     Returns
     -------
@@ -354,27 +368,35 @@ def train_sequence_model(
     hyper = {"in_channels": 3, "widths": list(cfg.widths), "embed_dim": cfg.embed_dim}
     net = build_ovsnet(**hyper)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.iterations, pct_start=0.15)
-    history: list[dict[str, float]] = []
+    state = None
+    if resume is not None:
+        ck = read_checkpoint(resume, MODE)
+        ck.load_module("net", net)
+        ck.load_optimizer("net", opt)
+        rng.bit_generator.state = ck.extra["rng"]
+        state = ck.state
+        log.info("resuming from %s after epoch %d", resume, state.epoch)
+
+    def step(it: int, gen: torch.Generator) -> dict[str, float]:
+        losses = _losses(net, _make_batch(samples, rng, cfg, mean, std))
+        total = losses["heat"] + 0.2 * losses["size"] + losses.get("embed", 0) + losses.get("mask", 0) + losses.get("boundary", 0)
+        opt.zero_grad()
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        opt.step()
+        return {k: float(v.detach()) for k, v in losses.items()}
+
+    def write(fit_state: FitState) -> None:
+        if checkpoint_path is not None:
+            save_checkpoint(checkpoint_path, MODE, fit_state, modules={"net": net}, optimizers={"net": opt}, extra={"rng": rng.bit_generator.state})
+
+    plan = FitPlan(cfg.iterations, max(1, cfg.iterations // 10), cfg.seed, desc="sequence training", progress=progress)
     with torch_settings(cfg.threads, deterministic=False):
-        net.train()
-        for it in range(cfg.iterations):
-            batch = _make_batch(samples, rng, cfg, mean, std)
-            losses = _losses(net, batch)
-            total = losses["heat"] + 0.2 * losses["size"] + losses.get("embed", 0) + losses.get("mask", 0) + losses.get("boundary", 0)
-            opt.zero_grad()
-            total.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-            opt.step()
-            sched.step()
-            record = {k: float(v.detach()) for k, v in losses.items()}
-            history.append(record)
-            if progress is not None:
-                progress(it + 1, cfg.iterations, record)
+        schedule = LrSchedule(cfg.lr, total=cfg.iterations, kind="one_cycle")
+        history = fit(step, plan, tracked=net, schedule=(opt, schedule), state=state, on_epoch_end=write).history
     net.eval()
-    tail = history[-max(1, len(history) // 10):]
-    final = {k: float(np.mean([h[k] for h in tail if k in h])) for k in tail[-1]}
+    final = {k: v for k, v in history[-1].items() if k not in ("epoch", "seconds")}
     training = {"config": cfg.model_dump(), "final_losses": final, "seconds": round(time.perf_counter() - start, 1),
-                "sequences": len(samples), "frames": int(len(frames))}
+                "sequences": len(samples), "frames": int(len(frames))}  # fmt: skip
     log.info("trained sequence model in %.1f s, final losses %s", training["seconds"], final)
     return SequenceModel(net, hyper, mean.tolist(), std.tolist(), training)

@@ -302,7 +302,7 @@ def search_bits(model: NNModel, data: Sequence[Any], budget: float, cfg: QuantCo
         with torch.no_grad():
             pw0, pa0 = set_mix_probs["p"]
             result.expected_bitops.append(float(expected_bitops(m, pw0, pa0, cands, fixed)))
-        train_loop(module, setup, cfg, gen, scfg.iterations, scfg.lr, extra_loss=extra_loss, extra_optimizer=arch_opt,
+        train_loop(module, setup, cfg, scfg.iterations, scfg.lr, extra_loss=extra_loss, extra_optimizer=arch_opt,
                    after_step=after_step, progress=progress, desc="BP-NAS search")  # fmt: skip
     with torch.no_grad():
         pw, pa = torch.softmax(theta_w, dim=1), torch.softmax(theta_a, dim=1)

@@ -23,21 +23,21 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from pydantic import Field, ValidationError, field_validator
-from tqdm import tqdm
 
 from geoseg.configfile import load_config
 from geoseg.errors import ConfigError
 from geoseg.nn.config import StrictModel, TrainConfig
 from geoseg.nn.data import Augmentation, TrainingScene, sample_batch
-from geoseg.nn.fitting import torch_settings, training_scenes
+from geoseg.nn.fit import FitPlan, LrSchedule, fit
+from geoseg.nn.fitting import loss_weights, torch_settings, training_scenes
 from geoseg.nn.losses import LossWeights, segmentation_losses
 from geoseg.nn.modelfile import NNModel
 from geoseg.nn.quant.bitops import DEFAULT_TILE_PX, conv_macs
@@ -211,15 +211,8 @@ def training_setup(model: NNModel, data: Sequence[Any]) -> TrainingSetup:
     tcfg = _train_config(model)
     if tcfg.model.centerline_head != bool(model.hyper.get("centerline_head")):
         tcfg = tcfg.model_copy(update={"model": tcfg.model.model_copy(update={"centerline_head": bool(model.hyper.get("centerline_head"))})})
-    import numpy as np
-
     scenes = training_scenes(tcfg, data, model.bands, np.asarray(model.band_mean), np.asarray(model.band_std))
-    weights = LossWeights(
-        ohem_threshold=tcfg.loss.ohem_threshold, min_kept_fraction=tcfg.loss.ohem_min_kept_fraction, body=tcfg.loss.body,
-        edge=tcfg.loss.edge, edge_attention=tcfg.loss.edge_attention,
-        edge_attention_threshold=tcfg.loss.edge_attention_threshold, centerline=tcfg.loss.centerline,
-    )  # fmt: skip
-    return TrainingSetup(scenes, tcfg.data.augment.augmentation(), weights,
+    return TrainingSetup(scenes, tcfg.data.augment.augmentation(), loss_weights(tcfg.loss),
                          torch.tensor(tcfg.data.class_weights, dtype=torch.float32), tcfg.data.edge_radius_px)  # fmt: skip
 
 
@@ -241,7 +234,6 @@ def train_loop(
     module: torch.nn.Module,
     setup: TrainingSetup,
     cfg: QuantConfig,
-    gen: torch.Generator,
     iterations: int,
     lr: float,
     *,
@@ -251,26 +243,19 @@ def train_loop(
     progress: bool = True,
     desc: str = "quantize",
 ) -> list[dict[str, float]]:
-    """Fine-tune ``module`` (AdamW, cosine decay) on random crops; optional extra loss and optimizer.
+    """Fine-tune ``module`` (AdamW, cosine decay) on random crops through :func:`geoseg.nn.fit.fit`; optional extra loss and optimizer.
 
     Returns
     -------
     list of dict
-        Mean loss terms per block of iterations (about 10 blocks).
+        Mean loss terms per block of iterations (about 10 blocks, the epochs of the fit).
     """
     optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=lr, weight_decay=cfg.weight_decay)
-    history: list[dict[str, float]] = []
-    sums: dict[str, float] = {}
-    block = max(1, iterations // 10)
-    module.train()
-    bar = tqdm(range(iterations), desc=desc, leave=False, disable=not progress or None)
-    for it in bar:
-        for group in optimizer.param_groups:
-            group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * it / max(iterations, 1)))
+
+    def step(it: int, gen: torch.Generator) -> dict[str, float]:
         batch = sample_batch(setup.scenes, cfg.batch_size, cfg.crop_px, setup.augment, gen)
-        outputs = module(batch.image)
         terms = segmentation_losses(
-            outputs, batch.labels, edges=batch.edges, centerlines=batch.centerlines, weights=setup.weights,
+            module(batch.image), batch.labels, edges=batch.edges, centerlines=batch.centerlines, weights=setup.weights,
             class_weights=setup.class_weights, edge_radius_px=setup.edge_radius_px,
         )  # fmt: skip
         loss = terms["total"]
@@ -288,14 +273,10 @@ def train_loop(
             extra_optimizer.step()
         if after_step is not None:
             after_step(it)
-        for k, v in logs.items():
-            sums[k] = sums.get(k, 0.0) + v
-        bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items()})
-        if (it + 1) % block == 0 or it + 1 == iterations:
-            n = (it % block) + 1
-            history.append({"iteration": it + 1, **{k: v / n for k, v in sums.items()}})
-            sums = {}
-    bar.close()
+        return logs
+
+    plan = FitPlan(iterations, max(1, iterations // 10), cfg.seed, desc=desc, progress=progress)
+    history = fit(step, plan, tracked=module, schedule=(optimizer, LrSchedule(lr, total=iterations, kind="cosine"))).history
     module.eval()
     return history
 
@@ -342,7 +323,7 @@ def quantize_finetune(
         gen = torch.Generator().manual_seed(cfg.seed)
         module = prepare_qat(model, bits, cfg)
         calibrate(module, setup, cfg, gen)
-        history = train_loop(module, setup, cfg, gen, cfg.iterations, cfg.lr, progress=progress, desc=f"{cfg.method} fine-tuning")
+        history = train_loop(module, setup, cfg, cfg.iterations, cfg.lr, progress=progress, desc=f"{cfg.method} fine-tuning")
     qmodel = replace(model, module=module, training=dict(model.training))
     return QuantizedNN(qmodel, dict(bits), dict(macs), cfg, history, search)
 

@@ -35,7 +35,7 @@ from torch import nn
 
 from geoseg.errors import ModelFileError
 from geoseg.modelfile import save_model
-from geoseg.nn.modelfile import QUANTIZED_KIND, NNModel, _build
+from geoseg.nn.modelfile import QUANTIZED_KIND, NNModel, build_nn_model
 from geoseg.nn.quant.bitops import total_bitops
 from geoseg.nn.quant.gdrq import QuantizedNN
 from geoseg.nn.quant.packing import pack_codes, unpack_codes
@@ -160,7 +160,7 @@ def build_quantized(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, A
         raise
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: inconsistent nn-quantized file ({exc!r})") from exc
-    model = _build(path, {"state/" + k: v for k, v in state.items()}, meta)
+    model = build_nn_model(path, {"state/" + k: v for k, v in state.items()}, meta)
     module = model.module
     for name, spec in layers.items():
         conv = module.get_submodule(name)

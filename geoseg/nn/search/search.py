@@ -18,26 +18,24 @@ large dataset.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from geoseg.errors import ConfigError
 from geoseg.nn.data import TrainingScene, sample_batch
-from geoseg.nn.losses import LossWeights, segmentation_losses
+from geoseg.nn.fit import FitPlan, fit
+from geoseg.nn.fitting import loss_weights
+from geoseg.nn.losses import segmentation_losses
 from geoseg.nn.search.config import SearchConfig
 from geoseg.nn.search.gcn import CellGCN
 from geoseg.nn.search.latency import LatencyTable, expected_latency, latency_penalty
 from geoseg.nn.search.space import SuperNet
 
-__all__ = ["ArchParams", "SearchOutcome", "derive_genotype", "loss_weights", "search_architecture", "split_scenes"]
-
-log = logging.getLogger("geoseg.nn")
+__all__ = ["ArchParams", "SearchOutcome", "derive_genotype", "search_architecture", "split_scenes"]
 
 
 class ArchParams(nn.Module):
@@ -114,15 +112,6 @@ def split_scenes(scenes: Sequence[TrainingScene]) -> tuple[list[TrainingScene], 
     return [part(slice(0, half))], [part(slice(half, None))]
 
 
-def loss_weights(config: SearchConfig) -> LossWeights:
-    """The loss weights of the config (the searched networks have only the ``seg`` output)."""
-    c = config.loss
-    return LossWeights(
-        ohem_threshold=c.ohem_threshold, min_kept_fraction=c.ohem_min_kept_fraction, body=c.body, edge=c.edge,
-        edge_attention=c.edge_attention, edge_attention_threshold=c.edge_attention_threshold, centerline=c.centerline,
-    )  # fmt: skip
-
-
 def search_architecture(
     config: SearchConfig, net: SuperNet, arch: ArchParams, scenes: Sequence[TrainingScene], lut: LatencyTable, *, device: str = "cpu", progress: bool = False
 ) -> SearchOutcome:
@@ -156,52 +145,34 @@ def search_architecture(
     lut_t = lut.tensor().to(device)
     weight_split, arch_split = split_scenes(scenes)
     aug = config.data.augment.augmentation()
-    lw = loss_weights(config)
+    lw = loss_weights(config.loss)
     cw = torch.tensor(config.data.class_weights, dtype=torch.float32, device=device)
     crop = s.crop_px or config.data.crop_px
     size = s.batch_size or config.data.batch_size
-    history: list[dict[str, float]] = []
-    for epoch in range(s.epochs):
-        gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-        sums = {"ce": 0.0, "arch_ce": 0.0, "expected_ms": 0.0, "penalty": 0.0}
-        n_arch = 0
-        bar = tqdm(range(s.iterations_per_epoch), desc=f"search {epoch + 1}/{s.epochs}", leave=False, disable=not progress or None)
-        for i in bar:
-            it = epoch * s.iterations_per_epoch + i
-            if it >= s.warmup_iterations:
-                batch = sample_batch(arch_split, size, crop, aug, gen)
-                weights = arch.weights()
-                ce = segmentation_losses(net.forward_arch(batch.image.to(device), weights), batch.labels.to(device), weights=lw, class_weights=cw)["total"]
-                exp = expected_latency(weights, lut_t, lut.fixed_ms)
-                pen = latency_penalty(exp, target, config.latency.weight)
-                a_opt.zero_grad(set_to_none=True)
-                (ce + pen).backward()
-                a_opt.step()
-                sums["arch_ce"] += float(ce.detach())
-                sums["expected_ms"] += float(exp.detach())
-                sums["penalty"] += float(pen.detach())
-                n_arch += 1
-            batch = sample_batch(weight_split, size, crop, aug, gen)
-            with torch.no_grad():
-                weights = arch.weights()
-            loss = segmentation_losses(net.forward_arch(batch.image.to(device), weights), batch.labels.to(device), weights=lw, class_weights=cw)["total"]
-            w_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            w_opt.step()
-            sums["ce"] += float(loss.detach())
-            bar.set_postfix(ce=f"{sums['ce'] / (i + 1):.3f}")
-        bar.close()
-        record = {"epoch": epoch + 1, "ce": sums["ce"] / s.iterations_per_epoch}
-        if n_arch:
-            record.update({k: sums[k] / n_arch for k in ("arch_ce", "expected_ms", "penalty")})
-        history.append(record)
-        log.info(
-            "search epoch %d/%d: CE %.4f%s",
-            epoch + 1,
-            s.epochs,
-            record["ce"],
-            f", E[latency] {record['expected_ms']:.2f} ms (target {target:g})" if n_arch else "",
-        )
+
+    def step(it: int, gen: torch.Generator) -> dict[str, float]:
+        out = {}
+        if it >= s.warmup_iterations:
+            batch = sample_batch(arch_split, size, crop, aug, gen)
+            weights = arch.weights()
+            ce = segmentation_losses(net.forward_arch(batch.image.to(device), weights), batch.labels.to(device), weights=lw, class_weights=cw)["total"]
+            exp = expected_latency(weights, lut_t, lut.fixed_ms)
+            pen = latency_penalty(exp, target, config.latency.weight)
+            a_opt.zero_grad(set_to_none=True)
+            (ce + pen).backward()
+            a_opt.step()
+            out = {"arch_ce": float(ce.detach()), "expected_ms": float(exp.detach()), "penalty": float(pen.detach())}
+        batch = sample_batch(weight_split, size, crop, aug, gen)
+        with torch.no_grad():
+            weights = arch.weights()
+        loss = segmentation_losses(net.forward_arch(batch.image.to(device), weights), batch.labels.to(device), weights=lw, class_weights=cw)["total"]
+        w_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        w_opt.step()
+        return {"ce": float(loss.detach()), **out}
+
+    plan = FitPlan(s.epochs * s.iterations_per_epoch, s.iterations_per_epoch, config.seed, desc="search", progress=progress)
+    history = fit(step, plan, tracked=net).history
     with torch.no_grad():
         weights = arch.weights().cpu()
     genotype = derive_genotype(weights, lut.op_names)
