@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import click
 
@@ -25,8 +26,12 @@ log = logging.getLogger("geoseg.cli")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a setting: iterations=300, lr=1e-4, groups=8, search.iterations=200, search.mu=0.01, ... Repeatable.")  # fmt: skip
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Quantized model file to write.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="Checkpoint written every tenth of each phase [default: OUTPUT, .ckpt.npz].")
+@click.option("--resume", type=click.Path(dir_okay=False), default=None, help="Continue from a checkpoint written by an earlier run of the same command.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
-def command(float_model, w_bits, a_bits, search, budget_bitops, method, images, masks, centerlines, gsd_m, config, overrides, output, progress) -> None:
+def command(
+    float_model, w_bits, a_bits, search, budget_bitops, method, images, masks, centerlines, gsd_m, config, overrides, output, checkpoint, resume, progress
+) -> None:
     """Quantize a float deep classifier (from `geoseg train nn`) and write a packed low-bit model file.
 
     \b
@@ -41,7 +46,8 @@ def command(float_model, w_bits, a_bits, search, budget_bitops, method, images, 
     from geoseg.cli.train import config_gsd_option, read_scenes
     from geoseg.nn.modelfile import load_nn_model
     from geoseg.nn.quant.bpnas import parse_bitops, search_bits
-    from geoseg.nn.quant.gdrq import layer_plan, load_quant_config, quantize_finetune, uniform_bits
+    from geoseg.nn.quant.gdrq import layer_plan, load_quant_config, quantize_finetune, resumed_checkpoint, uniform_bits
+    from geoseg.nn.quant.qat import LayerBits
     from geoseg.nn.quant.qmodelfile import save_quantized
 
     if search:
@@ -50,6 +56,8 @@ def command(float_model, w_bits, a_bits, search, budget_bitops, method, images, 
     elif w_bits is None:
         raise click.UsageError("give --w-bits (and --a-bits), or --search with --budget-bitops")
     check_output_file(output, "-o", example_name="roads.w4a4.npz")
+    ckpt = checkpoint or str(Path(output).with_suffix("")) + ".ckpt.npz"
+    check_output_file(ckpt, "--checkpoint", example_name="roads.w4a4.ckpt.npz")
     extra = [f"method={method}"] if method else []
     extra += [f"data_gsd_m={gsd_m}"] if gsd_m is not None else []
     cfg = load_quant_config(config, [*overrides, *extra])
@@ -61,15 +69,24 @@ def command(float_model, w_bits, a_bits, search, budget_bitops, method, images, 
     gsd_option = None if gsd_given else "--gsd-m"
     data = read_scenes(list(images), list(masks), [], list(centerlines), cfg.data_gsd_m, "training data", gsd_option=gsd_option)
     macs, ends = layer_plan(model, cfg.bitops_tile_px)
+    ck = resumed_checkpoint(resume, model) if resume else None
+    phase = ck.extra["phase"] if ck is not None else None
     summary = None
-    if search:
+    if phase == "finetune":
+        assert ck is not None
+        bits, summary = {n: LayerBits(*wa) for n, wa in ck.extra["bits"].items()}, ck.extra["search"]
+        log.info("resuming the fine-tuning from %s (the bits are the checkpoint's)", resume)
+    elif search:
         budget = parse_bitops(budget_bitops)
         log.info("BP-NAS search over %s bits under %.4g BitOPs per %d px tile", cfg.search.candidates, budget, cfg.bitops_tile_px)
-        found = search_bits(model, data, budget, cfg, progress=progress)
+        found = search_bits(model, data, budget, cfg, progress=progress, checkpoint_path=ckpt, resume=ck)
         bits, summary = found.bits, found.summary()
         log.info("found %.4g BitOPs (budget %.4g)%s", found.bitops, budget, f"; repaired: {'; '.join(found.repairs)}" if found.repairs else "")
+    elif phase == "search":
+        raise click.UsageError(f"{resume} is a checkpoint of a BP-NAS search: resume it with --search and the same --budget-bitops")
     else:
         bits = uniform_bits(macs, ends, int(w_bits), int(a_bits or w_bits), cfg.ends_bits)
-    result = quantize_finetune(model, data, bits, cfg, macs=macs, search=summary, progress=progress)
+    finetune = ck if phase == "finetune" else None
+    result = quantize_finetune(model, data, bits, cfg, macs=macs, search=summary, progress=progress, checkpoint_path=ckpt, resume=finetune)
     path = save_quantized(output, result)
     log.info("wrote %s (%s, %.1f s)", path, f"{path.stat().st_size:,} bytes", time.perf_counter() - start)

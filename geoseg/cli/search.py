@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import click
 
@@ -24,8 +25,10 @@ def command() -> None:
 @click.option("--target-ms", type=float, default=None, help="Target latency per tile (latency.tile_px, 512 px) in ms on this machine [default: the config's].")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Model file to write, e.g. roads.gas.npz.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field, e.g. search.gcn=false or retrain.epochs=5. Repeatable.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="Checkpoint written every epoch [default: OUTPUT with .ckpt.npz].")
+@click.option("--resume", type=click.Path(dir_okay=False), default=None, help="Continue from a checkpoint written by an earlier run of the same config.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr.")
-def arch(config, images, masks, val_images, val_masks, target_ms, output, overrides, progress) -> None:
+def arch(config, images, masks, val_images, val_masks, target_ms, output, overrides, checkpoint, resume, progress) -> None:
     """Latency-constrained architecture search (GAS) of a light road classifier.
 
     Measures a latency table of the candidate operations on this machine (device and
@@ -36,6 +39,7 @@ def arch(config, images, masks, val_images, val_masks, target_ms, output, overri
     geoseg search arch road_gas --images "tiles/*.png" --masks "masks/*.png" \\
         --target-ms 25 -o roads.gas.npz --set data.gsd_m=0.21
     Then: geoseg run deep_road_centerlines scene.tif -o out/ --set model=roads.gas.npz
+    After an interruption, the same command with --resume roads.gas.ckpt.npz goes on.
 
     CONFIG is a YAML file or the name of a shipped config (road_gas); without it the
     defaults are used.
@@ -56,6 +60,8 @@ def arch(config, images, masks, val_images, val_masks, target_ms, output, overri
         raise click.UsageError("give a positive --target-ms (or latency.target_ms in the config)")
     cfg = cfg.model_copy(update={"data": data, "latency": latency})
     check_output_file(output, "-o", example_name="roads.gas.npz")
+    ckpt = checkpoint or str(Path(output).with_suffix("")) + ".ckpt.npz"
+    check_output_file(ckpt, "--checkpoint", example_name="roads.gas.ckpt.npz")
     gsd_option = config_gsd_option(data.gsd_m, overrides, "data.gsd_m")
     start = time.perf_counter()
     train_scenes = read_scenes(data.images, data.masks, [], [], data.gsd_m, "training data", gsd_option=gsd_option)
@@ -68,7 +74,7 @@ def arch(config, images, masks, val_images, val_masks, target_ms, output, overri
         cfg.device,
         "on" if cfg.search.gcn else "off",
     )
-    result = run_gas(cfg, train_scenes, val_scenes, output=output, progress=progress)
+    result = run_gas(cfg, train_scenes, val_scenes, output=output, progress=progress, checkpoint_path=ckpt, resume=resume)
     best = f", best val road IoU {result.best_iou:.4f}" if val_scenes else ""
     log.info(
         "wrote %s: measured %.2f ms per tile (LUT %.2f ms, target %g ms)%s (%.1f s)",

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,10 +43,12 @@ import torch
 from torch import Tensor
 
 from geoseg.errors import ConfigError
+from geoseg.nn.checkpoint import Checkpoint, save_checkpoint
+from geoseg.nn.fit import FitState
 from geoseg.nn.fitting import torch_settings
-from geoseg.nn.modelfile import NNModel
+from geoseg.nn.modelfile import NNModel, model_payload
 from geoseg.nn.quant.bitops import expected_bitops, total_bitops
-from geoseg.nn.quant.gdrq import QuantConfig, calibrate, layer_plan, prepare_qat, train_loop, training_setup
+from geoseg.nn.quant.gdrq import MODE, QuantConfig, calibrate, layer_plan, prepare_qat, train_loop, training_setup
 from geoseg.nn.quant.qat import LayerBits, quantized_layers
 
 __all__ = ["SearchResult", "barrier_penalty", "initial_logits", "parse_bitops", "prob1_regularizer", "repair", "search_bits"]
@@ -222,7 +225,16 @@ class SearchResult:
         }  # fmt: skip
 
 
-def search_bits(model: NNModel, data: Sequence[Any], budget: float, cfg: QuantConfig, *, progress: bool = True) -> SearchResult:
+def search_bits(
+    model: NNModel,
+    data: Sequence[Any],
+    budget: float,
+    cfg: QuantConfig,
+    *,
+    progress: bool = True,
+    checkpoint_path: str | os.PathLike[str] | None = None,
+    resume: Checkpoint | None = None,
+) -> SearchResult:
     """Search per-layer weight and activation bit widths whose BitOPs stay within ``budget``.
 
     Parameters
@@ -237,11 +249,15 @@ def search_bits(model: NNModel, data: Sequence[Any], budget: float, cfg: QuantCo
         ``cfg.search`` holds the search settings; ``ends_bits`` the fixed layers' widths.
     progress : bool
         Progress bar on stderr.
+    checkpoint_path : path-like, optional
+        Checkpoint (phase ``search``) written after every tenth of the iterations.
+    resume : Checkpoint, optional
+        A ``search`` checkpoint of the same model and budget to continue from.
 
     Raises
     ------
     ConfigError
-        The budget is below the smallest configuration's BitOPs.
+        The budget is below the smallest configuration's BitOPs, or differs from the resumed checkpoint's.
     """
     scfg = cfg.search
     cands = torch.tensor(scfg.candidates, dtype=torch.float64)
@@ -255,7 +271,14 @@ def search_bits(model: NNModel, data: Sequence[Any], budget: float, cfg: QuantCo
     theta_w = torch.nn.Parameter(theta0.clone().float())
     theta_a = torch.nn.Parameter(theta0.clone().float())
     arch_opt = torch.optim.Adam([theta_w, theta_a], lr=scfg.lr_arch)
+    thetas = torch.nn.ParameterDict({"w": theta_w, "a": theta_a})
     result = SearchResult(bits={}, bitops=0, budget=budget)
+    if resume is not None:
+        if float(resume.extra["budget"]) != budget:
+            raise ConfigError(f"{resume.path}: a search under {resume.extra['budget']:.4g} BitOPs, this run asks for {budget:.4g}")
+        resume.load_module("logits", thetas)
+        resume.load_optimizer("arch", arch_opt)
+        result.expected_bitops, result.rejected_steps = list(resume.extra["expected_bitops"]), int(resume.extra["rejected_steps"])
 
     with torch_settings(cfg.threads, deterministic=False):
         setup = training_setup(model, data)
@@ -264,7 +287,10 @@ def search_bits(model: NNModel, data: Sequence[Any], budget: float, cfg: QuantCo
         bits = {n: LayerBits(top, top) for n in searched} | fixed_bits
         module = prepare_qat(model, bits, cfg)
         layers = quantized_layers(module)
-        calibrate(module, setup, cfg, gen)
+        if resume is not None:
+            resume.load_module("qat", module)
+        else:
+            calibrate(module, setup, cfg, gen)
 
         def set_mix() -> tuple[Tensor, Tensor]:
             pw, pa = torch.softmax(theta_w, dim=1), torch.softmax(theta_a, dim=1)
@@ -299,11 +325,19 @@ def search_bits(model: NNModel, data: Sequence[Any], budget: float, cfg: QuantCo
             set_mix_probs["p"] = set_mix()
 
         set_mix_probs["p"] = set_mix()
-        with torch.no_grad():
-            pw0, pa0 = set_mix_probs["p"]
-            result.expected_bitops.append(float(expected_bitops(m, pw0, pa0, cands, fixed)))
-        train_loop(module, setup, cfg, scfg.iterations, scfg.lr, extra_loss=extra_loss, extra_optimizer=arch_opt,
-                   after_step=after_step, progress=progress, desc="BP-NAS search")  # fmt: skip
+        if resume is None:
+            with torch.no_grad():
+                pw0, pa0 = set_mix_probs["p"]
+                result.expected_bitops.append(float(expected_bitops(m, pw0, pa0, cands, fixed)))
+
+        def write(state: FitState, optimizer: torch.optim.Optimizer) -> None:
+            assert checkpoint_path is not None
+            extra = {"phase": "search", "budget": budget, "expected_bitops": result.expected_bitops, "rejected_steps": result.rejected_steps}
+            modules, optimizers = {"qat": module, "logits": thetas}, {"weights": optimizer, "arch": arch_opt}
+            save_checkpoint(checkpoint_path, MODE, state, model=model_payload(model), modules=modules, optimizers=optimizers, extra=extra)
+
+        train_loop(module, setup, cfg, scfg.iterations, scfg.lr, extra_loss=extra_loss, extra_optimizer=arch_opt, after_step=after_step,
+                   progress=progress, desc="BP-NAS search", checkpoint=write if checkpoint_path is not None else None, resume=resume)  # fmt: skip
     with torch.no_grad():
         pw, pa = torch.softmax(theta_w, dim=1), torch.softmax(theta_a, dim=1)
     argmax = {n: LayerBits(scfg.candidates[int(pw[i].argmax())], scfg.candidates[int(pa[i].argmax())]) for i, n in enumerate(searched)}

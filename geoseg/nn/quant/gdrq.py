@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,13 +34,14 @@ import torch
 from pydantic import Field, ValidationError, field_validator
 
 from geoseg.configfile import load_config
-from geoseg.errors import ConfigError
+from geoseg.errors import ConfigError, ModelFileError
+from geoseg.nn.checkpoint import Checkpoint, read_checkpoint, save_checkpoint
 from geoseg.nn.config import StrictModel, TrainConfig
 from geoseg.nn.data import Augmentation, TrainingScene, sample_batch
-from geoseg.nn.fit import FitPlan, LrSchedule, fit
+from geoseg.nn.fit import FitPlan, FitState, LrSchedule, fit
 from geoseg.nn.fitting import loss_weights, torch_settings, training_scenes
 from geoseg.nn.losses import LossWeights, segmentation_losses
-from geoseg.nn.modelfile import NNModel
+from geoseg.nn.modelfile import NNModel, model_payload
 from geoseg.nn.quant.bitops import DEFAULT_TILE_PX, conv_macs
 from geoseg.nn.quant.qat import LayerBits, convert_to_qat, quantized_layers
 
@@ -53,10 +55,14 @@ __all__ = [
     "load_quant_config",
     "prepare_qat",
     "quantize_finetune",
+    "resumed_checkpoint",
     "train_loop",
     "training_setup",
     "uniform_bits",
 ]
+
+#: Training mode name of quantization checkpoints (phases: search, finetune).
+MODE = "quantize"
 
 log = logging.getLogger("geoseg.nn")
 SUPPORTED_BITS = (2, 4, 8)
@@ -242,8 +248,13 @@ def train_loop(
     after_step: Callable[[int], None] | None = None,
     progress: bool = True,
     desc: str = "quantize",
+    checkpoint: Callable[[FitState, torch.optim.Optimizer], None] | None = None,
+    resume: Checkpoint | None = None,
 ) -> list[dict[str, float]]:
     """Fine-tune ``module`` (AdamW, cosine decay) on random crops through :func:`geoseg.nn.fit.fit`; optional extra loss and optimizer.
+
+    ``checkpoint(state, optimizer)`` is called after every block of iterations; ``resume``
+    continues from such a checkpoint (its optimizer ``weights``; the caller restores the modules).
 
     Returns
     -------
@@ -251,6 +262,8 @@ def train_loop(
         Mean loss terms per block of iterations (about 10 blocks, the epochs of the fit).
     """
     optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=lr, weight_decay=cfg.weight_decay)
+    if resume is not None:
+        resume.load_optimizer("weights", optimizer)
 
     def step(it: int, gen: torch.Generator) -> dict[str, float]:
         batch = sample_batch(setup.scenes, cfg.batch_size, cfg.crop_px, setup.augment, gen)
@@ -276,9 +289,28 @@ def train_loop(
         return logs
 
     plan = FitPlan(iterations, max(1, iterations // 10), cfg.seed, desc=desc, progress=progress)
-    history = fit(step, plan, tracked=module, schedule=(optimizer, LrSchedule(lr, total=iterations, kind="cosine"))).history
+    history = fit(
+        step, plan, tracked=module, schedule=(optimizer, LrSchedule(lr, total=iterations, kind="cosine")), state=resume.state if resume else None,
+        on_epoch_end=(lambda state: checkpoint(state, optimizer)) if checkpoint is not None else None,
+    ).history  # fmt: skip
     module.eval()
     return history
+
+
+def resumed_checkpoint(path: str | os.PathLike[str], model: NNModel) -> Checkpoint:
+    """A quantization checkpoint of the float ``model`` (same weights), to resume a search or fine-tuning.
+
+    Raises
+    ------
+    ModelFileError
+        Not a quantization checkpoint, or one written for another float model.
+    """
+    ck = read_checkpoint(path, MODE)
+    mine = model_payload(model)[0]
+    theirs = {k: v for k, v in ck.arrays.items() if k in mine}
+    if theirs.keys() != mine.keys() or any(not np.array_equal(theirs[k], v) for k, v in mine.items()):
+        raise ModelFileError(f"{path}: a checkpoint of the quantization of another float model")
+    return ck
 
 
 def prepare_qat(model: NNModel, bits: dict[str, LayerBits], cfg: QuantConfig) -> torch.nn.Module:
@@ -296,6 +328,8 @@ def quantize_finetune(
     macs: dict[str, int] | None = None,
     search: dict[str, Any] | None = None,
     progress: bool = True,
+    checkpoint_path: str | os.PathLike[str] | None = None,
+    resume: Checkpoint | None = None,
 ) -> QuantizedNN:
     """Quantization-aware fine-tuning (GDRQ or min-max) of a float model at the given layer bits.
 
@@ -314,6 +348,10 @@ def quantize_finetune(
         BP-NAS summary stored with the result.
     progress : bool
         Progress bar on stderr.
+    checkpoint_path : path-like, optional
+        Checkpoint (phase ``finetune``) written after every tenth of the iterations.
+    resume : Checkpoint, optional
+        A ``finetune`` checkpoint of this model and these bits to continue from.
     """
     with torch_settings(cfg.threads, deterministic=False):
         if macs is None:
@@ -322,8 +360,18 @@ def quantize_finetune(
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
         module = prepare_qat(model, bits, cfg)
-        calibrate(module, setup, cfg, gen)
-        history = train_loop(module, setup, cfg, cfg.iterations, cfg.lr, progress=progress, desc=f"{cfg.method} fine-tuning")
+        if resume is not None:
+            resume.load_module("qat", module)  # calibrated statistics included
+        else:
+            calibrate(module, setup, cfg, gen)
+
+        def write(state: FitState, optimizer: torch.optim.Optimizer) -> None:
+            assert checkpoint_path is not None
+            extra = {"phase": "finetune", "bits": {n: [b.w_bits, b.a_bits] for n, b in bits.items()}, "search": search}
+            save_checkpoint(checkpoint_path, MODE, state, model=model_payload(model), modules={"qat": module}, optimizers={"weights": optimizer}, extra=extra)
+
+        history = train_loop(module, setup, cfg, cfg.iterations, cfg.lr, progress=progress, desc=f"{cfg.method} fine-tuning",
+                             checkpoint=write if checkpoint_path is not None else None, resume=resume)  # fmt: skip
     qmodel = replace(model, module=module, training=dict(model.training))
     return QuantizedNN(qmodel, dict(bits), dict(macs), cfg, history, search)
 

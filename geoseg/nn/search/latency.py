@@ -107,6 +107,12 @@ class LatencyTable:
         """JSON-ready form (for model metadata)."""
         return {"tile_px": self.tile_px, "device": self.device, "threads": self.threads, "fixed_ms": self.fixed_ms, "ops_ms": self.ops}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], op_names: Sequence[str]) -> LatencyTable:
+        """The table :meth:`to_dict` wrote, with its operations in ``op_names`` order."""
+        ops = [{str(k): float(v) for k, v in cell.items()} for cell in data["ops_ms"]]
+        return cls(list(op_names), ops, float(data["fixed_ms"]), int(data["tile_px"]), str(data["device"]), int(data["threads"]))
+
 
 def build_lut(
     net: SuperNet, tile_px: int = 512, *, device: str = "cpu", repeats: int = 7, warmup: int = 2, rounds: int = 3, in_channels: int = 3

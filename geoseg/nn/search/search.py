@@ -18,22 +18,28 @@ large dataset.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from geoseg.errors import ConfigError
+from geoseg.nn.checkpoint import Checkpoint, save_checkpoint
 from geoseg.nn.data import TrainingScene, sample_batch
-from geoseg.nn.fit import FitPlan, fit
+from geoseg.nn.fit import FitPlan, FitState, fit
 from geoseg.nn.fitting import loss_weights
 from geoseg.nn.losses import segmentation_losses
 from geoseg.nn.search.config import SearchConfig
 from geoseg.nn.search.gcn import CellGCN
 from geoseg.nn.search.latency import LatencyTable, expected_latency, latency_penalty
 from geoseg.nn.search.space import SuperNet
+
+#: Training mode name of GAS checkpoints (phases: search, retrain).
+MODE = "gas"
 
 __all__ = ["ArchParams", "SearchOutcome", "derive_genotype", "search_architecture", "split_scenes"]
 
@@ -91,6 +97,17 @@ class SearchOutcome:
     predicted_ms: float
     history: list[dict[str, float]] = field(default_factory=list)
 
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form (for checkpoints)."""
+        return {"genotype": self.genotype, "weights": self.weights.tolist(), "expected_ms": self.expected_ms, "predicted_ms": self.predicted_ms,
+                "history": self.history}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SearchOutcome:
+        """The outcome :meth:`to_json` wrote."""
+        weights = np.asarray(data["weights"], np.float32)
+        return cls([list(c) for c in data["genotype"]], weights, float(data["expected_ms"]), float(data["predicted_ms"]), list(data["history"]))
+
 
 def derive_genotype(weights: Tensor, op_names: Sequence[str]) -> list[list[str]]:
     """The strongest operation of every edge: ``argmax`` over the last axis of ``(cells, edges, ops)``."""
@@ -113,7 +130,16 @@ def split_scenes(scenes: Sequence[TrainingScene]) -> tuple[list[TrainingScene], 
 
 
 def search_architecture(
-    config: SearchConfig, net: SuperNet, arch: ArchParams, scenes: Sequence[TrainingScene], lut: LatencyTable, *, device: str = "cpu", progress: bool = False
+    config: SearchConfig,
+    net: SuperNet,
+    arch: ArchParams,
+    scenes: Sequence[TrainingScene],
+    lut: LatencyTable,
+    *,
+    device: str = "cpu",
+    progress: bool = False,
+    checkpoint_path: str | os.PathLike[str] | None = None,
+    resume: Checkpoint | None = None,
 ) -> SearchOutcome:
     """Alternate weight and architecture updates, then derive the genotype.
 
@@ -133,6 +159,10 @@ def search_architecture(
         Torch device of the search.
     progress : bool
         Progress bar on stderr.
+    checkpoint_path : path-like, optional
+        Checkpoint (phase ``search``, with ``lut``) written after every epoch.
+    resume : Checkpoint, optional
+        A ``search`` checkpoint of the same config to continue from.
     """
     target = config.latency.target_ms
     if target is None:
@@ -172,7 +202,19 @@ def search_architecture(
         return {"ce": float(loss.detach()), **out}
 
     plan = FitPlan(s.epochs * s.iterations_per_epoch, s.iterations_per_epoch, config.seed, desc="search", progress=progress)
-    history = fit(step, plan, tracked=net).history
+    if resume is not None:
+        resume.load_module("supernet", net)
+        resume.load_module("arch", arch)
+        resume.load_optimizer("weights", w_opt)
+        resume.load_optimizer("arch", a_opt)
+
+    def write(state: FitState) -> None:
+        assert checkpoint_path is not None
+        modules, optimizers = {"supernet": net, "arch": arch}, {"weights": w_opt, "arch": a_opt}
+        save_checkpoint(checkpoint_path, MODE, state, modules=modules, optimizers=optimizers, extra={"phase": "search", "lut": lut.to_dict()})
+
+    on_epoch_end = write if checkpoint_path is not None else None
+    history = fit(step, plan, tracked=net, state=resume.state if resume else None, on_epoch_end=on_epoch_end).history
     with torch.no_grad():
         weights = arch.weights().cpu()
     genotype = derive_genotype(weights, lut.op_names)
