@@ -14,23 +14,45 @@ looks like; a pickle is refused as pickled data). An npz is read with
 pickled objects is refused, never unpickled. Writing goes through
 :func:`geoseg.atomic.atomic_path` (a temporary file beside the destination, flushed and
 fsynced, then moved onto it), so a reader never sees a half-written model.
+
+Every kind of model file is registered in :data:`MODEL_KINDS` (:func:`register_kind`): where
+it is used (for messages about a file of the wrong kind) and the ``"module:function"`` that
+builds the model from a file's arrays and metadata; :func:`read_model` reads any file into its
+model. The builder's module is imported only when such a file is read, so the kinds'
+modules may build on this one.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import zipfile
 import zlib
+from collections.abc import Collection
+from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from geoseg.atomic import atomic_path
 from geoseg.errors import ModelFileError
 
-__all__ = ["FORMAT_MARKER", "FORMAT_VERSION", "HEADER_KEY", "KIND_USES", "MODEL_FILES", "kind_hint", "load_model", "save_model"]
+__all__ = [
+    "FORMAT_MARKER",
+    "FORMAT_VERSION",
+    "HEADER_KEY",
+    "MODEL_FILES",
+    "MODEL_KINDS",
+    "ModelKind",
+    "kind_hint",
+    "load_model",
+    "read_model",
+    "register_kind",
+    "save_model",
+]
 
 FORMAT_MARKER = "geoseg-model"
 FORMAT_VERSION = 1
@@ -39,14 +61,51 @@ HEADER_KEY = "__geoseg_header__"
 #: What a model file is, for messages about files that are not one.
 MODEL_FILES = "model files are the .npz files written by geoseg train"
 
-#: Where each model kind is used, for messages about a model of the wrong kind.
-KIND_USES = {
-    "mjcr": "the mjcr_classify step (road_centerlines, road_segmentation)",
-    "nn": "the nn_classify step (deep_road_centerlines)",
-    "nn-quantized": "the nn_classify step (deep_road_centerlines)",
-    "ovs-sequence": "the sequence_objects pipeline",
-    "checkpoint": "resuming a training (--resume); the trained model is the file given to -o",
-}
+@dataclass(frozen=True)
+class ModelKind:
+    """A registered kind of model file.
+
+    Attributes
+    ----------
+    name : str
+        The ``kind`` of the file's metadata.
+    use : str
+        Where a model of this kind is used (for messages about a file of the wrong kind).
+    builder : str or None
+        ``"module:function"`` (``function`` may be ``Class.method``) called as
+        ``builder(path, arrays, metadata)`` to build the model; None for files that are not
+        models by themselves (training checkpoints).
+    """
+
+    name: str
+    use: str
+    builder: str | None
+
+    def build(self, path: Path, arrays: dict[str, np.ndarray], meta: dict) -> Any:
+        """The model of a file's contents (the builder's module is imported now)."""
+        if self.builder is None:
+            raise ModelFileError(f"{path}: a {self.name} file is not a model; it is for {self.use}")
+        module, name = self.builder.split(":")
+        build: Any = importlib.import_module(module)
+        for attr in name.split("."):
+            build = getattr(build, attr)
+        return build(path, arrays, meta)
+
+
+#: The kinds of model file, by name.
+MODEL_KINDS: dict[str, ModelKind] = {}
+
+
+def register_kind(name: str, use: str, builder: str | None) -> None:
+    """Register a kind of model file (see :class:`ModelKind`); a kind added by a plugin module calls this once."""
+    MODEL_KINDS[name] = ModelKind(name, use, builder)
+
+
+register_kind("mjcr", "the mjcr_classify step (road_centerlines, road_segmentation)", "geoseg.classifiers.mjcr:MJCRClassifier.from_file")
+register_kind("nn", "the nn_classify step (deep_road_centerlines)", "geoseg.nn.modelfile:build_nn_model")
+register_kind("nn-quantized", "the nn_classify step (deep_road_centerlines)", "geoseg.nn.quant.qmodelfile:build_quantized")
+register_kind("ovs-sequence", "the sequence_objects pipeline", "geoseg.sequence.modelfile:build_sequence_model")
+register_kind("checkpoint", "resuming a training (--resume); the trained model is the file given to -o", None)
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _NPY_MAGIC = b"\x93NUMPY"
@@ -178,8 +237,39 @@ def load_model(path: str | os.PathLike, kind: str | None = None) -> tuple[dict[s
 
 def kind_hint(kind: str) -> str:
     """``; a nn model is for the nn_classify step (...)``: where a model of ``kind`` belongs, for messages (empty when unknown)."""
-    use = KIND_USES.get(kind)
-    return f"; a {kind} model is for {use}" if use else ""
+    spec = MODEL_KINDS.get(kind)
+    return f"; a {kind} model is for {spec.use}" if spec else ""
+
+
+def read_model(path: str | os.PathLike, kinds: Collection[str]) -> Any:
+    """Read a model file of one of ``kinds`` into its model (built by its kind's registered builder).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from geoseg.errors import ModelFileError
+    >>> path = save_model(tempfile.mkdtemp() + "/m.npz", {"w": np.zeros(3)}, {"kind": "mjcr"})
+    >>> try:
+    ...     read_model(path, ["nn", "nn-quantized"])
+    ... except ModelFileError as exc:
+    ...     print(str(exc).split(": ", 1)[1])
+    model kind is 'mjcr', expected 'nn' or 'nn-quantized'; a mjcr model is for the mjcr_classify step (road_centerlines, road_segmentation)
+
+    Raises
+    ------
+    ModelFileError
+        Not a geoseg model file, a file of another kind (the message says where that kind is
+        used), or contents its builder refuses; the message names the file.
+    """
+    path = Path(path)
+    arrays, meta = load_model(path)
+    kind = meta["kind"]
+    if kind not in kinds:
+        raise ModelFileError(f"{path}: model kind is {kind!r}, expected {' or '.join(map(repr, kinds))}{kind_hint(kind)}")
+    spec = MODEL_KINDS.get(kind)
+    if spec is None:
+        raise ModelFileError(f"{path}: no reader is registered for model kind {kind!r}")
+    return spec.build(path, arrays, meta)
 
 
 def _describe_content(head: bytes) -> str:

@@ -14,11 +14,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from geoseg.errors import InputMismatchError, ModelFileError
-from geoseg.modelfile import load_model, save_model
+from geoseg.modelfile import read_model, save_model
 from geoseg.road.features import base_channels, feature_description, feature_groups, multiscale_features, window_sides
 from geoseg.road.mjcr import MJCRModel
 from geoseg.scene_checks import TrainingScenes, ValueSummary, check_value_range, data_bands, scaled, select_model_bands
@@ -298,7 +299,18 @@ class MJCRClassifier:
         ModelFileError
             Not a geoseg MJCR model file, or an incomplete one.
         """
-        arrays, meta = load_model(path, kind=cls.KIND)
+        classifier: MJCRClassifier = read_model(path, (cls.KIND,))
+        return classifier
+
+    @classmethod
+    def from_file(cls, path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> MJCRClassifier:
+        """The classifier of an MJCR model file's arrays and metadata (the registered builder of its kind).
+
+        Raises
+        ------
+        ModelFileError
+            Incomplete metadata or arrays; names ``path``.
+        """
         try:
             inner = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("mjcr.")}
             return cls(

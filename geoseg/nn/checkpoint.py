@@ -39,6 +39,7 @@ from torch import nn
 from geoseg.errors import ModelFileError
 from geoseg.modelfile import load_model, save_model
 from geoseg.nn.fit import FitState
+from geoseg.nn.state import load_state, state_arrays
 
 __all__ = ["CHECKPOINT_KIND", "Checkpoint", "read_checkpoint", "save_checkpoint"]
 
@@ -78,7 +79,7 @@ def save_checkpoint(
     """
     arrays, meta = (dict(model[0]), dict(model[1])) if model is not None else ({}, {"kind": CHECKPOINT_KIND})
     for name, module in (modules or {}).items():
-        arrays.update({f"{_MODULE}{name}/{k}": v.detach().cpu().numpy() for k, v in module.state_dict().items()})
+        arrays.update(state_arrays(module, f"{_MODULE}{name}/"))
     groups = {}
     for name, optimizer in (optimizers or {}).items():
         optim_state = optimizer.state_dict()
@@ -117,12 +118,7 @@ class Checkpoint:
 
     def load_module(self, name: str, module: nn.Module) -> None:
         """Copy the stored weights of module ``name`` into ``module`` (names and shapes checked)."""
-        prefix = f"{_MODULE}{name}/"
-        stored = {k[len(prefix) :]: torch.from_numpy(np.array(v)) for k, v in self.arrays.items() if k.startswith(prefix)}
-        try:
-            module.load_state_dict(stored)
-        except RuntimeError as exc:
-            raise ModelFileError(f"{self.path}: the stored {name} does not fit this run's network ({str(exc).splitlines()[0]})") from exc
+        load_state(module, self.arrays, f"{_MODULE}{name}/", path=self.path, what=f"this run's {name}")
 
     def load_optimizer(self, name: str, optimizer: torch.optim.Optimizer) -> None:
         """Restore the stored state of optimizer ``name`` into ``optimizer`` (built as in training)."""

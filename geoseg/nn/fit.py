@@ -189,13 +189,15 @@ class FitState:
         return bool(self.history) and self.best_epoch == self.history[-1]["epoch"]
 
     def to_json(self) -> dict[str, Any]:
-        """Everything but the weights, JSON-serialisable."""
-        return {"epoch": self.epoch, "best_score": self.best_score, "best_epoch": self.best_epoch, "history": self.history}
+        """Everything but the weights, JSON-serialisable (no best score yet: None)."""
+        best = self.best_score if math.isfinite(self.best_score) else None
+        return {"epoch": self.epoch, "best_score": best, "best_epoch": self.best_epoch, "history": self.history}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], best_state: dict[str, torch.Tensor] | None = None) -> FitState:
         """The state :meth:`to_json` wrote (with the best weights read separately)."""
-        return cls(int(data["epoch"]), float(data["best_score"]), int(data["best_epoch"]), [dict(r) for r in data["history"]], best_state)
+        best = -math.inf if data["best_score"] is None else float(data["best_score"])
+        return cls(int(data["epoch"]), best, int(data["best_epoch"]), [dict(r) for r in data["history"]], best_state)
 
 
 def epoch_seed(plan: FitPlan, epoch: int) -> int:

@@ -14,20 +14,19 @@ training state added; it loads as a model too.
 
 from __future__ import annotations
 
-import importlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from geoseg.errors import ModelFileError
-from geoseg.modelfile import kind_hint, load_model, save_model
+from geoseg.modelfile import read_model, save_model
 from geoseg.nn.models import ARCHITECTURES, build_model
+from geoseg.nn.state import load_state, state_arrays
 from geoseg.scene_checks import TrainingScenes, ValueSummary, check_value_range, select_model_bands
 
 __all__ = ["KIND", "NNModel", "build_nn_model", "load_nn_model", "model_payload", "save_nn_model"]
@@ -35,10 +34,6 @@ __all__ = ["KIND", "NNModel", "build_nn_model", "load_nn_model", "model_payload"
 KIND = "nn"
 #: Kind of the quantized model files of `geoseg quantize` (geoseg.nn.quant.qmodelfile).
 QUANTIZED_KIND = "nn-quantized"
-#: The other kinds :func:`load_nn_model` reads, as ``kind -> "module:function"`` building the
-#: model from the file's arrays and metadata; the module is imported when such a file is read,
-#: so that it may build on this one.
-OTHER_KIND_READERS = {QUANTIZED_KIND: "geoseg.nn.quant.qmodelfile:build_quantized"}
 _STATE = "state/"
 
 
@@ -147,13 +142,9 @@ class NNModel:
         }
 
 
-def _state_arrays(module: nn.Module) -> dict[str, np.ndarray]:
-    return {_STATE + k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
-
-
 def model_payload(model: NNModel) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The arrays and metadata of ``model``'s file (also the model part of a training checkpoint)."""
-    return _state_arrays(model.module), model.metadata()
+    return state_arrays(model.module, _STATE), model.metadata()
 
 
 def save_nn_model(path: str | os.PathLike[str], model: NNModel) -> Path:
@@ -175,16 +166,7 @@ def build_nn_model(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, An
             raise ModelFileError(f"{path}: unknown architecture {arch!r} (known: {', '.join(ARCHITECTURES)})")
         hyper = dict(meta["hyper"])
         module = build_model(arch, **hyper)
-        state = {k[len(_STATE) :]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith(_STATE)}
-        expected = module.state_dict()
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        if missing or unexpected:
-            raise ModelFileError(f"{path}: weights do not fit the {arch} architecture (missing {missing[:3]}, unexpected {unexpected[:3]})")
-        for name, tensor in state.items():
-            if tuple(tensor.shape) != tuple(expected[name].shape):
-                raise ModelFileError(f"{path}: weight {name} has shape {tuple(tensor.shape)}, the architecture needs {tuple(expected[name].shape)}")
-        module.load_state_dict(state)
+        load_state(module, arrays, _STATE, path=path, what=f"the {arch} architecture")
         module.eval()
         model = NNModel(
             module=module,
@@ -212,7 +194,7 @@ def build_nn_model(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, An
 
 
 def load_nn_model(path: str | os.PathLike[str]) -> NNModel:
-    """Read a model file written by :func:`save_nn_model` (nothing in it is executed).
+    """Read a model file written by :func:`save_nn_model`, or a quantized one (nothing in it is executed).
 
     Raises
     ------
@@ -220,13 +202,5 @@ def load_nn_model(path: str | os.PathLike[str]) -> NNModel:
         Not a geoseg nn model file (pickles are refused unread), or weights that do not
         fit the architecture it names. The message names the file.
     """
-    path = Path(path)
-    arrays, meta = load_model(path)
-    reader = OTHER_KIND_READERS.get(meta["kind"])
-    if reader is not None:
-        module, name = reader.split(":")
-        build: Callable[[Path, dict[str, np.ndarray], dict[str, Any]], NNModel] = getattr(importlib.import_module(module), name)
-        return build(path, arrays, meta)
-    if meta["kind"] != KIND:
-        raise ModelFileError(f"{path}: model kind is {meta['kind']!r}, expected {KIND!r} or {QUANTIZED_KIND!r}{kind_hint(meta['kind'])}")
-    return build_nn_model(path, arrays, meta)
+    model: NNModel = read_model(path, (KIND, QUANTIZED_KIND))
+    return model

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from geoseg.errors import InputMismatchError, ModelFileError
-from geoseg.modelfile import load_model, save_model
+from geoseg.modelfile import read_model, save_model
+from geoseg.nn.state import load_state, state_arrays
 from geoseg.sequence.model import OVSNet, build_ovsnet
 
-__all__ = ["KIND", "SequenceModel", "load_sequence_model", "save_sequence_model"]
+__all__ = ["KIND", "SequenceModel", "build_sequence_model", "load_sequence_model", "save_sequence_model"]
 
 KIND = "ovs-sequence"
 _STATE = "state/"
@@ -83,8 +84,7 @@ class SequenceModel:
 
 def save_sequence_model(path: str | os.PathLike[str], model: SequenceModel) -> Path:
     """Write ``model`` to ``path`` (atomic, safe format)."""
-    arrays = {_STATE + k: v.detach().cpu().numpy() for k, v in model.module.state_dict().items()}
-    return save_model(path, arrays, model.metadata())
+    return save_model(path, state_arrays(model.module, _STATE), model.metadata())
 
 
 def load_sequence_model(path: str | os.PathLike[str]) -> SequenceModel:
@@ -95,23 +95,25 @@ def load_sequence_model(path: str | os.PathLike[str]) -> SequenceModel:
     ModelFileError
         Not a sequence model file, or weights that do not fit; the message names the file.
     """
-    path = Path(path)
-    arrays, meta = load_model(path, kind=KIND)
+    model: SequenceModel = read_model(path, (KIND,))
+    return model
+
+
+def build_sequence_model(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> SequenceModel:
+    """The model of a sequence model file's arrays and metadata (the registered builder of its kind).
+
+    Raises
+    ------
+    ModelFileError
+        Incomplete metadata, or weights that do not fit; names ``path``.
+    """
     try:
         hyper = dict(meta["hyper"])
         module = build_ovsnet(**hyper)
-        expected = module.state_dict()
-        state = {k[len(_STATE):]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith(_STATE)}
-        if set(state) != set(expected):
-            raise ModelFileError(f"{path}: weights do not fit the OVSNet architecture (missing {sorted(set(expected) - set(state))[:3]}, "
-                                 f"unexpected {sorted(set(state) - set(expected))[:3]})")
-        for name, tensor in state.items():
-            if tuple(tensor.shape) != tuple(expected[name].shape):
-                raise ModelFileError(f"{path}: weight {name} has shape {tuple(tensor.shape)}, the architecture needs {tuple(expected[name].shape)}")
-        module.load_state_dict(state)
+        load_state(module, arrays, _STATE, path=path, what="the OVSNet architecture")
         module.eval()
         model = SequenceModel(module, hyper, [float(v) for v in meta["band_mean"]], [float(v) for v in meta["band_std"]],
-                              dict(meta.get("training", {})))
+                              dict(meta.get("training", {})))  # fmt: skip
     except ModelFileError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
