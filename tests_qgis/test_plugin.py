@@ -36,7 +36,7 @@ from qgis.core import (
 
 pytestmark = pytest.mark.usefixtures("plugin")
 
-ALGORITHMS = {"extract_centerlines", "train_mjcr", "run_pipeline", "evaluate_network"}
+ALGORITHMS = {"extract_centerlines", "train_mjcr", "train_from_road_map", "run_pipeline", "evaluate_network"}
 
 
 def run(algorithm: str, parameters: dict, feedback: Optional[QgsProcessingFeedback] = None) -> dict:
@@ -363,6 +363,22 @@ def test_train_mjcr(tmp_path: Path) -> None:
     roads = run("extract_centerlines", {"INPUT": str(scene), "MODEL": str(model), "OUTPUT": str(tmp_path / "roads.gpkg")})
     layer = QgsVectorLayer(roads["OUTPUT"], "roads", "ogr")
     assert layer.isValid() and layer.crs() == QgsRasterLayer(str(scene), "scene").crs()
+    assert np.mean(mask_values_at(mask, [(p.x(), p.y()) for p in line_vertices(layer)]) > 0) > 0.8
+
+
+def test_train_from_road_map(tmp_path: Path) -> None:
+    scene, mask = REPO / "sample_data" / "scene_a.tif", REPO / "sample_data" / "scene_a_mask.tif"
+    lines = REPO / "sample_data" / "scene_a_centerlines.geojson"
+    roads = QgsVectorLayer(str(lines), "roads", "ogr")
+    assert roads.isValid()
+    model = tmp_path / "roads.npz"
+    params = {"INPUT": str(scene), "ROADS": roads, "CLASSIFIER": 0, "WIDTH": 6.0, "WIDTH_FIELD": "width_m", "IGNORE": 1.0, "LABELLED_WITHIN": 0.0,
+              "OUTPUT": str(model)}  # fmt: skip
+    result = run("train_from_road_map", params)
+    assert result["OUTPUT"] == str(model) and model.stat().st_size > 0
+    extracted = run("extract_centerlines", {"INPUT": str(scene), "MODEL": str(model), "OUTPUT": str(tmp_path / "roads.gpkg")})
+    layer = QgsVectorLayer(extracted["OUTPUT"], "roads", "ogr")
+    assert layer.isValid() and layer.featureCount() > 0
     assert np.mean(mask_values_at(mask, [(p.x(), p.y()) for p in line_vertices(layer)]) > 0) > 0.8
 
 

@@ -7,7 +7,8 @@ import os
 import time
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,9 +17,51 @@ from geoseg.cli._common import expand_inputs
 from geoseg.errors import InputMismatchError, NotGeoreferencedWarning
 
 if TYPE_CHECKING:
+    from geoseg.classifiers.road_map import RoadMap, RoadMapSettings
     from geoseg.raster import Raster
 
 log = logging.getLogger("geoseg.cli")
+
+#: The road-map options of `geoseg train mjcr` and `geoseg train nn`, as (option, RoadMapSettings field or None).
+_ROAD_MAP_OPTIONS = (
+    (click.option("--roads", default=None, help="Road map labelling the --images instead of --masks: centerlines, any vector format and CRS."), None),
+    (click.option("--road-width-m", type=click.FloatRange(min=0, min_open=True), default=None, help="Road width where the map gives none [6]."), "width_m"),
+    (click.option("--width-field", default=None, help="Map attribute holding each road's width in metres."), "width_field"),
+    (click.option("--lanes-field", default=None, help="Map attribute holding each road's lane count (3.5 m per lane)."), "lanes_field"),
+    (click.option("--ignore-m", type=click.FloatRange(min=0), default=None, help="Band either side of each road's edge left out of training [1]."), "ignore_m"),
+    (
+        click.option("--labelled-within-m", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Label only pixels this near a road (a map of part of the scene; the rest is unlabelled)."),
+        "labelled_within_m",
+    ),  # fmt: skip
+    (click.option("--labelled-area", default=None, help="Polygons (vector file) outside which nothing is labelled."), None),
+)
+
+
+def road_map_options(command: Any) -> Any:
+    """Add the road-map options (``--roads`` and how it is drawn) to a training command."""
+    for option, _ in reversed(_ROAD_MAP_OPTIONS):
+        command = option(command)
+    return command
+
+
+def road_map_settings(base: RoadMapSettings, **options: Any) -> RoadMapSettings:
+    """``base`` with the road-map options the user gave (those not None) in place of its values.
+
+    Raises
+    ------
+    click.UsageError
+        The options contradict each other (a width field and a lanes field).
+    """
+    from pydantic import ValidationError
+
+    from geoseg.classifiers.road_map import RoadMapSettings
+
+    given = {field: options[field] for _, field in _ROAD_MAP_OPTIONS if field and options.get(field) is not None}
+    try:
+        return RoadMapSettings.model_validate({**base.model_dump(), **given})
+    except ValidationError as exc:
+        raise click.UsageError(f"road map options: {exc.errors()[0]['msg']}") from None
 
 
 @click.group("train")
@@ -43,7 +86,9 @@ def command() -> None:
 @click.option(
     "--gsd-m", type=click.FloatRange(min=0, min_open=True), default=None, help="GSD of training files without georeferencing [default: 0.3, with a warning]."
 )
-def mjcr(images, masks, image, samples, class_field, road_value, background_value, output, bands, scales_m, lam, atoms, seed, gsd_m) -> None:
+@road_map_options
+def mjcr(images, masks, image, samples, class_field, road_value, background_value, output, bands, scales_m, lam, atoms, seed, gsd_m, roads, labelled_area,
+         **road_options) -> None:  # fmt: skip
     """Train the MJCR (multiscale joint collaborative representation) road classifier.
 
     \b
@@ -52,19 +97,28 @@ def mjcr(images, masks, image, samples, class_field, road_value, background_valu
     From labelled samples drawn over one scene (e.g. in QGIS):
       geoseg train mjcr --image scene.tif --samples samples.gpkg --class-field class -o roads.mjcr.npz
       geoseg train mjcr --image scene.tif --samples s.gpkg --class-field cls --road-value road --background-value bg -o roads.mjcr.npz
+    From a road map (centerlines drawn at their width; an ignore band along each edge):
+      geoseg train mjcr --images "scenes/*.tif" --roads osm_roads.gpkg --lanes-field lanes -o roads.mjcr.npz
 
     Then: geoseg run road_centerlines scene.tif -o out/ --set model=roads.mjcr.npz
     """
     from geoseg.classifiers.mjcr import MJCRClassifier
+    from geoseg.classifiers.road_map import RoadMapSettings
     from geoseg.classifiers.training_data import mask_labels, pair_by_stem, sample_labels
     from geoseg.raster import DEFAULT_ASSUMED_GSD_M
 
-    if bool(images or masks) == bool(image or samples):
-        raise click.UsageError("give either --images and --masks, or --image and --samples")
+    if bool(images or masks or roads) == bool(image or samples):
+        raise click.UsageError("give either --images with --masks or --roads, or --image and --samples")
     check_output_file(output, "-o", example_name="roads.mjcr.npz")
     gsd = DEFAULT_ASSUMED_GSD_M if gsd_m is None else gsd_m
     start = time.perf_counter()
-    if samples or image:
+    if roads:
+        if masks or not images:
+            raise click.UsageError("--roads labels the --images: give --images, and --masks or --roads, not both")
+        road_map = read_road_map_option(roads, road_map_settings(RoadMapSettings(), **road_options), labelled_area)
+        scenes = [read_image(im, gsd) for im in expand_inputs(images)]
+        labels = [road_map.labels(scene) for scene in scenes]
+    elif samples or image:
         if not (samples and image):
             raise click.UsageError("--image and --samples go together")
         scene = read_image(image, gsd)
@@ -92,6 +146,17 @@ def mjcr(images, masks, image, samples, class_field, road_value, background_valu
     classifier.provenance = {"scenes": [s.source for s in scenes], "seed": seed}
     classifier.save(output)
     log.info("wrote %s (%.1f s)", output, time.perf_counter() - start)
+
+
+def read_road_map_option(roads: str, settings: RoadMapSettings, labelled_area: str | None) -> RoadMap:
+    """The road map of ``--roads`` (read once for all scenes); says in the log how it labels."""
+    from geoseg.classifiers.road_map import RoadMap
+
+    road_map = RoadMap.read(roads, settings, labelled_area)
+    width = f"field {settings.width_field}" if settings.width_field else f"{settings.lanes_field} x {settings.lane_width_m:g} m" if settings.lanes_field else ""
+    log.info("labels from the road map %s: %d line(s), width %s%g m, ignore band %g m%s", roads, len(road_map.roads), f"{width} or " if width else "",
+             settings.width_m, settings.ignore_m, " (partial: only near its roads or inside its area)" if road_map.partial else "")  # fmt: skip
+    return road_map
 
 
 def read_image(path: str | os.PathLike[str], gsd_m: float) -> Raster:
@@ -147,17 +212,25 @@ def config_gsd_option(value: float | None, overrides: Sequence[str], key: str) -
     return f"--set {key}=VALUE, or {key} in the config"
 
 
-def read_scenes(images: list, masks: list, edges: list, centerlines: list, gsd_m: float, what: str, *, gsd_option: str | None) -> list:
+def read_scenes(
+    images: list, masks: list, edges: list, centerlines: list, gsd_m: float, what: str, *, gsd_option: str | None, road_map: RoadMap | None = None
+) -> list:
     """Raw scenes with labels (and edge/centerline rasters, matched by stem) for training.
 
-    ``gsd_option`` is how the user sets ``gsd_m`` (None: they did), for :func:`warn_assumed_gsd`.
+    The labels come from the ``masks`` (paired by stem), or from ``road_map`` when no masks
+    are given. ``gsd_option`` is how the user sets ``gsd_m`` (None: they did), for
+    :func:`warn_assumed_gsd`.
     """
     from geoseg.classifiers.training_data import mask_labels, pair_by_stem
     from geoseg.nn.fitting import SceneData
 
-    if bool(images) != bool(masks):
-        raise click.UsageError(f"{what}: images and masks go together")
-    pairs = pair_by_stem(expand_inputs(tuple(images)), expand_inputs(tuple(masks)))
+    pairs: Sequence[tuple[Path, Path | None]]
+    if road_map is not None and not masks:
+        pairs = [(im, None) for im in expand_inputs(tuple(images))]
+    elif bool(images) != bool(masks):
+        raise click.UsageError(f"{what}: images and masks go together (or give a road map, --roads)")
+    else:
+        pairs = pair_by_stem(expand_inputs(tuple(images)), expand_inputs(tuple(masks)))
     extra = {}
     for name, patterns in (("edges", edges), ("centerlines", centerlines)):
         if patterns:
@@ -172,7 +245,8 @@ def read_scenes(images: list, masks: list, edges: list, centerlines: list, gsd_m
             if r.shape != scene.shape:
                 raise InputMismatchError(f"{by_image[im]}: {name} raster is {r.shape[1]}x{r.shape[0]} px but {im} is {scene.shape[1]}x{scene.shape[0]}")
             rasters[name] = r.array[0]
-        scenes.append(SceneData(scene.array, mask_labels(scene, mk), scene.geo.gsd_m, scene.source, band_names=scene.band_names, **rasters))
+        labels = mask_labels(scene, mk) if mk is not None else road_map.labels(scene)  # type: ignore[union-attr]  # no mask: a road map
+        scenes.append(SceneData(scene.array, labels, scene.geo.gsd_m, scene.source, band_names=scene.band_names, **rasters))
     warn_assumed_gsd(images_read, gsd_m, gsd_option, what)
     return scenes
 
@@ -219,7 +293,9 @@ def _read_unlabeled(images: list, masks: list, gsd_m: float, gsd_option: str | N
 @click.option("--resume", type=click.Path(dir_okay=False), default=None, help="Continue from a checkpoint written by an earlier run of the same config.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field, e.g. epochs=5 or optimizer.lr=1e-3. Repeatable.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
-def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabeled, unlabeled_masks, output, checkpoint, resume, overrides, progress) -> None:
+@road_map_options
+def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabeled, unlabeled_masks, output, checkpoint, resume, overrides, progress,
+       roads, labelled_area, **road_options) -> None:  # fmt: skip
     """Train a deep road classifier (baseline encoder-decoder or DecoupleSegNet) from a YAML config.
 
     \b
@@ -231,13 +307,20 @@ def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabel
     road_baseline, road_uda, road_ssl); without it the defaults are used.
 
     \b
+    Labels from a road map instead of masks (centerlines drawn at their width, with an
+    ignore band along each edge; the map is reprojected to each scene):
+      geoseg train nn road_decouple --images "scenes/*.tif" --roads osm_roads.gpkg \\
+          --lanes-field lanes --ignore-m 1 -o roads.nn.npz
+    A map of only part of each scene: add --labelled-within-m 30 (or --labelled-area
+    area.gpkg); with road_ssl the unlabelled rest is learnt from by self-training.
+
+    \b
     Learning from unlabelled scenes (mode: uda or ssl in the config):
       geoseg train nn road_uda --images "src/*.png" --masks "src_masks/*.png" \\
           --unlabeled "target/*.tif" -o roads.nn.npz
       geoseg train nn road_ssl --images "lab/*.png" --masks "lab_masks/*.png" \\
           --unlabeled "unlab/*.png" -o roads.nn.npz
     """
-    from pathlib import Path
 
     from geoseg.nn.config import load_train_config
     from geoseg.nn.train import train
@@ -249,24 +332,36 @@ def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabel
     given = {"images": images, "masks": masks, "edges": edges, "centerlines": centerlines, "val_images": val_images, "val_masks": val_masks}
     given.update(unlabeled=unlabeled, unlabeled_masks=unlabeled_masks)
     data = data.model_copy(update={k: list(v) for k, v in given.items() if v})
+    updates = {"roads": roads, "labelled_area": labelled_area, "road_map": road_map_settings(data.road_map, **road_options)}
+    data = data.model_copy(update={k: v for k, v in updates.items() if v is not None})
     if not data.images:
-        raise click.UsageError("no training data: give --images and --masks, or data.images/data.masks in the config")
+        raise click.UsageError("no training data: give --images with --masks or --roads, or data.images with data.masks or data.roads in the config")
+    if data.roads and data.masks:
+        raise click.UsageError("give masks (--masks, data.masks) or a road map (--roads, data.roads), not both")
     ckpt = checkpoint or str(Path(output).with_suffix("")) + ".ckpt.npz"
     check_output_file(output, "-o", example_name="roads.nn.npz")
     check_output_file(ckpt, "--checkpoint", example_name="roads.ckpt.npz")
     gsd_option = config_gsd_option(data.gsd_m, overrides, "data.gsd_m")
     start = time.perf_counter()
-    train_scenes = read_scenes(data.images, data.masks, data.edges, data.centerlines, data.gsd_m, "training data", gsd_option=gsd_option)
-    val_scenes = read_scenes(data.val_images, data.val_masks, [], [], data.gsd_m, "validation data", gsd_option=gsd_option) if data.val_images else []
+    road_map = read_road_map_option(data.roads, data.road_map, data.labelled_area) if data.roads else None
+    train_scenes = read_scenes(data.images, data.masks, data.edges, data.centerlines, data.gsd_m, "training data", gsd_option=gsd_option, road_map=road_map)
+    val_scenes = []
+    if data.val_images:
+        val_scenes = read_scenes(data.val_images, data.val_masks, [], [], data.gsd_m, "validation data", gsd_option=gsd_option, road_map=road_map)
     cfg = cfg.model_copy(update={"data": data})
     unlabeled_scenes = []
     if cfg.mode == "supervised" and data.unlabeled:
         log.warning("mode supervised: the unlabelled scenes are not used (set mode=uda or mode=ssl to learn from them)")
+    partial = cfg.mode == "ssl" and road_map is not None and road_map.partial
+    if partial:  # what the map leaves unlabelled is learnt from as unlabelled scenes; its labels only check the pseudo-labels
+        unlabeled_scenes = list(train_scenes)
+        log.info("mode ssl: the %d scene(s) the road map labels in part are also used as unlabelled scenes", len(train_scenes))
     if cfg.mode != "supervised":
-        if not data.unlabeled:
+        if not data.unlabeled and not partial:
             raise click.UsageError(f"mode {cfg.mode} needs unlabelled scenes: give --unlabeled or data.unlabeled in the config")
         unlabeled_option = gsd_option if data.unlabeled_gsd_m is None else config_gsd_option(data.unlabeled_gsd_m, overrides, "data.unlabeled_gsd_m")
-        unlabeled_scenes = _read_unlabeled(data.unlabeled, data.unlabeled_masks, data.unlabeled_gsd_m or data.gsd_m, unlabeled_option)
+        if data.unlabeled:
+            unlabeled_scenes += _read_unlabeled(data.unlabeled, data.unlabeled_masks, data.unlabeled_gsd_m or data.gsd_m, unlabeled_option)
         log.info("mode %s: %d unlabelled scene(s)%s", cfg.mode, len(unlabeled_scenes), " (check masks for reporting only)" if data.unlabeled_masks else "")
     log.info("training %s on %d scene(s), validating on %d", cfg.model.architecture, len(train_scenes), len(val_scenes))
     result = train(

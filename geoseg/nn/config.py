@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from geoseg.classifiers.road_map import RoadMapSettings
 from geoseg.configfile import load_config
 
 if TYPE_CHECKING:
@@ -67,6 +68,9 @@ class DataConfig(StrictModel):
 
     images: list[str] = Field(default_factory=list, description="training scenes (files or globs)")
     masks: list[str] = Field(default_factory=list, description="road masks (non-zero = road), paired with images by file stem")
+    roads: str | None = Field(None, description="road map labelling the images (and validation images) instead of masks: centerlines, any format and CRS")
+    road_map: RoadMapSettings = Field(default_factory=RoadMapSettings, description="how the road map becomes labels (widths, ignore band, partial maps)")
+    labelled_area: str | None = Field(None, description="polygons (vector file) outside which the road map labels nothing")
     edges: list[str] = Field(default_factory=list, description="optional edge rasters (non-zero = road edge); default: derived from the masks")
     centerlines: list[str] = Field(default_factory=list, description="optional 1-px centerline rasters for the centerline head")
     val_images: list[str] = Field(default_factory=list, description="validation scenes (road IoU per epoch, best checkpoint)")

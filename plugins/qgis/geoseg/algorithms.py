@@ -34,6 +34,7 @@ from qgis.core import (
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
     QgsProcessingParameterVectorDestination,
@@ -310,33 +311,113 @@ class TrainMjcrAlgorithm(GeosegAlgorithm):
     @staticmethod
     def export_samples(
         source: Any,
-        field: str,
+        field: Optional[str],
         crs: QgsCoordinateReferenceSystem,
         path: str,
         context: QgsProcessingContext,
         feedback: QgsProcessingFeedback,
     ) -> None:
-        """Write ``source``'s geometries and its ``field`` to the GeoPackage ``path`` in ``crs``."""
-        index = source.fields().lookupField(field)
-        if index < 0:
-            raise QgsProcessingException(f"The samples have no field '{field}'")
+        """Write ``source``'s geometries and its ``field`` (if any) to the GeoPackage ``path`` in ``crs``."""
         fields = QgsFields()
-        fields.append(source.fields().at(index))
+        index = -1
+        if field:
+            index = source.fields().lookupField(field)
+            if index < 0:
+                raise QgsProcessingException(f"The layer has no field '{field}'")
+            fields.append(source.fields().at(index))
         options = QgsVectorFileWriter.SaveVectorOptions()
         options.driverName = "GPKG"
         target_crs = crs if crs.isValid() else source.sourceCrs()
         writer = QgsVectorFileWriter.create(path, fields, source.wkbType(), target_crs, context.transformContext(), options)
         if writer.hasError() != QgsVectorFileWriter.NoError:
             raise QgsProcessingException(f"Could not write the samples: {writer.errorMessage()}")
-        request = QgsFeatureRequest().setSubsetOfAttributes([index]).setDestinationCrs(target_crs, context.transformContext())
+        request = QgsFeatureRequest().setSubsetOfAttributes([index] if index >= 0 else []).setDestinationCrs(target_crs, context.transformContext())
         for feature in source.getFeatures(request):
             if feedback.isCanceled():
                 break
             copy = QgsFeature(fields)
             copy.setGeometry(feature.geometry())
-            copy.setAttributes([feature.attribute(index)])
+            copy.setAttributes([feature.attribute(index)] if index >= 0 else [])
             writer.addFeature(copy)
         del writer  # flushes and closes the file
+
+
+class TrainFromRoadMapAlgorithm(GeosegAlgorithm):
+    """Train a road classifier from a road map: a line layer of road centerlines (``geoseg train ... --roads``)."""
+
+    INPUT = "INPUT"
+    ROADS = "ROADS"
+    CLASSIFIER = "CLASSIFIER"
+    WIDTH = "WIDTH"
+    WIDTH_FIELD = "WIDTH_FIELD"
+    IGNORE = "IGNORE"
+    LABELLED_WITHIN = "LABELLED_WITHIN"
+    OUTPUT = "OUTPUT"
+
+    NAME = "train_from_road_map"
+    DISPLAY_NAME = "Train road classifier from a road map"
+    GROUP = "Training"
+    #: (label, geoseg arguments before the options) of each classifier choice.
+    CLASSIFIERS = (
+        ("MJCR (seconds; for 'Extract road centerlines')", ["train", "mjcr"]),
+        ("Deep DecoupleSegNet, road_decouple (CPU minutes; for the deep_road_centerlines pipeline)", ["train", "nn", "road_decouple"]),
+    )
+
+    def shortHelpString(self) -> str:  # noqa: D102
+        return (
+            "Trains a road classifier on an image scene from a road map: a line layer of road "
+            "centerlines (OpenStreetMap, a national road layer, or lines you drew). Each road is "
+            "drawn at its width in metres (the Width field, else the default width); a band of "
+            "'Ignore band' metres on either side of each road's edge is left out of training, "
+            "since a map's widths are approximate. If the map covers only part of the scene, set "
+            "'Labelled within': only pixels that near a road are used. The lines are reprojected "
+            "to the scene's CRS."
+        )
+
+    def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:  # noqa: D102
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Image scene"))
+        self.addParameter(QgsProcessingParameterFeatureSource(self.ROADS, "Road centerlines", [QgsProcessing.TypeVectorLine]))
+        self.addParameter(QgsProcessingParameterEnum(self.CLASSIFIER, "Classifier", options=[c[0] for c in self.CLASSIFIERS], defaultValue=0))
+        self.addParameter(QgsProcessingParameterNumber(self.WIDTH, "Road width (m)", QgsProcessingParameterNumber.Double, 6.0, minValue=0.1))
+        self.addParameter(
+            QgsProcessingParameterField(
+                self.WIDTH_FIELD, "Width field (metres; optional)", parentLayerParameterName=self.ROADS,
+                type=QgsProcessingParameterField.Numeric, optional=True,
+            )
+        )
+        self.addParameter(QgsProcessingParameterNumber(self.IGNORE, "Ignore band (m)", QgsProcessingParameterNumber.Double, 1.0, minValue=0.0))
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.LABELLED_WITHIN, "Labelled within (m of a road; 0: the whole scene)", QgsProcessingParameterNumber.Double, 0.0, minValue=0.0
+            )
+        )
+        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Model file", "geoseg model (*.npz)"))
+
+    def processAlgorithm(
+        self, parameters: Dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> Dict[str, Any]:
+        """Export the roads (scene CRS, the width field only) to a GeoPackage and run the trainer."""
+        scene, crs = self.scene_file(parameters, self.INPUT, context)
+        source = self.parameterAsSource(parameters, self.ROADS, context)
+        if source is None:
+            raise QgsProcessingException(self.invalidSourceError(parameters, self.ROADS))
+        field = self.parameterAsString(parameters, self.WIDTH_FIELD, context) or None
+        model = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
+        command = self.CLASSIFIERS[self.parameterAsEnum(parameters, self.CLASSIFIER, context)][1]
+        options = ["--road-width-m", repr(self.parameterAsDouble(parameters, self.WIDTH, context)),
+                   "--ignore-m", repr(self.parameterAsDouble(parameters, self.IGNORE, context))]  # fmt: skip
+        within = self.parameterAsDouble(parameters, self.LABELLED_WITHIN, context)
+        if within > 0:
+            options += ["--labelled-within-m", repr(within)]
+        with work_folder() as folder:
+            roads = os.path.join(folder, "roads.gpkg")
+            TrainMjcrAlgorithm.export_samples(source, field, crs, roads, context, feedback)
+            if field:
+                options += ["--width-field", field]
+            self.geoseg([*command, "--images", scene, "--roads", roads, *options, "-o", model], feedback)
+        if not os.path.isfile(model):
+            raise QgsProcessingException(f"geoseg finished but wrote no model file at {model}")
+        return {self.OUTPUT: model}
 
 
 class RunPipelineAlgorithm(GeosegAlgorithm):

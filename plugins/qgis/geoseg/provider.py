@@ -13,6 +13,7 @@ from .algorithms import (
     EvaluateNetworkAlgorithm,
     ExtractCenterlinesAlgorithm,
     RunPipelineAlgorithm,
+    TrainFromRoadMapAlgorithm,
     TrainMjcrAlgorithm,
 )
 from .config import EXECUTABLE_SETTING
@@ -62,6 +63,7 @@ class GeosegProvider(QgsProcessingProvider):
         for algorithm in (
             ExtractCenterlinesAlgorithm(),
             TrainMjcrAlgorithm(),
+            TrainFromRoadMapAlgorithm(),
             RunPipelineAlgorithm(),
             EvaluateNetworkAlgorithm(),
         ):

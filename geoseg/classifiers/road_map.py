@@ -1,0 +1,260 @@
+"""Training labels from a road map: road centerlines as vectors, drawn at their width in metres.
+
+A user with a road map (OpenStreetMap, a national road layer, lines drawn in QGIS) trains on it
+instead of hand-made masks. Each scene takes the lines that cross it, reprojected from the
+map's CRS to the scene's (and this is logged), and labels:
+
+- **road** (1): pixels within ``width/2 - ignore_m`` of a line (and every pixel a line passes
+  through);
+- **unlabelled** (255, left out of every loss): the *ignore band*, pixels within ``ignore_m`` of a
+  road's edge on either side, where a map's uniform width is least to be trusted; pixels
+  outside the labelled area (``labelled_within_m`` of a line, or the ``labelled_area`` polygons:
+  a map that covers only part of a scene); pixels without data;
+- **background** (0): everything else.
+
+The width of each line is ``width_field`` (metres), or ``lanes_field`` × ``lane_width_m``, or
+``width_m`` where those are missing or not positive numbers. Distances are measured in pixel
+space with the scene's GSD, so a scene in a geographic CRS (degrees) is labelled in metres too.
+
+Examples
+--------
+>>> import geopandas as gpd, numpy as np
+>>> from affine import Affine
+>>> from rasterio.crs import CRS
+>>> from shapely.geometry import LineString
+>>> from geoseg.raster import GeoInfo, Raster
+>>> geo = GeoInfo(40, 40, CRS.from_epsg(32611), Affine(0.5, 0, 500000, 0, -0.5, 4000000), (0.5, 0.5), True)
+>>> scene = Raster(np.zeros((3, 40, 40), np.uint8), geo, np.ones((40, 40), bool), "scene.tif")
+>>> roads = gpd.GeoDataFrame(geometry=[LineString([(500000, 3999990), (500020, 3999990)])], crs=32611)
+>>> labels = road_map_labels(scene, roads, "roads.gpkg", RoadMapSettings(width_m=6, ignore_m=1))
+>>> labels[8:32, 20].tolist()  # 0.5 m pixels across the road: 4 m road, 2 m ignore band (1 m each side of the edge)
+[0, 0, 0, 0, 255, 255, 255, 255, 1, 1, 1, 1, 1, 1, 1, 1, 255, 255, 255, 255, 0, 0, 0, 0]
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import shapely
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from rasterio.features import rasterize
+
+from geoseg.errors import InputMismatchError
+from geoseg.raster import Raster
+from geoseg.vector import read_lines
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+
+__all__ = ["RoadMap", "RoadMapSettings", "read_road_map", "road_map_labels"]
+
+log = logging.getLogger("geoseg.training")
+
+#: Label values (as :data:`geoseg.classifiers.training_data.UNLABELLED`).
+_ROAD, _BACKGROUND, _UNLABELLED = 1, 0, 255
+
+
+class RoadMapSettings(BaseModel):
+    """How a road map becomes labels (all distances in metres; the ``data.road_map`` section of a training config).
+
+    Attributes
+    ----------
+    width_m : float
+        Road width where no attribute gives one.
+    width_field : str, optional
+        Attribute holding each road's width in metres.
+    lanes_field : str, optional
+        Attribute holding each road's lane count (width = lanes × ``lane_width_m``).
+    lane_width_m : float
+        Width of one lane.
+    ignore_m : float
+        Width of the unlabelled band on either side of each road's edge.
+    labelled_within_m : float, optional
+        Only pixels within this distance of a road are labelled (the map covers only the
+        surroundings of its lines); None: the whole scene.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    width_m: float = Field(6.0, gt=0, description="road width where no attribute gives one (metres)")
+    width_field: str | None = Field(None, description="attribute holding each road's width in metres")
+    lanes_field: str | None = Field(None, description="attribute holding each road's lane count (width = lanes x lane_width_m)")
+    lane_width_m: float = Field(3.5, gt=0, description="width of one lane (metres)")
+    ignore_m: float = Field(1.0, ge=0, description="unlabelled band on either side of each road's edge (metres)")
+    labelled_within_m: float | None = Field(None, gt=0, description="label only pixels this near a road (a map of part of a scene); null: all")
+
+    @model_validator(mode="after")
+    def _one_width_source(self) -> RoadMapSettings:
+        if self.width_field and self.lanes_field:
+            raise ValueError("give width_field or lanes_field, not both")
+        return self
+
+
+@dataclass
+class RoadMap:
+    """A road map read once, labelling each training scene it is given (:meth:`labels`).
+
+    Attributes
+    ----------
+    path : str
+        The map file.
+    roads : geopandas.GeoDataFrame
+        Its lines.
+    settings : RoadMapSettings
+    area : geopandas.GeoDataFrame, optional
+        Polygons outside which nothing is labelled.
+    """
+
+    path: str
+    roads: gpd.GeoDataFrame
+    settings: RoadMapSettings
+    area: gpd.GeoDataFrame | None = None
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str], settings: RoadMapSettings, area: str | os.PathLike[str] | None = None) -> RoadMap:
+        """Read the map (and the labelled-area polygons) once.
+
+        Raises
+        ------
+        VectorReadError, InputMismatchError
+            A file that cannot be read, a map without lines or without the named fields.
+        """
+        polygons = read_lines(area) if area is not None else None
+        return cls(str(path), read_road_map(path, settings), settings, polygons)
+
+    @property
+    def partial(self) -> bool:
+        """Whether the map labels only part of each scene (a labelled distance or area is set)."""
+        return self.settings.labelled_within_m is not None or self.area is not None
+
+    def labels(self, image: Raster) -> np.ndarray:
+        """The scene's labels (:func:`road_map_labels`); a scene the map has no road in is said so in the log."""
+        labels = road_map_labels(image, self.roads, self.path, self.settings, self.area)
+        if not (labels == _ROAD).any():
+            log.warning("warning: %s: no road of %s crosses this scene; it trains as background only", image.source, self.path)
+        return labels
+
+
+def read_road_map(path: str | os.PathLike[str], settings: RoadMapSettings | None = None) -> gpd.GeoDataFrame:
+    """Read a road map (any OGR vector format) and keep its lines.
+
+    Raises
+    ------
+    VectorReadError
+        Not a readable vector file.
+    InputMismatchError
+        No line in it, or a width or lanes field it does not have; the message names the file.
+    """
+    frame = read_lines(path)
+    lines = frame[frame.geometry.notna() & frame.geometry.geom_type.isin(["LineString", "MultiLineString"])]
+    if lines.empty:
+        kinds = ", ".join(sorted(set(frame.geometry.geom_type.dropna()))) or "no geometry"
+        raise InputMismatchError(f"{path}: a road map needs lines (road centerlines), this file has {kinds}")
+    for field in (settings.width_field, settings.lanes_field) if settings else ():
+        if field and field not in lines.columns:
+            raise InputMismatchError(f"{path}: no field {field!r} (fields: {', '.join(c for c in lines.columns if c != 'geometry')})")
+    if len(lines) < len(frame):
+        log.info("%s: %d feature(s) that are not lines are left out", path, len(frame) - len(lines))
+    return lines
+
+
+def _widths_m(roads: gpd.GeoDataFrame, source: str, settings: RoadMapSettings) -> np.ndarray:
+    """Each road's width in metres (the default where the attribute is missing or not a positive number)."""
+    field = settings.width_field or settings.lanes_field
+    if field is None:
+        return np.full(len(roads), settings.width_m)
+    import pandas as pd
+
+    values = pd.to_numeric(roads[field], errors="coerce").to_numpy(dtype=float)
+    if settings.lanes_field:
+        values = values * settings.lane_width_m
+    bad = ~(values > 0)
+    if bad.any():
+        log.info("%s: %d road(s) without a usable %r get the default width %g m", source, int(bad.sum()), field, settings.width_m)
+    return np.where(bad, settings.width_m, values)
+
+
+def road_map_labels(
+    image: Raster, roads: gpd.GeoDataFrame, source: str, settings: RoadMapSettings, labelled_area: gpd.GeoDataFrame | None = None
+) -> np.ndarray:
+    """Labels of one scene from a road map (see the module docstring).
+
+    Parameters
+    ----------
+    image : Raster
+        The scene (its grid, CRS and valid-data mask are used).
+    roads : geopandas.GeoDataFrame
+        Road centerlines (:func:`read_road_map`), in any CRS.
+    source : str
+        The map's name, for messages.
+    settings : RoadMapSettings
+    labelled_area : geopandas.GeoDataFrame, optional
+        Polygons outside which nothing is labelled.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(rows, cols)`` uint8: 1 road, 0 background, 255 unlabelled.
+
+    Raises
+    ------
+    InputMismatchError
+        A map without CRS over a georeferenced scene, or a map with one over a scene without
+        georeferencing.
+    """
+    roads = _in_scene_crs(roads, image, source)
+    if labelled_area is not None:
+        labelled_area = _in_scene_crs(labelled_area, image, source)
+    px = image.geo.gsd_m
+    inverse = ~image.geo.transform
+    to_pixels = [inverse.a, inverse.b, inverse.d, inverse.e, inverse.xoff, inverse.yoff]
+    rows, cols = image.shape
+    widths = _widths_m(roads, source, settings) / px
+    lines = np.array([shapely.affinity.affine_transform(g, to_pixels) for g in roads.geometry], dtype=object)
+    reach = widths / 2 + settings.ignore_m / px
+    frame = shapely.box(0, 0, cols, rows)
+    near = shapely.intersects(shapely.buffer(lines, reach), frame) if len(lines) else np.zeros(0, bool)
+    lines, widths, reach = lines[near], widths[near], reach[near]
+    labels = np.zeros((rows, cols), np.uint8)
+    if len(lines):
+        core = shapely.buffer(lines, np.maximum(widths / 2 - settings.ignore_m / px, 0.0))
+        outer = _burn(shapely.buffer(lines, reach), (rows, cols), all_touched=True)
+        road = _burn(core, (rows, cols)) | _burn(lines, (rows, cols))
+        labels[outer] = _UNLABELLED
+        labels[road] = _ROAD
+    if settings.labelled_within_m is not None:
+        within = _burn(shapely.buffer(lines, settings.labelled_within_m / px), (rows, cols), all_touched=True) if len(lines) else np.zeros_like(labels, bool)
+        labels[~within] = _UNLABELLED
+    if labelled_area is not None:
+        polygons = [shapely.affinity.affine_transform(g, to_pixels) for g in labelled_area.geometry if g is not None]
+        labels[~_burn(np.array(polygons, dtype=object), (rows, cols))] = _UNLABELLED
+    labels[~image.valid] = _UNLABELLED
+    return labels
+
+
+def _burn(shapes: np.ndarray, shape: tuple[int, int], *, all_touched: bool = False) -> np.ndarray:
+    """Pixels covered by ``shapes`` (pixel-space geometries) as a boolean raster."""
+    shapes = shapes[~shapely.is_empty(shapes)] if len(shapes) else shapes
+    if not len(shapes):
+        return np.zeros(shape, bool)
+    return rasterize(list(shapes), out_shape=shape, fill=0, default_value=1, all_touched=all_touched, dtype=np.uint8).astype(bool)
+
+
+def _in_scene_crs(frame: gpd.GeoDataFrame, image: Raster, source: str) -> gpd.GeoDataFrame:
+    if not image.geo.georeferenced:
+        if frame.crs is not None:
+            raise InputMismatchError(
+                f"{source}: the map is in {frame.crs.to_string()} but {image.source} has no georeferencing, so the map cannot be placed on it; "
+                "use a georeferenced scene (GeoTIFF) or a map in the image's pixel coordinates (no CRS)"
+            )
+        return frame
+    if frame.crs is None:
+        raise InputMismatchError(f"{source}: the map has no CRS but {image.source} is georeferenced ({image.geo.crs}); set the map's CRS")
+    if frame.crs != image.geo.crs:
+        log.info("%s: reprojected from %s to the CRS of %s (%s)", source, frame.crs.to_string(), image.source, image.geo.crs)
+        frame = frame.to_crs(image.geo.crs)
+    return frame
