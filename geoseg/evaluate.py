@@ -81,9 +81,7 @@ class Evaluation:
     def to_dict(self) -> dict[str, float | int | str | bool | None]:
         """JSON-ready, flat form: ``apls_*`` for the APLS details, ``pred_*`` for the prediction's
         graph counts; NaN scores become None (``null``; NaN is not JSON)."""
-        flat: dict[str, float | int | str | bool | None] = {
-            k: v for k, v in self.__dict__.items() if k not in ("apls_scores", "graph")
-        }
+        flat: dict[str, float | int | str | bool | None] = {k: v for k, v in self.__dict__.items() if k not in ("apls_scores", "graph")}
         flat.update({k if k.startswith("apls") else f"apls_{k}": v for k, v in self.apls_scores.to_dict().items()})
         flat.update({k.replace("proposal_", "pred_"): v for k, v in self.graph.to_dict().items()})
         return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in flat.items()}
@@ -299,4 +297,3 @@ def evaluate_files(
         pixel_gsd_m=gsd if p.crs is None else None,
         gsd_assumed=p.crs is None and assume_gsd_m is None,
     )
-

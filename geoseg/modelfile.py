@@ -61,6 +61,7 @@ HEADER_KEY = "__geoseg_header__"
 #: What a model file is, for messages about files that are not one.
 MODEL_FILES = "model files are the .npz files written by geoseg train"
 
+
 @dataclass(frozen=True)
 class ModelKind:
     """A registered kind of model file.

@@ -177,9 +177,7 @@ class Raster:
         return int(self.array.shape[0])
 
 
-def ground_sample_distance(
-    crs: CRS | None, transform: Affine, width: int, height: int
-) -> tuple[float, float]:
+def ground_sample_distance(crs: CRS | None, transform: Affine, width: int, height: int) -> tuple[float, float]:
     """Ground size of one pixel, in metres, at the centre of a raster.
 
     Distances are geodesic (WGS84 ellipsoid), so the result is right for geographic CRSs
@@ -446,14 +444,10 @@ def _geoinfo(ds: rasterio.DatasetReader, source: str, assume_gsd_m: float) -> Ge
 
 def _band_names(ds: rasterio.DatasetReader, indexes: Iterable[int]) -> tuple[str, ...]:
     """Each band's description, else ``alpha`` for an alpha band, else ``band<i>``."""
-    return tuple(
-        ds.descriptions[i - 1] or ("alpha" if ds.colorinterp[i - 1] == ColorInterp.alpha else f"band{i}") for i in indexes
-    )
+    return tuple(ds.descriptions[i - 1] or ("alpha" if ds.colorinterp[i - 1] == ColorInterp.alpha else f"band{i}") for i in indexes)
 
 
-def read_geoinfo(
-    path: str | os.PathLike[str], *, assume_gsd_m: float = DEFAULT_ASSUMED_GSD_M
-) -> tuple[GeoInfo, dict]:
+def read_geoinfo(path: str | os.PathLike[str], *, assume_gsd_m: float = DEFAULT_ASSUMED_GSD_M) -> tuple[GeoInfo, dict]:
     """Read a raster's georeferencing and a summary of its bands without reading pixels.
 
     Returns
@@ -609,9 +603,7 @@ class RasterTileWriter:
     Use as a context manager.
     """
 
-    def __init__(
-        self, path: str | os.PathLike[str], geo: GeoInfo, count: int, dtype: str, *, nodata: float | None = None, compress: str = "deflate"
-    ) -> None:
+    def __init__(self, path: str | os.PathLike[str], geo: GeoInfo, count: int, dtype: str, *, nodata: float | None = None, compress: str = "deflate") -> None:
         self.path = Path(path)
         self.geo = geo
         self.profile: dict[str, Any] = {

@@ -134,6 +134,5 @@ def resolve_file(name: str | os.PathLike[str], kind: Kind) -> Path:
     except KeyError:
         what = _WHAT[kind]
         raise ConfigError(
-            f"{name}: no such {what} file, and no shipped {what} of that name "
-            f"(shipped: {', '.join(shipped_names(kind))}; `geoseg pipelines` lists them)"
+            f"{name}: no such {what} file, and no shipped {what} of that name (shipped: {', '.join(shipped_names(kind))}; `geoseg pipelines` lists them)"
         ) from None

@@ -74,8 +74,7 @@ _ASPHALT = np.array(
     dtype=np.float32,
 )
 _CAR_COLOURS = np.array(
-    [[225, 225, 222], [190, 192, 195], [40, 40, 44], [150, 30, 30], [40, 60, 130],
-     [90, 92, 96], [200, 180, 60], [110, 20, 25]],
+    [[225, 225, 222], [190, 192, 195], [40, 40, 44], [150, 30, 30], [40, 60, 130], [90, 92, 96], [200, 180, 60], [110, 20, 25]],
     dtype=np.float32,
 )
 _ROOF_COLOURS = np.array(
@@ -183,8 +182,7 @@ def render_scene(
     >>> scene.image.shape, scene.road_mask.dtype
     ((3, 256, 256), dtype('bool'))
     """
-    _check_arguments(height, width, gsd_m, n_through, n_branches,
-                     (tree_density, car_density, building_density), sun_elevation_deg)
+    _check_arguments(height, width, gsd_m, n_through, n_branches, (tree_density, car_density, building_density), sun_elevation_deg)
     layout_seq, texture_seq = np.random.SeedSequence(seed).spawn(2)
     layout_rng = np.random.default_rng(layout_seq)
     texture_rng = np.random.default_rng(texture_seq)
@@ -201,10 +199,8 @@ def render_scene(
     roads = _through_roads(layout_rng, height, width, gsd_m, *n_through)
     roads += _branch_roads(layout_rng, roads, height, width, gsd_m, n_branches)
     index = _RoadIndex(roads, gsd_m)
-    buildings = _place_buildings(layout_rng, index, height, width, gsd_m,
-                                 area_ha * building_density)
-    trees = _place_trees(layout_rng, roads, index, buildings, height, width, gsd_m,
-                         area_ha, tree_density)
+    buildings = _place_buildings(layout_rng, index, height, width, gsd_m, area_ha * building_density)
+    trees = _place_trees(layout_rng, roads, index, buildings, height, width, gsd_m, area_ha, tree_density)
     cars = _place_cars(layout_rng, roads, gsd_m, car_density)
 
     image = np.empty((3, height, width), dtype=np.uint8)
@@ -271,9 +267,7 @@ def _make_sun(azimuth_deg: float, elevation_deg: float) -> _Sun:
 # ----------------------------------------------------------------------------- layout: roads
 
 
-def _through_roads(
-    rng: np.random.Generator, height: int, width: int, gsd: float, n_h: int, n_v: int
-) -> list[_Road]:
+def _through_roads(rng: np.random.Generator, height: int, width: int, gsd: float, n_h: int, n_v: int) -> list[_Road]:
     """Gently curved roads crossing the frame, each the graph of a function of x (or y).
 
     The deviation of each road from its stratified offset stays within the frame and within
@@ -355,12 +349,9 @@ def _branch_candidate(
     length = rng.uniform(150.0, 400.0) / gsd
     s = np.arange(0.0, length, 1.0)
     wavelength = rng.uniform(80.0, 250.0) / gsd
-    curvature = (rng.uniform(-1.0, 1.0) / 150.0
-                 + rng.uniform(0.0, 1.0 / 60.0) * np.sin(2 * np.pi * s / wavelength
-                                                         + rng.uniform(0, 2 * np.pi))) * gsd
+    curvature = (rng.uniform(-1.0, 1.0) / 150.0 + rng.uniform(0.0, 1.0 / 60.0) * np.sin(2 * np.pi * s / wavelength + rng.uniform(0, 2 * np.pi))) * gsd
     heading = heading0 + np.cumsum(curvature)
-    xy = np.asarray(start.coords[0]) + np.concatenate(
-        ([[0.0, 0.0]], np.cumsum(np.column_stack((np.cos(heading), np.sin(heading))), axis=0)))
+    xy = np.asarray(start.coords[0]) + np.concatenate(([[0.0, 0.0]], np.cumsum(np.column_stack((np.cos(heading), np.sin(heading))), axis=0)))
     inside = shapely.contains_xy(outer, xy[:, 0], xy[:, 1])
     n_in = int(np.argmin(inside)) if not inside.all() else len(xy)
     if n_in < 3:
@@ -402,7 +393,7 @@ class _RoadIndex:
         for k, road in enumerate(roads):
             coords = np.asarray(road.line.coords)
             for i in range(0, len(coords) - 1, 16):
-                pieces.append(LineString(coords[i:i + 17]))
+                pieces.append(LineString(coords[i : i + 17]))
                 owner.append(k)
         self._pieces = np.array(pieces, dtype=object)
         self._half = np.array([roads[k].width_m / 2.0 / gsd for k in owner])
@@ -414,8 +405,7 @@ class _RoadIndex:
         if len(xy) == 0:
             return out
         points = shapely.points(xy)
-        pi, ri = self._tree.query(points, predicate="dwithin",
-                                  distance=reach + float(self._half.max()))
+        pi, ri = self._tree.query(points, predicate="dwithin", distance=reach + float(self._half.max()))
         dist = shapely.distance(points[pi], self._pieces[ri]) - self._half[ri]
         np.minimum.at(out, pi, dist)
         return out
@@ -455,7 +445,11 @@ class _Trees:
 
 
 def _place_buildings(
-    rng: np.random.Generator, index: _RoadIndex, height: int, width: int, gsd: float,
+    rng: np.random.Generator,
+    index: _RoadIndex,
+    height: int,
+    width: int,
+    gsd: float,
     expected: float,
 ) -> _Boxes:
     """Rectangular buildings at least 4 m from roads and from each other."""
@@ -464,8 +458,7 @@ def _place_buildings(
     half_length = rng.uniform(4.0, 12.0, 4 * n) / gsd
     half_width = np.minimum(rng.uniform(3.0, 7.0, 4 * n) / gsd, half_length)
     radius = np.hypot(half_length, half_width)
-    ok = index.clearance(centre, reach=1e9 if n == 0 else float(radius.max()) + 5.0 / gsd) \
-        > radius + 4.0 / gsd
+    ok = index.clearance(centre, reach=1e9 if n == 0 else float(radius.max()) + 5.0 / gsd) > radius + 4.0 / gsd
     sel = np.zeros(0, dtype=np.int64)
     for i in np.flatnonzero(ok):
         if len(sel) == n:
@@ -473,10 +466,11 @@ def _place_buildings(
         if np.all(np.hypot(*(centre[sel] - centre[i]).T) > radius[sel] + radius[i] + 4.0 / gsd):
             sel = np.append(sel, i)
     return _Boxes(
-        centre=centre[sel], half_length=half_length[sel], half_width=half_width[sel],
+        centre=centre[sel],
+        half_length=half_length[sel],
+        half_width=half_width[sel],
         heading=rng.uniform(0.0, np.pi, len(sel)),
-        colour=_ROOF_COLOURS[rng.integers(len(_ROOF_COLOURS), size=len(sel))]
-        * rng.uniform(0.9, 1.1, (len(sel), 1)),
+        colour=_ROOF_COLOURS[rng.integers(len(_ROOF_COLOURS), size=len(sel))] * rng.uniform(0.9, 1.1, (len(sel), 1)),
         height_m=rng.uniform(4.0, 10.0, len(sel)),
         kind=(rng.random(len(sel)) < 0.25).astype(np.int8),
     )
@@ -500,8 +494,7 @@ def _place_trees(
         for side in (-1.0, 1.0):
             if rng.random() > 0.5 * min(density, 1.0):
                 continue
-            s = np.arange(rng.uniform(0, 10.0 / gsd), road.line.length,
-                          rng.uniform(7.0, 12.0) / gsd)
+            s = np.arange(rng.uniform(0, 10.0 / gsd), road.line.length, rng.uniform(7.0, 12.0) / gsd)
             s = s[rng.random(len(s)) < 0.7]
             r = rng.uniform(2.0, 4.5, len(s)) / gsd
             p = shapely.get_coordinates(shapely.line_interpolate_point(road.line, s))
@@ -517,11 +510,12 @@ def _place_trees(
     per_clump = rng.poisson(12, n_clumps)
     spread = np.repeat(rng.uniform(8.0, 25.0, n_clumps) / gsd, per_clump)
     n_single = int(rng.poisson(area_ha * 2.0 * density))
-    loose = np.concatenate((
-        np.repeat(clump_centre, per_clump, axis=0) + rng.standard_normal((per_clump.sum(), 2))
-        * spread[:, None],
-        rng.uniform((0.0, 0.0), (width, height), size=(n_single, 2)),
-    ))
+    loose = np.concatenate(
+        (
+            np.repeat(clump_centre, per_clump, axis=0) + rng.standard_normal((per_clump.sum(), 2)) * spread[:, None],
+            rng.uniform((0.0, 0.0), (width, height), size=(n_single, 2)),
+        )
+    )
     centres.append(loose)
     radii.append(rng.uniform(2.0, 6.0, len(loose)) / gsd)
     rows.append(np.zeros(len(loose), dtype=bool))
@@ -539,7 +533,8 @@ def _place_trees(
     n = len(kept)
     base = np.array([[52, 78, 38], [38, 66, 36], [64, 86, 44], [46, 70, 50]], dtype=np.float32)
     return _Trees(
-        centre=centre[kept], radius=radius[kept],
+        centre=centre[kept],
+        radius=radius[kept],
         height_m=radius[kept] * gsd * rng.uniform(2.2, 3.2, n),
         colour=base[rng.integers(len(base), size=n)] * rng.uniform(0.85, 1.15, (n, 1)),
         phases=rng.uniform(0.0, 2 * np.pi, (n, 3)),
@@ -570,9 +565,13 @@ def _place_cars(rng: np.random.Generator, roads: list[_Road], gsd: float, densit
     c, h = np.concatenate(centre), np.concatenate(heading)
     n = len(c)
     return _Boxes(
-        centre=c, half_length=np.full(n, 2.25 / gsd), half_width=np.full(n, 0.9 / gsd),
-        heading=h, colour=_CAR_COLOURS[rng.integers(len(_CAR_COLOURS), size=n)],
-        height_m=np.full(n, 1.5), kind=np.zeros(n, dtype=np.int8),
+        centre=c,
+        half_length=np.full(n, 2.25 / gsd),
+        half_width=np.full(n, 0.9 / gsd),
+        heading=h,
+        colour=_CAR_COLOURS[rng.integers(len(_CAR_COLOURS), size=n)],
+        height_m=np.full(n, 1.5),
+        kind=np.zeros(n, dtype=np.int8),
     )
 
 
@@ -631,8 +630,7 @@ def _render_background(image: np.ndarray, rng: np.random.Generator, salt: int, g
     spacing = 50.0 / gsd / cell  # Voronoi seed spacing in lattice cells
     gh, gw = int(np.ceil(height / cell)) + 2, int(np.ceil(width / cell)) + 2
     sh, sw = int(np.ceil(gh / spacing)) + 2, int(np.ceil(gw / spacing)) + 2
-    seeds = (np.stack(np.meshgrid(np.arange(sh), np.arange(sw), indexing="ij"), -1)
-             + rng.uniform(0.0, 1.0, (sh, sw, 2))) * spacing
+    seeds = (np.stack(np.meshgrid(np.arange(sh), np.arange(sw), indexing="ij"), -1) + rng.uniform(0.0, 1.0, (sh, sw, 2))) * spacing
     cover = rng.choice(len(_LAND_COVERS), size=(sh, sw), p=_LAND_COVERS[:, 3])
     tint = rng.uniform(0.88, 1.12, (sh, sw, 1)) * rng.uniform(0.96, 1.04, (sh, sw, 3))
     seed_rgb = (_LAND_COVERS[cover, :3] * tint).astype(np.float32)
@@ -656,8 +654,7 @@ def _render_background(image: np.ndarray, rng: np.random.Generator, salt: int, g
     theta = rng.uniform(0.0, np.pi)
     period = rng.uniform(1.5, 2.5, 2) / gsd
     x = np.arange(width) + 0.5
-    freq = [(2 * np.pi / period[k] * np.cos(theta + k * np.pi / 2),
-             2 * np.pi / period[k] * np.sin(theta + k * np.pi / 2)) for k in (0, 1)]
+    freq = [(2 * np.pi / period[k] * np.cos(theta + k * np.pi / 2), 2 * np.pi / period[k] * np.sin(theta + k * np.pi / 2)) for k in (0, 1)]
     sx = [np.sin(a * x).astype(np.float32) for a, _ in freq]
     cx = [np.cos(a * x).astype(np.float32) for a, _ in freq]
     octaves = [(40.0, 0.08), (10.0, 0.07), (2.5, 0.07), (0.9, 0.06)]
@@ -670,12 +667,10 @@ def _render_background(image: np.ndarray, rng: np.random.Generator, salt: int, g
             lum += amplitude * _noise_rows(r0, r1, width, max(spacing_m / gsd, 1.0), salt + k)
         for k, (_, b) in enumerate(freq):
             amp = _upsample_rows(row_amps[k], cell, r0, r1, width)
-            stripes = (np.cos(b * y).astype(np.float32)[:, None] * sx[k]
-                       + np.sin(b * y).astype(np.float32)[:, None] * cx[k])
+            stripes = np.cos(b * y).astype(np.float32)[:, None] * sx[k] + np.sin(b * y).astype(np.float32)[:, None] * cx[k]
             lum += amp * stripes
         # yellowish / bluish-green tint variation of the vegetation
-        chroma = (_noise_rows(r0, r1, width, max(8.0 / gsd, 1.0), salt + 7)
-                  + 0.5 * _noise_rows(r0, r1, width, max(2.0 / gsd, 1.0), salt + 8))
+        chroma = _noise_rows(r0, r1, width, max(8.0 / gsd, 1.0), salt + 7) + 0.5 * _noise_rows(r0, r1, width, max(2.0 / gsd, 1.0), salt + 8)
         for band, tint in enumerate((0.09, 0.0, -0.06)):
             rgb = _upsample_rows(colour[band], cell, r0, r1, width) * lum
             if tint:
@@ -707,15 +702,12 @@ def _batches(sizes: np.ndarray) -> Iterator[slice]:
     start = 0
     while start < len(sizes):
         done = int(ends[start - 1]) if start else 0
-        stop = min(max(int(np.searchsorted(ends, done + _BATCH, side="right")), start + 1),
-                   len(sizes))
+        stop = min(max(int(np.searchsorted(ends, done + _BATCH, side="right")), start + 1), len(sizes))
         yield slice(start, stop)
         start = stop
 
 
-def _spans(
-    obj: np.ndarray, row: np.ndarray, c0: np.ndarray, c1: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _spans(obj: np.ndarray, row: np.ndarray, c0: np.ndarray, c1: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Expand row spans ``[c0, c1)`` of objects into one ``(obj, row, col)`` entry per pixel."""
     n = np.maximum(c1 - c0, 0)
     first = np.cumsum(n) - n
@@ -724,9 +716,7 @@ def _spans(
     return obj[span], row[span], col
 
 
-def _windows(
-    x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray, height: int, width: int
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _windows(x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray, height: int, width: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Pixels of axis-aligned boxes (pixel space) clipped to the frame, in batches.
 
     Yields ``(obj, row, col)``: the box index and the pixel of every covered pixel.
@@ -739,14 +729,11 @@ def _windows(
     for part in _batches(n_rows * np.maximum(c1 - c0, 0)):
         objs = np.arange(len(n_rows))[part]
         obj = np.repeat(objs, n_rows[part])
-        row = r0[obj] + np.arange(len(obj)) - np.repeat(np.cumsum(n_rows[part]) - n_rows[part],
-                                                         n_rows[part])
+        row = r0[obj] + np.arange(len(obj)) - np.repeat(np.cumsum(n_rows[part]) - n_rows[part], n_rows[part])
         yield _spans(obj, row, c0[obj], c1[obj])
 
 
-def _capsules(
-    p: np.ndarray, q: np.ndarray, radius: np.ndarray, height: int, width: int
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _capsules(p: np.ndarray, q: np.ndarray, radius: np.ndarray, height: int, width: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Pixels whose centres lie within ``radius`` of segments ``p``-``q`` (n, 2), in batches.
 
     Each row of a capsule (a segment swept by a disc) is one span, the union of the spans of
@@ -764,8 +751,7 @@ def _capsules(
     for part in _batches(est):
         objs = np.arange(len(n_rows))[part]
         obj = np.repeat(objs, n_rows[part])
-        row = r0[obj] + np.arange(len(obj)) - np.repeat(np.cumsum(n_rows[part]) - n_rows[part],
-                                                         n_rows[part])
+        row = r0[obj] + np.arange(len(obj)) - np.repeat(np.cumsum(n_rows[part]) - n_rows[part], n_rows[part])
         yc = row + 0.5
         left = np.full(len(obj), np.inf)
         right = np.full(len(obj), -np.inf)
@@ -875,8 +861,7 @@ def _render_roads(
     # one surface for the scene, slightly varied per road (junctions show no seams)
     base = _ASPHALT[rng.integers(len(_ASPHALT))] * rng.uniform(0.96, 1.04, (len(roads), 1))
     x, y = (flat % width + 0.5).astype(np.float32), (flat // width + 0.5).astype(np.float32)
-    texture = (1.0 + 0.05 * _noise_at(x, y, 4.0 / gsd, salt + 11)
-               + 0.04 * _noise_at(x, y, 0.6 / gsd, salt + 12) + 0.05 * _white(rng, len(flat)))
+    texture = 1.0 + 0.05 * _noise_at(x, y, 4.0 / gsd, salt + 11) + 0.04 * _noise_at(x, y, 0.6 / gsd, salt + 12) + 0.05 * _white(rng, len(flat))
     wide = np.array([r.width_m >= _EDGE_LINE_MIN_M for r in roads])[road]
     edge_cover = np.clip(mark_half + 0.5 - np.abs(edge + 0.5 / gsd), 0.0, min(2 * mark_half, 1.0))
     paint = np.maximum(marks[flat].astype(np.float32) / 255.0, np.where(wide, edge_cover, 0.0))
@@ -902,23 +887,18 @@ def _marking_allowed(k: int, roads: list[_Road], gsd: float) -> np.ndarray:
     return allowed
 
 
-def _local(
-    obj: np.ndarray, row: np.ndarray, col: np.ndarray, centre: np.ndarray, heading: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _local(obj: np.ndarray, row: np.ndarray, col: np.ndarray, centre: np.ndarray, heading: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Coordinates of pixel centres along (u) and across (v) the heading of their object."""
     dx, dy = col + 0.5 - centre[obj, 0], row + 0.5 - centre[obj, 1]
     c, s = np.cos(heading[obj]), np.sin(heading[obj])
     return dx * c + dy * s, -dx * s + dy * c
 
 
-def _box_windows(
-    boxes: _Boxes, shift: np.ndarray, pad: float, height: int, width: int
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _box_windows(boxes: _Boxes, shift: np.ndarray, pad: float, height: int, width: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Pixel windows around boxes whose centres are moved by ``shift`` (n, 2) px."""
     radius = np.hypot(boxes.half_length, boxes.half_width) + pad
     c = boxes.centre + shift
-    return _windows(c[:, 0] - radius, c[:, 1] - radius, c[:, 0] + radius, c[:, 1] + radius,
-                    height, width)
+    return _windows(c[:, 0] - radius, c[:, 1] - radius, c[:, 0] + radius, c[:, 1] + radius, height, width)
 
 
 def _render_cars(image: np.ndarray, scratch: np.ndarray, cars: _Boxes, sun: _Sun) -> None:
@@ -964,8 +944,7 @@ def _render_shadows(
     for obj, row, col in _capsules(p, q, 0.9 * trees.radius + 1.0, height, width):
         px, py = col + 0.5, row + 0.5
         d = q[obj] - p[obj]
-        t = np.clip(((px - p[obj, 0]) * d[:, 0] + (py - p[obj, 1]) * d[:, 1])
-                    / np.maximum((d**2).sum(axis=1), 1e-12), 0.0, 1.0)
+        t = np.clip(((px - p[obj, 0]) * d[:, 0] + (py - p[obj, 1]) * d[:, 1]) / np.maximum((d**2).sum(axis=1), 1e-12), 0.0, 1.0)
         dist = np.hypot(px - p[obj, 0] - t * d[:, 0], py - p[obj, 1] - t * d[:, 1])
         s = np.clip((0.9 * trees.radius[obj] - dist) / 2.0 + 0.5, 0.0, 1.0)
         np.maximum.at(strength, row * width + col, s.astype(np.float32))
@@ -976,16 +955,13 @@ def _render_shadows(
             continue
         shift = boxes.height_m[:, None] * offset_px
         corners = _box_corners(boxes)
-        hulls = shapely.convex_hull(shapely.multipoints(
-            np.concatenate((corners, corners + shift[:, None, :]), axis=1)))
+        hulls = shapely.convex_hull(shapely.multipoints(np.concatenate((corners, corners + shift[:, None, :]), axis=1)))
         normals, offsets = _convex_halfplanes(hulls)
-        for obj, row, col in _box_windows(boxes, shift / 2.0, float(np.abs(shift).max()) / 2.0 + 2.0,
-                                          height, width):
+        for obj, row, col in _box_windows(boxes, shift / 2.0, float(np.abs(shift).max()) / 2.0 + 2.0, height, width):
             px, py = col + 0.5, row + 0.5
             sd = np.full(len(obj), -np.inf)
             for k in range(normals.shape[1]):
-                sd = np.maximum(sd, normals[obj, k, 0] * px + normals[obj, k, 1] * py
-                                - offsets[obj, k])
+                sd = np.maximum(sd, normals[obj, k, 0] * px + normals[obj, k, 1] * py - offsets[obj, k])
             u, v = _local(obj, row, col, boxes.centre, boxes.heading)
             own = np.maximum(np.abs(u) - boxes.half_length[obj], np.abs(v) - boxes.half_width[obj])
             s = np.clip(0.5 - sd, 0.0, 1.0) * np.clip(own + 0.5, 0.0, 1.0)
@@ -1004,8 +980,7 @@ def _box_corners(boxes: _Boxes) -> np.ndarray:
     along = np.stack((c, s), -1) * boxes.half_length[:, None]
     across = np.stack((-s, c), -1) * boxes.half_width[:, None]
     signs = np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]], dtype=np.float64)
-    return (boxes.centre[:, None, :] + signs[None, :, 0, None] * along[:, None, :]
-            + signs[None, :, 1, None] * across[:, None, :])
+    return boxes.centre[:, None, :] + signs[None, :, 0, None] * along[:, None, :] + signs[None, :, 1, None] * across[:, None, :]
 
 
 def _convex_halfplanes(hulls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1028,9 +1003,7 @@ def _convex_halfplanes(hulls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return normals, offsets
 
 
-def _render_buildings(
-    image: np.ndarray, buildings: _Boxes, gsd: float, sun: _Sun, salt: int
-) -> None:
+def _render_buildings(image: np.ndarray, buildings: _Boxes, gsd: float, sun: _Sun, salt: int) -> None:
     """Draw gable roofs (two shaded halves, lighter ridge) and flat roofs (darker parapet)."""
     _, height, width = image.shape
     pitch = np.radians(35.0)
@@ -1046,8 +1019,7 @@ def _render_buildings(
         side = np.sign(v) + (v == 0)
         normal_x = -np.sin(heading) * side * np.sin(pitch)
         normal_y = np.cos(heading) * side * np.sin(pitch)
-        gable_light = np.clip(normal_x * sun.vector[0] + normal_y * sun.vector[1]
-                              + np.cos(pitch) * sun.vector[2], 0.0, 1.0)
+        gable_light = np.clip(normal_x * sun.vector[0] + normal_y * sun.vector[1] + np.cos(pitch) * sun.vector[2], 0.0, 1.0)
         gable = 0.45 + 0.65 * gable_light + 0.12 * (np.abs(v) < 0.15 / gsd)
         flat_roof = (0.6 + 0.45 * sun.vector[2]) * np.where(sd > -0.6 / gsd, 0.8, 1.0)
         light = np.where(buildings.kind[obj] == 1, flat_roof, gable)
@@ -1058,7 +1030,11 @@ def _render_buildings(
 
 
 def _render_trees(
-    image: np.ndarray, scratch: np.ndarray, trees: _Trees, sun: _Sun, rng: np.random.Generator,
+    image: np.ndarray,
+    scratch: np.ndarray,
+    trees: _Trees,
+    sun: _Sun,
+    rng: np.random.Generator,
     salt: int,
 ) -> None:
     """Draw tree crowns: lobed outlines, dome shading from the sun, leafy texture.
@@ -1069,30 +1045,24 @@ def _render_trees(
     _, height, width = image.shape
     r_out = trees.radius * 1.2 + 1.0
     c = trees.centre
-    for obj, row, col in _windows(c[:, 0] - r_out, c[:, 1] - r_out, c[:, 0] + r_out,
-                                  c[:, 1] + r_out, height, width):
+    for obj, row, col in _windows(c[:, 0] - r_out, c[:, 1] - r_out, c[:, 0] + r_out, c[:, 1] + r_out, height, width):
         dx, dy = col + 0.5 - c[obj, 0], row + 0.5 - c[obj, 1]
         angle = np.arctan2(dy, dx)
         ph = trees.phases[obj]
-        lobes = 1.0 + 0.07 * (np.cos(3 * angle + ph[:, 0]) + np.cos(4 * angle + ph[:, 1])
-                              + np.cos(5 * angle + ph[:, 2]))
+        lobes = 1.0 + 0.07 * (np.cos(3 * angle + ph[:, 0]) + np.cos(4 * angle + ph[:, 1]) + np.cos(5 * angle + ph[:, 2]))
         radius = trees.radius[obj] * lobes
         dist = np.hypot(dx, dy)
         alpha = np.clip(radius - dist + 0.5, 0.0, 1.0)
         inside = alpha > 0
-        obj, row, col, dx, dy, radius, alpha = (obj[inside], row[inside], col[inside], dx[inside],
-                                                dy[inside], radius[inside], alpha[inside])
+        obj, row, col, dx, dy, radius, alpha = (obj[inside], row[inside], col[inside], dx[inside], dy[inside], radius[inside], alpha[inside])
         nx, ny = dx / radius, dy / radius
         nz = np.sqrt(np.clip(1.0 - nx**2 - ny**2, 0.0, 1.0))
         flat = row * width + col
-        keep = _topmost(flat, trees.height_m[obj] - trees.radius[obj] * (1.0 - nz) * 0.3
-                        + obj * 1e-4, scratch)
-        obj, row, col, nx, ny, nz, alpha = (obj[keep], row[keep], col[keep], nx[keep], ny[keep],
-                                            nz[keep], alpha[keep])
+        keep = _topmost(flat, trees.height_m[obj] - trees.radius[obj] * (1.0 - nz) * 0.3 + obj * 1e-4, scratch)
+        obj, row, col, nx, ny, nz, alpha = (obj[keep], row[keep], col[keep], nx[keep], ny[keep], nz[keep], alpha[keep])
         light = np.clip(nx * sun.vector[0] + ny * sun.vector[1] + nz * sun.vector[2], 0.0, 1.0)
         x, y = (col + 0.5).astype(np.float32), (row + 0.5).astype(np.float32)
-        leaves = (0.16 * _noise_at(x, y, 2.0, salt + 31) + 0.12 * _white(rng, len(obj))
-                  + 0.1 * _noise_at(x, y, 5.0, salt + 32))
+        leaves = 0.16 * _noise_at(x, y, 2.0, salt + 31) + 0.12 * _white(rng, len(obj)) + 0.1 * _noise_at(x, y, 5.0, salt + 32)
         shade = (0.45 + 0.8 * light) * (1.0 + leaves)
         rgb = trees.colour[obj].T * shade.astype(np.float32)
         _over(image, row * width + col, alpha, rgb)
@@ -1119,8 +1089,7 @@ def _line_pixels(xy: np.ndarray, height: int, width: int) -> np.ndarray:
     j = np.arange(len(seg)) - np.repeat(np.cumsum(steps) - steps, steps)
     t = (j / steps[seg])[:, None]
     pts = np.concatenate((p[seg] + t * d[seg], xy[-1:] - 0.5))
-    rc = np.column_stack((np.clip(np.rint(pts[:, 1]), 0, height - 1),
-                          np.clip(np.rint(pts[:, 0]), 0, width - 1))).astype(np.int64)
+    rc = np.column_stack((np.clip(np.rint(pts[:, 1]), 0, height - 1), np.clip(np.rint(pts[:, 0]), 0, width - 1))).astype(np.int64)
     rc = rc[np.concatenate(([True], np.any(rc[1:] != rc[:-1], axis=1)))]
     while len(rc) > 2:
         # a pixel whose neighbours in the chain touch each other is a redundant corner

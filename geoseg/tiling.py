@@ -62,9 +62,7 @@ class Region:
 
     def grow(self, px: int, within: Region) -> Region:
         """This region with ``px`` more pixels on every side, clipped to ``within``."""
-        return Region(
-            max(within.row0, self.row0 - px), max(within.col0, self.col0 - px), min(within.row1, self.row1 + px), min(within.col1, self.col1 + px)
-        )
+        return Region(max(within.row0, self.row0 - px), max(within.col0, self.col0 - px), min(within.row1, self.row1 + px), min(within.col1, self.col1 + px))
 
     def contains(self, other: Region) -> bool:
         """Whether ``other`` lies inside this region."""
@@ -106,9 +104,7 @@ class Tile:
 
     def shifted(self, drow: int, dcol: int) -> Tile:
         """The same tile with its core and window moved by ``drow`` rows and ``dcol`` columns."""
-        return replace(
-            self, row_off=self.row_off + drow, col_off=self.col_off + dcol, win_row_off=self.win_row_off + drow, win_col_off=self.win_col_off + dcol
-        )
+        return replace(self, row_off=self.row_off + drow, col_off=self.col_off + dcol, win_row_off=self.win_row_off + drow, win_col_off=self.win_col_off + dcol)
 
     def _core_part(self, region: Region) -> Region | None:
         part = Region(
@@ -168,9 +164,7 @@ def tile_size_for_memory(max_memory: int, bytes_per_pixel: int, halo_px: int, bl
     return max(block, (core // block) * block)
 
 
-def tile_grid(
-    height: int, width: int, tile_px: int, halo_px: int, region: Region | None = None, *, phase: tuple[int, int] | None = None
-) -> list[Tile]:
+def tile_grid(height: int, width: int, tile_px: int, halo_px: int, region: Region | None = None, *, phase: tuple[int, int] | None = None) -> list[Tile]:
     """Cores of ``tile_px`` covering ``region``, with their windows.
 
     ``region`` defaults to the whole scene of ``height`` x ``width`` pixels; windows reach
@@ -192,9 +186,7 @@ def tile_grid(
     for r, h in _cuts(area.row0, area.row1, tile_px, None if phase is None else phase[0]):
         for c, w in _cuts(area.col0, area.col1, tile_px, None if phase is None else phase[1]):
             wr, wc = max(0, r - halo_px), max(0, c - halo_px)
-            tiles.append(
-                Tile(len(tiles), r, c, h, w, wr, wc, min(height, r + h + halo_px) - wr, min(width, c + w + halo_px) - wc)
-            )
+            tiles.append(Tile(len(tiles), r, c, h, w, wr, wc, min(height, r + h + halo_px) - wr, min(width, c + w + halo_px) - wc))
     return tiles
 
 

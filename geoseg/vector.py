@@ -280,9 +280,7 @@ def _driver(fmt: str) -> tuple[str, str]:
         raise ConfigError(f"unknown vector format {fmt!r}; choose one of {', '.join(FORMATS)}") from None
 
 
-def write_vector(
-    frame: gpd.GeoDataFrame, path: str | os.PathLike[str], *, fmt: str | VectorFormat = "shp", layer: str | None = None
-) -> Path:
+def write_vector(frame: gpd.GeoDataFrame, path: str | os.PathLike[str], *, fmt: str | VectorFormat = "shp", layer: str | None = None) -> Path:
     """Write a GeoDataFrame atomically (all sidecar files included).
 
     In its own CRS, unless ``fmt`` (a :class:`VectorFormat`) asks for another one.
@@ -332,17 +330,14 @@ def _verify_written(frame: gpd.GeoDataFrame, path: Path, layer: str | None) -> N
         missing = [c for c in frame.columns if c != frame.geometry.name and c not in fields]
         if info["features"] != len(frame) or missing:
             raise OutputWriteError(
-                f"{path.name}: the written file is incomplete ({info['features']} of {len(frame)} features, "
-                f"missing fields {missing}); is the disk full?"
+                f"{path.name}: the written file is incomplete ({info['features']} of {len(frame)} features, missing fields {missing}); is the disk full?"
             )
         if len(frame):
             last = pyogrio.read_dataframe(path, layer=layer, skip_features=len(frame) - 1, max_features=1)
             if len(last) != 1:
                 raise OutputWriteError(f"{path.name}: the written file is incomplete (its last feature is unreadable); is the disk full?")
     except (DataSourceError, DataLayerError) as exc:
-        raise OutputWriteError(
-            f"{path.name}: the written file cannot be read back ({str(exc).splitlines()[0][:200]}); is the disk full?"
-        ) from exc
+        raise OutputWriteError(f"{path.name}: the written file cannot be read back ({str(exc).splitlines()[0][:200]}); is the disk full?") from exc
 
 
 def write_network(

@@ -36,8 +36,7 @@ set_option = click.option(
     "overrides",
     multiple=True,
     metavar="NAME=VALUE",
-    help="Override a pipeline parameter (model=roads.npz), an engine setting "
-    "(assume_gsd_m=0.5) or a step field (graph_cut.smoothness=3). Repeatable.",
+    help="Override a pipeline parameter (model=roads.npz), an engine setting (assume_gsd_m=0.5) or a step field (graph_cut.smoothness=3). Repeatable.",
 )
 
 progress_option = click.option(
@@ -92,10 +91,19 @@ def progress_reporter(
             emit_json({"event": "progress", "done": done, "total": n, "percent": round(100.0 * done / n, 1), **report.to_dict()})
 
         def tile_json(scene: str, done: int, n: int, stage: TilePass) -> None:
-            emit_json({
-                "event": "tile", "input": scene, "pass": stage.index, "passes": stage.total, "steps": list(stage.steps),
-                "measures": list(stage.measures), "done": done, "total": n, "percent": round(100.0 * done / n, 1),
-            })
+            emit_json(
+                {
+                    "event": "tile",
+                    "input": scene,
+                    "pass": stage.index,
+                    "passes": stage.total,
+                    "steps": list(stage.steps),
+                    "measures": list(stage.measures),
+                    "done": done,
+                    "total": n,
+                    "percent": round(100.0 * done / n, 1),
+                }
+            )
 
         return report_json, tile_json, lambda: None
     from tqdm import tqdm

@@ -23,18 +23,39 @@ if TYPE_CHECKING:
 @click.option(
     "--gsd-m", type=click.FloatRange(min=0, min_open=True), default=None, help="GSD of data without georeferencing [default: 0.3, said in the output]."
 )
-@click.option("--junction-radius-m", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
-              help="Largest distance in metres at which a junction of PRED matches one of TRUTH.")
-@click.option("--join-ends-m", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Join a line's end to another line within this distance in the graphs (0: only shared vertices join lines, as in SpaceNet's APLS).")
-@click.option("--image", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Image whose georeferencing places a SpaceNet CSV's pixel coordinates.")
+@click.option(
+    "--junction-radius-m",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Largest distance in metres at which a junction of PRED matches one of TRUTH.",
+)
+@click.option(
+    "--join-ends-m",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Join a line's end to another line within this distance in the graphs (0: only shared vertices join lines, as in SpaceNet's APLS).",
+)
+@click.option(
+    "--image", type=click.Path(exists=True, dir_okay=False), default=None, help="Image whose georeferencing places a SpaceNet CSV's pixel coordinates."
+)
 @click.option(
     "--image-id", default=None, help="ImageId of the SpaceNet CSV rows to score [default: the only one, else --image's name without RGB-PanSharpen_ etc.]."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON (undefined scores as null).")
-def command(pred: str, truth: str, buffer_m: float | None, slack_px: float | None, gsd_m: float | None, junction_radius_m: float,
-            join_ends_m: float, image: str | None, image_id: str | None, as_json: bool) -> None:
+def command(
+    pred: str,
+    truth: str,
+    buffer_m: float | None,
+    slack_px: float | None,
+    gsd_m: float | None,
+    junction_radius_m: float,
+    join_ends_m: float,
+    image: str | None,
+    image_id: str | None,
+    as_json: bool,
+) -> None:
     """Score PRED against TRUTH: completeness, correctness, quality (Wiedemann), APLS, TOPO, junctions, components.
 
     PRED and TRUTH are vector files of lines (.shp, .gpkg, .geojson, ...) or centerline
@@ -65,8 +86,17 @@ def command(pred: str, truth: str, buffer_m: float | None, slack_px: float | Non
             raise GeosegError(f"{path}: no such file")
     from geoseg.evaluate import evaluate_files
 
-    result = evaluate_files(pred, truth, buffer_m=buffer_m, slack_px=slack_px, assume_gsd_m=gsd_m, junction_radius_m=junction_radius_m,
-                            join_ends_m=join_ends_m, image=image, image_id=image_id)
+    result = evaluate_files(
+        pred,
+        truth,
+        buffer_m=buffer_m,
+        slack_px=slack_px,
+        assume_gsd_m=gsd_m,
+        junction_radius_m=junction_radius_m,
+        join_ends_m=join_ends_m,
+        image=image,
+        image_id=image_id,
+    )
     notes = _notes(result)
     if as_json:
         click.echo(json.dumps({**result.to_dict(), "notes": notes}))

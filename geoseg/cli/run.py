@@ -264,8 +264,17 @@ def command(
             bars.callback(close)
             with dask_client(scheduler, workers) if use_dask else contextlib.nullcontext() as client:
                 reports = run_batch(
-                    pipe, scenes, outdir, fmt=vector, progress=callback, client=client, overwrite=overwrite, pipeline_name=pipeline,
-                    tile_progress=tile_callback, keep_folders=keep_folders, cluster=adaptive,
+                    pipe,
+                    scenes,
+                    outdir,
+                    fmt=vector,
+                    progress=callback,
+                    client=client,
+                    overwrite=overwrite,
+                    pipeline_name=pipeline,
+                    tile_progress=tile_callback,
+                    keep_folders=keep_folders,
+                    cluster=adaptive,
                 )
         except KeyboardInterrupt as stop:  # the cluster is closed: its workers are gone
             bars.close()

@@ -30,8 +30,12 @@ _ROAD_MAP_OPTIONS = (
     (click.option("--lanes-field", default=None, help="Map attribute holding each road's lane count (3.5 m per lane)."), "lanes_field"),
     (click.option("--ignore-m", type=click.FloatRange(min=0), default=None, help="Band either side of each road's edge left out of training [1]."), "ignore_m"),
     (
-        click.option("--labelled-within-m", type=click.FloatRange(min=0, min_open=True), default=None,
-                     help="Label only pixels this near a road (a map of part of the scene; the rest is unlabelled)."),
+        click.option(
+            "--labelled-within-m",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            help="Label only pixels this near a road (a map of part of the scene; the rest is unlabelled).",
+        ),
         "labelled_within_m",
     ),  # fmt: skip
     (click.option("--labelled-area", default=None, help="Polygons (vector file) outside which nothing is labelled."), None),
@@ -140,8 +144,15 @@ def mjcr(images, masks, image, samples, class_field, road_value, background_valu
         raise InputMismatchError(f"--bands/--scales-m: {exc}") from None
     log.info("training MJCR on %d scene(s), %d labelled pixels", len(scenes), int(sum(((lab == 0) | (lab == 1)).sum() for lab in labels)))
     classifier = MJCRClassifier.train(
-        [s.array for s in scenes], labels, [s.geo.gsd_m for s in scenes],
-        bands=band_list, scales_m=scales, lam=lam, atoms_per_class=atoms, seed=seed, band_names=scenes[0].band_names,
+        [s.array for s in scenes],
+        labels,
+        [s.geo.gsd_m for s in scenes],
+        bands=band_list,
+        scales_m=scales,
+        lam=lam,
+        atoms_per_class=atoms,
+        seed=seed,
+        band_names=scenes[0].band_names,
     )
     classifier.provenance = {"scenes": [s.source for s in scenes], "seed": seed}
     classifier.save(output)
@@ -364,9 +375,7 @@ def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabel
             unlabeled_scenes += _read_unlabeled(data.unlabeled, data.unlabeled_masks, data.unlabeled_gsd_m or data.gsd_m, unlabeled_option)
         log.info("mode %s: %d unlabelled scene(s)%s", cfg.mode, len(unlabeled_scenes), " (check masks for reporting only)" if data.unlabeled_masks else "")
     log.info("training %s on %d scene(s), validating on %d", cfg.model.architecture, len(train_scenes), len(val_scenes))
-    result = train(
-        cfg, train_scenes, val_scenes, checkpoint_path=ckpt, resume=resume, best_path=output, progress=progress, unlabeled_data=unlabeled_scenes
-    )
+    result = train(cfg, train_scenes, val_scenes, checkpoint_path=ckpt, resume=resume, best_path=output, progress=progress, unlabeled_data=unlabeled_scenes)
     best = f", best val road IoU {result.best_iou:.4f} at epoch {result.best_epoch}" if val_scenes else ""
     log.info("wrote %s%s (%.1f s; checkpoint %s)", output, best, time.perf_counter() - start, ckpt)
 

@@ -246,9 +246,7 @@ def _to_network(graph: nx.Graph) -> _Network:
     """Node coordinates and oriented edge geometries of a road graph."""
     index = {node: i for i, node in enumerate(graph.nodes)}
     try:
-        xy = np.array(
-            [(float(d["x"]), float(d["y"])) for _, d in graph.nodes(data=True)], dtype=float
-        ).reshape(-1, 2)
+        xy = np.array([(float(d["x"]), float(d["y"])) for _, d in graph.nodes(data=True)], dtype=float).reshape(-1, 2)
     except KeyError as exc:
         raise InputMismatchError("every node of a road graph needs 'x' and 'y' attributes") from exc
     edges = list(graph.edges(data=True))
@@ -319,9 +317,7 @@ def _split(net: _Network, edge: np.ndarray, pos: np.ndarray) -> _SplitGraph:
     return _SplitGraph(n, coo_matrix((np.concatenate((w, w)), (np.concatenate((a, b)), np.concatenate((b, a)))), shape=(n, n)))
 
 
-def _snap(
-    target: _Network, points: np.ndarray, max_snap: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _snap(target: _Network, points: np.ndarray, max_snap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Insert ``points`` (in order) into ``target`` the way the reference does.
 
     Returns the inserted points' edge and position (strictly inside edges) and, for each
@@ -331,9 +327,7 @@ def _snap(
     holder = np.full(len(points), -1, dtype=np.intp)
     if not len(target.geoms) or not len(points):
         return np.empty(0, np.intp), np.empty(0), holder
-    hit_point, hit_edge = shapely.STRtree(target.geoms).query_nearest(
-        shapely.points(points), max_distance=max_snap, all_matches=False
-    )
+    hit_point, hit_edge = shapely.STRtree(target.geoms).query_nearest(shapely.points(points), max_distance=max_snap, all_matches=False)
     hit_pos = shapely.line_locate_point(target.geoms[hit_edge], shapely.points(points[hit_point]))
     n0 = len(target.xy)
     owner: dict[int, int] = {}  # node of the split graph -> point index holding it
@@ -376,9 +370,7 @@ def _score_direction(
     control = np.arange(src.n_nodes)
     if limit is not None and len(control) > limit:
         control = np.sort(rng.choice(control, size=limit, replace=False))
-    xy = np.vstack(
-        [source.xy, shapely.get_coordinates(shapely.line_interpolate_point(source.geoms[mid_edge], mid_pos)).reshape(-1, 2)]
-    )[control]
+    xy = np.vstack([source.xy, shapely.get_coordinates(shapely.line_interpolate_point(source.geoms[mid_edge], mid_pos)).reshape(-1, 2)])[control]
     if not len(control):
         return _Direction(np.nan, 0, 0, 0)
 

@@ -137,9 +137,7 @@ def quality_from(completeness: float, correctness: float) -> float:
     """
     if not (completeness > 0 and correctness > 0):  # also catches nan
         return 0.0
-    return float(
-        completeness * correctness / (completeness + correctness - completeness * correctness)
-    )
+    return float(completeness * correctness / (completeness + correctness - completeness * correctness))
 
 
 def raster_buffer_scores(pred: ArrayLike, truth: ArrayLike, slack_px: float) -> BufferScores:
@@ -222,12 +220,8 @@ def vector_buffer_scores(
     truth_len = float(shapely.length(truth_net))
     pred_matched = truth_matched = 0.0
     if pred_len > 0 and truth_len > 0:
-        pred_matched = float(
-            shapely.length(shapely.intersection(pred_net, shapely.buffer(truth_net, buffer)))
-        )
-        truth_matched = float(
-            shapely.length(shapely.intersection(truth_net, shapely.buffer(pred_net, buffer)))
-        )
+        pred_matched = float(shapely.length(shapely.intersection(pred_net, shapely.buffer(truth_net, buffer))))
+        truth_matched = float(shapely.length(shapely.intersection(truth_net, shapely.buffer(pred_net, buffer))))
     return BufferScores.from_amounts(
         reference_total=truth_len,
         reference_matched=truth_matched,
@@ -241,10 +235,7 @@ def _as_masks(pred: ArrayLike, truth: ArrayLike) -> tuple[np.ndarray, np.ndarray
     pred_b = np.asarray(pred) != 0
     truth_b = np.asarray(truth) != 0
     if pred_b.ndim != 2 or pred_b.shape != truth_b.shape:
-        raise InputMismatchError(
-            f"pred and truth must be 2-D arrays of the same shape, got {pred_b.shape} "
-            f"and {truth_b.shape}"
-        )
+        raise InputMismatchError(f"pred and truth must be 2-D arrays of the same shape, got {pred_b.shape} and {truth_b.shape}")
     return pred_b, truth_b
 
 

@@ -124,8 +124,11 @@ class GraphMetrics:
 
         return [
             ("TOPO", f"{prf(self.topo_precision, self.topo_recall, self.topo_f1)} ({self.topo_seeds} seed(s))"),
-            ("junctions", f"{prf(self.junction_precision, self.junction_recall, self.junction_f1)} ({self.matched_junctions} matched "
-                          f"within {self.junction_radius_m:g} m; prediction {self.proposal_junctions}, reference {self.truth_junctions})"),
+            (
+                "junctions",
+                f"{prf(self.junction_precision, self.junction_recall, self.junction_f1)} ({self.matched_junctions} matched "
+                f"within {self.junction_radius_m:g} m; prediction {self.proposal_junctions}, reference {self.truth_junctions})",
+            ),
             ("components", f"prediction {self.proposal_components}, reference {self.truth_components}, ratio {score(self.component_ratio)}"),
         ]
 

@@ -103,7 +103,6 @@ class DataConfig(StrictModel):
         return [value] if isinstance(value, str) else value
 
 
-
 class ModelConfig(StrictModel):
     """Architecture and its hyper-parameters."""
 

@@ -201,6 +201,7 @@ def batch_losses(
 
 def optimizer_factory(config: TrainConfig) -> Callable[[torch.nn.Module], torch.optim.Optimizer]:
     """A function making the AdamW optimizer of ``config.optimizer`` for a module."""
+
     def make(module: torch.nn.Module) -> torch.optim.Optimizer:
         return torch.optim.AdamW(module.parameters(), lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay)
 
@@ -283,8 +284,7 @@ def training_scenes(config: TrainConfig, data: Sequence[SceneData], bands: list[
     """
     if config.model.centerline_head and any(s.centerlines is None for s in data):
         raise InputMismatchError(
-            "model.centerline_head needs a centerline raster for every training scene (--centerlines / data.centerlines; "
-            "or set model.centerline_head=false)"
+            "model.centerline_head needs a centerline raster for every training scene (--centerlines / data.centerlines; or set model.centerline_head=false)"
         )
     if any(s.edges is not None for s in data) and any(s.edges is None for s in data):
         raise InputMismatchError("edge rasters were given for some training scenes but not all")

@@ -101,9 +101,7 @@ class BaselineNet(nn.Module):
         super().__init__()
         self.encoder = Encoder(in_channels, width)
         c = self.encoder.channels
-        self.decoders = nn.ModuleList(
-            [_conv_bn_relu(c[3] + c[2], c[2]), _conv_bn_relu(c[2] + c[1], c[1]), _conv_bn_relu(c[1] + c[0], c[0])]
-        )
+        self.decoders = nn.ModuleList([_conv_bn_relu(c[3] + c[2], c[2]), _conv_bn_relu(c[2] + c[1], c[1]), _conv_bn_relu(c[1] + c[0], c[0])])
         self.classifier = nn.Conv2d(c[0], num_classes, 1)
         self.centerline = nn.Conv2d(c[0], 1, 1) if centerline_head else None
 

@@ -75,6 +75,7 @@ ProgressCallback = Callable[[int, int, "SceneReport"], None]
 #: this process.
 TileProgressCallback = Callable[[str, int, int, "TilePass"], None]
 
+
 @dataclass
 class SceneReport:
     """What happened to one scene of a batch.
@@ -540,9 +541,7 @@ def _run_adaptive(
         if done_px and len(rest) > 1 and cluster.workers > 1:
             estimate = seconds * (total_px - done_px) / done_px
             if estimate * (1 - 1 / min(cluster.workers, len(rest))) >= 2 * CLUSTER_START_S:
-                log.info(
-                    "the %d scene(s) left would take about %.0f s here: starting a local Dask cluster of %d workers", len(rest), estimate, cluster.workers
-                )
+                log.info("the %d scene(s) left would take about %.0f s here: starting a local Dask cluster of %d workers", len(rest), estimate, cluster.workers)
                 with cluster.start() as client:
                     yield from _run_on_dask(client, pipeline, rest, folders, fmt, on_start)
                 return

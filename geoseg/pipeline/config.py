@@ -288,9 +288,7 @@ def build_step(spec: dict[str, Any], params: dict[str, Any], where: str, *, allo
             unset_fields.add(key)
             if not allow_unset:
                 names = ", ".join(sorted(unset))
-                raise ConfigError(
-                    f"{where}field '{key}': pipeline parameter {names} is not set (use --set {sorted(unset)[0]}=VALUE)"
-                )
+                raise ConfigError(f"{where}field '{key}': pipeline parameter {names} is not set (use --set {sorted(unset)[0]}=VALUE)")
             continue
         fields[key] = value
     try:

@@ -60,11 +60,7 @@ def _sigint_held(*, deliver: bool) -> Iterator[None]:
     dropped. Does nothing outside the main thread, without POSIX signal masks, or when SIGINT
     is ignored (a background job).
     """
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or not hasattr(signal, "pthread_sigmask")
-        or signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-    ):
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask") or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         yield
         return
     from multiprocessing import resource_tracker

@@ -192,8 +192,19 @@ def _plan_passes_of(pipeline: Pipeline, geo: Any, steps: list[Any] | None = None
         tiles = tile_grid(geo.height, geo.width, core_px, halo)
         per_pixel = IMAGE_BYTES_PER_PIXEL + 8 * len(work.reads) + sum(s.bytes_per_pixel for s in in_memory)
         largest = max(t.win_height * t.win_width for t in tiles)
-        passes.append(PassPlan(i + 1, len(plans), tuple(s.label for s in running), tuple(s.label for s in work.measure),
-                               len(tiles), core_px, halo, largest * per_pixel, not all(exact for _, exact in halos)))
+        passes.append(
+            PassPlan(
+                i + 1,
+                len(plans),
+                tuple(s.label for s in running),
+                tuple(s.label for s in work.measure),
+                len(tiles),
+                core_px,
+                halo,
+                largest * per_pixel,
+                not all(exact for _, exact in halos),
+            )
+        )
         stored |= {n for s in work.steps for n in s.outputs() if n in needed[i] and (work.keep is None or n in work.keep)}
     scratched = {n for i, plan in enumerate(plans) for step in chain[plan.start : plan.end] for n in step.outputs() if n in needed[i]}
     return passes, len(scratched)
@@ -229,8 +240,10 @@ def _plan_scene(pipeline: Pipeline, scene: SceneInput, folder: Path, fmt: Vector
         return ScenePlan(str(scene), "failed", error=_scene_error(scene, message if named else f"{scene}: {message}"))
     geo = source.geo
     window = None if extent is None else extent.window
-    where = None if window is None or engine.extent is None else (
-        f"{engine.extent.describe()}: {window.width} x {window.height} px from column {window.col0}, row {window.row0}"
+    where = (
+        None
+        if window is None or engine.extent is None
+        else (f"{engine.extent.describe()}: {window.width} x {window.height} px from column {window.col0}, row {window.row0}")
     )
     scratch = 8 * scratch_layers * plan_geo.width * plan_geo.height
     on_disk = scratch > engine.max_memory_bytes // 4  # as the engine decides when a scene runs in one process

@@ -833,8 +833,17 @@ def execute(
     RunResult
     """
     run = partial(
-        _execute, steps, source, sink=sink, output_layers=output_layers, max_memory=max_memory, tile_px=tile_px,
-        on_tile=on_tile, client=client, scratch_dir=scratch_dir, extent=extent,
+        _execute,
+        steps,
+        source,
+        sink=sink,
+        output_layers=output_layers,
+        max_memory=max_memory,
+        tile_px=tile_px,
+        on_tile=on_tile,
+        client=client,
+        scratch_dir=scratch_dir,
+        extent=extent,
     )
     floor: tuple[int, ...] = ()
     for _ in range(MAX_LAYOUTS - 1):

@@ -88,14 +88,11 @@ def _publish(image: Image.Image, folder: Path, name: str, embed: bool) -> str:
     return f"{FILES_DIR}/{name}"
 
 
-def _measure(
-    entry: ManifestScene, folder: Path, truth_files: list[Path] | None, buffer_m: float
-) -> tuple[SceneRow, gpd.GeoDataFrame | None, str | None]:
+def _measure(entry: ManifestScene, folder: Path, truth_files: list[Path] | None, buffer_m: float) -> tuple[SceneRow, gpd.GeoDataFrame | None, str | None]:
     """The row of one scene (without its image), its network, and its scene file when readable."""
     path = _resolve_input(entry.raster, folder)
     scene: str | None = path
-    row = SceneRow(name=entry.stem, input=_described_input(entry), status=entry.status, seconds=entry.seconds,
-                   error=entry.error, warnings=list(entry.warnings))
+    row = SceneRow(name=entry.stem, input=_described_input(entry), status=entry.status, seconds=entry.seconds, error=entry.error, warnings=list(entry.warnings))
     if "***" in path:  # redacted by geoseg.inputs.redact: the manifest has no way back to the pixels
         scene = None
         row.warnings.append("no overlay: the scene's URL has a query string or password, whose values geoseg never writes down")
@@ -210,8 +207,7 @@ def write_report(
     if truth is not None:
         details.append(("truth", f"{truth} (buffer {buffer_m:g} m)"))
     details.append(("written", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")))
-    page = render_html(rows, title=f"geoseg report: {folder.resolve().name}", details=details,
-                       with_truth=truth is not None)
+    page = render_html(rows, title=f"geoseg report: {folder.resolve().name}", details=details, with_truth=truth is not None)
     with atomic_path(folder / REPORT_NAME) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return folder / REPORT_NAME

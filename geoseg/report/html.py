@@ -145,13 +145,27 @@ def _cell(value: str, text: str, cls: str = "") -> str:
 
 
 def _columns(with_truth: bool) -> list[tuple[str, str, str]]:
-    cols = [("scene", "text", "Scene"), ("overlay", "text", "Overlay"), ("status", "text", "Status"),
-            ("road_km", "number", "Road km"), ("edges", "number", "Edges"), ("junctions", "number", "Junctions"),
-            ("dead_ends", "number", "Dead ends"), ("confidence", "number", "Mean conf."), ("seconds", "number", "Seconds")]
+    cols = [
+        ("scene", "text", "Scene"),
+        ("overlay", "text", "Overlay"),
+        ("status", "text", "Status"),
+        ("road_km", "number", "Road km"),
+        ("edges", "number", "Edges"),
+        ("junctions", "number", "Junctions"),
+        ("dead_ends", "number", "Dead ends"),
+        ("confidence", "number", "Mean conf."),
+        ("seconds", "number", "Seconds"),
+    ]
     if with_truth:
-        cols += [("completeness", "number", "Completeness"), ("correctness", "number", "Correctness"),
-                 ("quality", "number", "Quality"), ("apls", "number", "APLS"), ("topo_f1", "number", "TOPO F1"),
-                 ("junction_f1", "number", "Junction F1"), ("component_ratio", "number", "Comp. ratio")]
+        cols += [
+            ("completeness", "number", "Completeness"),
+            ("correctness", "number", "Correctness"),
+            ("quality", "number", "Quality"),
+            ("apls", "number", "APLS"),
+            ("topo_f1", "number", "TOPO F1"),
+            ("junction_f1", "number", "Junction F1"),
+            ("component_ratio", "number", "Comp. ratio"),
+        ]
     return cols + [("messages", "text", "Error / warnings")]
 
 
@@ -184,18 +198,21 @@ def _card(row: SceneRow, with_truth: bool) -> str:
     s, e = row.stats, row.scores
     facts = [("input", _esc(row.input)), ("status", _esc(row.status)), ("seconds", _num(row.seconds, ".2f")[1])]
     if s:
-        facts += [("road length", f"{s.road_km:.3f} km in {s.edges} edges"),
-                  ("nodes", f"{s.junctions} junctions, {s.dead_ends} dead ends")]
+        facts += [("road length", f"{s.road_km:.3f} km in {s.edges} edges"), ("nodes", f"{s.junctions} junctions, {s.dead_ends} dead ends")]
     if row.network:
         facts.append(("network", _esc(row.network)))
     if with_truth:
         facts.append(("truth", _esc(row.truth) if row.truth else "&ndash;"))
     if e:
-        facts.append(("scores", f"completeness {e.completeness:.3f}, correctness {e.correctness:.3f}, "
-                                f"quality {e.quality:.3f}, APLS {e.apls:.3f} (buffer {e.tolerance:g} {e.tolerance_unit})"))
+        facts.append(
+            (
+                "scores",
+                f"completeness {e.completeness:.3f}, correctness {e.correctness:.3f}, "
+                f"quality {e.quality:.3f}, APLS {e.apls:.3f} (buffer {e.tolerance:g} {e.tolerance_unit})",
+            )
+        )
         facts += e.graph.summary(missing="&ndash;")
-    parts = [f'<section class="card{" failed" if row.status != "done" else ""}" id="scene-{_esc(row.name)}">',
-             f"<h2>{_esc(row.name)}</h2>"]
+    parts = [f'<section class="card{" failed" if row.status != "done" else ""}" id="scene-{_esc(row.name)}">', f"<h2>{_esc(row.name)}</h2>"]
     if row.image:
         parts.append(f'<img src="{_esc(row.image)}" alt="overlay of {_esc(row.name)}" loading="lazy" title="click to enlarge">')
     if row.error:

@@ -70,9 +70,7 @@ def _new_nodes(G: nx.MultiGraph, count: int) -> list[int]:
     return out
 
 
-def fit_end_direction(
-    coords: NDArray[np.float64], fit_length_px: float, skip_px: float = 0.0
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def fit_end_direction(coords: NDArray[np.float64], fit_length_px: float, skip_px: float = 0.0) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Fit a straight line to the end of a polyline.
 
     Parameters
@@ -166,10 +164,7 @@ def prune_spurs(G: nx.MultiGraph, min_length_px: float) -> nx.MultiGraph:
         spurs = [
             (u, v, k)
             for u, v, k in H.edges(keys=True)
-            if u != v
-            and min(deg[u], deg[v]) == 1
-            and max(deg[u], deg[v]) >= 3
-            and _edge_len(H, u, v, k) < min_length_px
+            if u != v and min(deg[u], deg[v]) == 1 and max(deg[u], deg[v]) >= 3 and _edge_len(H, u, v, k) < min_length_px
         ]
         if not spurs:
             return H
@@ -259,9 +254,7 @@ def merge_junctions(
             cluster_of[n] = i
 
     # Fit each branch leaving a cluster.
-    branches: list[list[tuple[NDArray[np.float64], NDArray[np.float64], float]]] = [
-        [] for _ in clusters
-    ]
+    branches: list[list[tuple[NDArray[np.float64], NDArray[np.float64], float]]] = [[] for _ in clusters]
     edges = list(H.edges(keys=True, data=True))
     for u, v, k, d in edges:
         total = d["geometry"].length
@@ -276,9 +269,7 @@ def merge_junctions(
     for c, br in zip(clusters, branches):
         centroid = np.mean([node_xy(H, n) for n in c], axis=0)
         if len(br) >= 2:
-            p = _solve_intersection(
-                [b[0] for b in br], [b[1] for b in br], [b[2] for b in br], centroid
-            )
+            p = _solve_intersection([b[0] for b in br], [b[1] for b in br], [b[2] for b in br], centroid)
             if np.hypot(*(p - centroid)) > radius_px:
                 p = centroid
         else:
@@ -422,9 +413,7 @@ def connect_gaps(
     # 1. end to end
     if len(keys) >= 2:
         pts = np.array([ends[n][0] for n in keys])
-        pairs = shapely.STRtree(shapely.points(pts)).query(
-            shapely.points(pts), predicate="dwithin", distance=max_gap_px
-        )
+        pairs = shapely.STRtree(shapely.points(pts)).query(shapely.points(pts), predicate="dwithin", distance=max_gap_px)
         cand = []
         for i, j in pairs.T:
             if i >= j:
@@ -436,9 +425,7 @@ def connect_gaps(
                 continue
             gap = pb - pa
             dist = float(np.hypot(*gap))
-            if dist == 0 or (
-                _angle_deg(da, gap) <= max_angle_deg and _angle_deg(db, -gap) <= max_angle_deg
-            ):
+            if dist == 0 or (_angle_deg(da, gap) <= max_angle_deg and _angle_deg(db, -gap) <= max_angle_deg):
                 cand.append((dist, a, b))
         for _dist, a, b in sorted(cand, key=lambda t: t[0]):
             if a in used or b in used:
@@ -658,9 +645,7 @@ def clean_network(
     H = prune_spurs(G, spur)
     H = merge_junctions(H, radius)
     H = merge_parallel(H, parallel, same_nodes_distance_px=w)
-    H = connect_gaps(
-        H, max_gap_px, max_angle_deg, shape=shape, max_border_gap_px=border
-    )
+    H = connect_gaps(H, max_gap_px, max_angle_deg, shape=shape, max_border_gap_px=border)
     H = prune_spurs(H, spur)
     H = merge_junctions(H, radius)
     H = remove_small_components(H, min_comp)

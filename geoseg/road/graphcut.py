@@ -137,9 +137,7 @@ def graph_cut(
     p = np.clip(p, eps, 1.0 - eps)
     g = maxflow.Graph[float]()
     nodes = g.add_grid_nodes(p.shape)
-    for (dr, dc), w in pairwise_weights(
-        p.shape, image, smoothness=smoothness, contrast_beta=contrast_beta, connectivity=connectivity
-    ):
+    for (dr, dc), w in pairwise_weights(p.shape, image, smoothness=smoothness, contrast_beta=contrast_beta, connectivity=connectivity):
         structure = np.zeros((3, 3))
         structure[1 + dr, 1 + dc] = 1.0
         g.add_grid_edges(nodes, weights=w, structure=structure, symmetric=True)

@@ -95,9 +95,7 @@ def cr_coefficients(X: np.ndarray, Y: np.ndarray, lam: float) -> np.ndarray:
     return X.T @ np.linalg.solve(S, np.asarray(Y, np.float64))
 
 
-def cr_residual_forms(
-    X: np.ndarray, atom_labels: np.ndarray, lam: float, n_classes: int = 2
-) -> tuple[np.ndarray, np.ndarray]:
+def cr_residual_forms(X: np.ndarray, atom_labels: np.ndarray, lam: float, n_classes: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Quadratic forms of the class residuals and code norms of a CR dictionary.
 
     Parameters
@@ -170,9 +168,7 @@ def _as_scenes(features, labels) -> tuple[list[np.ndarray], list[np.ndarray]]:
     d = fs[0].shape[0]
     for f, lab in zip(fs, ls):
         if f.ndim != 3 or f.shape[0] != d or f.shape[1:] != lab.shape:
-            raise InputMismatchError(
-                f"features {f.shape} and labels {lab.shape} must be (d, H, W) and (H, W), same d everywhere"
-            )
+            raise InputMismatchError(f"features {f.shape} and labels {lab.shape} must be (d, H, W) and (H, W), same d everywhere")
     return fs, [np.asarray(lab).astype(np.int8) for lab in ls]
 
 
@@ -327,10 +323,18 @@ class MJCRModel:
             k_forms.append(Kg)
 
         model = cls(
-            groups=grp, mean=mean, std=std, residual_forms=q_forms, coef_forms=k_forms,
-            calib_weights=np.ones(len(grp)), calib_intercept=0.0, lam=float(lam),
-            joint_window_px=int(joint_window_px), divide_by_coef_norm=bool(divide_by_coef_norm),
-            atoms_per_class=int(atoms_per_class), feature_names=list(feature_names or []),
+            groups=grp,
+            mean=mean,
+            std=std,
+            residual_forms=q_forms,
+            coef_forms=k_forms,
+            calib_weights=np.ones(len(grp)),
+            calib_intercept=0.0,
+            lam=float(lam),
+            joint_window_px=int(joint_window_px),
+            divide_by_coef_norm=bool(divide_by_coef_norm),
+            atoms_per_class=int(atoms_per_class),
+            feature_names=list(feature_names or []),
             feature_spec=dict(feature_spec or {}),
         )
 
@@ -355,9 +359,7 @@ class MJCRModel:
     def _check(self, features: np.ndarray) -> np.ndarray:
         F = np.asarray(features)
         if F.ndim != 3 or F.shape[0] != self.n_features:
-            raise InputMismatchError(
-                f"MJCR model expects features of shape ({self.n_features}, H, W), got {F.shape}"
-            )
+            raise InputMismatchError(f"MJCR model expects features of shape ({self.n_features}, H, W), got {F.shape}")
         return F
 
     def margins(self, features: np.ndarray) -> np.ndarray:
@@ -489,10 +491,14 @@ class MJCRModel:
             q = [np.asarray(arrays[f"residual_forms_{g}"], np.float64) for g in range(n_groups)]
             k = [np.asarray(arrays[f"coef_forms_{g}"], np.float64) for g in range(n_groups)]
             model = cls(
-                groups=groups, mean=np.asarray(arrays["mean"], np.float64),
-                std=np.asarray(arrays["std"], np.float64), residual_forms=q, coef_forms=k,
+                groups=groups,
+                mean=np.asarray(arrays["mean"], np.float64),
+                std=np.asarray(arrays["std"], np.float64),
+                residual_forms=q,
+                coef_forms=k,
                 calib_weights=np.asarray(arrays["calib_weights"], np.float64),
-                calib_intercept=float(metadata["calib_intercept"]), lam=float(metadata["lam"]),
+                calib_intercept=float(metadata["calib_intercept"]),
+                lam=float(metadata["lam"]),
                 joint_window_px=int(metadata["joint_window_px"]),
                 divide_by_coef_norm=bool(metadata["divide_by_coef_norm"]),
                 atoms_per_class=int(metadata["atoms_per_class"]),

@@ -47,12 +47,7 @@ def _bilinear(padded: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndar
     c0 = np.floor(cols).astype(np.intp)
     fr = rows - r0
     fc = cols - c0
-    return (
-        padded[r0, c0] * (1 - fr) * (1 - fc)
-        + padded[r0, c0 + 1] * (1 - fr) * fc
-        + padded[r0 + 1, c0] * fr * (1 - fc)
-        + padded[r0 + 1, c0 + 1] * fr * fc
-    )
+    return padded[r0, c0] * (1 - fr) * (1 - fc) + padded[r0, c0 + 1] * (1 - fr) * fc + padded[r0 + 1, c0] * fr * (1 - fc) + padded[r0 + 1, c0 + 1] * fr * fc
 
 
 def ridge_mask(saliency: np.ndarray, orientation: np.ndarray, *, rtol: float = 1e-4) -> np.ndarray:
@@ -151,9 +146,7 @@ def non_max_suppression(
     sal = np.asarray(saliency, dtype=np.float64)
     theta = np.asarray(orientation, dtype=np.float64)
     if sal.ndim != 2 or sal.shape != theta.shape:
-        raise InputMismatchError(
-            f"saliency {sal.shape} and orientation {theta.shape} must be 2-D of the same shape"
-        )
+        raise InputMismatchError(f"saliency {sal.shape} and orientation {theta.shape} must be 2-D of the same shape")
     if not (np.all(np.isfinite(sal)) and np.all(np.isfinite(theta))):
         raise InputMismatchError("saliency and orientation must be finite")
     low = threshold if low_threshold is None else low_threshold

@@ -133,9 +133,7 @@ def _check_inputs(
     if orientation is not None:
         ori = np.asarray(orientation, dtype=np.float64)
         if ori.shape != img.shape:
-            raise InputMismatchError(
-                f"orientation shape {ori.shape} differs from image shape {img.shape}"
-            )
+            raise InputMismatchError(f"orientation shape {ori.shape} differs from image shape {img.shape}")
     pad = _radius(float(sigma_px), float(truncate)) if boundary == "reflect" else 0
     crop = (slice(pad, pad + img.shape[0]), slice(pad, pad + img.shape[1]))
     if pad == 0:
@@ -185,9 +183,7 @@ def _offsets(radius: int, sigma_px: float, truncate: float) -> tuple[np.ndarray,
 
 
 @lru_cache(maxsize=2)
-def _kernel_spectra(
-    sigma_px: float, truncate: float, n_angular: int, shape: tuple[int, int]
-) -> dict[int, np.ndarray]:
+def _kernel_spectra(sigma_px: float, truncate: float, n_angular: int, shape: tuple[int, int]) -> dict[int, np.ndarray]:
     """FFTs (complex64, read-only) of ``w_k`` for every order ``k`` the voting needs."""
     radius = _radius(sigma_px, truncate)
     g, phi = _offsets(radius, sigma_px, truncate)

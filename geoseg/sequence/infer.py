@@ -260,8 +260,9 @@ def segment_sequence(
 
 
 @torch.no_grad()
-def segment_sequence_baseline(model: SequenceModel, frames: Sequence[np.ndarray], *, params: InferenceParams | None = None,
-                              gate_px: float = 24.0) -> list[list[ObjectMask]]:
+def segment_sequence_baseline(
+    model: SequenceModel, frames: Sequence[np.ndarray], *, params: InferenceParams | None = None, gate_px: float = 24.0
+) -> list[list[ObjectMask]]:
     """Baseline: per-frame instance segmentation + nearest-centroid linking.
 
     Each frame is segmented on its own (detections, box priors, the same mask head; no track

@@ -125,8 +125,7 @@ def _gif_frames(path: Path, start: int, assume_gsd_m: float) -> list[Frame]:
             arrays = [np.asarray(fr.convert("RGB")).transpose(2, 0, 1).copy() for fr in ImageSequence.Iterator(im)]
     except OSError as exc:
         raise RasterReadError(f"{path}: not a readable GIF ({exc})") from exc
-    warnings.warn(f"{path}: no georeferencing; output coordinates are pixel coordinates (x = column, y = row)",
-                  NotGeoreferencedWarning, stacklevel=3)
+    warnings.warn(f"{path}: no georeferencing; output coordinates are pixel coordinates (x = column, y = row)", NotGeoreferencedWarning, stacklevel=3)
     h, w = arrays[0].shape[1:]
     geo = GeoInfo(width=w, height=h, crs=None, transform=Affine.identity(), gsd_xy_m=(assume_gsd_m, assume_gsd_m), georeferenced=False)
     return [Frame(a, geo, f"{path}#{k}", start + k) for k, a in enumerate(arrays)]
@@ -148,8 +147,9 @@ def _file_frames(path: Path, start: int, bands_per_frame: int | None, single: bo
     frames = []
     for k in range(n // bands_per_frame):
         lo = k * bands_per_frame
-        frames.append(Frame(raster.array[lo:lo + bands_per_frame], raster.geo, f"{path}[bands {lo + 1}-{lo + bands_per_frame}]",
-                            start + k, band_times[lo] or file_time))
+        frames.append(
+            Frame(raster.array[lo : lo + bands_per_frame], raster.geo, f"{path}[bands {lo + 1}-{lo + bands_per_frame}]", start + k, band_times[lo] or file_time)
+        )
     return frames
 
 
@@ -195,8 +195,12 @@ def read_frames(
         if not issubclass(w.category, NotGeoreferencedWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if plain:  # one warning per sequence, not one per frame
-        warnings.warn(f"{len(plain)} of {len(files)} frame file(s) without georeferencing (first: {plain[0].message}); "
-                      "polygons are in pixel coordinates (x = column, y = row)", NotGeoreferencedWarning, stacklevel=2)
+        warnings.warn(
+            f"{len(plain)} of {len(files)} frame file(s) without georeferencing (first: {plain[0].message}); "
+            "polygons are in pixel coordinates (x = column, y = row)",
+            NotGeoreferencedWarning,
+            stacklevel=2,
+        )
     if not frames:
         raise InputMismatchError("no frames in the inputs")
     first = frames[0]

@@ -44,8 +44,7 @@ if TYPE_CHECKING:  # torch is imported only when a sequence is run
     from geoseg.sequence.modelfile import SequenceModel
     from geoseg.vector import VectorFormat
 
-__all__ = ["DEFAULT_PARAMS", "SequencePipeline", "is_sequence_pipeline", "load_sequence_pipeline", "masks_to_frame",
-           "run_sequence", "run_sequence_to_dir"]
+__all__ = ["DEFAULT_PARAMS", "SequencePipeline", "is_sequence_pipeline", "load_sequence_pipeline", "masks_to_frame", "run_sequence", "run_sequence_to_dir"]
 
 log = logging.getLogger("geoseg.sequence")
 
@@ -132,10 +131,12 @@ def _inference_params(p: dict[str, Any]) -> InferenceParams:
 
     try:
         return InferenceParams(
-            score_threshold=float(p["score_threshold"]), mask_threshold=float(p["mask_threshold"]),
-            min_area_px=int(p["min_area_px"]), max_coast=int(p["max_coast"]), discover=bool(p["discover"]),
-            tracking=TrackingParams(memory_frames=int(p["memory_frames"]), reid_similarity=float(p["reid_similarity"]),
-                                    gate_px=float(p["gate_px"])),
+            score_threshold=float(p["score_threshold"]),
+            mask_threshold=float(p["mask_threshold"]),
+            min_area_px=int(p["min_area_px"]),
+            max_coast=int(p["max_coast"]),
+            discover=bool(p["discover"]),
+            tracking=TrackingParams(memory_frames=int(p["memory_frames"]), reid_similarity=float(p["reid_similarity"]), gate_px=float(p["gate_px"])),
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"sequence pipeline: invalid parameter value ({exc})") from None
@@ -155,13 +156,15 @@ def masks_to_frame(results: list, frames: Sequence[Frame]) -> gpd.GeoDataFrame:
             row: dict[str, Any] = {"frame": int(fr.index), "track_id": int(o.track_id)}
             if with_time:
                 row["time"] = fr.time or ""
-            row.update(score=round(float(o.score), 4), area_px=int(o.mask.sum()), source=fr.source,
-                       geometry=_polygon(o.mask, fr.geo.transform))
+            row.update(score=round(float(o.score), 4), area_px=int(o.mask.sum()), source=fr.source, geometry=_polygon(o.mask, fr.geo.transform))
             rows.append(row)
     columns = ["frame", "track_id", *(["time"] if with_time else []), "score", "area_px", "source", "geometry"]
     crs = frames[0].geo.crs if frames and frames[0].geo.georeferenced else None
-    frame = gpd.GeoDataFrame(rows, columns=columns, geometry="geometry", crs=crs) if rows else \
-        gpd.GeoDataFrame({c: [] for c in columns[:-1]}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+    frame = (
+        gpd.GeoDataFrame(rows, columns=columns, geometry="geometry", crs=crs)
+        if rows
+        else gpd.GeoDataFrame({c: [] for c in columns[:-1]}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+    )
     return frame.astype({"frame": "int64", "track_id": "int64", "area_px": "int64"})
 
 
@@ -224,8 +227,7 @@ def run_sequence(
     else:
         sequence = list(cast("Sequence[Frame]", frames))  # empty, or its items are Frames
     start = time.perf_counter()
-    results = segment_sequence(model, [fr.array for fr in sequence], first_masks=_first_masks(p["first_masks"], sequence),
-                               params=_inference_params(p))
+    results = segment_sequence(model, [fr.array for fr in sequence], first_masks=_first_masks(p["first_masks"], sequence), params=_inference_params(p))
     log.info("%d frame(s) segmented in %.2f s", len(sequence), time.perf_counter() - start)
     return masks_to_frame(results, sequence)
 
@@ -238,8 +240,12 @@ def _default_name(inputs: Sequence[str | os.PathLike[str]]) -> str:
 
 
 def run_sequence_to_dir(
-    pipeline: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]], outdir: str | os.PathLike[str],
-    overrides: Iterable[str] = (), *, fmt: str | VectorFormat = "gpkg",
+    pipeline: str | os.PathLike[str],
+    inputs: Sequence[str | os.PathLike[str]],
+    outdir: str | os.PathLike[str],
+    overrides: Iterable[str] = (),
+    *,
+    fmt: str | VectorFormat = "gpkg",
 ) -> Path:
     """``geoseg run`` for sequence pipelines: all ``inputs`` are one sequence; write ``OUTDIR/<name>.<ext>``.
 

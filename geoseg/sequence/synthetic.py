@@ -254,8 +254,13 @@ def make_sequence(
         colour = 255 * np.clip(0.55 + 0.4 * np.cos(2 * np.pi * (hue + np.array([0, 1 / 3, 2 / 3]))), 0.05, 1)
         objects.append(
             ObjectTrack(
-                object_id=k + 1, shape=str(rng.choice(["vehicle", "vessel"])), colour=colour, centres=centres,
-                angles=angles, half_sizes=half_sizes, stripe_freq=float(rng.uniform(1.0, 3.0)),
+                object_id=k + 1,
+                shape=str(rng.choice(["vehicle", "vessel"])),
+                colour=colour,
+                centres=centres,
+                angles=angles,
+                half_sizes=half_sizes,
+                stripe_freq=float(rng.uniform(1.0, 3.0)),
                 stripe_phase=float(rng.uniform(0, 2 * np.pi)),
             )
         )

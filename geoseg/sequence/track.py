@@ -140,8 +140,9 @@ class TrackMemory:
         """Tracks seen in the frame before ``frame``."""
         return [t for t in self.tracks if t.last_frame == frame - 1]
 
-    def new_track(self, frame: int, embedding: np.ndarray, centre: np.ndarray, half_size: np.ndarray,
-                  mask: np.ndarray | None = None, track_id: int | None = None) -> Track:
+    def new_track(
+        self, frame: int, embedding: np.ndarray, centre: np.ndarray, half_size: np.ndarray, mask: np.ndarray | None = None, track_id: int | None = None
+    ) -> Track:
         """Start a track (a fresh id unless ``track_id`` is given)."""
         tid = self._next_id if track_id is None else int(track_id)
         self._next_id = max(self._next_id, tid + 1)
@@ -202,8 +203,7 @@ class TrackMemory:
                     out[r] = cands[c]
         return out
 
-    def update(self, track: Track, frame: int, embedding: np.ndarray, centre: np.ndarray, half_size: np.ndarray,
-               mask: np.ndarray | None = None) -> None:
+    def update(self, track: Track, frame: int, embedding: np.ndarray, centre: np.ndarray, half_size: np.ndarray, mask: np.ndarray | None = None) -> None:
         """Record that ``track`` was seen at ``frame``."""
         centre = np.asarray(centre, float)
         if track.last_frame == frame - 1:

@@ -113,7 +113,7 @@ def background_crops(paths: Sequence[str | Path], size: int, count: int, seed: i
         img = images[k % len(images)]
         r = rng.integers(0, img.shape[1] - size + 1)
         c = rng.integers(0, img.shape[2] - size + 1)
-        crops.append(img[:, r:r + size, c:c + size].copy())
+        crops.append(img[:, r : r + size, c : c + size].copy())
     return crops
 
 
@@ -140,8 +140,16 @@ def generate_sequences(cfg: SequenceTrainConfig, *, seed_offset: int = 0) -> lis
     out = []
     for bg in bgs:
         n_obj = int(rng.integers(cfg.objects_min, cfg.objects_max + 1))
-        out.append(make_sequence(bg, cfg.n_frames, n_objects=n_obj, seed=int(rng.integers(1 << 31)),
-                                 leave_and_return=int(rng.integers(0, 2)), crossing=bool(n_obj >= 2 and rng.random() < 0.3)))
+        out.append(
+            make_sequence(
+                bg,
+                cfg.n_frames,
+                n_objects=n_obj,
+                seed=int(rng.integers(1 << 31)),
+                leave_and_return=int(rng.integers(0, 2)),
+                crossing=bool(n_obj >= 2 and rng.random() < 0.3),
+            )
+        )
     return out
 
 
@@ -166,7 +174,7 @@ def box_prior(h: int, w: int, centre: np.ndarray, half: np.ndarray) -> np.ndarra
     prior = np.zeros((h, w), np.float32)
     x0, y0 = np.floor(centre - half).astype(int)
     x1, y1 = np.ceil(centre + half).astype(int)
-    prior[max(y0, 0):max(min(y1, h), 0), max(x0, 0):max(min(x1, w), 0)] = 1
+    prior[max(y0, 0) : max(min(y1, h), 0), max(x0, 0) : max(min(x1, w), 0)] = 1
     return prior
 
 

@@ -134,9 +134,7 @@ class NonMaxSuppression(Step):
                 "confidence": np.zeros(saliency.shape, dtype=np.float32),
                 "centerline_offset": np.zeros((2, *saliency.shape), np.float32),
             }
-        thin = non_max_suppression(
-            saliency, layers["orientation"], threshold=self.threshold * scale, low_threshold=self.low_threshold * scale, relative=False
-        )
+        thin = non_max_suppression(saliency, layers["orientation"], threshold=self.threshold * scale, low_threshold=self.low_threshold * scale, relative=False)
         confidence = np.clip(saliency / np.float32(scale), 0.0, 1.0).astype(np.float32)
         line = thin & ctx.valid
         out = {"centerline": line, "confidence": confidence}

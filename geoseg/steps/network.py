@@ -41,11 +41,7 @@ class RoadNetwork(Step):
         """Trace the centerline pixels into edges between junction and end nodes."""
         saliency = layers.get("saliency", layers.get("probability"))
         confidence = layers.get("confidence", layers.get("probability"))
-        return {
-            "network": skeleton_to_graph(
-                layers["centerline"], saliency=saliency, confidence=confidence, offsets=layers.get("centerline_offset")
-            )
-        }
+        return {"network": skeleton_to_graph(layers["centerline"], saliency=saliency, confidence=confidence, offsets=layers.get("centerline_offset"))}
 
     def finalize(self, network: Any, ctx: StepContext) -> Any:
         """Merge edges through degree-2 nodes and simplify (once, on the stitched network)."""

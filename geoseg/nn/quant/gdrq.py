@@ -111,7 +111,6 @@ class QuantConfig(StrictModel):
     data_gsd_m: float = Field(0.3, gt=0, description="GSD assumed for files without georeferencing (CLI: --gsd-m)")
     search: BitSearchConfig = Field(default_factory=BitSearchConfig)
 
-
     @field_validator("ends_bits")
     @classmethod
     def _ends(cls, value: int | None) -> int | None:
@@ -374,4 +373,3 @@ def quantize_finetune(
                              checkpoint=write if checkpoint_path is not None else None, resume=resume)  # fmt: skip
     qmodel = replace(model, module=module, training=dict(model.training))
     return QuantizedNN(qmodel, dict(bits), dict(macs), cfg, history, search)
-

@@ -76,7 +76,6 @@ class LatencyConfig(StrictModel):
     rounds: int = Field(3, ge=1, description="interleaved rounds of all timings; the median over rounds is kept")
 
 
-
 class RetrainConfig(StrictModel):
     """Training the derived network from scratch."""
 

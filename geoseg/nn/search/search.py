@@ -123,7 +123,7 @@ def split_scenes(scenes: Sequence[TrainingScene]) -> tuple[list[TrainingScene], 
     half = s.labels.shape[0] // 2
 
     def part(rows: slice) -> TrainingScene:
-        pick = (lambda a: None if a is None else a[..., rows, :])  # noqa: E731
+        pick = lambda a: None if a is None else a[..., rows, :]  # noqa: E731
         return TrainingScene(s.image[:, rows], s.labels[rows], pick(s.edges), pick(s.centerlines))
 
     return [part(slice(0, half))], [part(slice(half, None))]
