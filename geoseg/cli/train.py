@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -159,6 +160,21 @@ def mjcr(images, masks, image, samples, class_field, road_value, background_valu
     log.info("wrote %s (%.1f s)", output, time.perf_counter() - start)
 
 
+def _source_gsd(values: Sequence[str]) -> dict[str, float]:
+    """``--source-gsd PATTERN=METRES`` values as a mapping."""
+    out = {}
+    for value in values:
+        pattern, sep, metres = value.rpartition("=")
+        try:
+            gsd = float(metres)
+        except ValueError:
+            gsd = -1.0
+        if not sep or not pattern or not gsd > 0:
+            raise click.UsageError(f'--source-gsd {value!r}: give PATTERN=METRES, e.g. "ottawa/*=0.21"')
+        out[pattern] = gsd
+    return out
+
+
 def read_road_map_option(roads: str, settings: RoadMapSettings, labelled_area: str | None) -> RoadMap:
     """The road map of ``--roads`` (read once for all scenes); says in the log how it labels."""
     from geoseg.classifiers.road_map import RoadMap
@@ -168,6 +184,25 @@ def read_road_map_option(roads: str, settings: RoadMapSettings, labelled_area: s
     log.info("labels from the road map %s: %d line(s), width %s%g m, ignore band %g m%s", roads, len(road_map.roads), f"{width} or " if width else "",
              settings.width_m, settings.ignore_m, " (partial: only near its roads or inside its area)" if road_map.partial else "")  # fmt: skip
     return road_map
+
+
+def source_gsd_m(path: str | os.PathLike[str], gsd_m: float, gsd_by_pattern: Mapping[str, float]) -> tuple[float, bool]:
+    """The GSD assumed for ``path`` if it has no georeferencing: that of the first pattern of
+    ``gsd_by_pattern`` that matches it (a shell-style glob on the path), else ``gsd_m``; and
+    whether a pattern matched.
+
+    Examples
+    --------
+    >>> source_gsd_m("data/ottawa/1.png", 0.3, {"*/ottawa/*": 0.21, "*mass*": 1.0})
+    (0.21, True)
+    >>> source_gsd_m("other/x.png", 0.3, {"*/ottawa/*": 0.21})
+    (0.3, False)
+    """
+    text = Path(path).as_posix()
+    for pattern, value in gsd_by_pattern.items():
+        if fnmatch.fnmatch(text, pattern) or fnmatch.fnmatch(Path(path).name, pattern):
+            return float(value), True
+    return gsd_m, False
 
 
 def read_image(path: str | os.PathLike[str], gsd_m: float) -> Raster:
@@ -224,13 +259,22 @@ def config_gsd_option(value: float | None, overrides: Sequence[str], key: str) -
 
 
 def read_scenes(
-    images: list, masks: list, edges: list, centerlines: list, gsd_m: float, what: str, *, gsd_option: str | None, road_map: RoadMap | None = None
+    images: list,
+    masks: list,
+    edges: list,
+    centerlines: list,
+    gsd_m: float,
+    what: str,
+    *,
+    gsd_option: str | None,
+    road_map: RoadMap | None = None,
+    gsd_by_pattern: Mapping[str, float] | None = None,
 ) -> list:
     """Raw scenes with labels (and edge/centerline rasters, matched by stem) for training.
 
     The labels come from the ``masks`` (paired by stem), or from ``road_map`` when no masks
-    are given. ``gsd_option`` is how the user sets ``gsd_m`` (None: they did), for
-    :func:`warn_assumed_gsd`.
+    are given. Files without georeferencing get the GSD of :func:`source_gsd_m`.
+    ``gsd_option`` is how the user sets ``gsd_m`` (None: they did), for :func:`warn_assumed_gsd`.
     """
     from geoseg.classifiers.training_data import mask_labels, pair_by_stem
     from geoseg.nn.fitting import SceneData
@@ -248,8 +292,10 @@ def read_scenes(
             extra[name] = dict(pair_by_stem([im for im, _ in pairs], expand_inputs(tuple(patterns))))
     scenes, images_read = [], []
     for im, mk in pairs:
-        scene = read_image(im, gsd_m)
-        images_read.append(scene)
+        gsd, matched = source_gsd_m(im, gsd_m, gsd_by_pattern or {})
+        scene = read_image(im, gsd)
+        if not matched:
+            images_read.append(scene)
         rasters = {}
         for name, by_image in extra.items():
             r = _read_label_raster(by_image[im])
@@ -262,7 +308,7 @@ def read_scenes(
     return scenes
 
 
-def _read_unlabeled(images: list, masks: list, gsd_m: float, gsd_option: str | None) -> list:
+def _read_unlabeled(images: list, masks: list, gsd_m: float, gsd_option: str | None, gsd_by_pattern: Mapping[str, float]) -> list:
     """Unlabelled scenes (labels all 255), with check labels from ``masks`` where a mask matches the stem (for reporting only)."""
     import numpy as np
 
@@ -272,8 +318,10 @@ def _read_unlabeled(images: list, masks: list, gsd_m: float, gsd_option: str | N
     mask_files = expand_inputs(tuple(masks)) if masks else []
     scenes, images_read = [], []
     for im in expand_inputs(tuple(images)):
-        scene = read_image(im, gsd_m)
-        images_read.append(scene)
+        gsd, matched = source_gsd_m(im, gsd_m, gsd_by_pattern)
+        scene = read_image(im, gsd)
+        if not matched:
+            images_read.append(scene)
         labels = np.full(scene.shape, 255, np.uint8)
         if mask_files:
             try:
@@ -304,9 +352,13 @@ def _read_unlabeled(images: list, masks: list, gsd_m: float, gsd_option: str | N
 @click.option("--resume", type=click.Path(dir_okay=False), default=None, help="Continue from a checkpoint written by an earlier run of the same config.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field, e.g. epochs=5 or optimizer.lr=1e-3. Repeatable.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
+@click.option(
+    "--source-gsd", "source_gsd", multiple=True, metavar="PATTERN=METRES",
+    help="GSD of the files without georeferencing that match a glob (e.g. \"ottawa/*=0.21\"): sources at several GSDs in one run. Repeatable.",
+)  # fmt: skip
 @road_map_options
 def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabeled, unlabeled_masks, output, checkpoint, resume, overrides, progress,
-       roads, labelled_area, **road_options) -> None:  # fmt: skip
+       source_gsd, roads, labelled_area, **road_options) -> None:  # fmt: skip
     """Train a deep road classifier (baseline encoder-decoder or DecoupleSegNet) from a YAML config.
 
     \b
@@ -344,6 +396,8 @@ def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabel
     given.update(unlabeled=unlabeled, unlabeled_masks=unlabeled_masks)
     data = data.model_copy(update={k: list(v) for k, v in given.items() if v})
     updates = {"roads": roads, "labelled_area": labelled_area, "road_map": road_map_settings(data.road_map, **road_options)}
+    if source_gsd:
+        updates["gsd_by_pattern"] = {**data.gsd_by_pattern, **_source_gsd(source_gsd)}
     data = data.model_copy(update={k: v for k, v in updates.items() if v is not None})
     if not data.images:
         raise click.UsageError("no training data: give --images with --masks or --roads, or data.images with data.masks or data.roads in the config")
@@ -355,10 +409,15 @@ def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabel
     gsd_option = config_gsd_option(data.gsd_m, overrides, "data.gsd_m")
     start = time.perf_counter()
     road_map = read_road_map_option(data.roads, data.road_map, data.labelled_area) if data.roads else None
-    train_scenes = read_scenes(data.images, data.masks, data.edges, data.centerlines, data.gsd_m, "training data", gsd_option=gsd_option, road_map=road_map)
+    sources = data.gsd_by_pattern
+    train_scenes = read_scenes(
+        data.images, data.masks, data.edges, data.centerlines, data.gsd_m, "training data", gsd_option=gsd_option, road_map=road_map, gsd_by_pattern=sources
+    )
     val_scenes = []
     if data.val_images:
-        val_scenes = read_scenes(data.val_images, data.val_masks, [], [], data.gsd_m, "validation data", gsd_option=gsd_option, road_map=road_map)
+        val_scenes = read_scenes(
+            data.val_images, data.val_masks, [], [], data.gsd_m, "validation data", gsd_option=gsd_option, road_map=road_map, gsd_by_pattern=sources
+        )
     cfg = cfg.model_copy(update={"data": data})
     unlabeled_scenes = []
     if cfg.mode == "supervised" and data.unlabeled:
@@ -372,7 +431,7 @@ def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabel
             raise click.UsageError(f"mode {cfg.mode} needs unlabelled scenes: give --unlabeled or data.unlabeled in the config")
         unlabeled_option = gsd_option if data.unlabeled_gsd_m is None else config_gsd_option(data.unlabeled_gsd_m, overrides, "data.unlabeled_gsd_m")
         if data.unlabeled:
-            unlabeled_scenes += _read_unlabeled(data.unlabeled, data.unlabeled_masks, data.unlabeled_gsd_m or data.gsd_m, unlabeled_option)
+            unlabeled_scenes += _read_unlabeled(data.unlabeled, data.unlabeled_masks, data.unlabeled_gsd_m or data.gsd_m, unlabeled_option, sources)
         log.info("mode %s: %d unlabelled scene(s)%s", cfg.mode, len(unlabeled_scenes), " (check masks for reporting only)" if data.unlabeled_masks else "")
     log.info("training %s on %d scene(s), validating on %d", cfg.model.architecture, len(train_scenes), len(val_scenes))
     result = train(cfg, train_scenes, val_scenes, checkpoint_path=ckpt, resume=resume, best_path=output, progress=progress, unlabeled_data=unlabeled_scenes)

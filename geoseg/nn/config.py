@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator, model_validator
 
 from geoseg.classifiers.road_map import RoadMapSettings
 from geoseg.configfile import load_config
@@ -77,6 +77,10 @@ class DataConfig(StrictModel):
     val_masks: list[str] = Field(default_factory=list, description="validation masks, paired by file stem")
     bands: list[int] | None = Field(None, description="1-based bands to read (default: the first three, or all when fewer)")
     gsd_m: float = Field(0.3, gt=0, description="GSD assumed for training files without georeferencing")
+    gsd_by_pattern: dict[str, PositiveFloat] = Field(
+        default_factory=dict,
+        description="GSD of the files without georeferencing whose path matches a glob, e.g. {'*/ottawa/*': 0.21, '*/massachusetts/*': 1.0}; others: gsd_m",
+    )
     work_gsd_m: float | None = Field(
         default=None,
         gt=0,

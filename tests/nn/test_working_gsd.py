@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from affine import Affine
+from click.testing import CliRunner
 from rasterio.crs import CRS
 
 import geoseg
+from geoseg.cli.main import cli
 from geoseg.errors import InputMismatchError
 from geoseg.nn.config import load_train_config
 from geoseg.nn.inference import predict, predict_scene, predict_tiled
@@ -140,3 +143,20 @@ def test_training_data_of_unlabelled_border_stays_unlabelled() -> None:
     cfg = load_train_config(None, [*TINY, "data.work_gsd_m=0.6"])
     out = training_scenes(cfg, [SceneData(base.image, labels, base.gsd_m, base.source)], [1, 2, 3], np.zeros(3), np.ones(3))[0]
     assert (out.labels[:, :50] == IGNORE_INDEX).all() and (out.labels[:, 51:] != IGNORE_INDEX).all()
+
+
+def test_sources_at_several_gsds_in_one_run(tmp_path: Path) -> None:
+    """PNG tiles carry no GSD: --source-gsd gives each source its own (Ottawa 0.21 m and Massachusetts 1 m in one run)."""
+    for folder in ("ottawa", "mass"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(SAMPLE / "tile_c.png", tmp_path / folder / "t.png")
+        shutil.copy(SAMPLE / "tile_c_mask.png", tmp_path / folder / "t_mask.png")
+    args = ["train", "nn", "--images", str(tmp_path / "*" / "t.png"), "--masks", str(tmp_path / "*" / "t_mask.png"), "--no-progress",
+            "--source-gsd", "*/ottawa/*=0.21", "--source-gsd", "*/mass/*=1.0", "-o", str(tmp_path / "m.npz")]  # fmt: skip
+    args += [f"--set={s}" for s in [*TINY, "epochs=1", "iterations_per_epoch=2", "data.crop_px=64"]]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert load_nn_model(tmp_path / "m.npz").train_gsd_m == pytest.approx((0.21 + 1.0) / 2)  # each tile read at its source's GSD
+    assert "no georeferencing" not in res.output  # every file's GSD was given
+    res = CliRunner().invoke(cli, [*args[:-2], "--source-gsd", "ottawa=x", "-o", str(tmp_path / "n.npz")])
+    assert res.exit_code == 2 and "give PATTERN=METRES" in res.output
