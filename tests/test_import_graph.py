@@ -2,7 +2,7 @@
 
 Every ``import`` in every module counts, function-level ones included; imports under
 ``if TYPE_CHECKING:`` do not (they never run). Modules named in registries as
-``"module:function"`` strings (``geoseg.nn.modelfile.OTHER_KIND_READERS``) are imported by
+``"module:function"`` strings (the model-file registry, ``geoseg.modelfile.MODEL_KINDS``) are imported by
 name when needed, like the steps of plugins.
 """
 

@@ -1,8 +1,10 @@
 """Pieces shared by the training modes of ``geoseg train nn`` (:mod:`geoseg.nn.train`): the
-scenes as given (:class:`SceneData`), the result (:class:`TrainResult`), the model, optimizer,
-learning-rate schedule, losses and validation score, the scenes prepared for sampling
-(resampled to the working GSD), and the torch settings a training runs under
-(:func:`torch_settings`).
+scenes as given (:class:`SceneData`), the run as a mode receives it (:class:`TrainingRun`), the
+result (:class:`TrainResult`), the model a run starts from (fresh or resumed), optimizer,
+learning-rate schedule, losses and validation score, what is written after each epoch (best
+model, checkpoint), the scenes prepared for sampling (resampled to the working GSD), and the
+torch settings a training runs under (:func:`torch_settings`). The loop itself is
+:func:`geoseg.nn.fit.fit`.
 """
 
 from __future__ import annotations
