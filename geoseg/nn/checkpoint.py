@@ -56,7 +56,7 @@ def save_checkpoint(
     state: FitState,
     *,
     model: tuple[dict[str, np.ndarray], dict[str, Any]] | None = None,
-    modules: Mapping[str, nn.Module] | None = None,
+    modules: Mapping[str, nn.Module | Mapping[str, torch.Tensor]] | None = None,
     optimizers: Mapping[str, torch.optim.Optimizer] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
@@ -73,7 +73,7 @@ def save_checkpoint(
     model : (arrays, metadata), optional
         The mode's model file contents (see :func:`geoseg.nn.modelfile.model_payload`).
     modules, optimizers : mapping, optional
-        Further modules and optimizers by name.
+        Further modules (or their state dicts) and optimizers by name.
     extra : mapping, optional
         The mode's own JSON-serialisable state.
     """

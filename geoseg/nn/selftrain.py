@@ -244,13 +244,14 @@ class _Rounds:
             return {"loss_total": float(loss.detach()), "loss_supervised": float(terms["total"].detach()), "loss_pseudo": float(p_loss.detach())}
 
         def write(fit_state: FitState) -> None:
-            for record in fit_state.history[-1:]:
-                if record["val_iou" if self.val else "epoch"] > self.overall_score:
-                    self.overall_score, self.overall_epoch = record["val_iou" if self.val else "epoch"], int(record["epoch"])
-                    self.overall_state = copy.deepcopy(module.state_dict())
+            record = fit_state.history[-1]
+            score = record["val_iou"] if self.val else record["epoch"]
+            if score > self.overall_score:  # then also the round's best, whose weights fit has just copied
+                assert fit_state.best_state is not None
+                self.overall_score, self.overall_epoch, self.overall_state = score, int(record["epoch"]), fit_state.best_state
             if self.checkpoint_path is not None:
                 extra = {"round": k, "history": self.history, "overall_score": self.overall_score, "overall_epoch": self.overall_epoch}
-                modules = {"source": _with_state(module, self.source_state), "overall": _with_state(module, self.overall_state)}
+                modules = {"source": self.source_state, "overall": self.overall_state}
                 save_checkpoint(
                     self.checkpoint_path, MODE, fit_state, model=model_payload(self.model), modules=modules, optimizers={"model": optimizer}, extra=extra
                 )
@@ -286,9 +287,3 @@ class _Rounds:
                 "" if math.isnan(scores["iou"]) else f", pseudo-label road IoU {scores['iou']:.4f} (check masks)",
             )  # fmt: skip
         return [TrainingScene(s.image, p) for s, p in zip(self.unl, pseudo)]
-
-
-def _with_state(module: torch.nn.Module, state: dict[str, Tensor]) -> torch.nn.Module:
-    out = copy.deepcopy(module)
-    out.load_state_dict(state)
-    return out

@@ -31,9 +31,10 @@ from geoseg.errors import ModelFileError
 __all__ = ["load_state", "state_arrays"]
 
 
-def state_arrays(module: nn.Module, prefix: str) -> dict[str, np.ndarray]:
-    """The module's ``state_dict`` as arrays named ``prefix + key`` (on the CPU)."""
-    return {prefix + k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+def state_arrays(module: nn.Module | Mapping[str, torch.Tensor], prefix: str) -> dict[str, np.ndarray]:
+    """The module's ``state_dict`` (or a state dict itself) as arrays named ``prefix + key`` (on the CPU)."""
+    state = module.state_dict() if isinstance(module, nn.Module) else module
+    return {prefix + k: v.detach().cpu().numpy() for k, v in state.items()}
 
 
 def load_state(module: nn.Module, arrays: Mapping[str, np.ndarray], prefix: str, *, path: str | os.PathLike[str], what: str) -> None:
