@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -113,6 +113,8 @@ class RoadMap:
     roads: gpd.GeoDataFrame
     settings: RoadMapSettings
     area: gpd.GeoDataFrame | None = None
+    #: The lines and area reprojected to each scene CRS met so far (a map is reprojected once per CRS, not per scene).
+    _projected: dict[str, tuple[gpd.GeoDataFrame, gpd.GeoDataFrame | None]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def read(cls, path: str | os.PathLike[str], settings: RoadMapSettings, area: str | os.PathLike[str] | None = None) -> RoadMap:
@@ -133,7 +135,12 @@ class RoadMap:
 
     def labels(self, image: Raster) -> np.ndarray:
         """The scene's labels (:func:`road_map_labels`); a scene the map has no road in is said so in the log."""
-        labels = road_map_labels(image, self.roads, self.path, self.settings, self.area)
+        key = str(image.geo.crs) if image.geo.georeferenced else ""
+        if key not in self._projected:
+            area = _in_scene_crs(self.area, image, self.path) if self.area is not None else None
+            self._projected[key] = (_in_scene_crs(self.roads, image, self.path), area)
+        roads, area = self._projected[key]
+        labels = road_map_labels(image, roads, self.path, self.settings, area)
         if not (labels == _ROAD).any():
             log.warning("warning: %s: no road of %s crosses this scene; it trains as background only", image.source, self.path)
         return labels
@@ -154,9 +161,9 @@ def read_road_map(path: str | os.PathLike[str], settings: RoadMapSettings | None
     if lines.empty:
         kinds = ", ".join(sorted(set(frame.geometry.geom_type.dropna()))) or "no geometry"
         raise InputMismatchError(f"{path}: a road map needs lines (road centerlines), this file has {kinds}")
-    for field in (settings.width_field, settings.lanes_field) if settings else ():
-        if field and field not in lines.columns:
-            raise InputMismatchError(f"{path}: no field {field!r} (fields: {', '.join(c for c in lines.columns if c != 'geometry')})")
+    for name in (settings.width_field, settings.lanes_field) if settings else ():
+        if name and name not in lines.columns:
+            raise InputMismatchError(f"{path}: no field {name!r} (fields: {', '.join(c for c in lines.columns if c != 'geometry')})")
     if len(lines) < len(frame):
         log.info("%s: %d feature(s) that are not lines are left out", path, len(frame) - len(lines))
     return lines
