@@ -35,7 +35,10 @@ __all__ = [
     "network_to_frames",
     "write_vector",
     "write_network",
+    "write_layers",
+    "layer_paths",
     "read_lines",
+    "to_scene_crs",
     "lengths_m",
     "to_crs_coords",
 ]
@@ -363,25 +366,55 @@ def write_network(
     InputMismatchError
         A reprojection is asked for and the frames have no CRS (pixel coordinates).
     """
+    return write_layers({"edges": edges, **({"nodes": nodes} if nodes is not None else {})}, path, fmt=fmt)
+
+
+def layer_paths(names: list[str], path: str | os.PathLike[str], fmt: str | VectorFormat) -> list[Path]:
+    """The files :func:`write_layers` writes ``names`` to (``edges`` is the main file ``path``).
+
+    Examples
+    --------
+    >>> [p.name for p in layer_paths(["edges", "nodes", "missing"], "out/a.shp", "shp")]
+    ['a.shp', 'a_nodes.shp', 'a_missing.shp']
+    >>> [p.name for p in layer_paths(["edges", "nodes", "missing"], "out/a.gpkg", "gpkg")]
+    ['a.gpkg']
+    """
     spec = vector_format(fmt)
-    edges = _reprojected(edges, spec)
-    nodes = None if nodes is None else _reprojected(nodes, spec)
     final = Path(path)
     if spec.name == "gpkg":
-        with atomic_path(final) as tmp:
-            _write_frame(edges, tmp, spec, "edges")
-            if nodes is not None:
-                _write_frame(nodes, tmp, spec, "nodes")
-        return [final]
-    written = []
-    if nodes is not None:
-        node_path = final.with_name(final.stem + "_nodes" + spec.ext)
-        with atomic_path(node_path) as tmp:
-            _write_frame(nodes, tmp, spec, None)
-        written.append(node_path)
-    with atomic_path(final) as tmp:
-        _write_frame(edges, tmp, spec, None)
-    return [final, *written]
+        return [final] if names else []
+    return [final if name == "edges" else final.with_name(final.stem + f"_{name}" + spec.ext) for name in names]
+
+
+def write_layers(frames: dict[str, gpd.GeoDataFrame], path: str | os.PathLike[str], *, fmt: str | VectorFormat = "shp") -> list[Path]:
+    """Write named layers atomically: as layers of one GeoPackage, or as ``<stem>_<name>.<ext>`` files beside ``path``.
+
+    The layer ``edges`` (a network's lines) is the file ``path`` itself in every format. Frames
+    are written in their CRS unless ``fmt`` (a :class:`VectorFormat`) asks for another one.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written, in the order of ``frames``.
+
+    Raises
+    ------
+    InputMismatchError
+        A reprojection is asked for and a frame has no CRS (pixel coordinates).
+    """
+    spec = vector_format(fmt)
+    projected = {name: _reprojected(frame, spec) for name, frame in frames.items()}
+    paths = layer_paths(list(projected), path, spec)
+    if spec.name == "gpkg":
+        if projected:
+            with atomic_path(paths[0]) as tmp:
+                for name, frame in projected.items():
+                    _write_frame(frame, tmp, spec, name)
+        return paths
+    for (name, frame), target in sorted(zip(projected.items(), paths), key=lambda item: item[0][0] == "edges"):
+        with atomic_path(target) as tmp:  # the main file last: its presence means the scene is complete
+            _write_frame(frame, tmp, spec, None)
+    return paths
 
 
 def read_lines(path: str | os.PathLike[str], *, layer: str | None = None) -> gpd.GeoDataFrame:
@@ -402,3 +435,29 @@ def read_lines(path: str | os.PathLike[str], *, layer: str | None = None) -> gpd
         return gpd.read_file(p, layer=layer, engine="pyogrio")
     except (DataSourceError, DataLayerError, ValueError) as exc:
         raise VectorReadError(f"{p}: not a readable vector file ({str(exc).splitlines()[0][:200]})") from exc
+
+
+def to_scene_crs(frame: gpd.GeoDataFrame, geo: GeoInfo, scene: str, source: str, what: str = "the vectors") -> tuple[gpd.GeoDataFrame, str | None]:
+    """Vectors of the file ``source`` (named ``what`` in messages) placed in the CRS of the scene ``scene`` (of georeferencing ``geo``).
+
+    Returns the frame (reprojected when its CRS differs from the scene's) and a note saying so,
+    for the user (None when nothing was reprojected): vectors are never reprojected silently.
+
+    Raises
+    ------
+    InputMismatchError
+        One side has a CRS and the other has none, so the vectors cannot be placed.
+    """
+    if not geo.georeferenced:
+        if frame.crs is not None:
+            raise InputMismatchError(
+                f"{source}: {what} is in {frame.crs.to_string()} but {scene} has no georeferencing, so {what} cannot be placed on it; "
+                f"use a georeferenced scene (GeoTIFF) or {what} in the image's pixel coordinates (no CRS)"
+            )
+        return frame, None
+    if frame.crs is None:
+        raise InputMismatchError(f"{source}: {what} has no CRS but {scene} is georeferenced ({geo.crs}); set its CRS")
+    if frame.crs == geo.crs:
+        return frame, None
+    note = f"{source}: reprojected from {frame.crs.to_string()} to the CRS of {scene} ({geo.crs})"
+    return frame.to_crs(geo.crs), note

@@ -45,7 +45,7 @@ from rasterio.features import rasterize
 
 from geoseg.errors import InputMismatchError
 from geoseg.raster import Raster
-from geoseg.vector import read_lines
+from geoseg.vector import read_lines, to_scene_crs
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -252,16 +252,7 @@ def _burn(shapes: np.ndarray, shape: tuple[int, int], *, all_touched: bool = Fal
 
 
 def _in_scene_crs(frame: gpd.GeoDataFrame, image: Raster, source: str) -> gpd.GeoDataFrame:
-    if not image.geo.georeferenced:
-        if frame.crs is not None:
-            raise InputMismatchError(
-                f"{source}: the map is in {frame.crs.to_string()} but {image.source} has no georeferencing, so the map cannot be placed on it; "
-                "use a georeferenced scene (GeoTIFF) or a map in the image's pixel coordinates (no CRS)"
-            )
-        return frame
-    if frame.crs is None:
-        raise InputMismatchError(f"{source}: the map has no CRS but {image.source} is georeferenced ({image.geo.crs}); set the map's CRS")
-    if frame.crs != image.geo.crs:
-        log.info("%s: reprojected from %s to the CRS of %s (%s)", source, frame.crs.to_string(), image.source, image.geo.crs)
-        frame = frame.to_crs(image.geo.crs)
-    return frame
+    placed, note = to_scene_crs(frame, image.geo, image.source, source, "the map")
+    if note:
+        log.info("%s", note)
+    return placed

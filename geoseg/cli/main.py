@@ -53,6 +53,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("geoseg.cli.info", "Size, bands, CRS, GSD in metres and nodata of rasters."),
     "train": ("geoseg.cli.train", "Train a road classifier (mjcr, nn) or a sequence model."),
     "eval": ("geoseg.cli.eval", "Score a network against a reference: completeness, correctness, quality, APLS, TOPO, junctions."),
+    "compare": ("geoseg.cli.compare", "Compare a network with a road map: new, missing and matched roads, new and broken links."),
     "report": ("geoseg.cli.report", "Write OUTDIR/report.html for a batch that geoseg run wrote."),
     "overlay": ("geoseg.cli.overlay", "Draw a network over its scene as a PNG."),
     "search": ("geoseg.cli.search", "Search a classifier architecture for this machine (GAS)."),

@@ -272,12 +272,19 @@ def _check_stems(inputs: Sequence[SceneInput], folders: dict[str, Path], keep_fo
 
 def _check_vector_options(pipeline: Pipeline, fmt: VectorFormat) -> None:
     """Refuse a reprojection that no output would get (rasters keep the scene's grid)."""
-    if fmt.target_crs is not None and "network" not in pipeline.output_layers():
+    if fmt.target_crs is not None and not _writes_vectors(pipeline):
         option = "--rfc7946" if fmt.rfc7946 else f"--dst-crs {fmt.dst_crs}"
         raise ConfigError(
             f"{option}: the pipeline writes only rasters ({', '.join(pipeline.output_layers())}), which stay on the scene's grid "
             "and CRS; drop the option (reproject rasters with gdalwarp)"
         )
+
+
+def _writes_vectors(pipeline: Pipeline) -> bool:
+    """Whether the pipeline writes a network or features layers (outputs that can be reprojected)."""
+    from geoseg.pipeline.step import layer_kind
+
+    return any(layer_kind(name) != "raster" for name in pipeline.output_layers())
 
 
 @contextmanager
@@ -364,7 +371,7 @@ def _scene_checks(scene: SceneInput, pipeline: Pipeline, fmt: VectorFormat) -> s
     """
     if scene.problem is not None:
         raise RasterReadError(scene.problem)
-    reproject = fmt.target_crs is not None and "network" in pipeline.output_layers()
+    reproject = fmt.target_crs is not None and _writes_vectors(pipeline)
     if not reproject and (scene.stac is None or scene.stac.crs is None):
         return None
     from geoseg.raster import read_geoinfo

@@ -44,7 +44,7 @@ from geoseg.pipeline.config import Extent
 from geoseg.pipeline.decimate import coarse_slices, pass_decimation, to_window
 from geoseg.pipeline.distributed import default_workers
 from geoseg.pipeline.scratch import FileScratch, MemoryScratch, ScratchView
-from geoseg.pipeline.step import Step, StepContext
+from geoseg.pipeline.step import LAYER_KINDS, Step, StepContext, layer_kind
 from geoseg.raster import GeoInfo, Raster, open_dataset, read_dataset_window, read_geoinfo
 from geoseg.road.network import dissolve_degree2
 from geoseg.tiling import (
@@ -100,7 +100,8 @@ class RunResult:
     ----------
     layers : dict
         Named layers: numpy arrays for rasters (whole scene, or the extent's window), a
-        ``networkx.MultiGraph`` (pixel space of the same grid) for ``network``.
+        ``networkx.MultiGraph`` (pixel space of the same grid) for ``network``, GeoDataFrames
+        in the scene CRS for features layers (e.g. ``new``, ``missing``, ``matched``, ``links``).
     geo : GeoInfo
         The scene's georeferencing, or its window's with an extent (all layers share its grid).
     source : str
@@ -140,6 +141,13 @@ class RunResult:
     def nodes(self) -> gpd.GeoDataFrame:
         """The network's nodes in the scene CRS."""
         return self.frames()[1]
+
+    def features(self, name: str) -> gpd.GeoDataFrame:
+        """A features layer (e.g. ``"missing"`` from ``compare_network``) in the scene CRS."""
+        if name not in self.layers or layer_kind(name) != "features":
+            given = sorted(n for n in self.layers if n in LAYER_KINDS and layer_kind(n) == "features")
+            raise InputMismatchError(f"{self.source}: this pipeline gave no features layer {name!r} (it gave: {', '.join(given) or 'none'})")
+        return self.layers[name]
 
 
 class SceneSource(Protocol):
@@ -411,7 +419,7 @@ def _split(steps: list[Step]) -> tuple[list[Step], Step | None, list[Step]]:
         return steps, None, []
     v = vectorizers[0]
     after = steps[v + 1 :]
-    raster_after = [s.label for s in after if any(name != "network" for name in s.outputs())]
+    raster_after = [s.label for s in after if any(layer_kind(name) == "raster" for name in s.outputs())]
     if raster_after:
         raise ConfigError(f"steps after {steps[v].label} work on the network only; {raster_after} give rasters")
     return steps[:v], steps[v], after
@@ -957,6 +965,9 @@ def _execute(
             for step in network_steps:
                 layers.update(_apply(step, layers, scene_ctx))
             result_layers["network"] = layers["network"] if extent is None else canonical(clip_network(layers["network"], extent.area))
+            for name, value in layers.items():
+                if LAYER_KINDS.get(name) == "features":
+                    result_layers[name] = value if extent is None else _clip_features(value, extent.area, out_geo)
             messages += scene_ctx.warnings
             timings["network"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - start
@@ -978,6 +989,22 @@ def _aligned(source: SceneSource, core_px: int, forced_px: int | None, frame: Re
     if forced_px is not None or block is None or block[0] != block[1] or core_px < block[0]:
         return core_px, None
     return core_px // block[0] * block[0], (frame.row0, frame.col0)
+
+
+def _clip_features(frame: gpd.GeoDataFrame, area: shapely.Geometry, geo: GeoInfo) -> gpd.GeoDataFrame:
+    """Features (scene CRS) clipped to an extent's area (pixel space of ``geo``); lines keep their parts inside, lengths are measured again."""
+    from geoseg.vector import lengths_m, to_crs_coords
+
+    if frame.empty:
+        return frame
+    inside = to_crs_coords(np.asarray([area], dtype=object), geo)[0]
+    clipped = shapely.intersection(frame.geometry.to_numpy(), inside)
+    keep = ~shapely.is_empty(clipped) & (shapely.length(clipped) > 0)
+    out = frame.loc[keep].copy()
+    out = out.set_geometry(gpd.GeoSeries(list(clipped[keep]), index=out.index, crs=frame.crs))
+    if "length_m" in out.columns and len(out):
+        out["length_m"] = np.round(lengths_m(out.geometry.to_numpy(), geo), 3)
+    return out.reset_index(drop=True)
 
 
 def _translate(graph: nx.MultiGraph, dx: float, dy: float) -> nx.MultiGraph:

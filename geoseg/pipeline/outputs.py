@@ -14,14 +14,14 @@ from geoseg.pipeline.engine import RunResult
 from geoseg.pipeline.step import layer_kind
 from geoseg.raster import GeoInfo, RasterTileWriter
 from geoseg.tiling import Tile
-from geoseg.vector import FORMATS, VectorFormat, vector_format, write_network
+from geoseg.vector import FORMATS, VectorFormat, layer_paths, vector_format, write_layers
 
-__all__ = ["output_paths", "output_crs", "GeoTiffSink", "write_network_output"]
+__all__ = ["output_paths", "output_crs", "GeoTiffSink", "write_vector_outputs"]
 
 
 def _raster_name(stem: str, layer: str, outputs: list[str]) -> str:
     rasters = [o for o in outputs if layer_kind(o) == "raster"]
-    alone = len(rasters) == 1 and "network" not in outputs
+    alone = len(rasters) == 1 and len(rasters) == len(outputs)
     return f"{stem}.tif" if alone else f"{stem}_{layer}.tif"
 
 
@@ -33,13 +33,15 @@ def output_paths(outputs: list[str], outdir: Path, stem: str, fmt: str | VectorF
     if not stem.strip(".") or any(c and c in stem for c in (os.sep, os.altsep, "\0")):
         raise OutputWriteError(f"{stem!r}: not usable as an output file name in {outdir} (outputs never leave the output folder)")
     ext = FORMATS[name][0]
-    paths: list[Path] = []
-    if "network" in outputs:
-        paths.append(outdir / f"{stem}{ext}")
-        if "nodes" in outputs and name != "gpkg":
-            paths.append(outdir / f"{stem}_nodes{ext}")
+    paths = layer_paths(_vector_layers(outputs), outdir / f"{stem}{ext}", name)
     paths += [outdir / _raster_name(stem, o, outputs) for o in outputs if layer_kind(o) == "raster"]
     return paths
+
+
+def _vector_layers(outputs: list[str]) -> list[str]:
+    """The vector layers written for ``outputs``, as named in files: the network's ``edges`` (and ``nodes``), then features layers."""
+    names = ["edges", *(["nodes"] if "nodes" in outputs else [])] if "network" in outputs else []
+    return names + [o for o in outputs if layer_kind(o) == "features"]
 
 
 def _as_written(array: np.ndarray) -> np.ndarray:
@@ -84,16 +86,24 @@ class GeoTiffSink:
         return self._stack.__exit__(exc_type, exc, tb)
 
 
-def write_network_output(result: RunResult, outputs: list[str], outdir: Path, stem: str, fmt: str | VectorFormat) -> list[Path]:
-    """Write the network (and its nodes when ``nodes`` is among ``outputs``), if there is one.
+def write_vector_outputs(result: RunResult, outputs: list[str], outdir: Path, stem: str, fmt: str | VectorFormat) -> list[Path]:
+    """Write the network (and its nodes when ``nodes`` is among ``outputs``) and the features layers asked for.
 
-    In the scene's CRS, or in the one ``fmt`` (a :class:`~geoseg.vector.VectorFormat`) asks for.
+    In the scene's CRS, or in the one ``fmt`` (a :class:`~geoseg.vector.VectorFormat`) asks for:
+    one GeoPackage with a layer each, or ``<stem>.<ext>`` for the network and
+    ``<stem>_<layer>.<ext>`` for the others.
     """
-    if "network" not in outputs:
-        return []
     spec = vector_format(fmt)
-    edges, nodes = result.frames()
-    return write_network(edges, nodes if "nodes" in outputs else None, Path(outdir) / f"{stem}{spec.ext}", fmt=spec)
+    frames = {}
+    if "network" in outputs:
+        edges, nodes = result.frames()
+        frames["edges"] = edges
+        if "nodes" in outputs:
+            frames["nodes"] = nodes
+    for name in outputs:
+        if layer_kind(name) == "features":
+            frames[name] = result.features(name)
+    return write_layers(frames, Path(outdir) / f"{stem}{spec.ext}", fmt=spec) if frames else []
 
 
 def output_crs(path: str | os.PathLike[str]) -> str | None:

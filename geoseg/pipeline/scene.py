@@ -16,7 +16,7 @@ from geoseg.errors import GeosegError, NotGeoreferencedWarning
 from geoseg.pipeline.coarsen import working_source
 from geoseg.pipeline.config import EngineSettings
 from geoseg.pipeline.engine import FileSource, TilePass, execute, open_source
-from geoseg.pipeline.outputs import GeoTiffSink, output_paths, write_network_output
+from geoseg.pipeline.outputs import GeoTiffSink, output_paths, write_vector_outputs
 from geoseg.raster import not_georeferenced_message
 from geoseg.vector import VectorFormat
 
@@ -108,7 +108,7 @@ def _process_opened(
             extent=extent,
         )
     try:
-        written = [*write_network_output(result, outputs, Path(outdir), stem, fmt), *sink.paths]
+        written = [*write_vector_outputs(result, outputs, Path(outdir), stem, fmt), *sink.paths]
     except BaseException as exc:
         # Each file is atomic, but a scene's outputs are several files: leave none of them.
         _remove_outputs([*sink.paths, *output_paths(outputs, Path(outdir), stem, fmt)])

@@ -46,12 +46,21 @@ LAYER_KINDS: dict[str, str] = {
     "orientation": "raster",
     "centerline": "raster",
     "confidence": "raster",
+    "occlusion": "raster",
     "network": "vector",
+    "new": "features",
+    "missing": "features",
+    "matched": "features",
+    "links": "features",
 }
 
 
 def layer_kind(name: str) -> str:
-    """Kind (``raster`` or ``vector``) of a layer name; ``nodes`` is the network's nodes."""
+    """Kind of a layer name: ``raster``, ``vector`` (the network; ``nodes`` is its nodes) or ``features``.
+
+    Features layers are GeoDataFrames in the scene's CRS that network steps give (e.g. the
+    changes found by ``compare_network``); each is written to its own file or GeoPackage layer.
+    """
     if name == "nodes":
         return "vector"
     return LAYER_KINDS[name]

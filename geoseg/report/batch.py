@@ -26,6 +26,7 @@ from geoseg.evaluate import VECTOR_SUFFIXES, evaluate_files
 from geoseg.inputs import is_remote
 from geoseg.manifest import ManifestScene, read_manifest
 from geoseg.raster import read_geoinfo
+from geoseg.report.changes import change_legend_text, changes_of_outputs, find_changes, render_changes
 from geoseg.report.html import SceneRow, order_rows, render_html
 from geoseg.report.overlay import render_overlay
 from geoseg.report.stats import match_truth, network_stats, read_network, truth_candidates
@@ -106,7 +107,7 @@ def _measure(entry: ManifestScene, folder: Path, truth_files: list[Path] | None,
     if entry.status != "done":
         return row, None, scene
     edges = None
-    vectors = [o for o in entry.outputs if Path(o).suffix.lower() in VECTOR_SUFFIXES]
+    vectors = [o for o in entry.outputs if Path(o).suffix.lower() in VECTOR_SUFFIXES and not (Path(o).suffix.lower() != ".gpkg" and find_changes([Path(o)]))]
     if not vectors:
         row.warnings.append("no vector network among the outputs (" + ", ".join(entry.outputs) + "); nothing measured")
         return row, None, scene
@@ -131,6 +132,26 @@ def _measure(entry: ManifestScene, folder: Path, truth_files: list[Path] | None,
             except GeosegError as exc:
                 row.warnings.append(f"evaluation failed: {exc}")
     return row, edges, scene
+
+
+def _add_changes(row: SceneRow, entry: ManifestScene, folder: Path, scene: str | None, max_size: int, embed: bool) -> None:
+    """Map updating outputs (``update_map``): their totals, and the classes drawn over the scene."""
+    try:
+        changes = changes_of_outputs([_resolve_output(o, folder) for o in entry.outputs])
+    except GeosegError as exc:
+        row.warnings.append(f"map changes not readable: {exc}")
+        return
+    if changes is None:
+        return
+    row.changes = change_legend_text(changes)
+    if scene is None:
+        return
+    try:
+        image = render_changes(scene, changes, max_size=max_size, legend=False)
+    except GeosegError as exc:
+        row.warnings.append(f"no map-changes overlay: {exc}")
+        return
+    row.changes_image = _publish(image, folder, f"{row.name}_changes.png", embed)
 
 
 def write_report(
@@ -195,6 +216,9 @@ def write_report(
         row.image = _publish(image, folder, f"{row.name}.png", embed)
         row.thumb = _publish(thumb, folder, f"{row.name}_thumb.png", embed)
         log.debug("overlay of %s drawn", row.name)
+    for (row, _, scene), entry in zip(measured, entries):
+        if entry.status == "done":
+            _add_changes(row, entry, folder, scene, max_size, embed)
     rows = order_rows([row for row, _, _ in measured])
     failed = sum(row.status != "done" for row in rows)
     total_km = sum(row.stats.road_km for row in rows if row.stats and math.isfinite(row.stats.road_km))

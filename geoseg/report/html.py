@@ -49,6 +49,10 @@ class SceneRow:
         The overlay: a path relative to the page, or a ``data:image/png;base64,...`` URI.
     thumb : str or None
         A small copy of the overlay for the summary table, likewise.
+    changes : dict or None
+        Map updating: each change class's total as text (``new``, ``missing``, ``matched``, ``links``).
+    changes_image : str or None
+        The change classes drawn over the scene, like ``image``.
     """
 
     name: str
@@ -63,6 +67,8 @@ class SceneRow:
     scores: Evaluation | None = None
     image: str | None = None
     thumb: str | None = None
+    changes: dict[str, str] | None = None
+    changes_image: str | None = None
 
 
 def order_rows(rows: list[SceneRow]) -> list[SceneRow]:
@@ -215,12 +221,23 @@ def _card(row: SceneRow, with_truth: bool) -> str:
     parts = [f'<section class="card{" failed" if row.status != "done" else ""}" id="scene-{_esc(row.name)}">', f"<h2>{_esc(row.name)}</h2>"]
     if row.image:
         parts.append(f'<img src="{_esc(row.image)}" alt="overlay of {_esc(row.name)}" loading="lazy" title="click to enlarge">')
+    if row.changes_image:
+        parts.append(f'<img src="{_esc(row.changes_image)}" alt="map changes of {_esc(row.name)}" loading="lazy" title="click to enlarge">')
+    if row.changes:
+        facts += [(f"map: {name}", _change_swatch(name) + _esc(text)) for name, text in row.changes.items()]
     if row.error:
         parts.append(f'<p class="error">{_esc(row.error)}</p>')
     parts.append("<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>")
     if row.warnings:
         parts.append("<ul>" + "".join(f"<li>{_esc(w)}</li>" for w in row.warnings) + "</ul>")
     return "".join(parts) + "</section>"
+
+
+def _change_swatch(name: str) -> str:
+    from geoseg.report.changes import CHANGE_COLOURS
+
+    colour = CHANGE_COLOURS.get(name, CHANGE_COLOURS["new_link"])
+    return f'<span class="sw" style="background:rgb{colour}"></span>'
 
 
 def render_html(

@@ -13,11 +13,13 @@ from typing import Any
 
 _MODULES = {
     "BandProbability": "masks",
+    "CompareNetwork": "compare",
     "ConnectNetwork": "network",
     "GraphCut": "classify",
     "MJCRClassify": "classify",
     "NNClassify": "deep",
     "NonMaxSuppression": "centerlines",
+    "OcclusionMask": "compare",
     "RoadNetwork": "network",
     "Skeletonize": "skeleton",
     "TensorVoting": "centerlines",

@@ -1,0 +1,237 @@
+"""Map updating from files: an extracted network (vector file) compared with a road map (vector file).
+
+The file-reading side of ``geoseg compare`` (the comparison itself is
+:meth:`geoseg.steps.compare.CompareNetwork.compare`, the same one a pipeline's
+``compare_network`` step runs). The two files may be in different CRSs: the map is
+reprojected to the network's (and the result says so). The roads compared are those inside a
+footprint: the valid-data area of ``image`` (the scene the network comes from), polygons given
+as ``footprint``, or else the bounding box of the network.
+
+Examples
+--------
+>>> summary = compare_files("out/scene_a.shp", "osm_roads.gpkg", "changes/", image="scene_a.tif")  # doctest: +SKIP
+>>> summary.totals["missing"]["length_m"]  # doctest: +SKIP
+58.3
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+import shapely.geometry
+from affine import Affine
+
+from geoseg.errors import InputMismatchError
+from geoseg.raster import GeoInfo, ground_sample_distance, read_geoinfo
+from geoseg.steps.compare import CHANGE_LAYERS, CompareNetwork, map_in_scene
+from geoseg.vector import read_lines, to_scene_crs, vector_format, write_layers
+
+__all__ = ["ComparisonSummary", "compare_files", "change_totals"]
+
+log = logging.getLogger("geoseg.compare")
+
+#: Longest side (pixels) at which an image's valid-data mask is read to outline its footprint.
+FOOTPRINT_READ_PX = 2048
+
+
+@dataclass
+class ComparisonSummary:
+    """What ``geoseg compare`` wrote and found.
+
+    Attributes
+    ----------
+    outputs : list of Path
+        The files written.
+    totals : dict
+        Per layer: ``count`` and ``length_m``; for ``matched`` also ``offset_m`` (length-weighted
+        mean offset); for ``links`` the counts ``new_link`` and ``broken_link``.
+    tolerance_m : float
+        The matching tolerance used.
+    notes : list of str
+        What the user should know (reprojections, the footprint used).
+    """
+
+    outputs: list[Path]
+    totals: dict[str, dict[str, float]]
+    tolerance_m: float
+    notes: list[str] = field(default_factory=list)
+
+
+def change_totals(layers: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Counts and lengths of the change layers (GeoDataFrames as ``compare_network`` gives them)."""
+    totals: dict[str, dict[str, float]] = {}
+    for name in CHANGE_LAYERS:
+        frame = layers.get(name)
+        if frame is None:
+            continue
+        entry = {"count": int(len(frame)), "length_m": round(float(frame["length_m"].sum()), 3) if len(frame) else 0.0}
+        if name == "matched":
+            weights = frame["length_m"].to_numpy(float) if len(frame) else np.zeros(0)
+            entry["offset_m"] = round(float(np.average(frame["offset_m"], weights=weights)), 3) if weights.sum() > 0 else math.nan
+        if name == "links":
+            kinds = frame["kind"].tolist() if len(frame) else []
+            entry.update(new_link=kinds.count("new_link"), broken_link=kinds.count("broken_link"))
+        totals[name] = entry
+    return totals
+
+
+def compare_files(
+    network: str | os.PathLike[str],
+    road_map: str | os.PathLike[str],
+    outdir: str | os.PathLike[str],
+    *,
+    image: str | os.PathLike[str] | None = None,
+    footprint: str | os.PathLike[str] | None = None,
+    network_layer: str | None = None,
+    map_layer: str | None = None,
+    fmt: str = "shp",
+    road_width_m: float = 7.0,
+    **settings: Any,
+) -> ComparisonSummary:
+    """Compare the network file with the road map file and write the change layers into ``outdir``.
+
+    Parameters
+    ----------
+    network, road_map : path
+        Vector files of lines (any OGR format).
+    outdir : path
+        Folder of the outputs: ``<stem>_new``, ``_missing``, ``_matched``, ``_links`` (Shapefile or
+        GeoJSON), or one ``<stem>_changes.gpkg`` with those layers; ``<stem>`` is the network's.
+    image : path, optional
+        The scene the network was extracted from: its valid-data area is the footprint, and
+        the network must be in its CRS (or is reprojected to it, said in the notes).
+    footprint : path, optional
+        Polygons (any vector format and CRS) within which the roads are compared.
+    network_layer, map_layer : str, optional
+        Layers of the two files (default: their first).
+    fmt : str
+        ``shp``, ``gpkg`` or ``geojson``.
+    road_width_m : float
+        The typical road width: the tolerance is ``tolerance_factor`` times it unless
+        ``tolerance_m`` is given.
+    **settings
+        Fields of :class:`~geoseg.steps.compare.CompareNetwork` (``tolerance_m``,
+        ``max_angle_deg``, ``min_length_m``, ``link_radius_m``, ...).
+
+    Returns
+    -------
+    ComparisonSummary
+
+    Raises
+    ------
+    VectorReadError, InputMismatchError, ConfigError
+        A file that cannot be read, holds no lines, or cannot be placed in the other's CRS; a
+        setting out of range.
+    """
+    step = CompareNetwork(map=str(road_map), map_layer=map_layer, road_width_m=road_width_m, **settings)
+    notes: list[str] = []
+    lines = _lines(network, network_layer)
+    if image is not None:
+        geo, _ = read_geoinfo(image)
+        lines, note = to_scene_crs(lines, geo, str(image), str(network), "the network")
+        notes += [note] if note else []
+        area = _image_footprint(image, geo)
+    else:
+        geo = _grid_around(lines, str(network))
+        area = None
+    if footprint is not None:
+        polygons = _polygons(footprint)
+        polygons, note = to_scene_crs(polygons, geo, str(network), str(footprint), "the footprint")
+        notes += [note] if note else []
+        drawn = geo.to_pixels(shapely.union_all(polygons.geometry.to_numpy()))
+        area = drawn if area is None else shapely.intersection(area, drawn)
+    elif image is None:
+        notes.append(f"{network}: no --image or --footprint given: map roads are compared within the network's bounding box")
+    frame, note = map_in_scene(str(road_map), map_layer, geo)
+    notes += [note] if note else []
+    graph = _network_graph(lines, geo)
+    tolerance_px = step.tolerance_factor * geo.metres_to_pixels(road_width_m) if step.tolerance_m is None else geo.metres_to_pixels(step.tolerance_m)
+    layers = step.compare(graph, frame, geo, tolerance_px, area=area)
+    spec = vector_format(fmt)
+    stem = Path(str(network)).stem
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / (f"{stem}_changes{spec.ext}" if spec.name == "gpkg" else f"{stem}{spec.ext}")
+    written = write_layers({name: layers[name] for name in CHANGE_LAYERS}, target, fmt=spec)
+    for text in notes:
+        log.warning("note: %s", text)
+    return ComparisonSummary(written, change_totals(layers), round(tolerance_px * geo.gsd_m, 3), notes)
+
+
+def _lines(path: str | os.PathLike[str], layer: str | None) -> Any:
+    frame = read_lines(path, layer=layer)
+    lines = frame[frame.geometry.notna() & frame.geometry.geom_type.isin(["LineString", "MultiLineString"])]
+    if lines.empty:
+        kinds = ", ".join(sorted(set(frame.geometry.geom_type.dropna()))) or "no geometry"
+        raise InputMismatchError(f"{path}: a road network needs lines, this file has {kinds}")
+    return lines
+
+
+def _polygons(path: str | os.PathLike[str]) -> Any:
+    frame = read_lines(path)
+    polygons = frame[frame.geometry.notna() & frame.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
+    if polygons.empty:
+        kinds = ", ".join(sorted(set(frame.geometry.geom_type.dropna()))) or "no geometry"
+        raise InputMismatchError(f"{path}: a footprint needs polygons, this file has {kinds}")
+    return polygons
+
+
+def _grid_around(lines: Any, source: str) -> GeoInfo:
+    """A pixel grid (about 1 m) over the network's bounding box, in its CRS, to compare in."""
+    from rasterio.crs import CRS
+
+    minx, miny, maxx, maxy = (float(v) for v in lines.total_bounds)
+    if lines.crs is None:
+        raise InputMismatchError(f"{source}: the network has no CRS; give --image (the scene it comes from) to place it")
+    crs = CRS.from_wkt(lines.crs.to_wkt())
+    if lines.crs.is_geographic:  # about 1.1 m, square on the ground at the network's latitude
+        size_y = 1e-5
+        size_x = size_y / max(math.cos(math.radians((miny + maxy) / 2)), 1e-3)
+    else:
+        size_x = size_y = 1.0 / (lines.crs.axis_info[0].unit_conversion_factor or 1.0)
+    width, height = max(1, math.ceil((maxx - minx) / size_x)), max(1, math.ceil((maxy - miny) / size_y))
+    transform = Affine(size_x, 0.0, minx, 0.0, -size_y, maxy)
+    return GeoInfo(width, height, crs, transform, ground_sample_distance(crs, transform, width, height), True)
+
+
+def _image_footprint(image: str | os.PathLike[str], geo: GeoInfo) -> shapely.Geometry:
+    """The image's valid-data area in its pixel space, outlined on its mask read at most :data:`FOOTPRINT_READ_PX` wide."""
+    from rasterio.features import shapes
+
+    from geoseg.raster import open_dataset
+
+    factor = max(1, math.ceil(max(geo.width, geo.height) / FOOTPRINT_READ_PX))
+    with open_dataset(image) as ds:
+        mask = ds.dataset_mask(out_shape=(math.ceil(geo.height / factor), math.ceil(geo.width / factor)))
+    if mask.all():
+        return shapely.box(0, 0, geo.width, geo.height)
+    polygons = [shapely.geometry.shape(g) for g, v in shapes((mask > 0).astype(np.uint8), mask=mask > 0) if v]
+    scale_x, scale_y = geo.width / mask.shape[1], geo.height / mask.shape[0]
+    outline = shapely.union_all(polygons) if polygons else shapely.Polygon()
+    return shapely.transform(outline, lambda xy: xy * (scale_x, scale_y))
+
+
+def _network_graph(lines: Any, geo: GeoInfo) -> Any:
+    """The network's lines in pixel space as a graph (noded where they share vertices or cross), each edge with its line's ``confidence``."""
+    from geoseg.road.map_changes import line_parts
+    from geoseg.road.network import lines_to_graph
+
+    parts, index = line_parts(lines.geometry.to_numpy())
+    inverse = ~geo.transform
+    pixels = shapely.transform(parts, lambda xy: np.column_stack(inverse @ (xy[:, 0], xy[:, 1])))
+    graph = lines_to_graph(list(pixels))
+    if "confidence" not in lines.columns or not graph.number_of_edges():
+        return graph
+    confidence = lines["confidence"].to_numpy(float)[index]
+    tree = shapely.STRtree(pixels)
+    for _, _, data in graph.edges(data=True):
+        nearest = tree.nearest(data["geometry"].interpolate(0.5, normalized=True))
+        data["confidence"] = float(confidence[nearest])
+    return graph
