@@ -32,7 +32,7 @@ from geoseg.metrics.line_graph import MIN_COMPONENT_M
 from geoseg.raster import DEFAULT_ASSUMED_GSD_M, GeoInfo, Raster, read_geoinfo, read_raster
 from geoseg.road.network import graph_to_lines, skeleton_to_graph
 from geoseg.spacenet_csv import image_id_for, read_wkt_pix
-from geoseg.vector import read_lines, to_crs_coords
+from geoseg.vector import check_degrees, crs_name, read_lines, to_crs_coords
 
 __all__ = ["Evaluation", "evaluate_files", "VECTOR_SUFFIXES"]
 
@@ -107,7 +107,7 @@ def _load(path: str | os.PathLike[str], assume_gsd_m: float, image: str | os.Pat
         if kinds - {1}:
             raise InputMismatchError(f"{p}: expected lines, found geometry types {sorted(kinds)} (1 = LineString)")
         crs = ProjCRS.from_user_input(frame.crs) if frame.crs else None
-        _check_degrees(p, geoms, crs)
+        check_degrees(p, geoms, crs)
         return _Side(str(p), geoms, crs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -137,32 +137,8 @@ def _load_wkt_pix(path: Path, image: str | os.PathLike[str] | None, image_id: st
     return _Side(f"{path} [{image_id}]", lines, ProjCRS.from_user_input(geo.crs.to_wkt()), min_component_m=0.0)
 
 
-def _check_degrees(path: Path, lines: np.ndarray, crs: ProjCRS | None) -> None:
-    """Refuse lines in a geographic CRS whose coordinates are not longitudes and latitudes.
-
-    GDAL reads every GeoJSON file as EPSG:4326, so lines in pixel coordinates written as
-    GeoJSON arrive here as degrees out of range.
-    """
-    if crs is None or not crs.is_geographic or not len(lines):
-        return
-    x0, y0, x1, y1 = shapely.total_bounds(lines)
-    if x0 < -180 or x1 > 360 or y0 < -90 or y1 > 90:
-        raise InputMismatchError(
-            f"{path}: coordinates x {x0:g}..{x1:g}, y {y0:g}..{y1:g} are not longitudes and latitudes of {_crs_name(crs)}; "
-            "lines in pixel coordinates cannot be GeoJSON (always read as EPSG:4326): write them as .shp or .gpkg without a CRS"
-        )
-
-
 def _same_grid(a: GeoInfo, b: GeoInfo) -> bool:
     return a.height_width == b.height_width and a.transform.almost_equals(b.transform)
-
-
-def _crs_name(crs: ProjCRS | None) -> str:
-    """A CRS as users know it (``EPSG:32633``, else its name); ``no CRS`` for pixel coordinates."""
-    if crs is None:
-        return "no CRS (pixel coordinates)"
-    authority = crs.to_authority()
-    return ":".join(authority) if authority else crs.name
 
 
 def _reference_in_prediction_crs(pred: _Side, truth: _Side) -> tuple[np.ndarray, str | None]:
@@ -173,7 +149,7 @@ def _reference_in_prediction_crs(pred: _Side, truth: _Side) -> tuple[np.ndarray,
     if truth.crs is None or truth.crs == pred.crs or not len(truth.lines):
         return truth.lines, None
     moved = gpd.GeoSeries(list(truth.lines), crs=truth.crs).to_crs(pred.crs).to_numpy()
-    return moved, _crs_name(truth.crs)
+    return moved, crs_name(truth.crs)
 
 
 def _place(lines: np.ndarray, crs: ProjCRS | None) -> str:
@@ -194,7 +170,7 @@ def _check_overlap(pred: _Side, truth: _Side, truth_lines: np.ndarray) -> None:
     if px0 <= tx1 and tx0 <= px1 and py0 <= ty1 and ty0 <= py1:
         return
     raise InputMismatchError(
-        f"{pred.path} ({_crs_name(pred.crs)}{_place(pred.lines, pred.crs)}) and {truth.path} ({_crs_name(truth.crs)}"
+        f"{pred.path} ({crs_name(pred.crs)}{_place(pred.lines, pred.crs)}) and {truth.path} ({crs_name(truth.crs)}"
         f"{_place(truth.lines, truth.crs)}) do not overlap, so they cannot be compared; give the reference of the same scene"
     )
 
@@ -292,7 +268,7 @@ def evaluate_files(
         truth_length_m=float(np.sum(shapely.length(tm))) if len(tm) else 0.0,
         apls_scores=apls(truth_graph, pred_graph, max_snap_dist_m=apls_snap_m),
         graph=graph_metrics(truth_graph, pred_graph, junction_radius_m=junction_radius_m),
-        crs=None if p.crs is None else _crs_name(p.crs),
+        crs=None if p.crs is None else crs_name(p.crs),
         reference_reprojected_from=reprojected_from,
         pixel_gsd_m=gsd if p.crs is None else None,
         gsd_assumed=p.crs is None and assume_gsd_m is None,

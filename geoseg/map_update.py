@@ -31,7 +31,7 @@ from affine import Affine
 from geoseg.errors import InputMismatchError
 from geoseg.raster import GeoInfo, ground_sample_distance, read_geoinfo
 from geoseg.steps.compare import CHANGE_LAYERS, CompareNetwork, map_in_scene
-from geoseg.vector import read_lines, to_scene_crs, vector_format, write_layers
+from geoseg.vector import check_degrees, read_lines, to_scene_crs, vector_format, write_layers
 
 __all__ = ["ComparisonSummary", "compare_files", "change_totals"]
 
@@ -171,6 +171,7 @@ def _lines(path: str | os.PathLike[str], layer: str | None) -> Any:
     if lines.empty:
         kinds = ", ".join(sorted(set(frame.geometry.geom_type.dropna()))) or "no geometry"
         raise InputMismatchError(f"{path}: a road network needs lines, this file has {kinds}")
+    check_degrees(path, lines.geometry.to_numpy(), lines.crs)
     return lines
 
 

@@ -39,6 +39,8 @@ __all__ = [
     "layer_paths",
     "read_lines",
     "to_scene_crs",
+    "check_degrees",
+    "crs_name",
     "lengths_m",
     "to_crs_coords",
 ]
@@ -411,7 +413,7 @@ def write_layers(frames: dict[str, gpd.GeoDataFrame], path: str | os.PathLike[st
                 for name, frame in projected.items():
                     _write_frame(frame, tmp, spec, name)
         return paths
-    for (name, frame), target in sorted(zip(projected.items(), paths), key=lambda item: item[0][0] == "edges"):
+    for (_, frame), target in sorted(zip(projected.items(), paths), key=lambda item: item[0][0] == "edges"):
         with atomic_path(target) as tmp:  # the main file last: its presence means the scene is complete
             _write_frame(frame, tmp, spec, None)
     return paths
@@ -461,3 +463,34 @@ def to_scene_crs(frame: gpd.GeoDataFrame, geo: GeoInfo, scene: str, source: str,
         return frame, None
     note = f"{source}: reprojected from {frame.crs.to_string()} to the CRS of {scene} ({geo.crs})"
     return frame.to_crs(geo.crs), note
+
+
+def crs_name(crs: ProjCRS | None) -> str:
+    """A CRS as users know it (``EPSG:32633``, else its name); ``no CRS`` for pixel coordinates."""
+    if crs is None:
+        return "no CRS (pixel coordinates)"
+    authority = crs.to_authority()
+    return ":".join(authority) if authority else crs.name
+
+
+def check_degrees(path: str | os.PathLike[str], lines: np.ndarray, crs: ProjCRS | None) -> None:
+    """Refuse lines in a geographic CRS whose coordinates are not longitudes and latitudes.
+
+    GDAL reads every GeoJSON file as EPSG:4326, so lines in pixel or projected coordinates
+    written as GeoJSON without a CRS arrive as degrees out of range.
+
+    Raises
+    ------
+    InputMismatchError
+        Coordinates out of the range of degrees; the message names the file.
+    """
+    import shapely
+
+    if crs is None or not crs.is_geographic or not len(lines):
+        return
+    x0, y0, x1, y1 = shapely.total_bounds(lines)
+    if x0 < -180 or x1 > 360 or y0 < -90 or y1 > 90:
+        raise InputMismatchError(
+            f"{path}: coordinates x {x0:g}..{x1:g}, y {y0:g}..{y1:g} are not longitudes and latitudes of {crs_name(crs)}; "
+            "lines in pixel coordinates cannot be GeoJSON (always read as EPSG:4326): write them as .shp or .gpkg without a CRS"
+        )

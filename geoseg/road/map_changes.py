@@ -14,9 +14,11 @@ it lies within a tolerance of the other network) with two changes made for chang
 - a stretch inside the tolerance of the other network counts as matched only if the two run
   the same way there (directions within ``max_angle_deg``): a road that *crosses* another is
   not matched by it over the crossing, so a missing road stays one stretch across the roads it
-  crosses. Matched stretches shorter than ``min_length_px`` between unmatched ones count as
-  unmatched, and unmatched stretches shorter than it are not reported (a few metres of
-  difference where two networks end or turn are noise, not change).
+  crosses. A matched stretch between unmatched ones counts as unmatched unless the two lines
+  run together for ``min_length_px`` (the stretch is then longer than that plus the two
+  tolerances its ends reach beyond the other line), and unmatched stretches shorter than
+  ``min_length_px`` are not reported (a few metres of difference where two networks end or
+  turn are noise, not change).
 
 :func:`link_changes` adds the **connectivity** changes that matter to routing, with the
 shortest-path machinery of APLS (Van Etten et al., arXiv 1807.01232): map nodes (junctions and
@@ -171,8 +173,8 @@ def line_parts(geometries: Sequence[shapely.Geometry | None]) -> tuple[np.ndarra
 
 
 def compare_lines(
-    extracted: Sequence[LineString],
-    map_lines: Sequence[LineString],
+    extracted: Sequence[LineString] | np.ndarray,
+    map_lines: Sequence[LineString] | np.ndarray,
     *,
     tolerance_px: float,
     max_angle_deg: float = 30.0,
@@ -237,7 +239,7 @@ _Run = tuple[float, float, bool, frozenset[int]]
 
 def _classify_all(lines: np.ndarray, others: np.ndarray, tol: float, cos_max: float, min_length: float) -> list[list[_Run]]:
     tree = shapely.STRtree(others)
-    return [_clean(_classify(line, others, tree, tol, cos_max), min_length, line.length) for line in lines]
+    return [_clean(_classify(line, others, tree, tol, cos_max), min_length, min_length + 2 * tol) for line in lines]
 
 
 def _classify(line: LineString, others: np.ndarray, tree: shapely.STRtree, tol: float, cos_max: float) -> list[_Run]:
@@ -294,15 +296,18 @@ def _tangent(line: LineString, at: float) -> np.ndarray:
     return v / n if n > 0 else v
 
 
-def _clean(runs: list[_Run], min_length: float, length: float) -> list[_Run]:
-    """Merge neighbouring runs of one status; short matched runs beside unmatched ones become unmatched; drop short unmatched runs."""
+def _clean(runs: list[_Run], min_length: float, min_match: float) -> list[_Run]:
+    """Merge neighbouring runs of one status; matched runs shorter than ``min_match`` between unmatched ones become unmatched.
+
+    Unmatched runs shorter than ``min_length`` are then left out.
+    """
     merged = _merge(runs)
     changed = True
     while changed and len(merged) > 1:
         changed = False
         for k, (a, b, ok, _) in enumerate(merged):
             beside = [merged[j][2] for j in (k - 1, k + 1) if 0 <= j < len(merged)]
-            if ok and b - a < min_length and beside and not any(beside):
+            if ok and b - a < min_match and beside and not any(beside):
                 merged[k] = (a, b, False, frozenset())
                 changed = True
         merged = _merge(merged)
@@ -320,7 +325,7 @@ def _merge(runs: list[_Run]) -> list[_Run]:
     return out
 
 
-def _stretches(lines: np.ndarray, runs: list[tuple[int, float, float, frozenset[int] | None]], conf: np.ndarray | None) -> Stretches:
+def _stretches(lines: np.ndarray, runs: Sequence[tuple[int, float, float, frozenset[int] | None]], conf: np.ndarray | None) -> Stretches:
     geoms = np.asarray([_substring(lines[i], s, e) for i, s, e, _ in runs], dtype=object)
     source = np.asarray([i for i, *_ in runs], dtype=np.intp)
     confidence = conf[source] if conf is not None and len(source) else np.full(len(runs), np.nan)
@@ -395,7 +400,7 @@ class _Snapped:
 
 def link_changes(
     network: nx.MultiGraph,
-    map_lines: Sequence[LineString],
+    map_lines: Sequence[LineString] | np.ndarray,
     *,
     tolerance_px: float,
     radius_px: float,

@@ -63,9 +63,10 @@ def _read_map(path: str, layer: str | None, stamp: tuple[int, int], crs_wkt: str
     from rasterio.crs import CRS
 
     from geoseg.classifiers.road_map import read_road_map
-    from geoseg.vector import to_scene_crs
+    from geoseg.vector import check_degrees, to_scene_crs
 
     frame = read_road_map(path) if layer is None else _read_layer(path, layer)
+    check_degrees(path, frame.geometry.to_numpy(), frame.crs)
     frame = frame.assign(map_id=np.arange(len(frame), dtype=np.int64)) if "map_id" not in frame.columns else frame
     geo = GeoInfo(1, 1, CRS.from_wkt(crs_wkt) if crs_wkt else None, Affine.identity(), (1.0, 1.0), crs_wkt is not None)
     placed, note = to_scene_crs(frame, geo, "the scene", path, "the map")
@@ -290,7 +291,10 @@ def _cut_to_footprint(missing: Any, samples: _Samples, geo: GeoInfo, min_length:
     for stretch, line in zip(missing.geometry, missing.source):
         idx = tree.query(stretch, predicate="dwithin", distance=1e-3) if len(samples.x) else np.zeros(0, np.intp)
         if not len(idx):
-            geoms.append(stretch), conf.append(math.nan), occluded.append(math.nan), source.append(line)
+            geoms.append(stretch)
+            conf.append(math.nan)
+            occluded.append(math.nan)
+            source.append(line)
             continue
         at = shapely.line_locate_point(stretch, points[idx])
         order = np.argsort(at)
