@@ -27,8 +27,9 @@ import numpy as np
 import shapely
 import shapely.geometry
 from affine import Affine
+from pydantic import ValidationError
 
-from geoseg.errors import InputMismatchError
+from geoseg.errors import ConfigError, InputMismatchError
 from geoseg.raster import GeoInfo, ground_sample_distance, read_geoinfo
 from geoseg.steps.compare import CHANGE_LAYERS, CompareNetwork, map_in_scene
 from geoseg.vector import check_degrees, read_lines, to_scene_crs, vector_format, write_layers
@@ -130,7 +131,10 @@ def compare_files(
         A file that cannot be read, holds no lines, or cannot be placed in the other's CRS; a
         setting out of range.
     """
-    step = CompareNetwork(map=str(road_map), map_layer=map_layer, road_width_m=road_width_m, **settings)
+    try:
+        step = CompareNetwork(map=str(road_map), map_layer=map_layer, road_width_m=road_width_m, **settings)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(f"{e['loc'][0] if e['loc'] else 'settings'}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors())) from None
     notes: list[str] = []
     lines = _lines(network, network_layer)
     if image is not None:

@@ -199,6 +199,8 @@ def format_validation_error(exc: ValidationError, prefix: str, skip_missing: fro
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
+        elif err["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")
         given = "" if err["type"] in ("missing",) else f" (got {err.get('input')!r})"
         lines.append(f"{prefix}field '{loc}': {msg}{given}")
     return "; ".join(lines) if lines else None

@@ -72,7 +72,7 @@ def read_changes(where: dict[str, tuple[Path, str | None]]) -> dict[str, gpd.Geo
 
 
 def change_legend_text(changes: dict[str, gpd.GeoDataFrame]) -> dict[str, str]:
-    """Per class, its total as the legend and the report show it ("0.092 km in 2", ...)."""
+    """Per class, its total as the legend and the report show it ("0.092 km in 2", ...); per kind of link, how many."""
     out = {}
     for name in ("new", "missing", "matched"):
         frame = changes.get(name)
@@ -87,7 +87,8 @@ def change_legend_text(changes: dict[str, gpd.GeoDataFrame]) -> dict[str, str]:
     links = changes.get("links")
     if links is not None:
         kinds = links["kind"].tolist() if len(links) else []
-        out["links"] = f"{kinds.count('new_link')} new, {kinds.count('broken_link')} broken"
+        out["new_link"] = f"{kinds.count('new_link')}"
+        out["broken_link"] = f"{kinds.count('broken_link')}"
     return out
 
 
@@ -204,7 +205,7 @@ def _canvas_grid(changes: dict[str, gpd.GeoDataFrame], size: int) -> GeoInfo:
 def _legend(width: int, texts: dict[str, str]) -> Image.Image:
     font = _font(12)
     pad, row_h = 10, 24
-    items = [(name, f"{name}: {text}") for name, text in texts.items()]
+    items = [(name, f"{name.replace('_', ' ')}s: {text}" if name.endswith("_link") else f"{name}: {text}") for name, text in texts.items()]
     layout, x, rows = [], pad, 1
     for name, text in items:
         item_w = 30 + round(font.getlength(text))

@@ -224,7 +224,7 @@ def _card(row: SceneRow, with_truth: bool) -> str:
     if row.changes_image:
         parts.append(f'<img src="{_esc(row.changes_image)}" alt="map changes of {_esc(row.name)}" loading="lazy" title="click to enlarge">')
     if row.changes:
-        facts += [(f"map: {name}", _change_swatch(name) + _esc(text)) for name, text in row.changes.items()]
+        facts += [(f"map: {name.replace('_', ' ')}", _change_swatch(name) + _esc(text)) for name, text in row.changes.items()]
     if row.error:
         parts.append(f'<p class="error">{_esc(row.error)}</p>')
     parts.append("<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>")

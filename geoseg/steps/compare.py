@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 import shapely
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 from shapely.ops import substring
 
-from geoseg.errors import InputMismatchError
+from geoseg.errors import GeosegError, InputMismatchError
 from geoseg.pipeline.step import Step, StepContext
 from geoseg.raster import GeoInfo
 from geoseg.road.centerlines import width_from_histogram
@@ -57,20 +57,38 @@ class _Samples:
 
 
 @lru_cache(maxsize=4)
-def _read_map(path: str, layer: str | None, stamp: tuple[int, int], crs_wkt: str | None) -> tuple[Any, str | None]:
-    """The map's lines in the CRS ``crs_wkt`` (None: a scene without georeferencing), with ``map_id`` = feature order, and the reprojection note."""
-    from affine import Affine
-    from rasterio.crs import CRS
-
+def _read_lines(path: str, layer: str | None, stamp: tuple[int, int]) -> Any:
+    """The map's lines as in the file, with ``map_id`` = feature order (read once while the file is unchanged)."""
     from geoseg.classifiers.road_map import read_road_map
-    from geoseg.vector import check_degrees, to_scene_crs
+    from geoseg.vector import check_degrees
 
     frame = read_road_map(path) if layer is None else _read_layer(path, layer)
     check_degrees(path, frame.geometry.to_numpy(), frame.crs)
-    frame = frame.assign(map_id=np.arange(len(frame), dtype=np.int64)) if "map_id" not in frame.columns else frame
+    return frame.assign(map_id=np.arange(len(frame), dtype=np.int64)) if "map_id" not in frame.columns else frame
+
+
+@lru_cache(maxsize=4)
+def _read_map(path: str, layer: str | None, stamp: tuple[int, int], crs_wkt: str | None) -> tuple[Any, str | None]:
+    """The map's lines in the CRS ``crs_wkt`` (None: a scene without georeferencing), and the reprojection note."""
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from geoseg.vector import to_scene_crs
+
+    frame = _read_lines(path, layer, stamp)
     geo = GeoInfo(1, 1, CRS.from_wkt(crs_wkt) if crs_wkt else None, Affine.identity(), (1.0, 1.0), crs_wkt is not None)
     placed, note = to_scene_crs(frame, geo, "the scene", path, "the map")
     return placed.reset_index(drop=True), note
+
+
+def _stamp(path: str) -> tuple[int, int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        from geoseg.errors import VectorReadError
+
+        raise VectorReadError(f"{path}: no such file (the road map to compare with)") from None
+    return st.st_mtime_ns, st.st_size
 
 
 def _read_layer(path: str, layer: str) -> Any:
@@ -101,14 +119,8 @@ def map_in_scene(path: str, layer: str | None, geo: GeoInfo) -> tuple[Any, str |
     VectorReadError, InputMismatchError
         No such file, not a vector file, no lines, or a CRS that cannot be matched with the scene's.
     """
-    try:
-        st = os.stat(path)
-    except OSError:
-        from geoseg.errors import VectorReadError
-
-        raise VectorReadError(f"{path}: no such file (the road map to compare with)") from None
     crs = geo.crs.to_wkt() if geo.georeferenced and geo.crs is not None else None
-    return _read_map(str(Path(path)), layer, (st.st_mtime_ns, st.st_size), crs)
+    return _read_map(str(Path(path)), layer, _stamp(path), crs)
 
 
 class CompareNetwork(Step):
@@ -139,8 +151,8 @@ class CompareNetwork(Step):
     bytes_per_pixel = 8
     stats_bytes_per_pixel = WIDTH_STATS_BYTES_PER_PIXEL
 
-    map: str = Field(description="road map to compare with (any OGR vector format, any CRS: reprojected to the scene's, and said so)")
     map_layer: str | None = Field(None, description="layer of the map file (default: its first)")
+    map: str = Field(description="road map to compare with (any OGR vector format, any CRS: reprojected to the scene's, and said so)")
     tolerance_m: float | None = Field(None, gt=0, description="how far apart two lines may be and be the same road; default: tolerance_factor x road width")
     tolerance_factor: float = Field(1.0, gt=0, description="tolerance as a multiple of the road width (when tolerance_m is not set)")
     road_width_m: float | None = Field(None, gt=0, description="typical road width in metres; default: measured on the mask")
@@ -151,6 +163,16 @@ class CompareNetwork(Step):
     link_radius_m: float = Field(250.0, ge=0, description="new links are looked for between map nodes up to this far apart (0: no link search)")
     shortcut_ratio: float = Field(0.5, gt=0, le=1, description="a new link's path must be shorter than this times the map's path")
     detour_ratio: float = Field(2.0, ge=1, description="a map edge is broken when the network joins its ends only by a path this many times longer, or not")
+
+    @field_validator("map")
+    @classmethod
+    def _map_readable(cls, path: str, info: ValidationInfo) -> str:
+        """Read the map when the step is built, so that a missing or unreadable map stops a batch before any scene runs."""
+        try:
+            _read_lines(str(Path(path)), info.data.get("map_layer"), _stamp(path))
+        except GeosegError as exc:
+            raise ValueError(str(exc)) from None
+        return path
 
     def statistics_inputs(self) -> tuple[str, ...]:
         """The road mask or probability (width, confidence) and the occlusion layer, sampled along the map."""

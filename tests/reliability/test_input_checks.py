@@ -144,7 +144,7 @@ def test_rgbn_scene_is_refused_and_the_proposed_bands_give_the_rgb_result(scenes
 
 def test_band_numbers_are_1_based():
     res = geoseg("validate", "road_segmentation", "--set", f"model={MODEL}", "--set", "mjcr_classify.bands=[0,1,2]")
-    _failed_with(res, "step 1 (mjcr_classify): field 'bands': Value error, band numbers start at 1")
+    _failed_with(res, "step 1 (mjcr_classify): field 'bands': band numbers start at 1")
 
 
 def test_a_road_mask_given_to_the_mjcr_pipeline_is_sent_to_mask_to_centerlines(tmp_path):
