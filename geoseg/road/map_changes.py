@@ -14,11 +14,13 @@ it lies within a tolerance of the other network) with two changes made for chang
 - a stretch inside the tolerance of the other network counts as matched only if the two run
   the same way there (directions within ``max_angle_deg``): a road that *crosses* another is
   not matched by it over the crossing, so a missing road stays one stretch across the roads it
-  crosses. A matched stretch between unmatched ones counts as unmatched unless the two lines
-  run together for ``min_length_px`` (the stretch is then longer than that plus the two
-  tolerances its ends reach beyond the other line), and unmatched stretches shorter than
-  ``min_length_px`` are not reported (a few metres of difference where two networks end or
-  turn are noise, not change).
+  crosses. The test is made along each stretch inside the zone, every quarter of the
+  tolerance, with directions taken over half the tolerance either side (which smooths the
+  pixel steps of a traced centerline). A matched stretch between unmatched ones counts as
+  unmatched unless it is longer than ``min_length_px`` plus one tolerance (a zone reaches a
+  tolerance beyond the end of its line: a short touch is no match), and unmatched stretches
+  shorter than ``min_length_px`` are not reported (a few metres of difference where two
+  networks end or turn are noise, not change).
 
 :func:`link_changes` adds the **connectivity** changes that matter to routing, with the
 shortest-path machinery of APLS (Van Etten et al., arXiv 1807.01232): map nodes (junctions and
@@ -60,6 +62,7 @@ import numpy as np
 import shapely
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
+from scipy.spatial import cKDTree
 from shapely.geometry import LineString
 from shapely.ops import substring
 
@@ -68,7 +71,7 @@ from geoseg.road.network import dissolve_degree2, lines_to_graph
 
 __all__ = ["Stretches", "MapComparison", "Links", "compare_lines", "link_changes", "line_parts"]
 
-#: Samples along a matched stretch at which its offset is measured: at most this many, at most 1 unit apart.
+#: Samples along a matched stretch at which its offset is measured: at most this many, a quarter of the tolerance apart (1 unit at least).
 _MAX_OFFSET_SAMPLES = 2000
 
 
@@ -226,7 +229,8 @@ def compare_lines(
     matched = _stretches(ref, matched_runs, None)
     if len(matched):
         tree = shapely.STRtree(ext)
-        found = [_offsets(g, ext, tree.query(g, predicate="dwithin", distance=tolerance_px), cos_max) for g in matched.geometry]
+        spacing = max(1.0, tolerance_px / 4)
+        found = [_offsets(g, ext, tree.query(g, predicate="dwithin", distance=tolerance_px), cos_max, spacing) for g in matched.geometry]
         confidence = np.array([_mean_confidence(conf, partners) for _, _, partners in found])
         mean, largest = np.array([f[0] for f in found]), np.array([f[1] for f in found])
         matched = Stretches(matched.geometry, matched.source, matched.start, matched.end, confidence, mean, largest)
@@ -239,61 +243,76 @@ _Run = tuple[float, float, bool, frozenset[int]]
 
 def _classify_all(lines: np.ndarray, others: np.ndarray, tol: float, cos_max: float, min_length: float) -> list[list[_Run]]:
     tree = shapely.STRtree(others)
-    return [_clean(_classify(line, others, tree, tol, cos_max), min_length, min_length + 2 * tol) for line in lines]
+    zones = shapely.buffer(others, tol, quad_segs=16) if len(others) else others
+    return [_clean(_classify(line, others, zones, tree, tol, cos_max), min_length, min_length + tol) for line in lines]
 
 
-def _classify(line: LineString, others: np.ndarray, tree: shapely.STRtree, tol: float, cos_max: float) -> list[_Run]:
-    """Stretches of ``line`` inside the other network's tolerance and running its way, and the rest."""
+def _classify(line: LineString, others: np.ndarray, zones: np.ndarray, tree: shapely.STRtree, tol: float, cos_max: float) -> list[_Run]:
+    """Stretches of ``line`` inside the other network's tolerance zones (``zones``: its lines' buffers) and running its way, and the rest."""
     length = line.length
     candidates = tree.query(line, predicate="dwithin", distance=tol)
     if not len(candidates):
         return [(0.0, length, False, frozenset())]
-    zone = shapely.union_all(shapely.buffer(others[candidates], tol, quad_segs=16))
-    inside = [p for p in shapely.get_parts(shapely.intersection(line, zone)) if isinstance(p, LineString) and p.length > 0]
+    pieces = shapely.get_parts(shapely.intersection(line, zones[candidates]))
+    pieces = pieces[(shapely.get_type_id(pieces) == 1) & (shapely.length(pieces) > 0)]
+    ends = np.array([[p.coords[0][:2], p.coords[-1][:2]] for p in pieces], dtype=float).reshape(-1, 2)
+    along = shapely.line_locate_point(line, shapely.points(ends)).reshape(-1, 2) if len(ends) else np.zeros((0, 2))
     runs: list[_Run] = []
-    for part in inside:
-        a, b = sorted((line.project(shapely.Point(part.coords[0])), line.project(shapely.Point(part.coords[-1]))))
-        if b - a <= 0:
-            continue
-        partners = _partners(line, (a + b) / 2, others, candidates, tol, cos_max)
-        runs.append((a, b, bool(partners), partners))
-    runs.sort()
+    for a, b in _union(np.sort(along, axis=1)):
+        runs += _aligned_runs(line, a, b, others, candidates, tol, cos_max)
     out: list[_Run] = []
     at = 0.0
     for a, b, ok, partners in runs:
         if a > at:
             out.append((at, a, False, frozenset()))
-        out.append((max(a, at), b, ok, partners))
-        at = max(at, b)
+        out.append((a, b, ok, partners))
+        at = b
     if at < length:
         out.append((at, length, False, frozenset()))
     return [r for r in out if r[1] > r[0]]
 
 
-def _partners(line: LineString, at: float, others: np.ndarray, candidates: np.ndarray, tol: float, cos_max: float) -> frozenset[int]:
-    """The lines of ``others`` within ``tol`` of the point ``at`` along ``line`` that run its way there (within the angle)."""
-    point = line.interpolate(at)
-    direction = _tangent(line, at)
-    distances = shapely.distance(others[candidates], point)
-    found = set()
-    for j, d in zip(candidates, distances):
+def _union(intervals: np.ndarray) -> list[tuple[float, float]]:
+    """The union of 1-D intervals ``(n, 2)`` as disjoint sorted intervals (touching ones joined)."""
+    merged: list[tuple[float, float]] = []
+    for a, b in sorted(map(tuple, intervals.tolist())):
+        if b <= a:
+            continue
+        if merged and a <= merged[-1][1] + 1e-9:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def _aligned_runs(line: LineString, a: float, b: float, others: np.ndarray, candidates: np.ndarray, tol: float, cos_max: float) -> list[_Run]:
+    """Split the stretch ``[a, b]`` of ``line`` (inside the tolerance zone) where a line of ``others`` within ``tol`` runs its way and where none does.
+
+    Tested at the middles of pieces at most a quarter of the tolerance (1 unit at least) long;
+    each run records the lines that run its way somewhere along it.
+    """
+    spacing = max(1.0, tol / 4)
+    n = max(1, math.ceil((b - a) / spacing))
+    edges = np.linspace(a, b, n + 1)
+    at = (edges[:-1] + edges[1:]) / 2
+    points = shapely.line_interpolate_point(line, at)
+    own = _tangents(line, at, tol / 2)
+    ok = np.zeros((len(candidates), n), dtype=bool)
+    for k, j in enumerate(candidates):
         other = others[j]
-        if d <= tol * (1 + 1e-9) and abs(float(np.dot(direction, _tangent(other, other.project(point))))) >= cos_max:
-            found.add(int(j))
-    return frozenset(found)
-
-
-def _tangent(line: LineString, at: float) -> np.ndarray:
-    """Unit direction of ``line`` at distance ``at`` along it (over one unit either side)."""
-    length = line.length
-    h = min(1.0, length / 2)
-    a, b = max(0.0, at - h), min(length, at + h)
-    if b - a < 1e-12:
-        a, b = 0.0, length
-    p, q = line.interpolate(a), line.interpolate(b)
-    v = np.array([q.x - p.x, q.y - p.y])
-    n = float(np.hypot(*v))
-    return v / n if n > 0 else v
+        near = shapely.distance(other, points) <= tol * (1 + 1e-9)
+        if near.any():
+            theirs = _tangents(other, shapely.line_locate_point(other, points), tol / 2)
+            ok[k] = near & (np.abs(np.sum(own * theirs, axis=1)) >= cos_max)
+    matched: np.ndarray = np.asarray(ok.any(axis=0))
+    runs: list[_Run] = []
+    start = 0
+    for i in range(1, n + 1):
+        if i == n or matched[i] != matched[start]:
+            partners = frozenset(int(candidates[k]) for k in np.flatnonzero(ok[:, start:i].any(axis=1))) if matched[start] else frozenset()
+            runs.append((float(edges[start]), float(edges[i]), bool(matched[start]), partners))
+            start = i
+    return runs
 
 
 def _clean(runs: list[_Run], min_length: float, min_match: float) -> list[_Run]:
@@ -342,22 +361,22 @@ def _substring(line: LineString, start: float, end: float) -> LineString:
     return piece if isinstance(piece, LineString) else LineString([piece.coords[0], piece.coords[0]])
 
 
-def _offsets(stretch: LineString, others: np.ndarray, candidates: np.ndarray, cos_max: float) -> tuple[float, float, frozenset[int]]:
-    """Mean and largest distance from points along ``stretch`` to the nearest line of ``others`` running its way there, and those lines.
+def _offsets(stretch: LineString, others: np.ndarray, candidates: np.ndarray, cos_max: float, spacing: float) -> tuple[float, float, frozenset[int]]:
+    """Mean and largest distance from points ``spacing`` apart along ``stretch`` to the nearest line of ``others`` running its way there, and those lines.
 
     Where no candidate runs its way (a stretch kept matched across a crossing), the nearest
     candidate is taken.
     """
-    n = int(min(_MAX_OFFSET_SAMPLES, max(2, math.ceil(stretch.length) + 1)))
+    n = int(min(_MAX_OFFSET_SAMPLES, max(2, math.ceil(stretch.length / spacing) + 1)))
     at = np.linspace(0, stretch.length, n)
     points = shapely.line_interpolate_point(stretch, at)
-    own = _tangents(stretch, at)
+    own = _tangents(stretch, at, 2 * spacing)
     distance = np.full((len(candidates), n), np.inf)
     aligned = np.zeros((len(candidates), n), dtype=bool)
     for k, j in enumerate(candidates):
         other = others[j]
         distance[k] = shapely.distance(other, points)
-        theirs = _tangents(other, shapely.line_locate_point(other, points))
+        theirs = _tangents(other, shapely.line_locate_point(other, points), 2 * spacing)
         aligned[k] = np.abs(np.sum(own * theirs, axis=1)) >= cos_max
     if not len(candidates):
         return math.nan, math.nan, frozenset()
@@ -367,10 +386,13 @@ def _offsets(stretch: LineString, others: np.ndarray, candidates: np.ndarray, co
     return float(nearest.mean()), float(nearest.max()), used
 
 
-def _tangents(line: LineString, at: np.ndarray) -> np.ndarray:
-    """Unit directions of ``line`` at the distances ``at`` along it (over one unit either side), shape ``(n, 2)``."""
+def _tangents(line: LineString, at: np.ndarray, reach: float) -> np.ndarray:
+    """Unit directions of ``line`` at the distances ``at`` along it, from ``reach`` before to ``reach`` after (within the line), shape ``(n, 2)``.
+
+    A reach of half the tolerance smooths the pixel steps of a traced centerline away.
+    """
     length = line.length
-    h = min(1.0, length / 2)
+    h = min(reach, length / 2)
     a, b = np.clip(at - h, 0, length), np.clip(at + h, 0, length)
     p = shapely.get_coordinates(shapely.line_interpolate_point(line, a))
     q = shapely.get_coordinates(shapely.line_interpolate_point(line, b))
@@ -477,16 +499,14 @@ def link_changes(
         if not through <= detour_ratio * length:
             rows.append((data["geometry"], "broken_link", length, through))
     best: dict[frozenset[int], tuple[float, int, int]] = {}
-    for a in range(len(snapped.node)):
-        for b in range(a + 1, len(snapped.node)):
-            straight = float(np.hypot(*(snapped.xy[a] - snapped.xy[b])))
-            through = image[a, b]
-            if straight > radius_px or straight < 2 * tolerance_px or not np.isfinite(through) or not through < shortcut_ratio * map_dist[a, b]:
-                continue
-            used = _path_edges(pred[a], sources[a], sources[b], owner)
-            key = frozenset(used & set(new_edges))
-            if key and (key not in best or through < best[key][0]):
-                best[key] = (through, a, b)
+    for a, b in sorted(cKDTree(snapped.xy).query_pairs(radius_px)):
+        straight = float(np.hypot(*(snapped.xy[a] - snapped.xy[b])))
+        through = image[a, b]
+        if straight < 2 * tolerance_px or not np.isfinite(through) or not through < shortcut_ratio * map_dist[a, b]:
+            continue
+        key = frozenset(_path_edges(pred[a], sources[a], sources[b], owner) & set(new_edges))
+        if key and (key not in best or through < best[key][0]):
+            best[key] = (through, a, b)
     for through, a, b in sorted(best.values()):
         path = _path_geometry(pred[a], sources[a], sources[b], owner, edges, snapped, n_base)
         rows.append((path, "new_link", float(map_dist[a, b]), through))

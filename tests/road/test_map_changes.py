@@ -56,9 +56,9 @@ def test_short_differences_are_not_reported_and_short_matches_do_not_split_a_str
     # an extracted road that stops 6 units short of the map's end: below the shortest stretch (2 x tolerance)
     result = compare_lines([LineString([(0, 0), (194, 0)])], [LineString([(0, 0), (200, 0)])], tolerance_px=5)
     assert len(result.missing) == 0 and len(result.new) == 0
-    # a map road running 300 units beside nothing but touching an 8-unit extracted road at 20 degrees
+    # a map road running 300 units beside nothing but touching a 4-unit extracted road at 20 degrees
     road_map = [LineString([(0, 50), (300, 50)])]
-    touch = LineString([(150, 48.6), (150 + 8 * np.cos(np.radians(20)), 48.6 + 8 * np.sin(np.radians(20)))])
+    touch = LineString([(150, 48.6), (150 + 4 * np.cos(np.radians(20)), 48.6 + 4 * np.sin(np.radians(20)))])
     result = compare_lines([touch], road_map, tolerance_px=5)
     assert _lengths(result.missing) == [300.0] and len(result.matched) == 0
 
