@@ -21,22 +21,27 @@ from conftest import (
     cli_has,
     geoseg_executable,
     mask_values_at,
+    write_mask,
 )
 from osgeo import gdal
 from qgis.core import (
     QgsApplication,
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
     QgsFeature,
     QgsGeometry,
     QgsPointXY,
     QgsProcessingException,
     QgsProcessingFeedback,
+    QgsProject,
     QgsRasterLayer,
     QgsVectorLayer,
+    QgsWkbTypes,
 )
 
 pytestmark = pytest.mark.usefixtures("plugin")
 
-ALGORITHMS = {"extract_centerlines", "train_mjcr", "train_from_road_map", "run_pipeline", "evaluate_network"}
+ALGORITHMS = {"extract_centerlines", "train_mjcr", "train_from_road_map", "run_pipeline", "evaluate_network", "compare_with_road_map"}
 
 
 def run(algorithm: str, parameters: dict, feedback: Optional[QgsProcessingFeedback] = None) -> dict:
@@ -380,6 +385,71 @@ def test_train_from_road_map(tmp_path: Path) -> None:
     layer = QgsVectorLayer(extracted["OUTPUT"], "roads", "ogr")
     assert layer.isValid() and layer.featureCount() > 0
     assert np.mean(mask_values_at(mask, [(p.x(), p.y()) for p in line_vertices(layer)]) > 0) > 0.8
+
+
+def line_layer(crs: str, lines: List[List[tuple]], transform_from: Optional[str] = None) -> QgsVectorLayer:
+    """A memory line layer in ``crs`` with one feature per line; vertices given in ``transform_from`` (default: ``crs``)."""
+    layer = QgsVectorLayer(f"LineString?crs={crs}&field=name:string", "lines", "memory")
+    transform = None
+    if transform_from:
+        transform = QgsCoordinateTransform(QgsCoordinateReferenceSystem(transform_from), layer.crs(), QgsProject.instance())
+    features = []
+    for number, vertices in enumerate(lines):
+        points = [QgsPointXY(*xy) for xy in vertices]
+        if transform is not None:
+            points = [transform.transform(point) for point in points]
+        feature = QgsFeature(layer.fields())
+        feature.setGeometry(QgsGeometry.fromPolylineXY(points))
+        feature.setAttributes([f"road {number}"])
+        features.append(feature)
+    assert layer.dataProvider().addFeatures(features)
+    return layer
+
+
+@pytest.mark.parametrize("with_scene", [False, True], ids=["bounding_box", "scene"])
+def test_compare_with_road_map(with_scene: bool, tmp_path: Path) -> None:
+    if not cli_has("compare"):
+        pytest.skip("`geoseg compare` is not available in this geoseg yet")
+    # EPSG:32633 metres, inside the 300 m square scene written below (upper-left 500000, 5000000).
+    x0, y0 = 500000.0, 5000000.0
+    network = line_layer("EPSG:32633", [
+        [(x0 + 20, y0 - 100), (x0 + 220, y0 - 100)],  # 200 m, in the map 2 m north of here: matched
+        [(x0 + 270, y0 - 280), (x0 + 270, y0 - 40)],  # 240 m, not in the map: new (and the bounding box reaches past the map roads)
+    ])  # fmt: skip
+    road_map = line_layer("EPSG:4326", [
+        [(x0 + 20, y0 - 98), (x0 + 220, y0 - 98)],  # map_id 0: the first network road, 2 m off
+        [(x0 + 20, y0 - 220), (x0 + 170, y0 - 220)],  # map_id 1, 150 m, not in the network: missing
+    ], transform_from="EPSG:32633")  # fmt: skip
+    assert road_map.crs().authid() == "EPSG:4326"
+    params = {"INPUT": network, "MAP": road_map, "WIDTH": 7.0, "TOLERANCE": 0.0}
+    if with_scene:
+        params["IMAGE"] = str(write_mask(tmp_path / "scene.tif", np.zeros((1000, 1000), np.uint8)))
+    outputs = {"NEW": "new.gpkg", "MISSING": "missing.shp", "MATCHED": "matched.gpkg", "LINKS": "links.shp"}
+    params.update({name: str(tmp_path / file) for name, file in outputs.items()})
+    feedback = QgsProcessingFeedback()
+    result = run("compare_with_road_map", params, feedback)
+    assert "reprojected from EPSG:4326" in feedback.textLog()  # geoseg's note on the map
+    layers = {}
+    for name, file in outputs.items():
+        assert result[name] == str(tmp_path / file)
+        layers[name] = QgsVectorLayer(result[name], name, "ogr")
+        assert layers[name].isValid(), name
+        assert layers[name].crs().authid() == "EPSG:32633", name  # the network's CRS, not the map's
+    new, missing, matched = (list(layers[name].getFeatures()) for name in ("NEW", "MISSING", "MATCHED"))
+    assert len(new) == len(missing) == len(matched) == 1
+    assert layers["LINKS"].featureCount() == 0
+    assert layers["LINKS"].geometryType() == QgsWkbTypes.LineGeometry  # an empty layer, still of lines
+    assert new[0]["length_m"] == pytest.approx(240.0, abs=0.5)
+    assert missing[0]["length_m"] == pytest.approx(150.0, abs=0.5) and missing[0]["map_id"] == 1
+    assert matched[0]["length_m"] == pytest.approx(200.0, abs=0.5) and matched[0]["map_id"] == 0
+    assert matched[0]["offset_m"] == pytest.approx(2.0, abs=0.1)
+    assert matched[0]["offset_max"] == pytest.approx(2.0, abs=0.1)
+    # Where: the new road on the network's, the missing and matched ones on the map's.
+    assert new[0].geometry().boundingBox().xMinimum() == pytest.approx(x0 + 270, abs=0.5)
+    assert missing[0].geometry().boundingBox().yMinimum() == pytest.approx(y0 - 220, abs=0.5)
+    assert matched[0].geometry().boundingBox().yMinimum() == pytest.approx(y0 - 98, abs=0.5)
+    for name in ("NEW", "MISSING", "MATCHED"):
+        assert total_length(layers[name]) == pytest.approx({"NEW": 240.0, "MISSING": 150.0, "MATCHED": 200.0}[name], abs=0.5)
 
 
 def test_build_zip(tmp_path: Path) -> None:

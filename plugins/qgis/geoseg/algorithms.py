@@ -43,6 +43,7 @@ from qgis.core import (
     QgsUnitTypes,
     QgsVectorFileWriter,
     QgsVectorLayer,
+    QgsWkbTypes,
 )
 
 from .config import configured_executable
@@ -143,11 +144,15 @@ def copy_vector_layer(
     destination: str,
     crs: QgsCoordinateReferenceSystem,
     context: QgsProcessingContext,
+    geometry_type: Optional[int] = None,
 ) -> None:
     """Copy the OGR layer ``source_uri`` to the file ``destination`` (format from its extension).
 
     Coordinates are copied as they are; the copy is labelled with ``crs`` (the input raster
-    layer's CRS, in which geoseg's coordinates are expressed) when that is valid.
+    layer's CRS, in which geoseg's coordinates are expressed) when that is valid. An empty
+    layer without a geometry type (geoseg writes empty layers as "any geometry") is written as
+    ``geometry_type`` (a ``QgsWkbTypes`` type) when that is given, so that an empty result is
+    still a line or point layer in every format.
     """
     layer = QgsVectorLayer(source_uri, "geoseg", "ogr")
     if not layer.isValid():
@@ -157,6 +162,9 @@ def copy_vector_layer(
     options = QgsVectorFileWriter.SaveVectorOptions()
     options.driverName = QgsVectorFileWriter.driverForExtension(os.path.splitext(destination)[1]) or "GPKG"
     options.fileEncoding = "UTF-8"
+    untyped = QgsWkbTypes.geometryType(layer.wkbType()) in (QgsWkbTypes.UnknownGeometry, QgsWkbTypes.NullGeometry)
+    if geometry_type is not None and untyped and layer.featureCount() == 0:
+        options.overrideGeometryType = geometry_type
     error, message, _, _ = QgsVectorFileWriter.writeAsVectorFormatV3(
         layer, destination, context.transformContext(), options
     )
@@ -576,4 +584,117 @@ class EvaluateNetworkAlgorithm(GeosegAlgorithm):
             raise QgsProcessingException("geoseg eval printed no scores")
         results = {name: scores.get(key) for name, (key, _) in self.SCORES.items()}
         feedback.pushInfo(", ".join(f"{key} {scores.get(key)}" for key, _ in self.SCORES.values()))
+        return results
+
+
+class CompareWithRoadMapAlgorithm(GeosegAlgorithm):
+    """What a road network says is different from a road map: new, missing and matched roads, and links (``geoseg compare``)."""
+
+    INPUT = "INPUT"
+    MAP = "MAP"
+    IMAGE = "IMAGE"
+    TOLERANCE = "TOLERANCE"
+    WIDTH = "WIDTH"
+    NEW = "NEW"
+    MISSING = "MISSING"
+    MATCHED = "MATCHED"
+    LINKS = "LINKS"
+    #: Output name -> (layer of ``<stem>_changes.gpkg`` written by ``geoseg compare --format gpkg``, description).
+    LAYERS = {
+        "NEW": ("new", "New roads (in the network, not in the map)"),
+        "MISSING": ("missing", "Missing roads (in the map, not in the network)"),
+        "MATCHED": ("matched", "Matched roads (map roads confirmed, with their offset)"),
+        "LINKS": ("links", "Links (new and broken connections between map junctions)"),
+    }
+
+    NAME = "compare_with_road_map"
+    DISPLAY_NAME = "Compare a road network with a road map"
+    GROUP = "Map updating"
+
+    def shortHelpString(self) -> str:  # noqa: D102
+        return (
+            "Compares a road network (e.g. from 'Extract road centerlines') with an existing road "
+            "map (OpenStreetMap, a national road layer, last year's network) and writes what "
+            "changed ('geoseg compare'). Two roads are the same where they run within the "
+            "tolerance of each other in about the same direction. Outputs are in the network's "
+            "CRS (the scene's when a scene is given); the map may be in any CRS and is "
+            "reprojected.\n\n"
+            "New: network roads with no map road near them (candidate additions). length_m "
+            "(metres), confidence (the extraction's, 0-1).\n"
+            "Missing: map roads with no network road near them (candidate removals, or roads "
+            "hidden under trees). length_m, confidence (1 - road probability along it, when "
+            "known), occluded (share under trees or in shadow, when known), map_id (feature "
+            "number in the map, from 0).\n"
+            "Matched: map roads confirmed by the network. length_m, offset_m and offset_max "
+            "(mean and largest distance from the map to the network, metres: a map to "
+            "realign), confidence, map_id.\n"
+            "Links: routing changes between map junctions. kind (new_link: joined through the "
+            "network by a path under half their map path; broken_link: a map road whose ends "
+            "the network does not join, or only by a 2x detour), map_m and image_m (path "
+            "lengths in the map and through the network, metres), ratio (image_m / map_m).\n\n"
+            "With a scene, roads are compared within its valid-data area; without one, within "
+            "the network's bounding box. Tolerance empty or 0: the road width (7 m by default)."
+        )
+
+    def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:  # noqa: D102
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(self.INPUT, "Road network (lines extracted from imagery)", [QgsProcessing.TypeVectorLine])
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(self.MAP, "Road map (lines, any CRS)", [QgsProcessing.TypeVectorLine])
+        )
+        self.addParameter(
+            QgsProcessingParameterRasterLayer(self.IMAGE, "Scene the network comes from (optional: compare within its valid-data area)", optional=True)
+        )
+        tolerance = QgsProcessingParameterDistance(
+            self.TOLERANCE, "Tolerance (m; empty or 0: the road width)", None, optional=True, minValue=0.0
+        )
+        tolerance.setDefaultUnit(QgsUnitTypes.DistanceMeters)
+        self.addParameter(tolerance)
+        self.addParameter(QgsProcessingParameterNumber(self.WIDTH, "Road width (m)", QgsProcessingParameterNumber.Double, 7.0, minValue=0.1))
+        for name, (_, description) in self.LAYERS.items():
+            self.addParameter(QgsProcessingParameterVectorDestination(name, description, QgsProcessing.TypeVectorLine))
+
+    def processAlgorithm(
+        self, parameters: Dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> Dict[str, Any]:
+        """Hand both layers to ``geoseg compare --format gpkg`` as files and copy its four layers to the destinations."""
+        source = self.parameterAsSource(parameters, self.INPUT, context)
+        if source is None:
+            raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
+        if self.parameterAsSource(parameters, self.MAP, context) is None:
+            raise QgsProcessingException(self.invalidSourceError(parameters, self.MAP))
+        formats = ["gpkg", "shp", "geojson"]
+        # Layers that are not such files (memory layers, selections, databases) are exported as they are, in their own CRS.
+        network, network_layer = self.parameterAsCompatibleSourceLayerPathAndLayerName(
+            parameters, self.INPUT, context, formats, "gpkg", feedback
+        )
+        road_map, map_layer = self.parameterAsCompatibleSourceLayerPathAndLayerName(
+            parameters, self.MAP, context, formats, "gpkg", feedback
+        )
+        crs = source.sourceCrs()  # geoseg writes in the network's CRS...
+        args = ["compare", network, road_map]
+        if self.parameterAsRasterLayer(parameters, self.IMAGE, context) is not None:
+            scene, crs = self.scene_file(parameters, self.IMAGE, context)  # ...or in the scene's, when given
+            args += ["--image", scene]
+        tolerance_given = self.parameterAsString(parameters, self.TOLERANCE, context).strip() != ""
+        tolerance = self.parameterAsDouble(parameters, self.TOLERANCE, context)
+        if tolerance_given and tolerance > 0:
+            args += ["--tolerance-m", repr(tolerance)]
+        args += ["--road-width-m", repr(self.parameterAsDouble(parameters, self.WIDTH, context))]
+        if network_layer:
+            args += ["--network-layer", network_layer]
+        if map_layer:
+            args += ["--map-layer", map_layer]
+
+        results: Dict[str, Any] = {}
+        with work_folder() as folder:
+            self.geoseg([*args, "-o", folder, "--format", "gpkg"], feedback)
+            changes = os.path.join(folder, os.path.splitext(os.path.basename(network))[0] + "_changes.gpkg")
+            if not os.path.isfile(changes):
+                raise QgsProcessingException(f"geoseg finished but wrote no change layers at {changes}")
+            for name, (layer, _) in self.LAYERS.items():
+                destination = self.parameterAsOutputLayer(parameters, name, context)
+                copy_vector_layer(f"{changes}|layername={layer}", destination, crs, context, QgsWkbTypes.LineString)
+                results[name] = destination
         return results

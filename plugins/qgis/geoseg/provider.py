@@ -10,6 +10,7 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .algorithms import (
+    CompareWithRoadMapAlgorithm,
     EvaluateNetworkAlgorithm,
     ExtractCenterlinesAlgorithm,
     RunPipelineAlgorithm,
@@ -66,6 +67,7 @@ class GeosegProvider(QgsProcessingProvider):
             TrainFromRoadMapAlgorithm(),
             RunPipelineAlgorithm(),
             EvaluateNetworkAlgorithm(),
+            CompareWithRoadMapAlgorithm(),
         ):
             self.addAlgorithm(algorithm)
 
