@@ -31,8 +31,9 @@ from pydantic import ValidationError
 
 from geoseg.errors import ConfigError, InputMismatchError
 from geoseg.raster import GeoInfo, ground_sample_distance, read_geoinfo
+from geoseg.road.network import graph_to_lines
 from geoseg.steps.compare import CHANGE_LAYERS, CompareNetwork, map_in_scene
-from geoseg.vector import check_degrees, read_lines, to_scene_crs, vector_format, write_layers
+from geoseg.vector import check_degrees, crs_name, keep_lines, layer_paths, read_lines, to_scene_crs, vector_format, write_layers
 
 __all__ = ["ComparisonSummary", "compare_files", "change_totals"]
 
@@ -142,39 +143,70 @@ def compare_files(
         lines, note = to_scene_crs(lines, geo, str(image), str(network), "the network")
         notes += [note] if note else []
         area = _image_footprint(image, geo)
+        place = str(image)
     else:
         geo = _grid_around(lines, str(network))
         area = None
+        place = f"the extent of {network}"
     if footprint is not None:
         polygons = _polygons(footprint)
-        polygons, note = to_scene_crs(polygons, geo, str(network), str(footprint), "the footprint")
+        polygons, note = to_scene_crs(polygons, geo, place, str(footprint), "the footprint")
         notes += [note] if note else []
         drawn = geo.to_pixels(shapely.union_all(polygons.geometry.to_numpy()))
         area = drawn if area is None else shapely.intersection(area, drawn)
+        if area.is_empty:
+            raise InputMismatchError(f"{footprint}: the footprint does not overlap {place}")
     elif image is None:
         notes.append(f"{network}: no --image or --footprint given: map roads are compared within the network's bounding box")
-    frame, note = map_in_scene(str(road_map), map_layer, geo)
-    notes += [note] if note else []
     graph = _network_graph(lines, geo)
-    tolerance_px = step.tolerance_factor * geo.metres_to_pixels(road_width_m) if step.tolerance_m is None else geo.metres_to_pixels(step.tolerance_m)
-    layers = step.compare(graph, frame, geo, tolerance_px, area=area)
+    if area is not None and graph.number_of_edges() and not shapely.intersects(shapely.MultiLineString(graph_to_lines(graph)), area):
+        raise InputMismatchError(f"{network}: no line of the network lies in {'the footprint' if footprint is not None else place}")
+    roads = map_in_scene(str(road_map), map_layer, geo)
+    if roads.reprojected:
+        notes.append(f"{road_map}: reprojected from {roads.crs} to the CRS of {place} ({crs_name(lines.crs)})")
+    tolerance_m = step.tolerance_factor * road_width_m if step.tolerance_m is None else step.tolerance_m
+    layers, found = step.compare(graph, roads, geo, tolerance_m, area=area, scene=place)
+    notes += found
     spec = vector_format(fmt)
     stem = Path(str(network)).stem
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     target = out / (f"{stem}_changes{spec.ext}" if spec.name == "gpkg" else f"{stem}{spec.ext}")
-    written = write_layers({name: layers[name] for name in CHANGE_LAYERS}, target, fmt=spec)
+    names = list(CHANGE_LAYERS)
+    try:
+        written = write_layers({name: layers[name] for name in names}, target, fmt=spec)
+    except BaseException:
+        for path in layer_paths(names, target, spec):  # the four files are one result: leave none of them
+            _remove(path)
+        raise
     for text in notes:
         log.warning("note: %s", text)
-    return ComparisonSummary(written, change_totals(layers), round(tolerance_px * geo.gsd_m, 3), notes)
+    return ComparisonSummary(written, change_totals(layers), round(tolerance_m, 3), notes)
+
+
+def _remove(path: Path) -> None:
+    """Delete an output file and its sidecars (a shapefile's .shx, .dbf, ...)."""
+    from geoseg.atomic import _SHAPEFILE_SIDECARS
+
+    for part in [path, *([path.with_suffix(ext) for ext in _SHAPEFILE_SIDECARS] if path.suffix.lower() == ".shp" else [])]:
+        part.unlink(missing_ok=True)
 
 
 def _lines(path: str | os.PathLike[str], layer: str | None) -> Any:
-    frame = read_lines(path, layer=layer)
-    lines = frame[frame.geometry.notna() & frame.geometry.geom_type.isin(["LineString", "MultiLineString"])]
-    if lines.empty:
-        kinds = ", ".join(sorted(set(frame.geometry.geom_type.dropna()))) or "no geometry"
-        raise InputMismatchError(f"{path}: a road network needs lines, this file has {kinds}")
+    """The network file's lines (the ``edges`` layer of a GeoPackage that has one, unless ``layer`` says otherwise)."""
+    import pyogrio
+    from pyogrio.errors import DataLayerError, DataSourceError
+
+    if layer is None:
+        try:
+            layers = [str(name) for name, _ in pyogrio.list_layers(path)]
+        except (DataSourceError, DataLayerError):
+            layers = []
+        if len(layers) > 1:
+            if "edges" not in layers:
+                raise InputMismatchError(f"{path}: the file has several layers ({', '.join(layers)}); choose the network's with --network-layer NAME")
+            layer = "edges"
+    lines = keep_lines(read_lines(path, layer=layer), path, "a road network")
     check_degrees(path, lines.geometry.to_numpy(), lines.crs)
     return lines
 

@@ -40,6 +40,7 @@ __all__ = [
     "read_lines",
     "to_scene_crs",
     "check_degrees",
+    "keep_lines",
     "crs_name",
     "lengths_m",
     "to_crs_coords",
@@ -302,10 +303,13 @@ def write_vector(frame: gpd.GeoDataFrame, path: str | os.PathLike[str], *, fmt: 
     return Path(path)
 
 
-def _write_frame(frame: gpd.GeoDataFrame, path: Path, fmt: VectorFormat, layer: str | None) -> None:
+def _write_frame(frame: gpd.GeoDataFrame, path: Path, fmt: VectorFormat, layer: str | None, empty_type: str | None = None) -> None:
+    """Write one layer; an empty frame is written with the geometry type ``empty_type`` when given (it has none of its own)."""
     driver = FORMATS[fmt.name][1]
     kwargs: dict[str, str] = {"layer": layer} if layer else {}
     kwargs.update(fmt.layer_options())
+    if not len(frame) and empty_type:
+        kwargs["geometry_type"] = empty_type
     if driver == "GPKG":
         # GeoPackages record the time of writing (gpkg_contents.last_change); a fixed one keeps
         # outputs byte-identical run to run (SOURCE_DATE_EPOCH-style reproducibility).
@@ -317,6 +321,11 @@ def _write_frame(frame: gpd.GeoDataFrame, path: Path, fmt: VectorFormat, layer: 
         warnings.filterwarnings("ignore", message="'crs' was not provided")
         frame.to_file(path, driver=driver, engine="pyogrio", **kwargs)
     _verify_written(frame, path, layer)
+
+
+def _keeps_schema(path: Path) -> bool:
+    """Whether the format of ``path`` records the fields of a layer without features (GeoJSON does not)."""
+    return path.suffix.lower() not in (".geojson", ".json")
 
 
 def _verify_written(frame: gpd.GeoDataFrame, path: Path, layer: str | None) -> None:
@@ -332,7 +341,8 @@ def _verify_written(frame: gpd.GeoDataFrame, path: Path, layer: str | None) -> N
     try:
         info = pyogrio.read_info(path, layer=layer)
         fields = set(info["fields"])
-        missing = [c for c in frame.columns if c != frame.geometry.name and c not in fields]
+        # an empty GeoJSON file keeps no field list: there is nothing of the fields to check
+        missing = [c for c in frame.columns if c != frame.geometry.name and c not in fields] if len(frame) or _keeps_schema(path) else []
         if info["features"] != len(frame) or missing:
             raise OutputWriteError(
                 f"{path.name}: the written file is incomplete ({info['features']} of {len(frame)} features, missing fields {missing}); is the disk full?"
@@ -411,11 +421,11 @@ def write_layers(frames: dict[str, gpd.GeoDataFrame], path: str | os.PathLike[st
         if projected:
             with atomic_path(paths[0]) as tmp:
                 for name, frame in projected.items():
-                    _write_frame(frame, tmp, spec, name)
+                    _write_frame(frame, tmp, spec, name, "Point" if name == "nodes" else "LineString")
         return paths
-    for (_, frame), target in sorted(zip(projected.items(), paths), key=lambda item: item[0][0] == "edges"):
+    for (name, frame), target in sorted(zip(projected.items(), paths), key=lambda item: item[0][0] == "edges"):
         with atomic_path(target) as tmp:  # the main file last: its presence means the scene is complete
-            _write_frame(frame, tmp, spec, None)
+            _write_frame(frame, tmp, spec, None, "Point" if name == "nodes" else "LineString")
     return paths
 
 
@@ -494,3 +504,19 @@ def check_degrees(path: str | os.PathLike[str], lines: np.ndarray, crs: ProjCRS 
             f"{path}: coordinates x {x0:g}..{x1:g}, y {y0:g}..{y1:g} are not longitudes and latitudes of {crs_name(crs)}; "
             "lines in pixel coordinates cannot be GeoJSON (always read as EPSG:4326): write them as .shp or .gpkg without a CRS"
         )
+
+
+def keep_lines(frame: gpd.GeoDataFrame, path: str | os.PathLike[str], what: str, *, allow_empty: bool = False) -> gpd.GeoDataFrame:
+    """The features of ``frame`` (read from ``path``) that are lines.
+
+    Raises
+    ------
+    InputMismatchError
+        The file has features but no line (or no feature at all, unless ``allow_empty``); the
+        message names the file, what it should hold (``what``: "a road map") and what it holds.
+    """
+    lines = frame[frame.geometry.notna() & frame.geometry.geom_type.isin(["LineString", "MultiLineString"])]
+    if lines.empty and (len(frame) or not allow_empty):
+        kinds = ", ".join(sorted(set(frame.geometry.geom_type.dropna()))) or "no geometry"
+        raise InputMismatchError(f"{path}: {what} needs lines (road centerlines), this file has {kinds}")
+    return lines

@@ -45,7 +45,7 @@ from rasterio.features import rasterize
 
 from geoseg.errors import InputMismatchError
 from geoseg.raster import Raster
-from geoseg.vector import read_lines, to_scene_crs
+from geoseg.vector import keep_lines, read_lines, to_scene_crs
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -157,10 +157,7 @@ def read_road_map(path: str | os.PathLike[str], settings: RoadMapSettings | None
         No line in it, or a width or lanes field it does not have; the message names the file.
     """
     frame = read_lines(path)
-    lines = frame[frame.geometry.notna() & frame.geometry.geom_type.isin(["LineString", "MultiLineString"])]
-    if lines.empty:
-        kinds = ", ".join(sorted(set(frame.geometry.geom_type.dropna()))) or "no geometry"
-        raise InputMismatchError(f"{path}: a road map needs lines (road centerlines), this file has {kinds}")
+    lines = keep_lines(frame, path, "a road map")
     for name in (settings.width_field, settings.lanes_field) if settings else ():
         if name and name not in lines.columns:
             raise InputMismatchError(f"{path}: no field {name!r} (fields: {', '.join(c for c in lines.columns if c != 'geometry')})")

@@ -51,8 +51,9 @@ def command(
     """Compare NETWORK (lines extracted from imagery) with MAP (an existing road map) and write what changed.
 
     Two roads are the same where they run within the tolerance of each other in about the same
-    direction. Written into OUTDIR, in NETWORK's CRS (MAP is reprojected to it, and this says so),
-    as <stem>_new, _missing, _matched and _links (.shp or .geojson), or one <stem>_changes.gpkg:
+    direction. Written into OUTDIR, in NETWORK's CRS (in the --image's with --image; MAP and the
+    others are reprojected to it, and this says so), as <stem>_new, _missing, _matched and
+    _links (.shp or .geojson), or one <stem>_changes.gpkg:
 
     \b
       new      extracted road with no map road near it (candidate additions)
@@ -64,9 +65,12 @@ def command(
                under half their map path; broken_link: a map edge whose ends
                the network does not join (or only by a 2x detour)
 
-    The footprint is the valid-data area of --image, the --footprint polygons, or else the
-    network's bounding box. To run image -> network -> comparison in one go, use the pipeline
-    update_map (geoseg run update_map SCENE -o OUT --set model=M --set map=MAP).
+    Changes are reported within the valid-data area of --image, the --footprint polygons, or
+    else the network's bounding box; map roads just outside it still match roads inside. Ways
+    of MAP that meet end to end are compared as one road. A MAP with several layers needs
+    --map-layer; a NETWORK GeoPackage written by geoseg is read from its edges layer. To run
+    image -> network -> comparison in one go, use the pipeline update_map (geoseg run
+    update_map SCENE -o OUT --set model=M --set map=MAP).
 
     \b
     Examples:

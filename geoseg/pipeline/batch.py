@@ -270,6 +270,20 @@ def _check_stems(inputs: Sequence[SceneInput], folders: dict[str, Path], keep_fo
     raise ConfigError(f"inputs would write the same output name ({detail}); {remedy}")
 
 
+def _check_output_files(inputs: Sequence[SceneInput], folders: dict[str, Path], pipeline: Pipeline, fmt: VectorFormat) -> None:
+    """Refuse inputs whose output files would collide although their stems differ (``a.tif`` writes ``a_new.shp``, ``a_new.tif`` writes ``a_new.shp``)."""
+    from geoseg.pipeline.outputs import output_paths
+
+    owners: dict[Path, str] = {}
+    for scene in inputs:
+        if scene.problem is not None:
+            continue
+        for path in output_paths(pipeline.output_layers(), folders[str(scene)], scene.stem, fmt):
+            other = owners.setdefault(path, str(scene))
+            if other != str(scene):
+                raise ConfigError(f"{other} and {scene} would both write {path}; rename one of them or run them in separate batches")
+
+
 def _check_vector_options(pipeline: Pipeline, fmt: VectorFormat) -> None:
     """Refuse a reprojection that no output would get (rasters keep the scene's grid)."""
     if fmt.target_crs is not None and not _writes_vectors(pipeline):
@@ -690,6 +704,7 @@ def run_batch(
     _check_stems(paths, folders, keep_folders)
     pipeline.steps  # noqa: B018 - validates everything before the first scene
     _check_vector_options(pipeline, spec)
+    _check_output_files(paths, folders, pipeline, spec)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from geoseg.errors import GeosegError, OutputWriteError
 from geoseg.inputs import SceneInput, scene_input
-from geoseg.pipeline.batch import _check_stems, _check_vector_options, _Manifest, _scene_checks, _scene_error, output_folders, pipeline_hash
+from geoseg.pipeline.batch import (
+    _check_output_files,
+    _check_stems,
+    _check_vector_options,
+    _Manifest,
+    _scene_checks,
+    _scene_error,
+    output_folders,
+    pipeline_hash,
+)
 from geoseg.vector import VectorFormat, vector_format
 
 if TYPE_CHECKING:
@@ -302,6 +311,7 @@ def plan_batch(
     _check_stems(paths, folders, keep_folders)
     pipeline.steps  # noqa: B018 - validates everything before the first scene
     _check_vector_options(pipeline, spec)
+    _check_output_files(paths, folders, pipeline, spec)
     _check_output_folder(out)
     manifest = _Manifest.resume(out, pipeline.source, pipeline_hash(pipeline), spec, overwrite=overwrite)
     plans = []

@@ -956,7 +956,7 @@ def _execute(
         result_layers: dict[str, Any] = dict(memory.arrays) if memory is not None else {}
         if vectorizer is not None:
             t0 = time.perf_counter()
-            scene_ctx = StepContext(geo=out_geo, valid=None, source=source.source, band_names=source.band_names)
+            scene_ctx = StepContext(geo=out_geo, valid=None, source=source.source, band_names=source.band_names, area=None if extent is None else extent.area)
             corner = layout.in_frame(window)
             network = drop_clip_vertices(dissolve_degree2(stitch_pieces(pieces, STITCH_SNAP_PX)))
             network = canonical(_translate(network, -corner.col0, -corner.row0))
@@ -965,9 +965,7 @@ def _execute(
             for step in network_steps:
                 layers.update(_apply(step, layers, scene_ctx))
             result_layers["network"] = layers["network"] if extent is None else canonical(clip_network(layers["network"], extent.area))
-            for name, value in layers.items():
-                if LAYER_KINDS.get(name) == "features":
-                    result_layers[name] = value if extent is None else _clip_features(value, extent.area, out_geo)
+            result_layers.update({name: value for name, value in layers.items() if LAYER_KINDS.get(name) == "features"})  # within ctx.area
             messages += scene_ctx.warnings
             timings["network"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - start
@@ -989,22 +987,6 @@ def _aligned(source: SceneSource, core_px: int, forced_px: int | None, frame: Re
     if forced_px is not None or block is None or block[0] != block[1] or core_px < block[0]:
         return core_px, None
     return core_px // block[0] * block[0], (frame.row0, frame.col0)
-
-
-def _clip_features(frame: gpd.GeoDataFrame, area: shapely.Geometry, geo: GeoInfo) -> gpd.GeoDataFrame:
-    """Features (scene CRS) clipped to an extent's area (pixel space of ``geo``); lines keep their parts inside, lengths are measured again."""
-    from geoseg.vector import lengths_m, to_crs_coords
-
-    if frame.empty:
-        return frame
-    inside = to_crs_coords(np.asarray([area], dtype=object), geo)[0]
-    clipped = shapely.intersection(frame.geometry.to_numpy(), inside)
-    keep = ~shapely.is_empty(clipped) & (shapely.length(clipped) > 0)
-    out = frame.loc[keep].copy()
-    out = out.set_geometry(gpd.GeoSeries(list(clipped[keep]), index=out.index, crs=frame.crs))
-    if "length_m" in out.columns and len(out):
-        out["length_m"] = np.round(lengths_m(out.geometry.to_numpy(), geo), 3)
-    return out.reset_index(drop=True)
 
 
 def _translate(graph: nx.MultiGraph, dx: float, dy: float) -> nx.MultiGraph:

@@ -95,6 +95,9 @@ class StepContext:
     shared : dict
         Quantities derived from a tile's layers that several steps of a pass use (e.g. the road
         width histogram), computed by the first and reused by the others; one dict per tile.
+    area : shapely geometry or None
+        Network steps: the part of the grid the results cover (an extent's area, pixel space);
+        steps that give features layers report only within it. None: the whole grid.
     """
 
     geo: GeoInfo
@@ -106,6 +109,7 @@ class StepContext:
     coarsening: int = 1
     threads: int = 1
     shared: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    area: Any = None
 
     def px(self, metres: float) -> float:
         """Metres to pixels of this scene."""

@@ -107,7 +107,11 @@ def _measure(entry: ManifestScene, folder: Path, truth_files: list[Path] | None,
     if entry.status != "done":
         return row, None, scene
     edges = None
-    vectors = [o for o in entry.outputs if Path(o).suffix.lower() in VECTOR_SUFFIXES and not (Path(o).suffix.lower() != ".gpkg" and find_changes([Path(o)]))]
+    vectors = [
+        o
+        for o in entry.outputs
+        if Path(o).suffix.lower() in VECTOR_SUFFIXES and not (Path(o).suffix.lower() != ".gpkg" and find_changes([Path(o)], entry.stem))
+    ]
     if not vectors:
         row.warnings.append("no vector network among the outputs (" + ", ".join(entry.outputs) + "); nothing measured")
         return row, None, scene
@@ -137,7 +141,7 @@ def _measure(entry: ManifestScene, folder: Path, truth_files: list[Path] | None,
 def _add_changes(row: SceneRow, entry: ManifestScene, folder: Path, scene: str | None, max_size: int, embed: bool) -> None:
     """Map updating outputs (``update_map``): their totals, and the classes drawn over the scene."""
     try:
-        changes = changes_of_outputs([_resolve_output(o, folder) for o in entry.outputs])
+        changes = changes_of_outputs([_resolve_output(o, folder) for o in entry.outputs], entry.stem)
     except GeosegError as exc:
         row.warnings.append(f"map changes not readable: {exc}")
         return

@@ -36,24 +36,28 @@ _HALO = (0, 0, 0)
 _CANVAS = (45, 45, 50)
 
 
-def find_changes(outputs: list[Path]) -> dict[str, tuple[Path, str | None]]:
+def find_changes(outputs: list[Path], stem: str) -> dict[str, tuple[Path, str | None]]:
     """Where a scene's change layers are among its output files: layer name -> (file, layer in it or None).
+
+    They are ``<stem>_<layer>.<ext>`` files, or layers of the scene's GeoPackage ``<stem>.gpkg``.
 
     Examples
     --------
-    >>> sorted(find_changes([Path("out/a.shp"), Path("out/a_new.shp"), Path("out/a_missing.shp")]))
+    >>> sorted(find_changes([Path("out/a.shp"), Path("out/a_new.shp"), Path("out/a_missing.shp")], "a"))
     ['missing', 'new']
+    >>> find_changes([Path("out/roads_new.shp"), Path("out/roads_new_nodes.shp")], "roads_new")
+    {}
     """
     found: dict[str, tuple[Path, str | None]] = {}
     for path in outputs:
-        if path.suffix.lower() == ".gpkg" and path.exists():
+        if path.suffix.lower() == ".gpkg" and path.stem == stem and path.exists():
             import pyogrio
 
             names = [str(n) for n, _ in pyogrio.list_layers(path)]
             found.update({n: (path, n) for n in CHANGE_LAYERS if n in names})
             continue
         for name in CHANGE_LAYERS:
-            if path.stem.endswith(f"_{name}"):
+            if path.stem == f"{stem}_{name}":
                 found[name] = (path, None)
     return found
 
@@ -73,27 +77,17 @@ def read_changes(where: dict[str, tuple[Path, str | None]]) -> dict[str, gpd.Geo
 
 def change_legend_text(changes: dict[str, gpd.GeoDataFrame]) -> dict[str, str]:
     """Per class, its total as the legend and the report show it ("0.092 km in 2", ...); per kind of link, how many."""
+    from geoseg.map_update import change_totals
+
     out = {}
-    for name in ("new", "missing", "matched"):
-        frame = changes.get(name)
-        if frame is None:
+    for name, total in change_totals(changes).items():
+        if name == "links":
+            out["new_link"], out["broken_link"] = f"{int(total['new_link'])}", f"{int(total['broken_link'])}"
             continue
-        text = f"{_km(frame):.3f} km in {len(frame)}"
-        if name == "matched" and len(frame) and "offset_m" in frame.columns:
-            weights = frame["length_m"].to_numpy(float)
-            if weights.sum() > 0:
-                text += f", offset {np.average(frame['offset_m'].to_numpy(float), weights=weights):.2f} m"
-        out[name] = text
-    links = changes.get("links")
-    if links is not None:
-        kinds = links["kind"].tolist() if len(links) else []
-        out["new_link"] = f"{kinds.count('new_link')}"
-        out["broken_link"] = f"{kinds.count('broken_link')}"
+        out[name] = f"{total['length_m'] / 1000:.3f} km in {int(total['count'])}"
+        if name == "matched" and math.isfinite(total.get("offset_m", math.nan)):
+            out[name] += f", offset {total['offset_m']:.2f} m"
     return out
-
-
-def _km(frame: gpd.GeoDataFrame) -> float:
-    return float(frame["length_m"].sum()) / 1000 if len(frame) and "length_m" in frame.columns else 0.0
 
 
 def render_changes(
@@ -133,7 +127,7 @@ def render_changes(
     Examples
     --------
     >>> from geoseg.report.changes import find_changes, read_changes, render_changes
-    >>> layers = read_changes(find_changes([Path("out/scene_a_new.shp"), Path("out/scene_a_missing.shp")]))  # doctest: +SKIP
+    >>> layers = read_changes(find_changes([Path("out/scene_a_new.shp"), Path("out/scene_a_missing.shp")], "scene_a"))  # doctest: +SKIP
     >>> render_changes("sample_data/scene_a.tif", layers, max_size=512).save("changes.png")  # doctest: +SKIP
     """
     if scene is not None:
@@ -224,7 +218,7 @@ def _legend(width: int, texts: dict[str, str]) -> Image.Image:
     return strip
 
 
-def changes_of_outputs(outputs: list[Path]) -> dict[str, gpd.GeoDataFrame] | None:
+def changes_of_outputs(outputs: list[Path], stem: str) -> dict[str, gpd.GeoDataFrame] | None:
     """The change layers among a scene's output files, read; None when there are none.
 
     Raises
@@ -232,5 +226,5 @@ def changes_of_outputs(outputs: list[Path]) -> dict[str, gpd.GeoDataFrame] | Non
     VectorReadError
         A change layer cannot be read.
     """
-    where = find_changes(outputs)
+    where = find_changes(outputs, stem)
     return read_changes(where) if where else None

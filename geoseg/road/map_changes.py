@@ -60,7 +60,7 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 import shapely
-from scipy.sparse import coo_matrix
+from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import dijkstra
 from scipy.spatial import cKDTree
 from shapely.geometry import LineString
@@ -69,7 +69,10 @@ from shapely.ops import substring
 from geoseg.errors import ConfigError
 from geoseg.road.network import dissolve_degree2, lines_to_graph
 
-__all__ = ["Stretches", "MapComparison", "Links", "compare_lines", "link_changes", "line_parts"]
+__all__ = ["Stretches", "MapComparison", "Links", "compare_lines", "link_changes", "line_parts", "chain_lines"]
+
+#: Entries of the distance and predecessor matrices of one block of shortest-path searches (about 160 MB).
+_PATH_BLOCK_ENTRIES = 10_000_000
 
 #: Samples along a matched stretch at which its offset is measured: at most this many, a quarter of the tolerance apart (1 unit at least).
 _MAX_OFFSET_SAMPLES = 2000
@@ -175,6 +178,26 @@ def line_parts(geometries: Sequence[shapely.Geometry | None]) -> tuple[np.ndarra
     return lines, index[keep]
 
 
+def chain_lines(lines: Sequence[LineString] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lines joined end to end where exactly two of them meet (a road drawn as several ways is one line), and the first input line of each.
+
+    Chains stop at junctions (three or more line ends at a point) and where lines cross.
+
+    Examples
+    --------
+    >>> chains, first = chain_lines([LineString([(0, 0), (5, 0)]), LineString([(5, 0), (9, 0)])])
+    >>> [c.length for c in chains], first.tolist()
+    ([9.0], [0])
+    """
+    parts = np.asarray(list(lines), dtype=object)
+    if not len(parts):
+        return parts, np.zeros(0, dtype=np.intp)
+    merged = shapely.get_parts(shapely.line_merge(shapely.MultiLineString(list(parts))))
+    tree = shapely.STRtree(parts)
+    first = np.asarray([int(tree.query_nearest(shapely.Point(m.coords[0]))[0]) for m in merged], dtype=np.intp)
+    return np.asarray(list(merged), dtype=object), first
+
+
 def compare_lines(
     extracted: Sequence[LineString] | np.ndarray,
     map_lines: Sequence[LineString] | np.ndarray,
@@ -183,6 +206,7 @@ def compare_lines(
     max_angle_deg: float = 30.0,
     min_length_px: float | None = None,
     extracted_confidence: Sequence[float] | None = None,
+    area: shapely.Geometry | None = None,
 ) -> MapComparison:
     """Cut an extracted network and a road map into new, missing and matched stretches.
 
@@ -200,6 +224,10 @@ def compare_lines(
         Shortest stretch reported (default: twice the tolerance).
     extracted_confidence : sequence of float, optional
         0-1 confidence of each extracted line.
+    area : shapely geometry, optional
+        Where changes are reported: stretches are cut to it (and new and missing pieces shorter
+        than ``min_length_px`` left out). The lines are matched beyond it, so give the map
+        within ``tolerance_px`` of the area: a road at its edge then finds its match outside.
 
     Returns
     -------
@@ -221,12 +249,12 @@ def compare_lines(
     ref = np.asarray(list(map_lines), dtype=object)
     conf = np.full(len(ext), np.nan) if extracted_confidence is None else np.asarray(extracted_confidence, dtype=float)
     cos_max = math.cos(math.radians(max_angle_deg))
-    ext_status = _classify_all(ext, ref, tolerance_px, cos_max, min_length)
-    ref_status = _classify_all(ref, ext, tolerance_px, cos_max, min_length)
-    new = _stretches(ext, [(i, s, e, None) for i, runs in enumerate(ext_status) for s, e, ok, _ in runs if not ok], conf)
-    missing = _stretches(ref, [(i, s, e, None) for i, runs in enumerate(ref_status) for s, e, ok, _ in runs if not ok], None)
+    ext, ext_status = _classify_all(ext, ref, tolerance_px, cos_max, min_length)
+    ref, ref_status = _classify_all(ref, ext, tolerance_px, cos_max, min_length)
+    new = _within(_stretches(ext, [(i, s, e, None) for i, runs in enumerate(ext_status) for s, e, ok, _ in runs if not ok], conf), ext, area, min_length)
+    missing = _within(_stretches(ref, [(i, s, e, None) for i, runs in enumerate(ref_status) for s, e, ok, _ in runs if not ok], None), ref, area, min_length)
     matched_runs = [(i, s, e, partners) for i, runs in enumerate(ref_status) for s, e, ok, partners in runs if ok]
-    matched = _stretches(ref, matched_runs, None)
+    matched = _within(_stretches(ref, matched_runs, None), ref, area, 0.0)
     if len(matched):
         tree = shapely.STRtree(ext)
         spacing = max(1.0, tolerance_px / 4)
@@ -241,10 +269,25 @@ def compare_lines(
 _Run = tuple[float, float, bool, frozenset[int]]
 
 
-def _classify_all(lines: np.ndarray, others: np.ndarray, tol: float, cos_max: float, min_length: float) -> list[list[_Run]]:
+def _classify_all(lines: np.ndarray, others: np.ndarray, tol: float, cos_max: float, min_length: float) -> tuple[np.ndarray, list[list[_Run]]]:
+    """The runs of every line; closed lines come back rotated to begin where their status changes (so no run is cut at the ring's seam)."""
     tree = shapely.STRtree(others)
     zones = shapely.buffer(others, tol, quad_segs=16) if len(others) else others
-    return [_clean(_classify(line, others, zones, tree, tol, cos_max), min_length, min_length + tol) for line in lines]
+    used = lines.copy()
+    runs = []
+    for i, line in enumerate(lines):
+        raw = _classify(line, others, zones, tree, tol, cos_max)
+        if line.is_closed and len(raw) > 1 and raw[0][2] == raw[-1][2]:
+            used[i] = _rotated(line, raw[0][1])
+            raw = _classify(used[i], others, zones, tree, tol, cos_max)
+        runs.append(_clean(raw, min_length, min_length + tol))
+    return used, runs
+
+
+def _rotated(ring: LineString, at: float) -> LineString:
+    """The closed line ``ring`` beginning (and ending) at distance ``at`` along it."""
+    first, second = substring(ring, at, ring.length), substring(ring, 0, at)
+    return LineString(np.vstack([np.asarray(first.coords), np.asarray(second.coords)[1:]]))
 
 
 def _classify(line: LineString, others: np.ndarray, zones: np.ndarray, tree: shapely.STRtree, tol: float, cos_max: float) -> list[_Run]:
@@ -255,10 +298,12 @@ def _classify(line: LineString, others: np.ndarray, zones: np.ndarray, tree: sha
         return [(0.0, length, False, frozenset())]
     pieces = shapely.get_parts(shapely.intersection(line, zones[candidates]))
     pieces = pieces[(shapely.get_type_id(pieces) == 1) & (shapely.length(pieces) > 0)]
-    ends = np.array([[p.coords[0][:2], p.coords[-1][:2]] for p in pieces], dtype=float).reshape(-1, 2)
-    along = shapely.line_locate_point(line, shapely.points(ends)).reshape(-1, 2) if len(ends) else np.zeros((0, 2))
+    # where each piece lies along the line, from its middle (its ends are ambiguous on a closed line)
+    middle = shapely.line_locate_point(line, shapely.line_interpolate_point(pieces, 0.5, normalized=True)) if len(pieces) else np.zeros(0)
+    half = shapely.length(pieces) / 2 if len(pieces) else np.zeros(0)
+    along = np.column_stack([np.clip(middle - half, 0, length), np.clip(middle + half, 0, length)])
     runs: list[_Run] = []
-    for a, b in _union(np.sort(along, axis=1)):
+    for a, b in _union(along):
         runs += _aligned_runs(line, a, b, others, candidates, tol, cos_max)
     out: list[_Run] = []
     at = 0.0
@@ -352,6 +397,22 @@ def _stretches(lines: np.ndarray, runs: Sequence[tuple[int, float, float, frozen
     return Stretches(
         geoms, source, np.asarray([s for _, s, _, _ in runs], dtype=float), np.asarray([e for _, _, e, _ in runs], dtype=float), confidence, nan, nan.copy()
     )
+
+
+def _within(stretches: Stretches, lines: np.ndarray, area: shapely.Geometry | None, min_length: float) -> Stretches:
+    """The parts of ``stretches`` inside ``area`` at least ``min_length`` long (all of them without an area)."""
+    if area is None or not len(stretches):
+        return stretches
+    parts, index = shapely.get_parts(shapely.intersection(stretches.geometry, area), return_index=True)
+    keep = (shapely.get_type_id(parts) == 1) & (shapely.length(parts) > 0) & (shapely.length(parts) >= min_length)
+    parts, index = parts[keep], index[keep]
+    source = stretches.source[index]
+    middle = np.asarray([lines[i].project(p.interpolate(0.5, normalized=True)) for i, p in zip(source, parts)], dtype=float)
+    half = shapely.length(parts) / 2 if len(parts) else np.zeros(0)
+    return Stretches(
+        np.asarray(list(parts), dtype=object), source, middle - half, middle + half, stretches.confidence[index],
+        stretches.offset_mean_px[index], stretches.offset_max_px[index],
+    )  # fmt: skip
 
 
 def _substring(line: LineString, start: float, end: float) -> LineString:
@@ -485,31 +546,37 @@ def link_changes(
     sources = n_base + np.arange(len(snapped.node))
     map_edge_lengths = [d["geometry"].length for _, _, d in road_map.edges(data=True)]
     limit = max(detour_ratio * max(map_edge_lengths), 3 * radius_px)
-    image_dist, pred = dijkstra(graph, indices=sources, limit=limit, return_predecessors=True)
-    image = image_dist[:, sources]
     map_index = {n: i for i, n in enumerate(road_map.nodes)}
     map_graph = _weighted(road_map, map_index)
-    map_dist = dijkstra(map_graph, indices=[map_index[n] for n in snapped.node], limit=3 * radius_px / shortcut_ratio)[:, [map_index[n] for n in snapped.node]]
+    on_map = [map_index[n] for n in snapped.node]
     where = {int(n): k for k, n in enumerate(snapped.node)}
+    map_edges = [(where[u], where[v], d["geometry"]) for u, v, d in road_map.edges(data=True) if u != v and u in where and v in where]
+    pairs = sorted(cKDTree(snapped.xy).query_pairs(radius_px))
     rows: list[tuple[shapely.Geometry, str, float, float]] = []
-    for u, v, data in road_map.edges(data=True):
-        if u == v or u not in where or v not in where:
-            continue
-        length, through = data["geometry"].length, image[where[u], where[v]]
-        if not through <= detour_ratio * length:
-            rows.append((data["geometry"], "broken_link", length, through))
-    best: dict[frozenset[int], tuple[float, int, int]] = {}
-    for a, b in sorted(cKDTree(snapped.xy).query_pairs(radius_px)):
-        straight = float(np.hypot(*(snapped.xy[a] - snapped.xy[b])))
-        through = image[a, b]
-        if straight < 2 * tolerance_px or not np.isfinite(through) or not through < shortcut_ratio * map_dist[a, b]:
-            continue
-        key = frozenset(_path_edges(pred[a], sources[a], sources[b], owner) & set(new_edges))
-        if key and (key not in best or through < best[key][0]):
-            best[key] = (through, a, b)
-    for through, a, b in sorted(best.values()):
-        path = _path_geometry(pred[a], sources[a], sources[b], owner, edges, snapped, n_base)
-        rows.append((path, "new_link", float(map_dist[a, b]), through))
+    best: dict[frozenset[int], tuple[float, int, int, shapely.Geometry, float]] = {}
+    # shortest paths from a block of map nodes at a time: memory bounded by _PATH_BLOCK_ENTRIES, not the square of the node count
+    block = max(1, _PATH_BLOCK_ENTRIES // graph.shape[0])
+    for start in range(0, len(sources), block):
+        stop = min(start + block, len(sources))
+        image_dist, pred = dijkstra(graph, indices=sources[start:stop], limit=limit, return_predecessors=True)
+        image = image_dist[:, sources]
+        map_dist = dijkstra(map_graph, indices=on_map[start:stop], limit=3 * radius_px / shortcut_ratio)[:, on_map]
+        for a, b, geometry in map_edges:
+            if start <= a < stop and not image[a - start, b] <= detour_ratio * geometry.length:
+                rows.append((geometry, "broken_link", geometry.length, image[a - start, b]))
+        for a, b in pairs:
+            if not start <= a < stop:
+                continue
+            straight = float(np.hypot(*(snapped.xy[a] - snapped.xy[b])))
+            through, by_map = image[a - start, b], map_dist[a - start, b]
+            if straight < 2 * tolerance_px or not np.isfinite(through) or not through < shortcut_ratio * by_map:
+                continue
+            key = frozenset(_path_edges(pred[a - start], sources[a], sources[b], owner) & set(new_edges))
+            if key and (key not in best or through < best[key][0]):
+                path = _path_geometry(pred[a - start], sources[a], sources[b], owner, edges, snapped, n_base)
+                best[key] = (through, a, b, path, float(by_map))
+    for through, _, _, path, by_map in sorted(best.values(), key=lambda item: item[:3]):
+        rows.append((path, "new_link", by_map, through))
     if not rows:
         return empty
 
@@ -543,7 +610,7 @@ def _starts_at(data: dict, network: nx.MultiGraph, u: object) -> bool:
     return bool(math.hypot(x - network.nodes[u]["x"], y - network.nodes[u]["y"]) < 1e-6 * max(1.0, data["geometry"].length))
 
 
-def _image_graph(network: nx.MultiGraph, edges: list[tuple], snapped: _Snapped) -> tuple[object, dict[tuple[int, int], tuple[int, float, float]]]:
+def _image_graph(network: nx.MultiGraph, edges: list[tuple], snapped: _Snapped) -> tuple[csr_matrix, dict[tuple[int, int], tuple[int, float, float]]]:
     """Sparse graph of the extracted network with one extra node per snapped map node.
 
     ``owner`` maps each directed pair of graph nodes to (extracted edge, position along its

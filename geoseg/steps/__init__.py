@@ -19,7 +19,7 @@ _MODULES = {
     "MJCRClassify": "classify",
     "NNClassify": "deep",
     "NonMaxSuppression": "centerlines",
-    "OcclusionMask": "compare",
+    "OcclusionMask": "occlusion",
     "RoadNetwork": "network",
     "Skeletonize": "skeleton",
     "TensorVoting": "centerlines",

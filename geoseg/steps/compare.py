@@ -1,11 +1,14 @@
-"""Map updating steps: the extracted network compared with an existing road map, and where roads are hidden.
+"""Map updating: the extracted network compared with an existing road map (``compare_network``).
 
-``compare_network`` runs after the network steps (:mod:`geoseg.road.map_changes`); the map is
-read once per process, placed in the scene's CRS (the reprojection is reported with the
-scene's warnings) and clipped to the scene. While the tiles are processed it samples, along the
-map's roads, where the scene has data, the road probability (or mask) and the
-``occlusion`` layer when the pipeline has one, so that ``missing`` stretches are cut to the
-scene's valid-data footprint and carry a confidence and the share of them under trees or in
+``compare_network`` runs after the network steps (:mod:`geoseg.road.map_changes`). The map is
+read once per process while its file is unchanged, placed in the scene's CRS (the
+reprojection is reported with the scene's warnings) and taken within the scene (or the
+extent) plus the matching tolerance, so that a road at the scene's edge finds its match just
+outside. The comparison is made on the pixel grid scaled to metres along each axis, so a scene
+in degrees (non-square pixels) is compared in metres too. While the tiles are processed the
+step samples, along the map's roads, where the scene has data, the road probability (or mask)
+and the ``occlusion`` layer when the pipeline has one, so that ``missing`` stretches are cut to
+the scene's valid-data footprint and carry a confidence and the share of them under trees or in
 shadow.
 """
 
@@ -16,7 +19,6 @@ import math
 import os
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,14 +26,14 @@ import shapely
 from pydantic import Field, ValidationInfo, field_validator
 from shapely.ops import substring
 
-from geoseg.errors import GeosegError, InputMismatchError
+from geoseg.errors import GeosegError, InputMismatchError, VectorReadError
 from geoseg.pipeline.step import Step, StepContext
 from geoseg.raster import GeoInfo
 from geoseg.road.centerlines import width_from_histogram
-from geoseg.road.map_changes import compare_lines, line_parts, link_changes
+from geoseg.road.map_changes import chain_lines, compare_lines, line_parts, link_changes
 from geoseg.steps.road_width import WIDTH_STATS_BYTES_PER_PIXEL, width_partial, width_stats_halo_px
 
-__all__ = ["CompareNetwork", "OcclusionMask", "CHANGE_LAYERS"]
+__all__ = ["CompareNetwork", "RoadMapLines", "CHANGE_LAYERS", "map_in_scene"]
 
 log = logging.getLogger("geoseg.compare")
 
@@ -56,90 +58,133 @@ class _Samples:
         return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("x", "y", "valid", "road", "occluded")))
 
 
-@lru_cache(maxsize=4)
-def _read_lines(path: str, layer: str | None, stamp: tuple[int, int]) -> Any:
-    """The map's lines as in the file, with ``map_id`` = feature order (read once while the file is unchanged)."""
-    from geoseg.classifiers.road_map import read_road_map
-    from geoseg.vector import check_degrees
+@dataclass(frozen=True)
+class RoadMapLines:
+    """A road map's lines in a scene's CRS, ready to compare.
 
-    frame = read_road_map(path) if layer is None else _read_layer(path, layer)
-    check_degrees(path, frame.geometry.to_numpy(), frame.crs)
-    return frame.assign(map_id=np.arange(len(frame), dtype=np.int64)) if "map_id" not in frame.columns else frame
+    Attributes
+    ----------
+    path : str
+        The map file.
+    parts : numpy.ndarray of LineString
+        Its lines (multi-part lines split), in the scene's CRS.
+    ids : numpy.ndarray of int
+        For each part, the feature number in the file (from 0, all features counted).
+    tree : shapely.STRtree
+        Spatial index of ``parts``.
+    crs : str or None
+        The file's own CRS (``EPSG:4326``), None without one.
+    reprojected : bool
+        Whether ``parts`` were reprojected from it.
+    """
 
+    path: str
+    parts: np.ndarray
+    ids: np.ndarray
+    tree: shapely.STRtree
+    crs: str | None
+    reprojected: bool
 
-@lru_cache(maxsize=4)
-def _read_map(path: str, layer: str | None, stamp: tuple[int, int], crs_wkt: str | None) -> tuple[Any, str | None]:
-    """The map's lines in the CRS ``crs_wkt`` (None: a scene without georeferencing), and the reprojection note."""
-    from affine import Affine
-    from rasterio.crs import CRS
-
-    from geoseg.vector import to_scene_crs
-
-    frame = _read_lines(path, layer, stamp)
-    geo = GeoInfo(1, 1, CRS.from_wkt(crs_wkt) if crs_wkt else None, Affine.identity(), (1.0, 1.0), crs_wkt is not None)
-    placed, note = to_scene_crs(frame, geo, "the scene", path, "the map")
-    return placed.reset_index(drop=True), note
+    def near(self, area: shapely.Geometry) -> tuple[np.ndarray, np.ndarray]:
+        """The parts whose bounding boxes meet ``area`` (CRS coordinates), and their feature numbers."""
+        hits = np.sort(self.tree.query(area))
+        return self.parts[hits], self.ids[hits]
 
 
 def _stamp(path: str) -> tuple[int, int]:
+    """The file's modification time and size (caches key on them); (0, 0) for GDAL virtual paths and URLs."""
+    from geoseg.inputs import is_remote
+
+    if is_remote(path):
+        return 0, 0
     try:
         st = os.stat(path)
     except OSError:
-        from geoseg.errors import VectorReadError
-
         raise VectorReadError(f"{path}: no such file (the road map to compare with)") from None
     return st.st_mtime_ns, st.st_size
 
 
-def _read_layer(path: str, layer: str) -> Any:
-    """The lines of one layer of a map file."""
-    import pyogrio
-    from pyogrio.errors import DataSourceError
-
-    from geoseg.vector import read_lines
-
-    try:
-        layers = [str(name) for name, _ in pyogrio.list_layers(path)]
-    except DataSourceError:
-        layers = []
-    if layers and layer not in layers:
-        raise InputMismatchError(f"{path}: no layer {layer!r} (layers: {', '.join(layers)})")
-    frame = read_lines(path, layer=layer)
-    lines = frame[frame.geometry.notna() & frame.geometry.geom_type.isin(["LineString", "MultiLineString"])]
-    if lines.empty:
-        raise InputMismatchError(f"{path}: layer {layer!r} holds no lines (road centerlines)")
-    return lines
-
-
-def map_in_scene(path: str, layer: str | None, geo: GeoInfo) -> tuple[Any, str | None]:
-    """The map file's lines in the CRS of ``geo`` (read and reprojected once per process while the file is unchanged).
+@lru_cache(maxsize=2)
+def _read_lines(path: str, layer: str | None, stamp: tuple[int, int]) -> Any:
+    """The map's lines as in the file, with ``map_id`` = feature number (all features counted), read once while the file is unchanged.
 
     Raises
     ------
     VectorReadError, InputMismatchError
-        No such file, not a vector file, no lines, or a CRS that cannot be matched with the scene's.
+        Not a vector file, no such layer, several layers and none chosen, features but no lines,
+        degrees out of range.
+    """
+    import pyogrio
+    from pyogrio.errors import DataLayerError, DataSourceError
+
+    from geoseg.vector import check_degrees, keep_lines, read_lines
+
+    try:
+        layers = [str(name) for name, _ in pyogrio.list_layers(path)]
+    except (DataSourceError, DataLayerError):
+        layers = []
+    if layer is not None and layers and layer not in layers:
+        raise InputMismatchError(f"{path}: no layer {layer!r} (layers: {', '.join(layers)})")
+    if layer is None and len(layers) > 1:
+        raise InputMismatchError(
+            f"{path}: the file has several layers ({', '.join(layers)}); choose the road map's with "
+            "--set compare_network.map_layer=NAME (geoseg compare --map-layer NAME)"
+        )
+    frame = read_lines(path, layer=layer)
+    frame = frame.assign(map_id=np.arange(len(frame), dtype=np.int64))
+    lines = keep_lines(frame, path, "a road map", allow_empty=True)
+    check_degrees(path, lines.geometry.to_numpy(), lines.crs)
+    return lines
+
+
+@lru_cache(maxsize=2)
+def _map_lines(path: str, layer: str | None, stamp: tuple[int, int], crs_wkt: str | None) -> RoadMapLines:
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from geoseg.vector import crs_name, to_scene_crs
+
+    frame = _read_lines(path, layer, stamp)
+    geo = GeoInfo(1, 1, CRS.from_wkt(crs_wkt) if crs_wkt else None, Affine.identity(), (1.0, 1.0), crs_wkt is not None)
+    placed, note = to_scene_crs(frame, geo, "the scene", path, "the map")
+    parts, index = line_parts(placed.geometry.to_numpy())
+    ids = placed["map_id"].to_numpy()[index] if len(index) else np.zeros(0, np.int64)
+    own = crs_name(frame.crs) if frame.crs is not None else None
+    return RoadMapLines(path, parts, ids, shapely.STRtree(parts), own, note is not None)
+
+
+def map_in_scene(path: str, layer: str | None, geo: GeoInfo) -> RoadMapLines:
+    """The road map file's lines in the CRS of ``geo`` (read and reprojected once per process while the file is unchanged).
+
+    Raises
+    ------
+    VectorReadError, InputMismatchError
+        No such file, not a vector file, no lines, several layers and none chosen, or a CRS
+        that cannot be matched with the scene's.
     """
     crs = geo.crs.to_wkt() if geo.georeferenced and geo.crs is not None else None
-    return _read_map(str(Path(path)), layer, _stamp(path), crs)
+    return _map_lines(path, layer, _stamp(path), crs)
 
 
 class CompareNetwork(Step):
     """Compare the extracted network with a road map: ``new``, ``missing`` and ``matched`` stretches, and routing ``links``.
 
-    Two roads match where they run within ``tolerance_m`` of each other in about the same
-    direction (see :mod:`geoseg.road.map_changes`). The tolerance follows the road width
-    (``tolerance_factor`` times the width measured on the road mask, or ``road_width_m``)
-    unless ``tolerance_m`` is set. Layers, in the scene's CRS:
+    Two roads match where they run within the tolerance of each other in about the same
+    direction (see :mod:`geoseg.road.map_changes`). The tolerance is ``tolerance_m``, else
+    ``tolerance_factor`` times the road width (``road_width_m``, else measured on the road
+    mask). Ways of the map that meet end to end are compared as one road. Layers, in the
+    scene's CRS, each feature's ``confidence`` (0-1) being that of what its layer says:
 
     - ``new`` (extracted road, no map road near it): ``length_m``, ``confidence`` (the
-      extraction's, 0-1);
+      extraction's);
     - ``missing`` (map road in the scene's valid-data area, no extracted road near it):
-      ``length_m``, ``confidence`` (1 minus the mean road probability along it: high where the
-      classifier is sure there is no road), ``occluded`` (share under trees or in shadow, when
-      the pipeline has an ``occlusion`` layer), ``map_id`` (feature number in the map file);
+      ``length_m``, ``confidence`` (that the road is absent: 1 minus the mean road probability
+      along it), ``occluded`` (share under trees or in shadow, when the pipeline has an
+      ``occlusion`` layer), ``map_id`` (number of the map feature under the stretch's middle,
+      counted from 0 in the file);
     - ``matched`` (map road with extracted road near it): ``length_m``, ``offset_m`` and
-      ``offset_max`` (mean and largest distance between the two, metres), ``confidence``,
-      ``map_id``;
+      ``offset_max`` (mean and largest distance between the two, metres), ``confidence`` (of
+      the extracted road), ``map_id``;
     - ``links``: ``kind`` (``new_link`` or ``broken_link``), ``map_m`` and ``image_m`` (path
       lengths between the two map nodes in the map and through the extracted network),
       ``ratio`` (``image_m / map_m``).
@@ -151,8 +196,8 @@ class CompareNetwork(Step):
     bytes_per_pixel = 8
     stats_bytes_per_pixel = WIDTH_STATS_BYTES_PER_PIXEL
 
-    map_layer: str | None = Field(None, description="layer of the map file (default: its first)")
-    map: str = Field(description="road map to compare with (any OGR vector format, any CRS: reprojected to the scene's, and said so)")
+    map_layer: str | None = Field(None, description="layer of the map file (needed when it has several)")
+    map: str = Field(description="road map to compare with (any OGR vector format, GDAL virtual path or URL, any CRS: reprojected to the scene's, and said so)")
     tolerance_m: float | None = Field(None, gt=0, description="how far apart two lines may be and be the same road; default: tolerance_factor x road width")
     tolerance_factor: float = Field(1.0, gt=0, description="tolerance as a multiple of the road width (when tolerance_m is not set)")
     road_width_m: float | None = Field(None, gt=0, description="typical road width in metres; default: measured on the mask")
@@ -169,7 +214,7 @@ class CompareNetwork(Step):
     def _map_readable(cls, path: str, info: ValidationInfo) -> str:
         """Read the map when the step is built, so that a missing or unreadable map stops a batch before any scene runs."""
         try:
-            _read_lines(str(Path(path)), info.data.get("map_layer"), _stamp(path))
+            _read_lines(path, info.data.get("map_layer"), _stamp(path))
         except GeosegError as exc:
             raise ValueError(str(exc)) from None
         return path
@@ -192,22 +237,23 @@ class CompareNetwork(Step):
         return width, self._samples(layers, ctx)
 
     def _samples(self, layers: dict[str, Any], ctx: StepContext) -> _Samples:
-        frame, _ = map_in_scene(self.map, self.map_layer, ctx.geo)
+        """One point per pixel along the map's roads in the tile's core, with the values there."""
+        from geoseg.vector import to_crs_coords
+
         rows, cols = ctx.core
         r0, r1, c0, c1 = rows.start or 0, rows.stop or ctx.geo.height, cols.start or 0, cols.stop or ctx.geo.width
-        inverse = ~ctx.geo.transform
-        lines, _ = line_parts(frame.geometry.to_numpy())
-        if not len(lines):
+        core = to_crs_coords(np.asarray([shapely.box(c0, r0, c1, r1)], dtype=object), ctx.geo)[0]
+        parts, _ = map_in_scene(self.map, self.map_layer, ctx.geo).near(core)
+        if not len(parts):
             return _Samples.concat([])
-        in_pixels = shapely.transform(lines, lambda xy: np.column_stack(inverse @ (xy[:, 0], xy[:, 1])))
+        in_pixels = ctx.geo.to_pixels(parts)
         clipped, _ = line_parts(shapely.clip_by_rect(in_pixels, c0, r0, c1, r1))
         if not len(clipped):
             return _Samples.concat([])
         counts = np.maximum(1, np.round(shapely.length(clipped)).astype(np.int64))
         which = np.repeat(np.arange(len(clipped)), counts)
         along = (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + 0.5) / np.repeat(counts, counts)
-        points = shapely.line_interpolate_point(clipped[which], along, normalized=True)
-        xy = shapely.get_coordinates(points)
+        xy = shapely.get_coordinates(shapely.line_interpolate_point(clipped[which], along, normalized=True))
         r = np.clip(np.floor(xy[:, 1]).astype(np.int64), r0, r1 - 1)
         c = np.clip(np.floor(xy[:, 0]).astype(np.int64), c0, c1 - 1)
         valid = ctx.valid[r, c] if ctx.valid is not None else np.ones(len(r), bool)
@@ -223,122 +269,155 @@ class CompareNetwork(Step):
         widths = [p[0] for p in partials if p[0] is not None]
         return self.with_fitted(histograms=widths, samples=_Samples.concat([p[1] for p in partials]))
 
-    def _tolerance_px(self, ctx: StepContext) -> float:
+    def tolerance(self, geo: GeoInfo, histograms: list[np.ndarray] | None = None) -> tuple[float, str]:
+        """The matching tolerance in metres, and where it comes from (for the log)."""
         if self.tolerance_m is not None:
-            return ctx.px(self.tolerance_m)
+            return self.tolerance_m, "tolerance_m"
         if self.road_width_m is not None:
-            return self.tolerance_factor * ctx.px(self.road_width_m)
-        width = width_from_histogram(self.fitted("histograms"), ctx.px(self.fallback_road_width_m), ctx.px(self.max_road_width_m))
-        return self.tolerance_factor * width
+            return self.tolerance_factor * self.road_width_m, f"{self.tolerance_factor:g} x road_width_m"
+        width_px = width_from_histogram(histograms or [], geo.metres_to_pixels(self.fallback_road_width_m), geo.metres_to_pixels(self.max_road_width_m))
+        return self.tolerance_factor * width_px * geo.gsd_m, f"{self.tolerance_factor:g} x the road width measured on the mask"
 
     def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         """Compare the network with the map (scene-wide, once)."""
-        frame, note = map_in_scene(self.map, self.map_layer, ctx.geo)
-        if note:
-            ctx.warnings.append(note)
+        roads = map_in_scene(self.map, self.map_layer, ctx.geo)
+        if roads.reprojected:
+            ctx.warnings.append(f"{roads.path}: reprojected from {roads.crs} to the CRS of {ctx.source} ({ctx.geo.crs})")
+        tolerance, why = self.tolerance(ctx.geo, self.fitted("histograms") if self._fitted is not None else None)
+        log.info("%s: compared with %s within %.2f m (%s)", ctx.source, roads.path, tolerance, why)
         samples = self.fitted("samples") if self._fitted is not None else None
-        return self.compare(layers["network"], frame, ctx.geo, self._tolerance_px(ctx), samples=samples)
+        out, notes = self.compare(layers["network"], roads, ctx.geo, tolerance, area=ctx.area, samples=samples, scene=ctx.source)
+        ctx.warnings.extend(notes)
+        return out
 
-    def compare(self, network: Any, frame: Any, geo: GeoInfo, tolerance_px: float, *, area: Any = None, samples: _Samples | None = None) -> dict[str, Any]:
-        """The change layers of ``network`` (pixel space of ``geo``) against the map lines ``frame`` (CRS of ``geo``, column ``map_id``).
+    def compare(
+        self,
+        network: Any,
+        roads: RoadMapLines,
+        geo: GeoInfo,
+        tolerance_m: float,
+        *,
+        area: shapely.Geometry | None = None,
+        samples: _Samples | None = None,
+        scene: str = "the scene",
+    ) -> tuple[dict[str, Any], list[str]]:
+        """The change layers of ``network`` (pixel space of ``geo``) against ``roads``, and notes for the user.
 
-        The map is clipped to ``area`` (a polygon in pixel space; default: the grid of ``geo``);
-        ``samples`` along the map cut missing stretches to the valid-data area and give their
-        confidence and occluded share.
+        Changes are reported within ``area`` (a polygon in pixel space; default: the grid of
+        ``geo``); the map is matched within the tolerance around it. ``samples`` along the map
+        cut missing stretches to the valid-data area and give their confidence and occluded share.
         """
-        min_length = 2 * tolerance_px if self.min_length_m is None else geo.metres_to_pixels(self.min_length_m)
-        lines, index = line_parts(frame.geometry.to_numpy())
-        map_ids = frame["map_id"].to_numpy()[index] if len(index) else np.zeros(0, np.int64)
-        inverse = ~geo.transform
-        in_pixels = shapely.transform(lines, lambda xy: np.column_stack(inverse @ (xy[:, 0], xy[:, 1]))) if len(lines) else lines
-        if area is None:
-            clipped, kept = line_parts(shapely.clip_by_rect(in_pixels, 0, 0, geo.width, geo.height)) if len(lines) else (lines, index)
-        else:
-            clipped, kept = line_parts(shapely.intersection(in_pixels, area)) if len(lines) else (lines, index)
-        map_ids = map_ids[kept] if len(kept) else np.zeros(0, np.int64)
+        from geoseg.vector import to_crs_coords
+
+        sx, sy = geo.gsd_xy_m
+        grid = shapely.box(0, 0, geo.width, geo.height) if area is None else area
+        zone = shapely.buffer(_scaled(grid, sx, sy), tolerance_m)
+        near, ids = roads.near(to_crs_coords(np.asarray([_scaled(zone, 1 / sx, 1 / sy)], dtype=object), geo)[0])
+        parts, kept = line_parts(shapely.intersection(_scaled(geo.to_pixels(near), sx, sy), zone)) if len(near) else (near, ids)
+        ids = ids[kept] if len(kept) else np.zeros(0, np.int64)
+        notes = []
+        reported = _scaled(grid, sx, sy)
+        if not len(parts) or not shapely.intersects(shapely.MultiLineString(list(parts)), reported):
+            notes.append(f"{roads.path}: no road of the map lies in {scene}: every extracted road is new (the right map? the right CRS?)")
+        roads_m, _ = chain_lines(parts)
         edges = list(network.edges(keys=True, data=True))
-        extracted = [d["geometry"] for *_, d in edges]
+        extracted = np.asarray([_scaled(d["geometry"], sx, sy) for *_, d in edges], dtype=object)
         confidence = [d.get("confidence", math.nan) for *_, d in edges]
+        min_length = 2 * tolerance_m if self.min_length_m is None else self.min_length_m
         result = compare_lines(
-            extracted, clipped, tolerance_px=tolerance_px, max_angle_deg=self.max_angle_deg, min_length_px=min_length, extracted_confidence=confidence
-        )
-        missing = _cut_to_footprint(result.missing, samples if samples is not None else _Samples.concat([]), geo, min_length)
+            extracted, roads_m, tolerance_px=tolerance_m, max_angle_deg=self.max_angle_deg, min_length_px=min_length,
+            extracted_confidence=confidence, area=reported,
+        )  # fmt: skip
+        part_tree = shapely.STRtree(parts) if len(parts) else None
+
+        def map_ids(geoms: np.ndarray) -> np.ndarray:
+            if part_tree is None or not len(geoms):
+                return np.zeros(len(geoms), np.int64)
+            middles = shapely.line_interpolate_point(geoms, 0.5, normalized=True)
+            return ids[part_tree.query_nearest(middles, all_matches=False)[1]]
+
+        missing = _cut_to_footprint(result.missing.geometry, samples if samples is not None else _Samples.concat([]), geo, min_length)
+        back: dict[str, Any] = {"geo": geo, "sx": sx, "sy": sy}
         out: dict[str, Any] = {
-            "new": _frame(geo, result.new.geometry, confidence=result.new.confidence),
-            "missing": _frame(geo, missing[0], confidence=missing[1], occluded=missing[2], map_id=map_ids[missing[3]]),
+            "new": _frame(result.new.geometry, **back, confidence=result.new.confidence),
+            "missing": _frame(missing[0], **back, confidence=missing[1], occluded=missing[2], map_id=map_ids(missing[0])),
             "matched": _frame(
-                geo,
                 result.matched.geometry,
-                offset_m=result.matched.offset_mean_px * geo.gsd_m,
-                offset_max=result.matched.offset_max_px * geo.gsd_m,
+                **back,
+                offset_m=result.matched.offset_mean_px,
+                offset_max=result.matched.offset_max_px,
                 confidence=result.matched.confidence,
-                map_id=map_ids[result.matched.source],
+                map_id=map_ids(result.matched.geometry),
             ),  # fmt: skip
         }
         empty = np.zeros(0)
-        links_found = (
-            link_changes(
-                network,
-                clipped,
-                tolerance_px=tolerance_px,
-                radius_px=geo.metres_to_pixels(self.link_radius_m),
-                new_edges=set(result.new.source.tolist()),
-                shortcut_ratio=self.shortcut_ratio,
-                detour_ratio=self.detour_ratio,
+        found = None
+        if self.link_radius_m > 0 and edges and len(roads_m):
+            found = link_changes(
+                _scaled_graph(network, sx, sy), roads_m, tolerance_px=tolerance_m, radius_px=self.link_radius_m,
+                new_edges=set(result.new.source.tolist()), shortcut_ratio=self.shortcut_ratio, detour_ratio=self.detour_ratio,
             )  # fmt: skip
-            if self.link_radius_m > 0 and edges and len(clipped)
-            else None
-        )
-        if links_found is None or not len(links_found):
-            out["links"] = _frame(geo, np.zeros(0, dtype=object), kind=np.zeros(0, dtype=str), map_m=empty, image_m=empty, ratio=empty)
-            return out
-        map_m, image_m = links_found.map_length * geo.gsd_m, links_found.image_length * geo.gsd_m
+        if found is None or not len(found):
+            out["links"] = _frame(np.zeros(0, dtype=object), **back, kind=np.zeros(0, dtype=str), map_m=empty, image_m=empty, ratio=empty)
+            return out, notes
+        inside = shapely.intersects(found.geometry, reported)
         with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = image_m / map_m
-        out["links"] = _frame(geo, links_found.geometry, kind=links_found.kind.astype(str), map_m=map_m, image_m=image_m, ratio=ratio)
-        return out
+            ratio = found.image_length / found.map_length
+        out["links"] = _frame(
+            found.geometry[inside], **back, kind=found.kind[inside].astype(str), map_m=found.map_length[inside], image_m=found.image_length[inside],
+            ratio=ratio[inside],
+        )  # fmt: skip
+        return out, notes
 
 
-def _cut_to_footprint(missing: Any, samples: _Samples, geo: GeoInfo, min_length: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Missing stretches cut to where the scene has data, with 1 - mean road value and the occluded share along each.
+def _scaled(geometry: Any, sx: float, sy: float) -> Any:
+    """Geometries with x multiplied by ``sx`` and y by ``sy`` (pixel space to metres along each axis, and back)."""
+    return shapely.transform(geometry, lambda xy: xy * (sx, sy))
 
-    Returns geometries, confidences, occluded shares and the index of the map line of each.
+
+def _scaled_graph(network: Any, sx: float, sy: float) -> Any:
+    """A copy of a pixel-space network in metres along each axis (node ``x``/``y`` and edge geometries)."""
+    graph = network.copy()
+    for _, data in graph.nodes(data=True):
+        data["x"], data["y"] = data["x"] * sx, data["y"] * sy
+    for *_, data in graph.edges(keys=True, data=True):
+        data["geometry"] = _scaled(data["geometry"], sx, sy)
+    return graph
+
+
+def _cut_to_footprint(missing: np.ndarray, samples: _Samples, geo: GeoInfo, min_length: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Missing stretches (metres along each axis) cut to where the scene has data, with 1 - mean road value and the occluded share along each.
+
+    Returns geometries, confidences and occluded shares.
     """
-    geoms, conf, occluded, source = [], [], [], []
+    geoms, conf, occluded = [], [], []
     if len(samples.x):
         inverse = ~geo.transform
         px, py = inverse @ (samples.x, samples.y)
-        points = shapely.points(np.column_stack([px, py]))
+        sx, sy = geo.gsd_xy_m
+        points = shapely.points(np.column_stack([np.asarray(px) * sx, np.asarray(py) * sy]))
         tree = shapely.STRtree(points)
-    for stretch, line in zip(missing.geometry, missing.source):
-        idx = tree.query(stretch, predicate="dwithin", distance=1e-3) if len(samples.x) else np.zeros(0, np.intp)
+        step = max(sx, sy)  # samples lie one pixel apart
+    for stretch in missing:
+        idx = tree.query(stretch, predicate="dwithin", distance=1e-3 * step) if len(samples.x) else np.zeros(0, np.intp)
         if not len(idx):
             geoms.append(stretch)
             conf.append(math.nan)
             occluded.append(math.nan)
-            source.append(line)
             continue
         at = shapely.line_locate_point(stretch, points[idx])
         order = np.argsort(at)
         idx, at = idx[order], at[order]
-        ok = samples.valid[idx]
-        for run in _runs(ok):
-            start, end = max(0.0, at[run[0]] - 0.5), min(stretch.length, at[run[-1]] + 0.5)
-            if run[0] == 0:
-                start = 0.0
-            if run[-1] == len(idx) - 1:
-                end = stretch.length
+        for run in _runs(samples.valid[idx]):
+            start = 0.0 if run[0] == 0 else max(0.0, at[run[0]] - step / 2)
+            end = stretch.length if run[-1] == len(idx) - 1 else min(stretch.length, at[run[-1]] + step / 2)
             if end - start < min_length:
                 continue
-            piece = stretch if start <= 0 and end >= stretch.length else substring(stretch, start, end)
-            geoms.append(piece)
+            geoms.append(stretch if start <= 0 and end >= stretch.length else substring(stretch, start, end))
             road, occ = samples.road[idx[run]], samples.occluded[idx[run]]
             conf.append(float(1 - np.nanmean(road)) if np.isfinite(road).any() else math.nan)
             occluded.append(float(np.nanmean(occ)) if np.isfinite(occ).any() else math.nan)
-            source.append(line)
-    return (
-        np.asarray(geoms, dtype=object), np.asarray(conf, dtype=float), np.asarray(occluded, dtype=float), np.asarray(source, dtype=np.intp)
-    )  # fmt: skip
+    return np.asarray(geoms, dtype=object), np.asarray(conf, dtype=float), np.asarray(occluded, dtype=float)
 
 
 def _runs(flags: np.ndarray) -> list[np.ndarray]:
@@ -349,98 +428,17 @@ def _runs(flags: np.ndarray) -> list[np.ndarray]:
     return np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1)
 
 
-def _frame(geo: GeoInfo, geometry: np.ndarray, **columns: np.ndarray) -> Any:
-    """Features from pixel space to the scene's CRS, with ``length_m`` and the given columns (floats rounded)."""
+def _frame(geometry: np.ndarray, *, geo: GeoInfo, sx: float, sy: float, **columns: Any) -> Any:
+    """Features from metres along the pixel axes to the scene's CRS, with ``length_m`` (geodesic) and the given columns (floats rounded)."""
     import geopandas as gpd
 
     from geoseg.vector import lengths_m, to_crs_coords
 
-    geoms = to_crs_coords(np.asarray(geometry, dtype=object), geo) if len(geometry) else np.asarray(geometry, dtype=object)
+    geoms = np.asarray(geometry, dtype=object)
+    geoms = to_crs_coords(_scaled(geoms, 1 / sx, 1 / sy), geo) if len(geoms) else geoms
     data: dict[str, Any] = {"length_m": np.round(lengths_m(geoms, geo), 3) if len(geoms) else np.zeros(0)}
     for name, values in columns.items():
         values = np.asarray(values)
         data[name] = np.round(values.astype(float), 4) if values.dtype.kind == "f" else values
     crs = geo.crs if geo.georeferenced else None
     return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(list(geoms), crs=crs), crs=crs)
-
-
-class OcclusionMask(Step):
-    """Where roads may be hidden from above: tree crowns and shadows, from the image's colours.
-
-    Tree crowns: *dark* vegetation, excess green ``(2G - R - B) / (R + G + B)`` above
-    ``vegetation_index`` (Woebbecke et al. 1995, chromatic coordinates), or NDVI above ``ndvi``
-    when the scene has a band named ``nir``, where the brightness (mean of bands 1-3) is below
-    ``crown_fraction`` times the scene's median brightness: lit lawns and crops are brighter than
-    crowns, which shade themselves. Shadows: brightness below ``shadow_fraction`` times the
-    median. The median is measured over all tiles. Patches thinner than ``min_size_m`` (crop
-    rows, dark cars) are removed by a morphological opening. Needs bands 1-3 to be red, green
-    and blue (with fewer bands: shadows only). A colour rule, not a classifier: it tells
-    crowns and shadows from lit ground in typical summer imagery, not in every scene.
-    """
-
-    type_name = "occlusion_mask"
-    takes = ("image",)
-    gives = ("occlusion",)
-    stats_inputs = ("image",)
-    bytes_per_pixel = 24
-
-    vegetation_index: float = Field(0.1, description="excess green above which a pixel is vegetation")
-    ndvi: float = Field(0.3, description="NDVI above which a pixel is vegetation (scenes with a band named nir)")
-    crown_fraction: float = Field(0.8, gt=0, le=1, description="vegetation darker than this share of the scene median is tree crown")
-    shadow_fraction: float = Field(0.5, gt=0, lt=1, description="brightness below this share of the scene median is shadow")
-    min_size_m: float = Field(1.0, ge=0, description="radius (metres) of the opening that removes thinner patches")
-
-    def halo_px(self, geo: GeoInfo) -> int:
-        """The opening looks as far as its radius."""
-        return int(math.ceil(geo.metres_to_pixels(self.min_size_m))) + 1
-
-    def tile_statistics(self, layers: dict[str, Any], ctx: StepContext) -> np.ndarray:
-        """Histogram of log2 brightness over the tile's core (40 bins per octave, 2^-20 to 2^20)."""
-        rows, cols = ctx.core
-        bright = _brightness(layers["image"])[rows, cols]
-        valid = ctx.raster_valid(self.label)[rows, cols] & (bright > 0)
-        return np.histogram(np.log2(bright[valid]), bins=_LOG_BINS)[0]
-
-    def fit(self, partials: list[Any]) -> Step:
-        """The scene's median brightness."""
-        counts = np.sum(partials, axis=0) if partials else np.zeros(len(_LOG_BINS) - 1)
-        if counts.sum() == 0:
-            return self.with_fitted(median=math.nan)
-        k = int(np.searchsorted(np.cumsum(counts), counts.sum() / 2))
-        return self.with_fitted(median=float(2 ** ((_LOG_BINS[k] + _LOG_BINS[k + 1]) / 2)))
-
-    def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
-        """The occlusion mask of the tile (False where the scene has no data)."""
-        from scipy import ndimage as ndi
-
-        image = layers["image"]
-        valid = ctx.raster_valid(self.label)
-        median = self.fitted("median")
-        if not math.isfinite(median):
-            return {"occlusion": np.zeros(valid.shape, bool)}
-        bright = _brightness(image)
-        names = [n.lower() for n in ctx.band_names]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            if "nir" in names and image.shape[0] >= 3:
-                nir, red = image[names.index("nir")].astype(np.float32), image[0].astype(np.float32)
-                green = (nir - red) / (nir + red) > self.ndvi
-            elif image.shape[0] >= 3:
-                r, g, b = (image[i].astype(np.float32) for i in range(3))
-                green = (2 * g - r - b) / (r + g + b) > self.vegetation_index
-            else:
-                green = np.zeros(valid.shape, bool)
-        hidden = (green & (bright < self.crown_fraction * median)) | (bright < self.shadow_fraction * median)
-        radius = int(round(ctx.px(self.min_size_m)))
-        if radius > 0:
-            yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
-            hidden = ndi.binary_opening(hidden, structure=xx**2 + yy**2 <= radius**2)
-        return {"occlusion": hidden & valid}
-
-
-def _brightness(image: np.ndarray) -> np.ndarray:
-    """Mean of bands 1-3 (or of all bands, with fewer)."""
-    return image[: min(3, image.shape[0])].astype(np.float32).mean(axis=0)
-
-
-#: Bin edges of the log2-brightness histogram of :class:`OcclusionMask`.
-_LOG_BINS = np.linspace(-20.0, 20.0, 1601)

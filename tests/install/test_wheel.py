@@ -143,8 +143,23 @@ def test_sequence_config_and_pipeline_by_name(wheel_venv: WheelVenv, trained: di
     assert {"track_id", "frame"} <= set(objects.columns)
 
 
+def test_update_map_and_compare_by_name(wheel_venv: WheelVenv, tmp_path: Path) -> None:
+    """Map updating as a user runs it: the shipped pipeline on a scene with a stale map (one road deleted), then geoseg compare."""
+    truth = gpd.read_file(SAMPLE / "scene_a_centerlines.geojson")
+    folder = user_folder(tmp_path, SAMPLE / "scene_a.tif", SAMPLE / "roads.mjcr.npz")
+    truth.drop(index=[6]).to_crs(4326).to_file(folder / "osm.geojson")  # road 6 (72 m) is not on the map
+    wheel_venv.run("run", "update_map", "scene_a.tif", "-o", "out", "--set", "model=roads.mjcr.npz", "--set", "map=osm.geojson", cwd=folder)
+    new = gpd.read_file(folder / "out" / "scene_a_new.shp")
+    assert new.crs.to_epsg() == 32633 and new["length_m"].max() == pytest.approx(truth.length[6], abs=5)
+    report = json.loads(wheel_venv.run("compare", "out/scene_a.shp", "osm.geojson", "-o", "cmp", "--image", "scene_a.tif", "--json", cwd=folder).stdout)
+    assert report["totals"]["new"]["length_m"] == pytest.approx(new["length_m"].sum(), abs=15)  # 7 m tolerance here, the measured road width there
+
+
 def test_every_shipped_file_is_exercised_above() -> None:
-    pipelines = {"road_centerlines", "mask_to_centerlines", "mask_to_centerlines_skeleton", "road_segmentation", "deep_road_centerlines", "sequence_objects"}
+    pipelines = {
+        "road_centerlines", "mask_to_centerlines", "mask_to_centerlines_skeleton", "road_segmentation", "deep_road_centerlines", "sequence_objects",
+        "update_map",
+    }  # fmt: skip
     training = {"road_baseline", "road_decouple", "road_uda", "road_ssl", "road_gas", "sequence_ovs"}
     assert set(shipped_names("pipeline")) == pipelines and set(shipped_names("training")) == training
 

@@ -75,8 +75,8 @@ def test_update_map_finds_the_deleted_roads_and_the_fakes_from_the_image(tmp_pat
     # The extraction's own errors are changes too, and lower the precision below the comparison's
     # (1.0 above): in scene A a building edge traced as road (18 m of new road: precision 0.80), in
     # scene B a building's edge (19 m new: 0.84) and 22 m of road under trees not extracted
-    # (missing: 0.80, flagged occluded).
-    floors = {"scene_a": (0.78, 0.9), "scene_b": (0.78, 0.78)}[scene]
+    # (missing: 0.78, flagged occluded).
+    floors = {"scene_a": (0.78, 0.9), "scene_b": (0.8, 0.75)}[scene]
     assert p_new >= floors[0] and p_missing >= floors[1]
     if scene == "scene_b":
         hidden = missing[missing["map_id"] != missing["map_id"].max()]  # the real road the extraction missed
@@ -106,7 +106,7 @@ def test_tiled_and_whole_scene_comparisons_agree(tmp_path: Path) -> None:
     tiled = _mask_chain(road_map).with_overrides({"tile_px": 160}).run(SAMPLE / "scene_a_mask.tif")
     assert tiled.tiles > 1
     for name in ("new", "missing", "matched"):
-        assert tiled.features(name)["length_m"].sum() == pytest.approx(whole.features(name)["length_m"].sum(), rel=0.03, abs=2.0), name
+        assert tiled.features(name)["length_m"].sum() == pytest.approx(whole.features(name)["length_m"].sum(), rel=0.03), name
 
 
 def test_missing_roads_are_cut_to_the_valid_data_area(tmp_path: Path) -> None:
@@ -149,3 +149,60 @@ def test_a_batch_compares_every_scene_with_one_map_and_the_report_shows_the_chan
         assert matched.crs == gpd.read_file(SAMPLE / f"{scene}_centerlines.geojson").crs  # in each scene's own CRS
     page = write_report(outdir).read_text()
     assert page.count("map: missing") == 2 and "scene_a_changes.png" in page and (outdir / "report_files" / "scene_b_changes.png").exists()
+
+
+def test_an_extent_reports_only_inside_it_with_attributes_of_what_is_inside(tmp_path: Path) -> None:
+    road_map, _, _ = stale_map("scene_a", tmp_path / "stale.gpkg", crs=None)
+    extent = [533000, 5289900, 533100, 5290000]  # the north-west quarter and a bit
+    result = _mask_chain(road_map, tolerance_m=5.0).with_overrides({"extent": extent}).run(SAMPLE / "scene_a_mask.tif")
+    area = shapely.box(*extent)
+    for name in ("new", "missing", "matched"):
+        frame = result.features(name)
+        assert all(area.buffer(0.01).contains(g) for g in frame.geometry), name
+        assert np.allclose(frame["length_m"], frame.length * (1 / 0.9996), rtol=2e-3), name  # lengths are of what is inside
+    matched = result.features("matched")
+    assert len(matched) and (matched["offset_max"] <= 5.0 + 0.01).all()  # offsets measured inside the extent, within the tolerance
+
+
+def test_outputs_of_two_scenes_may_not_collide(tmp_path: Path) -> None:
+    from geoseg.errors import ConfigError
+
+    road_map, _, _ = stale_map("scene_a", tmp_path / "stale.gpkg", crs=None)
+    scenes = tmp_path / "in"
+    scenes.mkdir()
+    for name in ("a.tif", "a_new.tif"):
+        (scenes / name).write_bytes((SAMPLE / "scene_a_mask.tif").read_bytes())
+    with pytest.raises(ConfigError, match=r"a\.tif and .*a_new\.tif would both write .*a_new\.shp"):
+        run_batch(_mask_chain(road_map), [scenes / "a.tif", scenes / "a_new.tif"], tmp_path / "out")
+    assert not (tmp_path / "out" / "a.shp").exists()
+
+
+def test_occlusion_mask_tiles_as_a_whole(tmp_path: Path) -> None:
+    pipe = geoseg.Pipeline([{"type": "occlusion_mask"}], outputs=["occlusion"])
+    whole = pipe.run(SAMPLE / "scene_a.tif").layers["occlusion"]
+    tiled = pipe.with_overrides({"tile_px": 96}).run(SAMPLE / "scene_a.tif")
+    assert tiled.tiles > 1 and np.array_equal(tiled.layers["occlusion"], whole)
+    assert 0.05 < whole.mean() < 0.4  # crowns and shadows, not the fields
+
+
+def test_a_scene_in_degrees_is_compared_in_metres(tmp_path: Path) -> None:
+    """Non-square pixels (EPSG:4326 at 48 N): a map 2 m east of the truth reads as far off as on the scene in UTM."""
+    import rasterio
+    from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+    with rasterio.open(SAMPLE / "scene_a_mask.tif") as src:
+        transform, width, height = calculate_default_transform(src.crs, "EPSG:4326", src.width, src.height, *src.bounds)
+        profile = src.profile | {"crs": "EPSG:4326", "transform": transform, "width": width, "height": height, "tiled": False}
+        profile.pop("blockxsize", None), profile.pop("blockysize", None)
+        scene = tmp_path / "degrees.tif"
+        with rasterio.open(scene, "w", **profile) as dst:
+            reproject(rasterio.band(src, 1), rasterio.band(dst, 1), resampling=Resampling.nearest)
+    truth = gpd.read_file(SAMPLE / "scene_a_centerlines.geojson")
+    shifted = truth.set_geometry(truth.geometry.translate(2.0, 0.0)).to_crs(4326)
+    shifted.to_file(tmp_path / "east.gpkg")
+    in_degrees = _mask_chain(tmp_path / "east.gpkg", tolerance_m=6.0).run(scene).features("matched").set_index("map_id")
+    in_metres = _mask_chain(tmp_path / "east.gpkg", tolerance_m=6.0).run(SAMPLE / "scene_a_mask.tif").features("matched").set_index("map_id")
+    north_south = in_metres.index[in_metres["offset_m"] > 1.5]  # the roads the 2 m shift moved across
+    assert len(north_south) >= 3
+    # the same offsets as on the UTM scene (pixels 0.255 m wide, 0.379 m high: a single GSD would read them 22 % off)
+    assert np.allclose(in_degrees.loc[north_south, "offset_m"], in_metres.loc[north_south, "offset_m"], atol=0.25)

@@ -147,3 +147,28 @@ def test_no_new_link_without_new_road() -> None:
     road_map = _grid_map()
     network = lines_to_graph(road_map)
     assert len(link_changes(network, road_map, tolerance_px=3, radius_px=500)) == 0
+
+
+def test_closed_lines_match_themselves() -> None:
+    ring = LineString([(0, 0), (100, 0), (100, 100), (0, 100), (0, 0)])
+    result = compare_lines([ring], [ring], tolerance_px=5)
+    assert _lengths(result.matched) == [400.0] and len(result.new) == 0 and len(result.missing) == 0
+    # a ring half seen: the other half is missing, in one stretch across the ring's seam at (0, 50); where
+    # the ring turns away from the seen half's ends it runs across it, not along (a few units at a corner)
+    half = LineString([(0, 0), (100, 0), (100, 100)])
+    ring = LineString([(0, 50), (0, 0), (100, 0), (100, 100), (0, 100), (0, 50)])
+    result = compare_lines([half], [ring], tolerance_px=5)
+    assert len(result.missing) == 1 and result.missing.lengths[0] == pytest.approx(200, abs=4)
+    assert len(result.matched) == 1 and result.matched.lengths[0] == pytest.approx(200, abs=4)
+
+
+def test_chained_lines_are_one_road() -> None:
+    from geoseg.road.map_changes import chain_lines
+
+    ways = [LineString([(10 * i, 0), (10 * (i + 1), 0)]) for i in range(10)]
+    chains, index = chain_lines(ways)
+    assert [c.length for c in chains] == [100.0] and index.tolist() == [0]
+    # at a junction of three ways, chains stop
+    star = [LineString([(0, 0), (10, 0)]), LineString([(10, 0), (20, 0)]), LineString([(10, 0), (10, 10)])]
+    chains, _ = chain_lines(star)
+    assert sorted(c.length for c in chains) == [10.0, 10.0, 10.0]
