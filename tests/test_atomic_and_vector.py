@@ -55,8 +55,8 @@ def test_failure_mid_write_leaves_no_partial_shapefile(plus_tif, tmp_path, monke
     edges, nodes = _pipe().run(plus_tif).frames()
     real_write = vector_module._write_frame
 
-    def write_then_die(frame, path, driver, layer):
-        real_write(frame.iloc[:1], path, driver, layer)  # a real, partial shapefile in the temp folder
+    def write_then_die(frame, path, driver, layer, *rest):
+        real_write(frame.iloc[:1], path, driver, layer, *rest)  # a real, partial shapefile in the temp folder
         assert path.exists()
         raise OSError(28, "No space left on device")
 

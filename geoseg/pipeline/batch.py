@@ -278,7 +278,11 @@ def _check_output_files(inputs: Sequence[SceneInput], folders: dict[str, Path], 
     for scene in inputs:
         if scene.problem is not None:
             continue
-        for path in output_paths(pipeline.output_layers(), folders[str(scene)], scene.stem, fmt):
+        try:
+            paths = output_paths(pipeline.output_layers(), folders[str(scene)], scene.stem, fmt)
+        except GeosegError:
+            continue  # a stem that is no file name: that scene fails alone, when it runs
+        for path in paths:
             other = owners.setdefault(path, str(scene))
             if other != str(scene):
                 raise ConfigError(f"{other} and {scene} would both write {path}; rename one of them or run them in separate batches")

@@ -306,10 +306,10 @@ def test_output_cases_python_api(tmp_path, plus_tif, monkeypatch):
 
     real = vector._write_frame
 
-    def fail_on_lines(frame, path, driver, layer):
+    def fail_on_lines(frame, path, driver, layer, *rest):
         if "_nodes" not in path.name:
             raise OSError(28, "No space left on device")
-        real(frame, path, driver, layer)
+        real(frame, path, driver, layer, *rest)
 
     monkeypatch.setattr(vector, "_write_frame", fail_on_lines)
     out = tmp_path / "full"

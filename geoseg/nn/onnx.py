@@ -1,0 +1,224 @@
+"""ONNX: a geoseg raster classifier exported for any ONNX runtime, and run through onnxruntime.
+
+:func:`export_onnx` writes the network of an ``nn`` model file as an ONNX graph (opset 17,
+float32, any batch size and tile side that is a multiple of 16) whose outputs are
+probabilities: ``probabilities`` (``N × classes × H × W``, the softmax of the segmentation
+head) and, for models with a centerline head, ``centerline`` (``N × 1 × H × W``). The input is
+the model's bands normalised as geoseg normalises them (``(value - band_mean) / band_std``).
+
+The file carries the metadata that the QGIS plugin Deepness reads for segmentation models
+(``model_type``, ``class_names``, ``resolution`` in cm per pixel, ``tiles_size``,
+``tiles_overlap`` in percent, ``standardization_mean`` / ``standardization_std``: Deepness
+scales 8-bit images to [0, 1] first, so these are the band statistics divided by 255 and hold
+for models trained on 8-bit scenes), and under ``geoseg`` the model's whole geoseg metadata
+(bands, statistics, value ranges, GSD, tiling), so that :func:`load_onnx_model` gives back an
+:class:`~geoseg.nn.modelfile.NNModel` whose ``module`` runs in onnxruntime: the ``nn_classify``
+step then tiles, blends, resamples and checks scenes exactly as with the torch backend.
+
+onnxruntime and onnx are the optional extra ``geoseg[onnx]``; without them the torch backend
+works unchanged and the ONNX functions raise a :class:`~geoseg.errors.ConfigError` naming the
+extra. Quantized models are not exported yet.
+
+Examples
+--------
+>>> from geoseg.nn.modelfile import load_nn_model
+>>> export_onnx(load_nn_model("roads.nn.npz"), "roads.onnx")  # doctest: +SKIP
+PosixPath('roads.onnx')
+>>> load_onnx_model("roads.onnx").heads  # doctest: +SKIP
+['background', 'road', 'centerline']
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from geoseg.atomic import atomic_path
+from geoseg.errors import ConfigError, ModelFileError
+from geoseg.nn.modelfile import KIND, NNModel
+from geoseg.scene_checks import TrainingScenes
+
+__all__ = ["EXTRA_HINT", "OnnxModule", "export_onnx", "load_onnx_model", "onnx_metadata", "onnx_session_bytes"]
+
+#: What to install for the ONNX backend and export.
+EXTRA_HINT = "pip install 'geoseg[onnx]' (onnxruntime and onnx)"
+
+#: ONNX opset of the exported graphs (onnxruntime 1.16 and newer run it).
+OPSET = 17
+
+
+def _require(module: str) -> Any:
+    try:
+        return __import__(module)
+    except ImportError:
+        raise ConfigError(f"the ONNX backend and export need {module}, which is not installed: {EXTRA_HINT}") from None
+
+
+class _Probabilities(nn.Module):
+    """The classifier with its outputs turned into probabilities, as exported."""
+
+    def __init__(self, module: nn.Module, centerline: bool) -> None:
+        super().__init__()
+        self.module, self.centerline = module, centerline
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.module(x)
+        probs = F.softmax(out["seg"], dim=1)
+        return (probs, torch.sigmoid(out["centerline"])) if self.centerline else (probs,)
+
+
+def onnx_metadata(model: NNModel) -> dict[str, str]:
+    """The metadata entries of the exported file: Deepness's keys, and geoseg's own under ``geoseg``."""
+    meta = model.metadata()
+    meta.pop("training", None)  # the training summary stays in the geoseg model file
+    entries = {
+        "model_type": "Segmentor",
+        "class_names": json.dumps({str(i): name for i, name in enumerate(model.classes)}),
+        "tiles_size": str(model.tile_px),
+        "tiles_overlap": str(int(round(100 * model.overlap_px / model.tile_px))),
+        "standardization_mean": json.dumps([v / 255.0 for v in model.band_mean]),
+        "standardization_std": json.dumps([v / 255.0 for v in model.band_std]),
+        "geoseg": json.dumps(meta),
+    }
+    if np.isfinite(model.train_gsd_m):
+        entries["resolution"] = f"{100 * model.train_gsd_m:g}"
+    return entries
+
+
+def _graph_bytes(model: NNModel) -> bytes:
+    """The ONNX graph of the model (float32, dynamic batch and tile side) with its metadata."""
+    onnx = _require("onnx")
+    if any(type(m).__name__ == "FoldedQConv2d" for m in model.module.modules()):
+        raise ConfigError("exporting quantized models (geoseg quantize) to ONNX is not supported yet: export the float model they were made from")
+    heads = ["probabilities", *(["centerline"] if "centerline" in model.heads else [])]
+    wrapped = _Probabilities(model.module, "centerline" in model.heads).eval()
+    x = torch.zeros(1, len(model.bands), 64, 64)
+    axes = {"image": {0: "batch", 2: "height", 3: "width"}, **{h: {0: "batch", 2: "height", 3: "width"} for h in heads}}
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's notes on its own deprecation
+        torch.onnx.export(
+            wrapped,
+            (x,),
+            buffer,  # type: ignore[arg-type]  # file-like objects work (TorchScript exporter)
+            dynamo=False,
+            input_names=["image"],
+            output_names=heads,
+            dynamic_axes=axes,
+            opset_version=OPSET,
+        )
+    graph = onnx.load_from_string(buffer.getvalue())
+    for key, value in onnx_metadata(model).items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, value
+    data: bytes = graph.SerializeToString()
+    return data
+
+
+def export_onnx(model: NNModel, path: str | os.PathLike[str]) -> Path:
+    """Write ``model`` as an ONNX file (atomically).
+
+    Raises
+    ------
+    ConfigError
+        onnx is not installed, or the model is of a kind that is not exported (quantized).
+    """
+    data = _graph_bytes(model)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
+    return Path(path)
+
+
+class OnnxModule:
+    """An ONNX graph of :func:`export_onnx` run by onnxruntime, called as geoseg's inference calls a torch classifier.
+
+    Calling it with a float tensor ``(N, bands, H, W)`` gives the probabilities ``(N, heads, H,
+    W)`` as a tensor (:attr:`gives_probabilities`); ``eval`` and ``to`` are accepted and do
+    nothing (it runs on the CPU).
+    """
+
+    gives_probabilities = True
+
+    def __init__(self, data: bytes, source: str, threads: int | None = None) -> None:
+        ort = _require("onnxruntime")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(threads or os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
+            raise ModelFileError(f"{source}: onnxruntime cannot load this ONNX graph ({str(exc).splitlines()[0][:200]})") from None
+        self.source = source
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        outs = self.session.run(self.outputs, {"image": np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)})
+        return torch.from_numpy(np.concatenate(outs, axis=1))
+
+    def _unchanged(self, *args: Any) -> OnnxModule:
+        """What torch's ``module.eval()`` and ``module.to(device)`` do for the inference code: nothing here (CPU, inference only)."""
+        return self
+
+    eval = to = _unchanged
+
+
+def onnx_session_bytes(model: NNModel) -> bytes:
+    """The ONNX graph of a geoseg model, to run it through onnxruntime without writing a file."""
+    return _graph_bytes(model)
+
+
+def load_onnx_model(path: str | os.PathLike[str], threads: int | None = None, data: bytes | None = None) -> NNModel:
+    """An ONNX file of :func:`export_onnx` as an :class:`NNModel` whose module runs in onnxruntime.
+
+    Raises
+    ------
+    ModelFileError
+        Not an ONNX file, or one without geoseg's metadata (not exported by geoseg: its bands,
+        statistics and GSD are unknown).
+    ConfigError
+        onnxruntime is not installed.
+    """
+    source = str(path)
+    if data is None:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise ModelFileError(f"{source}: cannot read the ONNX file ({exc.strerror or exc})") from None
+    module = OnnxModule(data, source, threads)
+    meta_props = module.session.get_modelmeta().custom_metadata_map
+    if "geoseg" not in meta_props:
+        raise ModelFileError(f"{source}: an ONNX file without geoseg's metadata (bands, statistics, GSD): export it with `geoseg model export`")
+    try:
+        meta = json.loads(meta_props["geoseg"])
+    except ValueError as exc:
+        raise ModelFileError(f"{source}: unreadable geoseg metadata in the ONNX file ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("kind") != KIND:
+        raise ModelFileError(f"{source}: the ONNX file's geoseg metadata is not that of an nn classifier")
+    try:
+        return NNModel(
+            module=module,  # type: ignore[arg-type]  # duck-typed: called like the torch classifier
+            architecture=str(meta["architecture"]),
+            hyper=dict(meta["hyper"]),
+            bands=[int(b) for b in meta["bands"]],
+            band_mean=[float(v) for v in meta["band_mean"]],
+            band_std=[float(v) for v in meta["band_std"]],
+            classes=[str(c) for c in meta["classes"]],
+            train_gsd_m=float(meta["train_gsd_m"]),
+            tile_px=int(meta["tile_px"]),
+            overlap_px=int(meta["overlap_px"]),
+            resample=bool(meta.get("resample", False)),
+            tta=bool(meta.get("tta", False)),
+            trained_on=TrainingScenes.from_json(meta.get("trained_on")),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{source}: inconsistent geoseg metadata in the ONNX file ({exc!r})") from exc

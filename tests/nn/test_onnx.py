@@ -1,0 +1,121 @@
+"""ONNX export and the onnxruntime backend: equal probabilities, Deepness metadata, clear errors (issue 24)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from geoseg.errors import ConfigError, ModelFileError
+from geoseg.nn.inference import predict_scene
+from geoseg.nn.modelfile import NNModel, load_nn_model, save_nn_model
+from geoseg.nn.models import build_model
+
+pytest.importorskip("onnxruntime", reason="the ONNX backend needs the extra geoseg[onnx]")
+pytest.importorskip("onnx", reason="ONNX export needs the extra geoseg[onnx]")
+
+from geoseg.nn.onnx import export_onnx, load_onnx_model  # noqa: E402
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
+
+
+def _model(arch: str) -> NNModel:
+    torch.manual_seed(0)
+    if arch == "gas":
+        genotype = [["sep_conv_3x3", "zero", "conv_3x3"], ["skip_connect", "dil_conv_3x3", "zero"], ["zero"] * 3]
+        hyper = {"in_channels": 3, "num_classes": 2, "width": 8, "strides": [4, 8, 16], "nodes": 2, "genotype": genotype, "centerline_head": True}
+    else:
+        hyper = {"in_channels": 3, "num_classes": 2, "width": 8, **({"centerline_head": True} if arch == "decouple" else {})}
+    module = build_model(arch, **hyper).eval()
+    return NNModel(module, arch, hyper, [1, 2, 3], [90.0, 100.0, 80.0], [30.0, 25.0, 20.0], train_gsd_m=0.3, tile_px=128, overlap_px=32)
+
+
+@pytest.mark.parametrize("arch", ["baseline", "decouple", "gas"])
+def test_exported_models_give_the_same_probabilities(tmp_path: Path, arch: str) -> None:
+    model = _model(arch)
+    path = export_onnx(model, tmp_path / f"{arch}.onnx")
+    loaded = load_onnx_model(path, threads=1)
+    assert loaded.heads == model.heads and loaded.bands == model.bands and loaded.band_mean == model.band_mean
+    image = np.random.default_rng(1).normal(size=(3, 300, 260)).astype(np.float32)  # tiled, blended: 128 px tiles, 32 px overlap
+    expected = predict_scene(model, image)
+    got = predict_scene(loaded, image)
+    assert got.shape == expected.shape and np.abs(got - expected).max() < 1e-4
+    tta = predict_scene(loaded, image[:, :128, :128], tta=True) - predict_scene(model, image[:, :128, :128], tta=True)
+    assert np.abs(tta).max() < 1e-4
+
+
+def test_the_file_carries_deepness_metadata(tmp_path: Path) -> None:
+    import onnx
+
+    graph = onnx.load(export_onnx(_model("decouple"), tmp_path / "m.onnx"))
+    meta = {p.key: p.value for p in graph.metadata_props}
+    assert meta["model_type"] == "Segmentor"
+    assert json.loads(meta["class_names"]) == {"0": "background", "1": "road"}
+    assert float(meta["resolution"]) == pytest.approx(30.0)  # cm per pixel
+    assert meta["tiles_size"] == "128" and meta["tiles_overlap"] == "25"  # percent
+    assert json.loads(meta["standardization_mean"]) == pytest.approx([90 / 255, 100 / 255, 80 / 255])
+    assert [o.name for o in graph.graph.output] == ["probabilities", "centerline"]
+
+
+def test_nn_classify_runs_an_onnx_file_or_a_model_through_onnxruntime(tmp_path: Path, tiny_model: Path) -> None:
+    import geoseg
+
+    onnx_path = export_onnx(load_nn_model(tiny_model), tmp_path / "tiny.onnx")
+
+    def probability(model: Path, backend: str) -> np.ndarray:
+        pipe = geoseg.Pipeline([{"type": "nn_classify", "model": str(model), "backend": backend, "threads": 1}], outputs=["probability"])
+        return pipe.run(SAMPLE / "scene_b.tif").layers["probability"]
+
+    torch_probs = probability(tiny_model, "torch")
+    assert np.abs(probability(onnx_path, "auto") - torch_probs).max() < 1e-4
+    assert np.abs(probability(tiny_model, "onnx") - torch_probs).max() < 1e-4
+    with pytest.raises(ConfigError, match=r"tiny\.onnx: an ONNX file runs with backend onnx or auto"):
+        probability(onnx_path, "torch")
+
+
+def test_model_export_command(tmp_path: Path, tiny_model: Path) -> None:
+    from click.testing import CliRunner
+
+    from geoseg.cli.main import cli
+
+    res = CliRunner().invoke(cli, ["model", "export", str(tiny_model), "-o", str(tmp_path / "out.onnx")])
+    assert res.exit_code == 0, res.output
+    assert load_onnx_model(tmp_path / "out.onnx").heads == load_nn_model(tiny_model).heads
+    assert "Deepness" in res.output
+
+
+def test_foreign_or_broken_onnx_files_are_refused(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Identity", ["image"], ["out"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])], [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 8, 8])])
+    foreign = tmp_path / "foreign.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), foreign)
+    with pytest.raises(ModelFileError, match=r"foreign\.onnx: an ONNX file without geoseg's metadata"):
+        load_onnx_model(foreign)
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a graph")
+    with pytest.raises(ModelFileError, match=r"broken\.onnx: onnxruntime cannot load"):
+        load_onnx_model(broken)
+
+
+def test_without_onnxruntime_the_onnx_backend_names_the_extra(tmp_path: Path, tiny_model: Path) -> None:
+    code = (
+        "import sys; sys.modules['onnxruntime'] = None\n"
+        "import geoseg\n"
+        f"pipe = geoseg.Pipeline([{{'type': 'nn_classify', 'model': {str(tiny_model)!r}, 'backend': 'onnx'}}], outputs=['probability'])\n"
+        "try:\n"
+        f"    pipe.run({str(SAMPLE / 'scene_b.tif')!r})\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+        f"print(pipe.with_overrides({{'nn_classify.backend': 'auto'}}).run({str(SAMPLE / 'scene_b.tif')!r}).layers['probability'].shape)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300).stdout
+    assert "ConfigError" in out and "pip install 'geoseg[onnx]'" in out
+    assert "(512, 512)" in out  # auto falls back to torch
