@@ -28,3 +28,28 @@ def info(model, as_json, tile_px) -> None:
 
     summary = model_summary(model, tile_px)
     click.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))
+
+
+@command.command("export")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The ONNX file to write (.onnx).")
+def export(model: str, output: str) -> None:
+    """Export a deep classifier (nn model file) as ONNX, for onnxruntime, QGIS Deepness or any ONNX runtime.
+
+    The graph takes the model's bands normalised as geoseg normalises them and gives
+    probabilities: `probabilities` (one channel per class) and, for models with a centerline
+    head, `centerline`. The file carries Deepness's metadata (model_type Segmentor, class_names,
+    resolution in cm/px, tiles_size, tiles_overlap, standardization_mean/std for 8-bit scenes)
+    and geoseg's own, so `nn_classify` runs it as it runs the model file (model=FILE.onnx).
+    Needs the extra geoseg[onnx]. Quantized models are not exported yet.
+
+    \b
+    Examples:
+      geoseg model export roads.nn.npz -o roads.onnx
+      geoseg run deep_road_centerlines scene.tif -o out/ --set model=roads.onnx
+    """
+    from geoseg.nn.modelfile import load_nn_model
+    from geoseg.nn.onnx import export_onnx
+
+    path = export_onnx(load_nn_model(model), output)
+    click.echo(f"{path}: ONNX float32 ({path.stat().st_size / 1e6:.2f} MB); loads in QGIS Deepness as a Segmentor, and in geoseg with --set model={path}")

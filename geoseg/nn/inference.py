@@ -70,15 +70,22 @@ def _probabilities(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.cat(parts, dim=1)
 
 
+def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Probabilities of a batch: a torch classifier's outputs turned into them, or those of a model that gives them (an ONNX graph)."""
+    if getattr(model, "gives_probabilities", False):
+        return model(x)
+    return _probabilities(model(x))
+
+
 def _classify(model: nn.Module, x: torch.Tensor, tta: bool) -> torch.Tensor:
     """Probabilities of a batch, averaged over the 8 orientations with ``tta``."""
     if not tta:
-        return _probabilities(model(x))
+        return _forward(model, x)
     views = []
     for mirror in (False, True):
         view = x.flip(-1) if mirror else x
         for quarter in range(4):
-            prob = torch.rot90(_probabilities(model(torch.rot90(view, quarter, (-2, -1)))), -quarter, (-2, -1))
+            prob = torch.rot90(_forward(model, torch.rot90(view, quarter, (-2, -1)).contiguous()), -quarter, (-2, -1))
             views.append(prob.flip(-1) if mirror else prob)
     return torch.stack(views).mean(dim=0)
 

@@ -87,6 +87,12 @@ class NNModel:
     trained_on: TrainingScenes = field(default_factory=TrainingScenes)
 
     @property
+    def quantized(self) -> bool:
+        """Whether the network runs the quantized layers of ``geoseg quantize``."""
+        modules = getattr(self.module, "modules", None)  # an ONNX graph (geoseg.nn.onnx) has none: it is float
+        return modules is not None and any(type(m).__name__ == "FoldedQConv2d" for m in modules())
+
+    @property
     def heads(self) -> list[str]:
         """Probability outputs: the class names, then ``centerline`` when the model has that head."""
         return [*self.classes, *(["centerline"] if self.hyper.get("centerline_head") else [])]

@@ -148,14 +148,17 @@ def flow_warp(feature: Tensor, flow: Tensor) -> Tensor:
     Tensor
         ``(N, C, H, W)``; a zero flow returns ``feature`` unchanged.
     """
-    n, _, h, w = feature.shape
-    ys = torch.linspace(-1.0, 1.0, h, dtype=feature.dtype, device=feature.device)
-    xs = torch.linspace(-1.0, 1.0, w, dtype=feature.dtype, device=feature.device)
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    grid = torch.stack([gx, gy], dim=-1).unsqueeze(0).expand(n, -1, -1, -1)
+    # Pixel indices built from the flow tensor itself (not from Python sizes), so that a traced
+    # or exported graph (ONNX) follows the input's size instead of the size it was traced at.
+    ones = torch.ones_like(flow[:, :1])
+    rows = torch.cumsum(ones, dim=2) - 1  # (N, 1, H, W): the row index of each pixel
+    cols = torch.cumsum(ones, dim=3) - 1
     # pixels to normalised [-1, 1] units (align_corners=True: the side spans size - 1 pixels)
-    scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], dtype=feature.dtype, device=feature.device)
-    grid = grid + flow.permute(0, 2, 3, 1) * scale
+    y_span = torch.clamp(rows.amax(dim=(2, 3), keepdim=True), min=1.0)
+    x_span = torch.clamp(cols.amax(dim=(2, 3), keepdim=True), min=1.0)
+    gx = (cols + flow[:, :1]) * (2.0 / x_span) - 1.0
+    gy = (rows + flow[:, 1:]) * (2.0 / y_span) - 1.0
+    grid = torch.cat([gx, gy], dim=1).permute(0, 2, 3, 1)
     return F.grid_sample(feature, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 

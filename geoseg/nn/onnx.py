@@ -97,7 +97,7 @@ def onnx_metadata(model: NNModel) -> dict[str, str]:
 def _graph_bytes(model: NNModel) -> bytes:
     """The ONNX graph of the model (float32, dynamic batch and tile side) with its metadata."""
     onnx = _require("onnx")
-    if any(type(m).__name__ == "FoldedQConv2d" for m in model.module.modules()):
+    if model.quantized:
         raise ConfigError("exporting quantized models (geoseg quantize) to ONNX is not supported yet: export the float model they were made from")
     heads = ["probabilities", *(["centerline"] if "centerline" in model.heads else [])]
     wrapped = _Probabilities(model.module, "centerline" in model.heads).eval()

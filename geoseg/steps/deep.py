@@ -10,6 +10,7 @@ refused with the ``bands`` or ``scale`` setting that fits it, before any tile is
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -30,11 +31,60 @@ if TYPE_CHECKING:
 __all__ = ["NNClassify", "load_nn_classifier"]
 
 
-def load_nn_classifier(path: str) -> NNModel:
-    """Load (and cache while the file is unchanged) a model file of ``geoseg train nn``."""
+def load_nn_classifier(path: str, backend: str = "auto", threads: int | None = None) -> NNModel:
+    """Load (and cache while the file is unchanged) a deep classifier: an ``nn`` model file, or an ONNX file of ``geoseg model export``.
+
+    ``backend`` ``torch`` runs model files in torch; ``onnx`` runs either kind through
+    onnxruntime (a model file is converted in memory, once per process); ``auto`` runs ONNX
+    files in onnxruntime, and model files too when the extra ``geoseg[onnx]`` is installed and
+    the model is not quantized (:data:`AUTO_BACKEND_REASON`), else in torch.
+
+    Raises
+    ------
+    ModelFileError, ConfigError
+        Not a model or ONNX file; an ONNX file with backend torch; onnxruntime missing for the
+        onnx backend.
+    """
     from geoseg.nn.modelfile import load_nn_model
 
-    return load_cached(path, load_nn_model)
+    if path.lower().endswith(".onnx"):
+        if backend == "torch":
+            raise ConfigError(f"{path}: an ONNX file runs with backend onnx or auto (nn_classify.backend), not torch")
+        return load_cached(path, _onnx_file_loader(threads))
+    model: NNModel = load_cached(path, load_nn_model)
+    if backend == "onnx" or (backend == "auto" and _onnx_available() and not model.quantized):
+        return _as_onnx(path, os.stat(path).st_mtime, threads)
+    return model
+
+
+#: Why ``backend: auto`` prefers onnxruntime when the extra is installed (benchmarks/bench_inference.py, docs/RESULTS.md).
+AUTO_BACKEND_REASON = "onnxruntime float32 ran geoseg's tiled inference 1.4-1.5x faster than torch on this project's CPUs"
+
+
+def _onnx_available() -> bool:
+    """Whether the extra geoseg[onnx] (onnxruntime and onnx) is installed."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
+
+
+@lru_cache(maxsize=4)
+def _onnx_file_loader(threads: int | None) -> Any:
+    from geoseg.nn.onnx import load_onnx_model
+
+    def load(path: str) -> NNModel:
+        return load_onnx_model(path, threads)
+
+    return load
+
+
+@lru_cache(maxsize=4)
+def _as_onnx(path: str, mtime: float, threads: int | None) -> NNModel:
+    """A model file's network converted to ONNX in memory and loaded in onnxruntime (cached while the file is unchanged)."""
+    from geoseg.nn.modelfile import load_nn_model
+    from geoseg.nn.onnx import load_onnx_model, onnx_session_bytes
+
+    return load_onnx_model(f"{path} (as ONNX)", threads, data=onnx_session_bytes(load_cached(path, load_nn_model)))
 
 
 class NNClassify(ModelInputStep):
@@ -45,7 +95,12 @@ class NNClassify(ModelInputStep):
     gives = ("probability",)
     stats_inputs = ("image",)
 
-    model: str = Field(description="model file from `geoseg train nn`")
+    model: str = Field(description="model file from `geoseg train nn` (or `geoseg quantize`), or an ONNX file from `geoseg model export`")
+    backend: Literal["torch", "onnx", "auto"] = Field(
+        "auto",
+        description="torch, or onnx (onnxruntime, the extra geoseg[onnx]; a model file is converted in memory); "
+        "auto: onnxruntime when installed (1.4-1.5x faster on CPUs), else torch; quantized models always in torch",
+    )
     output: Literal["road", "centerline", "auto"] = Field(
         "road", description="which head writes `probability`: road surface, the centerline head, or auto (the centerline head when the model has one)"
     )
@@ -62,9 +117,13 @@ class NNClassify(ModelInputStep):
     )
     tta: bool | None = Field(None, description="test-time augmentation: average the 8 orientations of each tile (8x slower); default: the model's choice")
 
+    def _classifier(self) -> NNModel:
+        """The model as this step runs it (backend and threads)."""
+        return load_nn_classifier(self.model, self.backend, self.threads)
+
     def halo_px(self, geo: GeoInfo) -> int:
         """The tile overlap, in scene pixels: context beyond it barely changes a pixel's probability."""
-        model = load_nn_classifier(self.model)
+        model = self._classifier()
         overlap = self.overlap_px if self.overlap_px is not None else model.overlap_px
         if self._resamples(model) and np.isfinite(model.train_gsd_m):
             return int(np.ceil(overlap * model.train_gsd_m / geo.gsd_m))
@@ -76,7 +135,7 @@ class NNClassify(ModelInputStep):
         Rounded down, except within 2 %: 0.6 m over 0.3001 m is 2 (the model then sees cells of
         0.6002 m, as close to its GSD as its own resampling would make them).
         """
-        model = load_nn_classifier(self.model)
+        model = self._classifier()
         if not self._resamples(model) or not np.isfinite(model.train_gsd_m):
             return 1
         return max(1, int(model.train_gsd_m / geo.gsd_m * 1.02))
@@ -88,14 +147,14 @@ class NNClassify(ModelInputStep):
 
     def tile_statistics(self, layers: dict[str, Any], ctx: StepContext) -> ValueSummary:
         """A summary of the model's bands over the tile's core (bands checked first)."""
-        selected = self._selected(load_nn_classifier(self.model), layers, ctx)
+        selected = self._selected(self._classifier(), layers, ctx)
         rows, cols = ctx.core
         return ValueSummary.of(selected[:, rows, cols], ctx.raster_valid(self.label)[rows, cols], ctx.source, layers["image"].shape[0], levels=False)
 
     def fit(self, partials: list[Any]) -> Step:
         """Refuse the scene when its values are far outside the model's training scenes'."""
         summary = ValueSummary.merge(partials)
-        load_nn_classifier(self.model).check_values(summary, self.model, scale=self.scale, label=self.label)
+        self._classifier().check_values(summary, self.model, scale=self.scale, label=self.label)
         return self.with_fitted(values=summary)
 
     def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
@@ -106,7 +165,9 @@ class NNClassify(ModelInputStep):
         from geoseg.nn.fitting import resolve_device
         from geoseg.nn.inference import predict_scene
 
-        model = load_nn_classifier(self.model)
+        model = self._classifier()
+        if getattr(model.module, "gives_probabilities", False) and self.device == "cuda":
+            raise ConfigError(f"{self.model}: the onnx backend runs on the CPU; use backend torch for device cuda")
         heads = model.heads
         wanted = self.output if self.output != "auto" else ("centerline" if "centerline" in heads else "road")
         if wanted not in heads:
