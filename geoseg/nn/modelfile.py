@@ -127,6 +127,32 @@ class NNModel:
         """Refuse a scene whose values (times ``scale``) are far outside the training scenes' (another bit depth or unit)."""
         check_value_range(summary, self.trained_on, scale=scale, model=f"the model {model_path}", label=label)
 
+    @classmethod
+    def from_metadata(cls, module: nn.Module, meta: dict[str, Any]) -> NNModel:
+        """The model of a network and the metadata of its file (:meth:`metadata`).
+
+        Raises
+        ------
+        KeyError, TypeError, ValueError
+            Incomplete or inconsistent metadata (callers say which file).
+        """
+        return cls(
+            module=module,
+            architecture=str(meta["architecture"]),
+            hyper=dict(meta["hyper"]),
+            bands=[int(b) for b in meta["bands"]],
+            band_mean=[float(v) for v in meta["band_mean"]],
+            band_std=[float(v) for v in meta["band_std"]],
+            classes=[str(c) for c in meta["classes"]],
+            train_gsd_m=float(meta["train_gsd_m"]),
+            tile_px=int(meta["tile_px"]),
+            overlap_px=int(meta["overlap_px"]),
+            training=dict(meta.get("training", {})),
+            resample=bool(meta.get("resample", False)),
+            tta=bool(meta.get("tta", False)),
+            trained_on=TrainingScenes.from_json(meta.get("trained_on")),
+        )
+
     def metadata(self) -> dict[str, Any]:
         """JSON metadata of the model file."""
         return {
@@ -174,22 +200,7 @@ def build_nn_model(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, An
         module = build_model(arch, **hyper)
         load_state(module, arrays, _STATE, path=path, what=f"the {arch} architecture")
         module.eval()
-        model = NNModel(
-            module=module,
-            architecture=arch,
-            hyper=hyper,
-            bands=[int(b) for b in meta["bands"]],
-            band_mean=[float(v) for v in meta["band_mean"]],
-            band_std=[float(v) for v in meta["band_std"]],
-            classes=[str(c) for c in meta["classes"]],
-            train_gsd_m=float(meta["train_gsd_m"]),
-            tile_px=int(meta["tile_px"]),
-            overlap_px=int(meta["overlap_px"]),
-            training=dict(meta.get("training", {})),
-            resample=bool(meta.get("resample", False)),
-            tta=bool(meta.get("tta", False)),
-            trained_on=TrainingScenes.from_json(meta.get("trained_on")),
-        )
+        model = NNModel.from_metadata(module, meta)
     except ModelFileError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:

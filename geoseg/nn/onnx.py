@@ -45,7 +45,6 @@ from torch import nn
 from geoseg.atomic import atomic_path
 from geoseg.errors import ConfigError, ModelFileError
 from geoseg.nn.modelfile import KIND, NNModel
-from geoseg.scene_checks import TrainingScenes
 
 __all__ = ["EXTRA_HINT", "OnnxModule", "export_onnx", "load_onnx_model", "onnx_metadata", "onnx_session_bytes"]
 
@@ -205,20 +204,6 @@ def load_onnx_model(path: str | os.PathLike[str], threads: int | None = None, da
     if not isinstance(meta, dict) or meta.get("kind") != KIND:
         raise ModelFileError(f"{source}: the ONNX file's geoseg metadata is not that of an nn classifier")
     try:
-        return NNModel(
-            module=module,  # type: ignore[arg-type]  # duck-typed: called like the torch classifier
-            architecture=str(meta["architecture"]),
-            hyper=dict(meta["hyper"]),
-            bands=[int(b) for b in meta["bands"]],
-            band_mean=[float(v) for v in meta["band_mean"]],
-            band_std=[float(v) for v in meta["band_std"]],
-            classes=[str(c) for c in meta["classes"]],
-            train_gsd_m=float(meta["train_gsd_m"]),
-            tile_px=int(meta["tile_px"]),
-            overlap_px=int(meta["overlap_px"]),
-            resample=bool(meta.get("resample", False)),
-            tta=bool(meta.get("tta", False)),
-            trained_on=TrainingScenes.from_json(meta.get("trained_on")),
-        )
+        return NNModel.from_metadata(module, meta)  # type: ignore[arg-type]  # duck-typed: called like the torch classifier
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{source}: inconsistent geoseg metadata in the ONNX file ({exc!r})") from exc
