@@ -27,7 +27,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     try:
-        from geoseg.nn.onnx import load_onnx_model, onnx_session_bytes
+        from geoseg.nn.onnx import load_onnx_model, onnx_graph_bytes
     except ImportError as exc:  # pragma: no cover
         print(f"skipped: {exc}")
         return 0
@@ -46,7 +46,7 @@ def main() -> int:
     scene = render_scene(args.size, args.size, gsd_m=0.3, seed=7).image.astype(np.float32)
     image = (scene - 100.0) / 40.0
     t0 = time.perf_counter()
-    data = onnx_session_bytes(model)
+    data = onnx_graph_bytes(model)
     print(f"conversion to ONNX in memory: {time.perf_counter() - t0:.2f} s")
     print(f"{args.size}x{args.size} px scene, decouple width {config.model.width}, tiles 512/64, median of {args.repeats}; torch {torch.__version__}")
     print(f"{'backend':14s} {'threads':>7s} {'seconds':>8s} {'Mpx/s':>7s} {'vs torch':>8s} {'max |dp|':>9s}")

@@ -46,7 +46,7 @@ from geoseg.atomic import atomic_path
 from geoseg.errors import ConfigError, ModelFileError
 from geoseg.nn.modelfile import KIND, NNModel
 
-__all__ = ["EXTRA_HINT", "OnnxModule", "export_onnx", "load_onnx_model", "onnx_metadata", "onnx_session_bytes"]
+__all__ = ["EXTRA_HINT", "OnnxModule", "export_onnx", "load_onnx_model", "onnx_graph_bytes", "onnx_metadata"]
 
 #: What to install for the ONNX backend and export.
 EXTRA_HINT = "pip install 'geoseg[onnx]' (onnxruntime and onnx)"
@@ -93,8 +93,14 @@ def onnx_metadata(model: NNModel) -> dict[str, str]:
     return entries
 
 
-def _graph_bytes(model: NNModel) -> bytes:
-    """The ONNX graph of the model (float32, dynamic batch and tile side) with its metadata."""
+def onnx_graph_bytes(model: NNModel) -> bytes:
+    """The ONNX graph of the model (float32, dynamic batch and tile side) with its metadata, as a file holds it.
+
+    Raises
+    ------
+    ConfigError
+        onnx is not installed, or the model is quantized (not exported yet).
+    """
     onnx = _require("onnx")
     if model.quantized:
         raise ConfigError("exporting quantized models (geoseg quantize) to ONNX is not supported yet: export the float model they were made from")
@@ -131,7 +137,7 @@ def export_onnx(model: NNModel, path: str | os.PathLike[str]) -> Path:
     ConfigError
         onnx is not installed, or the model is of a kind that is not exported (quantized).
     """
-    data = _graph_bytes(model)
+    data = onnx_graph_bytes(model)
     with atomic_path(path) as tmp:
         Path(tmp).write_bytes(data)
     return Path(path)
@@ -169,11 +175,6 @@ class OnnxModule:
         return self
 
     eval = to = _unchanged
-
-
-def onnx_session_bytes(model: NNModel) -> bytes:
-    """The ONNX graph of a geoseg model, to run it through onnxruntime without writing a file."""
-    return _graph_bytes(model)
 
 
 def load_onnx_model(path: str | os.PathLike[str], threads: int | None = None, data: bytes | None = None) -> NNModel:

@@ -82,9 +82,9 @@ def _onnx_file_loader(threads: int | None) -> Any:
 def _as_onnx(path: str, mtime: float, threads: int | None) -> NNModel:
     """A model file's network converted to ONNX in memory and loaded in onnxruntime (cached while the file is unchanged)."""
     from geoseg.nn.modelfile import load_nn_model
-    from geoseg.nn.onnx import load_onnx_model, onnx_session_bytes
+    from geoseg.nn.onnx import load_onnx_model, onnx_graph_bytes
 
-    return load_onnx_model(f"{path} (as ONNX)", threads, data=onnx_session_bytes(load_cached(path, load_nn_model)))
+    return load_onnx_model(f"{path} (as ONNX)", threads, data=onnx_graph_bytes(load_cached(path, load_nn_model)))
 
 
 class NNClassify(ModelInputStep):
