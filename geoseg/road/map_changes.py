@@ -251,10 +251,9 @@ def compare_lines(
     cos_max = math.cos(math.radians(max_angle_deg))
     ext, ext_status = _classify_all(ext, ref, tolerance_px, cos_max, min_length)
     ref, ref_status = _classify_all(ref, ext, tolerance_px, cos_max, min_length)
-    new = _within(_stretches(ext, [(i, s, e, None) for i, runs in enumerate(ext_status) for s, e, ok, _ in runs if not ok], conf), ext, area, min_length)
-    missing = _within(_stretches(ref, [(i, s, e, None) for i, runs in enumerate(ref_status) for s, e, ok, _ in runs if not ok], None), ref, area, min_length)
-    matched_runs = [(i, s, e, partners) for i, runs in enumerate(ref_status) for s, e, ok, partners in runs if ok]
-    matched = _within(_stretches(ref, matched_runs, None), ref, area, 0.0)
+    new = _within(_stretches(ext, [(i, s, e) for i, runs in enumerate(ext_status) for s, e, ok in runs if not ok], conf), ext, area, min_length)
+    missing = _within(_stretches(ref, [(i, s, e) for i, runs in enumerate(ref_status) for s, e, ok in runs if not ok], None), ref, area, min_length)
+    matched = _within(_stretches(ref, [(i, s, e) for i, runs in enumerate(ref_status) for s, e, ok in runs if ok], None), ref, area, 0.0)
     if len(matched):
         tree = shapely.STRtree(ext)
         spacing = max(1.0, tolerance_px / 4)
@@ -265,8 +264,8 @@ def compare_lines(
     return MapComparison(new, missing, matched)
 
 
-#: One stretch of a line: (start, end, matched, indices of the other network's lines matching it).
-_Run = tuple[float, float, bool, frozenset[int]]
+#: One stretch of a line: (start, end, matched).
+_Run = tuple[float, float, bool]
 
 
 def _classify_all(lines: np.ndarray, others: np.ndarray, tol: float, cos_max: float, min_length: float) -> tuple[np.ndarray, list[list[_Run]]]:
@@ -295,7 +294,7 @@ def _classify(line: LineString, others: np.ndarray, zones: np.ndarray, tree: sha
     length = line.length
     candidates = tree.query(line, predicate="dwithin", distance=tol)
     if not len(candidates):
-        return [(0.0, length, False, frozenset())]
+        return [(0.0, length, False)]
     pieces = shapely.get_parts(shapely.intersection(line, zones[candidates]))
     pieces = pieces[(shapely.get_type_id(pieces) == 1) & (shapely.length(pieces) > 0)]
     # where each piece lies along the line, from its middle (its ends are ambiguous on a closed line)
@@ -307,13 +306,13 @@ def _classify(line: LineString, others: np.ndarray, zones: np.ndarray, tree: sha
         runs += _aligned_runs(line, a, b, others, candidates, tol, cos_max)
     out: list[_Run] = []
     at = 0.0
-    for a, b, ok, partners in runs:
+    for a, b, ok in runs:
         if a > at:
-            out.append((at, a, False, frozenset()))
-        out.append((a, b, ok, partners))
+            out.append((at, a, False))
+        out.append((a, b, ok))
         at = b
     if at < length:
-        out.append((at, length, False, frozenset()))
+        out.append((at, length, False))
     return [r for r in out if r[1] > r[0]]
 
 
@@ -333,8 +332,7 @@ def _union(intervals: np.ndarray) -> list[tuple[float, float]]:
 def _aligned_runs(line: LineString, a: float, b: float, others: np.ndarray, candidates: np.ndarray, tol: float, cos_max: float) -> list[_Run]:
     """Split the stretch ``[a, b]`` of ``line`` (inside the tolerance zone) where a line of ``others`` within ``tol`` runs its way and where none does.
 
-    Tested at the middles of pieces at most a quarter of the tolerance (1 unit at least) long;
-    each run records the lines that run its way somewhere along it.
+    Tested at the middles of pieces at most a quarter of the tolerance (1 unit at least) long.
     """
     spacing = max(1.0, tol / 4)
     n = max(1, math.ceil((b - a) / spacing))
@@ -354,8 +352,7 @@ def _aligned_runs(line: LineString, a: float, b: float, others: np.ndarray, cand
     start = 0
     for i in range(1, n + 1):
         if i == n or matched[i] != matched[start]:
-            partners = frozenset(int(candidates[k]) for k in np.flatnonzero(ok[:, start:i].any(axis=1))) if matched[start] else frozenset()
-            runs.append((float(edges[start]), float(edges[i]), bool(matched[start]), partners))
+            runs.append((float(edges[start]), float(edges[i]), bool(matched[start])))
             start = i
     return runs
 
@@ -369,10 +366,10 @@ def _clean(runs: list[_Run], min_length: float, min_match: float) -> list[_Run]:
     changed = True
     while changed and len(merged) > 1:
         changed = False
-        for k, (a, b, ok, _) in enumerate(merged):
+        for k, (a, b, ok) in enumerate(merged):
             beside = [merged[j][2] for j in (k - 1, k + 1) if 0 <= j < len(merged)]
             if ok and b - a < min_match and beside and not any(beside):
-                merged[k] = (a, b, False, frozenset())
+                merged[k] = (a, b, False)
                 changed = True
         merged = _merge(merged)
     return [r for r in merged if r[2] or r[1] - r[0] >= min_length]
@@ -382,20 +379,20 @@ def _merge(runs: list[_Run]) -> list[_Run]:
     out: list[_Run] = []
     for run in runs:
         if out and out[-1][2] == run[2] and abs(out[-1][1] - run[0]) < 1e-9:
-            a, _, ok, partners = out[-1]
-            out[-1] = (a, run[1], ok, partners | run[3])
+            out[-1] = (out[-1][0], run[1], run[2])
         else:
             out.append(run)
     return out
 
 
-def _stretches(lines: np.ndarray, runs: Sequence[tuple[int, float, float, frozenset[int] | None]], conf: np.ndarray | None) -> Stretches:
-    geoms = np.asarray([_substring(lines[i], s, e) for i, s, e, _ in runs], dtype=object)
-    source = np.asarray([i for i, *_ in runs], dtype=np.intp)
+def _stretches(lines: np.ndarray, runs: Sequence[tuple[int, float, float]], conf: np.ndarray | None) -> Stretches:
+    """The stretches ``(line, start, end)`` of ``lines``, with the confidence of their line when ``conf`` gives one."""
+    geoms = np.asarray([_substring(lines[i], s, e) for i, s, e in runs], dtype=object)
+    source = np.asarray([i for i, _, _ in runs], dtype=np.intp)
     confidence = conf[source] if conf is not None and len(source) else np.full(len(runs), np.nan)
     nan = np.full(len(runs), np.nan)
     return Stretches(
-        geoms, source, np.asarray([s for _, s, _, _ in runs], dtype=float), np.asarray([e for _, _, e, _ in runs], dtype=float), confidence, nan, nan.copy()
+        geoms, source, np.asarray([s for _, s, _ in runs], dtype=float), np.asarray([e for _, _, e in runs], dtype=float), confidence, nan, nan.copy()
     )
 
 
@@ -428,6 +425,8 @@ def _offsets(stretch: LineString, others: np.ndarray, candidates: np.ndarray, co
     Where no candidate runs its way (a stretch kept matched across a crossing), the nearest
     candidate is taken.
     """
+    if not len(candidates):
+        return math.nan, math.nan, frozenset()
     n = int(min(_MAX_OFFSET_SAMPLES, max(2, math.ceil(stretch.length / spacing) + 1)))
     at = np.linspace(0, stretch.length, n)
     points = shapely.line_interpolate_point(stretch, at)
@@ -439,8 +438,6 @@ def _offsets(stretch: LineString, others: np.ndarray, candidates: np.ndarray, co
         distance[k] = shapely.distance(other, points)
         theirs = _tangents(other, shapely.line_locate_point(other, points), 2 * spacing)
         aligned[k] = np.abs(np.sum(own * theirs, axis=1)) >= cos_max
-    if not len(candidates):
-        return math.nan, math.nan, frozenset()
     nearest = np.where(aligned, distance, np.inf).min(axis=0)
     nearest = np.where(np.isfinite(nearest), nearest, distance.min(axis=0))
     used = frozenset(int(j) for k, j in enumerate(candidates) if aligned[k].any())
