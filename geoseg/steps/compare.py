@@ -320,8 +320,9 @@ class CompareNetwork(Step):
         if not len(parts) or not shapely.intersects(shapely.MultiLineString(list(parts)), reported):
             notes.append(f"{roads.path}: no road of the map lies in {scene}: every extracted road is new (the right map? the right CRS?)")
         roads_m, _ = chain_lines(parts)
-        edges = list(network.edges(keys=True, data=True))
-        extracted = np.asarray([_scaled(d["geometry"], sx, sy) for *_, d in edges], dtype=object)
+        scaled = _scaled_graph(network, sx, sy)
+        edges = list(scaled.edges(keys=True, data=True))
+        extracted = np.asarray([d["geometry"] for *_, d in edges], dtype=object)
         confidence = [d.get("confidence", math.nan) for *_, d in edges]
         min_length = 2 * tolerance_m if self.min_length_m is None else self.min_length_m
         result = compare_lines(
@@ -354,7 +355,7 @@ class CompareNetwork(Step):
         found = None
         if self.link_radius_m > 0 and edges and len(roads_m):
             found = link_changes(
-                _scaled_graph(network, sx, sy), roads_m, tolerance_px=tolerance_m, radius_px=self.link_radius_m,
+                scaled, roads_m, tolerance_px=tolerance_m, radius_px=self.link_radius_m,
                 new_edges=set(result.new.source.tolist()), shortcut_ratio=self.shortcut_ratio, detour_ratio=self.detour_ratio,
             )  # fmt: skip
         if found is None or not len(found):
