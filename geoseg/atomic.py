@@ -19,7 +19,7 @@ from pathlib import Path
 
 from geoseg.errors import OutputWriteError
 
-__all__ = ["atomic_path", "check_output_file", "TEMP_PREFIX"]
+__all__ = ["atomic_path", "check_output_file", "remove_outputs", "TEMP_PREFIX"]
 
 #: Prefix of the temporary folders; a batch can clean those left by a killed run.
 TEMP_PREFIX = ".geoseg-tmp-"
@@ -126,3 +126,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise OutputWriteError(f"{final}: cannot write output ({exc.strerror or exc})") from exc
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def remove_outputs(paths: list[Path]) -> None:
+    """Delete output files and their sidecars (a shapefile's .shx, .dbf, ..., a raster's .aux.xml): what a failed result leaves."""
+    for path in paths:
+        parts = [path, path.with_name(path.name + ".aux.xml")]
+        if path.suffix.lower() == ".shp":
+            parts += [path.with_suffix(ext) for ext in _SHAPEFILE_SIDECARS]
+        for part in parts:
+            part.unlink(missing_ok=True)

@@ -29,6 +29,7 @@ import shapely.geometry
 from affine import Affine
 from pydantic import ValidationError
 
+from geoseg.atomic import remove_outputs
 from geoseg.errors import ConfigError, InputMismatchError
 from geoseg.raster import GeoInfo, ground_sample_distance, read_geoinfo
 from geoseg.road.network import graph_to_lines
@@ -176,20 +177,11 @@ def compare_files(
     try:
         written = write_layers({name: layers[name] for name in names}, target, fmt=spec)
     except BaseException:
-        for path in layer_paths(names, target, spec):  # the four files are one result: leave none of them
-            _remove(path)
+        remove_outputs(layer_paths(names, target, spec))  # the four files are one result: leave none of them
         raise
     for text in notes:
         log.warning("note: %s", text)
     return ComparisonSummary(written, change_totals(layers), round(tolerance_m, 3), notes)
-
-
-def _remove(path: Path) -> None:
-    """Delete an output file and its sidecars (a shapefile's .shx, .dbf, ...)."""
-    from geoseg.atomic import _SHAPEFILE_SIDECARS
-
-    for part in [path, *([path.with_suffix(ext) for ext in _SHAPEFILE_SIDECARS] if path.suffix.lower() == ".shp" else [])]:
-        part.unlink(missing_ok=True)
 
 
 def _lines(path: str | os.PathLike[str], layer: str | None) -> Any:

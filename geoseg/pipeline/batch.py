@@ -35,7 +35,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from geoseg.atomic import TEMP_PREFIX
+from geoseg.atomic import TEMP_PREFIX, remove_outputs
 from geoseg.errors import ConfigError, GeosegError, InputMismatchError, ManifestError, OutputWriteError, RasterReadError
 from geoseg.inputs import SceneInput, redact, scene_input
 from geoseg.manifest import ENTRY_KEYS, MANIFEST_NAME, read_manifest, write_manifest
@@ -369,12 +369,10 @@ def discard_interrupted(stop: BatchInterrupted) -> None:
     A scene still running on a remote cluster may write again: the next run cleans up then.
     Nothing is done while another batch holds the folder.
     """
-    from geoseg.pipeline.scene import _remove_outputs
-
     try:
         with _folder_lock(stop.outdir):
             _remove_stale_temporaries(stop.folders)
-            _remove_outputs(stop.leftovers)
+            remove_outputs(stop.leftovers)
     except OutputWriteError as exc:
         log.debug("not cleaning up after the interrupt: %s", exc)
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import rasterio
 
-from geoseg.atomic import _SHAPEFILE_SIDECARS
+from geoseg.atomic import remove_outputs
 from geoseg.errors import GeosegError, NotGeoreferencedWarning
 from geoseg.pipeline.coarsen import working_source
 from geoseg.pipeline.config import EngineSettings
@@ -111,7 +111,7 @@ def _process_opened(
         written = [*write_vector_outputs(result, outputs, Path(outdir), stem, fmt), *sink.paths]
     except BaseException as exc:
         # Each file is atomic, but a scene's outputs are several files: leave none of them.
-        _remove_outputs([*sink.paths, *output_paths(outputs, Path(outdir), stem, fmt)])
+        remove_outputs([*sink.paths, *output_paths(outputs, Path(outdir), stem, fmt)])
         if isinstance(exc, GeosegError) and str(scene) not in str(exc):
             raise type(exc)(f"{scene}: writing to {outdir}: {exc}") from exc
         raise
@@ -122,13 +122,3 @@ def _not_georeferenced_note(scene: str | Path, engine: EngineSettings) -> str:
     """The warning for a scene without georeferencing: the GSD part only when ``assume_gsd_m`` is the default."""
     assumed = None if engine.assume_gsd_m_given else engine.assume_gsd_m
     return not_georeferenced_message(str(scene), assumed, "--set assume_gsd_m=VALUE")
-
-
-def _remove_outputs(paths: list[Path]) -> None:
-    """Delete a failed scene's output files and their sidecars (a shapefile's .shx, .dbf, ...)."""
-    for path in paths:
-        parts = [path, path.with_name(path.name + ".aux.xml")]
-        if path.suffix.lower() == ".shp":
-            parts += [path.with_suffix(ext) for ext in _SHAPEFILE_SIDECARS]
-        for part in parts:
-            part.unlink(missing_ok=True)
