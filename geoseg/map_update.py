@@ -34,7 +34,7 @@ from geoseg.errors import ConfigError, InputMismatchError
 from geoseg.raster import GeoInfo, ground_sample_distance, read_geoinfo
 from geoseg.road.network import graph_to_lines
 from geoseg.steps.compare import CHANGE_LAYERS, CompareNetwork, map_in_scene
-from geoseg.vector import check_degrees, crs_name, keep_lines, layer_paths, read_lines, to_scene_crs, vector_format, write_layers
+from geoseg.vector import check_degrees, crs_name, keep_lines, layer_names, layer_paths, read_lines, to_scene_crs, vector_format, write_layers
 
 __all__ = ["ComparisonSummary", "compare_files", "change_totals"]
 
@@ -186,14 +186,8 @@ def compare_files(
 
 def _lines(path: str | os.PathLike[str], layer: str | None) -> Any:
     """The network file's lines (the ``edges`` layer of a GeoPackage that has one, unless ``layer`` says otherwise)."""
-    import pyogrio
-    from pyogrio.errors import DataLayerError, DataSourceError
-
     if layer is None:
-        try:
-            layers = [str(name) for name, _ in pyogrio.list_layers(path)]
-        except (DataSourceError, DataLayerError):
-            layers = []
+        layers = layer_names(path)
         if len(layers) > 1:
             if "edges" not in layers:
                 raise InputMismatchError(f"{path}: the file has several layers ({', '.join(layers)}); choose the network's with --network-layer NAME")

@@ -41,6 +41,7 @@ __all__ = [
     "to_scene_crs",
     "check_degrees",
     "keep_lines",
+    "layer_names",
     "crs_name",
     "lengths_m",
     "to_crs_coords",
@@ -520,3 +521,14 @@ def keep_lines(frame: gpd.GeoDataFrame, path: str | os.PathLike[str], what: str,
         kinds = ", ".join(sorted(set(frame.geometry.geom_type.dropna()))) or "no geometry"
         raise InputMismatchError(f"{path}: {what} needs lines (road centerlines), this file has {kinds}")
     return lines
+
+
+def layer_names(path: str | os.PathLike[str]) -> list[str]:
+    """The layers of a vector file (empty when it cannot be listed: reading it then says why)."""
+    import pyogrio
+    from pyogrio.errors import DataLayerError, DataSourceError
+
+    try:
+        return [str(name) for name, _ in pyogrio.list_layers(path)]
+    except (DataSourceError, DataLayerError):
+        return []

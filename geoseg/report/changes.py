@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 from geoseg.raster import GeoInfo
 from geoseg.report.overlay import _font, read_preview
 from geoseg.steps.compare import CHANGE_LAYERS
+from geoseg.vector import layer_names
 
 __all__ = ["CHANGE_COLOURS", "find_changes", "read_changes", "changes_of_outputs", "render_changes", "change_legend_text"]
 
@@ -51,9 +52,7 @@ def find_changes(outputs: list[Path], stem: str) -> dict[str, tuple[Path, str | 
     found: dict[str, tuple[Path, str | None]] = {}
     for path in outputs:
         if path.suffix.lower() == ".gpkg" and path.stem == stem and path.exists():
-            import pyogrio
-
-            names = [str(n) for n, _ in pyogrio.list_layers(path)]
+            names = layer_names(path)
             found.update({n: (path, n) for n in CHANGE_LAYERS if n in names})
             continue
         for name in CHANGE_LAYERS:

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
-import pyogrio
 import shapely
 
 from geoseg.errors import ConfigError, InputMismatchError
 from geoseg.evaluate import VECTOR_SUFFIXES
-from geoseg.vector import read_lines
+from geoseg.vector import layer_names, read_lines
 
 __all__ = [
     "NetworkStats",
@@ -76,8 +75,7 @@ def read_network(path: str | os.PathLike[str]) -> gpd.GeoDataFrame:
     p = Path(path)
     layer = None
     if p.suffix.lower() == ".gpkg" and p.is_file():
-        names = [str(name) for name, _ in pyogrio.list_layers(p)]
-        layer = "edges" if "edges" in names else None
+        layer = "edges" if "edges" in layer_names(p) else None
     frame = read_lines(p, layer=layer)
     types = set(frame.geometry.dropna().geom_type) - {"LineString", "MultiLineString"}
     if types:

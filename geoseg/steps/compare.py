@@ -114,15 +114,9 @@ def _read_lines(path: str, layer: str | None, stamp: tuple[int, int]) -> Any:
         Not a vector file, no such layer, several layers and none chosen, features but no lines,
         degrees out of range.
     """
-    import pyogrio
-    from pyogrio.errors import DataLayerError, DataSourceError
+    from geoseg.vector import check_degrees, keep_lines, layer_names, read_lines
 
-    from geoseg.vector import check_degrees, keep_lines, read_lines
-
-    try:
-        layers = [str(name) for name, _ in pyogrio.list_layers(path)]
-    except (DataSourceError, DataLayerError):
-        layers = []
+    layers = layer_names(path)
     if layer is not None and layers and layer not in layers:
         raise InputMismatchError(f"{path}: no layer {layer!r} (layers: {', '.join(layers)})")
     if layer is None and len(layers) > 1:
