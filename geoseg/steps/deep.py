@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import Field
 
-from geoseg.errors import ConfigError, InputMismatchError
+from geoseg.errors import ConfigError, InputMismatchError, ModelFileError
 from geoseg.pipeline.step import Step, StepContext
 from geoseg.raster import GeoInfo
 from geoseg.scene_checks import ValueSummary, scaled
@@ -50,10 +50,10 @@ def load_nn_classifier(path: str, backend: str = "auto", threads: int | None = N
     if path.lower().endswith(".onnx"):
         if backend == "torch":
             raise ConfigError(f"{path}: an ONNX file runs with backend onnx or auto (nn_classify.backend), not torch")
-        return load_cached(path, _onnx_file_loader(threads))
+        return _in_onnxruntime(path, _mtime(path), threads)
     model: NNModel = load_cached(path, load_nn_model)
     if backend == "onnx" or (backend == "auto" and _onnx_available() and not model.quantized):
-        return _as_onnx(path, os.stat(path).st_mtime, threads)
+        return _in_onnxruntime(path, _mtime(path), threads)
     return model
 
 
@@ -68,22 +68,21 @@ def _onnx_available() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
 
 
-@lru_cache(maxsize=4)
-def _onnx_file_loader(threads: int | None) -> Any:
-    from geoseg.nn.onnx import load_onnx_model
-
-    def load(path: str) -> NNModel:
-        return load_onnx_model(path, threads)
-
-    return load
+def _mtime(path: str) -> float:
+    """The model file's modification time (the caches key on it)."""
+    if not os.path.isfile(path):
+        raise ModelFileError(f"{path}: no such model file")
+    return os.stat(path).st_mtime
 
 
 @lru_cache(maxsize=4)
-def _as_onnx(path: str, mtime: float, threads: int | None) -> NNModel:
-    """A model file's network converted to ONNX in memory and loaded in onnxruntime (cached while the file is unchanged)."""
+def _in_onnxruntime(path: str, mtime: float, threads: int | None) -> NNModel:
+    """An ONNX file, or a model file's network converted to ONNX in memory, loaded in onnxruntime (cached while the file is unchanged)."""
     from geoseg.nn.modelfile import load_nn_model
     from geoseg.nn.onnx import load_onnx_model, onnx_graph_bytes
 
+    if path.lower().endswith(".onnx"):
+        return load_onnx_model(path, threads)
     return load_onnx_model(f"{path} (as ONNX)", threads, data=onnx_graph_bytes(load_cached(path, load_nn_model)))
 
 
