@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
 import numpy as np
 import shapely
 import shapely.geometry
@@ -31,6 +32,7 @@ from pydantic import ValidationError
 
 from geoseg.atomic import remove_outputs
 from geoseg.errors import ConfigError, InputMismatchError
+from geoseg.pipeline.engine import read_aoi
 from geoseg.raster import GeoInfo, ground_sample_distance, read_geoinfo
 from geoseg.road.network import graph_to_lines
 from geoseg.steps.compare import CHANGE_LAYERS, CompareNetwork, map_in_scene
@@ -150,10 +152,10 @@ def compare_files(
         area = None
         place = f"the extent of {network}"
     if footprint is not None:
-        polygons = _polygons(footprint)
-        polygons, note = to_scene_crs(polygons, geo, place, str(footprint), "the footprint")
+        outline, crs = read_aoi(footprint)
+        polygons, note = to_scene_crs(gpd.GeoDataFrame(geometry=[outline], crs=crs), geo, place, str(footprint), "the footprint")
         notes += [note] if note else []
-        drawn = geo.to_pixels(shapely.union_all(polygons.geometry.to_numpy()))
+        drawn = geo.to_pixels(polygons.geometry.iloc[0])
         area = drawn if area is None else shapely.intersection(area, drawn)
         if area.is_empty:
             raise InputMismatchError(f"{footprint}: the footprint does not overlap {place}")
@@ -195,15 +197,6 @@ def _lines(path: str | os.PathLike[str], layer: str | None) -> Any:
     lines = keep_lines(read_lines(path, layer=layer), path, "a road network")
     check_degrees(path, lines.geometry.to_numpy(), lines.crs)
     return lines
-
-
-def _polygons(path: str | os.PathLike[str]) -> Any:
-    frame = read_lines(path)
-    polygons = frame[frame.geometry.notna() & frame.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
-    if polygons.empty:
-        kinds = ", ".join(sorted(set(frame.geometry.geom_type.dropna()))) or "no geometry"
-        raise InputMismatchError(f"{path}: a footprint needs polygons, this file has {kinds}")
-    return polygons
 
 
 def _grid_around(lines: Any, source: str) -> GeoInfo:
