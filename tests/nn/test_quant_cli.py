@@ -85,8 +85,9 @@ def test_whole_network_folding_matches_fake_quant(tiny_model: Path) -> None:
     with torch.no_grad():
         ref = q.model.module.eval()(x)["seg"].softmax(1)[:, 1]
         got = load_nn_model(path).module(x)["seg"].softmax(1)[:, 1]
-    # identical up to float round-off, except where round-off flips an activation code
-    assert float((ref - got).abs().median()) < 1e-5 and float(((ref - got).abs() > 0.05).float().mean()) < 0.01
+    # identical up to the biases, held on the accumulator's grid (half a step off at most: 1e-3 in
+    # probability at W4A4), and where round-off flips an activation code
+    assert float((ref - got).abs().median()) < 4e-3 and float(((ref - got).abs() > 0.05).float().mean()) < 0.01
 
 
 @pytest.mark.parametrize("seed", [0, 1])

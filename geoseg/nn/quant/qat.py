@@ -9,9 +9,11 @@ convolves in float. In BP-NAS search mode it convolves the probability-weighted 
 into batch norm): the weights are the **integer** codes ``q``, the input is turned into its
 integer activation codes, and one per-channel multiplier ``m_c = s_a · s_{g(c)} · γ_c/σ_c``
 and bias ``b_c = β_c − γ_c μ_c/σ_c`` (plus the conv bias) replace the group scales, the
-activation scale and the following BatchNorm. The arithmetic is simulated in float32 (no
-integer kernels): the result equals the unfolded fake-quantized network up to float
-round-off.
+activation scale and the following BatchNorm. The bias is held on the accumulator's grid
+(a whole number of ``|m_c|``), as an integer inference engine holds it (``int32``, added to the
+integer sums): the ONNX export (:mod:`.onnx_qdq`) then computes what this layer computes. The
+arithmetic is simulated in float32 (no integer kernels): the result equals the unfolded
+fake-quantized network up to float round-off and the bias's rounding (half an accumulator step).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ __all__ = [
     "QConv2d",
     "conv_bn_pairs",
     "convert_to_qat",
+    "act_step",
+    "bias_on_accumulator_grid",
     "build_folded",
     "fold_layer",
     "fold_network",
@@ -214,7 +218,9 @@ class FoldedQConv2d(nn.Conv2d):
     ``y_c = m_c · conv(x_int, W_int)_c + b_c`` where ``x_int`` are the activation codes
     (``round(clip(x)/s_a)``) and ``W_int`` the signed integer weight codes; ``m_c`` carries the
     activation step, the group weight step and the BN scale, ``b_c`` the BN shift and conv bias.
-    The integer codes are held in ``weight`` (float tensor of integer values).
+    The integer codes are held in ``weight`` (float tensor of integer values); with integer
+    codes and an integer input, ``b_c`` is rounded to a whole number of ``|m_c|``
+    (:func:`bias_on_accumulator_grid`).
     """
 
     mult: Tensor
@@ -229,16 +235,14 @@ class FoldedQConv2d(nn.Conv2d):
         with torch.no_grad():
             self.weight.copy_(w_int)
         self.weight.requires_grad_(False)
+        integer = a_bits < 32 and bool(torch.all(w_int == torch.round(w_int)))
         self.register_buffer("mult", mult.detach().clone().float())
-        self.register_buffer("shift", bias.detach().clone().float())
+        self.register_buffer("shift", bias_on_accumulator_grid(bias.detach().float(), self.mult) if integer else bias.detach().clone().float())
         self.a_bits, self.a_clip, self.a_signed = a_bits, float(a_clip), a_signed
 
     def act_step(self) -> float:
         """Step of the input activation codes (1 when the input stays float)."""
-        if self.a_bits >= 32:
-            return 1.0
-        n = signed_levels(self.a_bits) if self.a_signed else (1 << self.a_bits) - 1
-        return max(self.a_clip, 1e-8) / n
+        return act_step(self.a_bits, self.a_clip, self.a_signed)
 
     def forward(self, x: Tensor) -> Tensor:
         """Integer-grid activations, integer weights, then the folded per-channel multiplier and shift."""
@@ -274,8 +278,7 @@ def build_folded(conv: nn.Conv2d, w_int: Tensor, w_step: Tensor, conv_bias: Tens
     InputMismatchError
         ``bn`` keeps no running statistics.
     """
-    folded = FoldedQConv2d(conv, w_int, torch.ones(conv.out_channels), torch.zeros(conv.out_channels), a_bits, a_clip, a_signed)
-    mult = w_step.detach().float() * folded.act_step()
+    mult = w_step.detach().float() * act_step(a_bits, a_clip, a_signed)
     shift = conv_bias.detach().clone().float() if conv_bias is not None else torch.zeros(conv.out_channels)
     if bn is not None:
         if bn.running_mean is None or bn.running_var is None:
@@ -283,9 +286,33 @@ def build_folded(conv: nn.Conv2d, w_int: Tensor, w_step: Tensor, conv_bias: Tens
         inv = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
         mult = mult * inv
         shift = (shift - bn.running_mean) * inv + bn.bias.detach()
-    folded.mult.copy_(mult)
-    folded.shift.copy_(shift)
-    return folded
+    return FoldedQConv2d(conv, w_int, mult, shift, a_bits, a_clip, a_signed)
+
+
+def act_step(a_bits: int, a_clip: float, a_signed: bool) -> float:
+    """Step of ``a_bits``-bit activation codes clipped at ``a_clip`` (1 for a float input, 32 bits)."""
+    if a_bits >= 32:
+        return 1.0
+    n = signed_levels(a_bits) if a_signed else (1 << a_bits) - 1
+    return max(a_clip, 1e-8) / n
+
+
+#: Largest bias, in accumulator steps, that an ``int32`` holds; a channel beyond it keeps a float bias.
+INT32_MAX = 2**31 - 1
+
+
+def bias_on_accumulator_grid(bias: Tensor, mult: Tensor) -> Tensor:
+    """``bias`` rounded to whole multiples of ``|mult|`` per channel (where that multiple fits an ``int32``).
+
+    Examples
+    --------
+    >>> bias_on_accumulator_grid(torch.tensor([0.3, -1.1]), torch.tensor([0.25, -0.5])).tolist()
+    [0.25, -1.0]
+    """
+    step = mult.abs()
+    codes = torch.round(bias.double() / step.double())
+    fits = (step > 0) & (codes.abs() <= INT32_MAX)
+    return torch.where(fits, (codes * step.double()).float(), bias)
 
 
 def layer_codes(conv: QConv2d) -> tuple[Tensor, Tensor, Tensor]:
