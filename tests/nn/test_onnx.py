@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import torch
 
 from geoseg.errors import ConfigError, ModelFileError
 from geoseg.nn.inference import predict_scene
-from geoseg.nn.modelfile import NNModel, load_nn_model, save_nn_model
+from geoseg.nn.modelfile import NNModel, load_nn_model
 from geoseg.nn.models import build_model
 
 pytest.importorskip("onnxruntime", reason="the ONNX backend needs the extra geoseg[onnx]")
@@ -49,6 +50,68 @@ def test_exported_models_give_the_same_probabilities(tmp_path: Path, arch: str) 
     assert np.abs(tta).max() < 1e-4
 
 
+@pytest.fixture(scope="module")
+def quantized(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    """GDRQ W8A8 and W4A4 files of the tiny model (calibrated, not fine-tuned)."""
+    from geoseg.nn.quant.gdrq import layer_plan, load_quant_config, quantize_finetune, uniform_bits
+    from geoseg.nn.quant.qmodelfile import save_quantized
+    from tests.nn.conftest import scene_b
+
+    folder = tmp_path_factory.mktemp("q")
+    model = load_nn_model(tiny_model)
+    cfg = load_quant_config(None, ["threads=1", "iterations=0", "batch_size=2", "crop_px=64", "calibration_batches=1"])
+    macs, ends = layer_plan(model, 256)
+    return {
+        b: save_quantized(folder / f"w{b}a{b}.npz", quantize_finetune(model, [scene_b()], uniform_bits(macs, ends, b, b, 8), cfg, macs=macs, progress=False))
+        for b in (8, 4)
+    }
+
+
+def _stored_bytes(graph: Any) -> dict[str, int]:
+    """Bytes of the graph's stored tensors (initializers and constants) by element type."""
+    from onnx import numpy_helper
+
+    tensors = [numpy_helper.to_array(t) for t in graph.graph.initializer]
+    tensors += [numpy_helper.to_array(n.attribute[0].t) for n in graph.graph.node if n.op_type == "Constant" and n.attribute]
+    out: dict[str, int] = {}
+    for t in tensors:
+        out[t.dtype.name] = out.get(t.dtype.name, 0) + t.nbytes
+    return out
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_quantized_models_export_as_integer_graphs_that_agree_with_torch(tmp_path: Path, tiny_model: Path, quantized: dict[int, Path], bits: int) -> None:
+    import onnx
+
+    from geoseg.raster import read_raster
+
+    model = load_nn_model(quantized[bits])
+    path = export_onnx(model, tmp_path / f"w{bits}.onnx")
+    graph = onnx.load(path)
+    stored = _stored_bytes(graph)
+    float_stored = _stored_bytes(onnx.load(export_onnx(load_nn_model(tiny_model), tmp_path / "float.onnx")))
+    assert stored["int8"] > 0.9 * float_stored["float32"] / 4  # the weights are 8-bit codes (4-bit ones too: ONNX has no 4-bit type below opset 21)
+    assert stored["float32"] < 0.1 * float_stored["float32"]  # only scales and the float layers' parameters stay float
+    assert path.stat().st_size < 0.4 * (tmp_path / "float.onnx").stat().st_size  # the graph's structure weighs on a tiny model; 0.28x in the benchmark
+    ops = [n.op_type for n in graph.graph.node]
+    assert ops.count("QuantizeLinear") >= ops.count("Conv") - 1  # every convolution's input is quantized, but where it is shared
+    loaded = load_onnx_model(path, threads=1)
+    assert loaded.heads == model.heads and loaded.train_gsd_m == model.train_gsd_m
+    image = read_raster(SAMPLE / "scene_b.tif").array.astype(np.float32)
+    simulated, exported = predict_scene(model, image), predict_scene(loaded, image)
+    assert np.abs(exported - simulated).mean() < 2e-4  # integer rounding ties flip a few codes (3e-5 measured at 8 bits)
+    roads_sim, roads_onnx = simulated > 0.5, exported > 0.5
+    assert (roads_sim & roads_onnx).sum() / (roads_sim | roads_onnx).sum() > 0.999
+
+
+def test_auto_runs_quantized_models_as_int8_in_onnxruntime(quantized: dict[int, Path]) -> None:
+    from geoseg.nn.onnx import OnnxModule
+    from geoseg.steps.deep import load_nn_classifier
+
+    assert isinstance(load_nn_classifier(str(quantized[8]), "auto", threads=1).module, OnnxModule)
+    assert not isinstance(load_nn_classifier(str(quantized[8]), "torch", threads=1).module, OnnxModule)
+
+
 def test_the_file_carries_deepness_metadata(tmp_path: Path) -> None:
     import onnx
 
@@ -78,7 +141,7 @@ def test_nn_classify_runs_an_onnx_file_or_a_model_through_onnxruntime(tmp_path: 
         probability(onnx_path, "torch")
 
 
-def test_model_export_command(tmp_path: Path, tiny_model: Path) -> None:
+def test_model_export_command(tmp_path: Path, tiny_model: Path, quantized: dict[int, Path]) -> None:
     from click.testing import CliRunner
 
     from geoseg.cli.main import cli
@@ -86,7 +149,10 @@ def test_model_export_command(tmp_path: Path, tiny_model: Path) -> None:
     res = CliRunner().invoke(cli, ["model", "export", str(tiny_model), "-o", str(tmp_path / "out.onnx")])
     assert res.exit_code == 0, res.output
     assert load_onnx_model(tmp_path / "out.onnx").heads == load_nn_model(tiny_model).heads
-    assert "Deepness" in res.output
+    assert "Deepness" in res.output and "ONNX float32" in res.output
+    res = CliRunner().invoke(cli, ["model", "export", str(quantized[8]), "-o", str(tmp_path / "int8.onnx")])
+    assert res.exit_code == 0, res.output
+    assert "ONNX int8" in res.output and load_onnx_model(tmp_path / "int8.onnx").heads == load_nn_model(quantized[8]).heads
 
 
 def test_foreign_or_broken_onnx_files_are_refused(tmp_path: Path) -> None:
@@ -94,7 +160,12 @@ def test_foreign_or_broken_onnx_files_are_refused(tmp_path: Path) -> None:
     from onnx import TensorProto, helper
 
     node = helper.make_node("Identity", ["image"], ["out"])
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])], [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 8, 8])])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 8, 8])],
+    )
     foreign = tmp_path / "foreign.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), foreign)
     with pytest.raises(ModelFileError, match=r"foreign\.onnx: an ONNX file without geoseg's metadata"):
