@@ -59,8 +59,8 @@ def load_nn_classifier(path: str, backend: str = "auto", threads: int | None = N
 
 #: Why ``backend: auto`` prefers onnxruntime when the extra is installed (benchmarks/bench_inference.py, docs/RESULTS.md).
 AUTO_BACKEND_REASON = (
-    "onnxruntime ran geoseg's tiled inference 1.5-1.6x faster than torch float32 on this project's CPUs, with equal output, "
-    "and a W8A8 model as int8 1.5-1.6x faster than torch float32 (1.9-2.3x faster than torch's simulation of its integers)"
+    "onnxruntime ran geoseg's tiled inference 1.4-1.9x faster than torch float32 on this project's CPUs, with equal output, "
+    "and a W8A8 model as int8 1.6-1.8x faster than torch float32 at 1 thread (about 2x faster than torch's simulation of its integers)"
 )
 
 
@@ -101,7 +101,7 @@ class NNClassify(ModelInputStep):
     backend: Literal["torch", "onnx", "auto"] = Field(
         "auto",
         description="torch, or onnx (onnxruntime, the extra geoseg[onnx]; a model file is converted in memory); "
-        "auto: onnxruntime when installed (1.5-1.6x faster on CPUs; quantized models run there as int8), else torch",
+        "auto: onnxruntime when installed (1.4-1.9x faster on CPUs; quantized models run there as int8), else torch",
     )
     output: Literal["road", "centerline", "auto"] = Field(
         "road", description="which head writes `probability`: road surface, the centerline head, or auto (the centerline head when the model has one)"

@@ -52,8 +52,9 @@ def test_exported_models_give_the_same_probabilities(tmp_path: Path, arch: str) 
 
 @pytest.fixture(scope="module")
 def quantized(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
-    """GDRQ W8A8 and W4A4 files of the tiny model (calibrated, not fine-tuned)."""
+    """GDRQ W8A8 and W4A4 files of the tiny model, and (key 0) a mixed-precision one as BP-NAS writes: calibrated, not fine-tuned."""
     from geoseg.nn.quant.gdrq import layer_plan, load_quant_config, quantize_finetune, uniform_bits
+    from geoseg.nn.quant.qat import LayerBits
     from geoseg.nn.quant.qmodelfile import save_quantized
     from tests.nn.conftest import scene_b
 
@@ -61,10 +62,9 @@ def quantized(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     model = load_nn_model(tiny_model)
     cfg = load_quant_config(None, ["threads=1", "iterations=0", "batch_size=2", "crop_px=64", "calibration_batches=1"])
     macs, ends = layer_plan(model, 256)
-    return {
-        b: save_quantized(folder / f"w{b}a{b}.npz", quantize_finetune(model, [scene_b()], uniform_bits(macs, ends, b, b, 8), cfg, macs=macs, progress=False))
-        for b in (8, 4)
-    }
+    plans = {b: uniform_bits(macs, ends, b, b, 8) for b in (8, 4)}
+    plans[0] = {name: bits if name in ends else LayerBits(*[(8, 4), (4, 8), (2, 2), (8, 8)][i % 4]) for i, (name, bits) in enumerate(plans[8].items())}
+    return {b: save_quantized(folder / f"w{b}.npz", quantize_finetune(model, [scene_b()], plan, cfg, macs=macs, progress=False)) for b, plan in plans.items()}
 
 
 def _stored_bytes(graph: Any) -> dict[str, int]:
@@ -79,7 +79,7 @@ def _stored_bytes(graph: Any) -> dict[str, int]:
     return out
 
 
-@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize("bits", [8, 4, 0], ids=["W8A8", "W4A4", "mixed"])
 def test_quantized_models_export_as_integer_graphs_that_agree_with_torch(tmp_path: Path, tiny_model: Path, quantized: dict[int, Path], bits: int) -> None:
     import onnx
 
@@ -99,7 +99,9 @@ def test_quantized_models_export_as_integer_graphs_that_agree_with_torch(tmp_pat
     assert loaded.heads == model.heads and loaded.train_gsd_m == model.train_gsd_m
     image = read_raster(SAMPLE / "scene_b.tif").array.astype(np.float32)
     simulated, exported = predict_scene(model, image), predict_scene(loaded, image)
-    assert np.abs(exported - simulated).mean() < 2e-4  # integer rounding ties flip a few codes (3e-5 measured at 8 bits)
+    # float round-off flips codes at rounding ties, and a tie in a uniform area flips a whole
+    # region (mean 3e-5 measured at W8A8, 2.2e-4 on the mixed model with its 2- and 4-bit steps)
+    assert np.abs(exported - simulated).mean() < 5e-4
     roads_sim, roads_onnx = simulated > 0.5, exported > 0.5
     assert (roads_sim & roads_onnx).sum() / (roads_sim | roads_onnx).sum() > 0.999
 

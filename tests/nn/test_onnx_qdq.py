@@ -16,15 +16,18 @@ onnx = pytest.importorskip("onnx", reason="ONNX export needs the extra geoseg[on
 ort = pytest.importorskip("onnxruntime", reason="the ONNX backend needs the extra geoseg[onnx]")
 
 
-def _folded(cin: int, cout: int, w_bits: int, a_bits: int, a_clip: float, a_signed: bool, seed: int, negative_bn: bool = False) -> FoldedQConv2d:
+def _folded(
+    cin: int, cout: int, w_bits: int, a_bits: int, a_clip: float, a_signed: bool, seed: int, negative_bn: bool = False, full_range: bool = False
+) -> FoldedQConv2d:
     """A 3×3 folded layer with random integer weights (or float ones at 32 bits) and a batch norm.
 
-    8-bit codes stay within ±63, as trained ones mostly do: onnxruntime's AVX2 kernels saturate
-    pairs of full-range products (geoseg.nn.quant.onnx_qdq's docstring).
+    8-bit codes stay within ±63 unless ``full_range``: onnxruntime's AVX2 kernel saturates pairs
+    of large products after a ReLU too, where trained networks rarely have them
+    (geoseg.nn.quant.onnx_qdq's docstring).
     """
     gen = torch.Generator().manual_seed(seed)
     conv = nn.Conv2d(cin, cout, 3, padding=1)
-    n = min((1 << (w_bits - 1)) - 1, 63) if w_bits < 32 else 0
+    n = min((1 << (w_bits - 1)) - 1, 127 if full_range else 63) if w_bits < 32 else 0
     w_int = torch.randint(-n, n + 1, conv.weight.shape, generator=gen).float() if n else torch.randn(conv.weight.shape, generator=gen) * 0.2
     bn = nn.BatchNorm2d(cout).eval()
     with torch.no_grad():
@@ -112,6 +115,18 @@ def test_a_qdq_layer_computes_what_the_folded_layer_computes(w_bits: int, a_bits
         assert np.array_equal(np.abs(weight), np.abs(layer.weight.detach().numpy()))  # negative multipliers negate codes
     else:
         assert weight is None and bias is None
+
+
+def test_full_range_codes_after_a_signed_input_are_stored_so_that_they_cannot_saturate() -> None:
+    layer = _folded(8, 6, 8, 8, 2.5, True, seed=3, full_range=True)
+    x = np.random.default_rng(3).normal(scale=1.5, size=(2, 8, 16, 16)).astype(np.float32)
+    expected = layer(torch.from_numpy(x)).detach().numpy()
+    graph = _export(layer, 8)
+    [(weight, _)] = _conv_inputs(graph)
+    assert weight is not None and weight.dtype == np.uint8  # zero point 128
+    assert np.array_equal(np.abs(weight.astype(int) - 128), np.abs(layer.weight.detach().numpy()))
+    assert np.abs(layer.weight.detach().numpy()).max() == 127
+    assert np.abs(_run(graph, x) - expected).max() < 1e-4 * np.abs(expected).max()
 
 
 def test_activations_of_more_than_8_bits_have_no_onnx_integer_type() -> None:

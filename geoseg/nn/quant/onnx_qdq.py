@@ -14,16 +14,19 @@ norm folded into it) and an ``int32`` bias, and may run the convolution on integ
 Negative per-channel multipliers (a batch norm with a negative scale) are made positive by
 negating that channel's codes, which ONNX runtimes expect.
 
-The weight codes are ``int8``, the standard QDQ form. On x86 CPUs without VNNI (AVX2 only, as
-this project's machines), onnxruntime multiplies ``uint8`` activations by ``int8`` weights with
-an instruction that adds pairs of products into 16 bits with saturation, so two large codes
-side by side (``|a1·w1 + a2·w2| > 32767``) saturate: random full-range weights in a test
-network gave errors of 17 on values of ±40. A trained network rarely meets it (small activation
-codes: their clip is 32·mean|x|); on a W8A8 ``road_decouple`` model the mean probability
-difference to the torch simulation was 1.0e-4 with ``int8`` weights against 5.8e-5 with ``uint8``
-weights (zero point 128, whose ``uint8 × uint8`` kernel widens first and never saturates), and
-``int8`` ran 14 % (1 thread) to 27 % (2 threads) faster, so the file keeps ``int8``. CPUs with
-VNNI, ARM and GPUs have no such saturation.
+The weight codes are ``int8``, the standard QDQ form, but where they could saturate
+onnxruntime. On x86 CPUs without VNNI (AVX2 only, as this project's machines), onnxruntime
+multiplies ``uint8`` activations by ``int8`` weights with an instruction that adds pairs of
+products into 16 bits with saturation (``|a1·w1 + a2·w2| > 32767``): random full-range weights
+in a test network gave errors of 17 on values of ±40. Signed activations reach that kernel
+shifted by 128 (``int8`` → ``uint8``), so every pair is large there: a layer with a signed input
+and codes above 64 stores its codes as ``uint8`` with zero point 128 instead, whose ``uint8 ×
+uint8`` kernel widens to 16 bits first and never saturates (:func:`saturates_as_int8`). After a
+ReLU, activation codes are small (their clip is 32·mean|x|) and two large ones meeting two large
+weights is rare: on a W8A8 ``road_decouple`` model the mean probability difference to the torch
+simulation was 1.0e-4 with ``int8`` weights against 5.8e-5 with ``uint8`` ones everywhere, and
+``int8`` ran 14 % (1 thread) to 27 % (2 threads) faster, so those layers keep ``int8``. CPUs
+with VNNI, ARM and GPUs have no such saturation.
 
 :func:`qdq_module` swaps every folded layer of a network for a module that computes exactly
 what the folded layer computes in torch and exports as that QDQ group (a ``torch.autograd``
@@ -129,8 +132,9 @@ class _QDQConv(nn.Module):
             and bool(torch.all(b_scale > 0)) and float(bias_codes.abs().max()) <= INT32_MAX
         )  # fmt: skip
         channels = layer.out_channels
+        offset = int_weights and saturates_as_int8(layer.a_bits, layer.a_signed, int(codes.abs().max()))
         if int_weights:
-            self.register_buffer("weight", codes.to(torch.int8))
+            self.register_buffer("weight", (codes + 128).to(torch.uint8) if offset else codes.to(torch.int8))
             self.register_buffer("bias", bias_codes.to(torch.int32))
             self.register_buffer("w_scale", (b_scale / step).float())
             self.register_buffer("b_scale", b_scale.float())
@@ -140,7 +144,7 @@ class _QDQConv(nn.Module):
             self.register_buffer("bias", layer.shift.detach().float())
             self.register_buffer("w_scale", torch.ones(channels))
             self.register_buffer("b_scale", torch.ones(channels))
-        self.register_buffer("w_zero", torch.zeros(channels, dtype=torch.int8))
+        self.register_buffer("w_zero", torch.full((channels,), 128, dtype=torch.uint8) if offset else torch.zeros(channels, dtype=torch.int8))
         self.register_buffer("b_zero", torch.zeros(channels, dtype=torch.int32))
         self.spec = {
             "a_bits": layer.a_bits, "a_clip": max(layer.a_clip, 1e-8), "a_signed": layer.a_signed, "step": step,
@@ -154,6 +158,30 @@ class _QDQConv(nn.Module):
             return out
         exported: Tensor = _QDQConvFunction.apply(x, self.weight, self.w_scale, self.w_zero, self.bias, self.b_scale, self.b_zero, self.spec)
         return exported
+
+
+#: The largest sum of two products that onnxruntime's ``uint8 × int8`` kernel holds (int16) on x86 without VNNI.
+_PAIR_LIMIT = 32767
+
+
+def saturates_as_int8(a_bits: int, a_signed: bool, max_code: int) -> bool:
+    """Whether a layer's ``int8`` weights may saturate onnxruntime's x86 ``uint8 × int8`` kernel.
+
+    That kernel adds products in pairs into 16 bits. Signed activations reach it shifted by 128
+    (``int8`` → ``uint8``), so every pair is large and two weight codes above 64 overflow it;
+    unsigned activations reach it as they are, and overflow only where two large codes meet two
+    large activations (after a ReLU, with the clip at 32·mean|x|, a rare event: see the module
+    docstring), so only a bound that no activation can break counts for them.
+
+    Examples
+    --------
+    >>> saturates_as_int8(8, True, 127), saturates_as_int8(8, False, 127), saturates_as_int8(4, True, 7)
+    (True, False, False)
+    """
+    largest_activation = 255 if a_signed else min((1 << a_bits) - 1, 255)
+    if not a_signed and a_bits == 8:
+        return False
+    return 2 * largest_activation * max_code > _PAIR_LIMIT
 
 
 def qdq_module(module: nn.Module) -> nn.Module:
