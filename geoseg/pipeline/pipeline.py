@@ -28,7 +28,7 @@ from geoseg.pipeline.config import (
 )
 from geoseg.pipeline.engine import FileSource, MemorySource, RunResult, execute, open_source
 from geoseg.pipeline.registry import get_step_class
-from geoseg.pipeline.step import Step
+from geoseg.pipeline.step import Step, layer_kind
 from geoseg.raster import Raster
 from geoseg.shipped import resolve_file
 
@@ -171,7 +171,17 @@ class Pipeline:
             missing = [n for n in needs if n not in available]
             if missing:
                 raise ConfigError(f"{self._where(i)}needs layer(s) {missing}, which no earlier step gives (available: {sorted(available)})")
-            available |= set(step.outputs() if step is not None else cls.gives)
+            gives = step.outputs() if step is not None else cls.gives
+            for name in gives:
+                try:
+                    kind = layer_kind(name)
+                except ConfigError as exc:
+                    raise ConfigError(f"{self._where(i)}{exc}") from None
+                if kind == "features" and "network" not in needs:
+                    raise ConfigError(
+                        f"{self._where(i)}gives the features layer {name!r} but does not take the network: features layers come from steps that run on it"
+                    )
+            available |= set(gives)
         for name in self.output_layers(built):
             if name == "nodes" and "network" in available:
                 continue

@@ -5,7 +5,9 @@ A step is a frozen pydantic model (its parameters, validated with ``extra="forbi
 - ``type_name``: the name used as ``type:`` in pipeline YAML and in the ``geoseg.steps``
   entry-point group;
 - ``inputs()`` / ``outputs()``: the named layers it takes and gives (see :data:`LAYER_KINDS`),
-  and ``uses_if_present``: optional layers it uses when available;
+  and ``uses_if_present``: optional layers it uses when available; a step that gives a layer
+  geoseg does not know declares its kind in ``new_layers`` (``{"buildings": "raster"}``): the
+  engine then tiles, stitches and writes it like geoseg's own layers of that kind;
 - ``halo_px(geo)``: how many pixels of neighbourhood an output pixel depends on, so that the
   engine can process scenes in overlapping tiles;
 - ``apply(layers, ctx)``: the work, on in-memory layers.
@@ -32,12 +34,14 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
-from geoseg.errors import GeosegError
+from geoseg.errors import ConfigError, GeosegError
 from geoseg.raster import GeoInfo
 
-__all__ = ["Step", "StepContext", "LAYER_KINDS", "layer_kind"]
+__all__ = ["Step", "StepContext", "LAYER_KINDS", "DECLARABLE_KINDS", "layer_kind", "register_layer"]
 
-#: Layer names a step may take or give, and their kind. ``image`` is the input scene.
+#: Layer names steps take or give, and their kind: the road chain's own layers here, and those
+#: that steps declare in ``Step.new_layers`` added when their class is defined. ``image`` is the
+#: input scene.
 LAYER_KINDS: dict[str, str] = {
     "image": "raster",
     "probability": "raster",
@@ -46,23 +50,60 @@ LAYER_KINDS: dict[str, str] = {
     "orientation": "raster",
     "centerline": "raster",
     "confidence": "raster",
+    "centerline_offset": "raster",
     "occlusion": "raster",
     "network": "vector",
-    "new": "features",
-    "missing": "features",
-    "matched": "features",
-    "links": "features",
 }
+
+#: Kinds a step may declare: ``raster`` (an array per scene, tiled and stitched by the engine,
+#: written as ``<stem>_<layer>.tif``) or ``features`` (a GeoDataFrame in the scene's CRS, kept
+#: within each tile's core, written as its own vector file or GeoPackage layer). The ``vector``
+#: kind is the road network's alone (its tiles are stitched into one graph).
+DECLARABLE_KINDS = ("raster", "features")
+
+
+def register_layer(name: str, kind: str) -> None:
+    """Declare the kind of a layer name, so that pipelines can give, tile and write it.
+
+    Steps declare theirs in ``new_layers``; this is what runs when such a class is defined.
+
+    Raises
+    ------
+    ConfigError
+        ``kind`` is not one of :data:`DECLARABLE_KINDS`, or ``name`` already has another kind.
+
+    Examples
+    --------
+    >>> register_layer("tree_crowns", "raster")
+    >>> layer_kind("tree_crowns")
+    'raster'
+    """
+    if kind not in DECLARABLE_KINDS:
+        raise ConfigError(f"layer {name!r}: kind {kind!r} cannot be declared (choose from {list(DECLARABLE_KINDS)})")
+    known = "vector" if name == "nodes" else LAYER_KINDS.get(name, kind)
+    if known != kind:
+        raise ConfigError(f"layer {name!r} is already a {known} layer; it cannot also be a {kind} layer")
+    LAYER_KINDS[name] = kind
 
 
 def layer_kind(name: str) -> str:
     """Kind of a layer name: ``raster``, ``vector`` (the network; ``nodes`` is its nodes) or ``features``.
 
-    Features layers are GeoDataFrames in the scene's CRS that network steps give (e.g. the
-    changes found by ``compare_network``); each is written to its own file or GeoPackage layer.
+    Features layers are GeoDataFrames in the scene's CRS that steps give (e.g. the changes found
+    by ``compare_network``); each is written to its own file or GeoPackage layer.
+
+    Raises
+    ------
+    ConfigError
+        No step declared the layer.
     """
     if name == "nodes":
         return "vector"
+    if name not in LAYER_KINDS:
+        raise ConfigError(
+            f"layer {name!r} has no declared kind: the step that gives it declares it, e.g. new_layers = {{{name!r}: 'raster'}} "
+            f"(known layers: {sorted(LAYER_KINDS)})"
+        )
     return LAYER_KINDS[name]
 
 
@@ -146,11 +187,20 @@ class Step(BaseModel):
     """Rough peak memory of the step per pixel of a tile, for choosing the tile size."""
     stats_bytes_per_pixel: ClassVar[int | None] = None
     """Rough peak memory of :meth:`tile_statistics` per pixel (default: ``bytes_per_pixel``)."""
+    new_layers: ClassVar[dict[str, str]] = {}
+    """Layers this step gives that geoseg does not know, with their kind (:data:`DECLARABLE_KINDS`)."""
 
     _fitted: dict[str, Any] | None = PrivateAttr(default=None)
 
     name: str | None = None
     """Optional label of this step, used by ``--set NAME.FIELD=VALUE``."""
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """Declare the layers of ``new_layers`` when a step class is defined."""
+        super().__pydantic_init_subclass__(**kwargs)
+        for layer, kind in cls.new_layers.items():
+            register_layer(layer, kind)
 
     def inputs(self) -> tuple[str, ...]:
         """Layers this step reads."""

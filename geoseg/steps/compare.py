@@ -187,6 +187,7 @@ class CompareNetwork(Step):
     type_name = "compare_network"
     takes = ("network",)
     gives = CHANGE_LAYERS
+    new_layers = dict.fromkeys(CHANGE_LAYERS, "features")
     bytes_per_pixel = 8
     stats_bytes_per_pixel = WIDTH_STATS_BYTES_PER_PIXEL
 
