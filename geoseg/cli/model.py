@@ -22,8 +22,17 @@ def info(model, as_json, tile_px) -> None:
     \b
     geoseg model info roads.w4a4.npz
     geoseg model info roads.nn.npz --json
-    Other kinds (e.g. MJCR) print their kind, metadata and arrays.
+    geoseg model info roads.onnx
+    Other kinds (e.g. MJCR) print their kind, metadata and arrays. An ONNX file (geoseg model
+    export) prints its precision (float32 or int8), inputs and outputs, and the metadata QGIS
+    Deepness and geoseg read from it (needs the extra geoseg[onnx]).
     """
+    if model.lower().endswith(".onnx"):
+        from geoseg.nn.onnx import format_onnx_summary, onnx_file_summary
+
+        onnx_summary = onnx_file_summary(model)
+        click.echo(json.dumps(onnx_summary, indent=2) if as_json else format_onnx_summary(onnx_summary))
+        return
     from geoseg.nn.quant.summary import format_summary, model_summary
 
     summary = model_summary(model, tile_px)

@@ -52,7 +52,7 @@ from geoseg.atomic import atomic_path
 from geoseg.errors import ConfigError, ModelFileError
 from geoseg.nn.modelfile import KIND, NNModel
 
-__all__ = ["EXTRA_HINT", "OnnxModule", "export_onnx", "load_onnx_model", "onnx_graph_bytes", "onnx_metadata"]
+__all__ = ["EXTRA_HINT", "OnnxModule", "export_onnx", "format_onnx_summary", "load_onnx_model", "onnx_file_summary", "onnx_graph_bytes", "onnx_metadata"]
 
 #: What to install for the ONNX backend and export.
 EXTRA_HINT = "pip install 'geoseg[onnx]' (onnxruntime and onnx)"
@@ -143,6 +143,11 @@ def onnx_graph_bytes(model: NNModel) -> bytes:
         from geoseg.nn.quant.onnx_qdq import requantize_outputs
 
         requantize_outputs(graph.graph)
+    channels = {"probabilities": len(model.classes), "centerline": 1}
+    for output in graph.graph.output:  # the class axis is fixed (the written-out softmax left it symbolic): Deepness counts classes there
+        dim = output.type.tensor_type.shape.dim[1]
+        dim.ClearField("dim_param")
+        dim.dim_value = channels[output.name]
     for key, value in onnx_metadata(model).items():
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value
@@ -229,3 +234,85 @@ def load_onnx_model(path: str | os.PathLike[str], threads: int | None = None, da
         return NNModel.from_metadata(module, meta)  # type: ignore[arg-type]  # duck-typed: called like the torch classifier
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{source}: inconsistent geoseg metadata in the ONNX file ({exc!r})") from exc
+
+
+#: The metadata keys that QGIS Deepness reads for a segmentation model.
+DEEPNESS_KEYS = ("model_type", "class_names", "resolution", "tiles_size", "tiles_overlap", "standardization_mean", "standardization_std")
+
+
+def _shape(value_info: Any) -> list[int | str]:
+    return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+def onnx_file_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What an ONNX file holds: precision, inputs and outputs, Deepness's metadata and geoseg's (``geoseg model info``).
+
+    ``precision`` is ``int8`` when the convolutions take dequantized integer weights (the QDQ
+    form of a quantized model), else ``float32``; ``geoseg`` is None for a file that geoseg did
+    not export.
+
+    Raises
+    ------
+    ModelFileError
+        The file cannot be read as an ONNX graph.
+    ConfigError
+        onnx is not installed.
+
+    Examples
+    --------
+    >>> onnx_file_summary("roads.int8.onnx")["precision"]  # doctest: +SKIP
+    'int8'
+    """
+    onnx = _require("onnx")
+    source = Path(path)
+    try:
+        graph = onnx.load(str(source), load_external_data=False)
+    except OSError as exc:
+        raise ModelFileError(f"{source}: cannot read the ONNX file ({exc.strerror or exc})") from None
+    except Exception as exc:  # protobuf raises its own DecodeError for a file that is no ONNX graph
+        raise ModelFileError(f"{source}: not an ONNX graph ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__})") from None
+    props = {p.key: p.value for p in graph.metadata_props}
+    producers = {out: node for node in graph.graph.node for out in node.output}
+    convs = [n for n in graph.graph.node if n.op_type == "Conv"]
+    integer = [c for c in convs if len(c.input) > 1 and c.input[1] in producers and producers[c.input[1]].op_type == "DequantizeLinear"]
+    ours: dict[str, Any] | None = None
+    if "geoseg" in props:
+        try:
+            meta = json.loads(props["geoseg"])
+        except ValueError:
+            meta = {}
+        keys = ("architecture", "bands", "classes", "heads", "train_gsd_m", "tile_px", "overlap_px")
+        ours = {k: meta[k] for k in keys if k in meta}
+    return {
+        "file": str(source),
+        "file_bytes": source.stat().st_size,
+        "kind": "onnx",
+        "opset": max((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), default=None),
+        "precision": "int8" if integer else "float32",
+        "convolutions": len(convs),
+        "integer_convolutions": len(integer),
+        "inputs": {i.name: _shape(i) for i in graph.graph.input},
+        "outputs": {o.name: _shape(o) for o in graph.graph.output},
+        "deepness": {k: props[k] for k in DEEPNESS_KEYS if k in props},
+        "geoseg": ours,
+    }
+
+
+def format_onnx_summary(summary: dict[str, Any]) -> str:
+    """Human-readable text of :func:`onnx_file_summary`."""
+    s = summary
+    precision = "float32"
+    if s["precision"] == "int8":
+        precision = f"int8 quantize/dequantize ({s['integer_convolutions']} of {s['convolutions']} convolutions on integer weights)"
+    lines = [f"{s['file']}: ONNX (opset {s['opset']}), {s['file_bytes']:,} bytes, {precision}"]
+    lines += [f"input {name}: {'x'.join(str(d) for d in shape)}" for name, shape in s["inputs"].items()]
+    lines += [f"output {name}: {'x'.join(str(d) for d in shape)}" for name, shape in s["outputs"].items()]
+    if s["deepness"]:
+        lines.append("QGIS Deepness: " + ", ".join(f"{k}={v}" for k, v in s["deepness"].items()))
+    else:
+        lines.append("QGIS Deepness: no metadata (set the model type, resolution and tiling by hand)")
+    if s["geoseg"] is None:
+        lines.append("geoseg: no metadata (not exported by `geoseg model export`: nn_classify cannot run it)")
+    else:
+        lines.append("geoseg: " + ", ".join(f"{k}={v}" for k, v in s["geoseg"].items()))
+    return "\n".join(lines)

@@ -51,3 +51,10 @@ def test_every_listed_command_loads_with_its_short_help() -> None:
         assert command is not None and command.name == name
         assert command.get_short_help_str(limit=200) == short_help
     assert "Run a pipeline over scenes" in subprocess.run(["geoseg", "--help"], capture_output=True, text=True).stdout
+
+
+def test_python_dash_m_geoseg_is_the_geoseg_command(tmp_path) -> None:
+    res = subprocess.run([sys.executable, "-m", "geoseg", "--version"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout.startswith("geoseg, version")
+    missing = subprocess.run([sys.executable, "-m", "geoseg", "model", "info", str(tmp_path / "nope.npz")], capture_output=True, text=True, timeout=120)
+    assert missing.returncode != 0 and "nope.npz" in missing.stderr

@@ -125,6 +125,8 @@ def test_the_file_carries_deepness_metadata(tmp_path: Path) -> None:
     assert meta["tiles_size"] == "128" and meta["tiles_overlap"] == "25"  # percent
     assert json.loads(meta["standardization_mean"]) == pytest.approx([90 / 255, 100 / 255, 80 / 255])
     assert [o.name for o in graph.graph.output] == ["probabilities", "centerline"]
+    shapes = [[d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in graph.graph.output]
+    assert shapes == [["batch", 2, "height", "width"], ["batch", 1, "height", "width"]]  # Deepness reads the class count there
 
 
 def test_nn_classify_runs_an_onnx_file_or_a_model_through_onnxruntime(tmp_path: Path, tiny_model: Path) -> None:
@@ -155,6 +157,16 @@ def test_model_export_command(tmp_path: Path, tiny_model: Path, quantized: dict[
     res = CliRunner().invoke(cli, ["model", "export", str(quantized[8]), "-o", str(tmp_path / "int8.onnx")])
     assert res.exit_code == 0, res.output
     assert "ONNX int8" in res.output and load_onnx_model(tmp_path / "int8.onnx").heads == load_nn_model(quantized[8]).heads
+
+    info = CliRunner().invoke(cli, ["model", "info", str(tmp_path / "int8.onnx")])
+    assert info.exit_code == 0, info.output
+    assert "int8 quantize/dequantize (33 of 33 convolutions on integer weights)" in info.output
+    assert "output probabilities: batchx2xheightxwidth" in info.output and "model_type=Segmentor" in info.output
+    summary = json.loads(CliRunner().invoke(cli, ["model", "info", str(tmp_path / "out.onnx"), "--json"]).output)
+    assert summary["precision"] == "float32" and summary["integer_convolutions"] == 0 and summary["geoseg"]["bands"] == [1, 2, 3]
+    (tmp_path / "broken.onnx").write_bytes(b"not a graph")
+    broken = CliRunner().invoke(cli, ["model", "info", str(tmp_path / "broken.onnx")])
+    assert broken.exit_code != 0 and "broken.onnx: not an ONNX graph" in broken.output
 
 
 def test_foreign_or_broken_onnx_files_are_refused(tmp_path: Path) -> None:
