@@ -132,7 +132,7 @@ class _QDQConv(nn.Module):
             and bool(torch.all(b_scale > 0)) and float(bias_codes.abs().max()) <= INT32_MAX
         )  # fmt: skip
         channels = layer.out_channels
-        offset = int_weights and saturates_as_int8(layer.a_bits, layer.a_signed, int(codes.abs().max()))
+        offset = int_weights and saturates_as_int8(layer.a_signed, int(codes.abs().max()))
         if int_weights:
             self.register_buffer("weight", (codes + 128).to(torch.uint8) if offset else codes.to(torch.int8))
             self.register_buffer("bias", bias_codes.to(torch.int32))
@@ -164,24 +164,21 @@ class _QDQConv(nn.Module):
 _PAIR_LIMIT = 32767
 
 
-def saturates_as_int8(a_bits: int, a_signed: bool, max_code: int) -> bool:
-    """Whether a layer's ``int8`` weights may saturate onnxruntime's x86 ``uint8 × int8`` kernel.
+def saturates_as_int8(a_signed: bool, max_code: int) -> bool:
+    """Whether a layer's ``int8`` weights would often saturate onnxruntime's x86 ``uint8 × int8`` kernel.
 
     That kernel adds products in pairs into 16 bits. Signed activations reach it shifted by 128
-    (``int8`` → ``uint8``), so every pair is large and two weight codes above 64 overflow it;
-    unsigned activations reach it as they are, and overflow only where two large codes meet two
-    large activations (after a ReLU, with the clip at 32·mean|x|, a rare event: see the module
-    docstring), so only a bound that no activation can break counts for them.
+    (``int8`` → ``uint8``), so every pair is large and two weight codes above 64 overflow it.
+    Unsigned activations (after a ReLU) reach it as they are: below 8 bits they cannot overflow
+    it, and at 8 bits only where two large codes meet two large activations, which their clip at
+    32·mean|x| makes rare (measured: see the module docstring), so those layers keep ``int8``.
 
     Examples
     --------
-    >>> saturates_as_int8(8, True, 127), saturates_as_int8(8, False, 127), saturates_as_int8(4, True, 7)
+    >>> saturates_as_int8(True, 127), saturates_as_int8(True, 64), saturates_as_int8(False, 127)
     (True, False, False)
     """
-    largest_activation = 255 if a_signed else min((1 << a_bits) - 1, 255)
-    if not a_signed and a_bits == 8:
-        return False
-    return 2 * largest_activation * max_code > _PAIR_LIMIT
+    return a_signed and 2 * 255 * max_code > _PAIR_LIMIT
 
 
 def qdq_module(module: nn.Module) -> nn.Module:
