@@ -51,6 +51,7 @@ from torch import nn
 from geoseg.atomic import atomic_path
 from geoseg.errors import ConfigError, ModelFileError
 from geoseg.nn.modelfile import KIND, NNModel
+from geoseg.nn.quant.onnx_qdq import integer_conv_indices, qdq_module, requantize_outputs
 
 __all__ = ["EXTRA_HINT", "OnnxModule", "export_onnx", "format_onnx_summary", "load_onnx_model", "onnx_file_summary", "onnx_graph_bytes", "onnx_metadata"]
 
@@ -119,8 +120,6 @@ def onnx_graph_bytes(model: NNModel) -> bytes:
     heads = ["probabilities", *(["centerline"] if "centerline" in model.heads else [])]
     network = model.module
     if model.quantized:
-        from geoseg.nn.quant.onnx_qdq import qdq_module
-
         network = qdq_module(network)
     wrapped = _Probabilities(network, "centerline" in model.heads).eval()
     x = torch.zeros(1, len(model.bands), 64, 64)
@@ -140,8 +139,6 @@ def onnx_graph_bytes(model: NNModel) -> bytes:
         )
     graph = onnx.load_from_string(buffer.getvalue())
     if model.quantized:
-        from geoseg.nn.quant.onnx_qdq import requantize_outputs
-
         requantize_outputs(graph.graph)
     channels = {"probabilities": len(model.classes), "centerline": 1}
     for output in graph.graph.output:  # the class axis is fixed (the written-out softmax left it symbolic): Deepness counts classes there
@@ -272,9 +269,8 @@ def onnx_file_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
     except Exception as exc:  # protobuf raises its own DecodeError for a file that is no ONNX graph
         raise ModelFileError(f"{source}: not an ONNX graph ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__})") from None
     props = {p.key: p.value for p in graph.metadata_props}
-    producers = {out: node for node in graph.graph.node for out in node.output}
     convs = [n for n in graph.graph.node if n.op_type == "Conv"]
-    integer = [c for c in convs if len(c.input) > 1 and c.input[1] in producers and producers[c.input[1]].op_type == "DequantizeLinear"]
+    integer = integer_conv_indices(graph.graph)
     ours: dict[str, Any] | None = None
     if "geoseg" in props:
         try:

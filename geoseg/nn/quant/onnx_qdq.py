@@ -59,9 +59,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from geoseg.nn.quant.qat import INT32_MAX, FoldedQConv2d, set_module
+from geoseg.nn.quant.qat import FoldedQConv2d, accumulator_codes, set_module
 
-__all__ = ["qdq_module", "requantize_outputs"]
+__all__ = ["integer_conv_indices", "qdq_module", "requantize_outputs", "saturates_as_int8"]
 
 
 def _const(g: Any, value: Tensor) -> Any:
@@ -121,33 +121,30 @@ class _QDQConv(nn.Module):
         if 8 < layer.a_bits < 32:
             raise ValueError(f"{layer.a_bits}-bit activations have no ONNX integer type (8 bits at most)")
         self.layer = layer
-        step = layer.act_step()
+        per_channel = (-1, *([1] * (layer.weight.dim() - 1)))
         mult = layer.mult.detach()
-        sign = torch.where(mult < 0, -1.0, 1.0)
-        codes = layer.weight.detach() * sign.view(-1, *([1] * (layer.weight.dim() - 1)))
+        codes = layer.weight.detach() * torch.where(mult < 0, -1.0, 1.0).view(per_channel)
         b_scale = mult.abs()
-        bias_codes = torch.round(layer.shift.detach().double() / b_scale.double())
-        int_weights = (
-            layer.a_bits <= 8 and bool(torch.all(codes == torch.round(codes))) and float(codes.abs().max()) <= 127
-            and bool(torch.all(b_scale > 0)) and float(bias_codes.abs().max()) <= INT32_MAX
-        )  # fmt: skip
+        w_scale = b_scale / layer.act_step()
+        bias_codes, fits = accumulator_codes(layer.shift.detach(), mult)
+        max_code = int(codes.abs().max())
+        int_weights = layer.integer_codes and max_code <= 127 and bool(torch.all(fits))
         channels = layer.out_channels
-        offset = int_weights and saturates_as_int8(layer.a_signed, int(codes.abs().max()))
+        offset = int_weights and saturates_as_int8(layer.a_signed, max_code)
         if int_weights:
             self.register_buffer("weight", (codes + 128).to(torch.uint8) if offset else codes.to(torch.int8))
             self.register_buffer("bias", bias_codes.to(torch.int32))
-            self.register_buffer("w_scale", (b_scale / step).float())
+            self.register_buffer("w_scale", w_scale.float())
             self.register_buffer("b_scale", b_scale.float())
         else:  # float weights: the scales are folded in, and the scale tensors are ones
-            scales = mult.abs() / step
-            self.register_buffer("weight", (codes * scales.view(-1, *([1] * (codes.dim() - 1)))).float())
+            self.register_buffer("weight", (codes * w_scale.view(per_channel)).float())
             self.register_buffer("bias", layer.shift.detach().float())
             self.register_buffer("w_scale", torch.ones(channels))
             self.register_buffer("b_scale", torch.ones(channels))
         self.register_buffer("w_zero", torch.full((channels,), 128, dtype=torch.uint8) if offset else torch.zeros(channels, dtype=torch.int8))
         self.register_buffer("b_zero", torch.zeros(channels, dtype=torch.int32))
         self.spec = {
-            "a_bits": layer.a_bits, "a_clip": max(layer.a_clip, 1e-8), "a_signed": layer.a_signed, "step": step,
+            "a_bits": layer.a_bits, "a_clip": max(layer.a_clip, 1e-8), "a_signed": layer.a_signed, "step": layer.act_step(),
             "int_weights": int_weights, "kernel": tuple(layer.kernel_size), "stride": tuple(layer.stride),
             "padding": tuple(int(p) for p in layer.padding), "dilation": tuple(layer.dilation), "groups": layer.groups,
         }  # fmt: skip
@@ -198,6 +195,15 @@ def qdq_module(module: nn.Module) -> nn.Module:
     return copied
 
 
+def integer_conv_indices(graph: Any) -> list[int]:
+    """Positions in ``graph.node`` (an ``onnx.GraphProto``) of the convolutions whose weights are dequantized integers."""
+    producers = {out: node for node in graph.node for out in node.output}
+    return [
+        i for i, node in enumerate(graph.node)
+        if node.op_type == "Conv" and len(node.input) > 1 and node.input[1] in producers and producers[node.input[1]].op_type == "DequantizeLinear"
+    ]  # fmt: skip
+
+
 #: Operators that a per-tensor quantizer after them may move before: it gives the same values
 #: (a ReLU only in front of an unsigned quantizer whose zero point is 0: its clamp is the ReLU).
 _TRANSPARENT = {"Identity", "Relu", "Concat", "Expand", "MaxPool"}
@@ -232,7 +238,7 @@ def requantize_outputs(graph: Any) -> int:
         for use in uses:
             if use.op_type == "QuantizeLinear" and len(use.input) == 3 and use.input[0] == name:
                 quantizers.append(use)
-            elif use.op_type not in _TRANSPARENT or use.input[0] != name and use.op_type != "Concat":
+            elif use.op_type not in _TRANSPARENT or (use.input[0] != name and use.op_type != "Concat"):
                 return False
             elif use.op_type == "Relu":
                 quantizers.append(use)  # marks a ReLU on the way
@@ -254,13 +260,10 @@ def requantize_outputs(graph: Any) -> int:
             return None
         return keys[0]
 
-    producers = {n.output[0]: n for n in graph.node if n.output}
     added = 0
     new_nodes: dict[int, list[Any]] = {}
-    for index, node in enumerate(graph.node):
-        weight_node = producers.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
-        if weight_node is None or weight_node.op_type != "DequantizeLinear":
-            continue
+    for index in integer_conv_indices(graph):
+        node = graph.node[index]
         out = node.output[0]
         quantizers: list[Any] = []
         found = shared_quantizer(quantizers) if final_quantizers(out, quantizers) else None

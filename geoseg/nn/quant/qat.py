@@ -39,6 +39,7 @@ __all__ = [
     "QConv2d",
     "conv_bn_pairs",
     "convert_to_qat",
+    "accumulator_codes",
     "act_step",
     "bias_on_accumulator_grid",
     "build_folded",
@@ -235,10 +236,14 @@ class FoldedQConv2d(nn.Conv2d):
         with torch.no_grad():
             self.weight.copy_(w_int)
         self.weight.requires_grad_(False)
-        integer = a_bits < 32 and bool(torch.all(w_int == torch.round(w_int)))
-        self.register_buffer("mult", mult.detach().clone().float())
-        self.register_buffer("shift", bias_on_accumulator_grid(bias.detach().float(), self.mult) if integer else bias.detach().clone().float())
         self.a_bits, self.a_clip, self.a_signed = a_bits, float(a_clip), a_signed
+        self.register_buffer("mult", mult.detach().clone().float())
+        self.register_buffer("shift", bias_on_accumulator_grid(bias.detach().float(), self.mult) if self.integer_codes else bias.detach().clone().float())
+
+    @property
+    def integer_codes(self) -> bool:
+        """Whether the layer multiplies integer activation codes by integer weight codes (else a float input or float weights)."""
+        return self.a_bits < 32 and bool(torch.all(self.weight == torch.round(self.weight)))
 
     def act_step(self) -> float:
         """Step of the input activation codes (1 when the input stays float)."""
@@ -309,10 +314,15 @@ def bias_on_accumulator_grid(bias: Tensor, mult: Tensor) -> Tensor:
     >>> bias_on_accumulator_grid(torch.tensor([0.3, -1.1]), torch.tensor([0.25, -0.5])).tolist()
     [0.25, -1.0]
     """
-    step = mult.abs()
-    codes = torch.round(bias.double() / step.double())
-    fits = (step > 0) & (codes.abs() <= INT32_MAX)
-    return torch.where(fits, (codes * step.double()).float(), bias)
+    codes, fits = accumulator_codes(bias, mult)
+    return torch.where(fits, (codes * mult.abs().double()).float(), bias)
+
+
+def accumulator_codes(bias: Tensor, mult: Tensor) -> tuple[Tensor, Tensor]:
+    """``bias`` in whole accumulator steps ``|mult|`` per channel (float64), and where that number fits an ``int32``."""
+    step = mult.abs().double()
+    codes = torch.round(bias.double() / step)
+    return codes, (step > 0) & (codes.abs() <= INT32_MAX)
 
 
 def layer_codes(conv: QConv2d) -> tuple[Tensor, Tensor, Tensor]:
