@@ -75,8 +75,7 @@ def describe_shipped() -> list[dict[str, Any]]:
         kind = "sequence" if raw.get("kind") == "sequence" else "pipeline"
         description = str(raw.get("description") or "")
         params = dict(raw.get("params") or {})
-        # A sequence pipeline's one required parameter is its model (geoseg.sequence.pipeline).
-        required = ["model"] if kind == "sequence" else load_pipeline(name).required_params()
+        required = load_pipeline(name).required_params()
         out.append(
             {
                 "name": name,

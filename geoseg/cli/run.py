@@ -224,14 +224,15 @@ def command(
     extent = _extent(bbox, bbox_crs, aoi)
     kind = pipeline_kind(pipeline)  # read without the libraries a pipeline loads; None: loading it says why
     if kind == "sequence":  # all INPUTS form one sequence (docs/SEQUENCES.md)
-        from geoseg.sequence.pipeline import run_sequence_to_dir
+        from geoseg.pipeline.pipeline import load_pipeline
+        from geoseg.pipeline.sequence import run_sequence_to_dir
 
         if extent is not None:
             raise click.UsageError("--bbox and --aoi work with raster pipelines; a sequence pipeline processes whole frames")
         if dry_run:
             raise click.UsageError("--dry-run checks scene pipelines; a sequence pipeline reads all its frames as one sequence")
         vector = vector_output(fmt, dst_crs, rfc7946, precision, default="gpkg")
-        run_sequence_to_dir(pipeline, [str(p) for p in inputs], outdir, overrides, fmt=vector)
+        run_sequence_to_dir(load_pipeline(pipeline, overrides), [str(p) for p in inputs], outdir, fmt=vector)
         return
     vector = vector_output(fmt, dst_crs, rfc7946, precision, default="shp")
     scenes = expand_scenes(inputs, asset=asset)

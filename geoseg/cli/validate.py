@@ -18,17 +18,11 @@ def command(pipeline: str, overrides: tuple[str, ...]) -> None:
     Errors name the file, the step and the field; the exit code is 1 if the file is
     invalid. Parameters without a value are listed (give them with --set NAME=VALUE).
     """
-    from geoseg.sequence.pipeline import is_sequence_pipeline, load_sequence_pipeline
-
-    if is_sequence_pipeline(pipeline):
-        seq = load_sequence_pipeline(pipeline, overrides)
-        click.echo(f"{pipeline}: valid (sequence pipeline; output: objects)")
-        if seq.params.get("model") is None:
-            click.echo("  parameter 'model' has no default: pass --set model=VALUE when running")
-        return
     pipe = load_pipeline(pipeline, overrides)
     chain = " -> ".join(s.get("name") or s["type"] for s in pipe.specs)
-    click.echo(f"{pipeline}: valid ({len(pipe.specs)} steps: {chain}; outputs: {', '.join(pipe.output_layers())})")
+    kind = "" if pipe.kind == "scene" else f"{pipe.kind} pipeline, "
+    steps = f"{len(pipe.specs)} step{'s' if len(pipe.specs) > 1 else ''}"
+    click.echo(f"{pipeline}: valid ({kind}{steps}: {chain}; outputs: {', '.join(pipe.output_layers())})")
     required = pipe.required_params()
     for name in required:
         click.echo(f"  parameter {name!r} is required: pass --set {name}=VALUE when running")

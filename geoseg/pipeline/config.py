@@ -3,6 +3,7 @@
 A pipeline file looks like::
 
     schema_version: 1
+    kind: scene              # the default; "sequence": the steps run once over all frames
     description: Road centerlines from a road mask.
     params:                  # template parameters, overridable with --set NAME=VALUE
       buffer_m: 15
@@ -41,6 +42,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "EngineSettings",
     "Extent",
+    "PIPELINE_KINDS",
+    "kind_input",
     "PipelineFile",
     "parse_yaml",
     "resolve_refs",
@@ -110,6 +113,12 @@ class EngineSettings(BaseModel):
         description="process only this part of each scene: [xmin, ymin, xmax, ymax] in the scene's CRS, "
         "{bbox: [...], crs: EPSG:4326}, or a vector file (aoi: FILE) whose polygons are the extent",
     )
+    bands_per_frame: int | None = Field(
+        None,
+        ge=1,
+        description="sequence pipelines: bands of one frame when one multi-band file holds the whole sequence",
+    )
+    name: str | None = Field(None, description="sequence pipelines: output file name (default: the input folder's name or the first frame's stem)")
 
     @field_validator("extent", mode="before")
     @classmethod
@@ -148,12 +157,40 @@ class EngineSettings(BaseModel):
         return parse_memory(self.max_memory)
 
 
+#: What each pipeline kind runs over: its input layer, and the engine settings its runner reads.
+#: ``scene`` pipelines run on one raster scene at a time, tile by tile (:mod:`geoseg.pipeline.engine`);
+#: ``sequence`` pipelines run once over all their frames (:mod:`geoseg.pipeline.sequence`).
+PIPELINE_KINDS: dict[str, tuple[str, frozenset[str]]] = {
+    "scene": ("image", frozenset({"assume_gsd_m", "max_memory", "tile_px", "max_pixels", "extent"})),
+    "sequence": ("frames", frozenset({"assume_gsd_m", "bands_per_frame", "name"})),
+}
+
+
+def kind_input(kind: str, source: str) -> tuple[str, frozenset[str]]:
+    """The input layer and engine settings of a pipeline kind.
+
+    Raises
+    ------
+    ConfigError
+        An unknown kind.
+
+    Examples
+    --------
+    >>> kind_input("sequence", "p.yaml")[0]
+    'frames'
+    """
+    if kind not in PIPELINE_KINDS:
+        raise ConfigError(f"{source}: unknown pipeline kind {kind!r} (known: {', '.join(PIPELINE_KINDS)})")
+    return PIPELINE_KINDS[kind]
+
+
 class PipelineFile(BaseModel):
     """The top level of a pipeline YAML file."""
 
     model_config = ConfigDict(extra="forbid")
 
     schema_version: int
+    kind: str = "scene"
     description: str = ""
     params: dict[str, Any] = Field(default_factory=dict)
     engine: dict[str, Any] = Field(default_factory=dict)

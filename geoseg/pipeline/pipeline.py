@@ -23,6 +23,7 @@ from geoseg.pipeline.config import (
     PipelineFile,
     build_step,
     format_validation_error,
+    kind_input,
     parse_yaml,
     resolve_refs,
 )
@@ -54,6 +55,10 @@ class Pipeline:
         Free text.
     source : str
         Where the pipeline came from (a file), for messages.
+    kind : {"scene", "sequence"}
+        What the pipeline runs over: one raster scene at a time (its steps start from the
+        ``image`` layer), or all the frames of a sequence at once (from the ``frames`` layer;
+        run with :func:`geoseg.pipeline.sequence.run_sequence`).
 
     Examples
     --------
@@ -74,8 +79,11 @@ class Pipeline:
         outputs: Sequence[str] | None = None,
         description: str = "",
         source: str = "<python>",
+        kind: str = "scene",
     ) -> None:
         self.source = source
+        self.kind = kind
+        self.input_layer, self.settings_names = kind_input(kind, source)
         self.description = description
         self.params: dict[str, Any] = dict(params or {})
         self.specs: list[dict[str, Any]] = [s.to_spec() if isinstance(s, Step) else dict(s) for s in steps]
@@ -86,6 +94,10 @@ class Pipeline:
                 self.engine = EngineSettings(**dict(engine or {}))
             except ValidationError as exc:
                 raise ConfigError(format_validation_error(exc, f"{source}: engine: ")) from None
+        foreign = sorted(self.engine.model_fields_set - self.settings_names)
+        if foreign:
+            known = ", ".join(sorted(self.settings_names))
+            raise ConfigError(f"{source}: engine: {', '.join(foreign)} is no setting of a {kind} pipeline (its settings: {known})")
         self.outputs = list(outputs) if outputs is not None else None
         self._validate()
 
@@ -96,6 +108,11 @@ class Pipeline:
         bad = [k for k in data if not isinstance(k, str)]
         if bad:
             raise ConfigError(f"{source}: keys must be names, not {bad[0]!r}")
+        if data.get("kind") == "sequence" and "steps" not in data:  # the format before sequence pipelines had steps
+            raise ConfigError(
+                f"{source}: a sequence pipeline lists its steps, e.g. steps: [{{type: segment_sequence, model: ${{model}}}}], "
+                "and its reading settings (assume_gsd_m, bands_per_frame, name) under engine: see the shipped sequence_objects pipeline"
+            )
         try:
             top = PipelineFile(**data)
         except ValidationError as exc:
@@ -107,6 +124,7 @@ class Pipeline:
             outputs=top.outputs,
             description=top.description,
             source=source,
+            kind=top.kind,
         )
 
     @classmethod
@@ -128,6 +146,8 @@ class Pipeline:
     def to_dict(self) -> dict[str, Any]:
         """The pipeline as the mapping of a YAML file."""
         data: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        if self.kind != "scene":
+            data["kind"] = self.kind
         if self.description:
             data["description"] = self.description
         if self.params:
@@ -151,7 +171,8 @@ class Pipeline:
         return isinstance(other, Pipeline) and self.to_dict() == other.to_dict()
 
     def __repr__(self) -> str:
-        return f"Pipeline({[s.get('type') for s in self.specs]}, source={self.source!r})"
+        kind = "" if self.kind == "scene" else f", kind={self.kind!r}"
+        return f"Pipeline({[s.get('type') for s in self.specs]}, source={self.source!r}{kind})"
 
     # ------------------------------------------------------------------ validation
     def _where(self, index: int) -> str:
@@ -164,7 +185,7 @@ class Pipeline:
 
     def _validate(self) -> None:
         built = self._build(allow_unset=True)
-        available = {"image"}
+        available = {self.input_layer}
         for i, (spec, step) in enumerate(zip(self.specs, built)):
             cls = get_step_class(spec["type"])
             needs = step.inputs() if step is not None else cls.takes
@@ -177,7 +198,7 @@ class Pipeline:
                     kind = layer_kind(name)
                 except ConfigError as exc:
                     raise ConfigError(f"{self._where(i)}{exc}") from None
-                if kind == "features" and "network" not in needs:
+                if kind == "features" and self.kind == "scene" and "network" not in needs:
                     raise ConfigError(
                         f"{self._where(i)}gives the features layer {name!r} but does not take the network: features layers come from steps that run on it"
                     )
@@ -249,12 +270,12 @@ class Pipeline:
         """
         items = overrides.items() if isinstance(overrides, Mapping) else (parse_override(o) for o in overrides)
         params = copy.deepcopy(self.params)
-        engine = self.engine.model_dump()
+        engine = self.engine.model_dump(exclude_unset=True)
         specs = copy.deepcopy(self.specs)
         for key, value in items:
             if key in params:
                 params[key] = value
-            elif key in EngineSettings.model_fields:
+            elif key in self.settings_names:
                 engine[key] = value
             elif "." in key:
                 label, _, field_name = key.partition(".")
@@ -265,11 +286,18 @@ class Pipeline:
                     raise ConfigError(f"--set {key}: step {label!r} ({cls.type_name}) has no field {field_name!r} (fields: {fields})")
                 specs[index][field_name] = value
             else:
-                names = ", ".join([*params, *EngineSettings.model_fields]) or "none"
+                names = ", ".join([*params, *sorted(self.settings_names)]) or "none"
                 raise ConfigError(f"--set {key}: no pipeline parameter or engine setting {key!r} (known: {names}); for a step field use STEP.FIELD")
-        return Pipeline(specs, params=params, engine=engine, outputs=self.outputs, description=self.description, source=self.source)
+        return Pipeline(specs, params=params, engine=engine, outputs=self.outputs, description=self.description, source=self.source, kind=self.kind)
 
     # ------------------------------------------------------------------ running
+    def _needs_scene_kind(self, method: str) -> None:
+        if self.kind != "scene":
+            raise ConfigError(
+                f"{self.source}: a {self.kind} pipeline runs once over all its frames, not scene by scene: "
+                f"use geoseg.pipeline.sequence.run_sequence (or run_sequence_to_dir), not Pipeline.{method}"
+            )
+
     def run(
         self,
         scene: str | os.PathLike[str] | Raster,
@@ -300,6 +328,7 @@ class Pipeline:
         RunResult
             Layers (``result.graph``, ``result.lines``, ``result.layers["mask"]``, ...).
         """
+        self._needs_scene_kind("run")
         steps = _steps if _steps is not None else self.steps
         engine = self.engine if extent is None else self.with_overrides({"extent": extent}).engine
         with warnings.catch_warnings(record=True) as caught:
@@ -332,6 +361,7 @@ class Pipeline:
         ``client`` is a ``dask.distributed.Client`` to run the scenes on (default: one by one
         in this process). See :func:`geoseg.pipeline.batch.run_batch`.
         """
+        self._needs_scene_kind("run_batch")
         return run_batch(self, inputs, outdir, fmt=fmt, progress=progress, client=client, overwrite=overwrite, pipeline_name=pipeline_name)
 
 

@@ -13,7 +13,7 @@ __all__ = ["run_sequence"]
 
 
 def run_sequence(*args: Any, **kwargs: Any) -> Any:
-    """Run a sequence pipeline; see :func:`geoseg.sequence.pipeline.run_sequence` (imported lazily: torch)."""
-    from geoseg.sequence.pipeline import run_sequence as _run
+    """Run a sequence pipeline; see :func:`geoseg.pipeline.sequence.run_sequence` (imported lazily: torch)."""
+    from geoseg.pipeline.sequence import run_sequence as _run
 
     return _run(*args, **kwargs)

@@ -1,4 +1,4 @@
-"""Pipeline steps shipped with geoseg (thin adapters over :mod:`geoseg.road` and :mod:`geoseg.nn`).
+"""Pipeline steps shipped with geoseg (thin adapters over :mod:`geoseg.road`, :mod:`geoseg.nn` and :mod:`geoseg.sequence`).
 
 Each class is registered under its ``type_name`` in the ``geoseg.steps`` entry-point group,
 so it is usable in YAML (``type: road_network``) and from Python
@@ -21,6 +21,7 @@ _MODULES = {
     "NonMaxSuppression": "centerlines",
     "OcclusionMask": "occlusion",
     "RoadNetwork": "network",
+    "SegmentSequence": "sequence",
     "Skeletonize": "skeleton",
     "TensorVoting": "centerlines",
     "ThresholdMask": "masks",

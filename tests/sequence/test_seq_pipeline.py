@@ -19,7 +19,9 @@ from geoseg.errors import ConfigError, NotGeoreferencedWarning
 from geoseg.sequence import run_sequence
 from geoseg.sequence.io import write_frames
 from geoseg.sequence.modelfile import load_sequence_model
-from geoseg.sequence.pipeline import is_sequence_pipeline, load_sequence_pipeline
+from geoseg.configfile import pipeline_kind
+from geoseg.pipeline.pipeline import Pipeline, load_pipeline
+from geoseg.pipeline.sequence import run_sequence_to_dir
 from geoseg.sequence.train import load_sequence_train_config
 from geoseg.shipped import resolve_file
 
@@ -63,12 +65,41 @@ def _dominant_tracks(sample, tracks: dict[int, np.ndarray], min_iou: float) -> d
 
 
 def test_pipeline_file_is_recognised_and_checked():
-    assert is_sequence_pipeline(PIPELINE) and is_sequence_pipeline("sequence_objects")
-    assert not is_sequence_pipeline(REPO / "pipelines" / "mask_to_centerlines.yaml")
-    with pytest.raises(ConfigError, match="unknown parameter 'modle'"):
-        load_sequence_pipeline(PIPELINE, ["modle=x.npz"])
-    with pytest.raises(ConfigError, match="'model' is not set"):
+    assert pipeline_kind(PIPELINE) == pipeline_kind("sequence_objects") == "sequence"
+    assert pipeline_kind(REPO / "pipelines" / "mask_to_centerlines.yaml") == "scene"
+    pipe = load_pipeline("sequence_objects", ["score_threshold=0.4", "bands_per_frame=3", "name=clip"])
+    assert pipe.kind == "sequence" and pipe.output_layers() == ["objects"] and pipe.required_params() == ["model"]
+    assert (pipe.engine.bands_per_frame, pipe.engine.name) == (3, "clip")
+    step = pipe.with_overrides({"model": "m.ovs.npz"}).steps[0]
+    assert step.type_name == "segment_sequence" and step.score_threshold == 0.4 and step.inference_params().tracking.gate_px == 24
+    assert Pipeline.from_yaml_text(pipe.to_yaml()) == pipe  # kind and engine settings survive a round trip
+    with pytest.raises(ConfigError, match="no pipeline parameter or engine setting 'modle'"):
+        load_pipeline(PIPELINE, ["modle=x.npz"])
+    with pytest.raises(ConfigError, match="field 'model': pipeline parameter model is not set"):
         run_sequence(PIPELINE, [REPO / "sample_data" / "sequence" / "frames"])
+
+
+def test_one_pipeline_object_for_both_kinds_with_the_kind_checked():
+    # the layers a kind starts from decide which steps fit: scene steps cannot run on frames, nor the reverse
+    with pytest.raises(ConfigError, match=r"needs layer\(s\) \['image'\].*available: \['frames'\]"):
+        Pipeline([{"type": "threshold_mask"}], kind="sequence")
+    with pytest.raises(ConfigError, match=r"needs layer\(s\) \['frames'\]"):
+        Pipeline([{"type": "segment_sequence", "model": "m.ovs.npz"}])
+    with pytest.raises(ConfigError, match="no pipeline parameter or engine setting 'bands_per_frame'"):
+        load_pipeline("mask_to_centerlines", ["bands_per_frame=3"])
+    with pytest.raises(ConfigError, match="bands_per_frame is no setting of a scene pipeline"):
+        Pipeline([{"type": "threshold_mask"}], engine={"bands_per_frame": 3})
+    with pytest.raises(ConfigError, match="max_memory is no setting of a sequence pipeline"):
+        Pipeline([{"type": "segment_sequence", "model": "m.ovs.npz"}], kind="sequence", engine={"max_memory": "2GB"})
+    with pytest.raises(ConfigError, match="unknown pipeline kind 'movie'"):
+        Pipeline.from_yaml_text("schema_version: 1\nkind: movie\nsteps: [{type: threshold_mask}]")
+    with pytest.raises(ConfigError, match="a sequence pipeline lists its steps"):  # the format without steps
+        Pipeline.from_yaml_text("schema_version: 1\nkind: sequence\nparams: {model: null}")
+    seq = load_pipeline("sequence_objects", ["model=m.ovs.npz"])
+    with pytest.raises(ConfigError, match="use geoseg.pipeline.sequence.run_sequence"):
+        seq.run(REPO / "sample_data" / "scene_a_mask.tif")
+    with pytest.raises(ConfigError, match="not a sequence pipeline"):
+        run_sequence_to_dir("mask_to_centerlines", [REPO / "sample_data" / "sequence" / "frames"], REPO / "never-written")
 
 
 def test_cli_writes_geopackage_with_track_ids_of_the_first_frame_masks(tmp_path, tiny_model_file, two_object_sequence):
