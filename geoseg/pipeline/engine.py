@@ -590,6 +590,31 @@ class _TileOutput:
     pieces: list[tuple[shapely.LineString, dict[str, float]]]
     statistics: list[Any]
     warnings: list[str]
+    features: dict[str, gpd.GeoDataFrame] = field(default_factory=dict)
+    """Features layers given by raster steps: the tile's features whose representative point is in its core."""
+
+
+def _is_features(name: str) -> bool:
+    return LAYER_KINDS.get(name) == "features"
+
+
+def _split_outputs(
+    layers: dict[str, Any], produced: list[str], keep: set[str] | None, core: Callable[[np.ndarray], np.ndarray], tile: Tile, grid: GeoInfo
+) -> tuple[dict[str, np.ndarray], dict[str, gpd.GeoDataFrame]]:
+    """The kept raster layers of a tile cut to its core, and its kept features layers cut to the features it owns."""
+    kept = [n for n in produced if keep is None or n in keep]
+    cores = {n: core(layers[n]) for n in kept if not _is_features(n)}
+    return cores, {n: _owned_features(layers[n], tile, grid) for n in kept if _is_features(n)}
+
+
+def _owned_features(frame: gpd.GeoDataFrame, tile: Tile, grid: GeoInfo) -> gpd.GeoDataFrame:
+    """The features whose representative point lies in the tile's core (half-open, in pixels of ``grid``): each feature once over all tiles."""
+    if frame.empty:
+        return frame
+    points = shapely.get_coordinates(frame.geometry.representative_point().to_numpy())
+    cols, rows = (~grid.transform) * (points[:, 0], points[:, 1])
+    inside = (tile.col_off <= cols) & (cols < tile.col_off + tile.width) & (tile.row_off <= rows) & (rows < tile.row_off + tile.height)
+    return frame[inside]
 
 
 def _tile_task(work: _PassWork, source: SceneSource, scratch: ScratchView, tile: Tile) -> _TileOutput:
@@ -608,12 +633,12 @@ def _tile_task(work: _PassWork, source: SceneSource, scratch: ScratchView, tile:
         produced += [n for n in out if n not in produced]
     statistics = _tile_statistics(work, layers, ctx, tile)
     rows, cols = tile.core_in_window
-    cores = {n: layers[n][..., rows, cols] for n in produced if work.keep is None or n in work.keep}
+    cores, features = _split_outputs(layers, produced, work.keep, lambda a: a[..., rows, cols], tile, source.geo)
     pieces = []
     if work.vectorizer is not None:
         local = _apply(work.vectorizer, layers, ctx)["network"]
         pieces = clip_to_core(_translate(local, tile.win_col_off, tile.win_row_off), tile)
-    return _TileOutput(cores, pieces, statistics, ctx.warnings)
+    return _TileOutput(cores, pieces, statistics, ctx.warnings, features)
 
 
 def _decimated_tile_task(work: _PassWork, source: _DecimatingSource, tile: Tile) -> _TileOutput:
@@ -642,8 +667,8 @@ def _decimated_tile_task(work: _PassWork, source: _DecimatingSource, tile: Tile)
         for step in work.measure
     ]  # fmt: skip
     rows, cols = tile.core_in_window
-    cores = {n: to_window(layers[n], window)[..., rows, cols] for n in produced if work.keep is None or n in work.keep}
-    return _TileOutput(cores, [], statistics, ctx.warnings)
+    cores, features = _split_outputs(layers, produced, work.keep, lambda a: to_window(a, window)[..., rows, cols], tile, source.geo)
+    return _TileOutput(cores, [], statistics, ctx.warnings, features)
 
 
 def _tile_statistics(work: _PassWork, layers: dict[str, Any], ctx: StepContext, tile: Tile) -> list[Any]:
@@ -812,7 +837,8 @@ def execute(
         Receives raster layers tile by tile (e.g. GeoTIFF writers). Default: the layers are
         assembled in memory and returned in the result.
     output_layers : set of str, optional
-        Raster layers to hand to the sink (default: all).
+        Layers written: raster layers handed to the sink, features layers of raster steps kept
+        in the result (default: all).
     max_memory : int
         Bytes a tile may use; chooses the tile size.
     tile_px : int, optional
@@ -898,6 +924,7 @@ def _execute(
     target = sink if sink is not None else memory
     outputs = output_layers if sink is not None else None
     pieces: list[tuple[shapely.LineString, dict[str, float]]] = []
+    raster_features: dict[str, list[gpd.GeoDataFrame]] = {}
     messages: list[str] = []
     tiles: list[Tile] = []
     scratch = _open_scratch(framed, client, len(scratched), max_memory, scratch_dir)
@@ -941,6 +968,8 @@ def _execute(
                     for bucket, value in zip(partials, out.statistics):
                         bucket.append(value)
                     pieces += out.pieces
+                    for name, frame in out.features.items():
+                        raster_features.setdefault(name, []).append(frame)
                     messages += out.warnings
                     if on_tile is not None:
                         on_tile(done, len(tiles), TilePass(i + 1, len(plans), tuple(s.label for s in running), tuple(s.label for s in work.measure)))
@@ -954,6 +983,9 @@ def _execute(
             scratch.close()
         network_steps = chain[len(raster_steps) :]
         result_layers: dict[str, Any] = dict(memory.arrays) if memory is not None else {}
+        for name, frames in raster_features.items():
+            if outputs is None or name in outputs:
+                result_layers[name] = _within_extent(_concat_features(frames), framed.geo, layout.in_frame(window), extent)
         if vectorizer is not None:
             t0 = time.perf_counter()
             scene_ctx = StepContext(geo=out_geo, valid=None, source=source.source, band_names=source.band_names, area=None if extent is None else extent.area)
@@ -973,6 +1005,24 @@ def _execute(
     for msg in dict.fromkeys(messages):
         log.warning("%s", msg)
     return RunResult(result_layers, out_geo, source.source, list(dict.fromkeys(messages)), timings, len(tiles))
+
+
+def _concat_features(frames: list[gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
+    """The tiles' parts of a features layer as one frame (columns and CRS of the first tile's)."""
+    import pandas as pd
+
+    whole = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
+    return gpd.GeoDataFrame(whole, geometry=frames[0].geometry.name, crs=frames[0].crs)
+
+
+def _within_extent(frame: gpd.GeoDataFrame, grid: GeoInfo, window: Region, extent: SceneExtent | None) -> gpd.GeoDataFrame:
+    """Raster steps' features whose representative point lies in the extent's area (pixel space of its window), as the network is clipped."""
+    if extent is None or frame.empty:
+        return frame
+    points = shapely.get_coordinates(frame.geometry.representative_point().to_numpy())
+    cols, rows = (~grid.transform) * (points[:, 0], points[:, 1])
+    inside = shapely.contains_xy(extent.area, np.asarray(cols) - window.col0, np.asarray(rows) - window.row0)
+    return frame[inside].reset_index(drop=True)
 
 
 def _aligned(source: SceneSource, core_px: int, forced_px: int | None, frame: Region) -> tuple[int, tuple[int, int] | None]:

@@ -186,12 +186,18 @@ class Pipeline:
     def _validate(self) -> None:
         built = self._build(allow_unset=True)
         available = {self.input_layer}
+        tiled_features: set[str] = set()  # features layers of raster steps: gathered from the tiles, then written
         for i, (spec, step) in enumerate(zip(self.specs, built)):
             cls = get_step_class(spec["type"])
             needs = step.inputs() if step is not None else cls.takes
             missing = [n for n in needs if n not in available]
             if missing:
                 raise ConfigError(f"{self._where(i)}needs layer(s) {missing}, which no earlier step gives (available: {sorted(available)})")
+            gathered = sorted(tiled_features.intersection(needs))
+            if gathered:
+                raise ConfigError(
+                    f"{self._where(i)}takes {gathered}, features that a raster step gives tile by tile: they are outputs, which no later step can take"
+                )
             gives = step.outputs() if step is not None else cls.gives
             for name in gives:
                 try:
@@ -199,9 +205,7 @@ class Pipeline:
                 except ConfigError as exc:
                     raise ConfigError(f"{self._where(i)}{exc}") from None
                 if kind == "features" and self.kind == "scene" and "network" not in needs:
-                    raise ConfigError(
-                        f"{self._where(i)}gives the features layer {name!r} but does not take the network: features layers come from steps that run on it"
-                    )
+                    tiled_features.add(name)
             available |= set(gives)
         for name in self.output_layers(built):
             if name == "nodes" and "network" in available:

@@ -96,7 +96,7 @@ def _process_opened(
             work.steps,
             source,
             sink=sink,
-            output_layers=sink.names,
+            output_layers=set(outputs),  # rasters to the sink; features layers of raster steps into the result
             max_memory=pipeline.engine.max_memory_bytes,
             tile_px=pipeline.engine.tile_px,
             on_tile=on_tile,

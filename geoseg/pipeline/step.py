@@ -56,9 +56,10 @@ LAYER_KINDS: dict[str, str] = {
 }
 
 #: Kinds a step may declare: ``raster`` (an array per scene, tiled and stitched by the engine,
-#: written as ``<stem>_<layer>.tif``) or ``features`` (a GeoDataFrame in the scene's CRS, kept
-#: within each tile's core, written as its own vector file or GeoPackage layer). The ``vector``
-#: kind is the road network's alone (its tiles are stitched into one graph).
+#: written as ``<stem>_<layer>.tif``) or ``features`` (a GeoDataFrame in the scene's CRS, written
+#: as its own vector file or GeoPackage layer; from a raster step, each tile keeps the features
+#: whose representative point is in its core, so ``halo_px`` must cover the largest feature). The
+#: ``vector`` kind is the road network's alone (its tiles are stitched into one graph).
 DECLARABLE_KINDS = ("raster", "features")
 
 

@@ -91,15 +91,74 @@ def test_undeclared_or_misplaced_layers_are_refused_with_the_way_to_declare_them
     with pytest.raises(ConfigError, match=expected):
         geoseg.Pipeline([{"type": "test_undeclared"}], outputs=["undeclared_buildings"])
 
-    class _FeaturesFromPixels(Step):
-        type_name = "test_features_from_pixels"
-        takes = ("image",)
-        gives = ("blobs",)
-        new_layers: ClassVar[dict[str, str]] = {"blobs": "features"}
+    class _TakesBlobs(Step):
+        type_name = "test_takes_blobs"
+        takes = ("blobs",)
+        gives = ("mask",)
 
-    register_step(_FeaturesFromPixels)
-    with pytest.raises(ConfigError, match="gives the features layer 'blobs' but does not take the network"):
-        geoseg.Pipeline([{"type": "test_features_from_pixels"}], outputs=["blobs"])
+    register_step(_TakesBlobs)
+    with pytest.raises(ConfigError, match=r"step 2 \(test_takes_blobs\): takes \['blobs'\], features that a raster step gives tile by tile"):
+        geoseg.Pipeline([{"type": "test_blobs"}, {"type": "test_takes_blobs"}], outputs=["mask"])
+
+
+@register_step
+class _Blobs(Step):
+    """A plugin's features layer from pixels (e.g. building footprints): one polygon per 8-connected blob of non-zero pixels."""
+
+    type_name = "test_blobs"
+    takes = ("image",)
+    gives = ("blobs",)
+    new_layers: ClassVar[dict[str, str]] = {"blobs": "features"}
+
+    def halo_px(self, geo: Any) -> int:
+        return 12  # at least the largest blob: a tile sees whole every blob it owns
+
+    def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+        from rasterio.features import shapes
+        from shapely.geometry import shape
+
+        found = layers["image"][0] > 0
+        polygons = [shape(g) for g, v in shapes(found.astype(np.uint8), mask=found, transform=ctx.geo.transform, connectivity=8) if v]
+        return {"blobs": gpd.GeoDataFrame({"area_m2": [p.area for p in polygons]}, geometry=polygons, crs=ctx.geo.crs)}
+
+
+def _blob_scene(path: Path) -> list[tuple[int, int, int]]:
+    """A 300 x 300 scene at 0.5 m with 60 squares of 2-10 px, some on the borders of 64-px tiles; returns (row, col, size)."""
+    rng = np.random.default_rng(7)
+    image = np.zeros((1, 300, 300), np.uint8)
+    squares: list[tuple[int, int, int]] = []
+    while len(squares) < 60:
+        size, row, col = int(rng.integers(2, 11)), *(int(v) for v in rng.integers(0, 290, 2))
+        if image[0, max(row - 1, 0) : row + size + 1, max(col - 1, 0) : col + size + 1].any():
+            continue  # apart: one blob per square
+        image[0, row : row + size, col : col + size] = 255
+        squares.append((row, col, size))
+    transform = rasterio.transform.from_origin(500000, 4000000, 0.5, 0.5)
+    with rasterio.open(path, "w", driver="GTiff", width=300, height=300, count=1, dtype="uint8", crs="EPSG:32633", transform=transform) as ds:
+        ds.write(image)
+    return squares
+
+
+def test_a_features_layer_from_pixels_is_gathered_from_the_tiles_once_each(tmp_path: Path) -> None:
+    scene = tmp_path / "blobs.tif"
+    squares = _blob_scene(scene)
+    untiled = geoseg.Pipeline([{"type": "test_blobs"}], outputs=["blobs"]).run(scene).features("blobs")
+    expected = sorted(size * size * 0.25 for _, _, size in squares)
+    assert sorted(untiled["area_m2"]) == expected
+    tiled = geoseg.Pipeline([{"type": "test_blobs"}], outputs=["blobs"], engine={"tile_px": 64})
+    assert sorted(tiled.run(scene).features("blobs")["area_m2"]) == expected  # 25 tiles: every square once, whole
+    [report] = tiled.run_batch([scene], tmp_path / "out", fmt="gpkg")
+    assert report.status == "done", report.error
+    written = gpd.read_file(report.outputs[0], layer="blobs")
+    assert sorted(written["area_m2"]) == expected and written.crs == "EPSG:32633"
+    # an AOI keeps the features whose representative point lies in it, as the network is clipped to it
+    from shapely.geometry import Point, Polygon
+
+    diamond = Polygon([(500075, 3999990), (500140, 3999925), (500075, 3999860), (500010, 3999925)])
+    gpd.GeoDataFrame(geometry=[diamond], crs="EPSG:32633").to_file(tmp_path / "aoi.gpkg")
+    part = tiled.run(scene, extent=tmp_path / "aoi.gpkg").features("blobs")
+    inside = [s * s * 0.25 for r, c, s in squares if diamond.contains(Point(500000 + (c + s / 2) * 0.5, 4000000 - (r + s / 2) * 0.5))]
+    assert 0 < len(inside) < len(squares) and sorted(part["area_m2"]) == sorted(inside)
 
 
 def test_a_layer_keeps_one_kind() -> None:
