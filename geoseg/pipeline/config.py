@@ -1,4 +1,7 @@
-"""Pipeline files: YAML parsing, validation, parameters and ``--set`` overrides.
+"""The schema of pipeline files: engine settings, pipeline kinds, the top level, and steps built from their specs.
+
+YAML reading, ``--set`` parsing, ``${NAME}`` templating and validation messages come from
+:mod:`geoseg.configfile`, as for every geoseg config.
 
 A pipeline file looks like::
 
@@ -28,11 +31,11 @@ import os
 import re
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, field_validator, model_serializer, model_validator
 from pyproj import CRS as ProjCRS
 from pyproj.exceptions import CRSError
 
+from geoseg.configfile import resolve_refs, validation_message
 from geoseg.errors import ConfigError
 from geoseg.pipeline.registry import get_step_class
 from geoseg.pipeline.step import Step
@@ -45,15 +48,11 @@ __all__ = [
     "PIPELINE_KINDS",
     "kind_input",
     "PipelineFile",
-    "parse_yaml",
-    "resolve_refs",
     "build_step",
-    "format_validation_error",
 ]
 
 SCHEMA_VERSION = 1
 
-_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _BARE_NUMBER = re.compile(r"\s*[0-9]*\.?[0-9]+(?:[eE][0-9]+)?\s*")
 
 
@@ -212,76 +211,6 @@ class PipelineFile(BaseModel):
         return value
 
 
-def parse_yaml(text: str, source: str) -> dict[str, Any]:
-    """Parse YAML text into a mapping, with errors that name the file and the line."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{source}:{where}: invalid YAML: {problem}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: a pipeline file must be a YAML mapping with 'schema_version' and 'steps'")
-    return data
-
-
-def format_validation_error(exc: ValidationError, prefix: str, skip_missing: frozenset[str] = frozenset()) -> str | None:
-    """One line per pydantic error, each naming the field; ``None`` if all are skipped."""
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        if err["type"] == "missing" and loc in skip_missing:
-            continue
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field"
-        elif err["type"] == "value_error":
-            msg = msg.removeprefix("Value error, ")
-        given = "" if err["type"] in ("missing",) else f" (got {err.get('input')!r})"
-        lines.append(f"{prefix}field '{loc}': {msg}{given}")
-    return "; ".join(lines) if lines else None
-
-
-def resolve_refs(value: Any, params: dict[str, Any]) -> tuple[Any, set[str]]:
-    """Substitute ``${NAME}`` references; return the value and the names left unset."""
-    if isinstance(value, str):
-        whole = _REF.fullmatch(value.strip())
-        if whole:
-            name = whole.group(1)
-            if name not in params:
-                raise ConfigError(f"reference to undeclared pipeline parameter ${{{name}}}")
-            return (None, {name}) if params[name] is None else (params[name], set())
-        unset: set[str] = set()
-
-        def sub(m: re.Match[str]) -> str:
-            name = m.group(1)
-            if name not in params:
-                raise ConfigError(f"reference to undeclared pipeline parameter ${{{name}}}")
-            if params[name] is None:
-                unset.add(name)
-                return ""
-            return str(params[name])
-
-        out = _REF.sub(sub, value)
-        return (None, unset) if unset else (out, set())
-    if isinstance(value, list):
-        items, unset = [], set()
-        for v in value:
-            r, u = resolve_refs(v, params)
-            items.append(r)
-            unset |= u
-        return items, unset
-    if isinstance(value, dict):
-        out_d, unset = {}, set()
-        for k, v in value.items():
-            r, u = resolve_refs(v, params)
-            out_d[k] = r
-            unset |= u
-        return out_d, unset
-    return value, set()
-
-
 def build_step(spec: dict[str, Any], params: dict[str, Any], where: str, *, allow_unset: bool) -> Step | None:
     """Validate one step spec and build the step.
 
@@ -333,7 +262,7 @@ def build_step(spec: dict[str, Any], params: dict[str, Any], where: str, *, allo
     try:
         step = cls(**fields)
     except ValidationError as exc:
-        message = format_validation_error(exc, where, frozenset(unset_fields) if allow_unset else frozenset())
+        message = validation_message(exc, where, frozenset(unset_fields) if allow_unset else frozenset())
         if message:
             raise ConfigError(message) from None
         return None

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from geoseg.configfile import parse_override
+from geoseg.configfile import parse_override, parse_yaml_mapping, read_yaml_mapping, resolve_refs, validation_message
 from geoseg.errors import ConfigError
 from geoseg.pipeline.batch import ProgressCallback, SceneReport, run_batch
 from geoseg.pipeline.coarsen import working_source
@@ -22,10 +22,7 @@ from geoseg.pipeline.config import (
     Extent,
     PipelineFile,
     build_step,
-    format_validation_error,
     kind_input,
-    parse_yaml,
-    resolve_refs,
 )
 from geoseg.pipeline.engine import FileSource, MemorySource, RunResult, execute, open_source
 from geoseg.pipeline.registry import get_step_class
@@ -93,7 +90,7 @@ class Pipeline:
             try:
                 self.engine = EngineSettings(**dict(engine or {}))
             except ValidationError as exc:
-                raise ConfigError(format_validation_error(exc, f"{source}: engine: ")) from None
+                raise ConfigError(validation_message(exc, f"{source}: engine: ")) from None
         foreign = sorted(self.engine.model_fields_set - self.settings_names)
         if foreign:
             known = ", ".join(sorted(self.settings_names))
@@ -116,7 +113,7 @@ class Pipeline:
         try:
             top = PipelineFile(**data)
         except ValidationError as exc:
-            raise ConfigError(format_validation_error(exc, f"{source}: ")) from None
+            raise ConfigError(validation_message(exc, f"{source}: ")) from None
         return cls(
             top.steps,
             params=top.params,
@@ -130,17 +127,12 @@ class Pipeline:
     @classmethod
     def from_yaml_text(cls, text: str, source: str = "<yaml>") -> Pipeline:
         """Build from YAML text."""
-        return cls.from_dict(parse_yaml(text, source), source)
+        return cls.from_dict(parse_yaml_mapping(text, source, "pipeline file"), source)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> Pipeline:
         """Load a pipeline YAML file."""
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{p}: cannot read pipeline file ({getattr(exc, 'strerror', None) or exc})") from None
-        return cls.from_yaml_text(text, str(p))
+        return cls.from_dict(read_yaml_mapping(path, "pipeline file"), str(path))
 
     # ------------------------------------------------------------------ views
     def to_dict(self) -> dict[str, Any]:

@@ -78,7 +78,7 @@ def test_cli_errors_exit_non_zero(tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, base)
     assert res.exit_code != 0 and "--target-ms" in res.output
     res = CliRunner().invoke(cli, [*base, "--target-ms", "5", "--set", "search.gnc=false"])
-    assert res.exit_code != 0 and "search.gnc: unknown field" in res.output
+    assert res.exit_code != 0 and "field 'search.gnc': unknown field" in res.output
     assert not (tmp_path / "m.npz").exists()
 
 

@@ -151,7 +151,7 @@ def test_derive_takes_the_strongest_operation() -> None:
 def test_config_errors_name_the_field(tmp_path) -> None:  # noqa: ANN001
     cfg = tmp_path / "g.yaml"
     cfg.write_text("search:\n  gnc: false\n")
-    with pytest.raises(ConfigError, match=r"g\.yaml: search\.gnc: unknown field"):
+    with pytest.raises(ConfigError, match=r"g\.yaml: field 'search\.gnc': unknown field"):
         load_search_config(cfg)
     with pytest.raises(ConfigError, match=r"space"):
         load_search_config(None, ["space.strides=[4, 16]"])

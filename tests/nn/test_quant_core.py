@@ -197,7 +197,7 @@ def test_budget_parsing_and_config_errors() -> None:
     assert parse_bitops("2.5G") == 2.5e9 and parse_bitops("2.5e9") == 2.5e9 and parse_bitops("300M") == 3e8
     with pytest.raises(ConfigError):
         parse_bitops("lots")
-    with pytest.raises(ConfigError, match="itrations: unknown field"):
+    with pytest.raises(ConfigError, match="field 'itrations': unknown field"):
         load_quant_config(None, ["itrations=3"])
     with pytest.raises(ConfigError, match="candidates"):
         load_quant_config(None, ["search.candidates=[3, 4]"])

@@ -89,7 +89,7 @@ def test_config_validation() -> None:
         load_train_config(None, ["ssl.rounds=0"])
     with pytest.raises(ConfigError, match=r"r_start must not exceed"):
         load_train_config(None, ["ssl.r_start=0.9", "ssl.r_end=0.5"])
-    with pytest.raises(ConfigError, match=r"ssl\.gama: unknown field"):
+    with pytest.raises(ConfigError, match=r"field 'ssl\.gama': unknown field"):
         load_train_config(None, ["ssl.gama=2"])
     root = Path(__file__).resolve().parents[2] / "pipelines" / "training"
     cfg = load_train_config(root / "road_ssl.yaml")

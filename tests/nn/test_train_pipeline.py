@@ -25,7 +25,7 @@ FAST = [*TINY, "epochs=2", "iterations_per_epoch=3", "data.crop_px=64", "data.ba
 def test_config_errors_name_the_field(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("model:\n  architecure: decouple\n")
-    with pytest.raises(ConfigError, match=r"c\.yaml: model\.architecure: unknown field"):
+    with pytest.raises(ConfigError, match=r"c\.yaml: field 'model\.architecure': unknown field"):
         load_train_config(cfg)
     with pytest.raises(ConfigError, match=r"data\.crop_px"):
         load_train_config(None, ["data.crop_px=100"])

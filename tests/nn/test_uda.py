@@ -112,7 +112,7 @@ def test_flips_are_undone_before_comparing() -> None:
 def test_config_validation() -> None:
     with pytest.raises(ConfigError, match=r"mode"):
         load_train_config(None, ["mode=semi"])
-    with pytest.raises(ConfigError, match=r"uda\.uncertainy: unknown field"):
+    with pytest.raises(ConfigError, match=r"field 'uda\.uncertainy': unknown field"):
         load_train_config(None, ["uda.uncertainy=false"])
     with pytest.raises(ConfigError, match=r"threshold_start must not exceed"):
         load_train_config(None, ["uda.threshold_start=0.9", "uda.threshold_end=0.8"])

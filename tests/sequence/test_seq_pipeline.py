@@ -152,7 +152,7 @@ def test_train_sequence_cli_writes_a_model(tmp_path):
     assert model.training["config"]["iterations"] == 2 and model.hyper["widths"] == [4, 4, 4]
     shipped = load_sequence_train_config(resolve_file("sequence_ovs", "training"))
     assert shipped.frame_size % 8 == 0 and shipped.backgrounds == []
-    with pytest.raises(ConfigError, match="iteration: unknown field"):
+    with pytest.raises(ConfigError, match="field 'iteration': unknown field"):
         load_sequence_train_config(None, ["iteration=2"])
 
 
