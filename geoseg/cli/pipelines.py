@@ -64,14 +64,13 @@ def describe_shipped() -> list[dict[str, Any]]:
     >>> names["road_decouple"]["use"].startswith("geoseg train nn road_decouple")
     True
     """
-    import yaml
-
+    from geoseg.configfile import parse_yaml_mapping
     from geoseg.pipeline.pipeline import load_pipeline
     from geoseg.shipped import shipped_names, shipped_text
 
     out: list[dict[str, Any]] = []
     for name in shipped_names("pipeline"):
-        raw = yaml.safe_load(shipped_text(name, "pipeline")) or {}
+        raw = parse_yaml_mapping(shipped_text(name, "pipeline"), name, "pipeline file")
         kind = "sequence" if raw.get("kind") == "sequence" else "pipeline"
         description = str(raw.get("description") or "")
         params = dict(raw.get("params") or {})
@@ -88,7 +87,7 @@ def describe_shipped() -> list[dict[str, Any]]:
             }
         )
     for name in shipped_names("training"):
-        raw = yaml.safe_load(shipped_text(name, "training")) or {}
+        raw = parse_yaml_mapping(shipped_text(name, "training"), name, "training config")
         description = str(raw.pop("description", "") or "")
         raw.pop("schema_version", None)
         out.append(
