@@ -24,17 +24,43 @@ def test_tiles_cover_with_overlap() -> None:
     assert w[0, 0] < 0.05 and w[-1, 0] == 1.0 and w[-1, -1] < 0.05
 
 
-def test_tiled_inference_equals_whole_image(tiny_model: Path) -> None:
-    model = load_nn_model(tiny_model)
-    rng = np.random.default_rng(0)
-    image = rng.normal(size=(3, 200, 264)).astype(np.float32)
+class _Pointwise(torch.nn.Module):
+    """A classifier without spatial context: each pixel's classes depend on that pixel only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"seg": self.conv(x)}
+
+
+def _road_band_image() -> np.ndarray:
+    image = np.random.default_rng(0).normal(size=(3, 200, 264)).astype(np.float32)
     image[:, 90:110, :] += 2.0  # a bright road-like band
+    return image
+
+
+def test_tiled_inference_of_a_pointwise_model_equals_whole_image() -> None:
+    """Tiles placed and blend weights normalised exactly: without context, tiling changes nothing."""
+    model, image = _Pointwise(), _road_band_image()
+    whole = predict(model, image)
+    tiled = predict_tiled(model, image, tile_px=128, overlap_px=48, batch_size=3)
+    assert tiled.shape == whole.shape == (2, 200, 264)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
+def test_tiled_inference_of_a_trained_model_is_close_to_whole_image(tiny_model: Path) -> None:
+    """The decouple model's ASPP pools over the whole input, so tiles see less context: close, not equal."""
+    model = load_nn_model(tiny_model)
+    image = _road_band_image()
     whole = predict(model.module, image)
     tiled = predict_tiled(model.module, image, tile_px=128, overlap_px=48, batch_size=3)
     assert tiled.shape == whole.shape == (2, 200, 264)
     np.testing.assert_allclose(tiled.sum(axis=0), 1.0, atol=1e-5)
     diff = np.abs(tiled - whole)
-    assert diff.mean() < 0.02 and np.percentile(diff, 99) < 0.15
+    assert diff.mean() < 0.05 and np.percentile(diff, 99) < 0.25
 
 
 def _model(in_channels: int = 3) -> NNModel:
