@@ -134,6 +134,8 @@ def graph_cut(
         raise InputMismatchError(f"prob must be (H, W), got {p.shape}")
     if not np.all(np.isfinite(p)):
         raise InputMismatchError("prob holds NaN or infinite values")
+    if smoothness == 0:  # no pairwise term: each pixel takes its likelier label
+        return p > 0.5
     p = np.clip(p, eps, 1.0 - eps)
     g = maxflow.Graph[float]()
     nodes = g.add_grid_nodes(p.shape)

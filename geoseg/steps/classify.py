@@ -75,7 +75,8 @@ class GraphCut(Step):
     """Homogeneous road mask: min-cut of a contrast-sensitive Potts energy (PyMaxflow).
 
     The contrast term uses the image bands scaled by their scene standard deviations and
-    the Boykov-Jolly beta measured over the whole scene.
+    the Boykov-Jolly beta measured over the whole scene. ``smoothness: 0`` is a threshold at
+    p = 0.5: no statistics pass, no halo, no max-flow.
     """
 
     type_name = "graph_cut"
@@ -89,8 +90,15 @@ class GraphCut(Step):
     bands: list[int] = Field(default_factory=lambda: [1, 2, 3], description="1-based image bands for the contrast term")
 
     def halo_px(self, geo: GeoInfo) -> int:
-        """Graph cut is global; a halo of 32 px makes tile borders agree in practice."""
-        return 32
+        """Graph cut is global; a halo of 32 px makes tile borders agree in practice (none for a threshold)."""
+        return 32 if self.smoothness > 0 else 0
+
+    def statistics_inputs(self) -> tuple[str, ...]:
+        """The image, for the contrast term; nothing when there is no pairwise term to weight."""
+        return self.stats_inputs if self._contrast_used() else ()
+
+    def _contrast_used(self) -> bool:
+        return self.contrast and self.smoothness > 0
 
     def _bands(self, image: np.ndarray) -> np.ndarray:
         idx = [b - 1 for b in self.bands if b <= image.shape[0]] or [0]
@@ -133,7 +141,7 @@ class GraphCut(Step):
     def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         """Cut; pixels without data are never road."""
         image = None
-        if self.contrast:
+        if self._contrast_used():
             image = self._bands(layers["image"]) / self.fitted("std")[:, None, None]
-        mask = graph_cut(layers["probability"], image, smoothness=self.smoothness, contrast_beta=self.fitted("beta") if self.contrast else None)
+        mask = graph_cut(layers["probability"], image, smoothness=self.smoothness, contrast_beta=self.fitted("beta") if image is not None else None)
         return {"mask": mask & ctx.valid}

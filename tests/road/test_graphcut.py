@@ -110,3 +110,14 @@ def test_graph_cut_statistics_sum_every_neighbour_pair_of_the_core_once(core, ho
     assert np.allclose(diff2, expected) and int(pairs) == n
     inside = image[:, core[0], core[1]][:, valid[core]].astype(np.float64)
     assert int(count) == inside.shape[1] and np.allclose(sums, inside.sum(axis=1)) and np.allclose(squares, (inside**2).sum(axis=1))
+
+
+def test_a_step_without_smoothness_is_a_threshold_that_needs_no_statistics() -> None:
+    rng = np.random.default_rng(2)
+    prob = rng.random((17, 19)).astype(np.float32)
+    valid = rng.random((17, 19)) > 0.1
+    step = GraphCut(smoothness=0.0)
+    assert step.statistics_inputs() == () and step.halo_px(None) == 0  # no scene pass, no halo
+    out = step.apply({"probability": prob, "image": rng.random((3, 17, 19))}, StepContext(geo=None, valid=valid, core=(slice(None), slice(None))))
+    np.testing.assert_array_equal(out["mask"], (prob > 0.5) & valid)  # runs unfitted
+    assert GraphCut(smoothness=1.0).statistics_inputs() == ("image",) and GraphCut(smoothness=1.0, contrast=False).statistics_inputs() == ()
