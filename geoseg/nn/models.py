@@ -16,7 +16,9 @@ Where geoseg differs, for CPU-sized training on a handful of aerial tiles:
 
 - the backbone is a small 4-stage residual encoder (stride 16, ``width``·(1, 2, 4, 8)
   channels) trained from scratch, instead of an ImageNet ResNet-101/WideResNet-38 at stride 8;
-  no pretrained weights are ever downloaded;
+  or (``encoder: efficientnet_lite0``) EfficientNet-Lite0's blocks up to stride 16, optionally
+  with ImageNet weights from an installed package (:mod:`geoseg.nn.efficientnet`); no weights
+  are ever downloaded;
 - the ASPP has three dilations (1, 2, 4 at stride 16) plus image pooling, and the low-level
   projection has ``width``·2 channels instead of 48;
 - an optional auxiliary **centerline head** (1 channel) reads the final fused feature; it is
@@ -36,7 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ARCHITECTURES", "STRIDE", "BaselineNet", "DecoupleSegNet", "build_model", "flow_warp"]
+from geoseg.nn.efficientnet import EfficientNetLite0Encoder
+
+__all__ = ["ARCHITECTURES", "ENCODERS", "STRIDE", "BaselineNet", "DecoupleSegNet", "build_encoder", "build_model", "flow_warp"]
 
 #: Output stride of the encoders; input sides must be multiples of it.
 STRIDE = 16
@@ -90,6 +94,28 @@ class Encoder(nn.Module):
         return feats
 
 
+#: Encoders the classifiers can be built on (hyper-parameter ``encoder``).
+ENCODERS = ("residual", "efficientnet_lite0")
+
+
+def build_encoder(name: str, in_channels: int, width: int) -> Encoder | EfficientNetLite0Encoder:
+    """The encoder called ``name``: geoseg's residual one (``width``·(1, 2, 4, 8) channels) or
+    EfficientNet-Lite0's blocks (:mod:`geoseg.nn.efficientnet`; ``width`` does not apply).
+
+    Both give features at strides 2, 4, 8 and 16 and list their channels in ``.channels``.
+
+    Examples
+    --------
+    >>> build_encoder("efficientnet_lite0", 3, 16).channels
+    [16, 24, 40, 112]
+    """
+    if name == "residual":
+        return Encoder(in_channels, width)
+    if name == "efficientnet_lite0":
+        return EfficientNetLite0Encoder(in_channels)
+    raise KeyError(f"unknown encoder {name!r} (known: {', '.join(ENCODERS)})")
+
+
 def _up(x: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
@@ -97,9 +123,9 @@ def _up(x: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
 class BaselineNet(nn.Module):
     """Compact U-Net-like encoder–decoder: the encoder plus three skip-connected decoder stages."""
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 2, width: int = 16, centerline_head: bool = False) -> None:
+    def __init__(self, in_channels: int = 3, num_classes: int = 2, width: int = 16, centerline_head: bool = False, encoder: str = "residual") -> None:
         super().__init__()
-        self.encoder = Encoder(in_channels, width)
+        self.encoder = build_encoder(encoder, in_channels, width)
         c = self.encoder.channels
         self.decoders = nn.ModuleList([_conv_bn_relu(c[3] + c[2], c[2]), _conv_bn_relu(c[2] + c[1], c[1]), _conv_bn_relu(c[1] + c[0], c[0])])
         self.classifier = nn.Conv2d(c[0], num_classes, 1)
@@ -184,9 +210,9 @@ class SqueezeBodyEdge(nn.Module):
 class DecoupleSegNet(nn.Module):
     """DecoupleSegNet (Li et al., ECCV 2020) on a compact encoder; see the module docstring."""
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 2, width: int = 16, centerline_head: bool = False) -> None:
+    def __init__(self, in_channels: int = 3, num_classes: int = 2, width: int = 16, centerline_head: bool = False, encoder: str = "residual") -> None:
         super().__init__()
-        self.encoder = Encoder(in_channels, width)
+        self.encoder = build_encoder(encoder, in_channels, width)
         c = self.encoder.channels
         ctx = 4 * width
         fine = 2 * width
@@ -231,7 +257,8 @@ def build_model(architecture: str, **hyper: Any) -> nn.Module:
     architecture : str
         A key of :data:`ARCHITECTURES`.
     **hyper
-        ``in_channels``, ``num_classes``, ``width``, ``centerline_head``.
+        ``in_channels``, ``num_classes``, ``width``, ``centerline_head``, ``encoder``
+        (:data:`ENCODERS`; baseline and decouple only).
 
     Raises
     ------

