@@ -1,6 +1,8 @@
 """Deep road classifiers on the Massachusetts Roads crops (1 m, labels rasterised from a road map).
 
-Run ``python benchmarks/bench_massachusetts.py [--seeds 3] [--config road_decouple] [--set key=value ...]``.
+Run ``python benchmarks/bench_massachusetts.py [--seeds 3] [--config road_decouple] [--set key=value ...]
+[--arms config,lite0,lite0_pretrained,...]`` (arms: :data:`ARMS`, e.g. the encoder comparison
+``--set epochs=10 --arms lite0,lite0_pretrained,baseline_lite0,baseline_lite0_pretrained``).
 Data: ``shared/data/massachusetts_roads`` beside the repository (skipped with a message when
 absent).
 
@@ -88,42 +90,68 @@ def evaluate(model: Path, names: list[str]) -> dict[str, float]:
     return {"iou": tp / (tp + fp + fn), "crop_iou": float(np.mean(per_crop)), "comp": s.completeness, "corr": s.correctness, "qual": s.quality}
 
 
+#: Named override sets for ``--arms`` (issue 22 part 3: encoders, scratch against ImageNet weights).
+ARMS: dict[str, list[str]] = {
+    "config": [],
+    "lite0": ["model.encoder=efficientnet_lite0"],
+    "lite0_pretrained": ["model.encoder=efficientnet_lite0", "model.pretrained=true"],
+    "baseline": ["model.architecture=baseline"],
+    "baseline_lite0": ["model.architecture=baseline", "model.encoder=efficientnet_lite0"],
+    "baseline_lite0_pretrained": ["model.architecture=baseline", "model.encoder=efficientnet_lite0", "model.pretrained=true"],
+}
+_KEYS = (("iou", "road IoU (pooled)"), ("crop_iou", "road IoU (per crop)"), ("qual", f"centerline quality @{SLACK_PX}px"),
+         ("comp", "completeness"), ("corr", "correctness"), ("train_s", "training + test seconds"))  # fmt: skip
+
+
+def run_arm(arm: str, args: argparse.Namespace, data: list[SceneData], test_names: list[str], folder: Path) -> list[dict[str, float]]:
+    """Train and score one arm over the seeds; print one line per seed."""
+    rows = []
+    for seed in range(args.seeds):
+        overrides = [f"seed={seed}", f"data.gsd_m={GSD_M}", *args.overrides, *ARMS[arm]]
+        cfg = load_train_config(REPO / "pipelines" / "training" / f"{args.config}.yaml", overrides)
+        path = folder / f"{arm}_seed{seed}.npz"
+        t0 = time.perf_counter()
+        train(cfg, data, best_path=path, progress=False)
+        scores = {**evaluate(path, test_names), "train_s": time.perf_counter() - t0}
+        rows.append(scores)
+        print(
+            f"{arm} seed {seed}: road IoU {scores['iou']:.3f} (per crop {scores['crop_iou']:.3f}) | centerlines @{SLACK_PX}px comp {scores['comp']:.3f} "
+            f"corr {scores['corr']:.3f} quality {scores['qual']:.3f} | {scores['train_s']:.0f} s",
+            flush=True,
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its table; return the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--config", default="road_decouple", help="shipped training config (pipelines/training/NAME.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help="training config override")
-    parser.add_argument("--keep", type=Path, default=None, help="folder to keep the trained models in (seed<N>.npz)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="training config override, for every arm")
+    parser.add_argument("--arms", default="config", help=f"comma-separated arms, each the config plus its overrides: {', '.join(ARMS)}")
+    parser.add_argument("--keep", type=Path, default=None, help="folder to keep the trained models in (<arm>_seed<N>.npz)")
     parser.add_argument("--crops", type=int, default=None, help="use only the first N crops of each split (a smoke run)")
     args = parser.parse_args(argv)
+    arms = args.arms.split(",")
+    if unknown := [a for a in arms if a not in ARMS]:
+        parser.error(f"unknown arm(s) {', '.join(unknown)}; known: {', '.join(ARMS)}")
     if not DATA.is_dir():
         print(f"SKIP: data folder {DATA} not found (see shared/data/README.md).")
         return 0
     train_names, test_names = _names("training")[: args.crops], _names("validation")[: args.crops]
     print(f"Massachusetts Roads: train {len(train_names)} crops, test {len(test_names)} crops, config {args.config} {args.overrides}", flush=True)
     data = [SceneData(_image(n), _mask(n).astype(np.uint8), GSD_M, n) for n in train_names]
-    rows = []
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        for seed in range(args.seeds):
-            cfg = load_train_config(REPO / "pipelines" / "training" / f"{args.config}.yaml", [f"seed={seed}", f"data.gsd_m={GSD_M}", *args.overrides])
-            path = folder / f"seed{seed}.npz"
-            t0 = time.perf_counter()
-            train(cfg, data, best_path=path, progress=False)
-            scores = {**evaluate(path, test_names), "train_s": time.perf_counter() - t0}
-            rows.append(scores)
-            print(
-                f"seed {seed}: road IoU {scores['iou']:.3f} (per crop {scores['crop_iou']:.3f}) | centerlines @{SLACK_PX}px comp {scores['comp']:.3f} "
-                f"corr {scores['corr']:.3f} quality {scores['qual']:.3f} | {scores['train_s']:.0f} s",
-                flush=True,
-            )
-    print(f"\n== {args.config}, mean ± std over {args.seeds} seed(s), {len(test_names)} test crops ==")
-    for key, label in (("iou", "road IoU (pooled)"), ("crop_iou", "road IoU (per crop)"), ("qual", f"centerline quality @{SLACK_PX}px"),
-                       ("comp", "completeness"), ("corr", "correctness"), ("train_s", "training + test seconds")):  # fmt: skip
-        values = [r[key] for r in rows]
-        print(f"{label:28s} {np.mean(values):.3f} ± {np.std(values):.3f}")
+        for arm in arms:
+            results[arm] = run_arm(arm, args, data, test_names, folder)
+    print(f"\n== {args.config} {args.overrides}, mean ± std over {args.seeds} seed(s), {len(test_names)} test crops ==")
+    print(f"{'arm':28s} " + " | ".join(label for _, label in _KEYS))
+    for arm, rows in results.items():
+        cells = [f"{np.mean([r[k] for r in rows]):.3f} ± {np.std([r[k] for r in rows]):.3f}" for k, _ in _KEYS]
+        print(f"{arm:28s} " + " | ".join(cells))
     return 0
 
 
