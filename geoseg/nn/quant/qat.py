@@ -73,7 +73,11 @@ def set_module(root: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def conv_bn_pairs(root: nn.Module) -> dict[str, str]:
-    """Convolutions directly followed by a BatchNorm2d of their width in an ``nn.Sequential``.
+    """Convolutions directly followed by a BatchNorm2d of their width.
+
+    Found in ``nn.Sequential`` containers (a convolution and the BN after it), and in modules
+    that name their pairs in a ``CONV_BN_PAIRS`` class attribute (``(conv child, BN child)``
+    tuples, for modules whose forward applies the BN to the convolution's output directly).
 
     Returns
     -------
@@ -82,12 +86,14 @@ def conv_bn_pairs(root: nn.Module) -> dict[str, str]:
     """
     pairs = {}
     for parent_name, parent in root.named_modules():
-        if not isinstance(parent, nn.Sequential):
-            continue
-        children = list(parent.named_children())
-        for (n1, c1), (n2, c2) in zip(children, children[1:]):
+        prefix = f"{parent_name}." if parent_name else ""
+        if isinstance(parent, nn.Sequential):
+            children = list(parent.named_children())
+            candidates = [(n1, c1, n2, c2) for (n1, c1), (n2, c2) in zip(children, children[1:])]
+        else:
+            candidates = [(n1, getattr(parent, n1, None), n2, getattr(parent, n2, None)) for n1, n2 in getattr(parent, "CONV_BN_PAIRS", ())]
+        for n1, c1, n2, c2 in candidates:
             if isinstance(c1, nn.Conv2d) and isinstance(c2, nn.BatchNorm2d) and c2.num_features == c1.out_channels:
-                prefix = f"{parent_name}." if parent_name else ""
                 pairs[prefix + n1] = prefix + n2
     return pairs
 
