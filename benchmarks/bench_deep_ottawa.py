@@ -14,7 +14,7 @@ epoch selection (the last epoch is kept, so the test tiles never influence train
 Scores, mean ± std over seeds of the per-seed mean over test tiles:
 
 - road IoU of ``p(road) > 0.5`` and boundary F-score (2 px tolerance) against ``masks/``, and
-  road IoU of the pipeline's graph-cut mask;
+  road IoU of the pipeline's road mask (graph cut, or p > 0.5 with smoothness 0);
 - centerline completeness / correctness / quality (3 px slack) of the shipped
   ``pipelines/deep_road_centerlines.yaml`` (voting on the road probability) against
   ``centerlines/``, and for models with a centerline head (trained on the training tiles'
@@ -110,7 +110,7 @@ def reference() -> dict[str, float]:
 
 def _print_seed(seed: int, arm: str, scores: dict[str, float]) -> None:
     print(
-        f"seed {seed} {arm:8s}: IoU {scores['iou']:.3f} BF {scores['bf']:.3f} graph-cut mask IoU {scores['gc_iou']:.3f} | centerlines comp {scores['comp']:.3f} "
+        f"seed {seed} {arm:8s}: IoU {scores['iou']:.3f} BF {scores['bf']:.3f} road mask IoU {scores['gc_iou']:.3f} | centerlines comp {scores['comp']:.3f} "
         f"corr {scores['corr']:.3f} qual {scores['qual']:.3f} (voting on the centerline head: {scores['qual_head']:.3f}) | "
         f"{scores['epoch_s']:.1f} s/epoch, {scores['train_s']:.0f} s training, {scores['mpx_s']:.2f} Mpx/s",
         flush=True,
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     ref = reference()
     print(f"RoadNet predictions (reference, 4 tiles): comp {ref['completeness']:.3f} corr {ref['correctness']:.3f} qual {ref['quality']:.3f}")
     for arm, rows in results.items():
-        print(f"{arm} road IoU of the pipeline's graph-cut mask: {_mean_std([r['gc_iou'] for r in rows])}")
+        print(f"{arm} road IoU of the pipeline's road mask: {_mean_std([r['gc_iou'] for r in rows])}")
     for arm, rows in results.items():
         q = [r["qual_ref_tiles"] for r in rows]
         print(f"{arm} deep pipeline on the same 4 tiles: quality {_mean_std(q)} ({np.mean(q) - ref['quality']:+.3f} vs RoadNet)")

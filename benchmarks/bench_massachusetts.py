@@ -41,6 +41,7 @@ from skimage.morphology import skeletonize  # noqa: E402
 
 from geoseg.metrics import raster_buffer_scores  # noqa: E402
 from geoseg.nn.config import load_train_config  # noqa: E402
+from geoseg.nn.efficientnet import imagenet_lite0_state  # noqa: E402
 from geoseg.nn.train import SceneData, train  # noqa: E402
 from geoseg.pipeline.pipeline import load_pipeline  # noqa: E402
 from geoseg.raster import GeoInfo, Raster  # noqa: E402
@@ -132,9 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, default=None, help="folder to keep the trained models in (<arm>_seed<N>.npz)")
     parser.add_argument("--crops", type=int, default=None, help="use only the first N crops of each split (a smoke run)")
     args = parser.parse_args(argv)
-    arms = args.arms.split(",")
+    arms = list(dict.fromkeys(a.strip() for a in args.arms.split(",") if a.strip()))
     if unknown := [a for a in arms if a not in ARMS]:
         parser.error(f"unknown arm(s) {', '.join(unknown)}; known: {', '.join(ARMS)}")
+    for arm in arms:  # every arm's config and weights checked before hours of training
+        cfg = load_train_config(REPO / "pipelines" / "training" / f"{args.config}.yaml", [*args.overrides, *ARMS[arm]])
+        if cfg.model.pretrained:
+            imagenet_lite0_state(3)
     if not DATA.is_dir():
         print(f"SKIP: data folder {DATA} not found (see shared/data/README.md).")
         return 0
