@@ -87,6 +87,7 @@ def conv_bn_pairs(root: nn.Module) -> dict[str, str]:
     pairs = {}
     for parent_name, parent in root.named_modules():
         prefix = f"{parent_name}." if parent_name else ""
+        candidates: list[tuple[str, nn.Module | None, str, nn.Module | None]]
         if isinstance(parent, nn.Sequential):
             children = list(parent.named_children())
             candidates = [(n1, c1, n2, c2) for (n1, c1), (n2, c2) in zip(children, children[1:])]
