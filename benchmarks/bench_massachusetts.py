@@ -107,7 +107,7 @@ _KEYS = (("iou", "road IoU (pooled)"), ("crop_iou", "road IoU (per crop)"), ("qu
 def run_arm(arm: str, args: argparse.Namespace, data: list[SceneData], test_names: list[str], folder: Path) -> list[dict[str, float]]:
     """Train and score one arm over the seeds; print one line per seed."""
     rows = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         overrides = [f"seed={seed}", f"data.gsd_m={GSD_M}", *args.overrides, *ARMS[arm]]
         cfg = load_train_config(REPO / "pipelines" / "training" / f"{args.config}.yaml", overrides)
         path = folder / f"{arm}_seed{seed}.npz"
@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its table; return the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed .. first-seed + seeds - 1 (to add seeds to an earlier run)")
     parser.add_argument("--config", default="road_decouple", help="shipped training config (pipelines/training/NAME.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="training config override, for every arm")
     parser.add_argument("--arms", default="config", help=f"comma-separated arms, each the config plus its overrides: {', '.join(ARMS)}")
