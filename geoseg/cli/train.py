@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import os
 import time
@@ -160,18 +159,18 @@ def mjcr(images, masks, image, samples, class_field, road_value, background_valu
     log.info("wrote %s (%.1f s)", output, time.perf_counter() - start)
 
 
-def _source_gsd(values: Sequence[str]) -> dict[str, float]:
-    """``--source-gsd PATTERN=METRES`` values as a mapping."""
+def _pattern_values(values: Sequence[str], option: str, unit: str, example: str) -> dict[str, float]:
+    """``--source-gsd`` / ``--source-weight`` values (``PATTERN=UNIT``, a number above 0) as a mapping."""
     out = {}
     for value in values:
-        pattern, sep, metres = value.rpartition("=")
+        pattern, sep, number = value.rpartition("=")
         try:
-            gsd = float(metres)
+            parsed = float(number)
         except ValueError:
-            gsd = -1.0
-        if not sep or not pattern or not gsd > 0:
-            raise click.UsageError(f'--source-gsd {value!r}: give PATTERN=METRES, e.g. "ottawa/*=0.21"')
-        out[pattern] = gsd
+            parsed = -1.0
+        if not sep or not pattern or not parsed > 0:
+            raise click.UsageError(f'{option} {value!r}: give PATTERN={unit} ({unit.lower()} above 0), e.g. "{example}"')
+        out[pattern] = parsed
     return out
 
 
@@ -198,11 +197,10 @@ def source_gsd_m(path: str | os.PathLike[str], gsd_m: float, gsd_by_pattern: Map
     >>> source_gsd_m("other/x.png", 0.3, {"*/ottawa/*": 0.21})
     (0.3, False)
     """
-    text = Path(path).as_posix()
-    for pattern, value in gsd_by_pattern.items():
-        if fnmatch.fnmatch(text, pattern) or fnmatch.fnmatch(Path(path).name, pattern):
-            return float(value), True
-    return gsd_m, False
+    from geoseg.nn.config import matching_pattern
+
+    pattern = matching_pattern(os.fspath(path), list(gsd_by_pattern))
+    return (gsd_m, False) if pattern is None else (float(gsd_by_pattern[pattern]), True)
 
 
 def read_image(path: str | os.PathLike[str], gsd_m: float) -> Raster:
@@ -356,9 +354,14 @@ def _read_unlabeled(images: list, masks: list, gsd_m: float, gsd_option: str | N
     "--source-gsd", "source_gsd", multiple=True, metavar="PATTERN=METRES",
     help="GSD of the files without georeferencing that match a glob (e.g. \"ottawa/*=0.21\"): sources at several GSDs in one run. Repeatable.",
 )  # fmt: skip
+@click.option(
+    "--source-weight", "source_weight", multiple=True, metavar="PATTERN=WEIGHT",
+    help="Relative share of the training crops drawn from the files that match a glob (e.g. \"ottawa/*=1\" and \"mass/*=1\": half each, "
+    "however many files each has); files matching none form one more source of weight 1. Repeatable.",
+)  # fmt: skip
 @road_map_options
 def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabeled, unlabeled_masks, output, checkpoint, resume, overrides, progress,
-       source_gsd, roads, labelled_area, **road_options) -> None:  # fmt: skip
+       source_gsd, source_weight, roads, labelled_area, **road_options) -> None:  # fmt: skip
     """Train a deep road classifier (baseline encoder-decoder or DecoupleSegNet) from a YAML config.
 
     \b
@@ -367,7 +370,14 @@ def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabel
     Then: geoseg run deep_road_centerlines scene.tif -o out/ --set model=roads.nn.npz
 
     CONFIG is a YAML file or the name of a shipped training config (road_decouple,
-    road_baseline, road_uda, road_ssl); without it the defaults are used.
+    road_baseline, road_general, road_uda, road_ssl); without it the defaults are used.
+
+    \b
+    Several sources in one model (PNG tiles carry no GSD; half the crops from each source):
+      geoseg train nn road_general --images "ottawa/*.png" --masks "ottawa_masks/*.png" \\
+          --images "mass/*.png" --masks "mass_masks/*.png" \\
+          --source-gsd "ottawa/*=0.21" --source-gsd "mass/*=1.0" \\
+          --source-weight "ottawa/*=1" --source-weight "mass/*=1" -o roads.nn.npz
 
     \b
     Labels from a road map instead of masks (centerlines drawn at their width, with an
@@ -397,12 +407,22 @@ def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabel
     data = data.model_copy(update={k: list(v) for k, v in given.items() if v})
     updates = {"roads": roads, "labelled_area": labelled_area, "road_map": road_map_settings(data.road_map, **road_options)}
     if source_gsd:
-        updates["gsd_by_pattern"] = {**data.gsd_by_pattern, **_source_gsd(source_gsd)}
+        updates["gsd_by_pattern"] = {**data.gsd_by_pattern, **_pattern_values(source_gsd, "--source-gsd", "METRES", "ottawa/*=0.21")}
+    if source_weight:
+        updates["source_weights"] = {**data.source_weights, **_pattern_values(source_weight, "--source-weight", "WEIGHT", "ottawa/*=1")}
     data = data.model_copy(update={k: v for k, v in updates.items() if v is not None})
     if not data.images:
         raise click.UsageError("no training data: give --images with --masks or --roads, or data.images with data.masks or data.roads in the config")
     if data.roads and data.masks:
         raise click.UsageError("give masks (--masks, data.masks) or a road map (--roads, data.roads), not both")
+    if cfg.model.pretrained:  # a missing geoseg[pretrained] is refused before the scenes are read
+        from geoseg.nn.efficientnet import imagenet_lite0_state
+
+        imagenet_lite0_state(3)
+    if data.source_weights:  # a pattern matching no file is refused before the scenes are read
+        from geoseg.nn.fitting import crop_weights
+
+        crop_weights([p.as_posix() for p in expand_inputs(tuple(data.images))], data.source_weights)
     ckpt = checkpoint or str(Path(output).with_suffix("")) + ".ckpt.npz"
     check_output_file(output, "-o", example_name="roads.nn.npz")
     check_output_file(ckpt, "--checkpoint", example_name="roads.ckpt.npz")

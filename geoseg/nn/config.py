@@ -7,6 +7,7 @@ as YAML). See ``pipelines/training/road_decouple.yaml`` for a documented example
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -81,6 +82,12 @@ class DataConfig(StrictModel):
         default_factory=dict,
         description="GSD of the files without georeferencing whose path matches a glob, e.g. {'*/ottawa/*': 0.21, '*/massachusetts/*': 1.0}; others: gsd_m",
     )
+    source_weights: dict[str, PositiveFloat] = Field(
+        default_factory=dict,
+        description="relative share of the training crops drawn from the scenes whose path matches each glob "
+        "(e.g. {'*/ottawa/*': 1, '*/massachusetts/*': 1}: half each); scenes matching none form one more source of weight 1; "
+        "the scenes of a source are drawn equally often. Empty: every scene equally often",
+    )
     work_gsd_m: float | None = Field(
         default=None,
         gt=0,
@@ -105,6 +112,23 @@ class DataConfig(StrictModel):
     @classmethod
     def _listify(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+
+def matching_pattern(path: str, patterns: Sequence[str]) -> str | None:
+    """The first of ``patterns`` (shell-style globs) that matches ``path`` or its file name, or None.
+
+    Examples
+    --------
+    >>> matching_pattern("data/ottawa/1.png", ["*/mass/*", "*/ottawa/*"])
+    '*/ottawa/*'
+    >>> matching_pattern("data/ottawa/1.png", ["1.*"])
+    '1.*'
+    >>> matching_pattern("other/x.png", ["*/ottawa/*"]) is None
+    True
+    """
+    text = Path(path).as_posix()
+    name = Path(path).name
+    return next((p for p in patterns if fnmatch.fnmatch(text, p) or fnmatch.fnmatch(name, p)), None)
 
 
 class ModelConfig(StrictModel):

@@ -62,12 +62,15 @@ class TrainingScene:
         ``(rows, cols)`` uint8 0/1 edge ground truth (derived from ``labels`` when None).
     centerlines : numpy.ndarray or None
         ``(rows, cols)`` float32 centerline target in [0, 1] (:func:`centerline_target`), for the centerline head.
+    weight : float
+        Relative probability that a crop comes from this scene (:func:`sample_batch`).
     """
 
     image: np.ndarray
     labels: np.ndarray
     edges: np.ndarray | None = None
     centerlines: np.ndarray | None = None
+    weight: float = 1.0
 
     def __post_init__(self) -> None:
         shape = self.image.shape[-2:]
@@ -157,6 +160,14 @@ class _CropDraw:
     offset: Tensor | None
 
 
+def _pick_scene(scenes: Sequence[TrainingScene], gen: torch.Generator) -> int:
+    """Index of a scene drawn with probability proportional to its weight (uniformly when all are equal)."""
+    weights = [s.weight for s in scenes]
+    if min(weights) == max(weights):
+        return int(torch.randint(0, len(scenes), (1,), generator=gen))
+    return int(torch.multinomial(torch.tensor(weights, dtype=torch.float64), 1, generator=gen))
+
+
 def _draw(scenes: Sequence[TrainingScene], crop_px: int, aug: Augmentation, gen: torch.Generator) -> _CropDraw:
     """Draw one crop's scene, window, angle, flips, quarter turns and colour jitter from ``gen``.
 
@@ -166,7 +177,7 @@ def _draw(scenes: Sequence[TrainingScene], crop_px: int, aug: Augmentation, gen:
     is its central part turned by the angle, scaled to ``crop_px``, flipped and turned by the
     quarter turns, in that order.
     """
-    index = int(torch.randint(0, len(scenes), (1,), generator=gen))
+    index = _pick_scene(scenes, gen)
     scene = scenes[index]
     lo, hi = aug.scale
     zoom = math.exp(float(_uniform(gen, math.log(lo), math.log(hi)))) if hi > lo else lo
@@ -224,7 +235,7 @@ def _nearest(raster: np.ndarray, rows: Tensor, cols: Tensor, outside: float, dty
 
 
 def sample_batch(scenes: Sequence[TrainingScene], batch_size: int, crop_px: int, aug: Augmentation, gen: torch.Generator) -> Batch:
-    """Draw a batch of augmented random crops from ``scenes`` (scene chosen uniformly per crop).
+    """Draw a batch of augmented random crops from ``scenes`` (scene chosen per crop, in proportion to its weight).
 
     Each crop is resampled from its scene once, through the affine map of its zoom, free
     rotation, flips and quarter turns: the image bilinearly, labels, edges and centerlines by

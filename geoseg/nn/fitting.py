@@ -22,7 +22,7 @@ import torch
 from geoseg.errors import ConfigError, InputMismatchError
 from geoseg.metrics import binary_scores
 from geoseg.nn.checkpoint import Checkpoint, read_checkpoint, save_checkpoint
-from geoseg.nn.config import LossConfig, OptimizerConfig, TrainConfig
+from geoseg.nn.config import LossConfig, OptimizerConfig, TrainConfig, matching_pattern
 from geoseg.nn.data import Batch, TrainingScene, band_statistics, centerline_target, normalise
 from geoseg.nn.fit import FitState, LrSchedule
 from geoseg.nn.inference import predict_scene
@@ -280,6 +280,49 @@ def loss_weights(loss: LossConfig) -> LossWeights:
     )  # fmt: skip
 
 
+def crop_weights(sources: Sequence[str], source_weights: Mapping[str, float]) -> list[float]:
+    """How often crops are drawn from each scene, from ``data.source_weights``.
+
+    A scene belongs to the first glob of ``source_weights`` that matches its path (or file
+    name); scenes that match none form one more source of weight 1. Each source gets its
+    weight's share of the crops, split equally among its scenes.
+
+    Parameters
+    ----------
+    sources : sequence of str
+        The scenes' paths (:attr:`SceneData.source`).
+    source_weights : mapping of str to float
+        Glob -> relative weight of the scenes it matches.
+
+    Returns
+    -------
+    list of float
+        One weight per scene, summing to 1.
+
+    Raises
+    ------
+    ConfigError
+        A glob matches no scene (a typo would otherwise be ignored silently).
+
+    Examples
+    --------
+    >>> crop_weights(["ot/a.png", "ma/b.png", "ma/c.png", "ma/d.png"], {"ot/*": 1, "ma/*": 1})
+    [0.5, 0.16666666666666666, 0.16666666666666666, 0.16666666666666666]
+    >>> crop_weights(["a.png", "b.png"], {})
+    [0.5, 0.5]
+    """
+    groups = [matching_pattern(s, list(source_weights)) for s in sources]
+    if unused := [p for p in source_weights if p not in groups]:
+        raise ConfigError(
+            f"data.source_weights: no training scene matches {', '.join(map(repr, unused))} "
+            f"(patterns are globs on the path or the file name; e.g. {sources[0]!r})"
+        )
+    weight: dict[str | None, float] = {None: 1.0, **{p: float(w) for p, w in source_weights.items()}}
+    count = {g: groups.count(g) for g in set(groups)}
+    total = sum(weight[g] for g in count)
+    return [weight[g] / count[g] / total for g in groups]
+
+
 def training_scenes(config: TrainConfig, data: Sequence[SceneData], bands: list[int], mean: np.ndarray, std: np.ndarray) -> list[TrainingScene]:
     """Normalised training scenes with their edge and centerline targets.
 
@@ -296,7 +339,7 @@ def training_scenes(config: TrainConfig, data: Sequence[SceneData], bands: list[
     if any(s.edges is not None for s in data) and any(s.edges is None for s in data):
         raise InputMismatchError("edge rasters were given for some training scenes but not all")
     out = []
-    for s in data:
+    for s, weight in zip(data, crop_weights([s.source for s in data], config.data.source_weights)):
         if s.image.shape[0] < max(bands):
             raise InputMismatchError(f"{s.source}: has {s.image.shape[0]} band(s), training reads bands {bands}")
         image = normalise(s.image[[b - 1 for b in bands]], mean, std)
@@ -312,7 +355,7 @@ def training_scenes(config: TrainConfig, data: Sequence[SceneData], bands: list[
             image, labels = resample_bands(image, size), resample_labels(labels, size)
             edges = None if edges is None else resample_any(edges, size)
             lines = None if lines is None else resample_bands(lines, size)
-        out.append(TrainingScene(image, labels, edges, lines))
+        out.append(TrainingScene(image, labels, edges, lines, weight))
     return out
 
 

@@ -50,3 +50,21 @@ def test_without_free_rotation_roads_keep_the_axes() -> None:
         if (lab == 1).sum() > 150:
             d = _road_direction(lab)
             assert min(d % 90.0, 90.0 - d % 90.0) < 1.0
+
+
+def _flat_scene(value: float, weight: float = 1.0) -> TrainingScene:
+    return TrainingScene(np.full((3, 80, 80), value, np.float32), np.zeros((80, 80), np.uint8), weight=weight)
+
+
+def test_crops_are_drawn_in_proportion_to_scene_weights() -> None:
+    scenes = [_flat_scene(0.0, 0.9), _flat_scene(1.0, 0.1)]
+    batch = sample_batch(scenes, 2000, 32, Augmentation(False, False, 0.0, (1.0, 1.0)), torch.Generator().manual_seed(0))
+    from_second = float((batch.image[:, 0, 16, 16] == 1.0).float().mean())
+    assert 0.08 < from_second < 0.12  # 10 % expected; binomial std 0.7 %
+
+
+def test_equal_weights_draw_exactly_as_unweighted_scenes() -> None:
+    aug = Augmentation(True, True, 0.1, (0.8, 1.25), free_rotation=True)
+    plain = sample_batch([_flat_scene(0.0), _flat_scene(1.0)], 16, 32, aug, torch.Generator().manual_seed(3))
+    weighted = sample_batch([_flat_scene(0.0, 0.5), _flat_scene(1.0, 0.5)], 16, 32, aug, torch.Generator().manual_seed(3))
+    assert torch.equal(plain.image, weighted.image)  # same random draws: earlier results reproduce

@@ -14,14 +14,14 @@ from rasterio.crs import CRS
 
 import geoseg
 from geoseg.cli.main import cli
-from geoseg.errors import InputMismatchError
+from geoseg.errors import ConfigError, InputMismatchError
 from geoseg.nn.config import load_train_config
 from geoseg.nn.inference import predict, predict_scene, predict_tiled
 from geoseg.nn.losses import IGNORE_INDEX
 from geoseg.nn.modelfile import NNModel, load_nn_model, save_nn_model
 from geoseg.nn.models import build_model
 from geoseg.nn.resample import resample_any, resample_bands, resample_labels, zoomed_shape
-from geoseg.nn.fitting import evaluate_iou, training_scenes
+from geoseg.nn.fitting import crop_weights, evaluate_iou, training_scenes
 from geoseg.nn.train import SceneData, train
 from geoseg.steps import NNClassify
 
@@ -160,3 +160,36 @@ def test_sources_at_several_gsds_in_one_run(tmp_path: Path) -> None:
     assert "no georeferencing" not in res.output  # every file's GSD was given
     res = CliRunner().invoke(cli, [*args[:-2], "--source-gsd", "ottawa=x", "-o", str(tmp_path / "n.npz")])
     assert res.exit_code == 2 and "give PATTERN=METRES" in res.output
+
+
+def test_crop_weights_split_each_source_share_among_its_scenes() -> None:
+    sources = ["d/ottawa/a.png", "d/mass/b.png", "d/mass/c.png", "d/other/e.png"]
+    weights = crop_weights(sources, {"*/ottawa/*": 2.0, "*/mass/*": 1.0})
+    assert weights == pytest.approx([0.5, 0.125, 0.125, 0.25])  # the unmatched file is a source of weight 1
+    assert crop_weights(sources, {}) == pytest.approx([0.25] * 4)
+    with pytest.raises(ConfigError, match=r"no training scene matches '\*/osm/\*'"):
+        crop_weights(sources, {"*/mass/*": 1.0, "*/osm/*": 1.0})
+
+
+def test_source_weights_balance_sources_in_one_run(tmp_path: Path) -> None:
+    """--source-weight draws half the crops from the one Ottawa tile however many Massachusetts tiles there are."""
+    for folder, copies in (("ottawa", 1), ("mass", 3)):
+        (tmp_path / folder).mkdir()
+        for k in range(copies):
+            shutil.copy(SAMPLE / "tile_c.png", tmp_path / folder / f"t{k}.png")
+            shutil.copy(SAMPLE / "tile_c_mask.png", tmp_path / folder / f"t{k}_mask.png")
+    cfg = load_train_config(None, [*TINY, "data.source_weights={'*/ottawa/*': 1, '*/mass/*': 1}"])
+    base = scene_b()
+    data = [SceneData(base.image, base.labels, base.gsd_m, str(p)) for p in sorted(tmp_path.glob("*/t?.png"))]
+    scenes = training_scenes(cfg, data, [1, 2, 3], np.zeros(3), np.ones(3))
+    assert [s.weight for s in scenes] == pytest.approx([1 / 6, 1 / 6, 1 / 6, 0.5])  # mass/t0..t2, ottawa/t0
+    args = ["train", "nn", "--images", str(tmp_path / "*" / "t?.png"), "--masks", str(tmp_path / "*" / "t?_mask.png"), "--no-progress",
+            "--source-gsd", "*/ottawa/*=0.21", "--source-gsd", "*/mass/*=1.0"]  # fmt: skip
+    args += [f"--set={s}" for s in [*TINY, "epochs=1", "iterations_per_epoch=2", "data.crop_px=64"]]
+    res = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "m.npz"), "--source-weight", "*/ottawa/*=1", "--source-weight", "*/mass/*=1"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "n.npz"), "--source-weight", "*/osm/*=1"])
+    assert res.exit_code == 1 and "no training scene matches '*/osm/*'" in res.output
+    assert not (tmp_path / "n.npz").exists()
+    res = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "n.npz"), "--source-weight", "ottawa=0"])
+    assert res.exit_code == 2 and "give PATTERN=WEIGHT" in res.output
