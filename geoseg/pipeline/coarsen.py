@@ -17,6 +17,7 @@ each tile).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -107,9 +108,13 @@ class CoarsenedSource:
         self.source, self.band_names = inner.source, inner.band_names
         self._grid: tuple[np.ndarray, np.ndarray] | None = None
         self._may_cache = keep_grid
+        self._grid_lock = threading.Lock()  # tiles run in threads compute the grid once
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_grid": None, "_may_cache": False}
+        return {k: v for k, v in self.__dict__.items() if k != "_grid_lock"} | {"_grid": None, "_may_cache": False}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _grid_lock=threading.Lock())
 
     @property
     def coarsening(self) -> int:
@@ -127,6 +132,10 @@ class CoarsenedSource:
 
     def _whole_grid(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The whole grid (computed on first use, in strips of the scene), or None when too large to keep."""
+        with self._grid_lock:
+            return self._whole_grid_unlocked()
+
+    def _whole_grid_unlocked(self) -> tuple[np.ndarray, np.ndarray] | None:
         if self._grid is None and self._may_cache:
             strip = max(1, MEASURE_TILE_PX // self.factor)
             parts = []

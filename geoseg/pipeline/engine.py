@@ -25,9 +25,12 @@ import os
 import threading
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
+from itertools import islice
 from typing import Any, NamedTuple, Protocol, cast
 
 import geopandas as gpd
@@ -475,12 +478,16 @@ def _tile_context(source: SceneSource, tile: Tile, raster: Raster, threads: int 
     )  # fmt: skip
 
 
-def _map_tiles(fn: Callable[..., Any], tiles: list[Tile], client: Any, *args: Any) -> Iterator[tuple[Tile, Any]]:
-    """``fn(*args, tile)`` for every tile: here one by one, or as Dask tasks on ``client``.
+def _map_tiles(fn: Callable[..., Any], tiles: list[Tile], client: Any, *args: Any, concurrent: int = 1) -> Iterator[tuple[Tile, Any]]:
+    """``fn(*args, tile)`` for every tile: here one by one, in ``concurrent`` threads, or as Dask tasks on ``client``.
 
-    On Dask, at most twice as many tiles as the cluster has threads are in flight, so that
-    results (tile cores) never pile up in memory; results come back as they complete.
+    Threads and Dask keep at most twice as many tiles in flight as they run at once, so that
+    results (tile cores) never pile up in memory. Threads give the results in the tiles'
+    order (so a run's output does not depend on timing); Dask as they complete.
     """
+    if client is None and concurrent > 1:
+        yield from _map_tiles_threaded(fn, tiles, concurrent, *args)
+        return
     if client is None:
         for tile in tiles:
             yield tile, fn(*args, tile)
@@ -500,6 +507,25 @@ def _map_tiles(fn: Callable[..., Any], tiles: list[Tile], client: Any, *args: An
         future = next(futures)
         tile = owner.pop(future.key)
         yield tile, future.result()
+
+
+def _map_tiles_threaded(fn: Callable[..., Any], tiles: list[Tile], threads: int, *args: Any) -> Iterator[tuple[Tile, Any]]:
+    """``fn(*args, tile)`` for every tile in ``threads`` threads, results in the tiles' order."""
+    pending: deque[tuple[Tile, Future[Any]]] = deque()
+    queue = iter(tiles)
+    with ThreadPoolExecutor(threads, thread_name_prefix="geoseg-tile") as pool:
+        try:
+            for tile in islice(queue, 2 * threads):
+                pending.append((tile, pool.submit(fn, *args, tile)))
+            while pending:
+                tile, future = pending.popleft()
+                result = future.result()
+                if (following := next(queue, None)) is not None:
+                    pending.append((following, pool.submit(fn, *args, following)))
+                yield tile, result
+        finally:
+            for _, future in pending:  # a failed tile (or a consumer that stopped) cancels the tiles not started
+                future.cancel()
 
 
 def _last_producer(steps: list[Step], j: int) -> int:
@@ -942,24 +968,28 @@ def _execute(
                         work.steps, work.measure, source.geo, has_vectorizer=work.vectorizer is not None, reads_layers=bool(work.reads)
                     )  # fmt: skip
                 running = [*work.steps, *([work.vectorizer] if work.vectorizer else [])]
-                core_px, halo = plan_tiles(
-                    running,
-                    source.geo,
-                    max_memory=max_memory,
-                    tile_px=tile_px,
-                    extra_halo=max((s.stats_halo_px(source.geo) for s in work.measure), default=0),
-                    also_in_memory=tuple(work.measure),
-                    extra_bytes_per_pixel=8 * len(work.reads),
-                )
-                core_px, phase = _aligned(source, core_px, tile_px, layout.frame)
-                tiles = tile_grid(framed.geo.height, framed.geo.width, core_px, halo, layout.in_frame(layout.regions[i]), phase=phase)
+                plan_pass = partial(
+                    plan_tiles, running, source.geo, tile_px=tile_px, extra_halo=max((s.stats_halo_px(source.geo) for s in work.measure), default=0),
+                    also_in_memory=tuple(work.measure), extra_bytes_per_pixel=8 * len(work.reads),
+                )  # fmt: skip
+                region = layout.in_frame(layout.regions[i])
+                concurrent = work.threads if all(s.concurrent_tiles for s in (*running, *work.measure)) else 1
+                for share in dict.fromkeys((concurrent, 1)):  # tiles in threads share the memory; one tile has it all
+                    core_px, halo = plan_pass(max_memory=max_memory // share)
+                    core_px, phase = _aligned(source, core_px, tile_px, layout.frame)
+                    tiles = tile_grid(framed.geo.height, framed.geo.width, core_px, halo, region, phase=phase)
+                    if len(tiles) > 1:
+                        break
+                concurrent = min(share, len(tiles))
+                if concurrent > 1:
+                    work = replace(work, threads=1)  # each tile on one core
                 log.debug(
-                    "%s: pass %d/%d (%s): %d tile(s) of %d px, halo %d px, reads %.2fx the pass's pixels%s",
+                    "%s: pass %d/%d (%s): %d tile(s) of %d px, halo %d px, reads %.2fx the pass's pixels%s%s",
                     source.source, i + 1, len(plans), [s.label for s in (*running, *work.measure)], len(tiles), core_px, halo, read_ratio(tiles),
-                    f", {work.decimation}x coarser (overviews)" if work.decimation > 1 else "",
+                    f", {work.decimation}x coarser (overviews)" if work.decimation > 1 else "", f", {concurrent} at a time" if concurrent > 1 else "",
                 )  # fmt: skip
                 partials: list[list[Any]] = [[] for _ in work.measure]
-                for done, (tile, out) in enumerate(_map_tiles(_tile_task, tiles, client, work, framed, view), start=1):
+                for done, (tile, out) in enumerate(_map_tiles(_tile_task, tiles, client, work, framed, view, concurrent=concurrent), start=1):
                     for name, core in out.cores.items():
                         if name in needed[i]:
                             scratch.write(name, core, tile)

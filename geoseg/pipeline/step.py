@@ -190,6 +190,9 @@ class Step(BaseModel):
     """Rough peak memory of :meth:`tile_statistics` per pixel (default: ``bytes_per_pixel``)."""
     new_layers: ClassVar[dict[str, str]] = {}
     """Layers this step gives that geoseg does not know, with their kind (:data:`DECLARABLE_KINDS`)."""
+    concurrent_tiles: ClassVar[bool] = True
+    """True when two tiles may run the step at once in threads of one process (False for steps
+    that change process-wide state while they run, such as torch's thread count)."""
 
     _fitted: dict[str, Any] | None = PrivateAttr(default=None)
 

@@ -76,6 +76,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from math import comb
+from typing import NamedTuple
 
 import numpy as np
 import scipy.fft as sfft
@@ -182,20 +183,35 @@ def _offsets(radius: int, sigma_px: float, truncate: float) -> tuple[np.ndarray,
     return g, np.arctan2(dy, dx)
 
 
+class _Spectra(NamedTuple):
+    """FFTs (complex64, read-only) of the voting kernels of one block shape."""
+
+    ball: np.ndarray
+    """``w_2``: the ball pass."""
+    u0: dict[int, np.ndarray]
+    """``m -> (1 or 2)·c_m·w_2m`` for ``m = 0..n``: the stick pass's ``U0`` terms."""
+    u2: dict[int, np.ndarray]
+    """``m -> c_m·w_(2m+4)`` for ``m = -n..n``: the stick pass's ``U2`` terms."""
+
+
 @lru_cache(maxsize=2)
-def _kernel_spectra(sigma_px: float, truncate: float, n_angular: int, shape: tuple[int, int]) -> dict[int, np.ndarray]:
-    """FFTs (complex64, read-only) of ``w_k`` for every order ``k`` the voting needs."""
+def _kernel_spectra(sigma_px: float, truncate: float, n_angular: int, shape: tuple[int, int]) -> _Spectra:
+    """The kernels' spectra, weighted by the harmonic coefficients once for all blocks and calls."""
     radius = _radius(sigma_px, truncate)
     g, phi = _offsets(radius, sigma_px, truncate)
     rows = np.arange(-radius, radius + 1) % shape[0]
     cols = np.arange(-radius, radius + 1) % shape[1]
-    orders = sorted({2 * m for m in range(-n_angular, n_angular + 1)} | {2 * m + 4 for m in range(-n_angular, n_angular + 1)})
-    kernels = np.zeros((len(orders), *shape), dtype=np.complex64)
-    for i, k in enumerate(orders):
-        kernels[i][np.ix_(rows, cols)] = g * np.exp(1j * k * phi)
+    coef = _harmonic_coefficients(n_angular)
+    weights = {("ball", 0): (2, 1.0)}
+    weights |= {("u0", m): (2 * m, coef[m] if m == 0 else 2.0 * coef[m]) for m in range(n_angular + 1)}
+    weights |= {("u2", m): (2 * m + 4, coef[m]) for m in range(-n_angular, n_angular + 1)}
+    kernels = np.zeros((len(weights), *shape), dtype=np.complex64)
+    for i, (order, weight) in enumerate(weights.values()):
+        kernels[i][np.ix_(rows, cols)] = weight * g * np.exp(1j * order * phi)
     spectra = sfft.fft2(kernels, overwrite_x=True)
     spectra.flags.writeable = False
-    return dict(zip(orders, spectra))
+    by_key = dict(zip(weights, spectra))
+    return _Spectra(by_key["ball", 0], {m: a for (kind, m), a in by_key.items() if kind == "u0"}, {m: a for (kind, m), a in by_key.items() if kind == "u2"})
 
 
 def _axis_blocks(n: int, radius: int, block_px: int) -> tuple[int, list[tuple[int, int]]]:
@@ -312,7 +328,7 @@ def tensor_voting(
             block = np.zeros(shape, dtype=np.complex64)
             block[dst] = s[src]
             spec = sfft.fft2(block, overwrite_x=True, workers=workers)
-            u2 = sfft.ifft2(spec * kernels[2], overwrite_x=True, workers=workers)[core]
+            u2 = sfft.ifft2(spec * kernels.ball, overwrite_x=True, workers=workers)[core]
             beta[out] = 0.5 * np.angle(u2)
             stick[out] = np.abs(u2)
         s *= stick * np.float32(coef[1] / _ball_norm(sigma_px, truncate, n))
@@ -320,8 +336,6 @@ def tensor_voting(
         beta = ori.astype(np.float32)
 
     # Stick pass: U0 = Σ_m c_m w_2m ⊛ a_m, U2 = Σ_m c_m w_(2m+4) ⊛ a_(m+1), a_j = s e^{-2ijβ}.
-    u0_terms = {m: (coef[m] if m == 0 else 2.0 * coef[m]) * kernels[2 * m] for m in range(n + 1)}
-    u2_terms = {m: coef[m] * kernels[2 * m + 4] for m in range(-n, n + 1)}
     u0 = np.empty(s.shape, dtype=np.float32)
     u2 = np.empty(s.shape, dtype=np.complex64)
     for shape, src, dst, out, core in blocks:
@@ -335,9 +349,9 @@ def tensor_voting(
         spec = sfft.fft2(a, overwrite_x=True, workers=workers)
         del a, phase
         acc = np.zeros((2, *shape), dtype=np.complex64)
-        for m, kern in u0_terms.items():
+        for m, kern in kernels.u0.items():
             acc[0] += kern * spec[m]
-        for m, kern in u2_terms.items():
+        for m, kern in kernels.u2.items():
             j = m + 1
             acc[1] += kern * (spec[j] if j >= 0 else _conj_flip(spec[-j]))
         del spec
