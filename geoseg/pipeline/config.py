@@ -100,7 +100,7 @@ class EngineSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     assume_gsd_m: float = Field(0.3, gt=0, description="GSD (m) assumed for scenes without georeferencing")
-    max_memory: int | str = Field("1GB", description="memory a tile may use (e.g. 512MB, 2GB); chooses the tile size")
+    max_memory: int | str = Field("1GB", description="memory the tiles in flight may use together (e.g. 512MB, 2GB); chooses the tile size")
     tile_px: int | None = Field(None, ge=64, description="force the tile core size in pixels (default: from max_memory)")
     max_pixels: int = Field(
         4_000_000_000,
