@@ -509,6 +509,10 @@ def _map_tiles(fn: Callable[..., Any], tiles: list[Tile], client: Any, *args: An
         yield tile, future.result()
 
 
+#: A pass over a region of at least twice this side is cut into tiles for the cores even when one tile would fit in memory.
+SPLIT_MIN_PX = 512
+
+
 def _map_tiles_threaded(fn: Callable[..., Any], tiles: list[Tile], threads: int, *args: Any) -> Iterator[tuple[Tile, Any]]:
     """``fn(*args, tile)`` for every tile in ``threads`` threads, results in the tiles' order."""
     pending: deque[tuple[Tile, Future[Any]]] = deque()
@@ -976,6 +980,8 @@ def _execute(
                 concurrent = work.threads if all(s.concurrent_tiles for s in (*running, *work.measure)) else 1
                 for share in dict.fromkeys((concurrent, 1)):  # tiles in threads share the memory; one tile has it all
                     core_px, halo = plan_pass(max_memory=max_memory // share)
+                    if share > 1 and tile_px is None and core_px >= max(region.height, region.width) >= 2 * SPLIT_MIN_PX:
+                        core_px = math.ceil(max(region.height, region.width) / 2)  # one tile would leave the other cores idle
                     core_px, phase = _aligned(source, core_px, tile_px, layout.frame)
                     tiles = tile_grid(framed.geo.height, framed.geo.width, core_px, halo, region, phase=phase)
                     if len(tiles) > 1:

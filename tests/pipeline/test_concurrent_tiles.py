@@ -5,17 +5,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 import shapely
 
 import geoseg
 from geoseg.pipeline import engine
-from tests.conftest import SAMPLE_DATA
+from tests.conftest import SAMPLE_DATA, write_tif
 
 
-def _run(pipeline: str, settings: list[str], scene: str, cores: int, monkeypatch: pytest.MonkeyPatch) -> geoseg.RunResult:
+def _run(pipeline: str, settings: list[str], scene: str | Path, cores: int, monkeypatch: pytest.MonkeyPatch) -> geoseg.RunResult:
     monkeypatch.setattr(engine, "default_workers", lambda: cores)
     return geoseg.load_pipeline(pipeline, settings).run(SAMPLE_DATA / scene)
 
@@ -57,3 +59,21 @@ def test_results_come_in_tile_order_and_a_failure_stops_the_rest() -> None:
     with pytest.raises(ValueError, match="tile 3 is broken"):
         list(engine._map_tiles(work, tiles, None, concurrent=2))
     assert max(started[3:]) <= 6  # at most 4 tiles in flight: those queued behind the failure never started
+
+
+def test_a_scene_that_fits_one_tile_is_cut_for_the_cores(tmp_path, monkeypatch, caplog) -> None:
+    """A 1024² mask (scene A's mask mirrored 2 x 2) fits one tile, yet runs as tiles on both cores; the network is the same."""
+    with rasterio.open(SAMPLE_DATA / "scene_a_mask.tif") as src:
+        mask, crs, transform = src.read(1), src.crs, src.transform
+    top = np.concatenate([mask, mask[:, ::-1]], axis=1)
+    path = write_tif(tmp_path / "mosaic.tif", np.concatenate([top, top[::-1]], axis=0)[None], crs, transform)
+    with caplog.at_level(logging.DEBUG, logger="geoseg"):
+        cut = _run("mask_to_centerlines", ["work_road_px=null"], path, 2, monkeypatch)
+    assert caplog.text.count("4 tile(s) of 512 px") == caplog.text.count(": pass ") == 4
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="geoseg"):
+        whole = _run("mask_to_centerlines", ["work_road_px=null"], path, 1, monkeypatch)
+    assert caplog.text.count(": 1 tile(s) of") == caplog.text.count(": pass ") == 4  # what one core gets: one tile per pass
+    a, b = shapely.union_all(cut.lines.geometry), shapely.union_all(whole.lines.geometry)
+    assert a.length == pytest.approx(b.length, rel=0.01) and b.length > 500
+    assert a.intersection(b.buffer(0.3)).length > 0.99 * a.length  # within one pixel everywhere
