@@ -420,9 +420,9 @@ def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabel
 
         imagenet_lite0_state(3)
     if data.source_weights:  # a pattern matching no file is refused before the scenes are read
-        from geoseg.nn.fitting import crop_weights
+        from geoseg.nn.fitting import source_groups
 
-        crop_weights([p.as_posix() for p in expand_inputs(tuple(data.images))], data.source_weights)
+        source_groups([p.as_posix() for p in expand_inputs(tuple(data.images))], list(data.source_weights))
     ckpt = checkpoint or str(Path(output).with_suffix("")) + ".ckpt.npz"
     check_output_file(output, "-o", example_name="roads.nn.npz")
     check_output_file(ckpt, "--checkpoint", example_name="roads.ckpt.npz")

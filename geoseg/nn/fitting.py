@@ -280,6 +280,24 @@ def loss_weights(loss: LossConfig) -> LossWeights:
     )  # fmt: skip
 
 
+def source_groups(sources: Sequence[str], patterns: Sequence[str]) -> list[str | None]:
+    """The first of ``patterns`` that matches each of ``sources`` (None: none matches).
+
+    Raises
+    ------
+    ConfigError
+        A pattern matches no source (``data.source_weights``: a typo would otherwise be
+        ignored silently).
+    """
+    groups = [matching_pattern(s, patterns) for s in sources]
+    if unused := [p for p in patterns if p not in groups]:
+        raise ConfigError(
+            f"data.source_weights: no training scene matches {', '.join(map(repr, unused))} "
+            f"(patterns are globs on the path or the file name; e.g. {sources[0]!r})"
+        )
+    return groups
+
+
 def crop_weights(sources: Sequence[str], source_weights: Mapping[str, float]) -> list[float]:
     """How often crops are drawn from each scene, from ``data.source_weights``.
 
@@ -311,15 +329,13 @@ def crop_weights(sources: Sequence[str], source_weights: Mapping[str, float]) ->
     >>> crop_weights(["a.png", "b.png"], {})
     [0.5, 0.5]
     """
-    groups = [matching_pattern(s, list(source_weights)) for s in sources]
-    if unused := [p for p in source_weights if p not in groups]:
-        raise ConfigError(
-            f"data.source_weights: no training scene matches {', '.join(map(repr, unused))} "
-            f"(patterns are globs on the path or the file name; e.g. {sources[0]!r})"
-        )
+    groups = source_groups(sources, list(source_weights))
     weight: dict[str | None, float] = {None: 1.0, **{p: float(w) for p, w in source_weights.items()}}
     count = {g: groups.count(g) for g in set(groups)}
     total = sum(weight[g] for g in count)
+    if source_weights:
+        shares = ", ".join(f"{100 * weight[g] / total:.0f} % from {count[g]} scene(s) {'matching ' + repr(g) if g else 'matching none'}" for g in count)
+        log.info("training crops: %s", shares)
     return [weight[g] / count[g] / total for g in groups]
 
 
