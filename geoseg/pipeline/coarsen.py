@@ -132,20 +132,17 @@ class CoarsenedSource:
 
     def _whole_grid(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The whole grid (computed on first use, in strips of the scene), or None when too large to keep."""
-        with self._grid_lock:
-            return self._whole_grid_unlocked()
-
-    def _whole_grid_unlocked(self) -> tuple[np.ndarray, np.ndarray] | None:
-        if self._grid is None and self._may_cache:
-            strip = max(1, MEASURE_TILE_PX // self.factor)
-            parts = []
-            for r in range(0, self.geo.height, strip):
-                parts.append(self._blocks_under(r, 0, min(strip, self.geo.height - r), self.geo.width))
-                if parts[0][0].shape[0] * self.geo.height * self.geo.width * 4 > GRID_CACHE_BYTES:
-                    self._may_cache = False
-                    return None
-            self._grid = (np.concatenate([p[0] for p in parts], axis=1), np.concatenate([p[1] for p in parts], axis=0))
-        return self._grid
+        with self._grid_lock:  # tiles run in threads compute it once
+            if self._grid is None and self._may_cache:
+                strip = max(1, MEASURE_TILE_PX // self.factor)
+                parts = []
+                for r in range(0, self.geo.height, strip):
+                    parts.append(self._blocks_under(r, 0, min(strip, self.geo.height - r), self.geo.width))
+                    if parts[0][0].shape[0] * self.geo.height * self.geo.width * 4 > GRID_CACHE_BYTES:
+                        self._may_cache = False
+                        return None
+                self._grid = (np.concatenate([p[0] for p in parts], axis=1), np.concatenate([p[1] for p in parts], axis=0))
+            return self._grid
 
     def read(self, tile: Tile) -> Raster:
         """The tile's window of blocks, from the scene's pixels under it."""

@@ -202,16 +202,15 @@ def _kernel_spectra(sigma_px: float, truncate: float, n_angular: int, shape: tup
     rows = np.arange(-radius, radius + 1) % shape[0]
     cols = np.arange(-radius, radius + 1) % shape[1]
     coef = _harmonic_coefficients(n_angular)
-    weights = {("ball", 0): (2, 1.0)}
-    weights |= {("u0", m): (2 * m, coef[m] if m == 0 else 2.0 * coef[m]) for m in range(n_angular + 1)}
-    weights |= {("u2", m): (2 * m + 4, coef[m]) for m in range(-n_angular, n_angular + 1)}
-    kernels = np.zeros((len(weights), *shape), dtype=np.complex64)
-    for i, (order, weight) in enumerate(weights.values()):
+    u0 = [(2 * m, coef[m] if m == 0 else 2.0 * coef[m]) for m in range(n_angular + 1)]
+    u2 = [(2 * m + 4, coef[m]) for m in range(-n_angular, n_angular + 1)]
+    terms = [(2, 1.0), *u0, *u2]  # (order k, weight) of each kernel: ball, U0 terms, U2 terms
+    kernels = np.zeros((len(terms), *shape), dtype=np.complex64)
+    for i, (order, weight) in enumerate(terms):
         kernels[i][np.ix_(rows, cols)] = weight * g * np.exp(1j * order * phi)
     spectra = sfft.fft2(kernels, overwrite_x=True)
     spectra.flags.writeable = False
-    by_key = dict(zip(weights, spectra))
-    return _Spectra(by_key["ball", 0], {m: a for (kind, m), a in by_key.items() if kind == "u0"}, {m: a for (kind, m), a in by_key.items() if kind == "u2"})
+    return _Spectra(spectra[0], dict(zip(range(n_angular + 1), spectra[1 : 1 + len(u0)])), dict(zip(range(-n_angular, n_angular + 1), spectra[1 + len(u0) :])))
 
 
 def _axis_blocks(n: int, radius: int, block_px: int) -> tuple[int, list[tuple[int, int]]]:
