@@ -433,19 +433,25 @@ def connect_gaps(
             used.update((a, b))
             H.add_edge(a, b, geometry=LineString([ends[a][0], ends[b][0]]), **bridge)
 
-    # 2. end to edge
+    # 2. end to edge (the edges near each end found in one vectorised distance call; the
+    # edge list is rebuilt only after a split changed it)
+    edges: list[tuple[object, object, object, LineString]] = []
+    geoms = np.empty(0, dtype=object)
+    stale = True
     for n in keys:
         if n in used:
             continue
+        if stale:
+            edges = [(u, v, k, data["geometry"]) for u, v, k, data in H.edges(keys=True, data=True)]
+            geoms = np.array([e[3] for e in edges], dtype=object)
+            stale = False
         p, d, _ = ends[n]
         best: tuple[float, object, object, object, float] | None = None
         pt = Point(p)
         ray = LineString([p, p + max_gap_px * d])
-        for u, v, k, data in H.edges(keys=True, data=True):
+        for i in np.flatnonzero(shapely.distance(geoms, pt) <= max_gap_px):
+            u, v, k, geom = edges[i]
             if n in (u, v) or u == v:
-                continue
-            geom = data["geometry"]
-            if geom.distance(pt) > max_gap_px:
                 continue
             at = geom.project(pt)
             q = np.asarray(geom.interpolate(at).coords[0])
@@ -473,6 +479,7 @@ def connect_gaps(
             target = _split_edge(H, u, v, k, at)
         used.add(n)
         H.add_edge(n, target, geometry=LineString([p, node_xy(H, target)]), **bridge)
+        stale = True
 
     # 3. border
     if shape is not None:

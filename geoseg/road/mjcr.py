@@ -147,11 +147,19 @@ def quadratic_form(A: np.ndarray, Y: np.ndarray) -> np.ndarray:
 def _augmented_forms(A: np.ndarray, Z: np.ndarray) -> np.ndarray:
     """``yᵀ A_k y`` for ``y = [z; 1]`` and a stack of forms ``A`` (k, D, D), shape (k, m).
 
-    The constant coordinate is handled analytically, without building augmented vectors.
+    The constant coordinate is handled analytically, without building augmented vectors:
+    ``zᵀ Q_k z + 2 l_kᵀ z + c_k``. The ``k`` quadratic parts are stacked into one contiguous
+    ``(k·d, d)`` matrix, so that their products with ``Z`` are one BLAS call (numpy loops
+    without BLAS over a stack of strided slices), and the linear parts are a second one:
+    1.5× faster than one broadcast product (:file:`docs/RESULTS.md`, issue 18).
     """
     a = A.astype(np.float32)
-    lin = 2.0 * a[:, :-1, -1:]
-    return np.einsum("im,kim->km", Z, a[:, :-1, :-1] @ Z + lin) + a[:, -1, -1:]
+    k, d = a.shape[0], a.shape[1] - 1
+    quad = np.ascontiguousarray(a[:, :-1, :-1]).reshape(k * d, d)
+    out = np.einsum("im,kim->km", Z, (quad @ Z).reshape(k, d, -1))
+    out += (2.0 * a[:, :-1, -1]) @ Z
+    out += a[:, -1, -1:]
+    return out
 
 
 def _unit_augmented(Z: np.ndarray) -> np.ndarray:
