@@ -41,6 +41,10 @@ __all__ = [
 
 #: Most distinct values a :class:`ValueSummary` keeps track of (a mask has two).
 MAX_LEVELS = 3
+
+#: Pixels counted per strip by :meth:`ValueSummary.of` on byte bands (bounds its temporaries to 8 MB).
+_COUNT_STRIP_PX = 1 << 20
+
 #: A scene whose largest value is more than this many times the training scenes' largest is refused.
 TOO_HIGH = 2.0
 #: A scene whose largest value is less than the training scenes' 99th percentile over this is refused.
@@ -135,8 +139,18 @@ class ValueSummary:
 
     @classmethod
     def _of_bytes(cls, band: np.ndarray, valid: np.ndarray, source: str, scene_bands: int, levels: bool) -> ValueSummary:
-        """:meth:`of` for one band of bytes, from the counts of its 256 values (one pass, no copy)."""
-        counts = np.bincount((band if valid.all() else band[valid]).ravel().view(np.uint8), minlength=256)
+        """:meth:`of` for one band of bytes, from the counts of its 256 values.
+
+        Counted in strips of about :data:`_COUNT_STRIP_PX` pixels: ``np.bincount`` widens its
+        input to 8-byte integers, and on a whole 4096² scene that first-touched temporary of
+        134 MB cost 0.16 s more than the counting.
+        """
+        counts = np.zeros(256, dtype=np.int64)
+        step = max(1, _COUNT_STRIP_PX // max(band.shape[1], 1))
+        whole = bool(valid.all())
+        for r in range(0, band.shape[0], step):
+            strip = band[r : r + step] if whole else band[r : r + step][valid[r : r + step]]
+            counts += np.bincount(strip.ravel().view(np.uint8), minlength=256)
         present = np.flatnonzero(counts)
         if present.size == 0:
             return cls(source, band.dtype.name, scene_bands, 0, (math.inf,), (-math.inf,), ())
