@@ -56,7 +56,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
-from sklearn.linear_model import LogisticRegression
 
 from geoseg.errors import InputMismatchError, ModelFileError
 
@@ -359,6 +358,8 @@ class MJCRModel:
         y = flat_labels[cal]
         if np.unique(y).size < 2:
             raise InputMismatchError("calibration pixels hold a single class; give more labelled pixels")
+        from sklearn.linear_model import LogisticRegression  # only training needs scikit-learn (0.7 s to import)
+
         lr = LogisticRegression(C=1e4, max_iter=1000).fit(margins, y)
         model.calib_weights = lr.coef_[0].astype(np.float64)
         model.calib_intercept = float(lr.intercept_[0])

@@ -1,8 +1,8 @@
 """Start-up (issue 18): help, version and the error for a missing input load none of the heavy libraries.
 
 Each case runs ``python -m geoseg.cli`` in a fresh interpreter and reports, after the command
-exits, which of torch, geopandas, scipy and dask it imported. No timings: the machines that run
-the tests are too noisy for them.
+exits, which of torch, geopandas, scipy, dask and scikit-learn it imported. No timings: the
+machines that run the tests are too noisy for them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import REPO
 
-HEAVY = ("torch", "geopandas", "scipy", "dask")
+HEAVY = ("torch", "geopandas", "scipy", "dask", "sklearn")
 
 #: Runs ``python -m geoseg.cli ARGS``; its last line on stderr is the exit code and the heavy modules loaded.
 _PROBE = f"""
@@ -109,3 +109,13 @@ def test_a_batch_done_earlier_is_still_skipped_after_its_scenes_were_removed(
     code, _, _, err = _geoseg(*args)
     assert code == 0, err
     assert "1 of 1 scene(s) already done" in err
+
+
+def test_running_an_mjcr_model_does_not_load_the_training_library(tmp_path: Path) -> None:
+    """scikit-learn (0.7 s to import) fits MJCR's calibration; applying a model needs none of it."""
+    code, loaded, _, err = _geoseg(
+        "run", "road_centerlines", "sample_data/scene_a.tif", "-o", tmp_path / "out", "--progress", "none",
+        "--set", "model=sample_data/roads.mjcr.npz",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "sklearn" not in loaded and "scipy" in loaded
