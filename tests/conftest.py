@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,11 @@ from rasterio.crs import CRS
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 SAMPLE_DATA = REPO / "sample_data"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests and the geoseg processes they start use a cache folder of their own, not the user's."""
+    os.environ["GEOSEG_CACHE_DIR"] = tempfile.mkdtemp(prefix="geoseg-test-cache-")
 
 
 def plus_mask(size: int = 120, width: int = 12) -> np.ndarray:

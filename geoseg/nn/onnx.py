@@ -53,7 +53,17 @@ from geoseg.errors import ConfigError, ModelFileError
 from geoseg.nn.modelfile import KIND, NNModel
 from geoseg.nn.quant.onnx_qdq import integer_conv_indices, qdq_module, requantize_outputs
 
-__all__ = ["EXTRA_HINT", "OnnxModule", "export_onnx", "format_onnx_summary", "load_onnx_model", "onnx_file_summary", "onnx_graph_bytes", "onnx_metadata"]
+__all__ = [
+    "EXTRA_HINT",
+    "OnnxModule",
+    "conversion_key",
+    "export_onnx",
+    "format_onnx_summary",
+    "load_onnx_model",
+    "onnx_file_summary",
+    "onnx_graph_bytes",
+    "onnx_metadata",
+]
 
 #: What to install for the ONNX backend and export.
 EXTRA_HINT = "pip install 'geoseg[onnx]' (onnxruntime and onnx)"
@@ -150,6 +160,19 @@ def onnx_graph_bytes(model: NNModel) -> bytes:
         entry.key, entry.value = key, value
     data: bytes = graph.SerializeToString()
     return data
+
+
+def conversion_key(path: str | os.PathLike[str]) -> str:
+    """Cache key (:mod:`geoseg.cache`) of the ONNX graph of the model file ``path``: it changes
+    with the file, with geoseg's network and export code, and with the versions of torch and
+    onnx that export it."""
+    from importlib.metadata import version
+
+    from geoseg import __version__
+    from geoseg.cache import content_key
+
+    code = sorted(Path(__file__).parent.rglob("*.py"))
+    return content_key([path, *code], __version__, torch.__version__, version("onnx"), str(OPSET))
 
 
 def export_onnx(model: NNModel, path: str | os.PathLike[str]) -> Path:

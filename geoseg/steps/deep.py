@@ -80,13 +80,27 @@ def _mtime(path: str) -> float:
 
 @lru_cache(maxsize=4)
 def _in_onnxruntime(path: str, mtime: float, threads: int | None) -> NNModel:
-    """An ONNX file, or a model file's network converted to ONNX in memory, loaded in onnxruntime (cached while the file is unchanged)."""
+    """An ONNX file, or a model file's network converted to ONNX, loaded in onnxruntime (cached while the file is unchanged).
+
+    The conversion (about a second: exporting, and importing the ``onnx`` package) is kept in
+    geoseg's cache folder (:mod:`geoseg.cache`), so later runs of the same model file load it.
+    """
+    from geoseg.cache import cached_bytes, forget
     from geoseg.nn.modelfile import load_nn_model
-    from geoseg.nn.onnx import load_onnx_model, onnx_graph_bytes
+    from geoseg.nn.onnx import conversion_key, load_onnx_model, onnx_graph_bytes
 
     if path.lower().endswith(".onnx"):
         return load_onnx_model(path, threads)
-    return load_onnx_model(f"{path} (as ONNX)", threads, data=onnx_graph_bytes(load_cached(path, load_nn_model)))
+
+    def convert() -> bytes:
+        return onnx_graph_bytes(load_cached(path, load_nn_model))
+
+    key = conversion_key(path)
+    try:
+        return load_onnx_model(f"{path} (as ONNX)", threads, data=cached_bytes("onnx", key, convert))
+    except ModelFileError:  # an unusable cache entry: convert again (a fresh conversion loads)
+        forget("onnx", key)
+        return load_onnx_model(f"{path} (as ONNX)", threads, data=cached_bytes("onnx", key, convert))
 
 
 class NNClassify(ModelInputStep):

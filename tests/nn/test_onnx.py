@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -204,3 +205,30 @@ def test_without_onnxruntime_the_onnx_backend_names_the_extra(tmp_path: Path, ti
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300).stdout
     assert "ConfigError" in out and "pip install 'geoseg[onnx]'" in out
     assert "(512, 512)" in out  # auto falls back to torch
+
+
+def test_a_model_files_conversion_is_cached_between_runs(tmp_path: Path, tiny_model: Path) -> None:
+    """The second run of a model file in onnxruntime loads its graph from the cache: no export, no
+    ``onnx`` package (0.66 s to import); an unusable cache entry is converted again."""
+    cache = tmp_path / "cache"
+    code = (
+        "import sys, numpy as np, geoseg\n"
+        f"pipe = geoseg.Pipeline([{{'type': 'nn_classify', 'model': {str(tiny_model)!r}, 'backend': 'onnx', 'threads': 1}}], outputs=['probability'])\n"
+        f"np.save(sys.argv[1], pipe.run({str(SAMPLE / 'scene_b.tif')!r}).layers['probability'])\n"
+        "print('onnx' in sys.modules)\n"
+    )
+
+    def run(name: str) -> tuple[bool, np.ndarray]:
+        env = {**os.environ, "GEOSEG_CACHE_DIR": str(cache)}
+        done = subprocess.run([sys.executable, "-c", code, str(tmp_path / name)], capture_output=True, text=True, timeout=300, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.split()[-1] == "True", np.load(tmp_path / name)
+
+    converted, first = run("first.npy")
+    (entry,) = (cache / "onnx").iterdir()
+    cached, second = run("second.npy")
+    assert (converted, cached) == (True, False)
+    assert np.array_equal(first, second)
+    entry.write_bytes(b"truncated")
+    again, third = run("third.npy")
+    assert again and np.array_equal(first, third) and entry.read_bytes() != b"truncated"
