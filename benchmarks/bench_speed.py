@@ -16,7 +16,9 @@ medians):
    ``--size``² scene at 0.3 m, against the anchor on that scene's road mask (goal ≤ 10×).
 3. **deep chain**: ``deep_road_centerlines`` with a model of the shipped ``road_decouple``
    config (trained briefly on the sample scene B here) on a generated ``--deep-size``² scene
-   at 0.3 m, with ``tta=false`` (goal ≥ 1 Mpx/s) and with TTA (goal ≥ 0.3 Mpx/s).
+   at 0.3 m, with ``tta=false`` (goal ≥ 1 Mpx/s) and with TTA (goal ≥ 0.3 Mpx/s). A fresh
+   cache folder is used, so the first run shows what converting a new model to ONNX costs
+   (once per model file); the goals are read from the runs after it.
 4. **halo overhead**: each pass's read-area ratio from the ``-v`` logs of the runs above
    (goal ≤ 1.5).
 5. **defaults that pay**: the default execution against ``--workers 1`` on one 512² mask,
@@ -30,6 +32,7 @@ Goal 7 (training throughput) is measured by ``benchmarks/bench_train_epoch.py``.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import resource
 import statistics
@@ -161,11 +164,17 @@ def goal_deep_chain(tmp: Path, size: int) -> list[Run]:
     subprocess.run(train, check=True, capture_output=True)
     image, _ = generated_scene(size, tmp, seed=11)
     mpx = size**2 / 1e6
+    os.environ["GEOSEG_CACHE_DIR"] = str(tmp / "cache")  # a fresh cache folder: the first run converts the model to ONNX
     print(f"\n== 3. deep chain, generated {size}^2 scene at 0.3 m ({mpx:.1f} Mpx), one run each ==")
     runs = []
-    for label, sets, goal in (("tta=false", ["nn_classify.tta=false"], ">= 1 Mpx/s"), ("with TTA (default)", [], ">= 0.3 Mpx/s")):
+    cases = (
+        ("tta=false, the model's first run (converts it to ONNX, cached)", ["nn_classify.tta=false"], "(no goal: once per model file)"),
+        ("tta=false", ["nn_classify.tta=false"], "goal >= 1 Mpx/s"),
+        ("with TTA (default)", [], "goal >= 0.3 Mpx/s"),
+    )
+    for label, sets, goal in cases:
         run = geoseg_run([image], tmp / "out3", [f"model={model}", *sets], "deep_road_centerlines")
-        print(_ratio_line(f"geoseg  run deep_road_centerlines, {label}", run, mpx, None, f"goal {goal}"))
+        print(_ratio_line(f"geoseg  run deep_road_centerlines, {label}", run, mpx, None, goal))
         runs.append(run)
     return runs
 
