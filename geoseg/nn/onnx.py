@@ -166,13 +166,17 @@ def conversion_key(path: str | os.PathLike[str]) -> str:
     """Cache key (:mod:`geoseg.cache`) of the ONNX graph of the model file ``path``: it changes
     with the file, with geoseg's network and export code, and with the versions of torch and
     onnx that export it."""
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
     from geoseg import __version__
     from geoseg.cache import content_key
 
+    try:
+        onnx_version = version("onnx")
+    except PackageNotFoundError:  # the conversion itself then names the missing extra
+        onnx_version = "absent"
     code = sorted(Path(__file__).parent.rglob("*.py"))
-    return content_key([path, *code], __version__, torch.__version__, version("onnx"), str(OPSET))
+    return content_key([path, *code], __version__, torch.__version__, onnx_version, str(OPSET))
 
 
 def export_onnx(model: NNModel, path: str | os.PathLike[str]) -> Path:
