@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     names = _names("training")
     labelled = names[::10]
-    unlabelled = [n for n in names if n not in set(labelled)]
+    unlabelled = sorted(set(names) - set(labelled))
     test = _names("validation")[: args.test_crops]
     print(f"Massachusetts Roads: {len(labelled)} labelled + {len(unlabelled)} unlabelled training crops, {len(test)} test crops", flush=True)
     results: dict[str, list[dict[str, float]]] = {arm: [] for arm in arms}
