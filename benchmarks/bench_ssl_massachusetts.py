@@ -21,12 +21,15 @@ the pretrained Lite0 encoder, 0.5 m working GSD, 160 px crops, batches of 8) for
   ``bench_massachusetts.py --config road_general``).
 
 Scores as in ``bench_massachusetts.py``: pooled road IoU, per-crop IoU, centerline quality at
-2 px against the skeletons of the masks, training + test seconds.
+2 px against the skeletons of the masks, training + test seconds. The log shows each
+self-training round's class thresholds, pseudo-label coverage and pseudo-label IoU (against
+the withheld masks).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import tempfile
 import time
@@ -78,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown := [a for a in arms if a not in ARMS]:
         parser.error(f"unknown arm(s) {', '.join(unknown)}; known: {', '.join(ARMS)}")
     imagenet_lite0_state(3)  # the base's pretrained weights, checked before any training
+    logging.basicConfig(format="%(message)s", level=logging.WARNING)
+    logging.getLogger("geoseg.nn").setLevel(logging.INFO)  # each round's thresholds, pseudo-label coverage and IoU
     if not DATA.is_dir():
         print(f"SKIP: data folder {DATA} not found (see shared/data/README.md).")
         return 0
