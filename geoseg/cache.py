@@ -41,12 +41,16 @@ KEEP = 16
 
 
 def cache_dir() -> Path | None:
-    """The cache folder (not created), or None when ``GEOSEG_CACHE_DIR`` is set empty."""
+    """The cache folder (not created), or None when ``GEOSEG_CACHE_DIR`` is set empty (or no home folder is known)."""
     chosen = os.environ.get("GEOSEG_CACHE_DIR")
     if chosen is not None:
         return Path(chosen).expanduser() if chosen else None
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "geoseg"
+    if xdg := os.environ.get("XDG_CACHE_HOME"):
+        return Path(xdg) / "geoseg"
+    try:
+        return Path.home() / ".cache" / "geoseg"
+    except RuntimeError:  # no HOME and no password-database entry
+        return None
 
 
 def content_key(files: Iterable[str | os.PathLike[str]], *extra: str) -> str:
