@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -20,6 +21,11 @@ SAMPLE_DATA = REPO / "sample_data"
 def pytest_configure(config: pytest.Config) -> None:
     """Tests and the geoseg processes they start use a cache folder of their own, not the user's."""
     os.environ["GEOSEG_CACHE_DIR"] = tempfile.mkdtemp(prefix="geoseg-test-cache-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the session's cache folder (one per test run would otherwise pile up in the temp folder)."""
+    shutil.rmtree(os.environ.pop("GEOSEG_CACHE_DIR", ""), ignore_errors=True)
 
 
 def plus_mask(size: int = 120, width: int = 12) -> np.ndarray:
