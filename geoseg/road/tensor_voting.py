@@ -184,33 +184,39 @@ def _offsets(radius: int, sigma_px: float, truncate: float) -> tuple[np.ndarray,
 
 
 class _Spectra(NamedTuple):
-    """FFTs (complex64, read-only) of the voting kernels of one block shape."""
+    """FFTs (complex64, read-only) of the unweighted voting kernels ``w_k`` of one block shape."""
 
-    ball: np.ndarray
-    """``w_2``: the ball pass."""
-    u0: dict[int, np.ndarray]
-    """``m -> (1 or 2)·c_m·w_2m`` for ``m = 0..n``: the stick pass's ``U0`` terms."""
-    u2: dict[int, np.ndarray]
-    """``m -> c_m·w_(2m+4)`` for ``m = -n..n``: the stick pass's ``U2`` terms."""
+    by_order: dict[int, np.ndarray]
+    """``k -> FFT(w_k)`` for the even orders ``4 - 2n .. 2n + 4`` that the passes use."""
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=4)
 def _kernel_spectra(sigma_px: float, truncate: float, n_angular: int, shape: tuple[int, int]) -> _Spectra:
-    """The kernels' spectra, weighted by the harmonic coefficients once for all blocks and calls."""
+    """The kernels' spectra for one block shape, shared by all blocks and calls of that shape.
+
+    A kernel fills only ``2·radius + 1`` rows and columns (wrapped around the origin), so the
+    2-D FFT is pruned: rows first (only those rows), then columns. Only the orders ``0 .. 2n + 4``
+    are transformed; a negative order is the conjugate of the positive one
+    (``w_-k = conj(w_k)``), whose spectrum is :func:`_conj_flip`. The harmonic weights are
+    applied when the passes accumulate, so a cached shape costs 2n + 1 arrays, not 3n + 3.
+    """
     radius = _radius(sigma_px, truncate)
     g, phi = _offsets(radius, sigma_px, truncate)
     rows = np.arange(-radius, radius + 1) % shape[0]
     cols = np.arange(-radius, radius + 1) % shape[1]
-    coef = _harmonic_coefficients(n_angular)
-    u0 = [(2 * m, coef[m] if m == 0 else 2.0 * coef[m]) for m in range(n_angular + 1)]
-    u2 = [(2 * m + 4, coef[m]) for m in range(-n_angular, n_angular + 1)]
-    terms = [(2, 1.0), *u0, *u2]  # (order k, weight) of each kernel: ball, U0 terms, U2 terms
-    kernels = np.zeros((len(terms), *shape), dtype=np.complex64)
-    for i, (order, weight) in enumerate(terms):
-        kernels[i][np.ix_(rows, cols)] = weight * g * np.exp(1j * order * phi)
-    spectra = sfft.fft2(kernels, overwrite_x=True)
-    spectra.flags.writeable = False
-    return _Spectra(spectra[0], dict(zip(range(n_angular + 1), spectra[1 : 1 + len(u0)])), dict(zip(range(-n_angular, n_angular + 1), spectra[1 + len(u0) :])))
+    orders = list(range(0, 2 * n_angular + 5, 2))
+    along_rows = np.zeros((len(orders), len(rows), shape[1]), dtype=np.complex64)
+    for i, order in enumerate(orders):
+        along_rows[i][:, cols] = g * np.exp(1j * order * phi)
+    spectra = np.zeros((len(orders), *shape), dtype=np.complex64)
+    spectra[:, rows, :] = sfft.fft(along_rows, axis=2, overwrite_x=True)
+    spectra = sfft.fft(spectra, axis=1, overwrite_x=True)
+    by_order = dict(zip(orders, spectra))
+    for order in range(2, 2 * n_angular - 3, 2):
+        by_order[-order] = _conj_flip(by_order[order])
+    for spectrum in by_order.values():
+        spectrum.flags.writeable = False
+    return _Spectra(by_order)
 
 
 def _axis_blocks(n: int, radius: int, block_px: int) -> tuple[int, list[tuple[int, int]]]:
@@ -321,25 +327,30 @@ def tensor_voting(
     coef = _harmonic_coefficients(n)
 
     if ori is None:
-        beta = np.empty(s.shape, dtype=np.float32)
+        # the ball pass's U2 gives each voter its doubled-angle direction e^{2iβ} (|U2| = stickness)
+        direction = np.empty(s.shape, dtype=np.complex64)
         stick = np.empty(s.shape, dtype=np.float32)
         for shape, src, dst, out, core in blocks:
             block = np.zeros(shape, dtype=np.complex64)
             block[dst] = s[src]
             spec = sfft.fft2(block, overwrite_x=True, workers=workers)
-            u2 = sfft.ifft2(spec * kernels.ball, overwrite_x=True, workers=workers)[core]
-            beta[out] = 0.5 * np.angle(u2)
-            stick[out] = np.abs(u2)
+            spec *= kernels.by_order[2]
+            u2 = sfft.ifft2(spec, overwrite_x=True, workers=workers)[core]
+            magnitude = np.abs(u2)
+            stick[out] = magnitude
+            direction[out] = np.divide(u2, magnitude, out=np.ones_like(u2), where=magnitude > 0)
         s *= stick * np.float32(coef[1] / _ball_norm(sigma_px, truncate, n))
     else:
-        beta = ori.astype(np.float32)
+        direction = np.exp(2j * ori).astype(np.complex64)
 
     # Stick pass: U0 = Σ_m c_m w_2m ⊛ a_m, U2 = Σ_m c_m w_(2m+4) ⊛ a_(m+1), a_j = s e^{-2ijβ}.
     u0 = np.empty(s.shape, dtype=np.float32)
     u2 = np.empty(s.shape, dtype=np.complex64)
+    u0_terms = [(m, 2 * m, coef[m] if m == 0 else 2.0 * coef[m]) for m in range(n + 1)]  # (a_j, kernel order, weight)
+    u2_terms = [(m + 1, 2 * m + 4, coef[m]) for m in range(-n, n + 1)]
     for shape, src, dst, out, core in blocks:
         phase = np.zeros(shape, dtype=np.complex64)
-        phase[dst] = np.exp(-2j * beta[src])
+        phase[dst] = np.conj(direction[src])
         a = np.empty((n + 2, *shape), dtype=np.complex64)
         a[0] = 0.0
         a[0][dst] = s[src]
@@ -348,18 +359,19 @@ def tensor_voting(
         spec = sfft.fft2(a, overwrite_x=True, workers=workers)
         del a, phase
         acc = np.zeros((2, *shape), dtype=np.complex64)
-        for m, kern in kernels.u0.items():
-            acc[0] += kern * spec[m]
-        for m, kern in kernels.u2.items():
-            j = m + 1
-            acc[1] += kern * (spec[j] if j >= 0 else _conj_flip(spec[-j]))
-        del spec
+        term = np.empty(shape, dtype=np.complex64)
+        for target, terms in ((acc[0], u0_terms), (acc[1], u2_terms)):
+            for j, order, weight in terms:
+                np.multiply(kernels.by_order[order], spec[j] if j >= 0 else _conj_flip(spec[-j]), out=term)
+                term *= np.float32(weight)
+                target += term
+        del spec, term
         res = sfft.ifft2(acc, overwrite_x=True, workers=workers)
         u0[out] = res[0][core].real
         u2[out] = res[1][core]
 
     u0 += s
-    u2 += s * np.exp(2j * beta).astype(np.complex64)
+    u2 += s * direction
     return _result(u0[crop], u2[crop], _line_norm(sigma_px, truncate))
 
 

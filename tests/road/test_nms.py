@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 from skimage.measure import label
 
 from geoseg.errors import ConfigError, InputMismatchError
+from geoseg.road.centerlines import distance_to_background
 from geoseg.road.nms import non_max_suppression, ridge_mask
 from geoseg.road.tensor_voting import tensor_voting
 
@@ -108,3 +110,13 @@ def test_even_width_vertical_band_keeps_one_continuous_line():
         thin = non_max_suppression(tv.saliency, tv.orientation, threshold=0.1, low_threshold=0.05)
         along = np.unique(np.nonzero(thin)[0 if image is band else 1])
         assert along.size == 120
+
+
+def test_distance_to_background_equals_the_distance_transform() -> None:
+    """Random masks of every density and size, edges included (the mask continues beyond them)."""
+    rng = np.random.default_rng(3)
+    for _ in range(100):
+        mask = rng.random((int(rng.integers(1, 30)), int(rng.integers(1, 30)))) < rng.random()
+        pixels = np.nonzero(mask)
+        expected = ndimage.distance_transform_edt(np.pad(mask, 1, mode="edge"))[1:-1, 1:-1][pixels]
+        np.testing.assert_array_equal(distance_to_background(mask, pixels), expected)

@@ -54,6 +54,17 @@ def test_fast_matches_direct(sigma: float, given_orientation: bool, boundary: st
     assert fast.saliency.dtype == np.float32 and fast.saliency.shape == img.shape
 
 
+@pytest.mark.parametrize("n_angular", [1, 2, 3, 6])
+def test_fast_matches_direct_for_every_angular_exponent(n_angular: int) -> None:
+    """Each n uses another set of kernel orders (negative ones from their conjugates)."""
+    img = _scene()
+    fast = tensor_voting(img, 4.0, n_angular=n_angular)
+    ref = tensor_voting_direct(img, 4.0, n_angular=n_angular)
+    significant = ref.saliency > 0.01 * ref.saliency.max()
+    assert np.abs(fast.saliency - ref.saliency)[significant].max() < 1e-4 * ref.saliency.max()
+    assert np.degrees(_angle_diff(fast.orientation, ref.orientation)[significant]).max() < 0.05
+
+
 def test_blocked_equals_whole_image() -> None:
     img = (np.random.default_rng(1).random((150, 130)) > 0.9).astype(float)
     whole = tensor_voting(img, 4.0)
