@@ -165,13 +165,14 @@ def non_max_suppression(
         high_abs, low_abs = threshold, low
 
     weak = ridge & (sal >= low_abs)
-    if fill_breaks:
-        step_r = np.rint(np.sin(theta)).astype(np.intp)
-        step_c = np.rint(np.cos(theta)).astype(np.intp)
-        rows, cols = np.indices(sal.shape)
+    if fill_breaks:  # only pixels above the low threshold and not yet weak can be added
+        rows, cols = np.nonzero((sal >= low_abs) & ~weak)
+        along = theta[rows, cols]
+        step_r = np.rint(np.sin(along)).astype(np.intp)
+        step_c = np.rint(np.cos(along)).astype(np.intp)
         padded = np.pad(weak, 1)
         both = padded[rows + 1 + step_r, cols + 1 + step_c] & padded[rows + 1 - step_r, cols + 1 - step_c]
-        weak |= both & (sal >= low_abs)
+        weak[rows[both], cols[both]] = True
 
     labels, count = ndi.label(weak, structure=_EIGHT)
     seeded = np.zeros(count + 1, dtype=bool)
