@@ -32,6 +32,36 @@ def _as_mask(mask: ArrayLike) -> NDArray[np.bool_]:
     return arr.astype(bool)
 
 
+def _shifted(mask: NDArray[np.bool_], dr: int, dc: int) -> NDArray[np.bool_]:
+    """``mask`` moved by ``(dr, dc)`` pixels: ``out[r, c] = mask[r - dr, c - dc]``, False where that falls outside."""
+    rows, cols = mask.shape
+    out = np.zeros_like(mask)
+    if abs(dr) >= rows or abs(dc) >= cols:
+        return out
+    out[max(dr, 0) : rows + min(dr, 0), max(dc, 0) : cols + min(dc, 0)] = mask[max(-dr, 0) : rows - max(dr, 0), max(-dc, 0) : cols - max(dc, 0)]
+    return out
+
+
+def _erode(mask: NDArray[np.bool_], offsets: NDArray[np.intp]) -> NDArray[np.bool_]:
+    """Binary erosion by a symmetric footprint given as its ``(dr, dc)`` offsets, outside the array False.
+
+    Equals :func:`scipy.ndimage.binary_erosion` (whose default border is False) at a fraction
+    of its cost for small footprints: one AND of a shifted copy per offset.
+    """
+    out = mask.copy()
+    for dr, dc in offsets:
+        out &= _shifted(mask, int(dr), int(dc))
+    return out
+
+
+def _dilate(mask: NDArray[np.bool_], offsets: NDArray[np.intp]) -> NDArray[np.bool_]:
+    """Binary dilation by a symmetric footprint given as its ``(dr, dc)`` offsets (:func:`scipy.ndimage.binary_dilation`)."""
+    out = mask.copy()
+    for dr, dc in offsets:
+        out |= _shifted(mask, int(dr), int(dc))
+    return out
+
+
 def skeletonize_mask(
     mask: ArrayLike,
     *,
@@ -67,8 +97,8 @@ def skeletonize_mask(
     if max_hole_area > 0:
         m = remove_small_holes(m, max_size=max_hole_area)
     if smooth_radius > 0:
-        fp = disk(smooth_radius)
-        m = ndi.binary_closing(ndi.binary_opening(m, structure=fp), structure=fp)
+        offsets = np.argwhere(disk(smooth_radius)) - smooth_radius
+        m = _erode(_dilate(_dilate(_erode(m, offsets), offsets), offsets), offsets)  # opening, then closing
     return skeletonize(m)
 
 

@@ -172,3 +172,22 @@ def test_skeleton_to_graph_traces_a_large_grid() -> None:
     assert max(d for _, d in G.degree()) == 4
     # 64 x 64 crossings; those off the first row and column have four arms (lines run on to the border)
     assert sum(1 for _, d in G.degree() if d == 4) == 63 * 63
+
+
+@pytest.mark.parametrize("radius", [1, 2, 3])
+def test_mask_smoothing_equals_scipys_binary_morphology(radius: int) -> None:
+    """The shifted-copy erosion and dilation of skeletonize_mask are scipy's (border False), opening then closing included."""
+    from scipy import ndimage
+    from skimage.morphology import disk
+
+    from geoseg.road.skeleton import _dilate, _erode
+
+    footprint = disk(radius)
+    offsets = np.argwhere(footprint) - radius
+    rng = np.random.default_rng(radius)
+    for _ in range(150):
+        mask = rng.random((int(rng.integers(1, 30)), int(rng.integers(1, 30)))) < rng.random()
+        np.testing.assert_array_equal(_erode(mask, offsets), ndimage.binary_erosion(mask, structure=footprint))
+        np.testing.assert_array_equal(_dilate(mask, offsets), ndimage.binary_dilation(mask, structure=footprint))
+        smoothed = ndimage.binary_closing(ndimage.binary_opening(mask, structure=footprint), structure=footprint)
+        np.testing.assert_array_equal(_erode(_dilate(_dilate(_erode(mask, offsets), offsets), offsets), offsets), smoothed)
