@@ -77,7 +77,8 @@ def main() -> int:
     parser.add_argument("--quantized", help="its W8A8 model file of geoseg quantize (default: made here)")
     args = parser.parse_args()
     try:
-        from geoseg.nn.onnx import load_onnx_model, onnx_graph_bytes
+        from geoseg.nn.onnx import onnx_graph_bytes
+        from geoseg.nn.onnx_runtime import load_onnx_model
     except ImportError as exc:  # pragma: no cover
         print(f"skipped: {exc}")
         return 0

@@ -17,9 +17,9 @@ from scipy import ndimage
 from torch import Tensor
 
 from geoseg.errors import InputMismatchError
-from geoseg.nn.losses import IGNORE_INDEX
+from geoseg.nn.arrays import IGNORE_INDEX
 
-__all__ = ["Augmentation", "Batch", "TrainingScene", "band_statistics", "buffer_centerlines", "centerline_target", "normalise", "sample_batch"]
+__all__ = ["Augmentation", "Batch", "TrainingScene", "buffer_centerlines", "centerline_target", "sample_batch"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class TrainingScene:
     Attributes
     ----------
     image : numpy.ndarray
-        ``(bands, rows, cols)`` float32, normalised (see :func:`normalise`).
+        ``(bands, rows, cols)`` float32, normalised (see :func:`geoseg.nn.arrays.normalise`).
     labels : numpy.ndarray
         ``(rows, cols)`` uint8: 1 road, 0 background, 255 unlabelled.
     edges : numpy.ndarray or None
@@ -88,19 +88,6 @@ class Batch:
     labels: Tensor
     edges: Tensor | None
     centerlines: Tensor | None
-
-
-def band_statistics(images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band mean and standard deviation over all pixels of raw ``(bands, rows, cols)`` images."""
-    stacked = np.concatenate([np.asarray(im, np.float64).reshape(im.shape[0], -1) for im in images], axis=1)
-    return stacked.mean(axis=1), np.maximum(stacked.std(axis=1), 1e-6)
-
-
-def normalise(image: np.ndarray, mean: Sequence[float] | np.ndarray, std: Sequence[float] | np.ndarray) -> np.ndarray:
-    """z-score each band of a raw ``(bands, rows, cols)`` image, as float32."""
-    m = np.asarray(mean, np.float32)[:, None, None]
-    s = np.asarray(std, np.float32)[:, None, None]
-    return (image.astype(np.float32) - m) / s
 
 
 def buffer_centerlines(centerline: np.ndarray, radius_px: float) -> np.ndarray:
@@ -240,7 +227,7 @@ def sample_batch(scenes: Sequence[TrainingScene], batch_size: int, crop_px: int,
     Each crop is resampled from its scene once, through the affine map of its zoom, free
     rotation, flips and quarter turns: the image bilinearly, labels, edges and centerlines by
     nearest neighbour (so labels stay 0/1/255); beyond the scene the image is 0 (the band
-    mean after :func:`normalise`), labels are unlabelled, edges and centerlines 0. The crops
+    mean after :func:`~geoseg.nn.arrays.normalise`), labels are unlabelled, edges and centerlines 0. The crops
     of one scene are sampled together, by one ``grid_sample`` call.
 
     Parameters

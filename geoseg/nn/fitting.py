@@ -21,15 +21,16 @@ import torch
 
 from geoseg.errors import ConfigError, InputMismatchError
 from geoseg.metrics import binary_scores
+from geoseg.nn.arrays import IGNORE_INDEX, band_statistics, normalise
 from geoseg.nn.checkpoint import Checkpoint, read_checkpoint, save_checkpoint
 from geoseg.nn.config import LossConfig, OptimizerConfig, TrainConfig, matching_pattern
-from geoseg.nn.data import Batch, TrainingScene, band_statistics, centerline_target, normalise
+from geoseg.nn.data import Batch, TrainingScene, centerline_target
 from geoseg.nn.fit import FitState, LrSchedule
 from geoseg.nn.inference import predict_scene
-from geoseg.nn.losses import IGNORE_INDEX, LossWeights, segmentation_losses
+from geoseg.nn.losses import LossWeights, segmentation_losses
 from geoseg.nn.modelfile import NNModel, build_nn_model, model_payload, save_nn_model
 from geoseg.nn.models import build_model
-from geoseg.nn.resample import resample_any, resample_bands, resample_labels, zoomed_shape
+from geoseg.nn.resample import GSD_EXACT, resample_any, resample_bands, resample_labels, working_zoom, zoomed_shape
 from geoseg.scene_checks import TrainingScenes, data_bands
 
 __all__ = [
@@ -48,13 +49,9 @@ __all__ = [
     "start_model",
     "torch_settings",
     "training_scenes",
-    "working_zoom",
 ]
 
 log = logging.getLogger("geoseg.nn")
-
-#: Relative GSD difference under which a scene counts as being at the working GSD already.
-GSD_EXACT = 0.01
 
 
 @dataclass
@@ -263,13 +260,6 @@ def new_model(config: TrainConfig, train_data: Sequence[SceneData], bands: list[
         tta=config.inference.tta,
         trained_on=describe_training_scenes(train_data, bands),
     )
-
-
-def working_zoom(model: NNModel, gsd_m: float) -> float:
-    """Scale factor from a scene at ``gsd_m`` to the grid of a model that resamples (else 1)."""
-    if not model.resample or not np.isfinite(model.train_gsd_m) or abs(gsd_m / model.train_gsd_m - 1.0) < GSD_EXACT:
-        return 1.0
-    return gsd_m / model.train_gsd_m
 
 
 def loss_weights(loss: LossConfig) -> LossWeights:

@@ -5,7 +5,7 @@ weighted by a window that ramps linearly from (almost) 0 at a tile side that lie
 scene to 1 at ``overlap_px`` from it, and the weighted outputs are summed and divided by the
 summed weights. Sides on the scene border are not ramped. So every pixel is a convex
 combination of the tiles that see it, dominated by the tile that sees it farthest from its
-border: no seams. Tiles run in batches under :func:`torch.inference_mode`.
+border: no seams. Tiles run in batches (torch classifiers under :func:`torch.inference_mode`).
 
 With ``tta`` (test-time augmentation) each tile is classified in its 8 orientations (4
 rotations by 90°, each also mirrored) and the probabilities, turned back, are averaged: 8×
@@ -19,18 +19,20 @@ probabilities resampled back.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
-from geoseg.nn.models import STRIDE
-from geoseg.nn.resample import resample_bands, zoomed_shape
+from geoseg.nn.arrays import STRIDE
+from geoseg.nn.resample import resample_bands, resize_bilinear, zoomed_shape
 
 if TYPE_CHECKING:
+    import torch
+
     from geoseg.nn.modelfile import NNModel
+
+# torch is imported only to run torch modules: a graph in onnxruntime (geoseg.nn.onnx_runtime)
+# takes and gives numpy arrays, and the tiling, blending and resampling here are numpy's
 
 __all__ = ["blend_window", "predict", "predict_scene", "predict_tiled", "tile_origins"]
 
@@ -64,33 +66,54 @@ def _pad_to_stride(image: np.ndarray, multiple: int = STRIDE) -> np.ndarray:
 
 def _probabilities(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
     """Channels: class probabilities (softmax of ``seg``), then sigmoid of ``centerline`` if any."""
+    import torch
+    import torch.nn.functional as F
+
     parts = [F.softmax(outputs["seg"], dim=1)]
     if "centerline" in outputs:
         parts.append(torch.sigmoid(outputs["centerline"]))
     return torch.cat(parts, dim=1)
 
 
-def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Probabilities of a batch: a torch classifier's outputs turned into them, or those of a model that gives them (an ONNX graph)."""
+def _classify(model: Any, x: np.ndarray, tta: bool, device: str) -> np.ndarray:
+    """Probabilities ``(N, heads, H, W)`` of a batch of normalised tiles, averaged over the 8 orientations with ``tta``.
+
+    ``model`` is a torch classifier (run on ``device``) or a module that gives probabilities
+    from arrays (an ONNX graph in onnxruntime, :class:`~geoseg.nn.onnx_runtime.OnnxModule`).
+    """
     if getattr(model, "gives_probabilities", False):
-        return model(x)
-    return _probabilities(model(x))
+        return _classify_arrays(model, x, tta)
+    import torch
+
+    model.eval()
+    with torch.inference_mode():
+        batch = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(device)
+        if not tta:
+            return _probabilities(model(batch)).float().cpu().numpy()
+        views = []
+        for mirror in (False, True):
+            view = batch.flip(-1) if mirror else batch
+            for quarter in range(4):
+                prob = torch.rot90(_probabilities(model(torch.rot90(view, quarter, (-2, -1)).contiguous())), -quarter, (-2, -1))
+                views.append(prob.flip(-1) if mirror else prob)
+        return torch.stack(views).mean(dim=0).float().cpu().numpy()
 
 
-def _classify(model: nn.Module, x: torch.Tensor, tta: bool) -> torch.Tensor:
-    """Probabilities of a batch, averaged over the 8 orientations with ``tta``."""
+def _classify_arrays(model: Any, x: np.ndarray, tta: bool) -> np.ndarray:
+    """:func:`_classify` for a module that maps arrays to probabilities."""
     if not tta:
-        return _forward(model, x)
-    views = []
+        return np.asarray(model(x), np.float32)
+    total = np.zeros(0, np.float32)
     for mirror in (False, True):
-        view = x.flip(-1) if mirror else x
+        view = x[..., ::-1] if mirror else x
         for quarter in range(4):
-            prob = torch.rot90(_forward(model, torch.rot90(view, quarter, (-2, -1)).contiguous()), -quarter, (-2, -1))
-            views.append(prob.flip(-1) if mirror else prob)
-    return torch.stack(views).mean(dim=0)
+            prob = np.rot90(model(np.ascontiguousarray(np.rot90(view, quarter, axes=(-2, -1)))), -quarter, axes=(-2, -1))
+            prob = prob[..., ::-1] if mirror else prob
+            total = prob.astype(np.float32) if total.size == 0 else total + prob
+    return total / np.float32(8)
 
 
-def predict(model: nn.Module, image: np.ndarray, device: str = "cpu", tta: bool = False) -> np.ndarray:
+def predict(model: Any, image: np.ndarray, device: str = "cpu", tta: bool = False) -> np.ndarray:
     """Whole-image inference (no tiling) of a normalised ``(bands, rows, cols)`` image.
 
     With ``tta``, the mean over the image's 8 orientations (see the module docstring).
@@ -103,14 +126,11 @@ def predict(model: nn.Module, image: np.ndarray, device: str = "cpu", tta: bool 
     """
     rows, cols = image.shape[-2:]
     padded = _pad_to_stride(image)
-    model.eval()
-    with torch.inference_mode():
-        out = _classify(model, torch.from_numpy(np.ascontiguousarray(padded, np.float32))[None].to(device), tta)
-    return out[0, :, :rows, :cols].float().cpu().numpy()
+    return _classify(model, padded[None], tta, device)[0, :, :rows, :cols]
 
 
 def predict_tiled(
-    model: nn.Module,
+    model: Any,
     image: np.ndarray,
     *,
     tile_px: int = 256,
@@ -123,8 +143,9 @@ def predict_tiled(
 
     Parameters
     ----------
-    model : torch.nn.Module
-        A geoseg raster classifier (see :mod:`geoseg.nn.models`).
+    model : torch.nn.Module or OnnxModule
+        A geoseg raster classifier (see :mod:`geoseg.nn.models`), or its ONNX graph in
+        onnxruntime (:class:`~geoseg.nn.onnx_runtime.OnnxModule`).
     image : numpy.ndarray
         Normalised ``(bands, rows, cols)`` float32 image.
     tile_px : int
@@ -154,18 +175,16 @@ def predict_tiled(
     jobs = [(r, c) for r in r_orig for c in c_orig]
     acc: np.ndarray | None = None
     weight = np.zeros((prows, pcols), np.float32)
-    model.eval()
-    with torch.inference_mode():
-        for start in range(0, len(jobs), batch_size):
-            chunk = jobs[start : start + batch_size]
-            x = np.stack([padded[:, r : r + tile, c : c + tile] for r, c in chunk]).astype(np.float32)
-            probs = _classify(model, torch.from_numpy(x).to(device), tta).float().cpu().numpy()
-            if acc is None:
-                acc = np.zeros((probs.shape[1], prows, pcols), np.float32)
-            for (r, c), p in zip(chunk, probs):
-                w = blend_window(tile, overlap, r > 0, r + tile < prows, c > 0, c + tile < pcols)
-                acc[:, r : r + tile, c : c + tile] += p * w
-                weight[r : r + tile, c : c + tile] += w
+    for start in range(0, len(jobs), batch_size):
+        chunk = jobs[start : start + batch_size]
+        x = np.stack([padded[:, r : r + tile, c : c + tile] for r, c in chunk]).astype(np.float32)
+        probs = _classify(model, x, tta, device)
+        if acc is None:
+            acc = np.zeros((probs.shape[1], prows, pcols), np.float32)
+        for (r, c), p in zip(chunk, probs):
+            w = blend_window(tile, overlap, r > 0, r + tile < prows, c > 0, c + tile < pcols)
+            acc[:, r : r + tile, c : c + tile] += p * w
+            weight[r : r + tile, c : c + tile] += w
     assert acc is not None
     return (acc / weight)[:, :rows, :cols]
 
@@ -211,5 +230,4 @@ def predict_scene(
     )  # fmt: skip
     if zoom == 1.0:
         return probs
-    t = torch.from_numpy(np.ascontiguousarray(probs))[None]
-    return F.interpolate(t, size=tuple(shape), mode="bilinear", align_corners=False)[0].numpy()
+    return resize_bilinear(probs, (int(shape[0]), int(shape[1])))

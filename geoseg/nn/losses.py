@@ -31,8 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from geoseg.nn.arrays import IGNORE_INDEX
+
 __all__ = [
-    "IGNORE_INDEX",
     "LossWeights",
     "balanced_bce",
     "body_loss",
@@ -42,9 +43,6 @@ __all__ = [
     "segmentation_losses",
     "soft_bce",
 ]
-
-#: Label value of pixels without ground truth.
-IGNORE_INDEX = 255
 
 
 @dataclass(frozen=True)

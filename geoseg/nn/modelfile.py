@@ -18,16 +18,19 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from torch import nn
 
 from geoseg.errors import ModelFileError
 from geoseg.modelfile import read_model, save_model
-from geoseg.nn.models import ARCHITECTURES, build_model
-from geoseg.nn.state import load_state, state_arrays
 from geoseg.scene_checks import TrainingScenes, ValueSummary, check_value_range, select_model_bands
+
+if TYPE_CHECKING:
+    from torch import nn
+
+# torch and the networks are imported when a network is built or saved: a model run in
+# onnxruntime (geoseg.nn.onnx_runtime) uses this module's NNModel without them
 
 __all__ = ["KIND", "NNModel", "build_nn_model", "load_nn_model", "model_payload", "save_nn_model"]
 
@@ -176,6 +179,8 @@ class NNModel:
 
 def model_payload(model: NNModel) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The arrays and metadata of ``model``'s file (also the model part of a training checkpoint)."""
+    from geoseg.nn.state import state_arrays
+
     return state_arrays(model.module, _STATE), model.metadata()
 
 
@@ -192,6 +197,9 @@ def build_nn_model(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, An
     ModelFileError
         Unknown architecture, incomplete metadata, or weights that do not fit; names ``path``.
     """
+    from geoseg.nn.models import ARCHITECTURES, build_model
+    from geoseg.nn.state import load_state
+
     try:
         arch = meta["architecture"]
         if arch not in ARCHITECTURES:

@@ -26,7 +26,7 @@ Where geoseg differs, for CPU-sized training on a handful of aerial tiles:
   tensor-voting input.
 
 All models take a normalised ``(N, bands, H, W)`` tensor whose sides are multiples of
-:data:`STRIDE` and return a dict of logits at the input resolution: ``seg`` (N, classes, H, W)
+:data:`geoseg.nn.arrays.STRIDE` and return a dict of logits at the input resolution: ``seg`` (N, classes, H, W)
 always, ``body`` and ``edge`` for DecoupleSegNet, ``centerline`` with the centerline head.
 """
 
@@ -40,10 +40,7 @@ from torch import Tensor, nn
 
 from geoseg.nn.efficientnet import EfficientNetLite0Encoder
 
-__all__ = ["ARCHITECTURES", "ENCODERS", "STRIDE", "BaselineNet", "DecoupleSegNet", "build_encoder", "build_model", "flow_warp"]
-
-#: Output stride of the encoders; input sides must be multiples of it.
-STRIDE = 16
+__all__ = ["ARCHITECTURES", "ENCODERS", "BaselineNet", "DecoupleSegNet", "build_encoder", "build_model", "flow_warp"]
 
 
 def _conv_bn_relu(c_in: int, c_out: int, kernel: int = 3, stride: int = 1, dilation: int = 1, groups: int = 1) -> nn.Sequential:

@@ -11,7 +11,7 @@ The file carries the metadata that the QGIS plugin Deepness reads for segmentati
 ``tiles_overlap`` in percent, ``standardization_mean`` / ``standardization_std``: Deepness
 scales 8-bit images to [0, 1] first, so these are the band statistics divided by 255 and hold
 for models trained on 8-bit scenes), and under ``geoseg`` the model's whole geoseg metadata
-(bands, statistics, value ranges, GSD, tiling), so that :func:`load_onnx_model` gives back an
+(bands, statistics, value ranges, GSD, tiling), so that :func:`~geoseg.nn.onnx_runtime.load_onnx_model` gives back an
 :class:`~geoseg.nn.modelfile.NNModel` whose ``module`` runs in onnxruntime: the ``nn_classify``
 step then tiles, blends, resamples and checks scenes exactly as with the torch backend.
 
@@ -31,6 +31,7 @@ Examples
 >>> from geoseg.nn.modelfile import load_nn_model
 >>> export_onnx(load_nn_model("roads.nn.npz"), "roads.onnx")  # doctest: +SKIP
 PosixPath('roads.onnx')
+>>> from geoseg.nn.onnx_runtime import load_onnx_model
 >>> load_onnx_model("roads.onnx").heads  # doctest: +SKIP
 ['background', 'road', 'centerline']
 """
@@ -49,34 +50,12 @@ import torch
 from torch import nn
 
 from geoseg.atomic import atomic_path
-from geoseg.errors import ConfigError, ModelFileError
-from geoseg.nn.modelfile import KIND, NNModel
+from geoseg.errors import ModelFileError
+from geoseg.nn.modelfile import NNModel
+from geoseg.nn.onnx_runtime import OPSET, require_module
 from geoseg.nn.quant.onnx_qdq import integer_conv_indices, qdq_module, requantize_outputs
 
-__all__ = [
-    "EXTRA_HINT",
-    "OnnxModule",
-    "conversion_key",
-    "export_onnx",
-    "format_onnx_summary",
-    "load_onnx_model",
-    "onnx_file_summary",
-    "onnx_graph_bytes",
-    "onnx_metadata",
-]
-
-#: What to install for the ONNX backend and export.
-EXTRA_HINT = "pip install 'geoseg[onnx]' (onnxruntime and onnx)"
-
-#: ONNX opset of the exported graphs (onnxruntime 1.16 and newer run it).
-OPSET = 17
-
-
-def _require(module: str) -> Any:
-    try:
-        return __import__(module)
-    except ImportError:
-        raise ConfigError(f"the ONNX backend and export need {module}, which is not installed: {EXTRA_HINT}") from None
+__all__ = ["export_onnx", "format_onnx_summary", "onnx_file_summary", "onnx_graph_bytes", "onnx_metadata"]
 
 
 class _Probabilities(nn.Module):
@@ -126,7 +105,7 @@ def onnx_graph_bytes(model: NNModel) -> bytes:
     ConfigError
         onnx is not installed.
     """
-    onnx = _require("onnx")
+    onnx = require_module("onnx")
     heads = ["probabilities", *(["centerline"] if "centerline" in model.heads else [])]
     network = model.module
     if model.quantized:
@@ -162,23 +141,6 @@ def onnx_graph_bytes(model: NNModel) -> bytes:
     return data
 
 
-def conversion_key(path: str | os.PathLike[str]) -> str:
-    """Cache key (:mod:`geoseg.cache`) of the ONNX graph of the model file ``path``: it changes
-    with the file, with geoseg's network and export code, and with the versions of torch and
-    onnx that export it."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from geoseg import __version__
-    from geoseg.cache import content_key
-
-    try:
-        onnx_version = version("onnx")
-    except PackageNotFoundError:  # the conversion itself then names the missing extra
-        onnx_version = "absent"
-    code = sorted(Path(__file__).parent.rglob("*.py"))
-    return content_key([path, *code], __version__, torch.__version__, onnx_version, str(OPSET))
-
-
 def export_onnx(model: NNModel, path: str | os.PathLike[str]) -> Path:
     """Write ``model`` as an ONNX file (atomically).
 
@@ -191,73 +153,6 @@ def export_onnx(model: NNModel, path: str | os.PathLike[str]) -> Path:
     with atomic_path(path) as tmp:
         Path(tmp).write_bytes(data)
     return Path(path)
-
-
-class OnnxModule:
-    """An ONNX graph of :func:`export_onnx` run by onnxruntime, called as geoseg's inference calls a torch classifier.
-
-    Calling it with a float tensor ``(N, bands, H, W)`` gives the probabilities ``(N, heads, H,
-    W)`` as a tensor (:attr:`gives_probabilities`); ``eval`` and ``to`` are accepted and do
-    nothing (it runs on the CPU).
-    """
-
-    gives_probabilities = True
-
-    def __init__(self, data: bytes, source: str, threads: int | None = None) -> None:
-        ort = _require("onnxruntime")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(threads or os.cpu_count() or 1)
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
-            raise ModelFileError(f"{source}: onnxruntime cannot load this ONNX graph ({str(exc).splitlines()[0][:200]})") from None
-        self.source = source
-        self.outputs = [o.name for o in self.session.get_outputs()]
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        outs = self.session.run(self.outputs, {"image": np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)})
-        return torch.from_numpy(np.concatenate(outs, axis=1))
-
-    def _unchanged(self, *args: Any) -> OnnxModule:
-        """What torch's ``module.eval()`` and ``module.to(device)`` do for the inference code: nothing here (CPU, inference only)."""
-        return self
-
-    eval = to = _unchanged
-
-
-def load_onnx_model(path: str | os.PathLike[str], threads: int | None = None, data: bytes | None = None) -> NNModel:
-    """An ONNX file of :func:`export_onnx` as an :class:`NNModel` whose module runs in onnxruntime.
-
-    Raises
-    ------
-    ModelFileError
-        Not an ONNX file, or one without geoseg's metadata (not exported by geoseg: its bands,
-        statistics and GSD are unknown).
-    ConfigError
-        onnxruntime is not installed.
-    """
-    source = str(path)
-    if data is None:
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise ModelFileError(f"{source}: cannot read the ONNX file ({exc.strerror or exc})") from None
-    module = OnnxModule(data, source, threads)
-    meta_props = module.session.get_modelmeta().custom_metadata_map
-    if "geoseg" not in meta_props:
-        raise ModelFileError(f"{source}: an ONNX file without geoseg's metadata (bands, statistics, GSD): export it with `geoseg model export`")
-    try:
-        meta = json.loads(meta_props["geoseg"])
-    except ValueError as exc:
-        raise ModelFileError(f"{source}: unreadable geoseg metadata in the ONNX file ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("kind") != KIND:
-        raise ModelFileError(f"{source}: the ONNX file's geoseg metadata is not that of an nn classifier")
-    try:
-        return NNModel.from_metadata(module, meta)  # type: ignore[arg-type]  # duck-typed: called like the torch classifier
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(f"{source}: inconsistent geoseg metadata in the ONNX file ({exc!r})") from exc
 
 
 #: The metadata keys that QGIS Deepness reads for a segmentation model.
@@ -287,7 +182,7 @@ def onnx_file_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
     >>> onnx_file_summary("roads.int8.onnx")["precision"]  # doctest: +SKIP
     'int8'
     """
-    onnx = _require("onnx")
+    onnx = require_module("onnx")
     source = Path(path)
     try:
         graph = onnx.load(str(source), load_external_data=False)

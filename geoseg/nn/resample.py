@@ -15,13 +15,26 @@ exactly the kind of pixels it was trained on:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from geoseg.nn.losses import IGNORE_INDEX
+from geoseg.nn.arrays import IGNORE_INDEX
 
-__all__ = ["resample_any", "resample_bands", "resample_labels", "zoomed_shape"]
+if TYPE_CHECKING:
+    from geoseg.nn.modelfile import NNModel
+
+__all__ = ["GSD_EXACT", "resample_any", "resample_bands", "resample_labels", "resize_bilinear", "working_zoom", "zoomed_shape"]
+
+#: Relative GSD difference under which a scene counts as being at the working GSD already.
+GSD_EXACT = 0.01
+
+
+def working_zoom(model: NNModel, gsd_m: float) -> float:
+    """Scale factor from a scene at ``gsd_m`` to the grid of a model that resamples (else 1)."""
+    if not model.resample or not np.isfinite(model.train_gsd_m) or abs(gsd_m / model.train_gsd_m - 1.0) < GSD_EXACT:
+        return 1.0
+    return gsd_m / model.train_gsd_m
 
 
 def zoomed_shape(shape: tuple[int, ...], zoom: float) -> tuple[int, int]:
@@ -33,7 +46,9 @@ def zoomed_shape(shape: tuple[int, ...], zoom: float) -> tuple[int, int]:
 def resample_bands(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resample a ``(bands, rows, cols)`` (or ``(rows, cols)``) float array to ``size``.
 
-    Area averaging where the grid shrinks, bilinear interpolation where it grows.
+    Area averaging where the grid shrinks (along both axes), else bilinear interpolation: the
+    definitions of torch's ``interpolate`` modes ``area`` and ``bilinear`` (without aligned
+    corners), computed in numpy, so inference in onnxruntime needs no torch.
 
     Parameters
     ----------
@@ -46,18 +61,63 @@ def resample_bands(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     -------
     numpy.ndarray
         float32, ``(bands, *size)`` (or ``size`` for a 2-D input).
+
+    Examples
+    --------
+    >>> resample_bands(np.array([[0.0, 2.0, 4.0, 6.0]]), (1, 2)).tolist()
+    [[1.0, 5.0]]
+    >>> resample_bands(np.array([[0.0, 4.0]]), (1, 4)).tolist()
+    [[0.0, 1.0, 3.0, 4.0]]
     """
     arr = np.asarray(image, np.float32)
     if tuple(arr.shape[-2:]) == tuple(size):
         return arr.copy()
-    t = torch.from_numpy(np.ascontiguousarray(arr))
-    t = t[None] if arr.ndim == 3 else t[None, None]
-    shrink = size[0] <= arr.shape[-2] and size[1] <= arr.shape[-1]
-    if shrink:
-        out = F.interpolate(t, size=size, mode="area")
-    else:
-        out = F.interpolate(t, size=size, mode="bilinear", align_corners=False)
-    return out[0].numpy() if arr.ndim == 3 else out[0, 0].numpy()
+    if size[0] <= arr.shape[-2] and size[1] <= arr.shape[-1]:
+        return _area_axis(_area_axis(arr, size[0], -2), size[1], -1)
+    return resize_bilinear(arr, size)
+
+
+def resize_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resampling of the last two axes to ``size``, pixel centres aligned as torch's ``bilinear`` mode without aligned corners.
+
+    Examples
+    --------
+    >>> resize_bilinear(np.array([[0.0, 4.0]]), (1, 4)).tolist()
+    [[0.0, 1.0, 3.0, 4.0]]
+    """
+    arr = np.asarray(image, np.float32)
+    return _bilinear_axis(_bilinear_axis(arr, size[0], -2), size[1], -1)
+
+
+def _area_axis(arr: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """Mean over each output cell's input span ``[floor(i·n/size), ceil((i + 1)·n/size))`` along ``axis`` (adaptive average pooling)."""
+    n = arr.shape[axis]
+    if n == size:
+        return arr
+    i = np.arange(size)
+    start, stop = (i * n) // size, -((-(i + 1) * n) // size)
+    count = stop - start
+    shape = [1] * arr.ndim
+    shape[axis] = size
+    total = np.take(arr, start, axis=axis)
+    for k in range(1, int(count.max())):  # the k-th input of every span at once (spans hold at most ceil(n / size) + 1)
+        total += np.take(arr, np.minimum(start + k, n - 1), axis=axis) * (k < count).astype(np.float32).reshape(shape)
+    return total / count.astype(np.float32).reshape(shape)
+
+
+def _bilinear_axis(arr: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """Linear interpolation along ``axis`` at the source positions ``(i + 0.5)·n/size - 0.5``, clamped to the first pixel."""
+    n = arr.shape[axis]
+    if n == size:
+        return arr
+    position = np.maximum((np.arange(size) + 0.5) * (n / size) - 0.5, 0.0)
+    below = np.minimum(position.astype(np.int64), n - 1)
+    above = np.minimum(below + 1, n - 1)
+    shape = [1] * arr.ndim
+    shape[axis] = size
+    frac = (position - below).astype(np.float32).reshape(shape)
+    low = np.take(arr, below, axis=axis)
+    return low + (np.take(arr, above, axis=axis) - low) * frac
 
 
 def resample_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from geoseg.nn.arrays import IGNORE_INDEX
 from geoseg.nn.checkpoint import Checkpoint, save_checkpoint
 from geoseg.nn.config import TrainConfig
 from geoseg.nn.data import TrainingScene, sample_batch
@@ -60,7 +61,6 @@ from geoseg.nn.fitting import (
     training_scenes,
 )
 from geoseg.nn.inference import predict_scene
-from geoseg.nn.losses import IGNORE_INDEX
 from geoseg.nn.modelfile import NNModel, model_payload, save_nn_model
 from geoseg.nn.unlabeled import UnlabeledScene, pseudo_label_scores, unlabeled_scenes
 

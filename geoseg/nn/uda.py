@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from geoseg.nn.arrays import IGNORE_INDEX
 from geoseg.nn.data import TrainingScene, sample_batch
 from geoseg.nn.fit import FitPlan, fit
 from geoseg.nn.fitting import (
@@ -61,7 +62,6 @@ from geoseg.nn.fitting import (
     start_model,
     training_scenes,
 )
-from geoseg.nn.losses import IGNORE_INDEX
 from geoseg.nn.modelfile import save_nn_model
 from geoseg.nn.perturb import Perturbation, apply_flips, perturb
 from geoseg.nn.unlabeled import unlabeled_scenes

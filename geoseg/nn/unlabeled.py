@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from geoseg.errors import InputMismatchError
-from geoseg.nn.data import normalise
-from geoseg.nn.losses import IGNORE_INDEX
+from geoseg.nn.arrays import IGNORE_INDEX, normalise
 from geoseg.nn.modelfile import NNModel
 from geoseg.nn.resample import resample_bands, resample_labels, zoomed_shape
 

@@ -38,7 +38,8 @@ def width_histogram(prob: np.ndarray, core: tuple[slice, slice] = (slice(None), 
     skeleton = skeletonize_mask(mask)
     sampled = np.zeros(mask.shape, dtype=bool)
     sampled[core] = skeleton[core] & mask[core]
-    samples = np.maximum(2.0 * distance_to_background(mask, np.nonzero(sampled)) - 1.0, 1.0)
+    rows, cols = np.nonzero(sampled)
+    samples = np.maximum(2.0 * distance_to_background(mask, (rows, cols)) - 1.0, 1.0)
     return np.bincount(np.rint(samples / WIDTH_BIN_PX).astype(np.int64))
 
 

@@ -51,9 +51,9 @@ def load_nn_classifier(path: str, backend: str = "auto", threads: int | None = N
         if backend == "torch":
             raise ConfigError(f"{path}: an ONNX file runs with backend onnx or auto (nn_classify.backend), not torch")
         return _in_onnxruntime(path, _mtime(path), threads)
-    model: NNModel = load_cached(path, load_nn_model)
     if backend == "onnx" or (backend == "auto" and _onnx_available()):
         return _in_onnxruntime(path, _mtime(path), threads)
+    model: NNModel = load_cached(path, load_nn_model)
     return model
 
 
@@ -83,16 +83,19 @@ def _in_onnxruntime(path: str, mtime: float, threads: int | None) -> NNModel:
     """An ONNX file, or a model file's network converted to ONNX, loaded in onnxruntime (cached while the file is unchanged).
 
     The conversion (about a second: exporting, and importing the ``onnx`` package) is kept in
-    geoseg's cache folder (:mod:`geoseg.cache`), so later runs of the same model file load it.
+    geoseg's cache folder (:mod:`geoseg.cache`), so later runs of the same model file load it
+    without torch (:mod:`geoseg.nn.onnx_runtime`).
     """
     from geoseg.cache import cached_bytes, forget
-    from geoseg.nn.modelfile import load_nn_model
-    from geoseg.nn.onnx import conversion_key, load_onnx_model, onnx_graph_bytes
+    from geoseg.nn.onnx_runtime import conversion_key, load_onnx_model
 
     if path.lower().endswith(".onnx"):
         return load_onnx_model(path, threads)
 
     def convert() -> bytes:
+        from geoseg.nn.modelfile import load_nn_model
+        from geoseg.nn.onnx import onnx_graph_bytes
+
         return onnx_graph_bytes(load_cached(path, load_nn_model))
 
     key = conversion_key(path)
@@ -176,14 +179,12 @@ class NNClassify(ModelInputStep):
 
     def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         """Classify the scene by tiled inference (pixels without data get probability 0)."""
-        import torch
-
-        from geoseg.nn.data import normalise
-        from geoseg.nn.fitting import resolve_device
+        from geoseg.nn.arrays import normalise
         from geoseg.nn.inference import predict_scene
 
         model = self._classifier()
-        if getattr(model.module, "gives_probabilities", False) and self.device == "cuda":
+        in_onnxruntime = getattr(model.module, "gives_probabilities", False)
+        if in_onnxruntime and self.device == "cuda":
             raise ConfigError(f"{self.model}: the onnx backend runs on the CPU; use backend torch for device cuda")
         heads = model.heads
         wanted = self.output if self.output != "auto" else ("centerline" if "centerline" in heads else "road")
@@ -193,20 +194,30 @@ class NNClassify(ModelInputStep):
         x = normalise(scaled(self._selected(model, layers, ctx), self.scale), model.band_mean, model.band_std)
         x = np.where(valid[None], x, np.float32(0))
         zoom = self._zoom(model, ctx)
+        tta = model.tta if self.tta is None else self.tta
+        if in_onnxruntime:  # its threads are the session's (load_nn_classifier)
+            probs = predict_scene(model, x, zoom, tile_px=self.tile_px, overlap_px=self.overlap_px, batch_size=self.batch_size, tta=tta)
+        else:
+            probs = self._in_torch(model, x, zoom, tta)
+        prob = probs[heads.index(wanted)]
+        return {"probability": np.where(valid, prob, np.float32(0)).astype(np.float32)}
+
+    def _in_torch(self, model: NNModel, x: np.ndarray, zoom: float, tta: bool) -> np.ndarray:
+        """:func:`~geoseg.nn.inference.predict_scene` of a torch classifier, on the step's device and threads (restored after)."""
+        import torch
+
+        from geoseg.nn.fitting import resolve_device
+        from geoseg.nn.inference import predict_scene
+
         prev = torch.get_num_threads()
         torch.set_num_threads(self.threads or os.cpu_count() or 1)
         try:
             device = resolve_device(self.device)
             model.module.to(device)
-            probs = predict_scene(
-                model, x, zoom, tile_px=self.tile_px, overlap_px=self.overlap_px, batch_size=self.batch_size, device=device,
-                tta=model.tta if self.tta is None else self.tta,
-            )  # fmt: skip
+            return predict_scene(model, x, zoom, tile_px=self.tile_px, overlap_px=self.overlap_px, batch_size=self.batch_size, device=device, tta=tta)
         finally:
             model.module.to("cpu")
             torch.set_num_threads(prev)
-        prob = probs[heads.index(wanted)]
-        return {"probability": np.where(valid, prob, np.float32(0)).astype(np.float32)}
 
     def _resamples(self, model: NNModel) -> bool:
         """Whether scenes at another GSD are resampled: the step's setting, else the model's."""
@@ -218,7 +229,7 @@ class NNClassify(ModelInputStep):
         A model trained at a working GSD is always brought to it (unless ``resample`` is
         false), however close the scene's GSD is: it was trained on resampled pixels.
         """
-        from geoseg.nn.fitting import working_zoom
+        from geoseg.nn.resample import working_zoom
 
         train_gsd, gsd = model.train_gsd_m, ctx.geo.gsd_m
         resample = self._resamples(model)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from geoseg.nn.arrays import IGNORE_INDEX
 from geoseg.nn.data import Augmentation, TrainingScene, sample_batch
-from geoseg.nn.losses import IGNORE_INDEX
 
 
 def _band_scene() -> TrainingScene:

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from geoseg.cli.main import cli
 from geoseg.errors import ConfigError
 from geoseg.modelfile import load_model
-from geoseg.nn.models import build_model
 from geoseg.nn.modelfile import load_nn_model, save_nn_model
+from geoseg.nn.models import build_model
 from geoseg.nn.search.config import load_search_config
 from geoseg.nn.search.run import run_gas
 from geoseg.nn.search.space import GASNet

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from geoseg.errors import ConfigError
-from geoseg.nn.data import TrainingScene, band_statistics, normalise
+from geoseg.nn.arrays import band_statistics, normalise
+from geoseg.nn.data import TrainingScene
 from geoseg.nn.search import latency as latency_mod
 from geoseg.nn.search.config import load_search_config
 from geoseg.nn.search.gcn import chain_adjacency

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from geoseg.nn.losses import IGNORE_INDEX, balanced_bce, boundary_band, ohem_cross_entropy, segmentation_losses
+from geoseg.nn.arrays import IGNORE_INDEX
+from geoseg.nn.losses import balanced_bce, boundary_band, ohem_cross_entropy, segmentation_losses
 from geoseg.nn.models import BaselineNet, DecoupleSegNet, SqueezeBodyEdge, build_model, flow_warp
 
 

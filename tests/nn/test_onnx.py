@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+import geoseg
 from geoseg.errors import ConfigError, ModelFileError
 from geoseg.nn.inference import predict_scene
 from geoseg.nn.modelfile import NNModel, load_nn_model
@@ -21,7 +22,8 @@ from geoseg.nn.models import build_model
 pytest.importorskip("onnxruntime", reason="the ONNX backend needs the extra geoseg[onnx]")
 pytest.importorskip("onnx", reason="ONNX export needs the extra geoseg[onnx]")
 
-from geoseg.nn.onnx import export_onnx, load_onnx_model  # noqa: E402
+from geoseg.nn.onnx import export_onnx  # noqa: E402
+from geoseg.nn.onnx_runtime import load_onnx_model  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
 
@@ -108,7 +110,7 @@ def test_quantized_models_export_as_integer_graphs_that_agree_with_torch(tmp_pat
 
 
 def test_auto_runs_quantized_models_as_int8_in_onnxruntime(quantized: dict[int, Path]) -> None:
-    from geoseg.nn.onnx import OnnxModule
+    from geoseg.nn.onnx_runtime import OnnxModule
     from geoseg.steps.deep import load_nn_classifier
 
     assert isinstance(load_nn_classifier(str(quantized[8]), "auto", threads=1).module, OnnxModule)
@@ -209,26 +211,45 @@ def test_without_onnxruntime_the_onnx_backend_names_the_extra(tmp_path: Path, ti
 
 def test_a_model_files_conversion_is_cached_between_runs(tmp_path: Path, tiny_model: Path) -> None:
     """The second run of a model file in onnxruntime loads its graph from the cache: no export, no
-    ``onnx`` package (0.66 s to import); an unusable cache entry is converted again."""
+    ``onnx`` package (0.66 s to import), and no torch (about 1 s); an unusable cache entry is
+    converted again."""
     cache = tmp_path / "cache"
     code = (
         "import sys, numpy as np, geoseg\n"
         f"pipe = geoseg.Pipeline([{{'type': 'nn_classify', 'model': {str(tiny_model)!r}, 'backend': 'onnx', 'threads': 1}}], outputs=['probability'])\n"
         f"np.save(sys.argv[1], pipe.run({str(SAMPLE / 'scene_b.tif')!r}).layers['probability'])\n"
-        "print('onnx' in sys.modules)\n"
+        "print('onnx' in sys.modules, 'torch' in sys.modules)\n"
     )
 
-    def run(name: str) -> tuple[bool, np.ndarray]:
+    def run(name: str) -> tuple[tuple[str, str], np.ndarray]:
         env = {**os.environ, "GEOSEG_CACHE_DIR": str(cache)}
         done = subprocess.run([sys.executable, "-c", code, str(tmp_path / name)], capture_output=True, text=True, timeout=300, env=env)
         assert done.returncode == 0, done.stderr[-2000:]
-        return done.stdout.split()[-1] == "True", np.load(tmp_path / name)
+        onnx_loaded, torch_loaded = done.stdout.split()[-2:]
+        return (onnx_loaded, torch_loaded), np.load(tmp_path / name)
 
     converted, first = run("first.npy")
     (entry,) = (cache / "onnx").iterdir()
     cached, second = run("second.npy")
-    assert (converted, cached) == (True, False)
+    assert (converted, cached) == (("True", "True"), ("False", "False"))
     assert np.array_equal(first, second)
     entry.write_bytes(b"truncated")
     again, third = run("third.npy")
-    assert again and np.array_equal(first, third) and entry.read_bytes() != b"truncated"
+    assert again == ("True", "True") and np.array_equal(first, third) and entry.read_bytes() != b"truncated"
+
+
+def test_an_onnx_file_runs_without_torch(tmp_path: Path, tiny_model: Path) -> None:
+    """An exported graph runs through the step with numpy and onnxruntime alone, with the torch backend's output."""
+    onnx_path = export_onnx(load_nn_model(tiny_model), tmp_path / "tiny.onnx")
+    code = (
+        "import sys, numpy as np, geoseg\n"
+        f"pipe = geoseg.Pipeline([{{'type': 'nn_classify', 'model': {str(onnx_path)!r}, 'threads': 1, 'tta': True}}], outputs=['probability'])\n"
+        f"np.save(sys.argv[1], pipe.run({str(SAMPLE / 'scene_b.tif')!r}).layers['probability'])\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "onnx.npy")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == "False"
+    in_torch = geoseg.Pipeline([{"type": "nn_classify", "model": str(tiny_model), "backend": "torch", "threads": 1, "tta": True}], outputs=["probability"])
+    expected = in_torch.run(str(SAMPLE / "scene_b.tif")).layers["probability"]
+    assert np.abs(np.load(tmp_path / "onnx.npy") - expected).max() < 1e-4

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 import geoseg
 from geoseg.cli.main import cli
 from geoseg.errors import ConfigError
+from geoseg.nn.arrays import IGNORE_INDEX
 from geoseg.nn.config import load_train_config
-from geoseg.nn.losses import IGNORE_INDEX
 from geoseg.nn.modelfile import load_nn_model
 from geoseg.nn.selftrain import class_balanced_thresholds, curriculum_ratios, dynamic_loss, dynamic_weights, pseudo_labels
 from geoseg.nn.unlabeled import pseudo_label_scores

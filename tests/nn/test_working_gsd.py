@@ -15,16 +15,15 @@ from rasterio.crs import CRS
 import geoseg
 from geoseg.cli.main import cli
 from geoseg.errors import ConfigError, InputMismatchError
+from geoseg.nn.arrays import IGNORE_INDEX
 from geoseg.nn.config import load_train_config
+from geoseg.nn.fitting import crop_weights, evaluate_iou, training_scenes
 from geoseg.nn.inference import predict, predict_scene, predict_tiled
-from geoseg.nn.losses import IGNORE_INDEX
 from geoseg.nn.modelfile import NNModel, load_nn_model, save_nn_model
 from geoseg.nn.models import build_model
-from geoseg.nn.resample import resample_any, resample_bands, resample_labels, zoomed_shape
-from geoseg.nn.fitting import crop_weights, evaluate_iou, training_scenes
+from geoseg.nn.resample import resample_any, resample_bands, resample_labels, resize_bilinear, zoomed_shape
 from geoseg.nn.train import SceneData, train
 from geoseg.steps import NNClassify
-
 from tests.conftest import write_tif
 from tests.nn.conftest import SAMPLE, TINY, scene_b
 
@@ -36,6 +35,25 @@ def test_resample_bands_averages_areas_and_interpolates() -> None:
     up = resample_bands(np.array([[0.0, 1.0]], np.float32), (1, 4))
     assert up.shape == (1, 4) and up[0, 0] == 0.0 and up[0, -1] == 1.0 and 0.0 < up[0, 1] < up[0, 2] < 1.0
     assert zoomed_shape((3, 512, 500), 0.42) == (215, 210)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_resampling_is_torchs_area_and_bilinear_interpolation(seed: int) -> None:
+    """The numpy resampling (inference in onnxruntime runs without torch) equals torch's ``interpolate``, as training used it before."""
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        rows, cols = (int(v) for v in rng.integers(1, 50, 2))
+        size = (int(rng.integers(1, 70)), int(rng.integers(1, 70)))
+        image = (rng.random((3, rows, cols)) * 255).astype(np.float32)
+        t = torch.from_numpy(image)[None]
+        shrinks = size[0] <= rows and size[1] <= cols
+        expected = F.interpolate(t, size=size, mode="area")[0] if shrinks else F.interpolate(t, size=size, mode="bilinear", align_corners=False)[0]
+        np.testing.assert_allclose(resample_bands(image, size), expected.numpy(), atol=1e-3)
+        bilinear = F.interpolate(t, size=size, mode="bilinear", align_corners=False)[0].numpy()
+        np.testing.assert_allclose(resize_bilinear(image, size), bilinear, atol=1e-3)
 
 
 def test_resample_labels_majority_over_labelled_area() -> None:

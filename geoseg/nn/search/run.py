@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from geoseg.errors import ConfigError, InputMismatchError
+from geoseg.nn.arrays import band_statistics, normalise
 from geoseg.nn.checkpoint import Checkpoint, read_checkpoint
-from geoseg.nn.data import TrainingScene, band_statistics, normalise
+from geoseg.nn.data import TrainingScene
 from geoseg.nn.fitting import SceneData, resolve_device, torch_settings
 from geoseg.nn.modelfile import NNModel, save_nn_model
 from geoseg.nn.search.config import SearchConfig
