@@ -103,14 +103,13 @@ def _classify_arrays(model: Any, x: np.ndarray, tta: bool) -> np.ndarray:
     """:func:`_classify` for a module that maps arrays to probabilities."""
     if not tta:
         return np.asarray(model(x), np.float32)
-    total = np.zeros(0, np.float32)
+    views = []
     for mirror in (False, True):
         view = x[..., ::-1] if mirror else x
         for quarter in range(4):
             prob = np.rot90(model(np.ascontiguousarray(np.rot90(view, quarter, axes=(-2, -1)))), -quarter, axes=(-2, -1))
-            prob = prob[..., ::-1] if mirror else prob
-            total = prob.astype(np.float32) if total.size == 0 else total + prob
-    return total / np.float32(8)
+            views.append(prob[..., ::-1] if mirror else prob)
+    return np.mean(views, axis=0, dtype=np.float32)
 
 
 def predict(model: Any, image: np.ndarray, device: str = "cpu", tta: bool = False) -> np.ndarray:
