@@ -109,7 +109,7 @@ def _classify_arrays(model: Any, x: np.ndarray, tta: bool) -> np.ndarray:
         for quarter in range(4):
             prob = np.rot90(model(np.ascontiguousarray(np.rot90(view, quarter, axes=(-2, -1)))), -quarter, axes=(-2, -1))
             views.append(prob[..., ::-1] if mirror else prob)
-    return np.mean(views, axis=0, dtype=np.float32)
+    return np.stack(views).mean(axis=0, dtype=np.float32)
 
 
 def predict(model: Any, image: np.ndarray, device: str = "cpu", tta: bool = False) -> np.ndarray:
