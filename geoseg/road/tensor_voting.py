@@ -76,7 +76,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from math import comb
-from typing import NamedTuple
 
 import numpy as np
 import scipy.fft as sfft
@@ -183,16 +182,11 @@ def _offsets(radius: int, sigma_px: float, truncate: float) -> tuple[np.ndarray,
     return g, np.arctan2(dy, dx)
 
 
-class _Spectra(NamedTuple):
-    """FFTs (complex64, read-only) of the unweighted voting kernels ``w_k`` of one block shape."""
-
-    by_order: dict[int, np.ndarray]
-    """``k -> FFT(w_k)`` for the even orders ``4 - 2n .. 2n + 4`` that the passes use."""
-
-
 @lru_cache(maxsize=4)
-def _kernel_spectra(sigma_px: float, truncate: float, n_angular: int, shape: tuple[int, int]) -> _Spectra:
-    """The kernels' spectra for one block shape, shared by all blocks and calls of that shape.
+def _kernel_spectra(sigma_px: float, truncate: float, n_angular: int, shape: tuple[int, int]) -> dict[int, np.ndarray]:
+    """FFTs (complex64, read-only) of the unweighted voting kernels ``w_k`` of one block shape, by order ``k``.
+
+    The even orders ``4 - 2n .. 2n + 4`` that the passes use; shared by all blocks and calls of that shape.
 
     A kernel fills only ``2·radius + 1`` rows and columns (wrapped around the origin), so the
     2-D FFT is pruned: rows first (only those rows), then columns. Only the orders ``0 .. 2n + 4``
@@ -216,7 +210,7 @@ def _kernel_spectra(sigma_px: float, truncate: float, n_angular: int, shape: tup
         by_order[-order] = _conj_flip(by_order[order])
     for spectrum in by_order.values():
         spectrum.flags.writeable = False
-    return _Spectra(by_order)
+    return by_order
 
 
 def _axis_blocks(n: int, radius: int, block_px: int) -> tuple[int, list[tuple[int, int]]]:
@@ -334,7 +328,7 @@ def tensor_voting(
             block = np.zeros(shape, dtype=np.complex64)
             block[dst] = s[src]
             spec = sfft.fft2(block, overwrite_x=True, workers=workers)
-            spec *= kernels.by_order[2]
+            spec *= kernels[2]
             u2 = sfft.ifft2(spec, overwrite_x=True, workers=workers)[core]
             magnitude = np.abs(u2)
             stick[out] = magnitude
@@ -362,7 +356,7 @@ def tensor_voting(
         term = np.empty(shape, dtype=np.complex64)
         for target, terms in ((acc[0], u0_terms), (acc[1], u2_terms)):
             for j, order, weight in terms:
-                np.multiply(kernels.by_order[order], spec[j] if j >= 0 else _conj_flip(spec[-j]), out=term)
+                np.multiply(kernels[order], spec[j] if j >= 0 else _conj_flip(spec[-j]), out=term)
                 term *= np.float32(weight)
                 target += term
         del spec, term
