@@ -618,7 +618,7 @@ class _PassWork:
 class _TileOutput:
     cores: dict[str, np.ndarray]
     pieces: list[tuple[shapely.LineString, dict[str, float]]]
-    statistics: list[Any]
+    statistics: list[Any] | Future[_Measured]
     warnings: list[str]
     features: dict[str, gpd.GeoDataFrame] = field(default_factory=dict)
     """Features layers given by raster steps: the tile's features whose representative point is in its core."""
@@ -647,8 +647,12 @@ def _owned_features(frame: gpd.GeoDataFrame, tile: Tile, grid: GeoInfo) -> gpd.G
     return frame[inside]
 
 
-def _tile_task(work: _PassWork, source: SceneSource, scratch: ScratchView, tile: Tile) -> _TileOutput:
-    """One pass on one tile: read, run the steps, measure; return core layers and line pieces."""
+def _tile_task(work: _PassWork, source: SceneSource, scratch: ScratchView, tile: Tile, behind: ThreadPoolExecutor | None = None) -> _TileOutput:
+    """One pass on one tile: read, run the steps, measure; return core layers and line pieces.
+
+    With ``behind``, the statistics are measured there (a :class:`_Measured` future) while the
+    caller goes on to the next tile.
+    """
     if work.decimation > 1:  # only for a source that reads decimated (see execute)
         return _decimated_tile_task(work, cast(_DecimatingSource, source), tile)
     raster = source.read(tile)
@@ -661,7 +665,11 @@ def _tile_task(work: _PassWork, source: SceneSource, scratch: ScratchView, tile:
         out = _apply(step, layers, ctx)
         layers.update(out)
         produced += [n for n in out if n not in produced]
-    statistics = _tile_statistics(work, layers, ctx, tile)
+    statistics: list[Any] | Future[_Measured]
+    if behind is None:
+        statistics = _tile_statistics(work, layers, ctx, tile)
+    else:
+        statistics = behind.submit(_measure_apart, work, dict(layers), ctx, tile)
     rows, cols = tile.core_in_window
     cores, features = _split_outputs(layers, produced, work.keep, lambda a: a[..., rows, cols], tile, source.geo)
     pieces = []
@@ -708,6 +716,38 @@ def _tile_statistics(work: _PassWork, layers: dict[str, Any], ctx: StepContext, 
         return []
     at = replace(ctx, core=core)
     return [step.tile_statistics({n: layers[n] for n in step.statistics_inputs() if n in layers}, at) for step in work.measure]
+
+
+class _Measured(NamedTuple):
+    """A tile's statistics measured apart from its steps, and the warnings the measuring gave."""
+
+    statistics: list[Any]
+    warnings: list[str]
+
+
+def _measure_apart(work: _PassWork, layers: dict[str, Any], ctx: StepContext, tile: Tile) -> _Measured:
+    """:func:`_tile_statistics` with warnings of its own (the tile's output has already left)."""
+    apart = replace(ctx, warnings=[])
+    return _Measured(_tile_statistics(work, layers, apart, tile), apart.warnings)
+
+
+def _measures_behind(work: _PassWork, client: Any, concurrent: int, tiles: int) -> bool:
+    """Whether a pass measures each tile's statistics in a thread of their own while the next tile runs.
+
+    So when the tiles run one at a time in this process on more than one core, and the measured
+    steps allow it (:attr:`~geoseg.pipeline.step.Step.concurrent_tiles`): the steps of a pass
+    that does not run tiles side by side (a network that uses the cores itself) then overlap the
+    statistics of the tile before. The tile plan already counts the steps' and the statistics'
+    memory as held together; the layers the statistics read are held one tile longer.
+    """
+    return client is None and concurrent == 1 and tiles > 1 and work.threads > 1 and bool(work.measure) and all(s.concurrent_tiles for s in work.measure)
+
+
+def _gather(partials: list[list[Any]], messages: list[str], measured: _Measured) -> None:
+    """Add a tile's statistics to each measured step's partials, and its warnings to the run's."""
+    for bucket, value in zip(partials, measured.statistics):
+        bucket.append(value)
+    messages.extend(measured.warnings)
 
 
 def _pass_work(chain: list[Step], plan: _PassPlan, vectorizer: Step | None, stored: set[str], later: set[str], outputs: set[str] | None) -> _PassWork:
@@ -995,20 +1035,33 @@ def _execute(
                     f", {work.decimation}x coarser (overviews)" if work.decimation > 1 else "", f", {concurrent} at a time" if concurrent > 1 else "",
                 )  # fmt: skip
                 partials: list[list[Any]] = [[] for _ in work.measure]
-                for done, (tile, out) in enumerate(_map_tiles(_tile_task, tiles, client, work, framed, view, concurrent=concurrent), start=1):
-                    for name, core in out.cores.items():
-                        if name in needed[i]:
-                            scratch.write(name, core, tile)
-                        if target is not None and (outputs is None or name in outputs):
-                            _write_window(target, name, core, tile, layout.in_frame(window))
-                    for bucket, value in zip(partials, out.statistics):
-                        bucket.append(value)
-                    pieces += out.pieces
-                    for name, frame in out.features.items():
-                        raster_features.setdefault(name, []).append(frame)
-                    messages += out.warnings
-                    if on_tile is not None:
-                        on_tile(done, len(tiles), TilePass(i + 1, len(plans), tuple(s.label for s in running), tuple(s.label for s in work.measure)))
+                measuring: deque[Future[_Measured]] = deque()
+                behind = ThreadPoolExecutor(1, thread_name_prefix="geoseg-statistics") if _measures_behind(work, client, concurrent, len(tiles)) else None
+                task = partial(_tile_task, behind=behind) if behind is not None else _tile_task
+                try:
+                    for done, (tile, out) in enumerate(_map_tiles(task, tiles, client, work, framed, view, concurrent=concurrent), start=1):
+                        for name, core in out.cores.items():
+                            if name in needed[i]:
+                                scratch.write(name, core, tile)
+                            if target is not None and (outputs is None or name in outputs):
+                                _write_window(target, name, core, tile, layout.in_frame(window))
+                        messages += out.warnings
+                        if isinstance(out.statistics, Future):
+                            measuring.append(out.statistics)
+                            while len(measuring) > 1:  # the tile before this one: measured while this one ran
+                                _gather(partials, messages, measuring.popleft().result())
+                        else:
+                            _gather(partials, messages, _Measured(out.statistics, []))
+                        pieces += out.pieces
+                        for name, frame in out.features.items():
+                            raster_features.setdefault(name, []).append(frame)
+                        if on_tile is not None:
+                            on_tile(done, len(tiles), TilePass(i + 1, len(plans), tuple(s.label for s in running), tuple(s.label for s in work.measure)))
+                    while measuring:
+                        _gather(partials, messages, measuring.popleft().result())
+                finally:
+                    if behind is not None:
+                        behind.shutdown(cancel_futures=True)
                 scratch.commit()
                 for j, bucket in zip(plan.measure, partials):
                     chain[j] = chain[j].fit(bucket)
