@@ -1,5 +1,5 @@
 """``python -m geoseg.cli``: the same as the ``geoseg`` command."""
 
-from geoseg.cli.main import cli
+from geoseg.cli.main import main
 
-cli(prog_name="geoseg")
+main()

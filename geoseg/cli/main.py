@@ -7,6 +7,8 @@ no torch, geopandas, scipy or dask (``tests/cli/test_startup.py``).
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import importlib
 import logging
 import os
@@ -14,6 +16,7 @@ import signal
 import sys
 import threading
 import warnings
+from typing import NoReturn
 
 #: Exit status after Ctrl-C (SIGINT), as shells report a process killed by it: 128 + 2.
 INTERRUPTED_EXIT = 130
@@ -42,7 +45,7 @@ import click  # noqa: E402 - after the signal handler and OMP setting above
 from geoseg import __version__  # noqa: E402
 from geoseg.errors import GeosegError  # noqa: E402
 
-__all__ = ["COMMANDS", "INTERRUPTED_EXIT", "cli"]
+__all__ = ["COMMANDS", "INTERRUPTED_EXIT", "cli", "main"]
 
 #: The commands: name -> (module defining ``command``, the one line ``geoseg --help`` shows).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -180,6 +183,46 @@ def cli(verbose: int, quiet: bool) -> None:
     Outputs keep the input's CRS and are written atomically: OUTDIR/<input stem>.shp.
     """
     _setup_logging(verbose, quiet)
+
+
+def main() -> NoReturn:
+    """The ``geoseg`` command (also ``python -m geoseg``): :func:`cli`, then a quick exit.
+
+    When the command has finished, the exit handlers run (log handlers, temporary folders),
+    stdout and stderr are flushed, and the process ends without Python's teardown of every
+    loaded module: 0.3 s after a pipeline run on this project's 2-core machine (scipy,
+    pandas, GDAL and onnxruntime loaded), a tenth of a short run (docs/RESULTS.md). Outputs
+    are complete by then (written atomically and closed by the command). While a thread
+    other than a daemon one is still alive, the exit is Python's usual one, which waits for
+    it.
+
+    Examples
+    --------
+    In ``pyproject.toml``: ``geoseg = "geoseg.cli.main:main"``. Calling :func:`cli` instead
+    (click's ``CliRunner`` in tests) runs a command without ending the process.
+    """
+    try:
+        cli.main(prog_name="geoseg")
+        code = 0
+    except SystemExit as exc:
+        code = _exit_status(exc.code)
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (geoseg ... | head) or stream
+            stream.flush()
+    os._exit(code)
+
+
+def _exit_status(code: object) -> int:
+    """The process exit status of ``SystemExit(code)``, as Python gives it (a message is printed, status 1)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
 
 
 if _LOADING:

@@ -18,16 +18,12 @@ from tests.conftest import REPO
 
 HEAVY = ("torch", "geopandas", "scipy", "dask", "sklearn")
 
-#: Runs ``python -m geoseg.cli ARGS``; its last line on stderr is the exit code and the heavy modules loaded.
+#: Runs ``python -m geoseg.cli ARGS``; at exit its last line on stderr names the heavy modules loaded.
 _PROBE = f"""
-import json, runpy, sys
+import atexit, json, runpy, sys
+atexit.register(lambda: sys.stderr.write("\\n" + json.dumps(sorted(set({HEAVY!r}) & set(sys.modules))) + "\\n"))
 sys.argv[0] = "geoseg"
-try:
-    runpy.run_module("geoseg.cli", run_name="__main__", alter_sys=True)
-    code = 0
-except SystemExit as exc:
-    code = exc.code
-sys.stderr.write("\\n" + json.dumps({{"code": code, "loaded": sorted(set({HEAVY!r}) & set(sys.modules))}}) + "\\n")
+runpy.run_module("geoseg.cli", run_name="__main__", alter_sys=True)
 """
 
 
@@ -42,8 +38,7 @@ def _geoseg(*args: object) -> tuple[int, list[str], str, str]:
         check=False,
     )
     *errors, last = res.stderr.rstrip("\n").split("\n")
-    probe = json.loads(last)
-    return probe["code"], probe["loaded"], res.stdout, "\n".join(errors).strip()
+    return res.returncode, json.loads(last), res.stdout, "\n".join(errors).strip()
 
 
 @pytest.mark.parametrize(
