@@ -157,6 +157,22 @@ class StepContext:
         """Metres to pixels of this scene."""
         return self.geo.metres_to_pixels(metres)
 
+    def halo_sides(self, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+        """Pixels of halo (context around :attr:`core`) above, below, left and right of the core, in arrays of ``shape``.
+
+        Zero on a side where the tile ends at the scene's (or extent's) edge.
+
+        Examples
+        --------
+        >>> from affine import Affine
+        >>> from geoseg.raster import GeoInfo
+        >>> geo = GeoInfo(width=100, height=100, crs=None, transform=Affine.identity(), gsd_xy_m=(1.0, 1.0), georeferenced=False)
+        >>> StepContext(geo=geo, valid=None, core=(slice(0, 60), slice(20, 80))).halo_sides((100, 100))
+        (0, 40, 20, 20)
+        """
+        rows, cols = (axis.indices(n) for axis, n in zip(self.core, shape[-2:]))
+        return rows[0], shape[-2] - rows[1], cols[0], shape[-1] - cols[1]
+
     def raster_valid(self, step_label: str) -> np.ndarray:
         """The tile's valid-data mask, which the engine gives every raster step.
 

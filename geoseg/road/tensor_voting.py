@@ -183,31 +183,29 @@ def _offsets(radius: int, sigma_px: float, truncate: float) -> tuple[np.ndarray,
 
 
 @lru_cache(maxsize=4)
-def _kernel_spectra(sigma_px: float, truncate: float, n_angular: int, shape: tuple[int, int]) -> dict[int, np.ndarray]:
-    """FFTs (complex64, read-only) of the unweighted voting kernels ``w_k`` of one block shape, by order ``k``.
+def _kernel_spectra(sigma_px: float, truncate: float, shape: tuple[int, int], orders: tuple[int, ...]) -> dict[int, np.ndarray]:
+    """FFTs (complex64, read-only) of the unweighted voting kernels ``w_k`` of one block shape, for the even ``orders``.
 
-    The even orders ``4 - 2n .. 2n + 4`` that the passes use; shared by all blocks and calls of that shape.
-
-    A kernel fills only ``2·radius + 1`` rows and columns (wrapped around the origin), so the
-    2-D FFT is pruned: rows first (only those rows), then columns. Only the orders ``0 .. 2n + 4``
-    are transformed; a negative order is the conjugate of the positive one
-    (``w_-k = conj(w_k)``), whose spectrum is :func:`_conj_flip`. The harmonic weights are
-    applied when the passes accumulate, so a cached shape costs 2n + 1 arrays, not 3n + 3.
+    Shared by all blocks and calls of that shape. A kernel fills only ``2·radius + 1`` rows
+    and columns (wrapped around the origin), so the 2-D FFT is pruned: rows first (only those
+    rows), then columns. Only non-negative orders are transformed; a negative order is the
+    conjugate of the positive one (``w_-k = conj(w_k)``), whose spectrum is
+    :func:`_conj_flip`. The harmonic weights are applied when the passes accumulate, so the
+    stick pass's shape costs 2n + 1 arrays, not 3n + 3, and the ball pass's one.
     """
     radius = _radius(sigma_px, truncate)
     g, phi = _offsets(radius, sigma_px, truncate)
     rows = np.arange(-radius, radius + 1) % shape[0]
     cols = np.arange(-radius, radius + 1) % shape[1]
-    orders = list(range(0, 2 * n_angular + 5, 2))
-    along_rows = np.zeros((len(orders), len(rows), shape[1]), dtype=np.complex64)
-    for i, order in enumerate(orders):
+    transformed = sorted({abs(k) for k in orders})
+    along_rows = np.zeros((len(transformed), len(rows), shape[1]), dtype=np.complex64)
+    for i, order in enumerate(transformed):
         along_rows[i][:, cols] = g * np.exp(1j * order * phi)
-    spectra = np.zeros((len(orders), *shape), dtype=np.complex64)
+    spectra = np.zeros((len(transformed), *shape), dtype=np.complex64)
     spectra[:, rows, :] = sfft.fft(along_rows, axis=2, overwrite_x=True)
     spectra = sfft.fft(spectra, axis=1, overwrite_x=True)
-    by_order = dict(zip(orders, spectra))
-    for order in range(2, 2 * n_angular - 3, 2):
-        by_order[-order] = _conj_flip(by_order[order])
+    positive = dict(zip(transformed, spectra))
+    by_order = {k: positive[k] if k >= 0 else _conj_flip(positive[-k]) for k in orders}
     for spectrum in by_order.values():
         spectrum.flags.writeable = False
     return by_order
@@ -226,19 +224,34 @@ def _axis_blocks(n: int, radius: int, block_px: int) -> tuple[int, list[tuple[in
     return sfft.next_fast_len(core + 2 * radius), [(a, min(a + core, n)) for a in range(0, n, core)]
 
 
-def _blocks(shape: tuple[int, int], radius: int, block_px: int):
-    """Yield ``(block shape, image input slices, block input slices, output slices, core slices)``."""
-    lh, rows = _axis_blocks(shape[0], radius, block_px)
-    lw, cols = _axis_blocks(shape[1], radius, block_px)
-    for r0, r1 in rows:
+def _blocks(shape: tuple[int, int], radius: int, block_px: int, region: tuple[tuple[int, int], tuple[int, int]] | None = None):
+    """Yield ``(block shape, image input slices, block input slices, output slices, core slices)``.
+
+    The blocks' cores cover ``region`` (``((row0, row1), (col0, col1))``, default the whole
+    image); each block reads ``radius`` pixels around its core, zeros beyond the image.
+    """
+    (top, bottom), (left, right) = region or ((0, shape[0]), (0, shape[1]))
+    lh, rows = _axis_blocks(bottom - top, radius, block_px)
+    lw, cols = _axis_blocks(right - left, radius, block_px)
+    for r0, r1 in ((top + a, top + b) for a, b in rows):
         i0, i1 = max(r0 - radius, 0), min(r1 + radius, shape[0])
-        for c0, c1 in cols:
+        for c0, c1 in ((left + a, left + b) for a, b in cols):
             j0, j1 = max(c0 - radius, 0), min(c1 + radius, shape[1])
             src = (slice(i0, i1), slice(j0, j1))
             dst = (slice(i0 - r0 + radius, i1 - r0 + radius), slice(j0 - c0 + radius, j1 - c0 + radius))
             out = (slice(r0, r1), slice(c0, c1))
             core = (slice(radius, radius + r1 - r0), slice(radius, radius + c1 - c0))
             yield (lh, lw), src, dst, out, core
+
+
+def _stick_region(crop: tuple[slice, slice], radius: int, context_px: tuple[int, int, int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Where the stick pass votes exactly, in padded coordinates: the image less ``radius`` on each side with that much context."""
+    ranges = []
+    for axis, (before, after) in enumerate((context_px[:2], context_px[2:])):
+        start, stop = crop[axis].start, crop[axis].stop
+        inner = (start + radius if before >= radius else start, stop - radius if after >= radius else stop)
+        ranges.append(inner if inner[0] < inner[1] else (start, stop))
+    return ranges[0], ranges[1]
 
 
 def _conj_flip(spec: np.ndarray) -> np.ndarray:
@@ -256,6 +269,7 @@ def tensor_voting(
     boundary: str = "reflect",
     block_px: int = 1024,
     workers: int | None = None,
+    context_px: tuple[int, int, int, int] = (0, 0, 0, 0),
 ) -> TensorVotingResult:
     """Steerable (FFT) tensor voting of a road mask or road-probability map.
 
@@ -292,6 +306,12 @@ def tensor_voting(
     workers : int, optional
         Threads for :mod:`scipy.fft`; ``None`` uses scipy's current default (1, or the
         value set by :func:`scipy.fft.set_workers`), ``-1`` all cores.
+    context_px : tuple of int, default (0, 0, 0, 0)
+        Pixels of the image that are only context (a tile's halo) on its top, bottom, left
+        and right sides. A side with at least the field's radius (``truncate·σ``) of them is
+        neither padded nor voted on: the result within that radius of it holds the voters'
+        own votes only (cheaper FFTs for tiles, whose halo is cut away). Elsewhere the result
+        is the same.
 
     Returns
     -------
@@ -316,19 +336,19 @@ def tensor_voting(
     sigma_px, truncate, n = float(sigma_px), float(truncate), int(n_angular)
     s = img.astype(np.float32)
     radius = _radius(sigma_px, truncate)
-    blocks = list(_blocks(s.shape, radius, int(block_px)))
-    kernels = _kernel_spectra(sigma_px, truncate, n, blocks[0][0])
     coef = _harmonic_coefficients(n)
 
     if ori is None:
         # the ball pass's U2 gives each voter its doubled-angle direction e^{2iβ} (|U2| = stickness)
+        ball = list(_blocks(s.shape, radius, int(block_px)))
+        kernel = _kernel_spectra(sigma_px, truncate, ball[0][0], (2,))[2]
         direction = np.empty(s.shape, dtype=np.complex64)
         stick = np.empty(s.shape, dtype=np.float32)
-        for shape, src, dst, out, core in blocks:
+        for shape, src, dst, out, core in ball:
             block = np.zeros(shape, dtype=np.complex64)
             block[dst] = s[src]
             spec = sfft.fft2(block, overwrite_x=True, workers=workers)
-            spec *= kernels[2]
+            spec *= kernel
             u2 = sfft.ifft2(spec, overwrite_x=True, workers=workers)[core]
             magnitude = np.abs(u2)
             stick[out] = magnitude
@@ -338,10 +358,12 @@ def tensor_voting(
         direction = np.exp(2j * ori).astype(np.complex64)
 
     # Stick pass: U0 = Σ_m c_m w_2m ⊛ a_m, U2 = Σ_m c_m w_(2m+4) ⊛ a_(m+1), a_j = s e^{-2ijβ}.
-    u0 = np.empty(s.shape, dtype=np.float32)
-    u2 = np.empty(s.shape, dtype=np.complex64)
+    u0 = np.zeros(s.shape, dtype=np.float32)
+    u2 = np.zeros(s.shape, dtype=np.complex64)
     u0_terms = [(m, 2 * m, coef[m] if m == 0 else 2.0 * coef[m]) for m in range(n + 1)]  # (a_j, kernel order, weight)
     u2_terms = [(m + 1, 2 * m + 4, coef[m]) for m in range(-n, n + 1)]
+    blocks = list(_blocks(s.shape, radius, int(block_px), _stick_region(crop, radius, context_px)))
+    kernels = _kernel_spectra(sigma_px, truncate, blocks[0][0], tuple(sorted({order for _, order, _ in u0_terms + u2_terms})))
     for shape, src, dst, out, core in blocks:
         phase = np.zeros(shape, dtype=np.complex64)
         phase[dst] = np.conj(direction[src])

@@ -72,7 +72,7 @@ class TensorVoting(Step):
         """Vote (pixels without data do not vote)."""
         prob = np.where(ctx.raster_valid(self.label), layers[self.source].astype(np.float32), np.float32(0))
         voters = centrality_weights(prob, self._width_px(ctx.geo), self.centrality_power)
-        result = tensor_voting(voters, self._sigma_px(ctx.geo), n_angular=self.n_angular, workers=ctx.threads)
+        result = tensor_voting(voters, self._sigma_px(ctx.geo), n_angular=self.n_angular, workers=ctx.threads, context_px=ctx.halo_sides(voters.shape))
         return {"saliency": result.saliency, "orientation": result.orientation}
 
 

@@ -73,6 +73,22 @@ def test_blocked_equals_whole_image() -> None:
     np.testing.assert_allclose(blocked.ballness, whole.ballness, atol=1e-5 * whole.saliency.max())
 
 
+@pytest.mark.parametrize("block_px", [1024, 48])
+def test_a_halo_of_context_is_not_voted_on_and_changes_nothing_beyond_the_radius(block_px: int) -> None:
+    """A tile's halo sides (context_px >= radius) are not padded; inside, the result is the padded one."""
+    img = (np.random.default_rng(2).random((150, 130)) > 0.9).astype(float)
+    sigma, radius = 4.0, 12  # radius = floor(3 sigma)
+    padded = tensor_voting(img, sigma, block_px=block_px)
+    context = (radius, 0, 20, radius + 5)  # top and both sides are halo; the bottom is the scene's edge
+    tile = tensor_voting(img, sigma, block_px=block_px, context_px=context)
+    inner = (slice(radius, None), slice(radius, -radius))
+    np.testing.assert_allclose(tile.saliency[inner], padded.saliency[inner], atol=1e-5 * padded.saliency.max())
+    np.testing.assert_allclose(tile.ballness[inner], padded.ballness[inner], atol=1e-5 * padded.saliency.max())
+    assert tile.saliency[:radius].sum() < 0.5 * padded.saliency[:radius].sum()  # the halo band holds the voters' own votes only
+    short = tensor_voting(img, sigma, block_px=block_px, context_px=(radius - 1, 0, 0, 0))  # less than the radius: padded as before
+    np.testing.assert_allclose(short.saliency, padded.saliency, atol=1e-5 * padded.saliency.max())
+
+
 def test_unit_line_saliency_is_one() -> None:
     img = np.zeros((40, 80))
     img[20, :] = 1.0
