@@ -224,7 +224,11 @@ def _axis_blocks(n: int, radius: int, block_px: int) -> tuple[int, list[tuple[in
     return sfft.next_fast_len(core + 2 * radius), [(a, min(a + core, n)) for a in range(0, n, core)]
 
 
-def _blocks(shape: tuple[int, int], radius: int, block_px: int, region: tuple[tuple[int, int], tuple[int, int]] | None = None):
+_Region = tuple[tuple[int, int], tuple[int, int]]
+"""Row and column ranges ``((row0, row1), (col0, col1))``."""
+
+
+def _blocks(shape: tuple[int, int], radius: int, block_px: int, region: _Region | None = None):
     """Yield ``(block shape, image input slices, block input slices, output slices, core slices)``.
 
     The blocks' cores cover ``region`` (``((row0, row1), (col0, col1))``, default the whole
@@ -244,14 +248,24 @@ def _blocks(shape: tuple[int, int], radius: int, block_px: int, region: tuple[tu
             yield (lh, lw), src, dst, out, core
 
 
-def _stick_region(crop: tuple[slice, slice], radius: int, context_px: tuple[int, int, int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Where the stick pass votes exactly, in padded coordinates: the image less ``radius`` on each side with that much context."""
-    ranges = []
+def _voted_regions(shape: tuple[int, ...], crop: tuple[slice, slice], radius: int, context_px: tuple[int, int, int, int]) -> tuple[_Region, _Region]:
+    """Where the ball and the stick pass vote, in padded coordinates.
+
+    The stick pass votes on the image less ``radius`` on each side with that much context;
+    the ball pass where the stick pass reads its voters: the whole padded image, but only up
+    to the image's edge on those sides.
+    """
+    ball, stick = [], []
     for axis, (before, after) in enumerate((context_px[:2], context_px[2:])):
         start, stop = crop[axis].start, crop[axis].stop
         inner = (start + radius if before >= radius else start, stop - radius if after >= radius else stop)
-        ranges.append(inner if inner[0] < inner[1] else (start, stop))
-    return ranges[0], ranges[1]
+        if inner[0] >= inner[1]:  # no room inside its context: voted on as a whole
+            ball.append((0, shape[axis]))
+            stick.append((start, stop))
+            continue
+        ball.append((start if before >= radius else 0, stop if after >= radius else shape[axis]))
+        stick.append(inner)
+    return (ball[0], ball[1]), (stick[0], stick[1])
 
 
 def _conj_flip(spec: np.ndarray) -> np.ndarray:
@@ -337,13 +351,14 @@ def tensor_voting(
     s = img.astype(np.float32)
     radius = _radius(sigma_px, truncate)
     coef = _harmonic_coefficients(n)
+    ball_region, stick_region = _voted_regions(s.shape, crop, radius, context_px)
 
     if ori is None:
         # the ball pass's U2 gives each voter its doubled-angle direction e^{2iβ} (|U2| = stickness)
-        ball = list(_blocks(s.shape, radius, int(block_px)))
+        ball = list(_blocks(s.shape, radius, int(block_px), ball_region))
         kernel = _kernel_spectra(sigma_px, truncate, ball[0][0], (2,))[2]
-        direction = np.empty(s.shape, dtype=np.complex64)
-        stick = np.empty(s.shape, dtype=np.float32)
+        direction = np.ones(s.shape, dtype=np.complex64)
+        stick = np.zeros(s.shape, dtype=np.float32)
         for shape, src, dst, out, core in ball:
             block = np.zeros(shape, dtype=np.complex64)
             block[dst] = s[src]
@@ -362,7 +377,7 @@ def tensor_voting(
     u2 = np.zeros(s.shape, dtype=np.complex64)
     u0_terms = [(m, 2 * m, coef[m] if m == 0 else 2.0 * coef[m]) for m in range(n + 1)]  # (a_j, kernel order, weight)
     u2_terms = [(m + 1, 2 * m + 4, coef[m]) for m in range(-n, n + 1)]
-    blocks = list(_blocks(s.shape, radius, int(block_px), _stick_region(crop, radius, context_px)))
+    blocks = list(_blocks(s.shape, radius, int(block_px), stick_region))
     kernels = _kernel_spectra(sigma_px, truncate, blocks[0][0], tuple(sorted({order for _, order, _ in u0_terms + u2_terms})))
     for shape, src, dst, out, core in blocks:
         phase = np.zeros(shape, dtype=np.complex64)
