@@ -1,4 +1,4 @@
-"""The import graph of the ``geoseg`` package: no import circles (issue 23).
+"""The import graph of the ``geoseg`` package: no import circles, and the layers of docs/CONVENTIONS.md (issue 23).
 
 Every ``import`` in every module counts, function-level ones included; imports under
 ``if TYPE_CHECKING:`` do not (they never run). Modules named in registries as
@@ -9,6 +9,7 @@ name when needed, like the steps of plugins.
 from __future__ import annotations
 
 import ast
+from functools import lru_cache
 from pathlib import Path
 
 import networkx as nx
@@ -44,8 +45,9 @@ def _runtime_imports(path: Path, package: str) -> list[str]:
     return names
 
 
+@lru_cache(maxsize=1)
 def import_graph() -> nx.DiGraph:
-    """Module -> module it imports, within ``geoseg``."""
+    """Module -> module it imports, within ``geoseg`` (built once; not to be modified)."""
     modules = _modules()
     graph = nx.DiGraph()
     for name, path in modules.items():
@@ -68,3 +70,46 @@ def test_the_graph_sees_function_level_imports() -> None:
 def test_no_import_circles() -> None:
     circles = [sorted(c) for c in nx.strongly_connected_components(import_graph()) if len(c) > 1]
     assert circles == []
+
+
+#: geoseg's modules in layers, lowest first (docs/CONVENTIONS.md): a module imports from its own
+#: layer or lower ones only. Units are ``geoseg.<name>`` and everything under it.
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("files and checks", ("errors", "atomic", "inputs", "raster", "vector", "shipped", "spacenet_csv", "scene_checks",
+                          "cache", "modelfile", "configfile", "manifest", "synthetic")),
+    ("algorithms on arrays and graphs", ("road", "metrics")),
+    ("models, tiling and scoring", ("tiling", "classifiers", "evaluate", "nn", "sequence")),
+    ("the step protocol", ("pipeline.step", "pipeline.registry")),
+    ("steps", ("steps",)),
+    ("pipelines and what runs them", ("pipeline", "map_update", "report")),
+    ("command line", ("cli", "__main__")),
+]  # fmt: skip
+#: Upward imports kept on purpose, with the reason.
+ALLOWED_UPWARD = {
+    ("geoseg.sequence", "geoseg.pipeline.sequence"): "geoseg.sequence.run_sequence, documented API, forwards to the runner when called",
+}
+
+
+def _layer(module: str) -> int:
+    """The index in :data:`LAYERS` of a module (the longest unit that names it)."""
+    name = module.removeprefix("geoseg.")
+    units = [(unit, i) for i, (_, members) in enumerate(LAYERS) for unit in members if name == unit or name.startswith(unit + ".")]
+    assert units, f"{module} is in no layer of tests/test_import_graph.py LAYERS: place it"
+    return max(units, key=lambda u: len(u[0]))[1]
+
+
+def test_the_layering_holds() -> None:
+    # the package itself (`from geoseg import __version__`) is imported by all: its own code is the
+    # version and names loaded on first use, so it is no layer
+    upward = sorted(
+        f"{a} ({LAYERS[_layer(a)][0]}) imports {b} ({LAYERS[_layer(b)][0]})"
+        for a, b in import_graph().edges()
+        if a != "geoseg" and b != "geoseg" and (a, b) not in ALLOWED_UPWARD and _layer(b) > _layer(a)
+    )
+    assert upward == []
+
+
+def test_the_layering_test_sees_an_upward_import() -> None:
+    assert _layer("geoseg.steps.deep") > _layer("geoseg.pipeline.step") > _layer("geoseg.nn.train")
+    assert _layer("geoseg.pipeline.engine") > _layer("geoseg.steps.deep")
+    assert ("geoseg.sequence", "geoseg.pipeline.sequence") in import_graph().edges()  # the one kept upward import exists
