@@ -27,7 +27,7 @@ class TensorVoting(Step):
 
     type_name = "tensor_voting"
     gives = ("saliency", "orientation")
-    bytes_per_pixel = 480  # measured: FFT blocks, kernel spectra and float64 temporaries
+    bytes_per_pixel = 480  # a bound: voting peaks at 240-340 B/px on 658² tiles (fewer with halo sides), the float64 weights add ~50
     stats_bytes_per_pixel = WIDTH_STATS_BYTES_PER_PIXEL
 
     source: Literal["mask", "probability"] = Field("mask", description="layer that votes: the road mask or the road probability")
