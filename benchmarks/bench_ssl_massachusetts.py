@@ -17,6 +17,9 @@ the pretrained Lite0 encoder, 0.5 m working GSD, 160 px crops, batches of 8) for
   class's confidences, 1:1 mixed batches, dynamic loss exponent 2, round learning rate 0.3 of
   the peak: the settings of ``road_ssl``); the 180 crops' masks are passed only as check masks
   for the pseudo-label IoU in the log;
+- ``dst-cbc-on-top``: the same, but the supervised round keeps all 30 epochs of ``sup-20`` and
+  the 4 rounds of 3 epochs come on top (2100 steps: the labelled crops get every step of
+  ``sup-20``, so the rounds can only add to it);
 - ``sup-200``: supervised on all 200 crops with labels (the upper bound; the same arm as
   ``bench_massachusetts.py --config road_general``).
 
@@ -46,6 +49,7 @@ from geoseg.nn.train import SceneData, train
 ARMS: dict[str, list[str]] = {
     "sup-20": [],
     "dst-cbc": ["mode=ssl", "epochs=18", "ssl.rounds=4", "ssl.epochs_per_round=3", "ssl.lr_scale=0.3", "ssl.pseudo_fraction=0.5", "ssl.gamma=2.0"],
+    "dst-cbc-on-top": ["mode=ssl", "epochs=30", "ssl.rounds=4", "ssl.epochs_per_round=3", "ssl.lr_scale=0.3", "ssl.pseudo_fraction=0.5", "ssl.gamma=2.0"],
     "sup-200": [],
 }
 _KEYS = (("iou", "road IoU (pooled)"), ("crop_iou", "road IoU (per crop)"), ("qual", f"centerline quality @{SLACK_PX}px"),
@@ -60,7 +64,7 @@ def run_arm(arm: str, seed: int, labelled: list[str], unlabelled: list[str], tes
     """Train and score one arm at one seed."""
     cfg = load_train_config(REPO / "pipelines" / "training" / "road_general.yaml", [f"seed={seed}", f"data.gsd_m={GSD_M}", *overrides, *ARMS[arm]])
     names = labelled + unlabelled if arm == "sup-200" else labelled
-    extra = [_scene(n) for n in unlabelled] if arm == "dst-cbc" else []
+    extra = [_scene(n) for n in unlabelled] if arm.startswith("dst-cbc") else []
     path = folder / f"{arm}_seed{seed}.npz"
     t0 = time.perf_counter()
     train(cfg, [_scene(n) for n in names], best_path=path, progress=False, unlabeled_data=extra)
