@@ -1,8 +1,9 @@
 """Safe model files for geoseg: numeric arrays plus JSON metadata in one ``.npz``.
 
-Format (``format_version`` 1): a zip written by :func:`numpy.savez_compressed` whose members
-are the model's arrays (plain numeric/bool dtypes, never object arrays) plus one reserved
-member ``__geoseg_header__``: a uint8 array holding the UTF-8 JSON text::
+Format (``format_version`` 1): a zip written by :func:`numpy.savez_compressed` (training
+checkpoints: :func:`numpy.savez`, members stored, not deflated) whose members are the model's
+arrays (plain numeric/bool dtypes, never object arrays) plus one reserved member
+``__geoseg_header__``: a uint8 array holding the UTF-8 JSON text::
 
     {"format": "geoseg-model", "format_version": 1, "geoseg_version": "...",
      "kind": "<model kind>", "metadata": {...}}
@@ -128,7 +129,7 @@ def _geoseg_version() -> str:
         return "unknown"
 
 
-def save_model(path: str | os.PathLike, arrays: dict[str, np.ndarray], metadata: dict) -> Path:
+def save_model(path: str | os.PathLike, arrays: dict[str, np.ndarray], metadata: dict, *, compress: bool = True) -> Path:
     """Write a model file atomically.
 
     Parameters
@@ -139,6 +140,11 @@ def save_model(path: str | os.PathLike, arrays: dict[str, np.ndarray], metadata:
         Numeric arrays; names must be non-empty and differ from ``__geoseg_header__`` and ``allow_pickle``.
     metadata : dict
         JSON-serialisable settings; must hold a non-empty string ``kind`` (e.g. "mjcr").
+    compress : bool
+        Deflate the members (the default, for files that are kept and shared). Training
+        checkpoints, rewritten every epoch, are stored instead: float weights shrink by only a
+        few per cent, and deflating them took 0.55 s of a 13 s epoch. :func:`load_model` reads
+        both.
 
     Returns
     -------
@@ -178,7 +184,7 @@ def save_model(path: str | os.PathLike, arrays: dict[str, np.ndarray], metadata:
     clean[HEADER_KEY] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
     with atomic_path(path) as tmp, tmp.open("wb") as fh:
-        np.savez_compressed(fh, allow_pickle=False, **clean)
+        (np.savez_compressed if compress else np.savez)(fh, allow_pickle=False, **clean)
         fh.flush()
         os.fsync(fh.fileno())
     return path

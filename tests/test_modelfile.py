@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,23 @@ def test_round_trip(tmp_path: Path) -> None:
     for k, v in _arrays().items():
         assert arrays[k].dtype == v.dtype
         np.testing.assert_array_equal(arrays[k], v)
+
+
+def test_model_files_are_deflated_and_uncompressed_ones_read_back(tmp_path: Path) -> None:
+    """Kept files are deflated; ``compress=False`` (training checkpoints, rewritten every epoch)
+    stores the members, and both read back the same."""
+    big = {"w": np.tile(np.arange(64, dtype=np.float32), (64, 1))}
+    kept = save_model(tmp_path / "kept.npz", big, {"kind": "mjcr"})
+    stored = save_model(tmp_path / "stored.npz", big, {"kind": "mjcr"}, compress=False)
+    with zipfile.ZipFile(kept) as z:
+        assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_DEFLATED}
+    with zipfile.ZipFile(stored) as z:
+        assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_STORED}
+    assert stored.stat().st_size > 2 * kept.stat().st_size
+    for path in (kept, stored):
+        arrays, meta = load_model(path, kind="mjcr")
+        np.testing.assert_array_equal(arrays["w"], big["w"])
+        assert meta == {"kind": "mjcr"}
 
 
 def test_wrong_kind_and_bad_metadata(tmp_path: Path) -> None:

@@ -90,7 +90,7 @@ def save_checkpoint(
     if state.best_state is not None:
         arrays.update({_BEST + k: v.detach().cpu().numpy() for k, v in state.best_state.items()})
     meta["checkpoint"] = {"mode": mode, "fit": state.to_json(), "optimizers": groups, "extra": dict(extra or {})}
-    return save_model(path, arrays, meta)
+    return save_model(path, arrays, meta, compress=False)
 
 
 @dataclass

@@ -211,14 +211,26 @@ def _sample_points(draws: Sequence[_CropDraw], crop_px: int) -> tuple[Tensor, Te
     return centre[:, 0] + m[:, 0] * v + m[:, 1] * u, centre[:, 1] + m[:, 2] * v + m[:, 3] * u
 
 
-def _nearest(raster: np.ndarray, rows: Tensor, cols: Tensor, outside: float, dtype: torch.dtype) -> Tensor:
-    """Nearest-neighbour samples of a ``(rows, cols)`` raster at float pixel positions (``outside`` beyond it)."""
-    h, w = raster.shape
-    r, c = torch.round(rows).long(), torch.round(cols).long()
-    inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)
-    out = torch.full(rows.shape, outside, dtype=dtype)
-    out[inside] = torch.from_numpy(raster).reshape(-1)[r[inside] * w + c[inside]].to(dtype)
-    return out
+@dataclass(frozen=True)
+class _Nearest:
+    """The raster pixels nearest to float positions: flat indices (clamped onto the raster) and
+    whether each position lies on it. Computed once per scene, then read from every raster of
+    that scene's grid (labels, edges, centerlines)."""
+
+    index: Tensor
+    inside: Tensor
+
+    @classmethod
+    def at(cls, rows: Tensor, cols: Tensor, shape: tuple[int, int]) -> _Nearest:
+        h, w = shape
+        r, c = torch.round(rows).long(), torch.round(cols).long()
+        inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)
+        return cls(r.clamp_(0, h - 1) * w + c.clamp_(0, w - 1), inside)
+
+    def sample(self, raster: np.ndarray, outside: float, dtype: torch.dtype) -> Tensor:
+        """``raster``'s values at the positions, ``outside`` beyond it."""
+        values = torch.take(torch.from_numpy(np.ascontiguousarray(raster)), self.index).to(dtype)
+        return values.masked_fill_(~self.inside, outside)
 
 
 def sample_batch(scenes: Sequence[TrainingScene], batch_size: int, crop_px: int, aug: Augmentation, gen: torch.Generator) -> Batch:
@@ -264,11 +276,12 @@ def sample_batch(scenes: Sequence[TrainingScene], batch_size: int, crop_px: int,
         src = torch.from_numpy(np.ascontiguousarray(scene.image, dtype=np.float32))[None]
         sampled = F.grid_sample(src, grid.reshape(1, -1, crop_px, 2), mode="bilinear", padding_mode="zeros", align_corners=False)
         image[sel] = sampled[0].unflatten(1, (len(sel), crop_px)).transpose(0, 1)
-        labels[sel] = _nearest(scene.labels, r, c, IGNORE_INDEX, torch.long)
+        nearest = _Nearest.at(r, c, (h, w))
+        labels[sel] = nearest.sample(scene.labels, IGNORE_INDEX, torch.long)
         if edges is not None and scene.edges is not None:
-            edges[sel] = _nearest(scene.edges, r, c, 0.0, torch.float32)
+            edges[sel] = nearest.sample(scene.edges, 0.0, torch.float32)
         if lines is not None and scene.centerlines is not None:
-            lines[sel] = _nearest(scene.centerlines, r, c, 0.0, torch.float32)
+            lines[sel] = nearest.sample(scene.centerlines, 0.0, torch.float32)
     for k, d in enumerate(draws):
         if d.gain is not None and d.offset is not None:
             image[k] = image[k] * d.gain[:, None, None] + d.offset[:, None, None]

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from geoseg.nn.arrays import IGNORE_INDEX
-from geoseg.nn.data import Augmentation, TrainingScene, sample_batch
+from geoseg.nn.data import Augmentation, TrainingScene, _Nearest, sample_batch
 
 
 def _band_scene() -> TrainingScene:
@@ -68,3 +68,18 @@ def test_equal_weights_draw_exactly_as_unweighted_scenes() -> None:
     plain = sample_batch([_flat_scene(0.0), _flat_scene(1.0)], 16, 32, aug, torch.Generator().manual_seed(3))
     weighted = sample_batch([_flat_scene(0.0, 0.5), _flat_scene(1.0, 0.5)], 16, 32, aug, torch.Generator().manual_seed(3))
     assert torch.equal(plain.image, weighted.image)  # same random draws: earlier results reproduce
+
+
+def test_nearest_samples_equal_indexing_by_rounded_positions() -> None:
+    """Labels, edges and centerlines are read at the pixel nearest each sample position, and
+    ``outside`` beyond the raster (positions here run 3 px past every side)."""
+    gen = torch.Generator().manual_seed(5)
+    raster = np.arange(7 * 9, dtype=np.uint8).reshape(7, 9)
+    rows = torch.rand((2, 20, 20), generator=gen, dtype=torch.float64) * 13 - 3
+    cols = torch.rand((2, 20, 20), generator=gen, dtype=torch.float64) * 15 - 3
+    got = _Nearest.at(rows, cols, raster.shape).sample(raster, IGNORE_INDEX, torch.long)
+    r, c = np.rint(rows.numpy()).astype(int), np.rint(cols.numpy()).astype(int)
+    inside = (r >= 0) & (r < 7) & (c >= 0) & (c < 9)
+    expected = np.where(inside, raster[r.clip(0, 6), c.clip(0, 8)], IGNORE_INDEX)
+    assert 0 < inside.mean() < 1
+    np.testing.assert_array_equal(got.numpy(), expected)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -93,6 +94,8 @@ def test_a_resumed_fit_ends_as_the_uninterrupted_one(tmp_path: Path) -> None:
     full = fit(step, plan, tracked=net, schedule=(opt, LrSchedule(0.05, total=12, kind="cosine")), on_epoch_end=write)
     expected = copy.deepcopy(net.state_dict())
 
+    with zipfile.ZipFile(saved[1]) as z:  # rewritten every epoch: stored, not deflated
+        assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_STORED}
     net2, opt2, step2 = _regression()
     ck = read_checkpoint(saved[1], "demo")
     ck.load_module("net", net2)
