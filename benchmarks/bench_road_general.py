@@ -13,7 +13,13 @@ training). Arms, same recipe and budget:
 - ``massachusetts``: the 200 ``training_*`` Massachusetts crops (1.0 m PNGs);
 - ``both``: both sets in one run, each source given its GSD and half of the crops through
   ``data.source_weights`` (``{"*/ottawa_roadnet/*": 1, "*/massachusetts_roads/*": 1}``), as the
-  README's command does with ``--source-gsd`` and ``--source-weight``.
+  README's command does with ``--source-gsd`` and ``--source-weight``;
+- ``ottawa-uda-massachusetts``, ``massachusetts-uda-ottawa`` (issue 22, UDA on this base): the
+  source's labelled scenes as in its own arm, plus the other source's training scenes
+  **without their labels** as the target domain (``mode: uda``, :mod:`geoseg.nn.uda`: the
+  uncertainty-aware mean teacher of ``road_uda`` (2 teacher passes), its consistency weight and entropy threshold
+  ramped over the first half of the 1500 steps); the model written is the teacher. Compare with
+  the source's own arm (source only) on the target's test set.
 
 Every model is scored on both test sets: the 5 Ottawa test tiles (road IoU of ``p > 0.5``,
 centerline quality at 3 px of ``deep_road_centerlines``; :mod:`bench_deep_ottawa`) and the 48
@@ -45,19 +51,29 @@ from ottawa import DATA as OTTAWA  # noqa: E402
 from ottawa import TRAIN, scene  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "pipelines" / "training" / "road_general.yaml"
-ARMS = ("ottawa", "massachusetts", "both")
+ARMS = ("ottawa", "massachusetts", "both", "ottawa-uda-massachusetts", "massachusetts-uda-ottawa")
+#: Overrides of the UDA arms: road_uda's mean teacher, ramped over half of road_general's 1500 steps.
+UDA = ["mode=uda", "uda.rampup_iterations=750", "uda.teacher_passes=2"]
 BALANCE = "data.source_weights={'*/ottawa_roadnet/*': 1, '*/massachusetts_roads/*': 1}"
 #: score -> label, printed in this order
 SCORES = {"ot_iou": "Ottawa IoU", "ot_qual": "Ottawa quality@3px", "ma_iou": "Mass. IoU", "ma_qual": "Mass. quality@2px", "train_s": "train s"}
 
 
-def training_data(arm: str) -> list[SceneData]:
-    """The arm's training scenes, each named by its file path (what ``data.source_weights`` matches)."""
+def training_data(arm: str) -> tuple[list[SceneData], list[SceneData]]:
+    """The arm's labelled training scenes and its unlabelled target scenes (UDA arms), each named
+    by its file path (what ``data.source_weights`` matches). Target scenes keep their masks, which
+    the UDA mode uses only for the check IoU in its log."""
     ottawa = [dataclasses.replace(scene(t), source=str(OTTAWA / "images" / f"{t}.png")) for t in TRAIN]
     massachusetts = [
         SceneData(mass._image(n), mass._mask(n).astype(np.uint8), mass.GSD_M, str(mass.DATA / "images" / f"{n}.png")) for n in mass._names("training")
     ]
-    return {"ottawa": ottawa, "massachusetts": massachusetts, "both": ottawa + massachusetts}[arm]
+    return {
+        "ottawa": (ottawa, []),
+        "massachusetts": (massachusetts, []),
+        "both": (ottawa + massachusetts, []),
+        "ottawa-uda-massachusetts": (ottawa, massachusetts),
+        "massachusetts-uda-ottawa": (massachusetts, ottawa),
+    }[arm]
 
 
 def score(model: Path) -> dict[str, float]:
@@ -79,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     if unknown := [a for a in arms if a not in ARMS]:
         parser.error(f"unknown arm(s) {', '.join(unknown)}; known: {', '.join(ARMS)}")
-    load_train_config(CONFIG, [BALANCE, *args.overrides])  # a bad override fails before any training
+    load_train_config(CONFIG, [BALANCE, *UDA, *args.overrides])  # a bad override fails before any training
     imagenet_lite0_state(3)  # so does a missing geoseg[pretrained]
     for folder in (OTTAWA, mass.DATA):
         if not folder.is_dir():
@@ -91,11 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             for arm in arms:
-                overrides = [f"seed={seed}", *([BALANCE] if arm == "both" else []), *args.overrides]
+                overrides = [f"seed={seed}", *([BALANCE] if arm == "both" else []), *(UDA if "-uda-" in arm else []), *args.overrides]
                 cfg = load_train_config(CONFIG, overrides)
                 path = out / f"{arm}_seed{seed}.npz"
+                labelled, target = training_data(arm)
                 t0 = time.perf_counter()
-                train(cfg, training_data(arm), best_path=path, progress=False)
+                train(cfg, labelled, best_path=path, progress=False, unlabeled_data=target)
                 row = {**score(path), "train_s": time.perf_counter() - t0}
                 results[arm].append(row)
                 print(f"{arm} seed {seed}: " + " | ".join(f"{label} {row[k]:.3f}" for k, label in SCORES.items()), flush=True)
