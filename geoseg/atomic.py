@@ -40,18 +40,30 @@ def check_output_file(path: str | os.PathLike[str], option: str, *, example_name
         The file the command will write.
     option : str
         The option that gave it (``-o``, ``--checkpoint``), named in the message.
-    example_name : str
+    example_name : str, default "model.npz"
         A file name to suggest when ``path`` is a folder.
 
     Returns
     -------
     pathlib.Path
-        ``path``.
+        ``path``, as a Path.
 
     Raises
     ------
     OutputWriteError
         ``path`` is a folder, or its folder does not exist, is not a folder or is not writable.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     print(check_output_file(pathlib.Path(tmp) / "roads.npz", "-o").name)
+    ...     try:
+    ...         check_output_file(tmp, "--checkpoint", example_name="ckpt.npz")
+    ...     except OutputWriteError as exc:
+    ...         print(str(exc).replace(tmp, "TMP"))
+    roads.npz
+    --checkpoint TMP: is a folder; give a file path (e.g. TMP/ckpt.npz)
     """
     target = Path(path)
     folder = target.parent
@@ -88,16 +100,22 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     Raises
     ------
     OutputWriteError
-        The destination folder cannot be created or written to.
+        The destination folder cannot be created or written to, or nothing was written to
+        the yielded path. An ``OSError`` raised inside the ``with`` block is also re-raised
+        as an ``OutputWriteError``. Any other exception passes through unchanged, and
+        nothing is moved to ``path``.
 
     Examples
     --------
-    >>> import tempfile, pathlib
-    >>> d = pathlib.Path(tempfile.mkdtemp())
-    >>> with atomic_path(d / "a.txt") as tmp:
-    ...     _ = tmp.write_text("hello")
-    >>> (d / "a.txt").read_text()
-    'hello'
+    >>> import pathlib, tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     final = pathlib.Path(tmp) / "a.txt"
+    ...     with atomic_path(final) as part:
+    ...         _ = part.write_text("hello")
+    ...         print(part.parent.name.startswith(TEMP_PREFIX), final.exists())
+    ...     print(final.read_text(), sorted(p.name for p in final.parent.iterdir()))
+    True False
+    hello ['a.txt']
     """
     final = Path(path)
     folder = final.parent
@@ -129,7 +147,32 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def remove_outputs(paths: list[Path]) -> None:
-    """Delete output files and their sidecars (a shapefile's .shx, .dbf, ..., a raster's .aux.xml): what a failed result leaves."""
+    """Delete output files and their sidecars (a shapefile's .shx, .dbf, ..., a raster's .aux.xml): what a failed result leaves.
+
+    Files that do not exist are skipped.
+
+    Parameters
+    ----------
+    paths : list of pathlib.Path
+        The main files of the outputs.
+
+    Raises
+    ------
+    OSError
+        A file exists but cannot be removed (no permission, or it is a folder).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     folder = pathlib.Path(tmp)
+    ...     for name in ["roads.shp", "roads.shx", "roads.dbf", "roads.csv", "mask.tif"]:
+    ...         _ = (folder / name).write_bytes(b"")
+    ...     _ = (folder / "mask.tif.aux.xml").write_bytes(b"")
+    ...     remove_outputs([folder / "roads.shp", folder / "mask.tif", folder / "gone.tif"])
+    ...     print(sorted(p.name for p in folder.iterdir()))
+    ['roads.csv']
+    """
     for path in paths:
         parts = [path, path.with_name(path.name + ".aux.xml")]
         if path.suffix.lower() == ".shp":

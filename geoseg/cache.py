@@ -13,13 +13,13 @@ disk) only costs the time it would have saved.
 Examples
 --------
 >>> import os, tempfile
->>> before = dict(os.environ)
->>> os.environ["GEOSEG_CACHE_DIR"] = tempfile.mkdtemp()
->>> cached_bytes("demo", "key1", lambda: b"slow result")
+>>> from unittest import mock
+>>> with tempfile.TemporaryDirectory() as tmp:
+...     with mock.patch.dict(os.environ, {"GEOSEG_CACHE_DIR": tmp}):
+...         print(cached_bytes("demo", "key1", lambda: b"slow result"))
+...         print(cached_bytes("demo", "key1", lambda: b"not made again: read from the cache"))
 b'slow result'
->>> cached_bytes("demo", "key1", lambda: b"not made again: read from the cache")
 b'slow result'
->>> os.environ.clear(); os.environ.update(before)
 """
 
 from __future__ import annotations
@@ -41,7 +41,29 @@ KEEP = 16
 
 
 def cache_dir() -> Path | None:
-    """The cache folder (not created), or None when ``GEOSEG_CACHE_DIR`` is set empty (or no home folder is known)."""
+    """The cache folder (not created), or None when ``GEOSEG_CACHE_DIR`` is set empty (or no home folder is known).
+
+    Returns
+    -------
+    pathlib.Path or None
+        ``$GEOSEG_CACHE_DIR`` (``~`` expanded), else ``$XDG_CACHE_HOME/geoseg``, else
+        ``~/.cache/geoseg``.
+
+    Examples
+    --------
+    >>> import os
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"GEOSEG_CACHE_DIR": "~/scratch/cache"}):
+    ...     print(cache_dir().relative_to(Path.home()).as_posix())
+    scratch/cache
+    >>> with mock.patch.dict(os.environ, {"GEOSEG_CACHE_DIR": ""}):
+    ...     print(cache_dir())
+    None
+    >>> with mock.patch.dict(os.environ, {"XDG_CACHE_HOME": "/var/cache/me"}):
+    ...     _ = os.environ.pop("GEOSEG_CACHE_DIR", None)
+    ...     print(cache_dir().as_posix())
+    /var/cache/me/geoseg
+    """
     chosen = os.environ.get("GEOSEG_CACHE_DIR")
     if chosen is not None:
         return Path(chosen).expanduser() if chosen else None
@@ -54,7 +76,37 @@ def cache_dir() -> Path | None:
 
 
 def content_key(files: Iterable[str | os.PathLike[str]], *extra: str) -> str:
-    """A key that changes when any of ``files`` or ``extra`` changes (SHA-256 of their contents)."""
+    """A key that changes when any of ``files`` or ``extra`` changes (SHA-256 of their contents).
+
+    Parameters
+    ----------
+    files : iterable of path-like
+        Files whose bytes the key depends on, in order.
+    *extra : str
+        Texts the key also depends on (e.g. a version or an option).
+
+    Returns
+    -------
+    str
+        The first 32 hexadecimal digits of the digest.
+
+    Raises
+    ------
+    OSError
+        A file cannot be read.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     model = pathlib.Path(tmp) / "m.npz"
+    ...     _ = model.write_bytes(b"weights")
+    ...     key = content_key([model], "opset 17")
+    ...     _ = model.write_bytes(b"new weights")
+    ...     new_key = content_key([model], "opset 17")
+    >>> key, new_key != key
+    ('26f81f4a20a9616b9b446e7209489be0', True)
+    """
     digest = hashlib.sha256()
     for path in files:
         digest.update(Path(path).read_bytes())
@@ -75,11 +127,30 @@ def cached_bytes(kind: str, key: str, make: Callable[[], bytes]) -> bytes:
     key : str
         File name of the entry: it must change whenever the bytes would (:func:`content_key`).
     make : callable
-        Makes the bytes when they are not cached.
+        Makes the bytes when they are not cached (called without arguments).
 
     Returns
     -------
     bytes
+        The cached bytes, or those ``make`` returned. Without a cache folder (see
+        :func:`cache_dir`), or when the cache cannot be read or written, ``make()`` is
+        returned: such errors are logged, never raised. Errors of ``make`` are raised.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from unittest import mock
+    >>> calls = []
+    >>> def make():
+    ...     calls.append("made")
+    ...     return b"slow result"
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     with mock.patch.dict(os.environ, {"GEOSEG_CACHE_DIR": tmp}):
+    ...         first = cached_bytes("demo", "key1", make)
+    ...         second = cached_bytes("demo", "key1", make)
+    ...         files = sorted(p.relative_to(tmp).as_posix() for p in Path(tmp).rglob("*"))
+    >>> first, second, calls, files
+    (b'slow result', b'slow result', ['made'], ['demo', 'demo/key1'])
     """
     root = cache_dir()
     if root is None:
@@ -103,7 +174,32 @@ def cached_bytes(kind: str, key: str, make: Callable[[], bytes]) -> bytes:
 
 
 def forget(kind: str, key: str) -> None:
-    """Remove the entry ``kind/key`` (one found unusable), if there is one."""
+    """Remove the entry ``kind/key`` (one found unusable), if there is one.
+
+    Parameters
+    ----------
+    kind : str
+        Folder of this kind of entry, as given to :func:`cached_bytes`.
+    key : str
+        File name of the entry.
+
+    Raises
+    ------
+    OSError
+        The entry exists but cannot be removed.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from unittest import mock
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     with mock.patch.dict(os.environ, {"GEOSEG_CACHE_DIR": tmp}):
+    ...         _ = cached_bytes("demo", "key1", lambda: b"broken")
+    ...         forget("demo", "key1")
+    ...         forget("demo", "never cached")
+    ...         print(cached_bytes("demo", "key1", lambda: b"made again"))
+    b'made again'
+    """
     root = cache_dir()
     if root is not None:
         (root / kind / key).unlink(missing_ok=True)

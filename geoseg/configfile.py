@@ -33,14 +33,35 @@ _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 def parse_yaml_mapping(text: str, source: str, what: str) -> dict[str, Any]:
     """The mapping at the top of YAML text (empty text gives ``{}``).
 
+    Any other YAML value that is false (``null``, ``0``, ``false``, ``[]``) also gives ``{}``.
+
+    Parameters
+    ----------
+    text : str
+        The YAML text.
+    source : str
+        Where the text comes from (a file name), named in messages.
+    what : str
+        The kind of file (e.g. "training config"), named in messages.
+
+    Returns
+    -------
+    dict of str to Any
+        The top-level mapping, as :func:`yaml.safe_load` reads it.
+
     Raises
     ------
     ConfigError
-        Not YAML (the message names ``source``, the line and the column), or not a mapping;
-        ``what`` (e.g. "training config") names the kind of file in the message.
+        Not YAML (the message names ``source``, the line and the column), or not a mapping.
 
     Examples
     --------
+    >>> parse_yaml_mapping("kind: scene\\nsteps: [a, b]", "p.yaml", "pipeline")
+    {'kind': 'scene', 'steps': ['a', 'b']}
+    >>> parse_yaml_mapping("- a", "p.yaml", "pipeline")
+    Traceback (most recent call last):
+    ...
+    geoseg.errors.ConfigError: p.yaml: a pipeline must be a YAML mapping of keys, not a list
     >>> parse_yaml_mapping("steps: [a", "p.yaml", "pipeline")
     Traceback (most recent call last):
     ...
@@ -61,10 +82,36 @@ def parse_yaml_mapping(text: str, source: str, what: str) -> dict[str, Any]:
 def read_yaml_mapping(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
     """The mapping at the top of a YAML file (an empty file gives ``{}``); see :func:`parse_yaml_mapping`.
 
+    Parameters
+    ----------
+    path : path-like
+        The YAML file.
+    what : str
+        The kind of file (e.g. "pipeline"), named in messages.
+
+    Returns
+    -------
+    dict of str to Any
+        The top-level mapping.
+
     Raises
     ------
     ConfigError
         The file cannot be read, is not UTF-8 text or YAML, or is not a mapping.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = pathlib.Path(tmp) / "train.yaml"
+    ...     _ = path.write_text("epochs: 3\\noptimizer: {lr: 0.01}\\n", encoding="utf-8")
+    ...     raw = read_yaml_mapping(path, "training config")
+    >>> raw
+    {'epochs': 3, 'optimizer': {'lr': 0.01}}
+    >>> read_yaml_mapping("no/such.yaml", "pipeline")
+    Traceback (most recent call last):
+    ...
+    geoseg.errors.ConfigError: no/such.yaml: cannot read pipeline (No such file or directory)
     """
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -79,6 +126,17 @@ def pipeline_kind(name: str | os.PathLike[str]) -> str | None:
     Reads only the YAML, so that commands can tell scene from sequence pipelines before
     loading the libraries a pipeline needs. None when the pipeline cannot be found or read,
     or is an empty or invalid file: loading it reports why.
+
+    Parameters
+    ----------
+    name : path-like
+        A pipeline file or the name of a shipped pipeline (see
+        :func:`geoseg.shipped.resolve_file`).
+
+    Returns
+    -------
+    str or None
+        The pipeline's ``kind``, or None when it cannot be read.
 
     Examples
     --------
@@ -98,6 +156,35 @@ def validation_message(exc: ValidationError, prefix: str, skip_missing: frozense
     """One line per pydantic error, each after ``prefix`` (e.g. ``"c.yaml: "``) naming the field and the value given.
 
     Errors of missing fields named in ``skip_missing`` are left out; ``None`` if that leaves none.
+
+    Parameters
+    ----------
+    exc : pydantic.ValidationError
+        The error of a validation.
+    prefix : str
+        Put before each line, e.g. the file name.
+    skip_missing : frozenset of str, default frozenset()
+        Dotted names of fields whose "missing" errors are left out.
+
+    Returns
+    -------
+    str or None
+        The lines, joined with ``"; "``; None when no error is left.
+
+    Examples
+    --------
+    >>> from pydantic import BaseModel, ConfigDict, ValidationError
+    >>> class Train(BaseModel):
+    ...     model_config = ConfigDict(extra="forbid")
+    ...     epochs: int
+    ...     lr: float = 0.01
+    >>> try:
+    ...     Train.model_validate({"lr": "fast", "epoch": 3})
+    ... except ValidationError as exc:
+    ...     message = validation_message(exc, "t.yaml: ", frozenset({"epochs"}))
+    >>> print(message.replace("; ", "\\n"))
+    t.yaml: field 'lr': Input should be a valid number, unable to parse string as a number (got 'fast')
+    t.yaml: field 'epoch': unknown field (got 3)
     """
     lines = []
     for err in exc.errors():
@@ -121,6 +208,18 @@ def parse_override(text: str, *, structured: bool = False) -> tuple[str, Any]:
     Mappings (``{a: 1}``) are kept only when ``structured`` (training configs, whose sections
     are mappings); for pipeline parameters, which are scalars, such text stays a string, and
     so does an empty value.
+
+    Parameters
+    ----------
+    text : str
+        ``NAME=VALUE``; spaces around NAME are dropped.
+    structured : bool, default False
+        Keep YAML mappings as dicts (else they stay strings).
+
+    Returns
+    -------
+    tuple of (str, Any)
+        NAME and the parsed VALUE.
 
     Raises
     ------
@@ -153,7 +252,23 @@ def resolve_refs(value: Any, params: dict[str, Any]) -> tuple[Any, set[str]]:
     """Substitute ``${NAME}`` references to parameters (in strings, lists and mappings); return the value and the names left unset.
 
     A value that is only ``${NAME}`` takes the parameter's value as it is (typed); ``${NAME}``
-    inside a longer string is replaced textually. A parameter set to ``None`` is unset.
+    inside a longer string is replaced textually. A parameter set to ``None`` is unset: a
+    string that refers to one becomes ``None``.
+
+    Parameters
+    ----------
+    value : Any
+        A value of a pipeline file: a string, a list or a mapping (searched in depth), or any
+        other value (returned as it is).
+    params : dict of str to Any
+        The pipeline's parameters and their values (``None``: unset).
+
+    Returns
+    -------
+    value : Any
+        ``value`` with the references substituted (lists and mappings are new objects).
+    unset : set of str
+        The names of the unset parameters that ``value`` refers to.
 
     Raises
     ------
@@ -164,6 +279,12 @@ def resolve_refs(value: Any, params: dict[str, Any]) -> tuple[Any, set[str]]:
     --------
     >>> resolve_refs({"model": "${model}", "out": "${city}_roads"}, {"model": None, "city": "Ottawa"})
     ({'model': None, 'out': 'Ottawa_roads'}, {'model'})
+    >>> resolve_refs(["${size}", "${model}.onnx", 7], {"size": 512, "model": None})
+    ([512, None, 7], {'model'})
+    >>> resolve_refs("${gsd}", {})
+    Traceback (most recent call last):
+    ...
+    geoseg.errors.ConfigError: reference to undeclared pipeline parameter ${gsd}
     """
     if isinstance(value, str):
         whole = _REF.fullmatch(value.strip())
@@ -205,10 +326,38 @@ def resolve_refs(value: Any, params: dict[str, Any]) -> tuple[Any, set[str]]:
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``key.sub=value`` overrides (values parsed as YAML) to a raw config dict.
 
+    Each value is parsed by :func:`parse_override` with ``structured=True``. A dotted key
+    creates the sections it names when they are missing (or ``None``).
+
+    Parameters
+    ----------
+    raw : dict of str to Any
+        The config as read (not modified).
+    overrides : sequence of str
+        ``NAME=VALUE`` texts, applied in order.
+
+    Returns
+    -------
+    dict of str to Any
+        A copy of ``raw`` with the overrides applied.
+
     Raises
     ------
     ConfigError
-        An override without ``=`` or that descends into a non-mapping.
+        An override without ``=`` or with an empty name, or one that descends into a
+        value that is not a mapping.
+
+    Examples
+    --------
+    >>> raw = {"epochs": 10, "optimizer": {"name": "adam", "lr": 0.01}}
+    >>> apply_overrides(raw, ["optimizer.lr=0.001", "epochs=5", "augment.flip=true"])
+    {'epochs': 5, 'optimizer': {'name': 'adam', 'lr': 0.001}, 'augment': {'flip': True}}
+    >>> raw["optimizer"]["lr"]
+    0.01
+    >>> apply_overrides(raw, ["epochs.max=3"])
+    Traceback (most recent call last):
+    ...
+    geoseg.errors.ConfigError: --set epochs.max: epochs is not a section
     """
     out = dict(raw)
     for text in overrides:
@@ -229,10 +378,41 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
 def load_config(model: type[ModelT], path: str | Path | None, overrides: Sequence[str], what: str) -> ModelT:
     """Read ``path`` (``None``: the model's defaults), apply ``overrides`` and validate.
 
+    Parameters
+    ----------
+    model : type of pydantic.BaseModel
+        The config's schema.
+    path : str, pathlib.Path or None
+        The YAML file; ``None`` starts from an empty mapping (the model's defaults).
+    overrides : sequence of str
+        ``--set`` texts, applied by :func:`apply_overrides`.
+    what : str
+        The kind of config (e.g. "training config"), named in messages.
+
+    Returns
+    -------
+    ModelT
+        The validated config, an instance of ``model``.
+
     Raises
     ------
     ConfigError
-        Unreadable YAML, a misspelt or invalid field (the message names the file and field).
+        Unreadable YAML, a malformed override, a misspelt or invalid field (the message
+        names the file, ``<defaults>`` without one, and the field).
+
+    Examples
+    --------
+    >>> from pydantic import BaseModel, ConfigDict
+    >>> class Train(BaseModel):
+    ...     model_config = ConfigDict(extra="forbid")
+    ...     epochs: int = 10
+    ...     lr: float = 0.01
+    >>> load_config(Train, None, ["lr=0.001"], "training config")
+    Train(epochs=10, lr=0.001)
+    >>> load_config(Train, None, ["epoch=5"], "training config")
+    Traceback (most recent call last):
+    ...
+    geoseg.errors.ConfigError: <defaults>: field 'epoch': unknown field (got 5)
     """
     from pydantic import ValidationError
 

@@ -95,6 +95,16 @@ def redact(text: str) -> str:
     that two URLs that differ only in their signature have the same redacted name (a rerun
     with a fresh signature resumes the batch).
 
+    Parameters
+    ----------
+    text : str
+        Any text: a name, a message.
+
+    Returns
+    -------
+    str
+        ``text`` with query values and ``user:password@`` replaced by ``***``.
+
     Examples
     --------
     >>> redact("https://h/a.tif?sig=abc&se=2026 failed")
@@ -114,6 +124,15 @@ def redact(text: str) -> str:
 
 def is_remote(name: str | os.PathLike[str]) -> bool:
     """Whether ``name`` is a GDAL virtual path or a URL rather than a local file path.
+
+    Parameters
+    ----------
+    name : str or path-like
+        A scene's name. A Windows drive letter (``C:/``) is not a URL scheme.
+
+    Returns
+    -------
+    bool
 
     Examples
     --------
@@ -226,6 +245,16 @@ def _remote_parts(name: str) -> list[str]:
 def raster_stem(name: str) -> str:
     """The output stem of a raster path, virtual path or URL: its file name without the extension.
 
+    Parameters
+    ----------
+    name : str
+        A local path, GDAL virtual path or URL (its query string is ignored).
+
+    Returns
+    -------
+    str
+        The stem; ``scene`` for a URL without a path.
+
     Examples
     --------
     >>> raster_stem("https://h/a/scene.tif?token=x"), raster_stem("data/b.tif")
@@ -240,16 +269,43 @@ def raster_stem(name: str) -> str:
 def item_stem(item_id: str) -> str:
     """The output stem of a STAC item: its id, with characters unsafe in file names replaced.
 
+    Each run of characters other than letters, digits, ``.``, ``_`` and ``-`` becomes one
+    ``_``; leading and trailing ``.`` and ``_`` are dropped.
+
+    Parameters
+    ----------
+    item_id : str
+        The item's ``id``.
+
+    Returns
+    -------
+    str
+        The stem; ``item`` when nothing is left.
+
     Examples
     --------
     >>> item_stem("S2A_MSIL2A/2024:01")
     'S2A_MSIL2A_2024_01'
+    >>> item_stem(" .hidden item. "), item_stem("///")
+    ('hidden_item', 'item')
     """
     return _UNSAFE_STEM.sub("_", item_id).strip("._") or "item"
 
 
 def is_stac_name(name: str) -> bool:
     """Whether ``name`` names a STAC item: a ``.json`` file or URL, or a STAC API item URL.
+
+    ``.geojson`` counts as ``.json``. A STAC API item URL is an http(s) URL whose path ends
+    in ``/collections/<id>/items/<id>`` and has no raster extension.
+
+    Parameters
+    ----------
+    name : str
+        A scene's name.
+
+    Returns
+    -------
+    bool
 
     Examples
     --------
@@ -280,10 +336,33 @@ def scene_input(name: str | os.PathLike[str] | SceneInput, *, asset: str | None 
         Raise when a STAC item cannot be used; with ``False``, the scene carries the reason
         in :attr:`SceneInput.problem` instead (a batch then fails that scene only).
 
+    Returns
+    -------
+    SceneInput
+        The scene; ``name`` itself when it is one already (``asset`` and ``strict`` are then
+        ignored). A local path is spelled as :class:`pathlib.Path` spells it (``./a.tif`` is
+        ``a.tif``).
+
     Raises
     ------
     RasterReadError
         With ``strict``: a STAC item that cannot be read, is not an item, or lacks the asset.
+
+    Examples
+    --------
+    >>> s = scene_input("./data/a.tif")
+    >>> s.name, s.raster, s.stem, s.remote, s.stac
+    ('data/a.tif', 'data/a.tif', 'a', False, None)
+    >>> import json, tempfile
+    >>> item = {"type": "Feature", "id": "S2B 2024/05", "assets": {"visual": {"href": "tci.tif"}}}
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     _ = open(f"{d}/item.json", "w").write(json.dumps(item))
+    ...     s = scene_input(f"{d}/item.json")
+    ...     bad = scene_input(f"{d}/item.json", asset="nir", strict=False)
+    ...     s.raster == f"{d}/tci.tif"
+    True
+    >>> s.stem, s.stac.asset, bad.problem.split(": ", 1)[1]
+    ('S2B_2024_05', 'visual', "the item has no asset 'nir' (its assets: visual)")
     """
     if isinstance(name, SceneInput):
         return name
@@ -328,6 +407,12 @@ def expand_scenes(patterns: Iterable[str], *, asset: str | None = None) -> list[
     Examples
     --------
     >>> [s.stem for s in expand_scenes(["/vsicurl/http://h/a.tif", "https://h/b.tif?x=1"])]
+    ['a', 'b']
+    >>> import pathlib, tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     for name in ("b.tif", "a.tif", "notes.txt"):
+    ...         pathlib.Path(d, name).touch()
+    ...     [s.stem for s in expand_scenes([f"{d}/*.tif"])]
     ['a', 'b']
     """
     scenes: list[SceneInput] = []
@@ -450,7 +535,25 @@ def read_stac_item(name: str, *, asset: str | None = None) -> StacAsset:
     ------
     RasterReadError
         The item cannot be read, is not a STAC Item (a GeoJSON Feature with assets), or has no
-        such asset.
+        such asset, or the asset has no href.
+
+    Examples
+    --------
+    >>> import json, tempfile
+    >>> item = {
+    ...     "type": "Feature",
+    ...     "id": "S2B_20240501",
+    ...     "bbox": [13, 52, 14, 53],
+    ...     "properties": {"proj:epsg": 32633},
+    ...     "assets": {"thumbnail": {"href": "thumb.png"}, "visual": {"href": "tci.tif"}},
+    ... }
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     _ = open(f"{d}/item.json", "w").write(json.dumps(item))
+    ...     a = read_stac_item(f"{d}/item.json")
+    ...     a.href == f"{d}/tci.tif"
+    True
+    >>> a.item, a.asset, a.crs, a.bbox
+    ('S2B_20240501', 'visual', 'EPSG:32633', [13.0, 52.0, 14.0, 53.0])
     """
     item = _read_json(name)
     if not isinstance(item, dict) or item.get("type") != "Feature" or not isinstance(item.get("assets"), dict):

@@ -16,10 +16,10 @@ every change of a scene's status) and read by it to resume, and by the report
 
 Examples
 --------
->>> import tempfile, pathlib
->>> out = pathlib.Path(tempfile.mkdtemp())
->>> write_manifest(out, {"pipeline": "p", "scenes": [{"input": "a.tif", "status": "done"}]})
->>> [ManifestScene.from_entry(s).stem for s in read_manifest(out)["scenes"]]
+>>> import tempfile
+>>> with tempfile.TemporaryDirectory() as out:
+...     write_manifest(out, {"pipeline": "p", "scenes": [{"input": "a.tif", "status": "done"}]})
+...     print([ManifestScene.from_entry(s).stem for s in read_manifest(out)["scenes"]])
 ['a']
 """
 
@@ -90,11 +90,37 @@ def read_manifest(outdir: str | os.PathLike[str]) -> dict[str, Any]:
     """The manifest of an output folder, checked: a mapping whose ``scenes`` are entries with
     an ``input`` and a ``status`` (see the module docstring).
 
+    Parameters
+    ----------
+    outdir : path-like
+        The output folder, which holds :data:`MANIFEST_NAME`.
+
+    Returns
+    -------
+    dict of str to Any
+        The manifest, as read (``format``, ``version``, ``scenes`` and the other fields).
+
     Raises
     ------
     ManifestError
         The folder or its manifest is missing, not JSON, or not a geoseg manifest of a known
-        version.
+        version, or a scene lacks its ``input`` or ``status``.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     write_manifest(tmp, {"pipeline": "p", "scenes": [{"input": "a.tif", "status": "done"}]})
+    ...     manifest = read_manifest(tmp)
+    ...     path = pathlib.Path(tmp) / MANIFEST_NAME
+    ...     _ = path.write_text('{"format": "geoseg-manifest", "version": 2}')
+    ...     try:
+    ...         read_manifest(tmp)
+    ...     except ManifestError as exc:
+    ...         print(str(exc).replace(tmp, "TMP"))
+    TMP/geoseg-manifest.json: manifest version 2 is not supported (this geoseg reads version 1)
+    >>> manifest["version"], manifest["pipeline"], manifest["scenes"][0]["status"]
+    (1, 'p', 'done')
     """
     folder = Path(outdir)
     path = folder / MANIFEST_NAME
@@ -125,7 +151,36 @@ def read_manifest(outdir: str | os.PathLike[str]) -> dict[str, Any]:
 def write_manifest(outdir: str | os.PathLike[str], data: dict[str, Any]) -> None:
     """Write ``data`` (top-level fields and ``scenes``) as the folder's manifest, atomically.
 
-    ``format`` and ``version`` are set here.
+    ``format`` and ``version`` are added here, first; a ``format`` or ``version`` key in
+    ``data`` replaces them.
+
+    Parameters
+    ----------
+    outdir : path-like
+        The output folder (created if missing).
+    data : dict of str to Any
+        The manifest's fields, JSON-serialisable.
+
+    Raises
+    ------
+    OutputWriteError
+        The manifest cannot be written.
+    TypeError
+        ``data`` is not JSON-serialisable (nothing is written).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     write_manifest(pathlib.Path(tmp) / "out", {"pipeline": "p", "scenes": []})
+    ...     text = (pathlib.Path(tmp) / "out" / MANIFEST_NAME).read_text(encoding="utf-8")
+    >>> print(text, end="")
+    {
+     "format": "geoseg-manifest",
+     "version": 1,
+     "pipeline": "p",
+     "scenes": []
+    }
     """
     content = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, **data}
     with atomic_path(Path(outdir) / MANIFEST_NAME) as tmp:

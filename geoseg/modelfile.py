@@ -99,7 +99,29 @@ MODEL_KINDS: dict[str, ModelKind] = {}
 
 
 def register_kind(name: str, use: str, builder: str | None) -> None:
-    """Register a kind of model file (see :class:`ModelKind`); a kind added by a plugin module calls this once."""
+    """Register a kind of model file (see :class:`ModelKind`); a kind added by a plugin module calls this once.
+
+    Registering a name again replaces its earlier entry.
+
+    Parameters
+    ----------
+    name : str
+        The ``kind`` in the files' metadata.
+    use : str
+        Where a model of this kind is used, for messages.
+    builder : str or None
+        ``"module:function"`` that builds the model (see :class:`ModelKind`); None for files
+        that are not models by themselves.
+
+    Examples
+    --------
+    >>> register_kind("demo", "the demo step", None)
+    >>> MODEL_KINDS["demo"]
+    ModelKind(name='demo', use='the demo step', builder=None)
+    >>> kind_hint("demo")
+    '; a demo model is for the demo step'
+    >>> del MODEL_KINDS["demo"]
+    """
     MODEL_KINDS[name] = ModelKind(name, use, builder)
 
 
@@ -140,7 +162,7 @@ def save_model(path: str | os.PathLike, arrays: dict[str, np.ndarray], metadata:
         Numeric arrays; names must be non-empty and differ from ``__geoseg_header__`` and ``allow_pickle``.
     metadata : dict
         JSON-serialisable settings; must hold a non-empty string ``kind`` (e.g. "mjcr").
-    compress : bool
+    compress : bool, default True
         Deflate the members (the default, for files that are kept and shared). Training
         checkpoints, rewritten every epoch, are stored instead: float weights shrink by only a
         few per cent, and deflating them took 0.55 s of a 13 s epoch. :func:`load_model` reads
@@ -148,15 +170,29 @@ def save_model(path: str | os.PathLike, arrays: dict[str, np.ndarray], metadata:
 
     Returns
     -------
-    Path
-        The written path.
+    pathlib.Path
+        The written path (``path`` as a Path).
 
     Raises
     ------
     ModelFileError
-        Metadata without ``kind``, not JSON-serialisable, or arrays that are not plain numeric.
+        Metadata without ``kind`` or not JSON-serialisable (NaN and infinity included), an
+        invalid array name, or arrays that are not plain numeric or bool.
     OutputWriteError
         The file cannot be written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = save_model(f"{tmp}/m.npz", {"w": np.arange(3.0)}, {"kind": "mjcr", "classes": 2})
+    ...     arrays, meta = load_model(path, kind="mjcr")
+    >>> path.name, arrays["w"].tolist(), meta
+    ('m.npz', [0.0, 1.0, 2.0], {'classes': 2, 'kind': 'mjcr'})
+    >>> save_model("m.npz", {"w": np.array(["a"])}, {"kind": "mjcr"})
+    Traceback (most recent call last):
+    ...
+    geoseg.errors.ModelFileError: m.npz: array 'w' has unsupported dtype <U1
     """
     path = Path(path)
     kind = metadata.get("kind")
@@ -212,6 +248,22 @@ def load_model(path: str | os.PathLike, kind: str | None = None) -> tuple[dict[s
     ModelFileError
         Missing or unreadable file, not an npz, pickled content, missing format marker,
         corrupt JSON, unsupported format version or wrong kind. The message names the file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = save_model(f"{tmp}/m.npz", {"w": np.zeros(2)}, {"kind": "mjcr"})
+    ...     _ = (Path(tmp) / "roads.geojson").write_text('{"type": "FeatureCollection"}')
+    ...     for args in [(path, "nn"), (Path(tmp) / "roads.geojson", None)]:
+    ...         try:
+    ...             load_model(*args)
+    ...         except ModelFileError as exc:
+    ...             print(str(exc).split(": ", 1)[1])  # doctest: +NORMALIZE_WHITESPACE
+    model kind is 'mjcr', expected 'nn';
+        a mjcr model is for the mjcr_classify step (road_centerlines, road_segmentation)
+    not a geoseg model file (it looks like JSON or GeoJSON text;
+        model files are the .npz files written by geoseg train)
     """
     path = Path(path)
     if path.is_dir():
@@ -243,7 +295,25 @@ def load_model(path: str | os.PathLike, kind: str | None = None) -> tuple[dict[s
 
 
 def kind_hint(kind: str) -> str:
-    """``; a nn model is for the nn_classify step (...)``: where a model of ``kind`` belongs, for messages (empty when unknown)."""
+    """``; a nn model is for the nn_classify step (...)``: where a model of ``kind`` belongs, for messages (empty when unknown).
+
+    Parameters
+    ----------
+    kind : str
+        A model kind.
+
+    Returns
+    -------
+    str
+        The text to append to a message, or ``""`` when ``kind`` is not registered.
+
+    Examples
+    --------
+    >>> kind_hint("nn")
+    '; a nn model is for the nn_classify step (deep_road_centerlines)'
+    >>> kind_hint("no such kind")
+    ''
+    """
     spec = MODEL_KINDS.get(kind)
     return f"; a {kind} model is for {spec.use}" if spec else ""
 
@@ -251,22 +321,36 @@ def kind_hint(kind: str) -> str:
 def read_model(path: str | os.PathLike, kinds: Collection[str]) -> Any:
     """Read a model file of one of ``kinds`` into its model (built by its kind's registered builder).
 
-    Examples
-    --------
-    >>> import tempfile
-    >>> from geoseg.errors import ModelFileError
-    >>> path = save_model(tempfile.mkdtemp() + "/m.npz", {"w": np.zeros(3)}, {"kind": "mjcr"})
-    >>> try:
-    ...     read_model(path, ["nn", "nn-quantized"])
-    ... except ModelFileError as exc:
-    ...     print(str(exc).split(": ", 1)[1])
-    model kind is 'mjcr', expected 'nn' or 'nn-quantized'; a mjcr model is for the mjcr_classify step (road_centerlines, road_segmentation)
+    Parameters
+    ----------
+    path : str or path-like
+        Model file.
+    kinds : collection of str
+        The kinds accepted, e.g. ``["nn", "nn-quantized"]``.
+
+    Returns
+    -------
+    Any
+        The model, as its kind's builder returns it.
 
     Raises
     ------
     ModelFileError
         Not a geoseg model file, a file of another kind (the message says where that kind is
-        used), or contents its builder refuses; the message names the file.
+        used), a kind with no registered builder (a training checkpoint), or contents its
+        builder refuses; the message names the file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = save_model(f"{tmp}/m.npz", {"w": np.zeros(3)}, {"kind": "mjcr"})
+    ...     try:
+    ...         read_model(path, ["nn", "nn-quantized"])
+    ...     except ModelFileError as exc:
+    ...         print(str(exc).split(": ", 1)[1])  # doctest: +NORMALIZE_WHITESPACE
+    model kind is 'mjcr', expected 'nn' or 'nn-quantized';
+        a mjcr model is for the mjcr_classify step (road_centerlines, road_segmentation)
     """
     path = Path(path)
     arrays, meta = load_model(path)

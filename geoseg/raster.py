@@ -245,10 +245,30 @@ def open_dataset(path: str | os.PathLike[str]) -> rasterio.DatasetReader:
     ``rasterio.Env`` around every read would make rasterio reset GDAL's block cache size on
     exit, which flushes the blocks that tiles share.
 
+    Parameters
+    ----------
+    path : path-like
+        A local file, a GDAL virtual path or a URL.
+
+    Returns
+    -------
+    rasterio.DatasetReader
+        The open dataset; the caller closes it.
+
     Raises
     ------
     RasterReadError
-        The raster cannot be opened.
+        The raster cannot be opened: a local file is missing, a folder or empty, or GDAL
+        cannot open it (the message says why for URLs).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     open_dataset(f"{d}/missing.tif")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    geoseg.errors.RasterReadError: .../missing.tif: no such file
     """
     from geoseg.inputs import is_remote
 
@@ -400,20 +420,23 @@ def not_georeferenced_message(source: str, assumed_gsd_m: float | None, how_to_s
         What is not georeferenced (a file, or a list of files).
     assumed_gsd_m : float or None
         The GSD assumed for it; ``None`` when the user gave it (then nothing is said about it).
-    how_to_set : str
+    how_to_set : str, default ""
         How the user sets the GSD, e.g. ``--gsd-m`` or ``--set assume_gsd_m=VALUE``.
-    pixel_outputs : bool
+    pixel_outputs : bool, default True
         Whether the outputs are in pixel coordinates (False where nothing is written in the
         input's coordinates, e.g. training).
 
     Returns
     -------
     str
+        One line: ``"<source>: no georeferencing; ..."``.
 
     Examples
     --------
     >>> not_georeferenced_message("tile.png", 0.3, "--gsd-m", pixel_outputs=False)
     'tile.png: no georeferencing; a GSD of 0.3 m is assumed (set it with --gsd-m)'
+    >>> not_georeferenced_message("tile.png", None)
+    'tile.png: no georeferencing; output coordinates are pixel coordinates (x = column, y = row)'
     """
     parts = ["output coordinates are pixel coordinates (x = column, y = row)"] if pixel_outputs else []
     if assumed_gsd_m is not None:
@@ -450,11 +473,46 @@ def _band_names(ds: rasterio.DatasetReader, indexes: Iterable[int]) -> tuple[str
 def read_geoinfo(path: str | os.PathLike[str], *, assume_gsd_m: float = DEFAULT_ASSUMED_GSD_M) -> tuple[GeoInfo, dict]:
     """Read a raster's georeferencing and a summary of its bands without reading pixels.
 
+    Parameters
+    ----------
+    path : path-like
+        A local file, a GDAL virtual path or a URL (see :func:`open_dataset`).
+    assume_gsd_m : float, default DEFAULT_ASSUMED_GSD_M
+        Ground sample distance to assume when the file has no georeferencing.
+
     Returns
     -------
     GeoInfo, dict
         The georeferencing and ``{"count", "dtypes", "driver", "block_shapes", "descriptions",
-        "band_names"}`` (see :func:`_band_names`).
+        "band_names"}``. A band's name is its description, else ``alpha`` for an alpha band,
+        else ``band<i>`` (1-based).
+
+    Raises
+    ------
+    RasterReadError
+        The raster cannot be opened.
+
+    Warns
+    -----
+    NotGeoreferencedWarning
+        The raster has no CRS or an identity transform: pixel coordinates and
+        ``assume_gsd_m`` are used.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from affine import Affine
+    >>> from rasterio.crs import CRS
+    >>> t = Affine(0.5, 0, 500000, 0, -0.5, 5000000)
+    >>> geo = GeoInfo(4, 3, CRS.from_epsg(32633), t, (0.5, 0.5), True)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path = write_raster(f"{d}/p.tif", np.zeros((2, 3, 4), np.float32), geo, nodata=-1)
+    ...     info, summary = read_geoinfo(path)
+    >>> info.width, info.height, info.crs.to_string(), info.nodata, round(info.gsd_m, 3)
+    (4, 3, 'EPSG:32633', -1.0, 0.5)
+    >>> summary["count"], summary["dtypes"], summary["band_names"]
+    (2, ['float32', 'float32'], ['band1', 'band2'])
     """
     with open_dataset(path) as ds:
         geo = _geoinfo(ds, str(path), assume_gsd_m)
@@ -484,17 +542,40 @@ def read_raster(
     bands : list of int, optional
         1-based band indexes to read; all bands by default. An alpha band is read like any
         other band but also marks pixels where it is 0 as invalid.
-    assume_gsd_m : float
+    assume_gsd_m : float, default DEFAULT_ASSUMED_GSD_M
         Ground sample distance to assume when the file has no georeferencing.
 
     Returns
     -------
     Raster
+        The pixels, their valid-data mask and georeferencing (see
+        :func:`read_dataset_window`).
 
     Raises
     ------
     RasterReadError
-        The file is missing, empty, a directory, not a raster, or truncated/corrupt.
+        The file is missing, empty, a directory, not a raster, or truncated/corrupt, or
+        ``bands`` names a band the file does not have.
+
+    Warns
+    -----
+    NotGeoreferencedWarning
+        The raster has no CRS or an identity transform: pixel coordinates and
+        ``assume_gsd_m`` are used.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from affine import Affine
+    >>> from rasterio.crs import CRS
+    >>> t = Affine(0.5, 0, 500000, 0, -0.5, 5000000)
+    >>> geo = GeoInfo(4, 3, CRS.from_epsg(32633), t, (0.5, 0.5), True)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path = write_raster(f"{d}/mask.tif", np.eye(3, 4, dtype=bool), geo)
+    ...     r = read_raster(path)
+    >>> r.array.dtype.name, r.array[0].tolist(), int(r.valid.sum()), r.band_names
+    ('uint8', [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]], 12, ('band1',))
     """
     source = str(path)
     with open_dataset(path) as ds:
@@ -526,13 +607,33 @@ def write_raster(
         Grid and CRS (the input scene's: outputs are never reprojected).
     nodata : float, optional
         Nodata value to record.
-    compress : str
+    compress : str, default "deflate"
         GDAL compression.
 
     Returns
     -------
     pathlib.Path
         The written file.
+
+    Raises
+    ------
+    OutputWriteError
+        The folder cannot be written to, or GDAL cannot write the Cloud Optimized GeoTIFF.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> import rasterio
+    >>> from affine import Affine
+    >>> from rasterio.crs import CRS
+    >>> t = Affine(0.5, 0, 500000, 0, -0.5, 5000000)
+    >>> geo = GeoInfo(4, 3, CRS.from_epsg(32633), t, (0.5, 0.5), True)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path = write_raster(f"{d}/mask.tif", np.eye(3, 4, dtype=bool), geo, nodata=255)
+    ...     with rasterio.open(path) as ds:
+    ...         ds.dtypes, ds.nodata, ds.crs.to_string(), ds.transform.c, ds.read(1).tolist()
+    (('uint8',), 255.0, 'EPSG:32633', 500000.0, [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]])
     """
     data = np.asarray(array)
     data = data[None] if data.ndim == 2 else data
@@ -563,10 +664,51 @@ def read_dataset_window(
     over it, averaged: GDAL takes them from the file's overviews when it has them); the
     returned GeoInfo is that grid's.
 
+    Parameters
+    ----------
+    ds : rasterio.DatasetReader
+        The open dataset (see :func:`open_dataset`).
+    source : str
+        The raster's name, for messages.
+    geo : GeoInfo
+        The georeferencing of the whole dataset.
+    row_off, col_off : int
+        The window's first row and column.
+    height, width : int
+        The window's size in pixels.
+    bands : list of int, optional
+        1-based band indexes to read; all bands by default.
+    decimation : int, default 1
+        Read on a grid this many times coarser.
+
+    Returns
+    -------
+    Raster
+        The window's pixels ``(bands, rows, cols)``, valid mask, GeoInfo and band names.
+
     Raises
     ------
     RasterReadError
         The pixels cannot be read.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from affine import Affine
+    >>> from rasterio.crs import CRS
+    >>> t = Affine(0.5, 0, 500000, 0, -0.5, 5000000)
+    >>> geo = GeoInfo(4, 4, CRS.from_epsg(32633), t, (0.5, 0.5), True)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     ramp = np.arange(16, dtype=np.float32).reshape(4, 4)
+    ...     path = write_raster(f"{d}/ramp.tif", ramp, geo)
+    ...     with open_dataset(path) as ds:
+    ...         rows = read_dataset_window(ds, str(path), geo, 2, 1, 2, 3)
+    ...         coarse = read_dataset_window(ds, str(path), geo, 0, 0, 4, 4, decimation=2)
+    >>> rows.array.tolist(), rows.geo.transform.c, rows.geo.transform.f
+    ([[[9.0, 10.0, 11.0], [13.0, 14.0, 15.0]]], 500000.5, 4999999.0)
+    >>> coarse.array.tolist(), coarse.geo.gsd_xy_m
+    ([[[2.5, 4.5], [10.5, 12.5]]], (1.0, 1.0))
     """
     window = rasterio.windows.Window(col_off, row_off, width, height)
     indexes = bands if bands is not None else list(range(1, ds.count + 1))

@@ -58,17 +58,70 @@ _UNNAMED = re.compile(r"(band\d*|alpha)?", re.IGNORECASE)
 
 
 def data_bands(count: int, band_names: Sequence[str] = ()) -> list[int]:
-    """1-based indexes of the bands that hold data: every band but those named ``alpha``."""
+    """1-based indexes of the bands that hold data: every band but those named ``alpha``.
+
+    Parameters
+    ----------
+    count : int
+        The scene's band count.
+    band_names : sequence of str, default ()
+        The names of its first bands (bands without a name hold data).
+
+    Returns
+    -------
+    list of int
+        The data bands, ascending.
+
+    Examples
+    --------
+    >>> data_bands(4, ["red", "green", "blue", "alpha"]), data_bands(2)
+    ([1, 2, 3], [1, 2])
+    """
     return [i for i in range(1, count + 1) if i > len(band_names) or band_names[i - 1] != "alpha"]
 
 
 def band_list(bands: Sequence[int]) -> str:
-    """A band list as it is typed after ``--set`` (``[1,2,3]``: no spaces, no shell quoting)."""
+    """A band list as it is typed after ``--set`` (``[1,2,3]``: no spaces, no shell quoting).
+
+    Parameters
+    ----------
+    bands : sequence of int
+        Band indexes.
+
+    Returns
+    -------
+    str
+        The list, e.g. ``[3,2,1]``.
+
+    Examples
+    --------
+    >>> band_list([3, 2, 1])
+    '[3,2,1]'
+    """
     return "[" + ",".join(str(int(b)) for b in bands) + "]"
 
 
 def scaled(values: np.ndarray, scale: float | None) -> np.ndarray:
-    """``values`` times ``scale`` as float32 (unchanged without a scale)."""
+    """``values`` times ``scale`` as float32 (unchanged without a scale).
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Pixel values.
+    scale : float or None
+        The factor; None returns ``values`` itself.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new float32 array, or ``values`` when ``scale`` is None.
+
+    Examples
+    --------
+    >>> out = scaled(np.array([0, 1000, 4000], np.uint16), 0.25)
+    >>> out.tolist(), out.dtype.name
+    ([0.0, 250.0, 1000.0], 'float32')
+    """
     return values if scale is None else values.astype(np.float32) * np.float32(scale)
 
 
@@ -203,11 +256,42 @@ class ValueSummary:
 def check_mask_bands(image: np.ndarray, valid: np.ndarray, band_names: Sequence[str], source: str, label: str) -> None:
     """Refuse a scene with more than one data band where a road mask is expected (alpha bands are fine).
 
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The scene or a tile of it, shape ``(bands, rows, cols)``.
+    valid : numpy.ndarray
+        Boolean, shape ``(rows, cols)``: the pixels with data.
+    band_names : sequence of str
+        The scene's band names (``alpha`` bands are not data bands).
+    source : str
+        The scene, for messages.
+    label : str
+        The step's label, for the ``--set`` proposed in messages.
+
     Raises
     ------
     InputMismatchError
-        Names the scene and what it looks like; a stack of two-level bands is told to choose
-        its mask band (``--set LABEL.band=N``), anything else (an image) the pipelines for images.
+        Names the scene and what its first data band looks like; a stack whose first data
+        band looks like a mask (at most three levels) is told to choose its mask band
+        (``--set LABEL.band=N``), anything else (an image) the pipelines for images.
+
+    Examples
+    --------
+    >>> valid = np.ones((2, 2), bool)
+    >>> mask = np.array([[[0, 255], [255, 0]], [[255, 255], [255, 255]]], np.uint8)
+    >>> check_mask_bands(mask, valid, ["road", "alpha"], "m.tif", "threshold")
+    >>> check_mask_bands(mask[[0, 0]], valid, [], "m2.tif", "threshold")  # doctest: +NORMALIZE_WHITESPACE
+    Traceback (most recent call last):
+    ...
+    geoseg.errors.InputMismatchError: m2.tif: 2 bands of uint8 with 2 levels (0, 255): a road mask
+    has one band; choose the band that holds it with --set threshold.band=N
+    >>> image = np.arange(12, dtype=np.uint8).reshape(3, 2, 2)
+    >>> check_mask_bands(image, valid, [], "rgb.tif", "threshold")  # doctest: +ELLIPSIS +NORMALIZE_WHITESPACE
+    Traceback (most recent call last):
+    ...
+    geoseg.errors.InputMismatchError: rgb.tif: 3 bands of uint8 with many grey levels:
+    this looks like an image, not a road mask ...
     """
     data = data_bands(image.shape[0], band_names)
     if len(data) <= 1:
@@ -221,11 +305,30 @@ def check_mask_bands(image: np.ndarray, valid: np.ndarray, band_names: Sequence[
 def check_mask(summary: ValueSummary, label: str) -> None:
     """Refuse a scene whose thresholded band does not look like a road mask (see :meth:`ValueSummary.looks_like_mask`).
 
+    Parameters
+    ----------
+    summary : ValueSummary
+        The scene's values, merged over its tiles.
+    label : str
+        The step's label, for the ``--set`` proposed in messages.
+
     Raises
     ------
     InputMismatchError
-        Names the scene, what it looks like, the pipelines for images, and how to threshold
-        it anyway (``--set LABEL.check_input=false``).
+        Names the scene, what it looks like, the pipelines for images (when it has many
+        levels), and how to threshold it anyway (``--set LABEL.check_input=false``).
+
+    Examples
+    --------
+    >>> valid = np.ones((2, 2), bool)
+    >>> mask = ValueSummary.of(np.array([[[0, 1], [1, 0]]], np.uint8), valid, "m.tif", 1)
+    >>> check_mask(mask, "threshold")
+    >>> grey = ValueSummary.of(np.array([[[0, 7], [9, 200]]], np.uint8), valid, "grey.tif", 1)
+    >>> check_mask(grey, "threshold")  # doctest: +ELLIPSIS +NORMALIZE_WHITESPACE
+    Traceback (most recent call last):
+    ...
+    geoseg.errors.InputMismatchError: grey.tif: 1 band of uint8 with many grey levels:
+    this looks like an image, not a road mask ... --set threshold.check_input=false ...
     """
     if summary.looks_like_mask():
         return
@@ -387,12 +490,38 @@ def select_model_bands(
     valid : numpy.ndarray, optional
         Where the scene has data: lets the message recognise a road mask.
 
+    Returns
+    -------
+    numpy.ndarray
+        The bands the model reads, in its order: shape ``(len(model_bands), rows, cols)``.
+
     Raises
     ------
     InputMismatchError
         Another count of data bands than the training scenes (with the selection to make when
         the scene has enough bands, or the pipeline for a road mask), a band the model reads
-        missing, or the model's bands at other places (by name) than in the training scenes.
+        missing, or the model's bands at other places (by name) than in the training scenes;
+        with ``chosen``, a selection of another length than ``model_bands`` or of bands the
+        scene lacks.
+
+    Examples
+    --------
+    >>> record = TrainingScenes(scene_bands=3, band_names=("red", "green", "blue"))
+    >>> kw = dict(chosen=None, source="s.tif", model="the model m.npz", label="classify")
+    >>> rgba = np.array([10, 20, 30, 255]).reshape(4, 1, 1)
+    >>> out = select_model_bands(rgba, ["red", "green", "blue", "alpha"], record, [1, 2, 3], **kw)
+    >>> out.ravel().tolist()
+    [10, 20, 30]
+    >>> bgr, bgr_names = rgba[[2, 1, 0]], ["blue", "green", "red"]
+    >>> select_model_bands(bgr, bgr_names, record, [1, 2, 3], **kw)  # doctest: +NORMALIZE_WHITESPACE
+    Traceback (most recent call last):
+    ...
+    geoseg.errors.InputMismatchError: s.tif: the bands the model m.npz reads (red, green, blue) are
+    bands [3,2,1] of this scene, not [1,2,3] as in its training scenes: select them with
+    --set classify.bands=[3,2,1]
+    >>> kw["chosen"] = [3, 2, 1]
+    >>> select_model_bands(bgr, bgr_names, record, [1, 2, 3], **kw).ravel().tolist()
+    [10, 20, 30]
     """
     count = image.shape[0]
     bands = list(model_bands)
@@ -427,10 +556,40 @@ def check_value_range(summary: ValueSummary, record: TrainingScenes, *, scale: f
     over :data:`TOO_LOW`: another bit depth or unit (11-bit counts for an 8-bit model,
     reflectance in [0, 1]). The message proposes the ``scale`` that fits.
 
+    Nothing is checked when the model's file records no value range or the scene has no
+    valid pixels.
+
+    Parameters
+    ----------
+    summary : ValueSummary
+        The scene's values (the bands the model reads), merged over its tiles.
+    record : TrainingScenes
+        What the model's file records about its training scenes.
+    scale : float or None
+        The step's ``scale``, applied to the scene's values before the model reads them.
+    model : str
+        The model (``"the MJCR model roads.npz"``), for messages.
+    label : str
+        The step's label, for the ``--set`` proposed in messages.
+
     Raises
     ------
     InputMismatchError
         Names the scene, its data type and largest value, the model and its training range.
+
+    Examples
+    --------
+    >>> record = TrainingScenes(dtype="uint8", minimum=(0.0,), p99=(240.0,), maximum=(255.0,))
+    >>> valid = np.ones((1, 2), bool)
+    >>> scene = ValueSummary.of(np.array([[[100, 2047]]], np.uint16), valid, "s.tif", 1)
+    >>> kw = dict(model="the model m.npz", label="classify")
+    >>> check_value_range(scene, record, scale=255 / 2047, **kw)
+    >>> check_value_range(scene, record, scale=None, **kw)  # doctest: +NORMALIZE_WHITESPACE
+    Traceback (most recent call last):
+    ...
+    geoseg.errors.InputMismatchError: s.tif: uint16 values up to 2047, the model m.npz was trained on
+    uint8 scenes (values 0-255): rescale with --set classify.scale=0.125, or train a model on scenes
+    like this one
     """
     if not record.maximum or summary.count == 0:
         return

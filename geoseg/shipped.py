@@ -65,10 +65,31 @@ def shipped_names(kind: Kind) -> list[str]:
 def shipped_text(name: str, kind: Kind) -> str:
     """The YAML text of a shipped file, exactly as shipped.
 
+    Unlike :func:`shipped_path`, this also works when geoseg is imported from a zip archive.
+
+    Parameters
+    ----------
+    name : str
+        The file's stem, e.g. ``road_centerlines``.
+    kind : {"pipeline", "training"}
+        Pipelines or training configs.
+
+    Returns
+    -------
+    str
+        The file's text.
+
     Raises
     ------
     KeyError
         No shipped file of that kind and name.
+
+    Examples
+    --------
+    >>> shipped_text("road_decouple", "pipeline")  # a training config, not a pipeline
+    Traceback (most recent call last):
+    ...
+    KeyError: 'road_decouple'
     """
     if name not in shipped_names(kind):
         raise KeyError(name)
@@ -78,12 +99,30 @@ def shipped_text(name: str, kind: Kind) -> str:
 def shipped_path(name: str, kind: Kind) -> Path:
     """File-system path of a shipped file (packages installed as folders, as pip does).
 
+    Parameters
+    ----------
+    name : str
+        The file's stem, e.g. ``road_centerlines``.
+    kind : {"pipeline", "training"}
+        Pipelines or training configs.
+
+    Returns
+    -------
+    pathlib.Path
+        The shipped YAML file.
+
     Raises
     ------
     KeyError
         No shipped file of that kind and name.
     ConfigError
         geoseg is imported from a zip archive.
+
+    Examples
+    --------
+    >>> path = shipped_path("road_decouple", "training")
+    >>> path.parent.name, path.name, path.is_file()
+    ('training', 'road_decouple.yaml', True)
     """
     if name not in shipped_names(kind):
         raise KeyError(name)
@@ -102,14 +141,14 @@ def resolve_file(name: str | os.PathLike[str], kind: Kind) -> Path:
 
     Parameters
     ----------
-    name : str or path
+    name : path-like
         ``road_centerlines``, ``road_decouple``, ``my_pipeline.yaml``, ``configs/train``.
     kind : {"pipeline", "training"}
         Which shipped files a bare name refers to.
 
     Returns
     -------
-    Path
+    pathlib.Path
         The file to read (a user's file is not checked for existence here: reading it
         reports that).
 
@@ -125,6 +164,13 @@ def resolve_file(name: str | os.PathLike[str], kind: Kind) -> Path:
     'road_centerlines.yaml'
     >>> str(resolve_file("mine.yaml", "pipeline"))
     'mine.yaml'
+    >>> resolve_file("configs/train", "training").as_posix()
+    'configs/train'
+    >>> try:
+    ...     resolve_file("no_such_pipeline", "pipeline")
+    ... except ConfigError as exc:
+    ...     print(str(exc).split(" (shipped:")[0])
+    no_such_pipeline: no such pipeline file, and no shipped pipeline of that name
     """
     path = Path(name)
     if path.suffix in (".yaml", ".yml") or len(path.parts) != 1 or path.exists():

@@ -9,12 +9,14 @@ roads). The image itself gives the georeferencing: pixel ``(c, r)`` is at ``tran
 Examples
 --------
 >>> import tempfile, pathlib
->>> path = pathlib.Path(tempfile.mkdtemp()) / "sub.csv"
->>> _ = path.write_text('ImageId,WKT_Pix\\nimg0,"LINESTRING (0 0, 10 0)"\\nimg1,LINESTRING EMPTY\\n')
->>> image, lines = read_wkt_pix(path, "img0")
+>>> with tempfile.TemporaryDirectory() as tmp:
+...     path = pathlib.Path(tmp) / "sub.csv"
+...     _ = path.write_text('ImageId,WKT_Pix\\nimg0,"LINESTRING (0 0, 10 0)"\\nimg1,LINESTRING EMPTY\\n')
+...     image, lines = read_wkt_pix(path, "img0")
+...     empty = read_wkt_pix(path, "img1")
 >>> image, [line.length for line in lines]
 ('img0', [10.0])
->>> read_wkt_pix(path, "img1")
+>>> empty
 ('img1', [])
 """
 
@@ -56,8 +58,22 @@ def _rows(path: Path) -> list[tuple[str, str]]:
 def image_id_for(image: str | os.PathLike[str]) -> str:
     """The SpaceNet image id of an image file: its stem without a band-kind prefix.
 
+    Parameters
+    ----------
+    image : path-like
+        The image file (it is not opened).
+
+    Returns
+    -------
+    str
+        The file's stem, without a prefix such as ``RGB-PanSharpen_`` or ``PS-MS_``.
+
+    Examples
+    --------
     >>> image_id_for("images/RGB-PanSharpen_AOI_2_Vegas_img0.tif")
     'AOI_2_Vegas_img0'
+    >>> image_id_for("PS-MS_AOI_3_Paris_img12.tif"), image_id_for("my_tile.tif")
+    ('AOI_3_Paris_img12', 'my_tile')
     """
     return _IMAGE_PREFIXES.sub("", Path(str(image)).stem)
 
@@ -67,7 +83,7 @@ def read_wkt_pix(path: str | os.PathLike[str], image_id: str | None = None, *, d
 
     Parameters
     ----------
-    path : path
+    path : path-like
         CSV with columns ``ImageId`` and ``WKT_Pix``.
     image_id : str, optional
         The image whose rows to read; by default the file's only image, or ``default_id``
@@ -77,17 +93,39 @@ def read_wkt_pix(path: str | os.PathLike[str], image_id: str | None = None, *, d
 
     Returns
     -------
-    str, list of LineString
-        The image id read, and its lines (``MULTILINESTRING`` rows are split into their
-        parts; none when its only row is ``LINESTRING EMPTY``).
+    image_id : str
+        The image id read.
+    lines : list of shapely.geometry.LineString
+        Its lines (``MULTILINESTRING`` rows are split into their parts; empty parts are
+        dropped, so the list is empty when its only row is ``LINESTRING EMPTY``).
 
     Raises
     ------
     InputMismatchError
-        The file lacks the columns, has no row for ``image_id`` (the message lists the ids it
-        has), or a row is not a line.
+        The file lacks the columns, has no row for the image (the message lists the ids it
+        has), or a row is not WKT or not a line.
     VectorReadError
-        The file cannot be read.
+        The file cannot be read (missing, not UTF-8, malformed CSV).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = pathlib.Path(tmp) / "sub.csv"
+    ...     _ = path.write_text(
+    ...         "ImageId,WKT_Pix\\n"
+    ...         'img0,"MULTILINESTRING ((0 0, 3 4), (5 5, 5 9))"\\n'
+    ...         "img1,LINESTRING EMPTY\\n"
+    ...     )
+    ...     image, lines = read_wkt_pix(path, default_id="img0")
+    ...     try:
+    ...         read_wkt_pix(path, "img2")
+    ...     except InputMismatchError as exc:
+    ...         message = str(exc).split(": ", 1)[1]
+    >>> image, [line.length for line in lines]
+    ('img0', [5.0, 4.0])
+    >>> message
+    "no rows for image id 'img2' (it has img0, img1); pick one with --image-id"
     """
     path = Path(path)
     rows = _rows(path)

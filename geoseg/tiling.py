@@ -140,10 +140,34 @@ class Tile:
 def parse_memory(value: int | str) -> int:
     """Bytes from ``512MB``, ``2 GiB``, ``1e9`` or an int.
 
+    The units K, M, G and T are powers of 1024, with or without ``i`` and ``B`` (``512MB`` is
+    ``512MiB``); case and blanks do not matter.
+
+    Parameters
+    ----------
+    value : int or str
+        A number of bytes, or a text of a number and an optional unit.
+
+    Returns
+    -------
+    int
+        The number of bytes (rounded down).
+
+    Raises
+    ------
+    ConfigError
+        ``value`` is a text that is not a number with an optional unit.
+
     Examples
     --------
     >>> parse_memory("512MB"), parse_memory("1GiB"), parse_memory(1000)
     (536870912, 1073741824, 1000)
+    >>> parse_memory("2 gb"), parse_memory("1e9"), parse_memory("1.5k")
+    (2147483648, 1000000000, 1536)
+    >>> parse_memory("lots")
+    Traceback (most recent call last):
+        ...
+    geoseg.errors.ConfigError: max_memory: cannot read 'lots' (examples: 512MB, 2GB, 1073741824)
     """
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return int(value)
@@ -157,7 +181,31 @@ def parse_memory(value: int | str) -> int:
 def tile_size_for_memory(max_memory: int, bytes_per_pixel: int, halo_px: int, block: int = 256) -> int:
     """Largest core side (a multiple of ``block``) whose window fits ``max_memory``.
 
-    The window is ``core + 2 * halo`` on a side and costs ``bytes_per_pixel`` per pixel.
+    The window is ``core + 2 * halo`` on a side and costs ``bytes_per_pixel`` per pixel. The
+    side is never less than ``block``, even when that window does not fit ``max_memory``.
+
+    Parameters
+    ----------
+    max_memory : int
+        Bytes a window may take.
+    bytes_per_pixel : int
+        Bytes one pixel of a window costs.
+    halo_px : int
+        Halo on each side of the core, in pixels.
+    block : int, default 256
+        The core side is a multiple of it (the file's internal block size).
+
+    Returns
+    -------
+    int
+        Core side in pixels.
+
+    Examples
+    --------
+    >>> tile_size_for_memory(64 * 2**20, 4, 64)  # a 4096-pixel window: 3968 of core
+    3840
+    >>> tile_size_for_memory(1000, 4, 64)  # too little memory: one block
+    256
     """
     window = math.isqrt(max(1, max_memory // max(1, bytes_per_pixel)))
     core = window - 2 * halo_px
@@ -173,6 +221,26 @@ def tile_grid(height: int, width: int, tile_px: int, halo_px: int, region: Regio
     where ``row + phase[0]`` and ``col + phase[1]`` are multiples of ``tile_px`` instead, so
     that they line up with a file's internal tiles (``tile_px`` a multiple of their size,
     ``phase`` where the scene's pixel 0 lies in the file).
+
+    Parameters
+    ----------
+    height, width : int
+        Scene size in pixels.
+    tile_px : int
+        Core side in pixels (the last cores of a row or column are smaller).
+    halo_px : int
+        Pixels read beyond the core on every side, as far as the scene reaches.
+    region : Region, optional
+        The part of the scene the cores cover; the whole scene by default.
+    phase : tuple of int, optional
+        ``(row, col)`` shift of the cuts: cores start where ``row + phase[0]`` and
+        ``col + phase[1]`` are multiples of ``tile_px``. By default they start at the
+        region's corner.
+
+    Returns
+    -------
+    list of Tile
+        The tiles, row by row, numbered from 0 in that order.
 
     Examples
     --------
@@ -203,6 +271,16 @@ def _cuts(start: int, stop: int, step: int, phase: int | None) -> list[tuple[int
 def read_ratio(tiles: list[Tile]) -> float:
     """Pixels the tiles' windows read over the pixels of their cores (1: no halo).
 
+    Parameters
+    ----------
+    tiles : list of Tile
+        The tiles of a grid (see :func:`tile_grid`).
+
+    Returns
+    -------
+    float
+        The ratio; 1.0 when the cores have no pixel.
+
     Examples
     --------
     >>> round(read_ratio(tile_grid(1024, 1024, 512, 64)), 3)
@@ -223,10 +301,37 @@ def clip_to_core(graph: nx.MultiGraph, tile: Tile) -> list[tuple[LineString, dic
     """Edges of a tile's network (scene pixel space) clipped to the tile's core.
 
     Returns ``(piece, means)`` pairs, ``means`` holding the edge's raster means
-    (:data:`geoseg.road.network.EDGE_MEANS`: saliency, confidence); an edge leaving and re-entering the core gives
-    several pieces. Core sides lie on pixel edges, where no centerline runs (its vertices
-    are pixel centres), so each stretch belongs to exactly one tile; the vertices that
-    clipping adds are removed again by :func:`drop_clip_vertices` after stitching.
+    (:data:`geoseg.road.network.EDGE_MEANS`: saliency, confidence); an edge leaving and
+    re-entering the core gives several pieces. Core sides lie on pixel edges, where no
+    centerline runs (its vertices are pixel centres), so each stretch belongs to exactly one
+    tile; the vertices that clipping adds are removed again by :func:`drop_clip_vertices`
+    after stitching.
+
+    Parameters
+    ----------
+    graph : networkx.MultiGraph
+        The tile's road network, in scene pixel space (edge ``geometry``, optional raster
+        means).
+    tile : Tile
+        The tile whose core clips the edges.
+
+    Returns
+    -------
+    list of tuple of (shapely.LineString, dict of str to float)
+        The pieces inside the core, each with its edge's raster means.
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> from shapely.geometry import LineString
+    >>> G = nx.MultiGraph()
+    >>> G.add_edge(0, 1, geometry=LineString([(5.5, 5.5), (15.5, 5.5)]), saliency=0.8)
+    0
+    >>> left, right = tile_grid(20, 20, 10, 4)[:2]
+    >>> [(p.wkt, m) for p, m in clip_to_core(G, left)]
+    [('LINESTRING (5.5 5.5, 10 5.5)', {'saliency': 0.8})]
+    >>> [p.wkt for p, _ in clip_to_core(G, right)]
+    ['LINESTRING (10 5.5, 15.5 5.5)']
     """
     core = tile.core_box()
     pieces: list[tuple[LineString, dict[str, float]]] = []
@@ -246,6 +351,24 @@ def drop_clip_vertices(graph: nx.MultiGraph) -> nx.MultiGraph:
     Traced centerlines have their interior vertices at pixel centres (``k + 0.5``); a
     vertex with an integer coordinate lies on a pixel edge, where only clipping puts one,
     and it is collinear with its neighbours. Removing it gives back the untiled line.
+
+    Parameters
+    ----------
+    graph : networkx.MultiGraph
+        Stitched network in scene pixel space (not modified).
+
+    Returns
+    -------
+    networkx.MultiGraph
+        A copy whose edge geometries have no interior vertex with an integer coordinate.
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> from shapely.geometry import LineString
+    >>> G = nx.MultiGraph([(0, 1, {"geometry": LineString([(5.5, 5.5), (10, 5.5), (15.5, 5.5)])})])
+    >>> [d["geometry"].wkt for _, _, d in drop_clip_vertices(G).edges(data=True)]
+    ['LINESTRING (5.5 5.5, 15.5 5.5)']
     """
     out = graph.copy()
     for _, _, data in out.edges(data=True):
@@ -264,6 +387,31 @@ def canonical(graph: nx.MultiGraph) -> nx.MultiGraph:
 
     The clean-up algorithms visit nodes and edges in graph order; a canonical order makes
     their result independent of how the network was assembled (one tile or many).
+
+    Parameters
+    ----------
+    graph : networkx.MultiGraph
+        Road network (node ``x``/``y``, edge ``geometry``); not modified.
+
+    Returns
+    -------
+    networkx.MultiGraph
+        A new graph: nodes numbered 0, 1, ... by ``(y, x)``, keeping their attributes; each
+        edge from its lower-numbered node, its geometry starting there, edges sorted by their
+        nodes and coordinates.
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> from shapely.geometry import LineString
+    >>> G = nx.MultiGraph()
+    >>> G.add_node("b", x=3.0, y=2.0)
+    >>> G.add_node("a", x=1.0, y=2.0)
+    >>> G.add_edge("b", "a", geometry=LineString([(3, 2), (1, 2)]))
+    0
+    >>> H = canonical(G)
+    >>> list(H.nodes(data=True)), [(u, v, d["geometry"].wkt) for u, v, d in H.edges(data=True)]
+    ([(0, {'x': 1.0, 'y': 2.0}), (1, {'x': 3.0, 'y': 2.0})], [(0, 1, 'LINESTRING (1 2, 3 2)')])
     """
     order = sorted(graph.nodes, key=lambda n: (graph.nodes[n]["y"], graph.nodes[n]["x"]))
     new_id = {n: i for i, n in enumerate(order)}
@@ -289,6 +437,30 @@ def stitch_pieces(pieces: Iterable[tuple[LineString, dict[str, float]]], snap_px
     End points closer than ``snap_px`` become one node (at their mean); each piece becomes
     an edge ending exactly at its nodes. Dissolving the degree-2 nodes left at tile borders
     is the caller's business (:func:`geoseg.road.network.dissolve_degree2`).
+
+    Parameters
+    ----------
+    pieces : iterable of tuple of (shapely.LineString, dict of str to float)
+        Line pieces in scene pixel space with the attributes their edges get (the raster
+        means, see :func:`clip_to_core`). Pieces of zero length are dropped.
+    snap_px : float, default 1e-6
+        Distance within which end points are one node. Chains of such end points become one
+        node too, even where its ends lie farther apart.
+
+    Returns
+    -------
+    networkx.MultiGraph
+        Nodes numbered from 0 with ``x`` and ``y``; one edge per piece, with ``geometry`` and
+        the piece's attributes.
+
+    Examples
+    --------
+    >>> from shapely.geometry import LineString
+    >>> a = LineString([(5.5, 5.5), (10, 5.5)])
+    >>> b = LineString([(10, 5.5), (15.5, 5.5)])
+    >>> G = stitch_pieces([(b, {"saliency": 0.8}), (a, {"saliency": 0.6})])
+    >>> list(G.nodes(data="x")), dict(G.degree)
+    ([(0, 5.5), (1, 10.0), (2, 15.5)], {0: 1, 1: 2, 2: 1})
     """
     items = sorted(((g, s) for g, s in pieces if g.length > 0), key=lambda p: tuple(np.round(np.asarray(p[0].coords)[:, :2], 6).ravel()))
     graph = nx.MultiGraph()
@@ -321,6 +493,33 @@ def clip_network(graph: nx.MultiGraph, area: shapely.Geometry, tolerance: float 
     only); nodes outside ``area`` and edges wholly outside are dropped. The other nodes and
     every kept piece keep their attributes (an edge's raster means stay those of the whole
     traced edge). Node names of cut ends are ``("cut", k)``: :func:`canonical` renumbers.
+
+    Parameters
+    ----------
+    graph : networkx.MultiGraph
+        Road network in pixel space (node ``x``/``y``, edge ``geometry``); not modified.
+    area : shapely.Geometry
+        The polygon to keep, in the same pixel space.
+    tolerance : float, default 1e-6
+        A cut end this close to a kept end node of its edge is joined to that node instead of
+        becoming a new one.
+
+    Returns
+    -------
+    networkx.MultiGraph
+        The network inside ``area``.
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> from shapely.geometry import LineString, box
+    >>> G = nx.MultiGraph()
+    >>> G.add_nodes_from([(0, {"x": 0.0, "y": 0.0}), (1, {"x": 10.0, "y": 0.0})])
+    >>> G.add_edge(0, 1, geometry=LineString([(0, 0), (10, 0)]), saliency=0.5)
+    0
+    >>> H = clip_network(G, box(-1, -1, 4, 1))
+    >>> list(H.nodes(data="x")), [(u, v, d["geometry"].wkt) for u, v, d in H.edges(data=True)]
+    ([(0, 0.0), (('cut', 1), 4.0)], [(0, ('cut', 1), 'LINESTRING (0 0, 4 0)')])
     """
     shapely.prepare(area)
     inside = {n for n, d in graph.nodes(data=True) if area.covers(shapely.Point(d["x"], d["y"]))}

@@ -132,7 +132,32 @@ class VectorFormat:
 
 
 def vector_format(fmt: str | VectorFormat) -> VectorFormat:
-    """``fmt`` as a :class:`VectorFormat` (a plain name keeps the input's CRS)."""
+    """``fmt`` as a :class:`VectorFormat` (a plain name keeps the input's CRS).
+
+    Parameters
+    ----------
+    fmt : str or VectorFormat
+        A name of :data:`FORMATS`, or a format (returned as it is).
+
+    Returns
+    -------
+    VectorFormat
+
+    Raises
+    ------
+    ConfigError
+        ``fmt`` is a name not in :data:`FORMATS`.
+
+    Examples
+    --------
+    >>> spec = vector_format("geojson")
+    >>> spec.ext, spec.target_crs, spec.layer_options()
+    ('.geojson', None, {'RFC7946': 'NO', 'WRITE_NAME': 'NO'})
+    >>> vector_format("kml")
+    Traceback (most recent call last):
+        ...
+    geoseg.errors.ConfigError: unknown vector format 'kml'; choose one of shp, gpkg, geojson
+    """
     return fmt if isinstance(fmt, VectorFormat) else VectorFormat(fmt)
 
 
@@ -170,7 +195,32 @@ def _affine(geoms: np.ndarray, a: float, b: float, c: float, d: float, e: float,
 
 
 def to_crs_coords(geoms: np.ndarray, geo: GeoInfo) -> np.ndarray:
-    """Geometries in ``geo``'s pixel space (x = column, y = row) mapped to its CRS by its transform."""
+    """Geometries in ``geo``'s pixel space (x = column, y = row) mapped to its CRS by its transform.
+
+    Parameters
+    ----------
+    geoms : numpy.ndarray
+        Shapely geometries in pixel coordinates.
+    geo : GeoInfo
+        The scene's georeferencing (identity transform without georeferencing).
+
+    Returns
+    -------
+    numpy.ndarray
+        The geometries in the CRS coordinates of ``geo``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from affine import Affine
+    >>> from rasterio.crs import CRS
+    >>> from shapely.geometry import LineString
+    >>> from geoseg.raster import GeoInfo
+    >>> t = Affine(0.5, 0, 500000, 0, -0.5, 5000000)
+    >>> geo = GeoInfo(400, 400, CRS.from_epsg(32633), t, (0.5, 0.5), True)
+    >>> to_crs_coords(np.array([LineString([(0, 0), (200, 10)])]), geo)[0].wkt
+    'LINESTRING (500000 5000000, 500100 4999995)'
+    """
     t = geo.transform
     return _affine(geoms, t.a, t.b, t.c, t.d, t.e, t.f)
 
@@ -189,6 +239,34 @@ def lengths_m(geoms: np.ndarray, geo: GeoInfo) -> np.ndarray:
     Georeferenced lines are measured geodesically on the WGS84 ellipsoid (right for
     geographic and projected CRSs alike); lines of non-georeferenced scenes are in pixels
     and scaled by the assumed GSD.
+
+    Parameters
+    ----------
+    geoms : numpy.ndarray
+        Shapely LineStrings in the CRS of ``geo`` (in pixels without georeferencing).
+    geo : GeoInfo
+        The scene's georeferencing.
+
+    Returns
+    -------
+    numpy.ndarray
+        One float length in metres per line.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from affine import Affine
+    >>> from rasterio.crs import CRS
+    >>> from shapely.geometry import LineString
+    >>> from geoseg.raster import GeoInfo
+    >>> pixels = GeoInfo(10, 10, None, Affine.identity(), (0.5, 0.5), False)
+    >>> lengths_m(np.array([LineString([(0, 0), (3, 4)])]), pixels).tolist()
+    [2.5]
+    >>> t = Affine(1, 0, 500000, 0, -1, 5000000)
+    >>> utm = GeoInfo(10, 10, CRS.from_epsg(32633), t, (1.0, 1.0), True)
+    >>> line = LineString([(500000, 5000000), (500100, 5000000)])  # 100 m on the UTM grid
+    >>> lengths_m(np.array([line]), utm).round(2).tolist()  # on the ground (scale 0.9996)
+    [100.04]
     """
     import numpy as np
     import shapely
@@ -292,10 +370,30 @@ def write_vector(frame: gpd.GeoDataFrame, path: str | os.PathLike[str], *, fmt: 
 
     In its own CRS, unless ``fmt`` (a :class:`VectorFormat`) asks for another one.
 
+    Parameters
+    ----------
+    frame : geopandas.GeoDataFrame
+        The features.
+    path : path-like
+        Destination file; its extension should be the format's.
+    fmt : str or VectorFormat, default "shp"
+        Format name of :data:`FORMATS`, or a format with reprojection and precision.
+    layer : str, optional
+        Layer name (for formats with named layers, such as GeoPackage).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
     Raises
     ------
+    ConfigError
+        ``fmt`` is an unknown format name.
     InputMismatchError
         A reprojection is asked for and the frame has no CRS (pixel coordinates).
+    OutputWriteError
+        The folder cannot be written to, or the written file reads back incomplete.
     """
     spec = vector_format(fmt)
     frame = _reprojected(frame, spec)
@@ -369,6 +467,17 @@ def write_network(
     GeoJSON output write the nodes beside the lines as ``<stem>_nodes.<ext>``. Both are in
     the frames' CRS unless ``fmt`` (a :class:`VectorFormat`) asks for another one.
 
+    Parameters
+    ----------
+    edges : geopandas.GeoDataFrame
+        The lines (see :func:`network_to_frames`).
+    nodes : geopandas.GeoDataFrame or None
+        The nodes; None writes the lines only.
+    path : path-like
+        The main file (the lines, or the GeoPackage).
+    fmt : str or VectorFormat, default "shp"
+        Format name of :data:`FORMATS`, or a format with reprojection and precision.
+
     Returns
     -------
     list of pathlib.Path
@@ -376,14 +485,37 @@ def write_network(
 
     Raises
     ------
+    ConfigError
+        ``fmt`` is an unknown format name.
     InputMismatchError
         A reprojection is asked for and the frames have no CRS (pixel coordinates).
+    OutputWriteError
+        The folder cannot be written to, or a written file reads back incomplete.
     """
     return write_layers({"edges": edges, **({"nodes": nodes} if nodes is not None else {})}, path, fmt=fmt)
 
 
 def layer_paths(names: list[str], path: str | os.PathLike[str], fmt: str | VectorFormat) -> list[Path]:
     """The files :func:`write_layers` writes ``names`` to (``edges`` is the main file ``path``).
+
+    Parameters
+    ----------
+    names : list of str
+        Layer names.
+    path : path-like
+        The main file.
+    fmt : str or VectorFormat
+        Format name of :data:`FORMATS`, or a format.
+
+    Returns
+    -------
+    list of pathlib.Path
+        One file per name; for GeoPackage, ``path`` alone (no file without names).
+
+    Raises
+    ------
+    ConfigError
+        ``fmt`` is an unknown format name.
 
     Examples
     --------
@@ -404,16 +536,31 @@ def write_layers(frames: dict[str, gpd.GeoDataFrame], path: str | os.PathLike[st
 
     The layer ``edges`` (a network's lines) is the file ``path`` itself in every format. Frames
     are written in their CRS unless ``fmt`` (a :class:`VectorFormat`) asks for another one.
+    Each file appears whole under its name; with several files, the main file comes last.
+
+    Parameters
+    ----------
+    frames : dict of str to geopandas.GeoDataFrame
+        The layers by name. Empty layers named ``nodes`` are written as points, others as
+        lines.
+    path : path-like
+        The main file (the layer ``edges``, or the GeoPackage).
+    fmt : str or VectorFormat, default "shp"
+        Format name of :data:`FORMATS`, or a format with reprojection and precision.
 
     Returns
     -------
     list of pathlib.Path
-        The files written, in the order of ``frames``.
+        The files written, in the order of ``frames`` (see :func:`layer_paths`).
 
     Raises
     ------
+    ConfigError
+        ``fmt`` is an unknown format name.
     InputMismatchError
         A reprojection is asked for and a frame has no CRS (pixel coordinates).
+    OutputWriteError
+        The folder cannot be written to, or a written file reads back incomplete.
     """
     spec = vector_format(fmt)
     projected = {name: _reprojected(frame, spec) for name, frame in frames.items()}
@@ -432,6 +579,20 @@ def write_layers(frames: dict[str, gpd.GeoDataFrame], path: str | os.PathLike[st
 
 def read_lines(path: str | os.PathLike[str], *, layer: str | None = None) -> gpd.GeoDataFrame:
     """Read a vector file of lines (any OGR format) into a GeoDataFrame.
+
+    The geometries are not checked here: see :func:`keep_lines`.
+
+    Parameters
+    ----------
+    path : path-like
+        The vector file.
+    layer : str, optional
+        The layer to read; the first one by default.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        The features, in the file's CRS.
 
     Raises
     ------
@@ -456,6 +617,26 @@ def to_scene_crs(frame: gpd.GeoDataFrame, geo: GeoInfo, scene: str, source: str,
     Returns the frame (reprojected when its CRS differs from the scene's) and a note saying so,
     for the user (None when nothing was reprojected): vectors are never reprojected silently.
 
+    Parameters
+    ----------
+    frame : geopandas.GeoDataFrame
+        The vectors.
+    geo : GeoInfo
+        The scene's georeferencing.
+    scene : str
+        The scene's name, for messages.
+    source : str
+        The vector file's name, for messages.
+    what : str, default "the vectors"
+        What the vectors are, for messages (``"the network"``, ``"the map"``).
+
+    Returns
+    -------
+    frame : geopandas.GeoDataFrame
+        The vectors in the scene's CRS (``frame`` itself when nothing was reprojected).
+    note : str or None
+        What was reprojected from which CRS, or None.
+
     Raises
     ------
     InputMismatchError
@@ -477,7 +658,23 @@ def to_scene_crs(frame: gpd.GeoDataFrame, geo: GeoInfo, scene: str, source: str,
 
 
 def crs_name(crs: ProjCRS | None) -> str:
-    """A CRS as users know it (``EPSG:32633``, else its name); ``no CRS`` for pixel coordinates."""
+    """A CRS as users know it (``EPSG:32633``, else its name); ``no CRS`` for pixel coordinates.
+
+    Parameters
+    ----------
+    crs : pyproj.CRS or None
+        The CRS; None for pixel coordinates.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> from pyproj import CRS
+    >>> crs_name(CRS.from_user_input("EPSG:32633")), crs_name(None)
+    ('EPSG:32633', 'no CRS (pixel coordinates)')
+    """
     if crs is None:
         return "no CRS (pixel coordinates)"
     authority = crs.to_authority()
@@ -489,11 +686,34 @@ def check_degrees(path: str | os.PathLike[str], lines: np.ndarray, crs: ProjCRS 
 
     GDAL reads every GeoJSON file as EPSG:4326, so lines in pixel or projected coordinates
     written as GeoJSON without a CRS arrive as degrees out of range.
+    Longitudes up to 360 (the 0-360 convention) are accepted.
+
+    Parameters
+    ----------
+    path : path-like
+        The file the lines come from, for the message.
+    lines : numpy.ndarray
+        The shapely geometries.
+    crs : pyproj.CRS or None
+        Their CRS; nothing is checked when it is None or projected, or without lines.
 
     Raises
     ------
     InputMismatchError
         Coordinates out of the range of degrees; the message names the file.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pyproj import CRS
+    >>> from shapely.geometry import LineString
+    >>> wgs84 = CRS.from_user_input("EPSG:4326")
+    >>> check_degrees("roads.geojson", np.array([LineString([(13.4, 52.5), (13.5, 52.6)])]), wgs84)
+    >>> pixels = np.array([LineString([(0.5, 0.5), (640.5, 0.5)])])
+    >>> check_degrees("roads.geojson", pixels, wgs84)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    geoseg.errors.InputMismatchError: roads.geojson: coordinates x 0.5..640.5, y 0.5..0.5 are not ...
     """
     import shapely
 
@@ -510,6 +730,24 @@ def check_degrees(path: str | os.PathLike[str], lines: np.ndarray, crs: ProjCRS 
 def keep_lines(frame: gpd.GeoDataFrame, path: str | os.PathLike[str], what: str, *, allow_empty: bool = False) -> gpd.GeoDataFrame:
     """The features of ``frame`` (read from ``path``) that are lines.
 
+    Features without geometry and of other types (points, polygons) are left out.
+
+    Parameters
+    ----------
+    frame : geopandas.GeoDataFrame
+        The features read.
+    path : path-like
+        The file they were read from, for the message.
+    what : str
+        What the file should hold, for the message (``"a road map"``).
+    allow_empty : bool, default False
+        Accept a file without any feature (an empty frame is returned).
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        The LineString and MultiLineString features, with their original index.
+
     Raises
     ------
     InputMismatchError
@@ -524,7 +762,18 @@ def keep_lines(frame: gpd.GeoDataFrame, path: str | os.PathLike[str], what: str,
 
 
 def layer_names(path: str | os.PathLike[str]) -> list[str]:
-    """The layers of a vector file (empty when it cannot be listed: reading it then says why)."""
+    """The layers of a vector file (empty when it cannot be listed: reading it then says why).
+
+    Parameters
+    ----------
+    path : path-like
+        The vector file.
+
+    Returns
+    -------
+    list of str
+        The layer names, in the file's order.
+    """
     import pyogrio
     from pyogrio.errors import DataLayerError, DataSourceError
 

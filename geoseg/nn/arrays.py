@@ -22,6 +22,19 @@ IGNORE_INDEX = 255
 def band_statistics(images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Per-band mean and standard deviation over all pixels of raw ``(bands, rows, cols)`` images.
 
+    Parameters
+    ----------
+    images : sequence of numpy.ndarray
+        Raw ``(bands, rows, cols)`` images, all with the same band count (sizes may differ).
+
+    Returns
+    -------
+    mean : numpy.ndarray
+        ``(bands,)`` float64 mean of each band over the pixels of all images pooled.
+    std : numpy.ndarray
+        ``(bands,)`` float64 standard deviation of each band, at least 1e-6 (so a constant
+        band does not divide by 0 in :func:`normalise`).
+
     Examples
     --------
     >>> mean, std = band_statistics([np.array([[[0.0, 2.0]], [[1.0, 1.0]]])])
@@ -34,6 +47,20 @@ def band_statistics(images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarra
 
 def normalise(image: np.ndarray, mean: Sequence[float] | np.ndarray, std: Sequence[float] | np.ndarray) -> np.ndarray:
     """z-score each band of a raw ``(bands, rows, cols)`` image, as float32.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Raw ``(bands, rows, cols)`` pixel values (any numeric type).
+    mean : sequence of float or numpy.ndarray
+        Per-band mean, one value per band of ``image`` (e.g. from :func:`band_statistics`).
+    std : sequence of float or numpy.ndarray
+        Per-band standard deviation, one value per band of ``image``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(bands, rows, cols)`` float32: ``(image - mean) / std`` band by band.
 
     Examples
     --------

@@ -127,7 +127,28 @@ class TrainingRun:
 
 
 def resolve_device(device: str) -> str:
-    """``cpu``, ``cuda`` (refused when unavailable) or ``auto`` (CUDA when available)."""
+    """``cpu``, ``cuda`` (refused when unavailable) or ``auto`` (CUDA when available).
+
+    Parameters
+    ----------
+    device : str
+        The configured device: ``cpu``, ``cuda`` or ``auto``; other names pass unchecked.
+
+    Returns
+    -------
+    str
+        The torch device to use: ``auto`` becomes ``cuda`` or ``cpu``, the rest is unchanged.
+
+    Raises
+    ------
+    ConfigError
+        ``cuda`` was asked for and torch sees no CUDA device.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    'cpu'
+    """
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
@@ -136,19 +157,59 @@ def resolve_device(device: str) -> str:
 
 
 def lr_schedule(optimizer: OptimizerConfig, total: int, peak: float | None = None) -> LrSchedule:
-    """The learning-rate schedule of an ``optimizer`` config over ``total`` iterations (peak rate ``peak`` or its ``lr``)."""
+    """The learning-rate schedule of an ``optimizer`` config over ``total`` iterations (peak rate ``peak`` or its ``lr``).
+
+    Parameters
+    ----------
+    optimizer : OptimizerConfig
+        The config's ``optimizer`` section: peak rate, warm-up and kind of decay.
+    total : int
+        Iterations of the whole run (warm-up included).
+    peak : float, optional
+        Peak rate in place of ``optimizer.lr`` (e.g. the scaled rate of self-training rounds).
+
+    Returns
+    -------
+    LrSchedule
+
+    Examples
+    --------
+    >>> from geoseg.nn.config import OptimizerConfig
+    >>> schedule = lr_schedule(OptimizerConfig(lr=0.01, warmup_iterations=10), total=100)
+    >>> schedule.rate(0), schedule.rate(10)
+    (0.001, 0.01)
+    >>> lr_schedule(OptimizerConfig(lr=0.01, warmup_iterations=10), 100, peak=0.002).rate(10)
+    0.002
+    """
     return LrSchedule(optimizer.lr if peak is None else peak, total=total, warmup=optimizer.warmup_iterations, kind=optimizer.schedule)
 
 
 def start_model(run: TrainingRun, mode: str) -> tuple[NNModel, Checkpoint | None]:
     """The model a run starts from: a fresh one, or that of the checkpoint it resumes (same mode and bands).
 
+    Parameters
+    ----------
+    run : TrainingRun
+        The run; a fresh model (:func:`new_model`) is made unless ``run.resume`` is set.
+    mode : str
+        The training mode; a checkpoint of another mode is refused.
+
+    Returns
+    -------
+    model : NNModel
+        The fresh model, or the checkpoint's.
+    checkpoint : Checkpoint or None
+        The checkpoint resumed (optimizer and training state), or None for a fresh model.
+
     Raises
     ------
     ModelFileError
-        ``run.resume`` is not a checkpoint of ``mode``.
+        ``run.resume`` is not a checkpoint of ``mode``, or its weights do not fit its
+        architecture.
     InputMismatchError
         The checkpoint's model reads other bands than this run.
+    ConfigError
+        A fresh model cannot load its ImageNet weights (``model.pretrained``).
     """
     if run.resume is None:
         return new_model(run.config, run.train, run.bands), None
@@ -174,6 +235,33 @@ def epoch_writer(
     """What a training mode writes after each epoch: ``model`` (its module being the tracked one)
     to ``best_path`` when the epoch is the best so far, and a checkpoint of the mode to
     ``checkpoint_path``; the model's training summary is brought up to date first.
+
+    Parameters
+    ----------
+    mode : str
+        The training mode, recorded in the checkpoint.
+    model : NNModel
+        The model saved; its module must be the module the training updates.
+    best_path : str or path-like, optional
+        Where the best model goes (None: not written).
+    checkpoint_path : str or path-like, optional
+        Where the checkpoint goes after every epoch (None: not written).
+    validated : bool
+        Whether epochs are scored on validation scenes; without, the summary records no
+        best validation IoU.
+    modules : mapping of str to torch.nn.Module, optional
+        Further modules whose weights the checkpoint keeps (e.g. a teacher).
+    optimizers : mapping of str to torch.optim.Optimizer, optional
+        Optimizers whose state the checkpoint keeps.
+    extra : callable, optional
+        Called at each write for more JSON-serialisable state of the mode.
+
+    Returns
+    -------
+    callable
+        ``write(state)`` for :func:`geoseg.nn.fit.fit`, called with the
+        :class:`~geoseg.nn.fit.FitState` after each epoch; it raises
+        :class:`~geoseg.errors.OutputWriteError` when a file cannot be written.
     """
 
     def write(state: FitState) -> None:
@@ -189,7 +277,38 @@ def epoch_writer(
 def batch_losses(
     outputs: dict[str, torch.Tensor], batch: Batch, config: TrainConfig, weights: LossWeights, class_weights: torch.Tensor, device: str
 ) -> dict[str, torch.Tensor]:
-    """The supervised loss terms of a training batch (its targets moved to ``device``)."""
+    """The supervised loss terms of a training batch (its targets moved to ``device``).
+
+    Parameters
+    ----------
+    outputs : dict of str to torch.Tensor
+        The model's logits for ``batch.image`` (``seg`` and optionally ``body``, ``edge``,
+        ``centerline``).
+    batch : Batch
+        The batch, with its labels and optional edge and centerline targets.
+    config : TrainConfig
+        The run's config (its ``data.edge_radius_px``).
+    weights : LossWeights
+        Weights of the loss terms (:func:`loss_weights`).
+    class_weights : torch.Tensor
+        ``(K,)`` cross-entropy class weights, on ``device``.
+    device : str
+        Torch device of ``outputs``.
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        As :func:`geoseg.nn.losses.segmentation_losses`: the terms and their weighted sum
+        ``total``.
+
+    Examples
+    --------
+    >>> from geoseg.nn.config import TrainConfig
+    >>> batch = Batch(torch.zeros(1, 3, 2, 2), torch.ones(1, 2, 2, dtype=torch.long), None, None)
+    >>> outputs = {"seg": torch.zeros(1, 2, 2, 2)}
+    >>> batch_losses(outputs, batch, TrainConfig(), LossWeights(), torch.ones(2), "cpu")
+    {'seg': tensor(0.6931), 'total': tensor(0.6931)}
+    """
     return segmentation_losses(
         outputs, batch.labels.to(device),
         edges=None if batch.edges is None else batch.edges.to(device),
@@ -199,7 +318,25 @@ def batch_losses(
 
 
 def optimizer_factory(config: TrainConfig) -> Callable[[torch.nn.Module], torch.optim.Optimizer]:
-    """A function making the AdamW optimizer of ``config.optimizer`` for a module."""
+    """A function making the AdamW optimizer of ``config.optimizer`` for a module.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The run's config (its ``optimizer.lr`` and ``optimizer.weight_decay``).
+
+    Returns
+    -------
+    callable
+        Takes a ``torch.nn.Module`` and returns an AdamW optimizer of all its parameters.
+
+    Examples
+    --------
+    >>> from geoseg.nn.config import TrainConfig
+    >>> optimizer = optimizer_factory(TrainConfig())(torch.nn.Linear(2, 1))
+    >>> type(optimizer).__name__, optimizer.defaults["lr"], optimizer.defaults["weight_decay"]
+    ('AdamW', 0.002, 0.0001)
+    """
 
     def make(module: torch.nn.Module) -> torch.optim.Optimizer:
         return torch.optim.AdamW(module.parameters(), lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay)
@@ -212,6 +349,26 @@ def evaluate_iou(model: NNModel, scenes: Sequence[SceneData], device: str = "cpu
 
     A model trained at a working GSD classifies each scene resampled to it, as at inference
     (without test-time augmentation, to keep validation cheap).
+
+    Parameters
+    ----------
+    model : NNModel
+        The model scored.
+    scenes : sequence of SceneData
+        Raw validation scenes (normalised here with the model's statistics).
+    device : str
+        Torch device.
+
+    Returns
+    -------
+    float
+        ``tp / (tp + fp + fn)`` over the labelled pixels of all scenes; 1.0 when no pixel is
+        road in either the labels or the prediction.
+
+    Raises
+    ------
+    InputMismatchError
+        A scene lacks the model's bands.
     """
     tp = fp = fn = 0.0
     for scene in scenes:
@@ -228,6 +385,27 @@ def describe_training_scenes(train_data: Sequence[SceneData], bands: list[int]) 
 
     Their data band count and band names are recorded when the scenes' band names are known
     (``SceneData.band_names``): without names, alpha bands cannot be told from data bands.
+    Band names and data band count are those of the first scene.
+
+    Parameters
+    ----------
+    train_data : sequence of SceneData
+        The raw training scenes (at least one).
+    bands : list of int
+        The 1-based bands the model reads.
+
+    Returns
+    -------
+    TrainingScenes
+
+    Examples
+    --------
+    >>> image = np.arange(12, dtype=np.uint8).reshape(3, 2, 2)
+    >>> names = ("red", "green", "alpha")
+    >>> scene = SceneData(image, np.ones((2, 2), np.uint8), 0.3, band_names=names)
+    >>> described = describe_training_scenes([scene], [1, 2])
+    >>> described.dtype, described.scene_bands, described.minimum, described.maximum
+    ('uint8', 2, (0.0, 4.0), (3.0, 7.0))
     """
     names = train_data[0].band_names
     scene_bands = len(data_bands(train_data[0].image.shape[0], names)) if names else None
@@ -235,7 +413,39 @@ def describe_training_scenes(train_data: Sequence[SceneData], bands: list[int]) 
 
 
 def new_model(config: TrainConfig, train_data: Sequence[SceneData], bands: list[int]) -> NNModel:
-    """A freshly initialised model (seeded by ``config.seed``) normalised by the training scenes' band statistics."""
+    """A freshly initialised model (seeded by ``config.seed``) normalised by the training scenes' band statistics.
+
+    Its GSD is ``data.work_gsd_m`` when set (the model then resamples scenes to it), else the
+    training scenes' mean GSD; its tiling defaults are the config's ``inference`` section.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The run's config (its ``model``, ``data`` and ``inference`` sections and ``seed``).
+    train_data : sequence of SceneData
+        The raw training scenes (at least one).
+    bands : list of int
+        The 1-based bands the model reads.
+
+    Returns
+    -------
+    NNModel
+
+    Raises
+    ------
+    ConfigError
+        ``model.pretrained`` is set and the ImageNet weights cannot be loaded (not installed,
+        or the model does not read 3 bands).
+
+    Examples
+    --------
+    >>> from geoseg.nn.config import TrainConfig
+    >>> image = np.arange(12, dtype=np.uint8).reshape(3, 2, 2)
+    >>> scene = SceneData(image, np.ones((2, 2), np.uint8), 0.3)
+    >>> model = new_model(TrainConfig(model={"width": 4}), [scene], [1, 2])
+    >>> model.architecture, model.bands, model.band_mean, model.train_gsd_m, model.resample
+    ('decouple', [1, 2], [1.5, 5.5], 0.3, False)
+    """
     mean, std = band_statistics([s.image[[b - 1 for b in bands]] for s in train_data])
     torch.manual_seed(config.seed)
     hyper: dict[str, Any] = {"in_channels": len(bands), "num_classes": 2, "width": config.model.width, "centerline_head": config.model.centerline_head}
@@ -263,7 +473,24 @@ def new_model(config: TrainConfig, train_data: Sequence[SceneData], bands: list[
 
 
 def loss_weights(loss: LossConfig) -> LossWeights:
-    """The loss settings of a config's ``loss`` section, as :func:`geoseg.nn.losses.segmentation_losses` takes them."""
+    """The loss settings of a config's ``loss`` section, as :func:`geoseg.nn.losses.segmentation_losses` takes them.
+
+    Parameters
+    ----------
+    loss : LossConfig
+        The config's ``loss`` section.
+
+    Returns
+    -------
+    LossWeights
+
+    Examples
+    --------
+    >>> from geoseg.nn.config import LossConfig
+    >>> weights = loss_weights(LossConfig(edge=5.0, ohem_min_kept_fraction=0.25))
+    >>> weights.edge, weights.min_kept_fraction, weights.body
+    (5.0, 0.25, 1.0)
+    """
     return LossWeights(
         ohem_threshold=loss.ohem_threshold, min_kept_fraction=loss.ohem_min_kept_fraction, body=loss.body, edge=loss.edge,
         edge_attention=loss.edge_attention, edge_attention_threshold=loss.edge_attention_threshold, centerline=loss.centerline,
@@ -332,11 +559,47 @@ def crop_weights(sources: Sequence[str], source_weights: Mapping[str, float]) ->
 def training_scenes(config: TrainConfig, data: Sequence[SceneData], bands: list[int], mean: np.ndarray, std: np.ndarray) -> list[TrainingScene]:
     """Normalised training scenes with their edge and centerline targets.
 
+    Each scene is reduced to ``bands`` and normalised; with ``data.work_gsd_m``, a scene at
+    another GSD is resampled to it (:mod:`geoseg.nn.resample`). Crop weights come from
+    ``data.source_weights``.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The run's config (its ``data`` and ``model`` sections).
+    data : sequence of SceneData
+        The raw training scenes.
+    bands : list of int
+        The 1-based bands the model reads.
+    mean, std : numpy.ndarray
+        Per-band normalisation statistics of ``bands`` (the model's).
+
+    Returns
+    -------
+    list of TrainingScene
+        One per scene, in the order of ``data``.
+
     Raises
     ------
     InputMismatchError
         A scene lacks a band or (with ``model.centerline_head``) a centerline raster, or edge
         rasters were given for some scenes only.
+    ConfigError
+        A glob of ``data.source_weights`` matches no scene.
+
+    Examples
+    --------
+    >>> from geoseg.nn.config import TrainConfig
+    >>> image = np.arange(12, dtype=np.uint8).reshape(3, 2, 2)
+    >>> scene = SceneData(image, np.ones((2, 2), np.uint8), 0.3)
+    >>> mean, std = np.array([1.5, 5.5]), np.array([1.0, 1.0])
+    >>> prepared = training_scenes(TrainConfig(), [scene], [1, 2], mean, std)
+    >>> prepared[0].image.tolist(), prepared[0].weight
+    ([[[-1.5, -0.5], [0.5, 1.5]], [[-1.5, -0.5], [0.5, 1.5]]], 1.0)
+    >>> training_scenes(TrainConfig(), [scene], [1, 4], np.zeros(2), np.ones(2))
+    Traceback (most recent call last):
+    ...
+    geoseg.errors.InputMismatchError: <memory>: has 3 band(s), training reads bands [1, 4]
     """
     if config.model.centerline_head and any(s.centerlines is None for s in data):
         raise InputMismatchError(
@@ -374,6 +637,26 @@ def torch_settings(threads: int | None, *, deterministic: bool = True) -> Iterat
     Deterministic mode also fills every new tensor with NaN, a debugging aid for reads of
     uninitialised memory that no op here does: it is switched off (7 % of a step: 0.58 -> 0.54 s
     per step of the shipped road_decouple config on the 6 Ottawa tiles, 2 cores).
+
+    Parameters
+    ----------
+    threads : int, optional
+        Torch CPU threads in the body (None or 0: ``os.cpu_count()``).
+    deterministic : bool
+        Turn torch's deterministic algorithms on in the body (warnings only where an op has
+        no deterministic version).
+
+    Yields
+    ------
+    None
+
+    Examples
+    --------
+    >>> before = torch.get_num_threads()
+    >>> with torch_settings(1):
+    ...     inside = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    >>> inside, torch.get_num_threads() == before
+    ((1, True), True)
     """
     prev_threads = torch.get_num_threads()
     prev_det = torch.are_deterministic_algorithms_enabled()

@@ -38,7 +38,30 @@ __all__ = ["blend_window", "predict", "predict_scene", "predict_tiled", "tile_or
 
 
 def tile_origins(size: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of side ``tile`` covering ``[0, size)`` with at least ``overlap`` overlap."""
+    """Start offsets of tiles of side ``tile`` covering ``[0, size)`` with at least ``overlap`` overlap.
+
+    The fewest tiles that keep the overlap, spread evenly: the first starts at 0, the last
+    ends at ``size``.
+
+    Parameters
+    ----------
+    size : int
+        Length of the axis to cover, pixels.
+    tile : int
+        Tile side, pixels.
+    overlap : int
+        Smallest overlap of neighbouring tiles; less than ``tile``.
+
+    Returns
+    -------
+    list of int
+        Increasing start offsets; ``[0]`` when one tile covers the axis.
+
+    Examples
+    --------
+    >>> tile_origins(600, 256, 64), tile_origins(200, 256, 64)
+    ([0, 172, 344], [0])
+    """
     if size <= tile:
         return [0]
     step = tile - overlap
@@ -47,7 +70,32 @@ def tile_origins(size: int, tile: int, overlap: int) -> list[int]:
 
 
 def blend_window(tile: int, overlap: int, ramp_top: bool, ramp_bottom: bool, ramp_left: bool, ramp_right: bool) -> np.ndarray:
-    """``(tile, tile)`` blending weights: linear ramps of width ``overlap`` on the chosen sides."""
+    """``(tile, tile)`` blending weights: linear ramps of width ``overlap`` on the chosen sides.
+
+    A ramp rises from ``0.5 / overlap`` at the side's pixel to 1 at ``overlap`` pixels from
+    it; ramps of two sides multiply. Weights are at least 1e-4, so every pixel of a tile
+    counts.
+
+    Parameters
+    ----------
+    tile : int
+        Side of the tile, pixels.
+    overlap : int
+        Width of the ramps, pixels.
+    ramp_top, ramp_bottom, ramp_left, ramp_right : bool
+        Ramp this side (a side inside the scene); the others keep weight 1 up to the border.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(tile, tile)`` float32 weights in ``[1e-4, 1]``.
+
+    Examples
+    --------
+    >>> w = blend_window(4, 2, True, False, False, False)
+    >>> w[:, 0].tolist(), w[0].tolist()
+    ([0.25, 0.75, 1.0, 1.0], [0.25, 0.25, 0.25, 0.25])
+    """
     ramp = np.minimum(1.0, (np.arange(tile) + 0.5) / max(overlap, 1)).astype(np.float32)
     ones = np.ones(tile, np.float32)
     rows = (ramp if ramp_top else ones) * (ramp[::-1] if ramp_bottom else ones)
@@ -115,13 +163,41 @@ def _classify_arrays(model: Any, x: np.ndarray, tta: bool) -> np.ndarray:
 def predict(model: Any, image: np.ndarray, device: str = "cpu", tta: bool = False) -> np.ndarray:
     """Whole-image inference (no tiling) of a normalised ``(bands, rows, cols)`` image.
 
-    With ``tta``, the mean over the image's 8 orientations (see the module docstring).
+    The image is padded to a multiple of the model stride (reflected, or repeated when too
+    small to reflect) and the output cropped back. With ``tta``, the mean over the image's 8
+    orientations (see the module docstring).
+
+    Parameters
+    ----------
+    model : Any
+        A torch raster classifier (see :mod:`geoseg.nn.models`), or a module that gives
+        probabilities from arrays (:class:`~geoseg.nn.onnx_runtime.OnnxModule`).
+    image : numpy.ndarray
+        Normalised ``(bands, rows, cols)`` float32 image.
+    device : str
+        Torch device (unused for a module that takes arrays).
+    tta : bool
+        Average over the image's 8 orientations.
 
     Returns
     -------
     numpy.ndarray
         ``(channels, rows, cols)`` float32: class probabilities, then the centerline
         probability when the model has a centerline head.
+
+    Examples
+    --------
+    A stand-in module that gives its input back shows the padding and the crop:
+
+    >>> class Echo:
+    ...     gives_probabilities = True
+    ...
+    ...     def __call__(self, x):
+    ...         print("runs on", x.shape)
+    ...         return x
+    >>> predict(Echo(), np.ones((2, 5, 7), np.float32)).shape
+    runs on (1, 2, 16, 16)
+    (2, 5, 7)
     """
     rows, cols = image.shape[-2:]
     padded = _pad_to_stride(image)
@@ -142,15 +218,16 @@ def predict_tiled(
 
     Parameters
     ----------
-    model : torch.nn.Module or OnnxModule
-        A geoseg raster classifier (see :mod:`geoseg.nn.models`), or its ONNX graph in
-        onnxruntime (:class:`~geoseg.nn.onnx_runtime.OnnxModule`).
+    model : Any
+        A geoseg raster classifier (a ``torch.nn.Module``, see :mod:`geoseg.nn.models`), or
+        its ONNX graph in onnxruntime (:class:`~geoseg.nn.onnx_runtime.OnnxModule`).
     image : numpy.ndarray
         Normalised ``(bands, rows, cols)`` float32 image.
     tile_px : int
         Tile side; rounded up to a multiple of the model stride.
     overlap_px : int
-        Overlap between neighbouring tiles (and width of the blending ramps).
+        Overlap between neighbouring tiles (and width of the blending ramps); at most half
+        the tile.
     batch_size : int
         Tiles per forward pass.
     device : str
@@ -162,6 +239,21 @@ def predict_tiled(
     -------
     numpy.ndarray
         ``(channels, rows, cols)`` float32, as :func:`predict`.
+
+    Examples
+    --------
+    Blending is a convex combination: a stand-in module that gives its input back gives the
+    image back, across the overlaps of its 4 tiles.
+
+    >>> class Echo:
+    ...     gives_probabilities = True
+    ...
+    ...     def __call__(self, x):
+    ...         return x
+    >>> image = np.arange(40 * 50, dtype=np.float32).reshape(1, 40, 50) / 100
+    >>> out = predict_tiled(Echo(), image, tile_px=32, overlap_px=8)
+    >>> out.shape, out[0, 20, 28:31].astype(float).round(2).tolist()
+    ((1, 40, 50), [10.28, 10.29, 10.3])
     """
     rows, cols = image.shape[-2:]
     tile = int(np.ceil(tile_px / STRIDE) * STRIDE)
@@ -213,13 +305,33 @@ def predict_scene(
         1 classifies the scene as it is.
     tile_px, overlap_px : int, optional
         Tiling on the model's grid (default: the model's).
-    batch_size, device, tta
-        As :func:`predict_tiled`.
+    batch_size : int
+        Tiles per forward pass.
+    device : str
+        Torch device.
+    tta : bool
+        Average each tile over its 8 orientations (:func:`predict_tiled`).
 
     Returns
     -------
     numpy.ndarray
         ``(channels, rows, cols)`` float32 on the scene's grid, as :func:`predict`.
+
+    Examples
+    --------
+    With a stand-in module that gives its input back, a scene classified at half its
+    resolution comes back area-averaged, then bilinearly interpolated:
+
+    >>> from geoseg.nn.modelfile import NNModel
+    >>> class Echo:
+    ...     gives_probabilities = True
+    ...
+    ...     def __call__(self, x):
+    ...         return x
+    >>> model = NNModel(Echo(), "baseline", {}, bands=[1], band_mean=[0.0], band_std=[1.0])
+    >>> scene = np.array([[[0.0, 0.0, 4.0, 4.0], [0.0, 0.0, 4.0, 4.0]]], np.float32)
+    >>> predict_scene(model, scene, zoom=0.5).tolist()
+    [[[0.0, 1.0, 3.0, 4.0], [0.0, 1.0, 3.0, 4.0]]]
     """
     shape = image.shape[-2:]
     x = image if zoom == 1.0 else resample_bands(image, zoomed_shape(image.shape, zoom))

@@ -67,11 +67,18 @@ def boundary_band(labels: Tensor, radius_px: int = 2, ignore_index: int = IGNORE
         ``(N, H, W)`` integer labels; ``ignore_index`` pixels are treated as background.
     radius_px : int
         Half-width of the band (Chebyshev distance).
+    ignore_index : int
+        Label of unlabelled pixels (only road, label 1, is told from the rest).
 
     Returns
     -------
     Tensor
-        ``(N, H, W)`` float 0/1.
+        ``(N, H, W)`` float 0/1: 1 on both sides of every road border, within ``radius_px``.
+
+    Examples
+    --------
+    >>> boundary_band(torch.tensor([[[0, 0, 1, 1, 1]]]), radius_px=1).tolist()
+    [[[0.0, 1.0, 1.0, 0.0, 0.0]]]
     """
     road = (labels == 1).float().unsqueeze(1)
     k = 2 * radius_px + 1
@@ -100,13 +107,32 @@ def ohem_cross_entropy(
         ``(N, K, H, W)``.
     labels : Tensor
         ``(N, H, W)`` int64 in ``[0, K)`` or ``ignore_index``.
+    threshold : float
+        Pixels whose true-class probability is at most this are kept.
+    min_kept_fraction : float
+        Smallest fraction of the labelled pixels kept (at least one pixel).
     class_weights : Tensor, optional
         ``(K,)`` weights of the classes.
+    ignore_index : int
+        Label of pixels that do not count.
 
     Returns
     -------
     Tensor
-        Scalar loss (0 when nothing is labelled).
+        Scalar loss: the mean per-pixel cross-entropy of the kept pixels (0 when nothing is
+        labelled).
+
+    Examples
+    --------
+    Of two road pixels, one easy (p(road) = 0.88) and one hard (0.5), only the hard one
+    counts, unless all labelled pixels must be kept:
+
+    >>> logits = torch.tensor([[[[0.0, 0.0]], [[2.0, 0.0]]]])
+    >>> labels = torch.tensor([[[1, 1]]])
+    >>> round(float(ohem_cross_entropy(logits, labels)), 4)
+    0.6931
+    >>> round(float(ohem_cross_entropy(logits, labels, min_kept_fraction=1.0)), 4)
+    0.41
     """
     pixel_loss = F.cross_entropy(logits, labels, weight=class_weights, ignore_index=ignore_index, reduction="none").flatten()
     valid = (labels != ignore_index).flatten()
@@ -125,7 +151,34 @@ def ohem_cross_entropy(
 
 
 def body_loss(logits: Tensor, labels: Tensor, band: Tensor, class_weights: Tensor | None = None, ignore_index: int = IGNORE_INDEX) -> Tensor:
-    """Cross-entropy of the body prediction, relaxed (ignored) on the boundary band."""
+    """Cross-entropy of the body prediction, relaxed (ignored) on the boundary band.
+
+    Parameters
+    ----------
+    logits : Tensor
+        ``(N, K, H, W)`` logits of the body output.
+    labels : Tensor
+        ``(N, H, W)`` int64 in ``[0, K)`` or ``ignore_index``.
+    band : Tensor
+        ``(N, H, W)`` boundary band (:func:`boundary_band`); pixels where it is positive are
+        ignored.
+    class_weights : Tensor, optional
+        ``(K,)`` weights of the classes.
+    ignore_index : int
+        Label of pixels that do not count.
+
+    Returns
+    -------
+    Tensor
+        Scalar mean cross-entropy over the labelled pixels off the band (0 when there are
+        none).
+
+    Examples
+    --------
+    >>> logits = torch.tensor([[[[0.0, 0.0]], [[2.0, 0.0]]]])
+    >>> round(float(body_loss(logits, torch.tensor([[[1, 1]]]), torch.tensor([[[1.0, 0.0]]]))), 4)
+    0.6931
+    """
     relaxed = torch.where(band > 0, torch.full_like(labels, ignore_index), labels)
     if not bool((relaxed != ignore_index).any()):
         return logits.sum() * 0.0
@@ -140,7 +193,20 @@ def balanced_bce(logits: Tensor, target: Tensor, valid: Tensor | None = None) ->
     logits, target : Tensor
         Same shape; target in ``{0, 1}``.
     valid : Tensor, optional
-        Boolean, pixels that count.
+        Boolean, pixels that count (default: all).
+
+    Returns
+    -------
+    Tensor
+        Scalar: the weighted sum over the valid pixels divided by their count (negatives are
+        weighted by the fraction of positives); 0 when no pixel is valid.
+
+    Examples
+    --------
+    One positive of four: it weighs 3/4, each negative 1/4, and each pixel's loss is ln 2.
+
+    >>> round(float(balanced_bce(torch.zeros(4), torch.tensor([1.0, 0.0, 0.0, 0.0]))), 4)
+    0.2599
     """
     if valid is None:
         valid = torch.ones_like(target, dtype=torch.bool)
@@ -158,6 +224,26 @@ def soft_bce(logits: Tensor, target: Tensor, valid: Tensor | None = None) -> Ten
 
     Its minimum is at ``sigmoid(logits) == target``: the prediction reproduces the target's
     shape (e.g. a ridge) instead of a thresholded band.
+
+    Parameters
+    ----------
+    logits, target : Tensor
+        Same shape; target in ``[0, 1]``.
+    valid : Tensor, optional
+        Boolean, pixels that count (default: all).
+
+    Returns
+    -------
+    Tensor
+        Scalar mean binary cross-entropy over the valid pixels (0 when none is valid).
+
+    Examples
+    --------
+    >>> logits, target = torch.tensor([0.0, 2.0]), torch.tensor([0.5, 1.0])
+    >>> round(float(soft_bce(logits, target)), 4)
+    0.41
+    >>> round(float(soft_bce(logits, target, torch.tensor([True, False]))), 4)
+    0.6931
     """
     if valid is None:
         valid = torch.ones_like(target, dtype=torch.bool)
@@ -174,7 +260,37 @@ def edge_attention_loss(
     class_weights: Tensor | None = None,
     ignore_index: int = IGNORE_INDEX,
 ) -> Tensor:
-    """Cross-entropy of the final prediction on pixels whose predicted edge probability > ``threshold``."""
+    """Cross-entropy of the final prediction on pixels whose predicted edge probability > ``threshold``.
+
+    Parameters
+    ----------
+    logits : Tensor
+        ``(N, K, H, W)`` logits of the final output.
+    labels : Tensor
+        ``(N, H, W)`` int64 in ``[0, K)`` or ``ignore_index``.
+    edge_logits : Tensor
+        ``(N, 1, H, W)`` logits of the edge output (no gradient flows into them).
+    threshold : float
+        Edge probability above which a pixel counts.
+    class_weights : Tensor, optional
+        ``(K,)`` weights of the classes.
+    ignore_index : int
+        Label of pixels that do not count.
+
+    Returns
+    -------
+    Tensor
+        Scalar mean cross-entropy over the attended labelled pixels (0 when there are none).
+
+    Examples
+    --------
+    Only the first pixel lies on a predicted edge:
+
+    >>> logits = torch.tensor([[[[0.0, 0.0]], [[2.0, 0.0]]]])
+    >>> edge_logits = torch.tensor([[[[5.0, -5.0]]]])
+    >>> round(float(edge_attention_loss(logits, torch.tensor([[[1, 0]]]), edge_logits)), 4)
+    0.1269
+    """
     with torch.no_grad():
         attended = torch.sigmoid(edge_logits.squeeze(1)) > threshold
     masked = torch.where(attended, labels, torch.full_like(labels, ignore_index))
@@ -203,7 +319,8 @@ def segmentation_losses(
     labels : Tensor
         ``(N, H, W)`` int64 labels (0 background, 1 road, ``ignore_index``).
     edges : Tensor, optional
-        ``(N, H, W)`` float 0/1 edge ground truth; derived from ``labels`` when absent.
+        ``(N, H, W)`` float 0/1 edge ground truth, also the band the body loss ignores;
+        derived from ``labels`` (:func:`boundary_band`) when absent.
     centerlines : Tensor, optional
         ``(N, H, W)`` float centerline target in ``[0, 1]`` (e.g. a Gaussian ridge); the
         centerline loss needs it.
@@ -213,12 +330,22 @@ def segmentation_losses(
         ``(K,)`` cross-entropy class weights.
     edge_radius_px : int
         Radius of the derived edge band.
+    ignore_index : int
+        Label of pixels that do not count.
 
     Returns
     -------
     dict of str to Tensor
         ``seg`` and, as applicable, ``body``, ``edge``, ``edge_attention``, ``centerline``
-        (unweighted), plus ``total`` (weighted sum).
+        (unweighted), plus ``total`` (weighted sum). The centerline term needs both the
+        ``centerline`` output and ``centerlines``.
+
+    Examples
+    --------
+    >>> outputs = {"seg": torch.zeros(1, 2, 1, 4), "edge": torch.zeros(1, 1, 1, 4)}
+    >>> terms = segmentation_losses(outputs, torch.tensor([[[0, 0, 1, 1]]]), edge_radius_px=1)
+    >>> {name: round(float(value), 4) for name, value in terms.items()}
+    {'seg': 0.6931, 'edge': 0.3466, 'edge_attention': 0.0, 'total': 7.6246}
     """
     terms = {
         "seg": ohem_cross_entropy(

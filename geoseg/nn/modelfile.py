@@ -178,24 +178,77 @@ class NNModel:
 
 
 def model_payload(model: NNModel) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The arrays and metadata of ``model``'s file (also the model part of a training checkpoint)."""
+    """The arrays and metadata of ``model``'s file (also the model part of a training checkpoint).
+
+    Imports torch (through :mod:`geoseg.nn.state`).
+
+    Parameters
+    ----------
+    model : NNModel
+        A model whose module is a torch module.
+
+    Returns
+    -------
+    arrays : dict of str to numpy.ndarray
+        The module's ``state_dict`` on the CPU, each tensor named ``state/<key>``.
+    metadata : dict of str to Any
+        :meth:`NNModel.metadata`.
+    """
     from geoseg.nn.state import state_arrays
 
     return state_arrays(model.module, _STATE), model.metadata()
 
 
 def save_nn_model(path: str | os.PathLike[str], model: NNModel) -> Path:
-    """Write a model file atomically (``.npz``); training checkpoints are :mod:`geoseg.nn.checkpoint`'s."""
+    """Write a model file atomically (``.npz``); training checkpoints are :mod:`geoseg.nn.checkpoint`'s.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Destination, conventionally ending in ``.npz`` (kept as given).
+    model : NNModel
+        The model to save (its module a torch module).
+
+    Returns
+    -------
+    pathlib.Path
+        The written path.
+
+    Raises
+    ------
+    OutputWriteError
+        The file cannot be written.
+    ModelFileError
+        The metadata is not JSON-serialisable (e.g. a non-JSON value in ``model.training``).
+    """
     return save_model(path, *model_payload(model))
 
 
 def build_nn_model(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> NNModel:
     """The model of a file's ``arrays`` and metadata (as :func:`geoseg.modelfile.load_model` returns them).
 
+    The network is rebuilt from the architecture name and hyper-parameters (this imports
+    torch), the ``state/`` arrays are copied into it with names and shapes checked, and it is
+    put in evaluation mode.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file the contents come from, for error messages only.
+    arrays : dict of str to numpy.ndarray
+        The file's arrays.
+    meta : dict of str to Any
+        The file's metadata (:meth:`NNModel.metadata`).
+
+    Returns
+    -------
+    NNModel
+
     Raises
     ------
     ModelFileError
-        Unknown architecture, incomplete metadata, or weights that do not fit; names ``path``.
+        Unknown architecture, incomplete or inconsistent metadata (bands, statistics and
+        input channels that disagree), or weights that do not fit; names ``path``.
     """
     from geoseg.nn.models import ARCHITECTURES, build_model
     from geoseg.nn.state import load_state
@@ -221,11 +274,34 @@ def build_nn_model(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, An
 def load_nn_model(path: str | os.PathLike[str]) -> NNModel:
     """Read a model file written by :func:`save_nn_model`, or a quantized one (nothing in it is executed).
 
+    Parameters
+    ----------
+    path : str or path-like
+        The model file (a training checkpoint loads too).
+
+    Returns
+    -------
+    NNModel
+        The classifier, its network in evaluation mode.
+
     Raises
     ------
     ModelFileError
         Not a geoseg nn model file (pickles are refused unread), or weights that do not
         fit the architecture it names. The message names the file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from geoseg.errors import ModelFileError
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = (Path(tmp) / "roads.npz").write_text("not a model")
+    ...     try:
+    ...         load_nn_model(Path(tmp) / "roads.npz")
+    ...     except ModelFileError as exc:
+    ...         print(str(exc).split(": ", 1)[1])
+    not a geoseg model file (it looks like text; model files are the .npz files written by geoseg train)
     """
     model: NNModel = read_model(path, (KIND, QUANTIZED_KIND))
     return model

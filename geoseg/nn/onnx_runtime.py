@@ -41,10 +41,28 @@ OPSET = 17
 def require_module(module: str) -> Any:
     """Import ``onnx`` or ``onnxruntime``, or say which extra installs it.
 
+    Parameters
+    ----------
+    module : str
+        Name of the top-level module to import.
+
+    Returns
+    -------
+    Any
+        The imported module.
+
     Raises
     ------
     ConfigError
-        The module is not installed.
+        The module is not installed; the message names the extra (:data:`EXTRA_HINT`).
+
+    Examples
+    --------
+    >>> try:
+    ...     require_module("no_such_module")
+    ... except ConfigError as exc:
+    ...     print(str(exc).replace(EXTRA_HINT, "<EXTRA_HINT>"))
+    the ONNX backend and export need no_such_module, which is not installed: <EXTRA_HINT>
     """
     try:
         return __import__(module)
@@ -59,6 +77,33 @@ def conversion_key(path: str | os.PathLike[str]) -> str:
     :mod:`geoseg.nn`), and with the versions of geoseg, torch and onnx that export it. The
     versions are read from the installed packages' metadata, so computing the key imports
     neither torch nor onnx.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The model file (read in full to hash it).
+
+    Returns
+    -------
+    str
+        32 hexadecimal digits (:func:`geoseg.cache.content_key`).
+
+    Raises
+    ------
+    OSError
+        ``path`` cannot be read.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     model = Path(tmp) / "m.npz"
+    ...     _ = model.write_bytes(b"one")
+    ...     before = conversion_key(model)
+    ...     _ = model.write_bytes(b"two")
+    ...     len(before), conversion_key(model) == before
+    (32, False)
     """
     from importlib.metadata import PackageNotFoundError, version
 
@@ -106,11 +151,28 @@ class OnnxModule:
 def load_onnx_model(path: str | os.PathLike[str], threads: int | None = None, data: bytes | None = None) -> NNModel:
     """An ONNX file of :func:`geoseg.nn.onnx.export_onnx` as an :class:`NNModel` whose module runs in onnxruntime.
 
+    Parameters
+    ----------
+    path : str or path-like
+        The ONNX file; only named in messages when ``data`` is given.
+    threads : int, optional
+        onnxruntime's intra-op threads (default: all cores).
+    data : bytes, optional
+        The file's contents, when already read (e.g. from geoseg's cache).
+
+    Returns
+    -------
+    NNModel
+        The classifier, its module an :class:`OnnxModule` and its settings (bands,
+        statistics, GSD, tiling) read from the graph's geoseg metadata.
+
     Raises
     ------
     ModelFileError
-        Not an ONNX file, or one without geoseg's metadata (not exported by geoseg: its bands,
-        statistics and GSD are unknown).
+        The file cannot be read or is no ONNX graph that onnxruntime loads; or its geoseg
+        metadata is missing (not exported by geoseg: its bands, statistics and GSD are
+        unknown), unreadable, inconsistent, or that of another kind of model. The message
+        names the file.
     ConfigError
         onnxruntime is not installed.
     """

@@ -31,14 +31,53 @@ GSD_EXACT = 0.01
 
 
 def working_zoom(model: NNModel, gsd_m: float) -> float:
-    """Scale factor from a scene at ``gsd_m`` to the grid of a model that resamples (else 1)."""
+    """Scale factor from a scene at ``gsd_m`` to the grid of a model that resamples (else 1).
+
+    Parameters
+    ----------
+    model : NNModel
+        The classifier; only its ``resample`` and ``train_gsd_m`` are read.
+    gsd_m : float
+        The scene's GSD, metres.
+
+    Returns
+    -------
+    float
+        ``gsd_m / model.train_gsd_m``; 1.0 when the model does not resample, its GSD is not
+        finite, or the two GSDs differ by less than :data:`GSD_EXACT` (relative).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> model = SimpleNamespace(resample=True, train_gsd_m=0.5)
+    >>> working_zoom(model, 0.2), working_zoom(model, 0.502)
+    (0.4, 1.0)
+    """
     if not model.resample or not np.isfinite(model.train_gsd_m) or abs(gsd_m / model.train_gsd_m - 1.0) < GSD_EXACT:
         return 1.0
     return gsd_m / model.train_gsd_m
 
 
 def zoomed_shape(shape: tuple[int, ...], zoom: float) -> tuple[int, int]:
-    """``(rows, cols)`` of a grid of ``shape[-2:]`` scaled by ``zoom`` (at least 1 px each)."""
+    """``(rows, cols)`` of a grid of ``shape[-2:]`` scaled by ``zoom`` (at least 1 px each).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Shape of an array whose last two axes are rows and columns.
+    zoom : float
+        Scale factor (e.g. from :func:`working_zoom`).
+
+    Returns
+    -------
+    tuple of int
+        ``(rows, cols)``, each rounded to the nearest integer and at least 1.
+
+    Examples
+    --------
+    >>> zoomed_shape((3, 100, 50), 0.4), zoomed_shape((2, 2), 0.1)
+    ((40, 20), (1, 1))
+    """
     rows, cols = shape[-2:]
     return max(1, int(round(rows * zoom))), max(1, int(round(cols * zoom)))
 
@@ -79,6 +118,21 @@ def resample_bands(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def resize_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear resampling of the last two axes to ``size``, pixel centres aligned as torch's ``bilinear`` mode without aligned corners.
+
+    Unlike :func:`resample_bands`, it interpolates when the grid shrinks too (no area
+    averaging).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Values to resample; the last two axes are rows and columns.
+    size : tuple of int
+        Target ``(rows, cols)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, the leading axes of ``image`` followed by ``size``.
 
     Examples
     --------
@@ -124,7 +178,24 @@ def resample_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resample ``(rows, cols)`` uint8 labels (1 road, 0 background, 255 unlabelled) to ``size``.
 
     A target pixel is unlabelled when less than half of the area it covers is labelled, else
-    road when road covers more than half of its labelled area.
+    road when road covers more than half of its labelled area (a tie is background).
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        ``(rows, cols)`` labels: 1 road, 0 background, 255 (``IGNORE_INDEX``) unlabelled.
+    size : tuple of int
+        Target ``(rows, cols)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``size`` uint8 labels, with the same values.
+
+    Examples
+    --------
+    >>> resample_labels(np.array([[1, 0, 1, 1, 0, 255, 255, 255]], np.uint8), (1, 4)).tolist()
+    [[0, 1, 0, 255]]
     """
     labels = np.asarray(labels)
     if tuple(labels.shape) == tuple(size):
@@ -138,7 +209,25 @@ def resample_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def resample_any(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resample a thin ``(rows, cols)`` binary raster: a target pixel is set where any part of it is."""
+    """Resample a thin ``(rows, cols)`` binary raster: a target pixel is set where any part of it is.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        ``(rows, cols)`` raster; non-zero is set.
+    size : tuple of int
+        Target ``(rows, cols)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``size`` uint8 0/1.
+
+    Examples
+    --------
+    >>> resample_any(np.array([[0, 1, 0, 0, 0, 0]]), (1, 3)).tolist()
+    [[1, 0, 0]]
+    """
     mask = np.asarray(mask) > 0
     if tuple(mask.shape) == tuple(size):
         return mask.astype(np.uint8)
