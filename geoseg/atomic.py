@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from geoseg.errors import OutputWriteError
+from geoseg.errors import GeosegError, OutputWriteError
 
 __all__ = ["atomic_path", "check_output_file", "remove_outputs", "TEMP_PREFIX"]
 
@@ -101,9 +101,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     ------
     OutputWriteError
         The destination folder cannot be created or written to, or nothing was written to
-        the yielded path. An ``OSError`` raised inside the ``with`` block is also re-raised
-        as an ``OutputWriteError``. Any other exception passes through unchanged, and
-        nothing is moved to ``path``.
+        the yielded path. A plain ``OSError`` raised inside the ``with`` block (the writer
+        failing) is re-raised as an ``OutputWriteError``; geoseg's own errors (a
+        ``RasterReadError`` of an input read inside the block, say) and any other exception
+        pass through unchanged, and nothing is moved to ``path``.
 
     Examples
     --------
@@ -139,7 +140,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         for part in sorted(written, key=lambda p: p == main):
             os.replace(part, folder / part.name)
     except OSError as exc:
-        if isinstance(exc, OutputWriteError):
+        if isinstance(exc, GeosegError):  # geoseg's own read and write errors already say what failed
             raise
         raise OutputWriteError(f"{final}: cannot write output ({exc.strerror or exc})") from exc
     finally:

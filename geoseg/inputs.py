@@ -438,13 +438,13 @@ def _read_json(name: str) -> Any:
         It cannot be fetched or read, or it is not JSON.
     """
     scheme = urllib.parse.urlsplit(name).scheme.lower() if _URL.match(name) else ""
+    if scheme not in ("", "http", "https") or _VSI.match(name):
+        raise RasterReadError(f"{redact(name)}: STAC items are read from local files or http(s) URLs; download it first")
     try:
-        if scheme in ("http", "https"):
+        if scheme:
             request = urllib.request.Request(name, headers={"Accept": "application/geo+json, application/json"})
             with urllib.request.urlopen(request, timeout=STAC_TIMEOUT_S) as answer:  # noqa: S310 - http(s) only
                 text = answer.read().decode("utf-8")
-        elif scheme or _VSI.match(name):
-            raise RasterReadError(f"{redact(name)}: STAC items are read from local files or http(s) URLs; download it first")
         else:
             text = Path(name).read_text(encoding="utf-8")
     except urllib.error.HTTPError as exc:

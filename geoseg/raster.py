@@ -435,12 +435,14 @@ def not_georeferenced_message(source: str, assumed_gsd_m: float | None, how_to_s
     --------
     >>> not_georeferenced_message("tile.png", 0.3, "--gsd-m", pixel_outputs=False)
     'tile.png: no georeferencing; a GSD of 0.3 m is assumed (set it with --gsd-m)'
+    >>> not_georeferenced_message("tile.png", 0.3, pixel_outputs=False)
+    'tile.png: no georeferencing; a GSD of 0.3 m is assumed'
     >>> not_georeferenced_message("tile.png", None)
     'tile.png: no georeferencing; output coordinates are pixel coordinates (x = column, y = row)'
     """
     parts = ["output coordinates are pixel coordinates (x = column, y = row)"] if pixel_outputs else []
     if assumed_gsd_m is not None:
-        parts.append(f"a GSD of {assumed_gsd_m:g} m is assumed (set it with {how_to_set})")
+        parts.append(f"a GSD of {assumed_gsd_m:g} m is assumed" + (f" (set it with {how_to_set})" if how_to_set else ""))
     return f"{source}: no georeferencing; " + (" and ".join(parts) or "pixel coordinates are used")
 
 

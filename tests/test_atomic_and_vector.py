@@ -12,7 +12,7 @@ from rasterio.crs import CRS
 import geoseg.vector as vector_module
 from geoseg import Pipeline, steps
 from geoseg.atomic import TEMP_PREFIX, atomic_path
-from geoseg.errors import OutputWriteError
+from geoseg.errors import OutputWriteError, RasterReadError
 from geoseg.vector import write_network
 from tests.conftest import plus_mask
 
@@ -41,6 +41,18 @@ def test_atomic_path_replaces_old_output_and_its_stale_sidecars(tmp_path):
         tmp.with_suffix(".dbf").write_bytes(b"new")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.dbf", "x.shp"]
     assert (tmp_path / "x.shp").read_bytes() == b"new"
+
+
+def test_errors_inside_the_block_keep_what_failed(tmp_path):
+    """An input that cannot be read while an output is written is reported as the read error it
+    is; the writer's own OS errors become output errors. Nothing is left either way."""
+    with pytest.raises(RasterReadError, match=r"^in\.tif: no such file$"):
+        with atomic_path(tmp_path / "x.tif"):
+            raise RasterReadError("in.tif: no such file")
+    with pytest.raises(OutputWriteError, match=r"x\.tif: cannot write output \(Permission denied\)"):
+        with atomic_path(tmp_path / "x.tif"):
+            raise PermissionError(13, "Permission denied")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_unwritable_destination_is_an_output_error(tmp_path):

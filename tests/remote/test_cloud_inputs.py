@@ -218,8 +218,10 @@ def test_stac_api_item_urls_and_hrefs_from_the_server_root():
     assert is_stac_name("https://h.example/api/stac/v1/collections/sentinel-2-l2a/items/S2B_T33TWM_20260101")
     assert not is_stac_name("https://h.example/api/stac/v1/collections/c/items/scene.tif")
     assert is_stac_name("/vsicurl/https://h.example/item.json")  # refused in words: items are read over http(s)
-    with pytest.raises(RasterReadError, match="STAC items are read from local files or http"):
-        read_stac_item("/vsicurl/https://h.example/item.json")
+    for name in ("/vsicurl/https://h.example/item.json", "s3://bucket/item.json"):  # one plain line, not wrapped twice
+        with pytest.raises(RasterReadError) as refused:
+            read_stac_item(name)
+        assert str(refused.value) == f"{name}: STAC items are read from local files or http(s) URLs; download it first"
     assert is_stac_name("catalog/item.geojson")
     assert _resolve_href("/data/a.tif", "https://h.example/stac/item.json") == "https://h.example/data/a.tif"
     assert _resolve_href("a.tif", "https://h.example/stac/item.json") == "https://h.example/stac/a.tif"
