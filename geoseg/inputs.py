@@ -560,19 +560,22 @@ def read_stac_item(name: str, *, asset: str | None = None) -> StacAsset:
         kind = item.get("type") if isinstance(item, dict) else type(item).__name__
         hint = "; give one item of the collection" if kind in ("FeatureCollection", "Collection", "Catalog") else ""
         raise RasterReadError(f"{redact(name)}: not a STAC Item (a GeoJSON Feature with assets; this is a {kind}){hint}")
-    assets: dict[str, Any] = item["assets"]
-    key = _pick_asset(assets, asset, name)
-    entry = assets[key]
-    href = entry.get("href") if isinstance(entry, dict) else None
-    if not isinstance(href, str) or not href:
-        raise RasterReadError(f"{redact(name)}: the asset {key!r} has no href")
-    item_id = str(item.get("id") or Path(urllib.parse.urlsplit(name).path).stem)
-    bbox = item.get("bbox")
-    return StacAsset(
-        item=item_id,
-        asset=key,
-        href=_resolve_href(href, name),
-        bbox=[float(v) for v in bbox] if isinstance(bbox, list) else None,
-        geometry=item.get("geometry") if isinstance(item.get("geometry"), dict) else None,
-        crs=_declared_crs(item, entry),
-    )
+    try:
+        assets: dict[str, Any] = item["assets"]
+        key = _pick_asset(assets, asset, name)
+        entry = assets[key]
+        href = entry.get("href") if isinstance(entry, dict) else None
+        if not isinstance(href, str) or not href:
+            raise RasterReadError(f"{redact(name)}: the asset {key!r} has no href")
+        item_id = str(item.get("id") or Path(urllib.parse.urlsplit(name).path).stem)
+        bbox = item.get("bbox")
+        return StacAsset(
+            item=item_id,
+            asset=key,
+            href=_resolve_href(href, name),
+            bbox=[float(v) for v in bbox] if isinstance(bbox, list) else None,
+            geometry=item.get("geometry") if isinstance(item.get("geometry"), dict) else None,
+            crs=_declared_crs(item, entry),
+        )
+    except (AttributeError, TypeError, ValueError) as exc:  # a field of the wrong type (an asset that is not an object, a bbox of words)
+        raise RasterReadError(f"{redact(name)}: malformed STAC Item ({exc})") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -226,6 +227,22 @@ def test_stac_api_item_urls_and_hrefs_from_the_server_root():
     assert _resolve_href("/data/a.tif", "https://h.example/stac/item.json") == "https://h.example/data/a.tif"
     assert _resolve_href("a.tif", "https://h.example/stac/item.json") == "https://h.example/stac/a.tif"
     assert _resolve_href("s3://b/a.tif", "https://h.example/stac/item.json") == "s3://b/a.tif"
+
+
+@pytest.mark.parametrize(
+    ("change", "detail"),
+    [
+        ({"assets": {"B04": "a.tif"}}, "'str' object has no attribute 'get'"),  # an asset that is not an object
+        ({"properties": {"proj:epsg": "UTM 33"}}, "invalid literal for int()"),
+        ({"bbox": ["west", 52, 14, 53]}, "could not convert string to float: 'west'"),
+    ],
+)
+def test_a_malformed_stac_item_is_a_read_error_naming_it(tmp_path, change, detail):
+    item = {"type": "Feature", "id": "x", "assets": {"visual": {"href": "a.tif", "type": "image/tiff"}}, **change}
+    path = tmp_path / "item.json"
+    path.write_text(json.dumps(item))
+    with pytest.raises(RasterReadError, match=f"^{re.escape(str(path))}: malformed STAC Item \\(.*{re.escape(detail)}"):
+        read_stac_item(str(path))
 
 
 def test_http_errors_become_one_line_naming_the_input_and_the_batch_goes_on(served, range_server, tmp_path):
