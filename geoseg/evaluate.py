@@ -209,7 +209,7 @@ def evaluate_files(
 
     Parameters
     ----------
-    pred, truth : path
+    pred, truth : str or path-like
         Vector files of lines, centerline rasters, or (either one) a SpaceNet submission CSV.
     buffer_m : float, optional
         Buffer half-width in metres (default 2 m, or ``slack_px`` pixels for two rasters).
@@ -217,28 +217,54 @@ def evaluate_files(
         Pixel slack; only for two rasters on the same grid (default 3 px there).
     assume_gsd_m : float, optional
         GSD for data without georeferencing (default 0.3 m, flagged as assumed in the result).
-    apls_snap_m : float
+    apls_snap_m : float, default 4.0
         APLS maximum snapping distance in metres.
-    junction_radius_m : float
+    junction_radius_m : float, default 10.0
         Largest distance in metres between a reference junction and the predicted one it
         matches (the default of :func:`geoseg.metrics.graph_metrics`).
-    join_ends_m : float
+    join_ends_m : float, default 0.0
         Join a line's end to another line passing within this distance (metres) when building
         the graphs; 0 (the default, as the SpaceNet reference) joins lines only where they
         share a vertex.
-    image : path, optional
+    image : str or path-like, optional
         The image a SpaceNet CSV's pixel coordinates refer to (its georeferencing).
     image_id : str, optional
         The CSV's ``ImageId`` to read (default: the only one, else the image's file name
         without a SpaceNet prefix such as ``RGB-PanSharpen_``).
 
+    Returns
+    -------
+    Evaluation
+        The scores, the tolerance and mode used (``"raster"`` for two rasters on one grid
+        without ``buffer_m``, else ``"vector"``), both lengths, and the CRS compared in.
+
     Raises
     ------
     InputMismatchError
         One input is georeferenced and the other not, their extents do not overlap, lines
-        are expected, or ``slack_px`` is given for inputs that are not two rasters on one grid.
+        are expected, ``slack_px`` is given for inputs that are not two rasters on one grid,
+        or a SpaceNet CSV has no image to refer to or no row for it.
+    VectorReadError
+        A vector file or CSV cannot be read.
+    RasterReadError
+        A raster cannot be read.
     ConfigError
         ``junction_radius_m`` is not a positive number.
+
+    Examples
+    --------
+    >>> import tempfile, geopandas as gpd
+    >>> from pathlib import Path
+    >>> from shapely.geometry import LineString
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     truth, pred = Path(tmp) / "truth.geojson", Path(tmp) / "pred.geojson"
+    ...     road = LineString([(500000, 4000000), (500100, 4000020)])  # about 102 m
+    ...     gpd.GeoDataFrame(geometry=[road], crs=32633).to_file(truth)
+    ...     half = LineString([(500000, 4000001), (500050, 4000011)])  # its first half, 1 m off
+    ...     gpd.GeoDataFrame(geometry=[half], crs=32633).to_file(pred)
+    ...     result = evaluate_files(pred, truth)
+    >>> round(result.completeness, 2), round(result.correctness, 2), result.tolerance, result.mode
+    (0.52, 1.0, 2.0, 'vector')
     """
     gsd = DEFAULT_ASSUMED_GSD_M if assume_gsd_m is None else assume_gsd_m
     p, t = _load(pred, gsd, image, image_id), _load(truth, gsd, image, image_id)

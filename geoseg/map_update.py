@@ -70,7 +70,36 @@ class ComparisonSummary:
 
 
 def change_totals(layers: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Counts and lengths of the change layers (GeoDataFrames as ``compare_network`` gives them)."""
+    """Counts and lengths of the change layers (GeoDataFrames as ``compare_network`` gives them).
+
+    Parameters
+    ----------
+    layers : dict
+        Layers by name; those of :data:`~geoseg.steps.compare.CHANGE_LAYERS` are counted, the
+        others ignored. Each has a ``length_m`` column; ``matched`` also ``offset_m``, ``links``
+        also ``kind``.
+
+    Returns
+    -------
+    dict of str to dict
+        Per change layer present: ``count`` and ``length_m`` (total, metres); for ``matched``
+        also ``offset_m`` (length-weighted mean offset, NaN without length); for ``links`` the
+        counts ``new_link`` and ``broken_link``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> layers = {
+    ...     "new": pd.DataFrame({"length_m": [10.0, 5.5]}),
+    ...     "matched": pd.DataFrame({"length_m": [30.0, 10.0], "offset_m": [1.0, 3.0]}),
+    ...     "links": pd.DataFrame({"length_m": [4.0, 6.0], "kind": ["new_link", "broken_link"]}),
+    ... }
+    >>> totals = change_totals(layers)
+    >>> totals["new"], totals["matched"]
+    ({'count': 2, 'length_m': 15.5}, {'count': 2, 'length_m': 40.0, 'offset_m': 1.5})
+    >>> totals["links"]
+    {'count': 2, 'length_m': 10.0, 'new_link': 1, 'broken_link': 1}
+    """
     totals: dict[str, dict[str, float]] = {}
     for name in CHANGE_LAYERS:
         frame = layers.get(name)
@@ -104,21 +133,21 @@ def compare_files(
 
     Parameters
     ----------
-    network, road_map : path
+    network, road_map : str or path-like
         Vector files of lines (any OGR format).
-    outdir : path
+    outdir : str or path-like
         Folder of the outputs: ``<stem>_new``, ``_missing``, ``_matched``, ``_links`` (Shapefile or
         GeoJSON), or one ``<stem>_changes.gpkg`` with those layers; ``<stem>`` is the network's.
-    image : path, optional
+    image : str or path-like, optional
         The scene the network was extracted from: its valid-data area is the footprint, and
         the network must be in its CRS (or is reprojected to it, said in the notes).
-    footprint : path, optional
+    footprint : str or path-like, optional
         Polygons (any vector format and CRS) within which the roads are compared.
     network_layer, map_layer : str, optional
         Layers of the two files (default: their first).
-    fmt : str
+    fmt : str, default "shp"
         ``shp``, ``gpkg`` or ``geojson``.
-    road_width_m : float
+    road_width_m : float, default 7.0
         The typical road width: the tolerance is ``tolerance_factor`` times it unless
         ``tolerance_m`` is given.
     **settings
@@ -128,12 +157,19 @@ def compare_files(
     Returns
     -------
     ComparisonSummary
+        The files written, the totals of each change layer (:func:`change_totals`), the
+        tolerance used and the notes.
 
     Raises
     ------
     VectorReadError, InputMismatchError, ConfigError
         A file that cannot be read, holds no lines, or cannot be placed in the other's CRS; a
-        setting out of range.
+        footprint or image the network does not lie in; a setting out of range or an
+        unknown format.
+    RasterReadError
+        ``image`` cannot be read.
+    OutputWriteError
+        The outputs cannot be written (none of them is left).
     """
     try:
         step = CompareNetwork(map=str(road_map), map_layer=map_layer, road_width_m=road_width_m, **settings)

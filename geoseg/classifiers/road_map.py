@@ -149,6 +149,20 @@ class RoadMap:
 def read_road_map(path: str | os.PathLike[str], settings: RoadMapSettings | None = None) -> gpd.GeoDataFrame:
     """Read a road map (any OGR vector format) and keep its lines.
 
+    Parameters
+    ----------
+    path : path-like
+        The map file.
+    settings : RoadMapSettings, optional
+        Its ``width_field`` and ``lanes_field``, when set, must be fields of the map; None:
+        no field is checked.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        The line features, in the map's CRS (features that are not lines are left out, and
+        this is logged).
+
     Raises
     ------
     VectorReadError
@@ -196,8 +210,9 @@ def road_map_labels(
     source : str
         The map's name, for messages.
     settings : RoadMapSettings
+        Road widths and the ignore band, in metres.
     labelled_area : geopandas.GeoDataFrame, optional
-        Polygons outside which nothing is labelled.
+        Polygons outside which nothing is labelled, in any CRS.
 
     Returns
     -------

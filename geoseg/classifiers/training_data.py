@@ -28,10 +28,31 @@ UNLABELLED = 255
 def pair_by_stem(images: Sequence[Path], masks: Sequence[Path]) -> list[tuple[Path, Path]]:
     """Match images and masks by file stem (a mask may add ``_mask`` to the image's stem).
 
+    Parameters
+    ----------
+    images : sequence of pathlib.Path
+        The image files.
+    masks : sequence of pathlib.Path
+        The mask files. A mask named exactly as its image's stem wins over one that adds
+        ``_mask``; a file is never paired with itself.
+
+    Returns
+    -------
+    list of tuple of (pathlib.Path, pathlib.Path)
+        ``(image, mask)`` pairs, in the order of ``images``.
+
     Raises
     ------
     InputMismatchError
         An image has no mask, or nothing matched.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> images, masks = [Path("a.tif"), Path("b.tif")], [Path("m/b.tif"), Path("m/a_mask.tif")]
+    >>> pairs = pair_by_stem(images, masks)
+    >>> [(image.name, str(mask)) for image, mask in pairs]
+    [('a.tif', 'm/a_mask.tif'), ('b.tif', 'm/b.tif')]
     """
     by_stem = {}
     for m in masks:
@@ -52,7 +73,27 @@ def pair_by_stem(images: Sequence[Path], masks: Sequence[Path]) -> list[tuple[Pa
 
 
 def mask_labels(image: Raster, mask_path: str | os.PathLike[str]) -> np.ndarray:
-    """Labels from a road mask on the image's grid: 1 road (> 0), 0 background, 255 no data."""
+    """Labels from a road mask on the image's grid: 1 road (> 0), 0 background, 255 no data.
+
+    Parameters
+    ----------
+    image : Raster
+        The scene (its grid and valid-data mask are used).
+    mask_path : path-like
+        A raster whose first band is the mask; its GSD and georeferencing are not checked.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(rows, cols)`` uint8 labels; 255 where the mask or the image has no data.
+
+    Raises
+    ------
+    RasterReadError
+        The mask cannot be read.
+    InputMismatchError
+        The mask's size differs from the image's.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)  # only the mask's grid counts, not its GSD
         mask = read_raster(mask_path, bands=[1])
@@ -103,11 +144,39 @@ def _show_values(values: Sequence[Any], limit: int = 10) -> str:
 def class_labels(values: Sequence[Any], source: str, class_field: str, road_value: str | float = 1, background_value: str | float = 0) -> np.ndarray:
     """Label of each sample from its class field: 1 road, 0 background, 255 other values.
 
+    Numbers are compared as numbers (``1``, ``1.0`` and ``"1"`` alike) and text exactly, spaces
+    at either end aside. Samples with other values are logged.
+
+    Parameters
+    ----------
+    values : sequence
+        The class field's value of each sample.
+    source : str
+        The samples' file, for messages.
+    class_field : str
+        The class field's name, for messages.
+    road_value : str or float, default 1
+        The value of road samples.
+    background_value : str or float, default 0
+        The value of background samples.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 label of each sample, in the order of ``values``.
+
     Raises
     ------
     InputMismatchError
         No sample has the road value, or none the background value: the message names the
         file, the field and the values it holds.
+
+    Examples
+    --------
+    >>> class_labels([1, "0", 1.0, 2, None], "samples.gpkg", "class").tolist()
+    [1, 0, 1, 255, 255]
+    >>> class_labels(["road", "bg"], "samples.gpkg", "kind", "road", "bg").tolist()
+    [1, 0]
     """
     labels = np.full(len(values), UNLABELLED, dtype=np.uint8)
     labels[[_same_class(v, background_value) for v in values]] = 0
@@ -137,11 +206,35 @@ def sample_labels(
 
     The class field holds ``road_value`` (default 1) for road and ``background_value``
     (default 0) for background; samples with other values are left unlabelled (and this is
-    logged). Lines are buffered to ``line_width_m`` so that a road drawn as a line labels its
-    surface core. Samples in another CRS are transformed to the scene's (and this is logged).
+    logged). Lines and points are buffered to ``line_width_m`` so that a road drawn as a line
+    labels its surface core. Samples in another CRS are transformed to the scene's (and this
+    is logged). Road samples are drawn over background ones where they overlap.
+
+    Parameters
+    ----------
+    image : Raster
+        The scene (its grid, CRS and valid-data mask are used).
+    samples_path : path-like
+        The vector file of samples (any OGR format).
+    class_field : str
+        The field holding each sample's class.
+    road_value : str or float, default 1
+        The class value of road samples.
+    background_value : str or float, default 0
+        The class value of background samples.
+    line_width_m : float, default 2.0
+        Width lines and points are drawn at, in metres (in pixels for a scene without
+        georeferencing).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(rows, cols)`` uint8: 1 road, 0 background, 255 unlabelled (no sample, or no data).
 
     Raises
     ------
+    VectorReadError
+        The samples file cannot be read.
     InputMismatchError
         No such field, no road or no background sample, samples without CRS over a
         georeferenced scene, or no labelled pixel of one class inside the scene.

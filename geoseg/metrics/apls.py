@@ -190,10 +190,11 @@ def apls(
 
     Raises
     ------
-    ConfigError
-        When a parameter is out of range.
-    InputMismatchError
-        When a node lacks ``x`` or ``y``.
+    geoseg.errors.ConfigError
+        If ``linestring_interval_m`` or ``max_snap_dist_m`` is not a finite positive number,
+        ``min_path_length_m`` is negative or not finite, or ``max_control_points`` is below 2.
+    geoseg.errors.InputMismatchError
+        If a node lacks ``x`` or ``y``.
 
     Examples
     --------

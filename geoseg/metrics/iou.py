@@ -51,8 +51,14 @@ def binary_scores(pred: ArrayLike, truth: ArrayLike) -> dict[str, float]:
 
     Raises
     ------
-    InputMismatchError
-        When the masks are not 2-D or differ in shape.
+    geoseg.errors.InputMismatchError
+        If the masks are not 2-D or differ in shape.
+
+    Examples
+    --------
+    >>> s = binary_scores(np.array([[1, 1, 0, 0]]), np.array([[0, 1, 1, 0]]))
+    >>> round(s["iou"], 3), s["precision"], s["recall"], s["tn"]
+    (0.333, 0.5, 0.5, 1.0)
     """
     p, t = _as_masks(pred, truth)
     tp = float(np.count_nonzero(p & t))
@@ -91,6 +97,14 @@ def mask_boundary(mask: ArrayLike) -> np.ndarray:
     numpy.ndarray of bool, shape (rows, cols)
         Pixels of the mask with at least one 4-neighbour outside it. Pixels beyond the image
         frame count as inside, so the frame itself is not a boundary.
+
+    Examples
+    --------
+    >>> m = np.zeros((5, 5), bool); m[1:4, 1:4] = True
+    >>> mask_boundary(m).astype(int).tolist()
+    [[0, 0, 0, 0, 0], [0, 1, 1, 1, 0], [0, 1, 0, 1, 0], [0, 1, 1, 1, 0], [0, 0, 0, 0, 0]]
+    >>> bool(mask_boundary(np.ones((3, 3))).any())  # the image frame is no boundary
+    False
     """
     m = np.asarray(mask) != 0
     return m & ~ndimage.binary_erosion(m, structure=_CROSS, border_value=1)
@@ -118,10 +132,20 @@ def boundary_f_score(pred: ArrayLike, truth: ArrayLike, tolerance_px: float) -> 
 
     Raises
     ------
-    InputMismatchError
-        When the masks are not 2-D or differ in shape.
-    ConfigError
-        When ``tolerance_px`` is negative or not finite.
+    geoseg.errors.InputMismatchError
+        If the masks are not 2-D or differ in shape.
+    geoseg.errors.ConfigError
+        If ``tolerance_px`` is negative or not finite.
+
+    Examples
+    --------
+    A 3 × 3 square against the same square one column wider, whose right side reaches the
+    image frame:
+
+    >>> pred = np.zeros((5, 5), bool); pred[1:4, 1:4] = True
+    >>> truth = np.zeros((5, 5), bool); truth[1:4, 1:5] = True
+    >>> round(boundary_f_score(pred, truth, 0.0), 3), boundary_f_score(pred, truth, 1.0)
+    (0.824, 1.0)
     """
     p, t = _as_masks(pred, truth)
     if not (np.isfinite(tolerance_px) and tolerance_px >= 0):

@@ -78,8 +78,21 @@ def graph_from_lines(
 
     Raises
     ------
-    ConfigError
-        When a distance is negative.
+    geoseg.errors.ConfigError
+        If ``min_component_m`` or ``join_ends_m`` is negative.
+
+    Examples
+    --------
+    Two lines that share a vertex make one part; the 2-unit line is dropped:
+
+    >>> from shapely.geometry import LineString
+    >>> a, b = LineString([(0, 0), (10, 0)]), LineString([(10, 0), (10, 10)])
+    >>> G = graph_from_lines([a, b, LineString([(50, 50), (52, 50)])])
+    >>> G.number_of_edges(), [(G.nodes[n]["x"], G.nodes[n]["y"]) for n in G]
+    (2, [(0.0, 0.0), (10.0, 0.0), (10.0, 10.0)])
+    >>> T = [LineString([(0, 0), (10, 0)]), LineString([(5, 1), (5, 10)])]
+    >>> graph_from_lines(T).number_of_edges(), graph_from_lines(T, join_ends_m=1.5).number_of_edges()
+    (2, 3)
     """
     if min_component_m < 0 or join_ends_m < 0:
         raise ConfigError(f"min_component_m and join_ends_m must be >= 0, got {min_component_m!r}, {join_ends_m!r}")
@@ -197,6 +210,11 @@ def join_line_ends(lines: Iterable[LineString], tol: float) -> list[LineString]:
     -------
     list of LineString
         The lines in the same order; a line that another one now ends on has a vertex there.
+
+    Raises
+    ------
+    geoseg.errors.ConfigError
+        If ``tol`` is not positive.
 
     Examples
     --------

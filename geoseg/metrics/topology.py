@@ -226,24 +226,44 @@ def topo_scores(
     ----------
     truth_graph, proposal_graph : networkx.Graph
         Road graphs in the same projected CRS, metres.
-    radius_m : float
+    radius_m : float, default 300.0
         How far along the roads each seed's exploration goes.
-    interval_m : float
+    interval_m : float, default 5.0
         Spacing of holes and marbles along the roads.
-    match_m : float
+    match_m : float, default 5.0
         Largest distance at which a marble fills a hole, and at which the proposal's start
         point may lie from the seed.
-    seed_interval_m : float
+    seed_interval_m : float, default 100.0
         Spacing of the seeds along the truth's roads.
-    max_seeds : int
+    max_seeds : int, default 200
         Most seeds used (drawn uniformly with ``seed`` when there are more).
-    seed : int
+    seed : int, default 0
         Seed of that draw.
 
     Returns
     -------
     tuple of (float, float, float, int)
         Precision, recall, F1 (``nan`` for an empty truth) and seeds used.
+
+    Raises
+    ------
+    geoseg.errors.ConfigError
+        If ``radius_m``, ``interval_m``, ``match_m`` or ``seed_interval_m`` is not positive.
+    geoseg.errors.InputMismatchError
+        If a node lacks ``x`` or ``y``.
+
+    Examples
+    --------
+    A proposal covering half of the truth: every marble fills a hole, many holes stay empty.
+
+    >>> from shapely.geometry import LineString
+    >>> from geoseg.metrics import graph_from_lines
+    >>> truth = graph_from_lines([LineString([(0, 0), (100, 0)])])
+    >>> half = graph_from_lines([LineString([(0, 0), (50, 0)])])
+    >>> topo_scores(truth, truth)
+    (1.0, 1.0, 1.0, 2)
+    >>> [round(v, 3) for v in topo_scores(truth, half)]
+    [1.0, 0.262, 0.415, 2]
     """
     _check_positive(radius_m=radius_m, interval_m=interval_m, match_m=match_m, seed_interval_m=seed_interval_m)
     truth, proposal = _samples(truth_graph, interval_m), _samples(proposal_graph, interval_m)
@@ -290,7 +310,7 @@ def junction_scores(truth_graph: nx.Graph, proposal_graph: nx.Graph, *, radius_m
     ----------
     truth_graph, proposal_graph : networkx.Graph
         Road graphs in the same projected CRS, metres.
-    radius_m : float
+    radius_m : float, default 10.0
         Largest distance between a truth junction and the proposal junction it matches.
 
     Returns
@@ -298,6 +318,13 @@ def junction_scores(truth_graph: nx.Graph, proposal_graph: nx.Graph, *, radius_m
     tuple
         ``(precision, recall, f1, truth_count, proposal_count, matched)``; precision (recall)
         is ``nan`` without proposal (truth) junctions, F1 ``nan`` when both are.
+
+    Raises
+    ------
+    geoseg.errors.ConfigError
+        If ``radius_m`` is not positive.
+    geoseg.errors.InputMismatchError
+        If a node lacks ``x`` or ``y``.
 
     Examples
     --------
@@ -352,15 +379,38 @@ def graph_metrics(
         Road graphs in the same projected CRS, metres (``docs/CONVENTIONS.md``).
     topo_radius_m, topo_interval_m, topo_match_m : float
         TOPO's exploration radius, hole/marble spacing and matching distance
-        (:func:`topo_scores`).
-    junction_radius_m : float
+        (:func:`topo_scores`); defaults 300, 5 and 5.
+    junction_radius_m : float, default 10.0
         Matching radius of junctions (:func:`junction_scores`).
-    min_component_m : float
-        Shortest component counted.
+    min_component_m : float, default 10.0
+        Shortest component counted (total road length).
 
     Returns
     -------
     GraphMetrics
+        The scores; TOPO uses the default seeds of :func:`topo_scores`.
+
+    Raises
+    ------
+    geoseg.errors.ConfigError
+        If a TOPO distance or ``junction_radius_m`` is not positive.
+    geoseg.errors.InputMismatchError
+        If a node lacks ``x`` or ``y``.
+
+    Examples
+    --------
+    A T junction against a proposal whose side road is not joined to the main road:
+
+    >>> from shapely.geometry import LineString
+    >>> from geoseg.metrics import graph_from_lines
+    >>> side = LineString([(50, 0), (50, 50)])
+    >>> truth = graph_from_lines([LineString([(0, 0), (50, 0), (100, 0)]), side])
+    >>> apart = LineString([(52, 0), (52, 50)])
+    >>> m = graph_metrics(truth, graph_from_lines([LineString([(0, 0), (100, 0)]), apart]))
+    >>> m.truth_junctions, m.proposal_junctions, m.junction_recall
+    (1, 0, 0.0)
+    >>> m.truth_components, m.proposal_components, m.component_ratio
+    (1, 2, 2.0)
     """
     topo = topo_scores(truth_graph, proposal_graph, radius_m=topo_radius_m, interval_m=topo_interval_m, match_m=topo_match_m)
     junctions = junction_scores(truth_graph, proposal_graph, radius_m=junction_radius_m)

@@ -124,6 +124,16 @@ def pipeline_hash(pipeline: Pipeline) -> str:
 
     Two pipelines with the same steps, parameters (after ``--set`` overrides), engine
     settings and outputs have the same hash, wherever they were loaded from.
+
+    Parameters
+    ----------
+    pipeline : Pipeline
+        The pipeline.
+
+    Returns
+    -------
+    str
+        64 lowercase hexadecimal digits.
     """
     canonical = json.dumps(pipeline.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
@@ -215,6 +225,29 @@ def output_folders(inputs: Sequence[str | Path | SceneInput], outdir: str | Path
     to the inputs' common parent folder>``, so that ``a/s1.tif`` and ``b/s1.tif`` write
     ``OUTDIR/a/s1.shp`` and ``OUTDIR/b/s1.shp`` (for URLs, the folder is the host and path:
     ``https://h/a/s1.tif`` has ``h/a``).
+
+    Parameters
+    ----------
+    inputs : sequence of str, pathlib.Path or SceneInput
+        The scenes.
+    outdir : str or pathlib.Path
+        The batch's output folder.
+    keep_folders : bool, default False
+        Mirror the input folders under ``outdir``.
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        The output folder of each input, keyed by the input as given (``str`` of its
+        :class:`~geoseg.inputs.SceneInput`).
+
+    Examples
+    --------
+    >>> folders = output_folders(["data/a/s1.tif", "data/b/s1.tif"], "out", keep_folders=True)
+    >>> {scene: folder.as_posix() for scene, folder in folders.items()}
+    {'data/a/s1.tif': 'out/a', 'data/b/s1.tif': 'out/b'}
+    >>> {scene: folder.as_posix() for scene, folder in output_folders(["a/s1.tif"], "out").items()}
+    {'a/s1.tif': 'out'}
     """
     out = Path(outdir)
     scenes = [scene_input(p, strict=False) for p in inputs]
@@ -367,7 +400,18 @@ def discard_interrupted(stop: BatchInterrupted) -> None:
     Call it once the processes that ran those scenes are gone (a local Dask cluster closed);
     the manifest records the scenes as ``"interrupted"``, so their outputs must not exist.
     A scene still running on a remote cluster may write again: the next run cleans up then.
-    Nothing is done while another batch holds the folder.
+    Nothing is done while another batch holds the folder, nor when it cannot be locked.
+
+    Parameters
+    ----------
+    stop : BatchInterrupted
+        The exception :func:`run_batch` raised; its ``outdir``, ``folders`` and ``leftovers``
+        say what to clean.
+
+    Raises
+    ------
+    OSError
+        An output exists but cannot be removed (see :func:`geoseg.atomic.remove_outputs`).
     """
     try:
         with _folder_lock(stop.outdir):
@@ -602,7 +646,33 @@ def pending_scenes(
 ) -> list[str | Path | SceneInput]:
     """The inputs that :func:`run_batch` would process (the others are done already), as given.
 
-    Reads the manifest of ``outdir`` without changing anything.
+    Reads the manifest of ``outdir`` without changing anything. The arguments mean what they
+    mean to :func:`run_batch`.
+
+    Parameters
+    ----------
+    pipeline : Pipeline
+        The pipeline of the batch (its hash must match the manifest's).
+    inputs : sequence of str, pathlib.Path or SceneInput
+        The scenes.
+    outdir : str or pathlib.Path
+        The batch's output folder.
+    fmt : str or VectorFormat, default "shp"
+        Vector output format and options (they must match the manifest's).
+    overwrite : bool, default False
+        Every scene would be redone: all of ``inputs`` are returned.
+    keep_folders : bool, default False
+        Mirror the input folders under ``outdir`` (:func:`output_folders`).
+
+    Returns
+    -------
+    list of str, pathlib.Path or SceneInput
+        The inputs not done yet, as given and in their order.
+
+    Raises
+    ------
+    ConfigError
+        ``fmt`` is not a known format, or its options are invalid.
     """
     given = list(inputs)
     if overwrite:
@@ -653,34 +723,35 @@ def run_batch(
     ----------
     pipeline : Pipeline
         A bound pipeline (all parameters set).
-    inputs : sequence of path
+    inputs : sequence of str, path-like or SceneInput
         Scene files; their stems must differ (within each input folder with ``keep_folders``).
-    outdir : path
+    outdir : str or path-like
         Output folder (created if needed).
-    fmt : {"shp", "gpkg", "geojson"} or VectorFormat
-        Vector output format; a :class:`~geoseg.vector.VectorFormat` also reprojects the
-        vector outputs (``dst_crs``, ``rfc7946``) or sets GeoJSON's coordinate precision.
-    tile_progress : callable, optional
-        Called with (scene, tiles done, tiles total, :class:`~geoseg.pipeline.engine.TilePass`)
-        as a scene processed in this process advances (scenes on Dask workers report per
-        scene only).
+    fmt : str or VectorFormat, default "shp"
+        Vector output format (``"shp"``, ``"gpkg"``, ``"geojson"``); a
+        :class:`~geoseg.vector.VectorFormat` also reprojects the vector outputs (``dst_crs``,
+        ``rfc7946``) or sets GeoJSON's coordinate precision.
     progress : callable, optional
         Called after each scene (skipped scenes first), with (count, total, report).
     client : distributed.Client, optional
         Run the scenes as tasks on this Dask cluster (as many at once as it has worker
         threads); the client is not closed. Without one, scenes run here, one by one.
+    overwrite : bool, default False
+        Redo every scene, whatever the manifest says.
+    pipeline_name : str, optional
+        The pipeline as the user named it, for the manifest (default: ``pipeline.source``).
+    tile_progress : callable, optional
+        Called with (scene, tiles done, tiles total, :class:`~geoseg.pipeline.engine.TilePass`)
+        as a scene processed in this process advances (scenes on Dask workers report per
+        scene only).
+    keep_folders : bool, default False
+        Mirror the input folders under ``outdir`` (relative to the inputs' common parent
+        folder, see :func:`output_folders`), so that inputs of the same name in different
+        folders are all processed.
     cluster : LocalCluster, optional
         Without ``client``: a local cluster to start once the scenes run here show that the
         rest would take much longer than starting it (see :func:`_run_adaptive`); the CLI's
         default.
-    overwrite : bool
-        Redo every scene, whatever the manifest says.
-    pipeline_name : str, optional
-        The pipeline as the user named it, for the manifest (default: ``pipeline.source``).
-    keep_folders : bool
-        Mirror the input folders under ``outdir`` (relative to the inputs' common parent
-        folder, see :func:`output_folders`), so that inputs of the same name in different
-        folders are all processed.
 
     Returns
     -------

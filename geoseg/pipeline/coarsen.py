@@ -53,9 +53,12 @@ def block_mean(array: np.ndarray, valid: np.ndarray, factor: int) -> tuple[np.nd
 
     Returns
     -------
-    tuple of numpy.ndarray
-        float32 ``(bands, ceil(rows / f), ceil(cols / f))`` means (0 where a block has no valid
-        pixel) and the boolean blocks of which at least half the pixels present are valid.
+    means : numpy.ndarray
+        float32 ``(bands, ceil(rows / factor), ceil(cols / factor))`` means (0 where a block
+        has no valid pixel).
+    valid : numpy.ndarray
+        Boolean ``(ceil(rows / factor), ceil(cols / factor))``: True for the blocks of which
+        at least half the pixels present are valid.
 
     Examples
     --------
@@ -161,6 +164,25 @@ def measure_first_step(step: Step, source: Any, window: Region | None = None) ->
 
     The scene is read in tiles of :data:`MEASURE_TILE_PX` without halo (the step's
     statistics are per-pixel counts over each tile), one tile at a time.
+
+    Parameters
+    ----------
+    step : Step
+        The first step of the chain; it reads only the image.
+    source : Any
+        The scene source (e.g. :class:`~geoseg.pipeline.engine.FileSource`).
+    window : Region, optional
+        Measure only this window of the scene; None: the whole scene.
+
+    Returns
+    -------
+    Step
+        The step fitted on the statistics of all tiles (:meth:`~geoseg.pipeline.step.Step.fit`).
+
+    Raises
+    ------
+    RasterReadError
+        The scene cannot be read.
     """
     geo = source.geo
     partials = []
@@ -188,6 +210,32 @@ def working_source(steps: list[Step], source: Any, extent: Extent | None = None)
     ``threshold_mask`` with ``work_road_px``) is fitted here at full resolution, over the
     extent's window; when the block size it gives is above 1, the run uses a
     :class:`CoarsenedSource` and the extent is placed on the block grid.
+
+    Parameters
+    ----------
+    steps : list of Step
+        The chain's bound steps.
+    source : Any
+        The scene source.
+    extent : Extent, optional
+        Process only this part of the scene; None: all of it.
+
+    Returns
+    -------
+    WorkingSource
+        The steps (the first one fitted when it was measured), the source (a
+        :class:`CoarsenedSource` when coarsened) and the extent on the source's grid (None
+        without ``extent``).
+
+    Raises
+    ------
+    InputMismatchError
+        The extent does not overlap the scene, or it cannot be placed on it
+        (:func:`~geoseg.pipeline.engine.scene_extent`).
+    VectorReadError
+        The extent's AOI file cannot be read.
+    RasterReadError
+        The scene cannot be read while the first step is measured.
     """
     window = None if extent is None else scene_extent(extent, source.geo, source.source)
     if not steps or not steps[0].wants_coarsening():

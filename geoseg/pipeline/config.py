@@ -168,6 +168,20 @@ PIPELINE_KINDS: dict[str, tuple[str, frozenset[str]]] = {
 def kind_input(kind: str, source: str) -> tuple[str, frozenset[str]]:
     """The input layer and engine settings of a pipeline kind.
 
+    Parameters
+    ----------
+    kind : str
+        The pipeline kind (``"scene"`` or ``"sequence"``, see :data:`PIPELINE_KINDS`).
+    source : str
+        The pipeline file's name, for messages.
+
+    Returns
+    -------
+    input : str
+        The layer the pipeline's first step reads (``"image"`` or ``"frames"``).
+    settings : frozenset of str
+        The engine settings the kind's runner reads.
+
     Raises
     ------
     ConfigError
@@ -177,6 +191,8 @@ def kind_input(kind: str, source: str) -> tuple[str, frozenset[str]]:
     --------
     >>> kind_input("sequence", "p.yaml")[0]
     'frames'
+    >>> sorted(kind_input("scene", "p.yaml")[1])
+    ['assume_gsd_m', 'extent', 'max_memory', 'max_pixels', 'tile_px']
     """
     if kind not in PIPELINE_KINDS:
         raise ConfigError(f"{source}: unknown pipeline kind {kind!r} (known: {', '.join(PIPELINE_KINDS)})")
@@ -226,10 +242,28 @@ def build_step(spec: dict[str, Any], params: dict[str, Any], where: str, *, allo
         When True, fields that reference unset parameters are not reported as missing and
         ``None`` is returned instead of a step (used by ``geoseg validate``).
 
+    Returns
+    -------
+    Step or None
+        The step; None (only with ``allow_unset``) when a required field references an unset
+        parameter. An optional field that references one keeps the step's default.
+
     Raises
     ------
+    StepNotFoundError
+        Unknown step type.
     ConfigError
-        Unknown step type, unknown field, wrong type, or missing value.
+        Unknown field, wrong type, or missing value.
+
+    Examples
+    --------
+    >>> spec = {"type": "threshold_mask", "threshold": "${T}"}
+    >>> build_step(spec, {"T": 0.5}, "p.yaml: ", allow_unset=False).threshold
+    0.5
+    >>> build_step({"type": "no_such_step"}, {}, "p.yaml: ", allow_unset=False)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    geoseg.errors.StepNotFoundError: p.yaml: unknown step type 'no_such_step' (known: ...)
     """
     if not isinstance(spec, dict) or "type" not in spec:
         raise ConfigError(f"{where}each step needs a 'type' (got {spec!r})")

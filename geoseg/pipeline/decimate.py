@@ -28,6 +28,25 @@ def pass_decimation(steps: list[Step], measured: list[Step], geo: GeoInfo, *, ha
     Above 1 only when the pass neither vectorizes nor reads layers of earlier passes, every
     step it runs or measures uses only the image, and all of them ask the same factor.
 
+    Parameters
+    ----------
+    steps : list of Step
+        The steps the pass runs.
+    measured : list of Step
+        The steps whose statistics the pass measures.
+    geo : GeoInfo
+        The scene's georeferencing (the steps' factors may depend on its GSD).
+    has_vectorizer : bool
+        Whether the pass vectorizes.
+    reads_layers : bool
+        Whether the pass reads layers stored by earlier passes.
+
+    Returns
+    -------
+    int
+        The decimation factor :meth:`~geoseg.pipeline.step.Step.image_decimation` all steps ask
+        for, else 1.
+
     Examples
     --------
     >>> pass_decimation([], [], None, has_vectorizer=False, reads_layers=False)
@@ -44,6 +63,20 @@ def pass_decimation(steps: list[Step], measured: list[Step], geo: GeoInfo, *, ha
 
 def coarse_slices(core: tuple[slice, slice], window: tuple[int, int], coarse: tuple[int, int]) -> tuple[slice, slice]:
     """The cells of a decimated window that cover the part ``core`` of the full window.
+
+    Parameters
+    ----------
+    core : tuple of slice
+        Rows and columns of the part, in the full window.
+    window : tuple of int
+        Full window size ``(rows, cols)``.
+    coarse : tuple of int
+        Decimated window size ``(rows, cols)``.
+
+    Returns
+    -------
+    tuple of slice
+        Rows and columns of the decimated window, rounded outwards to whole cells.
 
     Examples
     --------
@@ -70,6 +103,19 @@ def to_window(array: Any, size: tuple[int, int]) -> Any:
 
     Float layers are interpolated bilinearly between cell centres (edges held); boolean and
     integer layers (masks, classes) take the nearest cell. Other values pass unchanged.
+
+    Parameters
+    ----------
+    array : Any
+        The layer: a ``(..., cells_r, cells_c)`` array, or any other value.
+    size : tuple of int
+        The window's ``(rows, cols)``.
+
+    Returns
+    -------
+    Any
+        An array of the same dtype and shape ``(..., rows, cols)``; ``array`` itself when it is
+        not an array of at least two dimensions or already has that size.
 
     Examples
     --------

@@ -92,6 +92,16 @@ def local_memory_limit(workers: int) -> int:
     The machine's memory (or the cgroup limit, whichever is lower, as measured by Dask)
     divided by the number of workers. A worker above 95 % of it is restarted by its nanny
     and the scene it was running is reported failed.
+
+    Parameters
+    ----------
+    workers : int
+        Number of local workers; values below 1 count as 1.
+
+    Returns
+    -------
+    int
+        Bytes per worker.
     """
     from distributed.system import MEMORY_LIMIT
 
@@ -113,6 +123,8 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
     Yields
     ------
     distributed.Client
+        A client of the scheduler at ``scheduler``, or of a local cluster of ``workers``
+        processes of one thread each.
 
     Raises
     ------

@@ -290,11 +290,29 @@ def plan_batch(
     ``max_pixels`` limit), the models of the steps are loaded, and the passes over its tiles
     are planned as the engine would (tile size and count, memory). The output folder must be
     writable (or creatable); the manifest tells which scenes an earlier run did already.
+    A scene that cannot be processed is planned as ``"failed"`` with its error; the others
+    are still planned.
+
+    Parameters
+    ----------
+    pipeline : Pipeline
+        A bound pipeline (all parameters set).
+    inputs : sequence of str, pathlib.Path or SceneInput
+        The scenes, as :func:`run_batch` takes them.
+    outdir : str or pathlib.Path
+        The batch's output folder (not created).
+    fmt : str or VectorFormat, default "shp"
+        Vector output format and options.
+    overwrite : bool, default False
+        Plan every scene, whatever the manifest says.
+    keep_folders : bool, default False
+        Mirror the input folders under ``outdir`` (:func:`output_folders`).
 
     Returns
     -------
     list of ScenePlan
-        One per input, in input order.
+        One per input, in input order: ``"skipped"`` (done by an earlier run), ``"ready"``
+        or ``"failed"``.
 
     Raises
     ------

@@ -227,8 +227,24 @@ class FileSource:
 def open_source(path: str | os.PathLike[str], assume_gsd_m: float, max_pixels: int | None = None) -> FileSource:
     """A file source (reads the georeferencing now, the pixels tile by tile).
 
+    Parameters
+    ----------
+    path : path-like
+        The raster (a local file, a GDAL virtual path or a URL).
+    assume_gsd_m : float
+        Ground sample distance to assume when the file has no georeferencing, in metres.
+    max_pixels : int, optional
+        Refuse scenes with more pixels than this; None: no limit.
+
+    Returns
+    -------
+    FileSource
+        The source; its dataset is opened on the first read.
+
     Raises
     ------
+    RasterReadError
+        The raster cannot be opened.
     InputMismatchError
         The scene has more than ``max_pixels`` pixels (e.g. a header declaring a huge size):
         refused before anything is read or allocated.
@@ -295,12 +311,39 @@ class SceneExtent:
 def read_aoi(path: str | os.PathLike[str]) -> tuple[shapely.Geometry, ProjCRS | None]:
     """The union of a vector file's polygons, and the file's CRS (None if it has none).
 
+    Features that are not polygons are left out.
+
+    Parameters
+    ----------
+    path : path-like
+        The area of interest (any OGR vector format).
+
+    Returns
+    -------
+    area : shapely.Geometry
+        The union of the polygons, made valid, in the file's coordinates.
+    crs : pyproj.CRS or None
+        The file's CRS.
+
     Raises
     ------
     VectorReadError
         The file is missing or not a readable vector file.
     InputMismatchError
         The file holds no polygons.
+
+    Examples
+    --------
+    >>> import tempfile, geopandas as gpd
+    >>> from pathlib import Path
+    >>> from shapely.geometry import LineString, box
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = Path(tmp) / "aoi.geojson"
+    ...     shapes = [box(0, 0, 2, 2), box(1, 0, 3, 2), LineString([(0, 0), (9, 9)])]
+    ...     gpd.GeoDataFrame(geometry=shapes, crs=4326).to_file(path)
+    ...     area, crs = read_aoi(path)
+    >>> area.bounds, area.area, crs.to_epsg()
+    ((0.0, 0.0, 3.0, 2.0), 6.0, 4326)
     """
     frame = read_lines(path)  # any OGR vector file, whatever its geometries
     polygons = frame.geometry[frame.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
@@ -317,10 +360,26 @@ def scene_extent(setting: Extent, geo: GeoInfo, source: str) -> SceneExtent:
     (densified, so that straight sides follow the projection); without one it is taken in
     the scene's CRS (pixel coordinates for a scene without georeferencing).
 
+    Parameters
+    ----------
+    setting : Extent
+        The extent: a bbox (optionally with its CRS) or an AOI file.
+    geo : GeoInfo
+        The scene's georeferencing.
+    source : str
+        The scene's name, for messages.
+
+    Returns
+    -------
+    SceneExtent
+        The window (snapped outwards to whole pixels) and the extent's area within the scene,
+        in the window's pixel space.
+
     Raises
     ------
     InputMismatchError
-        The extent does not overlap the scene, or it has a CRS and the scene has none.
+        The extent does not overlap the scene, it has a CRS and the scene has none, or the AOI
+        file holds no polygons.
     VectorReadError
         The AOI file cannot be read.
     """
@@ -461,6 +520,40 @@ def plan_tiles(
     :meth:`~geoseg.pipeline.step.Step.statistics_bytes_per_pixel` counts);
     ``extra_halo`` is added to the steps' own neighbourhoods, ``extra_bytes_per_pixel`` to
     their memory (layers read back from earlier passes).
+
+    Parameters
+    ----------
+    steps : list of Step
+        The steps run on each tile; their halos add up.
+    geo : GeoInfo
+        The scene's georeferencing (the steps' halos may depend on its GSD).
+    max_memory : int
+        Bytes a tile may use.
+    tile_px : int or None
+        A forced core size, returned as is; None: the largest that fits ``max_memory``
+        (:func:`~geoseg.tiling.tile_size_for_memory`).
+    extra_halo : int, default 0
+        Pixels added to the halo.
+    also_in_memory : tuple of Step, default ()
+        Steps whose statistics the pass measures.
+    extra_bytes_per_pixel : int, default 0
+        Bytes per pixel added to the steps' own.
+
+    Returns
+    -------
+    tile_px : int
+        Core side of the tiles, in pixels.
+    halo : int
+        Halo on each side of the core, in pixels.
+
+    Examples
+    --------
+    >>> plan_tiles([], None, max_memory=2**30, tile_px=None, extra_halo=8)
+    (4608, 8)
+    >>> plan_tiles([], None, max_memory=2**30, tile_px=None, extra_halo=8, extra_bytes_per_pixel=48)
+    (3328, 8)
+    >>> plan_tiles([], None, max_memory=2**30, tile_px=1000)
+    (1000, 0)
     """
     halo = _halo(steps, geo) + extra_halo
     if tile_px is None:
@@ -909,16 +1002,16 @@ def execute(
     output_layers : set of str, optional
         Layers written: raster layers handed to the sink, features layers of raster steps kept
         in the result (default: all).
-    max_memory : int
+    max_memory : int, default 1 << 30
         Bytes a tile may use; chooses the tile size.
     tile_px : int, optional
         Force the core size of tiles (default: from ``max_memory``).
     on_tile : callable, optional
         Called with (tiles done, tiles total, :class:`TilePass`) during each pass over the tiles.
-    client : dask.distributed.Client, optional
+    client : distributed.Client, optional
         Run the tiles as Dask tasks on this cluster (the scene must be a file the workers
         can read); default: one after the other in this process.
-    scratch_dir : path, optional
+    scratch_dir : str or path-like, optional
         Folder for the intermediate layers of large scenes (default: the system's temporary
         folder); on a cluster it must be readable by the workers.
     extent : SceneExtent, optional
@@ -935,6 +1028,18 @@ def execute(
     Returns
     -------
     RunResult
+        The network and features layers, the raster layers when no ``sink`` takes them,
+        the output grid, warnings and timings.
+
+    Raises
+    ------
+    ConfigError
+        More than one step vectorizes, a step takes the network but no step builds it, or a
+        step after the vectorizer gives rasters.
+    InputMismatchError
+        A step needs a layer that no earlier step gives, or fails on the scene's data.
+    RasterReadError
+        The scene cannot be read.
     """
     run = partial(
         _execute,

@@ -26,7 +26,47 @@ def _raster_name(stem: str, layer: str, outputs: list[str]) -> str:
 
 
 def output_paths(outputs: list[str], outdir: Path, stem: str, fmt: str | VectorFormat) -> list[Path]:
-    """The files a scene's outputs will be written to (main network file first)."""
+    """The files a scene's outputs will be written to (main network file first).
+
+    Vector layers come first (the network's ``edges``, then ``nodes`` and features layers:
+    ``<stem>.<ext>`` and ``<stem>_<layer>.<ext>``, or one GeoPackage), then one GeoTIFF per
+    raster layer: ``<stem>_<layer>.tif``, or ``<stem>.tif`` when it is the only output.
+
+    Parameters
+    ----------
+    outputs : list of str
+        The layers written.
+    outdir : pathlib.Path
+        The scene's output folder.
+    stem : str
+        The scene's file stem.
+    fmt : str or VectorFormat
+        Vector output format (a name of :data:`~geoseg.vector.FORMATS`).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The main file of each output (a shapefile's sidecars are not listed).
+
+    Raises
+    ------
+    ConfigError
+        An unknown format, or a layer whose kind no step declared.
+    OutputWriteError
+        ``stem`` is not usable as a file name in ``outdir`` (empty, dots only, or with a path
+        separator).
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> layers = ["network", "nodes", "mask"]
+    >>> [p.as_posix() for p in output_paths(layers, Path("out"), "s1", "shp")]
+    ['out/s1.shp', 'out/s1_nodes.shp', 'out/s1_mask.tif']
+    >>> [p.as_posix() for p in output_paths(layers, Path("out"), "s1", "gpkg")]
+    ['out/s1.gpkg', 'out/s1_mask.tif']
+    >>> [p.as_posix() for p in output_paths(["mask"], Path("out"), "s1", "shp")]
+    ['out/s1.tif']
+    """
     name = fmt.name if isinstance(fmt, VectorFormat) else fmt
     if name not in FORMATS:
         raise ConfigError(f"unknown output format {name!r}; choose one of {', '.join(FORMATS)}")
@@ -91,7 +131,36 @@ def write_vector_outputs(result: RunResult, outputs: list[str], outdir: Path, st
 
     In the scene's CRS, or in the one ``fmt`` (a :class:`~geoseg.vector.VectorFormat`) asks for:
     one GeoPackage with a layer each, or ``<stem>.<ext>`` for the network and
-    ``<stem>_<layer>.<ext>`` for the others.
+    ``<stem>_<layer>.<ext>`` for the others. Raster layers among ``outputs`` are left out (see
+    :class:`GeoTiffSink`).
+
+    Parameters
+    ----------
+    result : RunResult
+        The scene's results.
+    outputs : list of str
+        The layers written.
+    outdir : pathlib.Path
+        The scene's output folder.
+    stem : str
+        The scene's file stem.
+    fmt : str or VectorFormat
+        Vector output format and options.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written (empty when no vector layer is asked for).
+
+    Raises
+    ------
+    ConfigError
+        An unknown format, or a layer whose kind no step declared.
+    InputMismatchError
+        The run gave no network or no features layer that ``outputs`` asks for, or a
+        reprojection is asked for and the scene has no CRS.
+    OutputWriteError
+        The folder cannot be written to, or a written file reads back incomplete.
     """
     spec = vector_format(fmt)
     frames = {}
@@ -107,7 +176,34 @@ def write_vector_outputs(result: RunResult, outputs: list[str], outdir: Path, st
 
 
 def output_crs(path: str | os.PathLike[str]) -> str | None:
-    """The CRS of a written output (vector or GeoTIFF) as ``AUTHORITY:CODE`` or WKT; None if it has none."""
+    """The CRS of a written output (vector or GeoTIFF) as ``AUTHORITY:CODE`` or WKT; None if it has none.
+
+    Parameters
+    ----------
+    path : path-like
+        The output file (``.tif`` and ``.tiff`` are read as rasters, anything else as vectors).
+
+    Returns
+    -------
+    str or None
+        The CRS, or None for an output in pixel coordinates.
+
+    Raises
+    ------
+    OutputWriteError
+        The file cannot be read back.
+
+    Examples
+    --------
+    >>> import tempfile, geopandas as gpd
+    >>> from pathlib import Path
+    >>> from shapely.geometry import LineString
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = Path(tmp) / "roads.gpkg"
+    ...     gpd.GeoDataFrame(geometry=[LineString([(0, 0), (1, 1)])], crs=32633).to_file(path)
+    ...     print(output_crs(path))
+    EPSG:32633
+    """
     target = Path(path)
     try:
         if target.suffix.lower() in (".tif", ".tiff"):

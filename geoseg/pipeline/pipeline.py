@@ -370,6 +370,33 @@ def resolve_pipeline_path(name: str | os.PathLike[str]) -> Path:
 
 
 def load_pipeline(path: str | os.PathLike[str], overrides: Iterable[str] | Mapping[str, Any] = ()) -> Pipeline:
-    """Load a pipeline file (or a shipped pipeline by name) and apply ``--set``-style overrides."""
+    """Load a pipeline file (or a shipped pipeline by name) and apply ``--set``-style overrides.
+
+    Parameters
+    ----------
+    path : path-like
+        A pipeline YAML file, or the name of a shipped pipeline (``road_centerlines``).
+    overrides : iterable of str or mapping, default ()
+        ``NAME=VALUE`` strings, or a mapping of names to values (see
+        :meth:`Pipeline.with_overrides`).
+
+    Returns
+    -------
+    Pipeline
+        The pipeline, with the overrides applied.
+
+    Raises
+    ------
+    ConfigError
+        A file that cannot be read or is not a valid pipeline, a bare name that is no shipped
+        pipeline, or an override naming no parameter, engine setting or step field.
+
+    Examples
+    --------
+    >>> load_pipeline("road_centerlines", ["smoothness=2"]).params["smoothness"]
+    2
+    >>> load_pipeline("road_centerlines", {"smoothness": 2.5}).params["smoothness"]
+    2.5
+    """
     pipe = Pipeline.from_yaml(resolve_pipeline_path(path))
     return pipe.with_overrides(overrides) if overrides else pipe

@@ -31,7 +31,25 @@ def _entry_points() -> dict[str, EntryPoint]:
 
 
 def register_step(cls: type[Step]) -> type[Step]:
-    """Register a step class under its ``type_name`` (usable as a decorator)."""
+    """Register a step class under its ``type_name`` (usable as a decorator).
+
+    A class registered here replaces one of the same name from the entry points.
+
+    Parameters
+    ----------
+    cls : type of Step
+        The step class.
+
+    Returns
+    -------
+    type of Step
+        ``cls`` itself.
+
+    Raises
+    ------
+    ConfigError
+        The class has no ``type_name``.
+    """
     if not cls.type_name:
         raise ConfigError(f"step class {cls.__name__} has no type_name")
     _runtime[cls.type_name] = cls
@@ -41,10 +59,29 @@ def register_step(cls: type[Step]) -> type[Step]:
 def get_step_class(type_name: str) -> type[Step]:
     """Return the step class registered as ``type_name``.
 
+    Classes registered with :func:`register_step` come first, then the ``geoseg.steps`` entry
+    points.
+
+    Parameters
+    ----------
+    type_name : str
+        The step type, as in a pipeline's ``type:``.
+
+    Returns
+    -------
+    type of Step
+        The step class.
+
     Raises
     ------
     StepNotFoundError
-        No installed package registers this step type.
+        No installed package registers this step type, or its entry point is not a
+        :class:`~geoseg.pipeline.step.Step` class.
+
+    Examples
+    --------
+    >>> get_step_class("skeletonize").__name__
+    'Skeletonize'
     """
     if type_name in _runtime:
         return _runtime[type_name]

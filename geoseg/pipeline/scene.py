@@ -53,7 +53,38 @@ def process_scene(
     from per-tile pieces, so memory stays bounded by ``max_memory`` whatever the scene size
     (the network itself is held in memory: it is small next to the rasters). With the engine
     setting ``extent``, only the extent's window is processed and written (rasters on the
-    window's grid, the network clipped to the extent).
+    window's grid, the network clipped to the extent). A scene that fails leaves none of its
+    outputs.
+
+    Parameters
+    ----------
+    pipeline : Pipeline
+        A bound pipeline of kind ``scene``.
+    scene : str or pathlib.Path
+        The raster to process.
+    outdir : str or pathlib.Path
+        The folder written to (it must exist).
+    stem : str
+        The stem of the output files (:func:`~geoseg.pipeline.outputs.output_paths`).
+    fmt : str or VectorFormat
+        Vector output format and options.
+    on_tile : callable, optional
+        Called with (tiles done, tiles total, :class:`~geoseg.pipeline.engine.TilePass`)
+        during each pass over the tiles.
+    client : distributed.Client, optional
+        Run the tiles as Dask tasks on this cluster; default: here, one after the other.
+
+    Returns
+    -------
+    SceneOutput
+        The files written, the warnings raised, and the number of tiles.
+
+    Raises
+    ------
+    GeosegError
+        Any geoseg error of reading, processing or writing the scene (e.g.
+        :class:`~geoseg.errors.RasterReadError`, :class:`~geoseg.errors.InputMismatchError`,
+        :class:`~geoseg.errors.OutputWriteError`); the message names the scene.
     """
     outputs = pipeline.output_layers()
     try:

@@ -56,8 +56,30 @@ def _sequence_pipeline(pipeline: Pipeline | str | os.PathLike[str]) -> Pipeline:
 
 
 def sequence_frames(pipeline: Pipeline, frames: Sequence[Frame] | Sequence[str | os.PathLike[str]] | str | os.PathLike[str]) -> list[Frame]:
-    """The frames of a sequence: read from paths (:func:`~geoseg.sequence.io.read_frames`, with
-    the pipeline's ``bands_per_frame`` and ``assume_gsd_m``), or the :class:`Frame` objects given."""
+    """The frames of a sequence: read from paths, or the :class:`Frame` objects given.
+
+    Paths are read with :func:`~geoseg.sequence.io.read_frames`, with the pipeline's
+    ``bands_per_frame`` and ``assume_gsd_m``.
+
+    Parameters
+    ----------
+    pipeline : Pipeline
+        The sequence pipeline (its engine settings are used).
+    frames : sequence of Frame, sequence of str or path-like, str or path-like
+        Frames, or the folders, files and globs to read them from.
+
+    Returns
+    -------
+    list of Frame
+        The frames, in order (an empty list when ``frames`` is empty).
+
+    Raises
+    ------
+    RasterReadError
+        A missing or unreadable input.
+    InputMismatchError
+        Frames of different sizes or CRSs, or no frame in the paths given.
+    """
     if isinstance(frames, (str, os.PathLike)):
         frames = [frames]
     if frames and not isinstance(frames[0], Frame):
@@ -77,9 +99,9 @@ def run_sequence(
 
     Parameters
     ----------
-    pipeline : Pipeline or path
+    pipeline : Pipeline, str or path-like
         A pipeline of ``kind: sequence`` (or its file / shipped name, e.g. ``"sequence_objects"``).
-    frames : list of Frame, or paths
+    frames : sequence of Frame, sequence of str or path-like, str or path-like
         The sequence (paths as for :func:`geoseg.sequence.io.read_frames`).
     params : mapping, optional
         Overrides, as with ``--set`` (e.g. ``{"model": "cars.ovs.npz"}``).
@@ -97,6 +119,10 @@ def run_sequence(
     ------
     ConfigError
         Not a sequence pipeline; a required parameter (``model``) not set.
+    InputMismatchError
+        No frames, or frames of different sizes or CRSs.
+    RasterReadError
+        A frame path that is missing or unreadable.
 
     Examples
     --------
@@ -157,22 +183,37 @@ def run_sequence_to_dir(
     The first output layer goes to ``<name>.<ext>`` (layer ``objects`` of a GeoPackage), any
     further one to ``<name>_<layer>.<ext>``; each file is written atomically.
 
+    The name is the engine setting ``name``, else the stem of the first input (up to a glob's
+    ``*``) or the name of its folder.
+
     Parameters
     ----------
-    fmt : {"gpkg", "shp", "geojson"} or VectorFormat
-        The output format (GeoPackage by default), and how to reproject it (see
-        :class:`~geoseg.vector.VectorFormat`).
+    pipeline : Pipeline, str or path-like
+        A pipeline of ``kind: sequence`` (or its file / shipped name).
+    inputs : sequence of str or path-like
+        The frames' folders, files or globs (as for :func:`geoseg.sequence.io.read_frames`).
+    outdir : str or path-like
+        Output folder (created if needed).
+    fmt : str or VectorFormat, default "gpkg"
+        The output format (``"gpkg"``, ``"shp"``, ``"geojson"``), and how to reproject it
+        (see :class:`~geoseg.vector.VectorFormat`).
 
     Returns
     -------
-    list of Path
+    list of pathlib.Path
         The files written.
 
     Raises
     ------
+    ConfigError
+        Not a sequence pipeline, a required parameter not set, or an invalid format.
     InputMismatchError
         A reprojection is asked for and the frames have no georeferencing (checked before
-        any frame is segmented).
+        any frame is segmented); frames of different sizes or CRSs.
+    RasterReadError
+        A missing or unreadable input.
+    OutputWriteError
+        An output cannot be written.
     """
     from geoseg.vector import vector_format, write_vector
 

@@ -67,6 +67,14 @@ def register_layer(name: str, kind: str) -> None:
     """Declare the kind of a layer name, so that pipelines can give, tile and write it.
 
     Steps declare theirs in ``new_layers``; this is what runs when such a class is defined.
+    Declaring a layer again with the same kind does nothing.
+
+    Parameters
+    ----------
+    name : str
+        The layer name.
+    kind : str
+        ``"raster"`` or ``"features"`` (:data:`DECLARABLE_KINDS`).
 
     Raises
     ------
@@ -78,6 +86,10 @@ def register_layer(name: str, kind: str) -> None:
     >>> register_layer("tree_crowns", "raster")
     >>> layer_kind("tree_crowns")
     'raster'
+    >>> register_layer("network", "features")
+    Traceback (most recent call last):
+        ...
+    geoseg.errors.ConfigError: layer 'network' is already a vector layer; it cannot also be a features layer
     """
     if kind not in DECLARABLE_KINDS:
         raise ConfigError(f"layer {name!r}: kind {kind!r} cannot be declared (choose from {list(DECLARABLE_KINDS)})")
@@ -93,10 +105,25 @@ def layer_kind(name: str) -> str:
     Features layers are GeoDataFrames in the scene's CRS that steps give (e.g. the changes found
     by ``compare_network``); each is written to its own file or GeoPackage layer.
 
+    Parameters
+    ----------
+    name : str
+        The layer name.
+
+    Returns
+    -------
+    str
+        ``"raster"``, ``"vector"`` or ``"features"``.
+
     Raises
     ------
     ConfigError
         No step declared the layer.
+
+    Examples
+    --------
+    >>> layer_kind("mask"), layer_kind("nodes")
+    ('raster', 'vector')
     """
     if name == "nodes":
         return "vector"

@@ -175,11 +175,11 @@ def write_report(
     truth : path-like or str, optional
         Reference networks: a folder or a glob of vector files. A scene ``<stem>`` is scored
         against ``<stem>.<ext>``, else ``<stem>_centerlines.<ext>``.
-    buffer_m : float
+    buffer_m : float, default 2.0
         Buffer half-width in metres for completeness / correctness / quality.
-    max_size : int
+    max_size : int, default 768
         Longest side of the overlays in pixels; scenes are read decimated to it.
-    embed : bool
+    embed : bool, default False
         Embed the overlays in the page as data URIs (one portable file) instead of writing
         them to ``OUTDIR/report_files/<stem>.png`` (and ``<stem>_thumb.png``).
 
@@ -190,10 +190,12 @@ def write_report(
 
     Raises
     ------
-    ManifestError
-        ``outdir`` has no readable manifest.
-    ConfigError
-        ``truth`` names no vector file.
+    geoseg.errors.ManifestError
+        If ``outdir`` has no readable manifest.
+    geoseg.errors.ConfigError
+        If ``truth`` names no vector file.
+    geoseg.errors.OutputWriteError
+        If the page or an overlay image cannot be written.
 
     Examples
     --------

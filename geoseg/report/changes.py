@@ -42,6 +42,19 @@ def find_changes(outputs: list[Path], stem: str) -> dict[str, tuple[Path, str | 
 
     They are ``<stem>_<layer>.<ext>`` files, or layers of the scene's GeoPackage ``<stem>.gpkg``.
 
+    Parameters
+    ----------
+    outputs : list of pathlib.Path
+        The scene's output files.
+    stem : str
+        The scene's output stem (the network's file name without its extension).
+
+    Returns
+    -------
+    dict of str to (pathlib.Path, str or None)
+        For each change layer found (``new``, ``missing``, ``matched``, ``links``): its file,
+        and its layer name in a GeoPackage (None for a file of its own).
+
     Examples
     --------
     >>> sorted(find_changes([Path("out/a.shp"), Path("out/a_new.shp"), Path("out/a_missing.shp")], "a"))
@@ -64,10 +77,20 @@ def find_changes(outputs: list[Path], stem: str) -> dict[str, tuple[Path, str | 
 def read_changes(where: dict[str, tuple[Path, str | None]]) -> dict[str, gpd.GeoDataFrame]:
     """Read the change layers found by :func:`find_changes`.
 
+    Parameters
+    ----------
+    where : dict of str to (pathlib.Path, str or None)
+        Change layer name -> (file, layer in it or None), as :func:`find_changes` gives it.
+
+    Returns
+    -------
+    dict of str to geopandas.GeoDataFrame
+        The layers by name.
+
     Raises
     ------
-    VectorReadError
-        A layer cannot be read.
+    geoseg.errors.VectorReadError
+        If a layer cannot be read.
     """
     from geoseg.vector import read_lines
 
@@ -75,7 +98,31 @@ def read_changes(where: dict[str, tuple[Path, str | None]]) -> dict[str, gpd.Geo
 
 
 def change_legend_text(changes: dict[str, gpd.GeoDataFrame]) -> dict[str, str]:
-    """Per class, its total as the legend and the report show it ("0.092 km in 2", ...); per kind of link, how many."""
+    """Per class, its total as the legend and the report show it ("0.092 km in 2", ...); per kind of link, how many.
+
+    Parameters
+    ----------
+    changes : dict of str to geopandas.GeoDataFrame
+        Change layers by name, with a ``length_m`` column (``matched`` also ``offset_m``,
+        ``links`` also ``kind``); see :func:`geoseg.map_update.change_totals`.
+
+    Returns
+    -------
+    dict of str to str
+        Legend text per class present (the ``matched`` text adds the mean offset when it is
+        known) and, when ``links`` is present, the ``new_link`` and ``broken_link`` counts.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> change_legend_text({
+    ...     "new": pd.DataFrame({"length_m": [10.0, 82.0]}),
+    ...     "matched": pd.DataFrame({"length_m": [30.0, 10.0], "offset_m": [1.0, 3.0]}),
+    ...     "links": pd.DataFrame({"length_m": [4.0, 6.0], "kind": ["new_link", "new_link"]}),
+    ... })  # doctest: +NORMALIZE_WHITESPACE
+    {'new': '0.092 km in 2', 'matched': '0.040 km in 2, offset 1.50 m',
+     'new_link': '2', 'broken_link': '0'}
+    """
     from geoseg.map_update import change_totals
 
     out = {}
@@ -109,19 +156,20 @@ def render_changes(
         Longest side in pixels (the scene is read decimated; a canvas defaults to 768).
     line_width : int, optional
         Width of the new and missing lines (default from the image size).
-    legend : bool
+    legend : bool, default True
         Add a strip below with each class's colour and total.
 
     Returns
     -------
     PIL.Image.Image
+        The RGB drawing (with the legend strip below it when ``legend``).
 
     Raises
     ------
-    RasterReadError
-        The scene cannot be read.
-    InputMismatchError
-        A layer is not in the scene's CRS.
+    geoseg.errors.RasterReadError
+        If the scene cannot be read.
+    geoseg.errors.InputMismatchError
+        If a layer is not in the scene's CRS.
 
     Examples
     --------
@@ -220,10 +268,27 @@ def _legend(width: int, texts: dict[str, str]) -> Image.Image:
 def changes_of_outputs(outputs: list[Path], stem: str) -> dict[str, gpd.GeoDataFrame] | None:
     """The change layers among a scene's output files, read; None when there are none.
 
+    Parameters
+    ----------
+    outputs : list of pathlib.Path
+        The scene's output files.
+    stem : str
+        The scene's output stem (see :func:`find_changes`).
+
+    Returns
+    -------
+    dict of str to geopandas.GeoDataFrame or None
+        The change layers by name (:func:`read_changes`), or None when none is found.
+
     Raises
     ------
-    VectorReadError
-        A change layer cannot be read.
+    geoseg.errors.VectorReadError
+        If a change layer cannot be read.
+
+    Examples
+    --------
+    >>> print(changes_of_outputs([Path("out/a.shp"), Path("out/a_nodes.shp")], "a"))
+    None
     """
     where = find_changes(outputs, stem)
     return read_changes(where) if where else None

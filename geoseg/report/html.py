@@ -72,7 +72,26 @@ class SceneRow:
 
 
 def order_rows(rows: list[SceneRow]) -> list[SceneRow]:
-    """Worst first: failed scenes, then by increasing quality, then scenes without scores (stable)."""
+    """Worst first: failed scenes, then by increasing quality, then scenes without scores (stable).
+
+    Parameters
+    ----------
+    rows : list of SceneRow
+        The scenes (not modified).
+
+    Returns
+    -------
+    list of SceneRow
+        The same rows, sorted: scenes whose ``status`` is not ``"done"`` first, then done
+        scenes by increasing ``scores.quality``, then done scenes without a finite quality.
+
+    Examples
+    --------
+    >>> statuses = [("a", "done"), ("b", "failed"), ("c", "done")]
+    >>> rows = [SceneRow(name, f"{name}.tif", status) for name, status in statuses]
+    >>> [row.name for row in order_rows(rows)]
+    ['b', 'a', 'c']
+    """
 
     def key(row: SceneRow) -> tuple[int, float]:
         if row.status != "done":
@@ -264,7 +283,17 @@ def render_html(
     Returns
     -------
     str
-        A complete HTML5 document.
+        A complete HTML5 document, with one summary table row and one card per scene.
+
+    Examples
+    --------
+    >>> rows = [SceneRow("a", "a.tif", "done")]
+    >>> page = render_html(rows, title="Roads <1>", details=[("pipeline", "p.yaml")], with_truth=False)
+    >>> page[:15], page.count('<tr class="done"')
+    ('<!DOCTYPE html>', 1)
+    >>> page[page.index("<title>") : page.index("</title>")]
+    '<title>Roads &lt;1&gt;'
+
     """
     stops = ", ".join(f"rgb{c} {100 * t:.0f}%" for t, c in RAMP)
     meta = " &middot; ".join(f"{_esc(k)}: <code>{_esc(v)}</code>" for k, v in details)

@@ -114,10 +114,38 @@ def read_preview(scene: str | os.PathLike[str], *, max_size: int | None = None) 
     ``max_size``, the file is read decimated (overviews when present, average resampling)
     through a GDAL block cache of 64 MiB: the full-resolution array is never in memory.
 
+    Parameters
+    ----------
+    scene : path-like
+        The scene raster.
+    max_size : int, optional
+        Longest side of the preview in pixels (never enlarged); full resolution when not given.
+
+    Returns
+    -------
+    ScenePreview
+        The display image, the scene's georeferencing and the display scale.
+
     Raises
     ------
-    RasterReadError
-        The scene cannot be opened or read.
+    geoseg.errors.RasterReadError
+        If the scene cannot be opened or read.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import rasterio
+    >>> d = tempfile.TemporaryDirectory()
+    >>> tif = f"{d.name}/scene.tif"
+    >>> with rasterio.open(tif, "w", driver="GTiff", width=6, height=4, count=1, dtype="uint8",
+    ...                    crs="EPSG:32618", transform=rasterio.Affine(10, 0, 0, 0, -10, 40)) as ds:
+    ...     ds.write(np.arange(24, dtype=np.uint8).reshape(1, 4, 6) * 10)
+    >>> p = read_preview(tif, max_size=3)
+    >>> p.rgb.shape, p.scale
+    ((2, 3, 3), (0.5, 0.5))
+    >>> read_preview(tif).rgb[0, :, 0].tolist()  # 8-bit bands are shown as they are
+    [0, 10, 20, 30, 40, 50]
+    >>> d.cleanup()
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the caller hears about georeferencing separately
@@ -144,6 +172,16 @@ def read_preview(scene: str | os.PathLike[str], *, max_size: int | None = None) 
 
 def confidence_colour(value: float) -> tuple[int, int, int]:
     """The ramp colour of a confidence in [0, 1] (clipped); :data:`NO_CONFIDENCE_COLOUR` for NaN.
+
+    Parameters
+    ----------
+    value : float
+        The confidence.
+
+    Returns
+    -------
+    (int, int, int)
+        RGB colour, interpolated linearly between the stops of :data:`RAMP`.
 
     Examples
     --------
@@ -258,7 +296,7 @@ def render_overlay(
         enlarged). Full resolution when not given.
     line_width : int, optional
         Width of the coloured lines in pixels (default from the image size: 3 at 512 px, 2 to 6).
-    legend : bool
+    legend : bool, default True
         Add a legend strip below the scene (the scene keeps its pixel grid at the top).
 
     Returns
@@ -268,10 +306,10 @@ def render_overlay(
 
     Raises
     ------
-    RasterReadError, VectorReadError
-        The scene or the network cannot be read.
-    InputMismatchError
-        The network's CRS is not the scene's.
+    geoseg.errors.RasterReadError, geoseg.errors.VectorReadError
+        If the scene or the network cannot be read.
+    geoseg.errors.InputMismatchError
+        If the network's CRS is not the scene's.
 
     Examples
     --------
@@ -357,6 +395,30 @@ def save_overlay(
     -------
     pathlib.Path
         ``path``.
+
+    Raises
+    ------
+    geoseg.errors.RasterReadError, geoseg.errors.VectorReadError
+        If the scene or the network cannot be read.
+    geoseg.errors.InputMismatchError
+        If the network's CRS is not the scene's.
+    geoseg.errors.OutputWriteError
+        If the PNG cannot be written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import rasterio
+    >>> d = tempfile.TemporaryDirectory()
+    >>> tif = f"{d.name}/scene.tif"
+    >>> with rasterio.open(tif, "w", driver="GTiff", width=6, height=4, count=1, dtype="uint8",
+    ...                    crs="EPSG:32618", transform=rasterio.Affine(10, 0, 0, 0, -10, 40)) as ds:
+    ...     ds.write(np.arange(24, dtype=np.uint8).reshape(1, 4, 6) * 10)
+    >>> from PIL import Image
+    >>> png = save_overlay(tif, None, Path(d.name) / "sub" / "a.png", legend=False)
+    >>> png.name, Image.open(png).size
+    ('a.png', (6, 4))
+    >>> d.cleanup()
     """
     image = render_overlay(scene, network, **options)  # type: ignore[arg-type]
     with atomic_path(path) as tmp:

@@ -65,12 +65,36 @@ class NetworkStats:
 def read_network(path: str | os.PathLike[str]) -> gpd.GeoDataFrame:
     """Read a network's edges: the ``edges`` layer of a GeoPackage, else the file's only layer.
 
+    Parameters
+    ----------
+    path : path-like
+        The network file (a GeoPackage as geoseg writes it, or any vector file of lines).
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        The edges, in the file's CRS. For a GeoPackage without an ``edges`` layer, its first
+        layer.
+
     Raises
     ------
-    VectorReadError
-        The file is missing or not a readable vector file.
-    InputMismatchError
-        The file holds geometries other than lines.
+    geoseg.errors.VectorReadError
+        If the file is missing or not a readable vector file.
+    geoseg.errors.InputMismatchError
+        If the file holds geometries other than lines.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from shapely.geometry import LineString, Point
+    >>> d = tempfile.TemporaryDirectory()
+    >>> path = f"{d.name}/net.gpkg"
+    >>> gpd.GeoDataFrame(geometry=[Point(0, 0)], crs="EPSG:32618").to_file(path, layer="nodes")
+    >>> lines = [LineString([(0, 0), (10, 0)]), LineString([(10, 0), (10, 5)])]
+    >>> gpd.GeoDataFrame(geometry=lines, crs="EPSG:32618").to_file(path, layer="edges")
+    >>> read_network(path).geometry.length.tolist()
+    [10.0, 5.0]
+    >>> d.cleanup()
     """
     p = Path(path)
     layer = None
@@ -103,6 +127,16 @@ def network_nodes(edges: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
         ``(n, 2)`` node coordinates in the CRS of ``edges``.
     degree : numpy.ndarray
         ``(n,)`` number of edge ends at each node.
+
+    Examples
+    --------
+    >>> from shapely.geometry import LineString
+    >>> lines = [LineString([(0, 0), (10, 0)]), LineString([(10, 0), (15, 0)]), LineString([(10, 0), (10, 5)])]
+    >>> data = {"length_m": [10.0, 5.0, 5.0], "confidence": [1.0, 0.4, float("nan")]}
+    >>> edges = gpd.GeoDataFrame(data, geometry=lines, crs="EPSG:32618")
+    >>> xy, degree = network_nodes(edges)
+    >>> xy.tolist(), degree.tolist()
+    ([[0.0, 0.0], [10.0, 0.0], [10.0, 5.0], [15.0, 0.0]], [1, 3, 1, 1])
     """
     parts = _line_parts(edges)
     if len(parts) == 0:
@@ -117,6 +151,26 @@ def network_stats(edges: gpd.GeoDataFrame) -> NetworkStats:
 
     The length is the sum of the ``length_m`` attribute (geodesic, as geoseg writes it); for
     lines without it, they are measured in a local UTM zone (NaN without a CRS).
+
+    Parameters
+    ----------
+    edges : geopandas.GeoDataFrame
+        The network's lines, with optional ``length_m`` and ``confidence`` columns.
+
+    Returns
+    -------
+    NetworkStats
+        The totals; ``mean_confidence`` is the length-weighted mean of the known
+        confidences (NaN when none is known).
+
+    Examples
+    --------
+    >>> from shapely.geometry import LineString
+    >>> lines = [LineString([(0, 0), (10, 0)]), LineString([(10, 0), (15, 0)]), LineString([(10, 0), (10, 5)])]
+    >>> data = {"length_m": [10.0, 5.0, 5.0], "confidence": [1.0, 0.4, float("nan")]}
+    >>> edges = gpd.GeoDataFrame(data, geometry=lines, crs="EPSG:32618")
+    >>> network_stats(edges)
+    NetworkStats(road_km=0.02, edges=3, junctions=1, dead_ends=3, mean_confidence=0.8)
     """
     _, degree = network_nodes(edges)
     if "length_m" in edges.columns:
@@ -140,10 +194,30 @@ def network_stats(edges: gpd.GeoDataFrame) -> NetworkStats:
 def truth_candidates(spec: str | os.PathLike[str]) -> list[Path]:
     """The vector files a ``--truth`` value names: every vector file in a folder, or a glob's matches.
 
+    Parameters
+    ----------
+    spec : path-like
+        A folder, a glob pattern (``**`` recurses) or a single vector file.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The vector files (by suffix, :data:`geoseg.evaluate.VECTOR_SUFFIXES`), sorted.
+
     Raises
     ------
-    ConfigError
-        ``spec`` names no vector file.
+    geoseg.errors.ConfigError
+        If ``spec`` names no vector file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = tempfile.TemporaryDirectory()
+    >>> for name in ["a.shp", "b.geojson", "notes.txt"]:
+    ...     (Path(d.name) / name).touch()
+    >>> [p.name for p in truth_candidates(d.name)], [p.name for p in truth_candidates(f"{d.name}/*.shp")]
+    (['a.shp', 'b.geojson'], ['a.shp'])
+    >>> d.cleanup()
     """
     text = str(spec)
     if Path(text).is_dir():
@@ -160,12 +234,29 @@ def truth_candidates(spec: str | os.PathLike[str]) -> list[Path]:
 def match_truth(stem: str, candidates: list[Path]) -> tuple[Path | None, list[Path]]:
     """The truth file for a scene: ``<stem>.<ext>``, else ``<stem>_centerlines.<ext>``.
 
+    Parameters
+    ----------
+    stem : str
+        The scene's stem.
+    candidates : list of pathlib.Path
+        The truth files (e.g. from :func:`truth_candidates`, which sorts them).
+
     Returns
     -------
-    path or None
-        The chosen file (the first in sorted order when several share the best name).
+    path : pathlib.Path or None
+        The chosen file (the first in ``candidates`` when several share the best name).
     others : list of pathlib.Path
         Other files that matched equally well (for a warning).
+
+    Examples
+    --------
+    >>> path, others = match_truth("a", [Path("t/a.gpkg"), Path("t/a.shp"), Path("t/a_centerlines.shp")])
+    >>> path.name, [p.name for p in others]
+    ('a.gpkg', ['a.shp'])
+    >>> match_truth("a", [Path("t/a_centerlines.shp"), Path("t/b.shp")])[0].name
+    'a_centerlines.shp'
+    >>> match_truth("c", [Path("t/a.shp")])
+    (None, [])
     """
     for name in (stem, stem + TRUTH_SUFFIX):
         hits = [p for p in candidates if p.stem == name]

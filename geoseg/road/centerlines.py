@@ -31,6 +31,31 @@ def width_histogram(prob: np.ndarray, core: tuple[slice, slice] = (slice(None), 
     Counts of ``2 d − 1`` (``d``: distance to the road edge on the mask's skeleton) in bins
     of :data:`WIDTH_BIN_PX`, over the ``core`` part of the array only, so that histograms of
     tiles add up to the scene's. See :func:`geoseg.road.skeleton.estimate_road_width`.
+
+    Parameters
+    ----------
+    prob : numpy.ndarray
+        Road probability or mask, ``(rows, cols)``; pixels above 0.5 are road.
+    core : (slice, slice), default the whole array
+        Part of the array whose centerline pixels are counted (the mask is thinned whole).
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        Counts per bin; bin ``i`` holds widths near ``i * WIDTH_BIN_PX``. A single zero bin
+        when ``core`` holds no road.
+
+    Examples
+    --------
+    A road 5 pixels wide whose centerline runs over 7 pixels, 3 of them in columns 0 to 6:
+
+    >>> m = np.zeros((11, 15)); m[3:8, 2:13] = 1
+    >>> h = width_histogram(m)
+    >>> {int(i) * WIDTH_BIN_PX: int(h[i]) for i in np.nonzero(h)[0]}
+    {5.0: 7}
+    >>> h = width_histogram(m, (slice(None), slice(0, 7)))
+    >>> {int(i) * WIDTH_BIN_PX: int(h[i]) for i in np.nonzero(h)[0]}
+    {5.0: 3}
     """
     mask = np.asarray(prob) > 0.5
     if not mask[core].any():
@@ -51,6 +76,18 @@ def distance_to_background(mask: np.ndarray, pixels: tuple[np.ndarray, np.ndarra
     the nearest outside pixel always has a mask pixel beside it (the step from it towards the
     query pixel is closer still), so only those outline pixels are searched.
 
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Boolean mask, ``(rows, cols)``.
+    pixels : (numpy.ndarray, numpy.ndarray)
+        Row and column indices of the query pixels, all inside ``mask``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Distance of each query pixel, in pixels.
+
     Examples
     --------
     >>> m = np.zeros((7, 9), bool); m[1:6, :] = True
@@ -67,7 +104,30 @@ def distance_to_background(mask: np.ndarray, pixels: tuple[np.ndarray, np.ndarra
 
 
 def width_from_histogram(histograms: list[np.ndarray], fallback_px: float, max_px: float) -> float:
-    """Median road width (pixels) of summed histograms; ``fallback_px`` if they are empty."""
+    """Median road width (pixels) of summed histograms; ``fallback_px`` if they are empty.
+
+    Parameters
+    ----------
+    histograms : list of numpy.ndarray
+        Histograms from :func:`width_histogram`, of any lengths (e.g. one per tile).
+    fallback_px : float
+        Width returned when the histograms hold no sample.
+    max_px : float
+        Upper bound on the returned width.
+
+    Returns
+    -------
+    float
+        The median width, in pixels, at most ``max_px``.
+
+    Examples
+    --------
+    >>> h = np.bincount([4, 12, 12])  # widths 1, 3 and 3 pixels
+    >>> width_from_histogram([h], 5.0, 10.0), width_from_histogram([h], 5.0, 2.0)
+    (3.0, 2.0)
+    >>> width_from_histogram([], 5.0, 10.0)
+    5.0
+    """
     total = np.zeros(max(h.size for h in histograms), dtype=np.int64) if histograms else np.zeros(1, np.int64)
     for h in histograms:
         total[: h.size] += h
@@ -90,7 +150,7 @@ def centrality_weights(prob: np.ndarray, width_px: float, power: float = 4.0) ->
         Road probability or mask, ``(rows, cols)``.
     width_px : float
         Road width in pixels.
-    power : float
+    power : float, default 4.0
         Sharpness of the centrality term; 0 returns ``prob`` itself.
 
     Returns

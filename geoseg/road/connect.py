@@ -90,6 +90,12 @@ def fit_end_direction(coords: NDArray[np.float64], fit_length_px: float, skip_px
     direction : numpy.ndarray, shape (2,)
         Unit direction of the fitted line, pointing outwards (from the polyline's interior
         towards its end).
+
+    Examples
+    --------
+    >>> anchor, direction = fit_end_direction(np.array([[10.0, 0.0], [6.0, 0.0], [0.0, 0.0]]), 4.0)
+    >>> anchor.tolist(), direction.tolist()
+    ([8.0, 0.0], [1.0, 0.0])
     """
     line = LineString(coords)
     total = line.length
@@ -127,6 +133,19 @@ def remove_small_components(G: nx.MultiGraph, min_length_px: float) -> nx.MultiG
     -------
     networkx.MultiGraph
         A copy without the small components.
+
+    Raises
+    ------
+    geoseg.errors.ConfigError
+        If ``min_length_px`` is negative or not finite.
+
+    Examples
+    --------
+    >>> from shapely.geometry import LineString
+    >>> from geoseg.road.network import lines_to_graph
+    >>> G = lines_to_graph([LineString([(0, 0), (10, 0)]), LineString([(20, 0), (22, 0)])])
+    >>> [list(d["geometry"].coords) for _, _, d in remove_small_components(G, 5.0).edges(data=True)]
+    [[(0.0, 0.0), (10.0, 0.0)]]
     """
     _check_positive(min_length_px=min_length_px)
     H = G.copy()
@@ -156,6 +175,20 @@ def prune_spurs(G: nx.MultiGraph, min_length_px: float) -> nx.MultiGraph:
     -------
     networkx.MultiGraph
         A pruned copy, with degree-2 nodes dissolved.
+
+    Raises
+    ------
+    geoseg.errors.ConfigError
+        If ``min_length_px`` is negative or not finite.
+
+    Examples
+    --------
+    >>> from shapely.geometry import LineString
+    >>> from geoseg.road.network import lines_to_graph
+    >>> spur, branch = LineString([(10, 0), (10, 2)]), LineString([(10, 0), (10, -15)])
+    >>> G = lines_to_graph([LineString([(0, 0), (20, 0)]), spur, branch])
+    >>> G.number_of_edges(), prune_spurs(G, 5.0).number_of_edges()
+    (4, 3)
     """
     _check_positive(min_length_px=min_length_px)
     H = dissolve_degree2(G)
@@ -224,6 +257,11 @@ def merge_junctions(
     -------
     networkx.MultiGraph
         A copy in which every junction cluster is one node.
+
+    Raises
+    ------
+    geoseg.errors.ConfigError
+        If ``radius_px``, ``fit_length_px`` or ``skip_px`` is negative or not finite.
     """
     _check_positive(radius_px=radius_px)
     fit_len = 2.0 * radius_px if fit_length_px is None else fit_length_px
@@ -401,6 +439,22 @@ def connect_gaps(
     networkx.MultiGraph
         A copy with the new connections. New edges have no ``saliency``; when the network
         carries a ``confidence``, theirs is 0 (no evidence in the image along a bridge).
+
+    Raises
+    ------
+    geoseg.errors.ConfigError
+        If ``max_gap_px`` or ``max_angle_deg`` is negative or not finite.
+
+    Examples
+    --------
+    >>> from shapely.geometry import LineString
+    >>> from geoseg.road.network import lines_to_graph
+    >>> G = lines_to_graph([LineString([(0, 0), (10, 0)]), LineString([(13, 0), (23, 0)])])
+    >>> H = connect_gaps(G, 5.0)
+    >>> sorted(list(d["geometry"].coords) for _, _, d in H.edges(data=True))[1]
+    [(10.0, 0.0), (13.0, 0.0)]
+    >>> connect_gaps(G, 2.0).number_of_edges()  # the gap is longer than 2 pixels
+    2
     """
     _check_positive(max_gap_px=max_gap_px, max_angle_deg=max_angle_deg)
     fit_len = max_gap_px if fit_length_px is None else fit_length_px
@@ -543,6 +597,11 @@ def merge_parallel(G: nx.MultiGraph, distance_px: float, *, same_nodes_distance_
     -------
     networkx.MultiGraph
         A copy without duplicates, isolated nodes removed and degree-2 nodes dissolved.
+
+    Raises
+    ------
+    geoseg.errors.ConfigError
+        If ``distance_px`` or ``same_nodes_distance_px`` is negative or not finite.
     """
     same_px = distance_px if same_nodes_distance_px is None else same_nodes_distance_px
     _check_positive(distance_px=distance_px, same_nodes_distance_px=same_px)
@@ -613,7 +672,7 @@ def clean_network(
         Typical road width in pixels (e.g. :func:`geoseg.road.skeleton.estimate_road_width`);
         the defaults below scale with it.
     max_gap_px : float
-        Longest gap bridged by :func:`connect_gaps`, also the longest border extension.
+        Longest gap bridged by :func:`connect_gaps`.
     max_angle_deg : float, default 30.0
         Direction tolerance of :func:`connect_gaps`.
     shape : (int, int), optional

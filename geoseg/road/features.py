@@ -64,7 +64,18 @@ def window_sides(scales_px: Sequence[float]) -> list[int]:
     Returns
     -------
     list of int
-        ``2 * round(s / 2) + 1`` for every scale ``s``.
+        ``2 * round(s / 2) + 1`` for every scale ``s`` (Python's ``round``: halves go to
+        the even integer).
+
+    Raises
+    ------
+    geoseg.errors.InputMismatchError
+        If a scale is not a finite positive number.
+
+    Examples
+    --------
+    >>> window_sides([1, 2, 4])
+    [1, 3, 5]
     """
     sides = []
     for s in scales_px:
@@ -99,17 +110,33 @@ def base_channels(
     ----------
     image : ndarray, shape (bands, H, W)
         Normalised float image.
-    rgb_bands : "auto", None or 3 ints, optional
+    rgb_bands : "auto", None or 3 ints, default "auto"
         Indices of the red, green and blue bands for ``chroma`` and ``exg``. ``"auto"`` uses
         ``(0, 1, 2)`` when the image has at least 3 bands; ``None`` leaves both out.
-    gradient_sigma_px : float, optional
+    gradient_sigma_px : float, default 1.0
         Gaussian scale (pixels) of the gradient magnitude.
 
     Returns
     -------
     channels : ndarray, shape (n_channels, H, W), float32
+        The base channels.
     names : list of str
         Channel names in the order of the module docstring.
+
+    Raises
+    ------
+    geoseg.errors.InputMismatchError
+        If ``image`` is not a 3-D float array with at least one band, or ``rgb_bands``
+        is neither ``"auto"``, ``None`` nor three indices of bands of ``image``.
+
+    Examples
+    --------
+    >>> image = np.zeros((3, 4, 4), np.float32) + np.array([0.5, 0.25, 0.0], np.float32)[:, None, None]
+    >>> channels, names = base_channels(image)
+    >>> names
+    ['b0', 'b1', 'b2', 'brightness', 'chroma', 'exg', 'gradmag']
+    >>> channels[:, 0, 0].tolist()
+    [0.5, 0.25, 0.0, 0.25, 0.5, 0.0, 0.0]
     """
     img = np.asarray(image)
     if img.ndim != 3 or img.shape[0] < 1:
@@ -152,9 +179,9 @@ def multiscale_features(
         Normalised float image.
     scales_px : sequence of float
         Neighbourhood sizes in pixels; see :func:`window_sides`.
-    rgb_bands : "auto", None or 3 ints, optional
+    rgb_bands : "auto", None or 3 ints, default "auto"
         See :func:`base_channels`.
-    gradient_sigma_px : float, optional
+    gradient_sigma_px : float, default 1.0
         See :func:`base_channels`.
     channel_means : ndarray, shape (n_channels,), optional
         Means subtracted from the base channels; default: their means over ``image``.
@@ -164,7 +191,23 @@ def multiscale_features(
     F : ndarray, shape (n_features, H, W), float32
         Scale-major features (definition in the module docstring).
     names : list of str
-        ``"<stat>:<channel>@<w>px"`` for every feature.
+        ``"<stat>:<channel>@<w>px"`` for every feature (no ``std`` for a 1-pixel window).
+
+    Raises
+    ------
+    geoseg.errors.InputMismatchError
+        If ``scales_px`` is empty or holds a scale that is not a finite positive number,
+        ``channel_means`` does not hold one value per base channel, or ``image`` or
+        ``rgb_bands`` is invalid (see :func:`base_channels`).
+
+    Examples
+    --------
+    >>> F, names = multiscale_features(np.ones((1, 5, 5), np.float32), [1, 4])
+    >>> F.shape
+    (6, 5, 5)
+    >>> names  # doctest: +NORMALIZE_WHITESPACE
+    ['mean:b0@1px', 'mean:gradmag@1px', 'mean:b0@5px', 'mean:gradmag@5px',
+     'std:b0@5px', 'std:gradmag@5px']
     """
     if len(scales_px) == 0:
         raise InputMismatchError("at least one scale is needed")
@@ -205,6 +248,16 @@ def feature_groups(names: Sequence[str]) -> list[list[int]]:
     -------
     list of list of int
         One list of feature indices per window size.
+
+    Raises
+    ------
+    geoseg.errors.InputMismatchError
+        If a name has no ``@<scale>`` suffix.
+
+    Examples
+    --------
+    >>> feature_groups(["mean:b0@1px", "mean:b0@5px", "std:b0@5px"])
+    [[0], [1, 2]]
     """
     groups: dict[str, list[int]] = {}
     for i, name in enumerate(names):
@@ -239,6 +292,18 @@ def feature_description(
         Keys ``name``, ``version``, ``n_bands``, ``scales_px``, ``windows_px``,
         ``rgb_bands``, ``gradient_sigma_px``, ``channels``, ``statistics``, ``filter``,
         ``n_features``.
+
+    Raises
+    ------
+    geoseg.errors.InputMismatchError
+        If ``n_bands`` is below 1, a scale is not a finite positive number, or ``rgb_bands``
+        does not fit ``n_bands`` bands.
+
+    Examples
+    --------
+    >>> d = feature_description(1, [1, 4])
+    >>> d["channels"], d["windows_px"], d["n_features"]
+    (['b0', 'gradmag'], [1, 5], 6)
     """
     rgb = _resolve_rgb(int(n_bands), rgb_bands)
     probe = np.zeros((int(n_bands), 1, 1), np.float32)

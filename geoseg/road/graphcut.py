@@ -56,15 +56,16 @@ def pairwise_weights(
 
     Parameters
     ----------
-    shape : (H, W)
-        Grid shape.
+    shape : (int, int)
+        Grid shape ``(H, W)``.
     image : ndarray, shape (bands, H, W) or (H, W), optional
         Image for the contrast term; None gives a plain Potts model.
-    smoothness : float, optional
+    smoothness : float, default 1.0
         Weight of a cut between 4-neighbours of identical colour.
     contrast_beta : float, optional
-        β of ``exp(−β‖I_p − I_q‖²)``; default ``1 / (2 ⟨‖I_p − I_q‖²⟩)``.
-    connectivity : {4, 8}, optional
+        β of ``exp(−β‖I_p − I_q‖²)``; default ``1 / (2 ⟨‖I_p − I_q‖²⟩)`` (0 when all
+        neighbours are identical).
+    connectivity : {4, 8}, default 8
         Neighbourhood; diagonal weights are divided by √2.
 
     Returns
@@ -72,6 +73,21 @@ def pairwise_weights(
     list of ((drow, dcol), ndarray (H, W))
         For each offset, the weight of the pair ``(p, p + offset)`` stored at p, 0 where
         the neighbour falls outside the grid.
+
+    Raises
+    ------
+    geoseg.errors.InputMismatchError
+        If ``connectivity`` is not 4 or 8, ``smoothness`` is negative, or ``image`` does not
+        cover the grid.
+
+    Examples
+    --------
+    >>> [(offset, w.tolist()) for offset, w in pairwise_weights((2, 2), connectivity=4)]
+    [((0, 1), [[1.0, 0.0], [1.0, 0.0]]), ((1, 0), [[1.0, 1.0], [0.0, 0.0]])]
+    >>> image = np.array([[0.0, 0.0, 1.0]])
+    >>> (_, w), _ = pairwise_weights((1, 3), image, contrast_beta=1.0, connectivity=4)
+    >>> w.round(3).tolist()  # the cut across the edge is cheaper: exp(-1)
+    [[1.0, 0.368, 0.0]]
     """
     if connectivity not in _OFFSETS:
         raise InputMismatchError(f"connectivity must be 4 or 8, got {connectivity}")
@@ -115,19 +131,37 @@ def graph_cut(
         Road probability in [0, 1].
     image : ndarray, shape (bands, H, W) or (H, W), optional
         Normalised image for contrast-sensitive weights; None gives plain Potts weights.
-    smoothness : float, optional
-        Pairwise weight (nats) of a cut between identical 4-neighbours.
+    smoothness : float, default 1.0
+        Pairwise weight (nats) of a cut between identical 4-neighbours; 0 gives
+        ``prob > 0.5``.
     contrast_beta : float, optional
         β of the contrast term; default ``1 / (2 ⟨‖I_p − I_q‖²⟩)`` (Boykov–Jolly).
-    connectivity : {4, 8}, optional
+    connectivity : {4, 8}, default 8
         Neighbourhood system.
-    eps : float, optional
+    eps : float, default 1e-4
         Probabilities are clipped to ``[eps, 1 − eps]`` before the logarithms.
 
     Returns
     -------
     ndarray of bool, shape (H, W)
         True = road.
+
+    Raises
+    ------
+    geoseg.errors.InputMismatchError
+        If ``prob`` is not 2-D or holds NaN or infinite values, or (``smoothness`` not 0)
+        ``connectivity`` is not 4 or 8, ``smoothness`` is negative, or ``image`` does not
+        cover ``prob``'s grid.
+
+    Examples
+    --------
+    A two-pixel-wide road with a weak column: the smoothness term closes the gap.
+
+    >>> prob = np.full((4, 6), 0.1); prob[1:3, :] = 0.9; prob[1:3, 2] = 0.4
+    >>> graph_cut(prob, smoothness=0.0).astype(int)[1].tolist()
+    [1, 1, 0, 1, 1, 1]
+    >>> graph_cut(prob, smoothness=0.5, connectivity=4).astype(int).tolist()
+    [[0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0]]
     """
     p = np.asarray(prob, np.float64)
     if p.ndim != 2:

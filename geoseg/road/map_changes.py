@@ -162,6 +162,19 @@ class Links:
 def line_parts(geometries: Sequence[shapely.Geometry | None]) -> tuple[np.ndarray, np.ndarray]:
     """The LineStrings of ``geometries`` (multi-part lines split, empty and zero-length parts dropped), and the index each came from.
 
+    Parameters
+    ----------
+    geometries : sequence of shapely geometry or None
+        Geometries of any type; parts that are not lines (points, polygons) and ``None`` are
+        dropped. A LinearRing part becomes a LineString.
+
+    Returns
+    -------
+    lines : numpy.ndarray of LineString
+        The line parts, in input order.
+    index : numpy.ndarray of int
+        For each part, the index in ``geometries`` of the geometry it came from.
+
     Examples
     --------
     >>> from shapely.geometry import MultiLineString, Point
@@ -182,6 +195,18 @@ def chain_lines(lines: Sequence[LineString] | np.ndarray) -> tuple[np.ndarray, n
     """Lines joined end to end where exactly two of them meet (a road drawn as several ways is one line), and the first input line of each.
 
     Chains stop at junctions (three or more line ends at a point) and where lines cross.
+
+    Parameters
+    ----------
+    lines : sequence of LineString or numpy.ndarray of LineString
+        The lines to chain.
+
+    Returns
+    -------
+    chains : numpy.ndarray of LineString
+        The merged lines (:func:`shapely.line_merge`).
+    first : numpy.ndarray of int
+        For each chain, the index of an input line nearest to the chain's first point.
 
     Examples
     --------
@@ -212,13 +237,13 @@ def compare_lines(
 
     Parameters
     ----------
-    extracted : sequence of LineString
+    extracted : sequence of LineString or numpy.ndarray of LineString
         The extracted network's edges.
-    map_lines : sequence of LineString
+    map_lines : sequence of LineString or numpy.ndarray of LineString
         The map's roads (already clipped to the area compared).
     tolerance_px : float
         How far apart two lines may be and still be the same road.
-    max_angle_deg : float
+    max_angle_deg : float, default 30.0
         How far their directions may differ where they are matched.
     min_length_px : float, optional
         Shortest stretch reported (default: twice the tolerance).
@@ -232,11 +257,25 @@ def compare_lines(
     Returns
     -------
     MapComparison
+        The ``new`` stretches (of extracted lines), and the ``missing`` and ``matched``
+        stretches (of map lines).
 
     Raises
     ------
-    ConfigError
-        A tolerance, angle or length out of range.
+    geoseg.errors.ConfigError
+        If ``tolerance_px`` is not positive, ``max_angle_deg`` is not in (0, 90], or
+        ``min_length_px`` is negative.
+
+    Examples
+    --------
+    >>> from shapely.geometry import LineString
+    >>> extracted = [LineString([(0, 0), (100, 0)]), LineString([(0, 50), (60, 50)])]
+    >>> road_map = [LineString([(0, 1), (100, 1)]), LineString([(0, -60), (100, -60)])]
+    >>> c = compare_lines(extracted, road_map, tolerance_px=3)
+    >>> c.new.lengths.tolist(), c.missing.lengths.tolist(), c.matched.lengths.tolist()
+    ([60.0], [100.0], [100.0])
+    >>> c.matched.offset_mean_px.tolist(), c.missing.source.tolist()
+    ([1.0], [1])
     """
     if not tolerance_px > 0:
         raise ConfigError(f"the matching tolerance must be positive (got {tolerance_px})")
@@ -500,19 +539,27 @@ def link_changes(
         How far a map node may be from the extracted network and still be on it.
     radius_px : float
         New links are looked for between map nodes at most this far apart (straight line).
-    new_edges : set of int
+    new_edges : set of int or frozenset of int, default empty
         Indices (in ``network.edges(keys=True)`` order) of the extracted edges that are not on
         the map (from :func:`compare_lines`); a new link must use one of them.
-    shortcut_ratio : float
+    shortcut_ratio : float, default 0.5
         A pair's path through the extracted network must be shorter than this times its map
         path to be a new link.
-    detour_ratio : float
+    detour_ratio : float, default 2.0
         A map edge is a broken link when the extracted network connects its ends only by a path
         longer than this times the edge (or not at all).
 
     Returns
     -------
     Links
+        The broken links, then the new links (shortest path through the network first).
+        For a broken link, ``map_length`` is the length of the map edge.
+
+    Raises
+    ------
+    geoseg.errors.ConfigError
+        If ``tolerance_px`` or ``radius_px`` is not positive, ``shortcut_ratio`` is not in
+        (0, 1], or ``detour_ratio`` is below 1.
 
     Examples
     --------

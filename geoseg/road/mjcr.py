@@ -88,6 +88,11 @@ def cr_coefficients(X: np.ndarray, Y: np.ndarray, lam: float) -> np.ndarray:
     -------
     ndarray, shape (n,) or (n, m)
         Codes.
+
+    Examples
+    --------
+    >>> cr_coefficients(np.eye(2), np.array([1.0, 2.0]), 1.0).tolist()
+    [0.5, 1.0]
     """
     X = np.asarray(X, np.float64)
     S = X @ X.T + lam * np.eye(X.shape[0])
@@ -105,7 +110,7 @@ def cr_residual_forms(X: np.ndarray, atom_labels: np.ndarray, lam: float, n_clas
         Class index ``0 … n_classes-1`` of every atom.
     lam : float
         Ridge parameter λ > 0.
-    n_classes : int, optional
+    n_classes : int, default 2
         Number of classes.
 
     Returns
@@ -114,6 +119,20 @@ def cr_residual_forms(X: np.ndarray, atom_labels: np.ndarray, lam: float, n_clas
         ``‖y − X_c α_c‖² = yᵀ Q[c] y``.
     K : ndarray, shape (n_classes, D, D)
         ``‖α_c‖² = yᵀ K[c] y``.
+
+    Raises
+    ------
+    geoseg.errors.InputMismatchError
+        If ``lam`` is not positive.
+
+    Examples
+    --------
+    A sample along the atom of class 0 leaves the smaller residual for class 0:
+
+    >>> Q, K = cr_residual_forms(np.eye(2), np.array([0, 1]), 1.0)
+    >>> y = np.array([1.0, 0.0])
+    >>> [float(y @ Q[c] @ y) for c in range(2)], [float(y @ K[c] @ y) for c in range(2)]
+    ([0.25, 1.0], [0.25, 0.0])
     """
     X = np.asarray(X, np.float64)
     atom_labels = np.asarray(atom_labels)
@@ -134,11 +153,19 @@ def quadratic_form(A: np.ndarray, Y: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     A : ndarray, shape (D, D)
+        Matrix of the form.
     Y : ndarray, shape (D, m)
+        Vectors, one per column.
 
     Returns
     -------
     ndarray, shape (m,)
+        The value of the form for each column.
+
+    Examples
+    --------
+    >>> quadratic_form(np.diag([1.0, 2.0]), np.array([[1.0, 0.0], [1.0, 1.0]])).tolist()
+    [3.0, 2.0]
     """
     return np.einsum("im,im->m", Y, A @ Y)
 

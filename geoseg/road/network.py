@@ -56,7 +56,26 @@ _OFFSETS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)
 
 
 def node_xy(G: nx.MultiGraph, n: object) -> tuple[float, float]:
-    """Return the ``(x, y)`` coordinates of node ``n`` of ``G``."""
+    """Return the ``(x, y)`` coordinates of node ``n`` of ``G``.
+
+    Parameters
+    ----------
+    G : networkx.MultiGraph
+        Road graph.
+    n : object
+        A node of ``G``.
+
+    Returns
+    -------
+    (float, float)
+        The node's ``x`` and ``y`` attributes.
+
+    Examples
+    --------
+    >>> G = nx.MultiGraph(); G.add_node("a", x=1, y=2.5)
+    >>> node_xy(G, "a")
+    (1.0, 2.5)
+    """
     d = G.nodes[n]
     return (float(d["x"]), float(d["y"]))
 
@@ -100,18 +119,28 @@ def skeleton_to_graph(
     networkx.MultiGraph
         Nodes ``0..n-1`` with ``x``, ``y`` in pixel space; one edge per pixel path with a
         ``geometry`` LineString from its first to its second node (as stored) and, when
-        ``saliency`` is given, ``saliency``.
+        given, ``saliency`` and ``confidence``.
 
     Raises
     ------
     geoseg.errors.InputMismatchError
-        If ``skel`` is not 2-D or ``saliency`` has another shape.
+        If ``skel`` is not 2-D, ``saliency`` or ``confidence`` has another shape, or
+        ``offsets`` is not of shape ``(2, rows, cols)``.
 
     Notes
     -----
     Neighbour counts, junction clustering and the neighbour table are vectorized; the
     tracing loop visits each skeleton pixel once, so the cost grows with the number of
     skeleton pixels, not with the image size.
+
+    Examples
+    --------
+    A T of pixels: three end nodes, one junction node, three edges.
+
+    >>> sk = np.zeros((5, 7), bool); sk[2, 1:6] = True; sk[0:2, 3] = True
+    >>> G = skeleton_to_graph(sk)
+    >>> G.number_of_edges(), sorted(node_xy(G, n) for n in G if G.degree(n) == 1)
+    (3, [(1.5, 2.5), (3.5, 0.5), (5.5, 2.5)])
     """
     sk = np.asarray(skel).astype(bool)
     if sk.ndim != 2:
@@ -269,6 +298,13 @@ def simplify_graph(G: nx.MultiGraph, tolerance_px: float) -> nx.MultiGraph:
     -------
     networkx.MultiGraph
         A copy with simplified geometries. Rings that would collapse are left as they are.
+
+    Examples
+    --------
+    >>> from shapely.geometry import LineString
+    >>> G = lines_to_graph([LineString([(0, 0), (1, 0.1), (2, 0), (4, 0)])])
+    >>> [list(d["geometry"].coords) for _, _, d in simplify_graph(G, 0.5).edges(data=True)]
+    [[(0.0, 0.0), (4.0, 0.0)]]
     """
     H = G.copy()
     for u, v, _k, d in H.edges(keys=True, data=True):
@@ -292,6 +328,13 @@ def dissolve_degree2(G: nx.MultiGraph) -> nx.MultiGraph:
     networkx.MultiGraph
         A copy without degree-2 nodes except the anchor node of a self-loop ring. The merged
         edge's ``saliency`` and ``confidence`` (when both parts have one) are length-weighted means.
+
+    Examples
+    --------
+    >>> from shapely.geometry import LineString
+    >>> G = lines_to_graph([LineString([(0, 0), (3, 0)]), LineString([(3, 0), (3, 4)])])
+    >>> [list(d["geometry"].coords) for _, _, d in dissolve_degree2(G).edges(data=True)]
+    [[(0.0, 0.0), (3.0, 0.0), (3.0, 4.0)]]
     """
     H = G.copy()
     for n in list(H.nodes):
@@ -312,7 +355,25 @@ def dissolve_degree2(G: nx.MultiGraph) -> nx.MultiGraph:
 
 
 def graph_to_lines(G: nx.MultiGraph) -> list[LineString]:
-    """Return the edge geometries of ``G`` as a list of LineStrings."""
+    """Return the edge geometries of ``G`` as a list of LineStrings.
+
+    Parameters
+    ----------
+    G : networkx.MultiGraph
+        Road graph.
+
+    Returns
+    -------
+    list of LineString
+        The ``geometry`` of every edge, in edge order.
+
+    Examples
+    --------
+    >>> from shapely.geometry import LineString
+    >>> G = lines_to_graph([LineString([(0, 0), (3, 0)]), LineString([(0, 1), (0, 5)])])
+    >>> [line.length for line in graph_to_lines(G)]
+    [3.0, 4.0]
+    """
     return [d["geometry"] for _, _, d in G.edges(data=True)]
 
 
@@ -330,6 +391,13 @@ def edge_lengths(G: nx.MultiGraph, gsd_m: float = 1.0) -> nx.MultiGraph:
     -------
     networkx.MultiGraph
         ``G`` itself, for chaining.
+
+    Examples
+    --------
+    >>> from shapely.geometry import LineString
+    >>> G = lines_to_graph([LineString([(0, 0), (3, 0), (3, 4)])])
+    >>> [d["length"] for _, _, d in edge_lengths(G, 0.5).edges(data=True)]
+    [3.5]
     """
     for _, _, d in G.edges(data=True):
         d["length"] = float(d["geometry"].length * gsd_m)
@@ -366,6 +434,19 @@ def lines_to_graph(lines: Iterable[LineString], snap_tol: float = 0.0) -> nx.Mul
     -------
     networkx.MultiGraph
         Graph whose node ``x``, ``y`` and edge geometries are in the lines' coordinates.
+
+    Examples
+    --------
+    Two crossing lines make a junction and four edges; an end 0.3 away from a line is snapped
+    onto it with ``snap_tol=0.5``:
+
+    >>> from shapely.geometry import LineString
+    >>> G = lines_to_graph([LineString([(0, 0), (4, 0)]), LineString([(2, -2), (2, 2)])])
+    >>> G.number_of_edges(), [node_xy(G, n) for n in G if G.degree(n) == 4]
+    (4, [(2.0, 0.0)])
+    >>> T = [LineString([(0, 0), (4, 0)]), LineString([(2, 0.3), (2, 3)])]
+    >>> lines_to_graph(T, snap_tol=0.5).number_of_edges()
+    3
     """
     parts: list[NDArray[np.float64]] = []
     for g in lines:
@@ -443,6 +524,11 @@ def rasterize_lines(lines: Iterable[LineString], shape: Sequence[int]) -> NDArra
     -------
     numpy.ndarray of bool
         The rendered raster (Bresenham per segment, :func:`skimage.draw.line`).
+
+    Examples
+    --------
+    >>> rasterize_lines([LineString([(0.5, 0.5), (3.5, 2.5)])], (3, 4)).astype(int).tolist()
+    [[1, 0, 0, 0], [0, 1, 1, 0], [0, 0, 0, 1]]
     """
     rows, cols = int(shape[0]), int(shape[1])
     out = np.zeros((rows, cols), dtype=bool)

@@ -72,6 +72,14 @@ def ridge_mask(saliency: np.ndarray, orientation: np.ndarray, *, rtol: float = 1
     -------
     numpy.ndarray
         Boolean mask of ridge pixels with positive saliency (not thresholded, not thinned).
+
+    Examples
+    --------
+    A horizontal ridge (orientation 0: along the columns) peaks on row 2:
+
+    >>> sal = np.tile(np.array([[0.0], [1.0], [2.0], [1.0], [0.0]]), (1, 4))
+    >>> ridge_mask(sal, np.zeros_like(sal)).astype(int).tolist()
+    [[0, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]]
     """
     sal = np.asarray(saliency, dtype=np.float64)
     tol = rtol * sal.max(initial=0.0)
@@ -138,10 +146,18 @@ def non_max_suppression(
 
     Raises
     ------
-    InputMismatchError
+    geoseg.errors.InputMismatchError
         If the arrays are not 2-D of the same shape or hold non-finite values.
-    ConfigError
+    geoseg.errors.ConfigError
         If a threshold is negative or ``low_threshold > threshold``.
+
+    Examples
+    --------
+    >>> sal = np.tile(np.array([[0.0], [1.0], [2.0], [1.0], [0.0]]), (1, 5))
+    >>> non_max_suppression(sal, np.zeros_like(sal)).astype(int).tolist()
+    [[0, 0, 0, 0, 0], [0, 0, 0, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]]
+    >>> bool(non_max_suppression(sal, np.full_like(sal, np.pi / 2)).any())  # no ridge across columns
+    False
     """
     sal = np.asarray(saliency, dtype=np.float64)
     theta = np.asarray(orientation, dtype=np.float64)

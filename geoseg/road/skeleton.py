@@ -92,6 +92,13 @@ def skeletonize_mask(
     ------
     geoseg.errors.InputMismatchError
         If ``mask`` is not 2-D.
+
+    Examples
+    --------
+    >>> m = np.zeros((9, 15), bool); m[3:6, 2:13] = True
+    >>> s = skeletonize_mask(m)
+    >>> np.nonzero(s.any(axis=1))[0].tolist(), np.nonzero(s.any(axis=0))[0].tolist()
+    ([4], [3, 4, 5, 6, 7, 8, 9, 10, 11])
     """
     m = _as_mask(mask)
     if max_hole_area > 0:
@@ -105,9 +112,9 @@ def skeletonize_mask(
 def estimate_road_width(mask: ArrayLike, centerline: ArrayLike | None = None) -> float:
     """Estimate the typical road width of a mask, in pixels.
 
-    Twice the median distance-to-background sampled on the centerline pixels (the inscribed
-    diameter of the road), so that junction and dead-end pixels, a small minority, do not
-    bias it.
+    Twice the median distance-to-background sampled on the centerline pixels, minus one (the
+    inscribed diameter of the road; at least 1), so that junction and dead-end pixels, a
+    small minority, do not bias it.
 
     Parameters
     ----------
@@ -119,12 +126,18 @@ def estimate_road_width(mask: ArrayLike, centerline: ArrayLike | None = None) ->
     Returns
     -------
     float
-        Road width in pixels; ``0.0`` when the mask has no road pixel.
+        Road width in pixels; ``0.0`` when no centerline pixel lies on the road.
 
     Raises
     ------
     geoseg.errors.InputMismatchError
         If ``mask`` is not 2-D or ``centerline`` has another shape.
+
+    Examples
+    --------
+    >>> m = np.zeros((11, 15), bool); m[3:8, 2:13] = True
+    >>> estimate_road_width(m), estimate_road_width(m[:, :2])
+    (5.0, 0.0)
     """
     m = _as_mask(mask)
     c = skeletonize_mask(m) if centerline is None else _as_mask(centerline)

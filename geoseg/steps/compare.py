@@ -150,11 +150,28 @@ def _map_lines(path: str, layer: str | None, stamp: tuple[int, int], crs_wkt: st
 def map_in_scene(path: str, layer: str | None, geo: GeoInfo) -> RoadMapLines:
     """The road map file's lines in the CRS of ``geo`` (read and reprojected once per process while the file is unchanged).
 
+    Parameters
+    ----------
+    path : str
+        The road map (any OGR vector format, GDAL virtual path or URL).
+    layer : str or None
+        The layer to read; None: the file's only layer.
+    geo : GeoInfo
+        The scene's georeferencing (only its CRS is used).
+
+    Returns
+    -------
+    RoadMapLines
+        The map's lines cut into simple parts, in the scene's CRS, with the number of the map
+        feature each part comes from and a spatial index.
+
     Raises
     ------
-    VectorReadError, InputMismatchError
-        No such file, not a vector file, no lines, several layers and none chosen, or a CRS
-        that cannot be matched with the scene's.
+    VectorReadError
+        No such file, or not a readable vector file.
+    InputMismatchError
+        No such layer, several layers and none chosen, features but no lines, coordinates
+        out of the range of degrees, or a CRS that cannot be matched with the scene's.
     """
     crs = geo.crs.to_wkt() if geo.georeferenced and geo.crs is not None else None
     return _map_lines(path, layer, _stamp(path), crs)

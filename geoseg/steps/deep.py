@@ -39,11 +39,25 @@ def load_nn_classifier(path: str, backend: str = "auto", threads: int | None = N
     files in onnxruntime, and model files too when the extra ``geoseg[onnx]`` is installed
     (:data:`AUTO_BACKEND_REASON`; a quantized model runs as its int8 QDQ graph), else in torch.
 
+    Parameters
+    ----------
+    path : str
+        The model file (``.onnx`` for an ONNX file).
+    backend : str, default "auto"
+        ``"auto"``, ``"torch"`` or ``"onnx"``.
+    threads : int, optional
+        Threads onnxruntime may use; None: its default. Not used by torch.
+
+    Returns
+    -------
+    NNModel
+        The model, ready to run.
+
     Raises
     ------
     ModelFileError, ConfigError
-        Not a model or ONNX file; an ONNX file with backend torch; onnxruntime missing for the
-        onnx backend.
+        Not a model or ONNX file (or no such file); an ONNX file with backend torch;
+        onnxruntime missing for the onnx backend.
     """
     from geoseg.nn.modelfile import load_nn_model
 

@@ -22,6 +22,19 @@ def width_partial(layers: dict[str, Any], ctx: StepContext) -> np.ndarray:
 
     Computed once per layer and core of a tile: the steps measuring it in one pass share it
     (``ctx.shared``).
+
+    Parameters
+    ----------
+    layers : dict
+        The tile's layers; ``mask`` is used, else ``probability``.
+    ctx : StepContext
+        The tile's context (its core, valid-data mask and shared results).
+
+    Returns
+    -------
+    numpy.ndarray
+        The histogram (:func:`~geoseg.road.centerlines.width_histogram`) of the road widths
+        measured in the core; a single 0 count when the tile has neither layer.
     """
     road = layers.get("mask", layers.get("probability"))
     if road is None:
@@ -38,5 +51,24 @@ def width_stats_halo_px(geo: GeoInfo, max_road_width_m: float) -> int:
 
     A width sample is the distance to the road edge at a centerline pixel, at most half the
     road's width away; the centerline there is found from as far.
+
+    Parameters
+    ----------
+    geo : GeoInfo
+        The scene's georeferencing (its GSD is used).
+    max_road_width_m : float
+        The widest road measured, in metres.
+
+    Returns
+    -------
+    int
+        The halo in pixels.
+
+    Examples
+    --------
+    >>> from affine import Affine
+    >>> geo = GeoInfo(100, 100, None, Affine.identity(), (0.5, 0.5), False)
+    >>> width_stats_halo_px(geo, 40.0)  # 40 m is 80 px: 40 px, plus 2
+    42
     """
     return ceil_px(geo.metres_to_pixels(max_road_width_m) / 2) + 2

@@ -117,6 +117,13 @@ def _polygon(mask: np.ndarray, transform: Any) -> Any:
 def masks_to_frame(results: Sequence[Sequence[ObjectMask]], frames: Sequence[Frame]) -> gpd.GeoDataFrame:
     """Per-frame object masks (:func:`geoseg.sequence.infer.segment_sequence`) as polygons in the frames' CRS.
 
+    Parameters
+    ----------
+    results : sequence of sequence of ObjectMask
+        The objects found in each frame, in the order of ``frames``.
+    frames : sequence of Frame
+        The frames (their index, time, source and georeferencing are used).
+
     Returns
     -------
     geopandas.GeoDataFrame
