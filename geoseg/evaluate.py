@@ -162,12 +162,18 @@ def _place(lines: np.ndarray, crs: ProjCRS | None) -> str:
 
 
 def _check_overlap(pred: _Side, truth: _Side, truth_lines: np.ndarray) -> None:
-    """Refuse inputs whose extents (bounding boxes, in the prediction's CRS) share no point."""
+    """Refuse inputs whose extents (bounding boxes, in the prediction's CRS) share no point.
+
+    The boxes are grown by a tenth of the largest side of either first, so that a straight
+    road along an axis and its reference a metre beside it (boxes of zero height, apart) are
+    compared, while another scene or a wrong CRS is still refused.
+    """
     if not len(pred.lines) or not len(truth_lines):
         return
     px0, py0, px1, py1 = shapely.total_bounds(pred.lines)
     tx0, ty0, tx1, ty1 = shapely.total_bounds(truth_lines)  # non-finite where the reprojection failed
-    if px0 <= tx1 and tx0 <= px1 and py0 <= ty1 and ty0 <= py1:
+    pad = 0.1 * max(px1 - px0, py1 - py0, tx1 - tx0, ty1 - ty0)
+    if px0 - pad <= tx1 and tx0 - pad <= px1 and py0 - pad <= ty1 and ty0 - pad <= py1:
         return
     raise InputMismatchError(
         f"{pred.path} ({crs_name(pred.crs)}{_place(pred.lines, pred.crs)}) and {truth.path} ({crs_name(truth.crs)}"

@@ -65,6 +65,24 @@ def test_eval_refuses_inputs_that_do_not_overlap() -> None:
     assert "EPSG:32633" in line and "EPSG:25832" in line and "do not overlap" in line
 
 
+def test_eval_compares_a_straight_road_with_its_reference_beside_it(tmp_path: Path) -> None:
+    """A road along an axis and its reference 1 m beside it have bounding boxes of zero height
+    that do not touch: they are still one place, scored, and 1 km away they are refused."""
+    from geoseg.errors import InputMismatchError
+    from geoseg.evaluate import evaluate_files
+
+    def write(name: str, y: float) -> Path:
+        path = tmp_path / name
+        gpd.GeoDataFrame(geometry=[shapely.LineString([(500000, y), (500100, y)])], crs=32633).to_file(path)
+        return path
+
+    truth = write("truth.geojson", 4000000.0)
+    result = evaluate_files(write("beside.geojson", 4000001.0), truth)
+    assert (result.completeness, result.correctness) == (pytest.approx(1.0), pytest.approx(1.0))
+    with pytest.raises(InputMismatchError, match="do not overlap"):
+        evaluate_files(write("far.geojson", 4001000.0), truth)
+
+
 def test_eval_refuses_a_reference_from_another_continent(shared_data: Path) -> None:
     vegas = sorted((shared_data / "spacenet_vegas").rglob("AOI_2_Vegas_img0.geojson"))
     if not vegas:
