@@ -188,3 +188,19 @@ def test_cli_trains_on_spacenet_img0_from_its_vector_centerlines(tmp_path: Path)
     assert res.exit_code == 0, res.output
     model = load_nn_model(tmp_path / "img0.npz")
     assert model.bands == [1, 2, 3] and model.train_gsd_m == pytest.approx(0.27, abs=0.01)  # 0.24 m x 0.30 m pixels at 36° N
+
+
+@pytest.mark.parametrize("crs", [UTM, None], ids=["georeferenced", "pixels"])
+def test_samples_are_drawn_at_a_width_in_metres_with_or_without_georeferencing(tmp_path: Path, crs: CRS | None) -> None:
+    """``train mjcr --samples``: a road line is drawn ``line_width_m`` wide on the ground; on a
+    scene without georeferencing (samples in pixels) the assumed GSD converts it (was: as pixels)."""
+    from geoseg.classifiers.training_data import sample_labels
+
+    scene = _scene(crs=crs)  # 80 px at 0.5 m
+    at = (lambda x, y: (500000 + 0.5 * x, 4000000 - 0.5 * y)) if crs else (lambda x, y: (x, y))
+    lines = [LineString([at(0, 40.5), at(80, 40.5)]), LineString([at(10.5, 0), at(10.5, 20)])]  # a road along row 40, background along column 10
+    path = tmp_path / "samples.geojson"
+    _roads(lines, crs, cls=[1, 0]).to_file(path)
+    labels = sample_labels(scene, path, "cls", line_width_m=6.0)
+    assert _row_profile(labels, 60) == {1: 13, 255: 67}  # 6 m = 12 px, and the row the buffer's edge touches (all_touched)
+    assert _row_profile(labels, 10)[0] >= 20

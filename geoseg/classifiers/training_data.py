@@ -223,8 +223,8 @@ def sample_labels(
     background_value : str or float, default 0
         The class value of background samples.
     line_width_m : float, default 2.0
-        Width lines and points are drawn at, in metres (in pixels for a scene without
-        georeferencing).
+        Width lines and points are drawn at, in metres (on a scene without georeferencing,
+        its assumed GSD turns it into pixels).
 
     Returns
     -------
@@ -250,7 +250,7 @@ def sample_labels(
             frame = frame.to_crs(image.geo.crs)
     classes = class_labels(frame[class_field].tolist(), str(samples_path), class_field, road_value, background_value)
     labels = np.full(image.shape, UNLABELLED, dtype=np.uint8)
-    width = line_width_m if not image.geo.georeferenced else line_width_m / image.geo.gsd_m * abs(image.geo.transform.a)
+    width = line_width_m / image.geo.gsd_m * abs(image.geo.transform.a)  # metres in the samples' units: pixels on a scene without georeferencing
     for value in (0, 1):
         geoms = frame.geometry[classes == value]
         shapes = [g.buffer(width / 2) if g.geom_type in ("LineString", "MultiLineString", "Point") else g for g in geoms if g is not None]
