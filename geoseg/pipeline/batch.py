@@ -408,17 +408,17 @@ def discard_interrupted(stop: BatchInterrupted) -> None:
         The exception :func:`run_batch` raised; its ``outdir``, ``folders`` and ``leftovers``
         say what to clean.
 
-    Raises
-    ------
-    OSError
-        An output exists but cannot be removed (see :func:`geoseg.atomic.remove_outputs`).
+    An output that cannot be removed is logged as a warning, not raised: the interrupted
+    batch still exits as interrupted.
     """
     try:
         with _folder_lock(stop.outdir):
             _remove_stale_temporaries(stop.folders)
             remove_outputs(stop.leftovers)
-    except OutputWriteError as exc:
+    except OutputWriteError as exc:  # another batch holds the folder, or it cannot be locked
         log.debug("not cleaning up after the interrupt: %s", exc)
+    except OSError as exc:  # an output that cannot be removed: say so, and keep the clean interrupted exit
+        log.warning("%s: could not remove what the interrupted scenes left (%s); the next run of this batch removes it", stop.outdir, exc)
 
 
 def _scene_checks(scene: SceneInput, pipeline: Pipeline, fmt: VectorFormat) -> str | None:

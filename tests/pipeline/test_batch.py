@@ -13,7 +13,7 @@ from rasterio.crs import CRS
 from geoseg.atomic import TEMP_PREFIX
 from geoseg.errors import ConfigError, OutputWriteError
 from geoseg.manifest import MANIFEST_NAME, read_manifest
-from geoseg.pipeline.batch import _folder_lock, pending_scenes, pipeline_hash, run_batch
+from geoseg.pipeline.batch import BatchInterrupted, _folder_lock, discard_interrupted, pending_scenes, pipeline_hash, run_batch
 from geoseg.pipeline.pipeline import load_pipeline
 from tests.conftest import REPO, UTM_TRANSFORM, plus_mask, write_tif
 
@@ -134,3 +134,18 @@ def test_pipeline_pickles_and_hashes_the_same():
     rebuilt = type(pipe).from_dict(pipe.to_dict(), pipe.source)
     assert pipeline_hash(rebuilt) == pipeline_hash(pipe)
     assert pipeline_hash(load_pipeline(PIPELINE, ["max_gap_m=12"])) == pipeline_hash(pipe)
+
+
+def test_an_output_the_interrupted_batch_cannot_remove_is_a_warning_not_a_traceback(tmp_path, caplog):
+    """After Ctrl-C the batch removes the running scenes' outputs; one that cannot be removed
+    (here a folder in its place) is named in a warning and the rest is still removed."""
+    blocked = tmp_path / "b.tif"
+    blocked.mkdir()
+    (blocked / "x").write_text("x")
+    left = tmp_path / "a.shp"
+    left.write_bytes(b"partial")
+    stop = BatchInterrupted(tmp_path, 0, 0, 2, [left, blocked], [tmp_path])
+    with caplog.at_level(logging.WARNING, logger="geoseg.batch"):
+        discard_interrupted(stop)
+    assert not left.exists() and blocked.is_dir()
+    assert f"{tmp_path}: could not remove what the interrupted scenes left" in caplog.text
