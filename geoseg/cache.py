@@ -24,6 +24,7 @@ b'slow result'
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -158,10 +159,12 @@ def cached_bytes(kind: str, key: str, make: Callable[[], bytes]) -> bytes:
     path = root / kind / key
     try:
         data = path.read_bytes()
-        os.utime(path)  # recently used: pruned last
-        return data
     except OSError:
         pass
+    else:
+        with contextlib.suppress(OSError):  # a read-only cache still serves its entries
+            os.utime(path)  # recently used: pruned last
+        return data
     data = make()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -51,6 +51,24 @@ def test_a_cache_that_cannot_be_written_only_costs_time(tmp_path: Path, monkeypa
     assert cached_bytes("onnx", "k", lambda: b"made") == b"made"
 
 
+def test_a_read_only_cache_still_serves_its_entries(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Marking an entry as recently used fails on a read-only cache folder; the entry is still
+    read, not made again (and written again, which fails too)."""
+    calls: list[int] = []
+
+    def make() -> bytes:
+        calls.append(1)
+        return b"graph"
+
+    cached_bytes("onnx", "k1", make)
+
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise PermissionError(30, "Read-only file system")
+
+    monkeypatch.setattr(os, "utime", read_only)
+    assert cached_bytes("onnx", "k1", make) == b"graph" and len(calls) == 1
+
+
 def test_only_the_most_recently_used_entries_are_kept(cache: Path) -> None:
     for i in range(KEEP + 3):
         cached_bytes("onnx", f"k{i}", lambda: b"x")
