@@ -283,9 +283,12 @@ def lengths_m(geoms: np.ndarray, geo: GeoInfo) -> np.ndarray:
     to_geo = Transformer.from_crs(proj, proj.geodetic_crs, always_xy=True)
     out = np.empty(len(geoms))
     for i, g in enumerate(geoms):
-        xy = shapely.get_coordinates(g)
-        lon, lat = to_geo.transform(xy[:, 0], xy[:, 1])
-        out[i] = _wgs84().line_length(lon, lat)
+        total = 0.0
+        for part in shapely.get_parts(g):  # the parts of a multi-line, not the jumps between them
+            xy = shapely.get_coordinates(part)
+            lon, lat = to_geo.transform(xy[:, 0], xy[:, 1])
+            total += _wgs84().line_length(lon, lat)
+        out[i] = total
     return out
 
 

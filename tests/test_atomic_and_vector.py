@@ -115,3 +115,17 @@ def test_png_network_is_in_pixel_coordinates(tmp_path):
     vertical = lines[lines.geometry.apply(lambda g: abs(g.coords[0][0] - g.coords[-1][0]) < 3)]
     assert np.allclose(shapely.get_coordinates(vertical.geometry.to_numpy())[:, 0], 60.0, atol=2.0)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(TEMP_PREFIX)]
+
+
+def test_geodesic_lengths_of_a_multi_line_leave_out_the_jumps_between_its_parts():
+    """Two 100 m pieces 1 km apart are 200 m of road, not 1.2 km."""
+    from affine import Affine
+
+    from geoseg.raster import GeoInfo
+    from geoseg.vector import lengths_m
+
+    utm = GeoInfo(10, 10, CRS.from_epsg(32633), Affine(1, 0, 500000, 0, -1, 4000000), (1.0, 1.0), True)
+    pieces = shapely.MultiLineString([[(500000, 4000000), (500100, 4000000)], [(500000, 4001000), (500100, 4001000)]])
+    one = shapely.LineString([(500000, 4000000), (500100, 4000000)])
+    got = lengths_m([pieces, one], utm)
+    assert got[0] == pytest.approx(2 * got[1], rel=1e-9) and got[1] == pytest.approx(100.0, rel=2e-3)
