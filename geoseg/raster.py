@@ -783,16 +783,30 @@ class RasterTileWriter:
         self._final = self._atomic.__enter__()
         # not named after the output, so that only the COG is moved into place
         self._staging = self._final.with_name(".staging-" + self._final.name)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
-            self._dst = rasterio.open(self._staging, "w", **self.profile)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
+                self._dst = rasterio.open(self._staging, "w", **self.profile)
+        except RasterioError as error:  # nothing is left behind: the atomic write is abandoned
+            self._atomic.__exit__(type(error), error, error.__traceback__)
+            raise OutputWriteError(f"{self.path}: cannot write output ({_short(error)})") from error
         return self
 
     def write(self, array: np.ndarray, row_off: int, col_off: int) -> None:
-        """Write ``array`` (``(rows, cols)`` or ``(bands, rows, cols)``) at the given offset."""
+        """Write ``array`` (``(rows, cols)`` or ``(bands, rows, cols)``) at the given offset.
+
+        Raises
+        ------
+        OutputWriteError
+            GDAL cannot write it (a full disk, say); the output is abandoned on leaving the
+            ``with`` block.
+        """
         data = array[None] if array.ndim == 2 else array
         window = rasterio.windows.Window(col_off, row_off, data.shape[2], data.shape[1])
-        self._dst.write(data.astype(self.profile["dtype"], copy=False), window=window)
+        try:
+            self._dst.write(data.astype(self.profile["dtype"], copy=False), window=window)
+        except RasterioError as error:
+            raise OutputWriteError(f"{self.path}: cannot write output ({_short(error)})") from error
 
     def __exit__(self, exc_type, exc, tb) -> bool | None:  # noqa: ANN001
         self._dst.close()

@@ -129,3 +129,25 @@ def test_geodesic_lengths_of_a_multi_line_leave_out_the_jumps_between_its_parts(
     one = shapely.LineString([(500000, 4000000), (500100, 4000000)])
     got = lengths_m([pieces, one], utm)
     assert got[0] == pytest.approx(2 * got[1], rel=1e-9) and got[1] == pytest.approx(100.0, rel=2e-3)
+
+
+def test_a_raster_output_gdal_cannot_create_is_an_output_error_and_leaves_nothing(tmp_path, monkeypatch):
+    """A full disk or a refused file at the start of a raster output: one OutputWriteError
+    naming the output (not GDAL's own exception), and no temporary folder left behind."""
+    import rasterio
+    from affine import Affine
+    from rasterio.errors import RasterioIOError
+
+    import geoseg.raster as raster_module
+    from geoseg.raster import GeoInfo, RasterTileWriter
+
+    def refuse(*args, **kwargs):
+        raise RasterioIOError("No space left on device")
+
+    geo = GeoInfo(8, 8, CRS.from_epsg(32633), Affine(1, 0, 500000, 0, -1, 4000000), (1.0, 1.0), True)
+    monkeypatch.setattr(raster_module.rasterio, "open", refuse)
+    with pytest.raises(OutputWriteError, match=r"mask\.tif: cannot write output \(No space left on device\)"):
+        with RasterTileWriter(tmp_path / "mask.tif", geo, 1, "uint8"):
+            pass
+    monkeypatch.setattr(raster_module.rasterio, "open", rasterio.open)
+    assert list(tmp_path.iterdir()) == []
