@@ -418,10 +418,15 @@ def _write_frame(frame: gpd.GeoDataFrame, path: Path, fmt: VectorFormat, layer: 
         import pyogrio
 
         pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": GPKG_TIMESTAMP})
+    from pyogrio.errors import DataLayerError, DataSourceError, FeatureError, FieldError, GeometryError
+
     with warnings.catch_warnings():
         # Scenes without georeferencing give frames without CRS on purpose (pixel coordinates).
         warnings.filterwarnings("ignore", message="'crs' was not provided")
-        frame.to_file(path, driver=driver, engine="pyogrio", **kwargs)
+        try:
+            frame.to_file(path, driver=driver, engine="pyogrio", **kwargs)
+        except (DataSourceError, DataLayerError, FeatureError, FieldError, GeometryError) as exc:  # GDAL refused: a full disk, a bad field
+            raise OutputWriteError(f"{path.name}: cannot write output ({str(exc).splitlines()[0][:200]})") from exc
     _verify_written(frame, path, layer)
 
 

@@ -151,3 +151,18 @@ def test_a_raster_output_gdal_cannot_create_is_an_output_error_and_leaves_nothin
             pass
     monkeypatch.setattr(raster_module.rasterio, "open", rasterio.open)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_vector_output_gdal_refuses_is_an_output_error_and_leaves_nothing(tmp_path, monkeypatch):
+    from pyogrio.errors import DataSourceError
+
+    from geoseg.vector import write_vector
+
+    def refuse(self, *args, **kwargs):
+        raise DataSourceError("No space left on device\nmore GDAL detail")
+
+    frame = gpd.GeoDataFrame(geometry=[shapely.LineString([(0, 0), (1, 1)])], crs=32633)
+    monkeypatch.setattr(gpd.GeoDataFrame, "to_file", refuse)
+    with pytest.raises(OutputWriteError, match=r"^roads\.gpkg: cannot write output \(No space left on device\)$"):
+        write_vector(frame, tmp_path / "roads.gpkg", fmt="gpkg")
+    assert list(tmp_path.iterdir()) == []
