@@ -26,7 +26,7 @@ import numpy as np
 import shapely
 from pyproj import CRS as ProjCRS
 
-from geoseg.errors import InputMismatchError, NotGeoreferencedWarning
+from geoseg.errors import ConfigError, InputMismatchError, NotGeoreferencedWarning
 from geoseg.metrics import AplsResult, GraphMetrics, apls, graph_from_lines, graph_metrics, raster_buffer_scores, vector_buffer_scores
 from geoseg.metrics.line_graph import MIN_COMPONENT_M
 from geoseg.raster import DEFAULT_ASSUMED_GSD_M, GeoInfo, Raster, read_geoinfo, read_raster
@@ -255,7 +255,8 @@ def evaluate_files(
     RasterReadError
         A raster cannot be read.
     ConfigError
-        ``junction_radius_m`` is not a positive number.
+        ``junction_radius_m`` is not a positive number, or both ``slack_px`` and ``buffer_m``
+        are given (only one of them applies to a pair of inputs).
 
     Examples
     --------
@@ -272,6 +273,8 @@ def evaluate_files(
     >>> round(result.completeness, 2), round(result.correctness, 2), result.tolerance, result.mode
     (0.52, 1.0, 2.0, 'vector')
     """
+    if slack_px is not None and buffer_m is not None:
+        raise ConfigError("give either --slack-px (two rasters on one grid) or --buffer-m (lines in metres), not both")
     gsd = DEFAULT_ASSUMED_GSD_M if assume_gsd_m is None else assume_gsd_m
     p, t = _load(pred, gsd, image, image_id), _load(truth, gsd, image, image_id)
     truth_lines, reprojected_from = _reference_in_prediction_crs(p, t)

@@ -81,6 +81,8 @@ def command(
       geoseg eval out/scene_a.gpkg truth/scene_a.gpkg --junction-radius-m 5
       geoseg eval submission.csv AOI_2_Vegas_img0.geojson --image RGB-PanSharpen_AOI_2_Vegas_img0.tif
     """
+    if buffer_m is not None and slack_px is not None:
+        raise click.UsageError("give either --slack-px (two rasters on one grid) or --buffer-m (lines in metres), not both")
     for path in map(Path, (pred, truth)):  # the readers' own message, before they load
         if not path.exists():
             raise GeosegError(f"{path}: no such file")

@@ -83,6 +83,19 @@ def test_eval_compares_a_straight_road_with_its_reference_beside_it(tmp_path: Pa
         evaluate_files(write("far.geojson", 4001000.0), truth)
 
 
+def test_eval_refuses_both_tolerances_before_reading_anything(tmp_path: Path) -> None:
+    """--slack-px applies to two rasters, --buffer-m to lines: with both, one would be ignored
+    in silence; it is refused (the inputs do not exist: nothing was read)."""
+    res = geoseg("eval", tmp_path / "pred.shp", tmp_path / "truth.geojson", "--slack-px", 3, "--buffer-m", 2)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.splitlines()[-1] == "Error: give either --slack-px (two rasters on one grid) or --buffer-m (lines in metres), not both"
+    from geoseg.errors import ConfigError
+    from geoseg.evaluate import evaluate_files
+
+    with pytest.raises(ConfigError, match="not both"):  # the same from Python
+        evaluate_files(SCENE_A_TRUTH, SCENE_A_TRUTH, slack_px=3, buffer_m=2)
+
+
 def test_eval_refuses_a_reference_from_another_continent(shared_data: Path) -> None:
     vegas = sorted((shared_data / "spacenet_vegas").rglob("AOI_2_Vegas_img0.geojson"))
     if not vegas:
