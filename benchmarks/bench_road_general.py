@@ -1,7 +1,8 @@
 """One road model for two sources (issue 22 parts 2 and 4): the shipped ``road_general`` recipe.
 
 Run ``python benchmarks/bench_road_general.py [--seeds 3] [--arms ottawa,massachusetts,both]
-[--set key=value ...] [--keep DIR]``. Data: ``shared/data/ottawa_roadnet`` and
+[--set key=value ...] [--keep DIR]`` (the UDA arms: ``--arms massachusetts,massachusetts-uda-ottawa``,
+``--arms ottawa,ottawa-uda-massachusetts``). Data: ``shared/data/ottawa_roadnet`` and
 ``shared/data/massachusetts_roads`` beside the repository (skipped with a message when absent);
 needs ``geoseg[pretrained]`` (the recipe's ImageNet encoder).
 
