@@ -127,7 +127,7 @@ class NNClassify(ModelInputStep):
     takes = ("image",)
     gives = ("probability",)
     stats_inputs = ("image",)
-    concurrent_tiles = False  # sets torch's process-wide thread count while it runs; uses the cores itself
+    one_tile_at_a_time = True  # uses the cores itself (and sets torch's process-wide thread count)
 
     model: str = Field(description="model file from `geoseg train nn` (or `geoseg quantize`), or an ONNX file from `geoseg model export`")
     backend: Literal["torch", "onnx", "auto"] = Field(
@@ -139,6 +139,9 @@ class NNClassify(ModelInputStep):
         "road", description="which head writes `probability`: road surface, the centerline head, or auto (the centerline head when the model has one)"
     )
     tile_px: int | None = Field(None, ge=32, description="inference tile side (default: the model's)")
+    max_tile_px: int | None = Field(
+        None, ge=32, description="largest inference tile side (default: 5/4 of tile_px): tiles grow up to it where fewer, larger tiles classify fewer pixels"
+    )
     overlap_px: int | None = Field(None, ge=0, description="overlap of neighbouring tiles, blended smoothly (default: the model's)")
     batch_size: int = Field(4, ge=1, description="tiles per forward pass")
     device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="torch device; auto = CUDA when available")
@@ -210,7 +213,9 @@ class NNClassify(ModelInputStep):
         zoom = self._zoom(model, ctx)
         tta = model.tta if self.tta is None else self.tta
         if in_onnxruntime:  # its threads are the session's (load_nn_classifier)
-            probs = predict_scene(model, x, zoom, tile_px=self.tile_px, overlap_px=self.overlap_px, batch_size=self.batch_size, tta=tta)
+            probs = predict_scene(
+                model, x, zoom, tile_px=self.tile_px, overlap_px=self.overlap_px, max_tile_px=self.max_tile_px, batch_size=self.batch_size, tta=tta
+            )
         else:
             probs = self._in_torch(model, x, zoom, tta)
         prob = probs[heads.index(wanted)]
@@ -228,7 +233,17 @@ class NNClassify(ModelInputStep):
         try:
             device = resolve_device(self.device)
             model.module.to(device)
-            return predict_scene(model, x, zoom, tile_px=self.tile_px, overlap_px=self.overlap_px, batch_size=self.batch_size, device=device, tta=tta)
+            return predict_scene(
+                model,
+                x,
+                zoom,
+                tile_px=self.tile_px,
+                overlap_px=self.overlap_px,
+                max_tile_px=self.max_tile_px,
+                batch_size=self.batch_size,
+                device=device,
+                tta=tta,
+            )
         finally:
             model.module.to("cpu")
             torch.set_num_threads(prev)

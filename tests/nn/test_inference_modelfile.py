@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from geoseg.errors import InputMismatchError, ModelFileError
-from geoseg.nn.inference import blend_window, predict, predict_tiled, tile_origins
+from geoseg.nn.inference import axis_tiles, blend_window, predict, predict_tiled, tile_origins
 from geoseg.nn.modelfile import NNModel, load_nn_model, save_nn_model
 from geoseg.nn.models import build_model
 
@@ -22,6 +22,23 @@ def test_tiles_cover_with_overlap() -> None:
     assert tile_origins(100, 128, 32) == [0]
     w = blend_window(64, 16, True, False, False, True)
     assert w[0, 0] < 0.05 and w[-1, 0] == 1.0 and w[-1, -1] < 0.05
+
+
+def test_axis_tiles_classify_fewer_pixels_and_keep_the_overlap() -> None:
+    for size in range(100, 2100, 37):
+        side, starts = axis_tiles(size, 256, 64, 320)
+        assert 256 <= side <= 320 and side % 16 == 0
+        assert len(starts) * side <= len(tile_origins(size, 256, 64)) * 256  # never more than fixed 256-px tiles
+        assert starts[0] == 0 and starts[-1] + side == max(size, side)  # the tiles cover the axis
+        assert all(b - a <= side - 64 for a, b in zip(starts, starts[1:]))  # and overlap by 64 px or more
+    assert axis_tiles(1028, 256, 64, 320) == (320, [0, 236, 472, 708])  # 4 tiles of 320 px, not 6 of 256
+    assert axis_tiles(1028, 256, 64, 256) == (256, tile_origins(1028, 256, 64))  # no growth allowed: fixed tiles
+
+
+def test_rectangular_blend_windows_ramp_each_side() -> None:
+    w = blend_window((32, 48), 8, True, False, False, True)
+    assert w.shape == (32, 48)
+    assert w[0, 0] < 0.1 and w[-1, 0] == 1.0 and w[16, -1] < 0.1 and w[16, 20] == 1.0
 
 
 class _Pointwise(torch.nn.Module):
