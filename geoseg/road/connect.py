@@ -625,9 +625,10 @@ def merge_parallel(G: nx.MultiGraph, distance_px: float, *, same_nodes_distance_
         same = {a, b} == {c, e}
         for x, y in ((i, j), (j, i)) if rank(i) <= rank(j) else ((j, i), (i, j)):
             ux, vx, _ = edges[x]
-            removable = same or min(H.degree(ux), H.degree(vx)) == 1
+            if not (same or min(H.degree(ux), H.degree(vx)) == 1):
+                continue  # dropping it could disconnect the network
             apart = _directed_distance(geoms[x], geoms[y])
-            if removable and apart <= (same_px if same else distance_px):
+            if apart <= (same_px if same else distance_px):
                 if same and apart > distance_px:  # the two sides of one road: its centre lies between them
                     H.edges[edges[y]]["geometry"] = _mean_line(geoms[y], geoms[x])
                 dropped.add(x)
