@@ -19,7 +19,6 @@ tile per pass.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -488,18 +487,13 @@ def _split(steps: list[Step]) -> tuple[list[Step], Step | None, list[Step]]:
     return steps[:v], steps[v], after
 
 
-#: Held while a step that runs one tile at a time (:attr:`~geoseg.pipeline.step.Step.one_tile_at_a_time`) runs.
-_ONE_AT_A_TIME = threading.Lock()
-
-
 def _apply(step: Step, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     missing = [name for name in step.inputs() if name not in layers]
     if missing:
         raise InputMismatchError(f"{ctx.source}: step {step.label} needs layer(s) {missing} that no earlier step gives")
     wanted = [*step.inputs(), *(n for n in step.uses_if_present if n in layers)]
     try:
-        with _ONE_AT_A_TIME if step.one_tile_at_a_time else contextlib.nullcontext():
-            return step.apply({name: layers[name] for name in wanted}, ctx)
+        return step.apply({name: layers[name] for name in wanted}, ctx)
     except GeosegError:
         raise
     except (ValueError, MemoryError) as exc:

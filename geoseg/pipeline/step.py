@@ -234,13 +234,8 @@ class Step(BaseModel):
     new_layers: ClassVar[dict[str, str]] = {}
     """Layers this step gives that geoseg does not know, with their kind (:data:`DECLARABLE_KINDS`)."""
     concurrent_tiles: ClassVar[bool] = True
-    """True when the tiles of a pass may run in threads of one process while this step is in
-    the pass (False: the pass runs its tiles one by one)."""
-    one_tile_at_a_time: ClassVar[bool] = False
-    """True for steps that use every core themselves or change process-wide state while they
-    run (a deep network: torch's thread count, onnxruntime's thread pool): when the tiles of a
-    pass run in threads, no two tiles run such a step at once, while the other steps of the
-    pass run on the other tiles."""
+    """True when two tiles may run the step at once in threads of one process (False for steps
+    that change process-wide state while they run, such as torch's thread count)."""
 
     _fitted: dict[str, Any] | None = PrivateAttr(default=None)
 

@@ -127,7 +127,7 @@ class NNClassify(ModelInputStep):
     takes = ("image",)
     gives = ("probability",)
     stats_inputs = ("image",)
-    one_tile_at_a_time = True  # uses the cores itself (and sets torch's process-wide thread count)
+    concurrent_tiles = False  # sets torch's process-wide thread count while it runs; uses the cores itself
 
     model: str = Field(description="model file from `geoseg train nn` (or `geoseg quantize`), or an ONNX file from `geoseg model export`")
     backend: Literal["torch", "onnx", "auto"] = Field(
