@@ -106,14 +106,14 @@ def axis_tiles(size: int, tile: int, overlap: int, max_tile: int, multiple: int 
     """
     if size <= tile:
         return tile, [0]
-    best: tuple[int, int] | None = None  # (pixels classified, side)
-    for n in range(1, len(tile_origins(size, tile, overlap)) + 1):
-        need = (size + (n - 1) * overlap) / n
-        side = max(tile, int(np.ceil(need / multiple)) * multiple)
-        if side <= max_tile and (best is None or (n * side, side) < best):
-            best = (n * side, side)
-    side = tile if best is None else best[1]
+    sides = {n: max(tile, _round_up((size + (n - 1) * overlap) / n, multiple)) for n in range(1, len(tile_origins(size, tile, overlap)) + 1)}
+    _, side = min((n * s, s) for n, s in sides.items() if s <= max_tile)  # the fixed tiles' own count always qualifies (side = tile)
     return side, tile_origins(size, side, overlap)
+
+
+def _round_up(value: float, multiple: int) -> int:
+    """The smallest multiple of ``multiple`` not below ``value``."""
+    return int(np.ceil(value / multiple)) * multiple
 
 
 def blend_window(tile: int | tuple[int, int], overlap: int, ramp_top: bool, ramp_bottom: bool, ramp_left: bool, ramp_right: bool) -> np.ndarray:
@@ -323,9 +323,9 @@ def predict_tiled(
     ((1, 40, 50), [10.28, 10.29, 10.3])
     """
     rows, cols = image.shape[-2:]
-    tile = int(np.ceil(tile_px / STRIDE) * STRIDE)
+    tile = _round_up(tile_px, STRIDE)
     overlap = min(overlap_px, tile // 2)
-    largest = max(tile, int(np.ceil((tile * 5 // 4 if max_tile_px is None else max_tile_px) / STRIDE) * STRIDE))
+    largest = max(tile, _round_up(tile * 5 // 4 if max_tile_px is None else max_tile_px, STRIDE))
     (r_side, r_orig), (c_side, c_orig) = axis_tiles(rows, tile, overlap, largest), axis_tiles(cols, tile, overlap, largest)
     padded = _pad_to(image, max(rows, r_side), max(cols, c_side))
     if len(r_orig) == len(c_orig) == 1:
