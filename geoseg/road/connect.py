@@ -97,18 +97,23 @@ def fit_end_direction(coords: NDArray[np.float64], fit_length_px: float, skip_px
     >>> anchor.tolist(), direction.tolist()
     ([8.0, 0.0], [1.0, 0.0])
     """
-    line = LineString(coords)
-    total = line.length
+    coords = np.asarray(coords, dtype=np.float64)
+    arc = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(coords, axis=0).T))])
+    total = float(arc[-1])
     s0 = min(skip_px, max(0.0, total - fit_length_px))
     s1 = min(total, s0 + fit_length_px)
     n = max(2, int(np.ceil(s1 - s0)) + 1)
-    pts = shapely.get_coordinates(shapely.line_interpolate_point(line, np.linspace(s0, s1, n)))
+    at = np.linspace(s0, s1, n)
+    pts = np.column_stack([np.interp(at, arc, coords[:, 0]), np.interp(at, arc, coords[:, 1])])
     anchor = pts.mean(axis=0)
     centred = pts - anchor
-    if np.allclose(centred, 0):
+    if np.abs(centred).max() <= 1e-8:
         d = coords[0] - coords[-1]
     else:
-        d = np.linalg.svd(centred, full_matrices=False)[2][0]
+        # principal axis of the samples: the eigenvector of their 2x2 scatter matrix with the larger eigenvalue
+        sxx, sxy, syy = centred[:, 0] @ centred[:, 0], centred[:, 0] @ centred[:, 1], centred[:, 1] @ centred[:, 1]
+        theta = 0.5 * np.arctan2(2.0 * sxy, sxx - syy)
+        d = np.array([np.cos(theta), np.sin(theta)])
         if np.dot(d, pts[0] - pts[-1]) < 0:
             d = -d
     norm = np.hypot(*d)
@@ -545,11 +550,18 @@ def connect_gaps(
     return H
 
 
-def _directed_distance(a: LineString, b: LineString) -> float:
-    """Largest distance from a point of ``a`` (sampled every pixel) to ``b``."""
+def _directed_distance(a: LineString, b: LineString, limit: float = np.inf) -> float:
+    """Largest distance from a point of ``a`` (sampled every pixel) to ``b``.
+
+    When ``a``'s ends or middle already lie farther than ``limit`` from ``b``, their largest
+    distance (a lower bound, above ``limit``) is returned without sampling the rest.
+    """
     n = max(2, int(np.ceil(a.length)) + 1)
-    pts = shapely.line_interpolate_point(a, np.linspace(0, a.length, n))
-    return float(shapely.distance(pts, b).max())
+    at = np.linspace(0, a.length, n)
+    coarse = float(shapely.distance(shapely.line_interpolate_point(a, at[[0, n // 2, -1]]), b).max())
+    if coarse > limit:
+        return coarse
+    return float(shapely.distance(shapely.line_interpolate_point(a, at), b).max())
 
 
 def _mean_line(keep: LineString, other: LineString) -> LineString:
@@ -627,8 +639,9 @@ def merge_parallel(G: nx.MultiGraph, distance_px: float, *, same_nodes_distance_
             ux, vx, _ = edges[x]
             if not (same or min(H.degree(ux), H.degree(vx)) == 1):
                 continue  # dropping it could disconnect the network
-            apart = _directed_distance(geoms[x], geoms[y])
-            if apart <= (same_px if same else distance_px):
+            limit = same_px if same else distance_px
+            apart = _directed_distance(geoms[x], geoms[y], limit)
+            if apart <= limit:
                 if same and apart > distance_px:  # the two sides of one road: its centre lies between them
                     H.edges[edges[y]]["geometry"] = _mean_line(geoms[y], geoms[x])
                 dropped.add(x)
@@ -725,6 +738,25 @@ def clean_network(
     return dissolve_degree2(node_crossings(H))
 
 
+def _has_crossings(geoms: NDArray[np.object_], tol: float = 1e-6) -> bool:
+    """Whether two lines meet anywhere but at their ends (farther than ``tol`` from all four ends).
+
+    Lines that overlap along more than ``2 * tol`` count as meeting away from their ends.
+    """
+    left, right = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+    left, right = left[left < right], right[left < right]
+    if len(left) == 0:
+        return False
+    shared = shapely.intersection(geoms[left], geoms[right])
+    if (shapely.length(shared) > 2 * tol).any():
+        return True
+    points, pair = shapely.get_coordinates(shared, return_index=True)
+    starts, stops = shapely.get_point(geoms, 0), shapely.get_point(geoms, -1)
+    ends = shapely.get_coordinates(np.stack([starts[left], stops[left], starts[right], stops[right]], axis=1).ravel()).reshape(-1, 4, 2)
+    nearest = np.hypot(*(points[:, None, :] - ends[pair]).transpose(2, 0, 1)).min(axis=1)
+    return bool((nearest > tol).any())
+
+
 def node_crossings(G: nx.MultiGraph) -> nx.MultiGraph:
     """Split edges where they cross or touch other edges away from a node (a clean topology).
 
@@ -746,17 +778,7 @@ def node_crossings(G: nx.MultiGraph) -> nx.MultiGraph:
     geoms = np.array([d["geometry"] for _, _, d in edges], dtype=object)
     if len(geoms) < 2:
         return G
-    tree = shapely.STRtree(geoms)
-    left, right = tree.query(geoms, predicate="intersects")
-    pairs = left < right
-    crossing = False
-    for i, j in zip(left[pairs], right[pairs]):
-        shared = shapely.intersection(geoms[i], geoms[j])
-        ends = shapely.multipoints([geoms[i].coords[0], geoms[i].coords[-1], geoms[j].coords[0], geoms[j].coords[-1]])
-        if not shapely.difference(shared, ends.buffer(1e-6)).is_empty:
-            crossing = True
-            break
-    if not crossing:
+    if not _has_crossings(geoms):
         return G
     H = lines_to_graph(list(geoms), snap_tol=1e-6)
     for _, _, data in H.edges(data=True):

@@ -44,6 +44,35 @@ def test_fit_end_direction_points_outwards() -> None:
     assert anchor[1] == pytest.approx(0.0)
 
 
+def test_fit_end_direction_is_the_principal_axis_of_the_end() -> None:
+    rng = np.random.default_rng(3)
+    for angle in np.radians([0.0, 30.0, 90.0, 135.0, 200.0, 333.0]):
+        t = np.linspace(0.0, 40.0, 21)
+        coords = np.column_stack([t * np.cos(angle), t * np.sin(angle)]) + rng.normal(0, 0.3, (21, 2))
+        coords = coords[::-1]  # from the end at t = 40 inwards
+        anchor, d = fit_end_direction(coords, 12.0, 2.0)
+        line = LineString(coords)
+        samples = np.array([line.interpolate(s).coords[0] for s in np.linspace(2.0, 14.0, 13)])
+        axis = np.linalg.svd(samples - samples.mean(axis=0))[2][0]
+        assert anchor == pytest.approx(samples.mean(axis=0))
+        assert abs(np.dot(d, axis)) == pytest.approx(1.0, abs=1e-9)
+        assert np.dot(d, [np.cos(angle), np.sin(angle)]) > 0.99  # outwards, along the road
+
+
+def test_has_crossings_only_away_from_ends() -> None:
+    from geoseg.road.connect import _has_crossings
+
+    def lines(*coords: list[tuple[float, float]]) -> np.ndarray:
+        return np.array([LineString(c) for c in coords], dtype=object)
+
+    assert _has_crossings(lines([(0, 5), (10, 5)], [(5, 0), (5, 10)]))  # an X
+    assert not _has_crossings(lines([(0, 5), (10, 5)], [(10, 5), (10, 10)]))  # joined at their ends
+    assert not _has_crossings(lines([(0, 5), (10, 5)], [(5, 5), (5, 10)]))  # a T: one end on the other line
+    assert _has_crossings(lines([(0, 0), (10, 0)], [(5, 0), (15, 0)]))  # overlapping
+    assert not _has_crossings(lines([(0, 0), (10, 0)], [(0, 1), (10, 1)]))  # apart
+    assert _has_crossings(lines([(0, 0), (10, 0)], [(0, 3), (5, 0), (10, 3)]))  # touching away from the ends
+
+
 def test_spur_pruned_when_short_kept_when_long() -> None:
     base = [[(0.0, 0.0), (50.0, 0.0)], [(50.0, 0.0), (100.0, 0.0)]]
     short = graph_from_lines(base + [[(50.0, 0.0), (50.0, 8.0)]])
