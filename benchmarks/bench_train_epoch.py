@@ -12,6 +12,7 @@ Usage::
 
     python benchmarks/bench_train_epoch.py                 # 4 epochs quiet, 4 contended
     python benchmarks/bench_train_epoch.py --epochs 6 --no-contended
+    python benchmarks/bench_train_epoch.py --no-contended --set precision=fp32   # the float32 arithmetic
 
 The first epoch is left out of the median (it pays for the first calls of oneDNN's kernels).
 """
@@ -46,13 +47,14 @@ def _busy() -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
-def epoch_seconds(epochs: int, outdir: Path) -> list[float]:
-    """Train ``epochs`` epochs through the CLI; the seconds of each, from its log."""
+def epoch_seconds(epochs: int, outdir: Path, overrides: list[str]) -> list[float]:
+    """Train ``epochs`` epochs through the CLI (with ``--set`` ``overrides``); the seconds of each, from its log."""
     images = [arg for t in TRAIN for arg in ("--images", str(DATA / "images" / f"{t}.png"))]
     masks = [arg for t in TRAIN for arg in ("--masks", str(DATA / "masks" / f"{t}.png"))]
     command = [
         shutil.which("geoseg") or "geoseg", "-v", "train", "nn", "road_decouple", *images, *masks,
         "--set", "data.gsd_m=0.21", "--set", f"epochs={epochs}", "-o", str(outdir / "model.nn.npz"),
+        *(a for item in overrides for a in ("--set", item)),
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, cwd=outdir)
     if done.returncode != 0:
@@ -66,6 +68,7 @@ def epoch_seconds(epochs: int, outdir: Path) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=4, help="epochs per run (the first is not counted)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="training config override, e.g. precision=fp32")
     parser.add_argument("--no-contended", action="store_true", help="skip the run beside a busy process")
     args = parser.parse_args()
     if not (DATA / "images").is_dir():
@@ -77,7 +80,7 @@ def main() -> None:
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 start = time.perf_counter()
-                seconds = epoch_seconds(args.epochs, Path(tmp))
+                seconds = epoch_seconds(args.epochs, Path(tmp), args.overrides)
                 wall = time.perf_counter() - start
         finally:
             if busy is not None:

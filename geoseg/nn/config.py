@@ -233,6 +233,11 @@ class TrainConfig(StrictModel):
     iterations_per_epoch: int = Field(30, ge=1, description="batches per epoch")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores)")
     device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="auto = CUDA when available")
+    precision: Literal["fp32", "bf16", "auto"] = Field(
+        "fp32",
+        description="arithmetic of the training forward pass and loss: fp32, bf16 (mixed precision: weights, optimizer and inference stay "
+        "float32), or auto (bf16 where the CPU or GPU computes it natively, else fp32)",
+    )
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,6 +125,17 @@ class TrainingRun:
     best_path: str | os.PathLike[str] | None
     progress: bool
 
+    def forward_precision(self) -> AbstractContextManager[Any]:
+        """The context of a training step's forward pass and loss: ``config.precision`` on ``device``.
+
+        bf16 autocasts convolutions and matrix products to bfloat16 (mixed precision); the
+        weights, their gradients and the optimizer stay float32. The backward pass runs
+        outside the context (in the dtypes the forward pass chose), as torch advises.
+        """
+        if resolve_precision(self.config.precision, self.device) == "fp32":
+            return nullcontext()
+        return torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16)
+
 
 def resolve_device(device: str) -> str:
     """``cpu``, ``cuda`` (refused when unavailable) or ``auto`` (CUDA when available).
@@ -154,6 +165,37 @@ def resolve_device(device: str) -> str:
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device: cuda was asked for but torch sees no CUDA device")
     return device
+
+
+def native_bf16(device: str) -> bool:
+    """Whether ``device`` computes bfloat16 natively (CPU: oneDNN with AVX-512 BF16 or AMX; CUDA: compute capability 8 and up).
+
+    Examples
+    --------
+    >>> isinstance(native_bf16("cpu"), bool)
+    True
+    """
+    if torch.device(device).type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``fp32`` or ``bf16``: the training arithmetic of a config's ``precision`` on ``device``.
+
+    ``auto`` is ``bf16`` where the device computes it natively (:func:`native_bf16`), else
+    ``fp32``. An explicit ``bf16`` is kept even where it is emulated (slower, same numbers).
+
+    Examples
+    --------
+    >>> resolve_precision("fp32", "cpu"), resolve_precision("bf16", "cpu")
+    ('fp32', 'bf16')
+    >>> resolve_precision("auto", "cpu") == ("bf16" if native_bf16("cpu") else "fp32")
+    True
+    """
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
 
 
 def lr_schedule(optimizer: OptimizerConfig, total: int, peak: float | None = None) -> LrSchedule:

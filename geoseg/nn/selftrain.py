@@ -36,7 +36,9 @@ import copy
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
 
 import numpy as np
 import torch
@@ -157,7 +159,7 @@ def run_selftraining(run: TrainingRun) -> TrainResult:
     lab = training_scenes(config, labelled, bands, np.asarray(model.band_mean), np.asarray(model.band_std))
     unl = unlabeled_scenes(model, unlabelled)
     ratios = curriculum_ratios(config.ssl.rounds, config.ssl.r_start, config.ssl.r_end)
-    rounds = _Rounds(config, model, lab, unl, val_data, device, progress, checkpoint_path)
+    rounds = _Rounds(config, model, lab, unl, val_data, device, progress, checkpoint_path, run.forward_precision)
     first_round = 0
     if ck is not None:
         first_round = rounds.restore(ck)
@@ -185,8 +187,10 @@ class _Rounds:
         device: str,
         progress: bool,
         checkpoint_path: str | os.PathLike[str] | None,
+        forward_precision: Callable[[], AbstractContextManager[Any]],
     ) -> None:
         self.config, self.model, self.lab, self.unl, self.val = config, model, lab, unl, val_data
+        self.forward_precision = forward_precision
         self.device, self.progress, self.checkpoint_path = device, progress, checkpoint_path
         self.aug = config.data.augment.augmentation()
         self.weights = loss_weights(config.loss)
@@ -227,17 +231,18 @@ class _Rounds:
         n_lab = cfg.data.batch_size - n_pseudo if cfg.data.batch_size > 1 else 1
 
         def step(it: int, gen: torch.Generator) -> dict[str, float]:
-            batch = sample_batch(self.lab, n_lab, cfg.data.crop_px, self.aug, gen)
-            image = batch.image
-            if pseudo is not None:
-                pb = sample_batch(pseudo, n_pseudo, cfg.data.crop_px, self.aug, gen)
-                image = torch.cat([image, pb.image])
-            outputs = module(image.to(self.device))
-            terms = batch_losses({n: v[:n_lab] for n, v in outputs.items()}, batch, cfg, self.weights, self.class_weights, self.device)
-            loss, p_loss = terms["total"], torch.zeros(())
-            if pseudo is not None:
-                p_loss = dynamic_loss(outputs["seg"][n_lab:], pb.labels.to(self.device), cfg.ssl.gamma)
-                loss = loss + p_loss
+            with self.forward_precision():
+                batch = sample_batch(self.lab, n_lab, cfg.data.crop_px, self.aug, gen)
+                image = batch.image
+                if pseudo is not None:
+                    pb = sample_batch(pseudo, n_pseudo, cfg.data.crop_px, self.aug, gen)
+                    image = torch.cat([image, pb.image])
+                outputs = module(image.to(self.device))
+                terms = batch_losses({n: v[:n_lab] for n, v in outputs.items()}, batch, cfg, self.weights, self.class_weights, self.device)
+                loss, p_loss = terms["total"], torch.zeros(())
+                if pseudo is not None:
+                    p_loss = dynamic_loss(outputs["seg"][n_lab:], pb.labels.to(self.device), cfg.ssl.gamma)
+                    loss = loss + p_loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -57,7 +57,8 @@ def run_supervised(run: TrainingRun) -> TrainResult:
 
     def step(it: int, gen: torch.Generator) -> dict[str, float]:
         batch = sample_batch(scenes, config.data.batch_size, config.data.crop_px, aug, gen)
-        terms = batch_losses(model.module(batch.image.to(device)), batch, config, weights, class_weights, device)
+        with run.forward_precision():
+            terms = batch_losses(model.module(batch.image.to(device)), batch, config, weights, class_weights, device)
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         optimizer.step()

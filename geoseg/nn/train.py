@@ -5,22 +5,26 @@ Each mode is one module with a ``run(TrainingRun) -> TrainResult`` function, reg
 adaptation, :mod:`geoseg.nn.uda`) and ``ssl`` (class-balanced self-training,
 :mod:`geoseg.nn.selftrain`); docs/TRAINING_MODES.md. Each runs its batch step through the one
 training loop (:func:`geoseg.nn.fit.fit`, which also makes every mode resumable) under the same
-torch settings (:func:`geoseg.nn.fitting.torch_settings`).
+torch settings (:func:`geoseg.nn.fitting.torch_settings`) and arithmetic (``precision``:
+:meth:`geoseg.nn.fitting.TrainingRun.forward_precision`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 
 from geoseg.errors import ConfigError, InputMismatchError
 from geoseg.nn.config import TrainConfig
-from geoseg.nn.fitting import SceneData, TrainingRun, TrainResult, resolve_device, torch_settings
+from geoseg.nn.fitting import SceneData, TrainingRun, TrainResult, resolve_device, resolve_precision, torch_settings
 from geoseg.nn.selftrain import run_selftraining
 from geoseg.nn.supervised import run_supervised
 from geoseg.nn.uda import run_uda
 
 __all__ = ["MODES", "SceneData", "TrainResult", "train"]
+
+log = logging.getLogger("geoseg.nn")
 
 #: The training modes: ``config.mode`` -> (runner, whether it needs unlabelled scenes).
 MODES: dict[str, tuple[Callable[[TrainingRun], TrainResult], bool]] = {
@@ -80,5 +84,6 @@ def train(
     run = TrainingRun(
         config, list(train_data), list(val_data), list(unlabeled_data), bands, resolve_device(config.device), checkpoint_path, resume, best_path, progress
     )
+    log.info("training %s on %s in %s arithmetic", config.mode, run.device, resolve_precision(config.precision, run.device))
     with torch_settings(config.threads):
         return runner(run)

@@ -201,24 +201,25 @@ def run_uda(run: TrainingRun) -> TrainResult:
     check = {"tp": 0, "fp": 0, "fn": 0, "last_it": 0}  # the teacher's scores on the target crops with check masks, per epoch
 
     def step(it: int, gen: torch.Generator) -> dict[str, float]:
-        batch = sample_batch(src, config.data.batch_size, config.data.crop_px, aug, gen)
-        terms = batch_losses(student(batch.image.to(device)), batch, config, weights, class_weights, device)
-        loss = terms["total"]
-        tb = sample_batch(tgt, n_tgt, config.data.crop_px, aug, gen)
-        x_t = tb.image.to(device)
-        t_prob = teacher_prediction(teacher, x_t, cfg.teacher_passes, settings, gen)
-        if not cfg.uncertainty:
-            w = torch.ones_like(t_prob[:, 0])
-        elif cfg.weighting == "soft":
-            w = uncertainty_weights(predictive_entropy(t_prob), t_prob.shape[1], soft=True)
-        else:
-            tau = entropy_threshold(it, cfg.threshold_start, cfg.threshold_end, cfg.rampup_iterations, t_prob.shape[1])
-            w = uncertainty_weights(predictive_entropy(t_prob), t_prob.shape[1], threshold=tau)
-        cons = torch.zeros((), device=device)
-        if cfg.consistency_weight > 0:
-            xs, flips = perturb(x_t, settings, gen)
-            cons = consistency_loss(apply_flips(F.softmax(student(xs)["seg"], dim=1), flips), t_prob, w)
-            loss = loss + cfg.consistency_weight * sigmoid_rampup(it, cfg.rampup_iterations) * cons
+        with run.forward_precision():
+            batch = sample_batch(src, config.data.batch_size, config.data.crop_px, aug, gen)
+            terms = batch_losses(student(batch.image.to(device)), batch, config, weights, class_weights, device)
+            loss = terms["total"]
+            tb = sample_batch(tgt, n_tgt, config.data.crop_px, aug, gen)
+            x_t = tb.image.to(device)
+            t_prob = teacher_prediction(teacher, x_t, cfg.teacher_passes, settings, gen)
+            if not cfg.uncertainty:
+                w = torch.ones_like(t_prob[:, 0])
+            elif cfg.weighting == "soft":
+                w = uncertainty_weights(predictive_entropy(t_prob), t_prob.shape[1], soft=True)
+            else:
+                tau = entropy_threshold(it, cfg.threshold_start, cfg.threshold_end, cfg.rampup_iterations, t_prob.shape[1])
+                w = uncertainty_weights(predictive_entropy(t_prob), t_prob.shape[1], threshold=tau)
+            cons = torch.zeros((), device=device)
+            if cfg.consistency_weight > 0:
+                xs, flips = perturb(x_t, settings, gen)
+                cons = consistency_loss(apply_flips(F.softmax(student(xs)["seg"], dim=1), flips), t_prob, w)
+                loss = loss + cfg.consistency_weight * sigmoid_rampup(it, cfg.rampup_iterations) * cons
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
