@@ -112,6 +112,9 @@ class TrainingRun:
         Where the checkpoint and the model go, and the checkpoint to continue from.
     progress : bool
         Show progress bars.
+    precision : str
+        The training arithmetic, ``fp32`` or ``bf16``: ``config.precision`` resolved on
+        ``device`` once (:func:`resolve_precision`).
     """
 
     config: TrainConfig
@@ -124,6 +127,10 @@ class TrainingRun:
     resume: str | os.PathLike[str] | None
     best_path: str | os.PathLike[str] | None
     progress: bool
+    precision: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.precision = resolve_precision(self.config.precision, self.device)
 
     def forward_precision(self) -> AbstractContextManager[Any]:
         """The context of a training step's forward pass and loss: ``config.precision`` on ``device``.
@@ -132,7 +139,7 @@ class TrainingRun:
         weights, their gradients and the optimizer stay float32. The backward pass runs
         outside the context (in the dtypes the forward pass chose), as torch advises.
         """
-        if resolve_precision(self.config.precision, self.device) == "fp32":
+        if self.precision == "fp32":
             return nullcontext()
         return torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16)
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 from geoseg.errors import ConfigError, InputMismatchError
 from geoseg.nn.config import TrainConfig
-from geoseg.nn.fitting import SceneData, TrainingRun, TrainResult, resolve_device, resolve_precision, torch_settings
+from geoseg.nn.fitting import SceneData, TrainingRun, TrainResult, resolve_device, torch_settings
 from geoseg.nn.selftrain import run_selftraining
 from geoseg.nn.supervised import run_supervised
 from geoseg.nn.uda import run_uda
@@ -84,6 +84,6 @@ def train(
     run = TrainingRun(
         config, list(train_data), list(val_data), list(unlabeled_data), bands, resolve_device(config.device), checkpoint_path, resume, best_path, progress
     )
-    log.info("training %s on %s in %s arithmetic", config.mode, run.device, resolve_precision(config.precision, run.device))
+    log.info("training %s on %s in %s arithmetic", config.mode, run.device, run.precision)
     with torch_settings(config.threads):
         return runner(run)

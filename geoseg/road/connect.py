@@ -744,7 +744,8 @@ def _has_crossings(geoms: NDArray[np.object_], tol: float = 1e-6) -> bool:
     Lines that overlap along more than ``2 * tol`` count as meeting away from their ends.
     """
     left, right = shapely.STRtree(geoms).query(geoms, predicate="intersects")
-    left, right = left[left < right], right[left < right]
+    pairs = left < right
+    left, right = left[pairs], right[pairs]
     if len(left) == 0:
         return False
     shared = shapely.intersection(geoms[left], geoms[right])
