@@ -502,6 +502,8 @@ def _scene_task(
     except GeosegError as exc:
         report = SceneReport(str(scene), "failed", error=_scene_error(scene, str(exc)))
     except Exception as exc:  # noqa: BLE001 - a batch must go on; the error is reported
+        if _caused_by_ctrl_c(exc):
+            raise  # not the scene's failure: the batch stops (see run_batch)
         report = SceneReport(str(scene), "failed", error=_scene_error(scene, f"{scene.raster}: unexpected {type(exc).__name__}: {exc}"))
         trace = traceback.format_exc()
     report.seconds = round(time.perf_counter() - start, 3)
@@ -536,12 +538,11 @@ def _run_on_dask(
     client: Client, pipeline: Pipeline, scenes: Sequence[SceneInput], folders: dict[str, Path], fmt: VectorFormat, on_start: Callable[[SceneInput], None]
 ) -> Generator[tuple[SceneReport, str | None], None, None]:
     """Scenes as Dask tasks, as many at a time as the cluster has threads, yielded as they complete."""
-    from distributed import as_completed
+    from geoseg.pipeline.distributed import finished
 
     build = partial(type(pipeline).from_dict, pipeline.to_dict(), pipeline.source)  # rebuilt on the worker
     queue = deque(scenes)
     running: dict[Any, SceneInput] = {}
-    completed = as_completed()
 
     def fill() -> None:
         slots = max(1, sum(client.nthreads().values()))
@@ -550,19 +551,19 @@ def _run_on_dask(
             on_start(scene)
             future = client.submit(_scene_task, build, scene, str(folders[str(scene)]), fmt, pure=False)
             running[future] = scene
-            completed.add(future)
 
     fill()
-    for future in completed:
-        scene = running.pop(future)
-        try:
-            result = future.result()
-        except Exception as exc:  # noqa: BLE001 - the worker died or Dask failed: report, go on
-            kind = "the Dask worker running it died (out of memory or crashed)" if type(exc).__name__ == "KilledWorker" else "the Dask task failed"
-            result = (SceneReport(str(scene), "failed", error=redact(f"{scene}: {kind}: {type(exc).__name__}: {exc}")), None)
-        future.release()
-        fill()
-        yield result
+    while running:
+        for future in finished(running):
+            scene = running.pop(future)
+            try:
+                result = future.result()
+            except Exception as exc:  # noqa: BLE001 - the worker died or Dask failed: report, go on
+                kind = "the Dask worker running it died (out of memory or crashed)" if type(exc).__name__ == "KilledWorker" else "the Dask task failed"
+                result = (SceneReport(str(scene), "failed", error=redact(f"{scene}: {kind}: {type(exc).__name__}: {exc}")), None)
+            future.release()
+            fill()
+            yield result
 
 
 #: Seconds a local Dask cluster takes to start and to load geoseg in its workers (measured
@@ -829,10 +830,27 @@ def run_batch(
                 reports[report.input] = report
                 if progress is not None:
                     progress(len(reports), len(paths), report)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Exception) as exc:  # a Ctrl-C, or an error it caused in a library
+            if not _caused_by_ctrl_c(exc):
+                raise
             runner.close()  # a cluster the batch started is closed: its workers are gone
             raise _interrupted(pipeline, manifest, todo, started, reports, folders, spec, len(paths)) from None
     return [reports[str(p)] for p in paths]
+
+
+def _caused_by_ctrl_c(exc: BaseException) -> bool:
+    """Whether ``exc`` is a Ctrl-C, or an error that a Ctrl-C caused.
+
+    A ``KeyboardInterrupt`` raised between a lock's release and the end of its ``with`` block
+    (in a library waiting on a condition) surfaces as ``RuntimeError: cannot release
+    un-acquired lock``, with the interrupt as its context.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__context__
+    return False
 
 
 def _interrupted(

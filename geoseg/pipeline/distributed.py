@@ -26,16 +26,17 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from geoseg.errors import ConfigError
 
 if TYPE_CHECKING:
-    from distributed import Client
+    from distributed import Client, Future
 
-__all__ = ["SCHEDULER_ENV", "dask_client", "default_workers", "local_memory_limit"]
+__all__ = ["SCHEDULER_ENV", "dask_client", "default_workers", "finished", "local_memory_limit"]
 
 log = logging.getLogger("geoseg.batch")
 
@@ -76,6 +77,37 @@ def _sigint_held(*, deliver: bool) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
     if caught and deliver:
         signal.raise_signal(signal.SIGINT)
+
+
+#: Seconds between two looks at running futures (:func:`finished`).
+POLL_S = 0.05
+
+
+def finished(futures: Collection[Future]) -> list[Future]:
+    """Wait until at least one of ``futures`` is done; the done ones, in ``futures``' order.
+
+    Polls with a plain sleep instead of blocking in Dask's condition variable
+    (``distributed.as_completed``): a Ctrl-C then lands in the sleep as a clean
+    ``KeyboardInterrupt``. One landing between a lock's release and the end of its ``with``
+    block surfaces as ``RuntimeError: cannot release un-acquired lock`` instead.
+
+    Examples
+    --------
+    >>> from distributed import Client
+    >>> with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
+    ...     futures, results = [client.submit(pow, 2, n) for n in (3, 4)], []
+    ...     while futures:
+    ...         done = finished(futures)
+    ...         results += [f.result() for f in done]
+    ...         futures = [f for f in futures if f not in done]
+    >>> sorted(results)
+    [8, 16]
+    """
+    while True:
+        done = [future for future in futures if future.done()]
+        if done or not futures:
+            return done
+        time.sleep(POLL_S)
 
 
 def default_workers() -> int:

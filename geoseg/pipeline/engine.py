@@ -585,21 +585,17 @@ def _map_tiles(fn: Callable[..., Any], tiles: list[Tile], client: Any, *args: An
         for tile in tiles:
             yield tile, fn(*args, tile)
         return
-    from distributed import as_completed
+    from geoseg.pipeline.distributed import finished
 
     limit = max(2, 2 * sum(client.nthreads().values()))
     queue = list(reversed(tiles))
-    futures = as_completed()
-    owner: dict[str, Tile] = {}
+    owner: dict[Any, Tile] = {}
     while queue or owner:
         while queue and len(owner) < limit:
             tile = queue.pop()
-            future = client.submit(fn, *args, tile, pure=False)
-            owner[future.key] = tile
-            futures.add(future)
-        future = next(futures)
-        tile = owner.pop(future.key)
-        yield tile, future.result()
+            owner[client.submit(fn, *args, tile, pure=False)] = tile
+        for future in finished(owner):
+            yield owner.pop(future), future.result()
 
 
 #: A pass over a region of at least twice this side is cut into tiles for the cores even when one tile would fit in memory.

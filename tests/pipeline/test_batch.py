@@ -149,3 +149,32 @@ def test_an_output_the_interrupted_batch_cannot_remove_is_a_warning_not_a_traceb
         discard_interrupted(stop)
     assert not left.exists() and blocked.is_dir()
     assert f"{tmp_path}: could not remove what the interrupted scenes left" in caplog.text
+
+
+def _lock_error_from_ctrl_c(*args, **kwargs):
+    """What a Ctrl-C between a lock's release and its ``with`` block's end raises (CPython)."""
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        raise RuntimeError("cannot release un-acquired lock") from None
+
+
+def test_an_error_a_ctrl_c_caused_in_a_library_stops_the_batch_instead_of_failing_the_scene(scenes, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    pipe = load_pipeline(PIPELINE)
+    run_batch(pipe, scenes[:1], out)
+    monkeypatch.setattr("geoseg.pipeline.scene.process_scene", _lock_error_from_ctrl_c)
+    with pytest.raises(BatchInterrupted) as stop:
+        run_batch(pipe, scenes[:2], out)
+    assert (stop.value.done, stop.value.failed, stop.value.total) == (1, 0, 2)
+    assert [s["status"] for s in read_manifest(out)["scenes"]] == ["done", "interrupted"]
+
+
+def test_an_error_with_no_ctrl_c_behind_it_still_fails_only_its_scene(scenes, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("cannot release un-acquired lock")
+
+    monkeypatch.setattr("geoseg.pipeline.scene.process_scene", broken)
+    reports = run_batch(load_pipeline(PIPELINE), scenes[:2], tmp_path / "out")
+    assert [r.status for r in reports] == ["failed", "failed"]
+    assert all("unexpected RuntimeError: cannot release un-acquired lock" in r.error for r in reports)
