@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor, nn
 
 from geoseg.errors import ConfigError, InputMismatchError
 from geoseg.metrics import binary_scores
@@ -41,6 +42,7 @@ __all__ = [
     "describe_training_scenes",
     "evaluate_iou",
     "loss_weights",
+    "release",
     "epoch_writer",
     "lr_schedule",
     "new_model",
@@ -142,6 +144,29 @@ class TrainingRun:
         if self.precision == "fp32":
             return nullcontext()
         return torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16)
+
+    def place(self, module: nn.Module) -> nn.Module:
+        """``module`` on the run's device, in the memory layout of :meth:`images`."""
+        return module.to(self.device, memory_format=self._layout())  # type: ignore[call-overload]  # accepted at run time, absent from the stubs
+
+    def images(self, batch: Tensor) -> Tensor:
+        """A batch of images (N, C, H, W) on the run's device, channels-last under bf16.
+
+        oneDNN's bf16 convolutions compute in that layout: given it, they skip a reordering of
+        every layer's input and output, and an epoch of the shipped ``road_decouple`` takes
+        about 20 % less time (docs/RESULTS.md). float32 runs keep the default layout: torch
+        2.13's CPU backward pass aborts on channels-last float32 networks narrower than 12
+        channels.
+        """
+        return batch.to(self.device, memory_format=self._layout())
+
+    def _layout(self) -> torch.memory_format:
+        return torch.channels_last if self.precision == "bf16" else torch.contiguous_format
+
+
+def release(module: nn.Module) -> nn.Module:
+    """A trained ``module`` back on the CPU in the default (contiguous) layout, in eval mode: as saved and used for inference."""
+    return module.to("cpu", memory_format=torch.contiguous_format).eval()  # type: ignore[call-overload]  # as in TrainingRun.place
 
 
 def resolve_device(device: str) -> str:

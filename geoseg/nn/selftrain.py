@@ -36,9 +36,7 @@ import copy
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -59,6 +57,7 @@ from geoseg.nn.fitting import (
     loss_weights,
     lr_schedule,
     optimizer_factory,
+    release,
     start_model,
     training_scenes,
 )
@@ -151,15 +150,15 @@ def run_selftraining(run: TrainingRun) -> TrainResult:
     from and the best model of all rounds. The returned ``history`` has one record per epoch
     (with ``round``) plus, per self-training round, the pseudo-label statistics (``pseudo_*``).
     """
-    config, labelled, unlabelled, val_data, bands, device = run.config, run.train, run.unlabeled, run.val, run.bands, run.device
+    config, labelled, unlabelled, val_data, bands = run.config, run.train, run.unlabeled, run.val, run.bands
     checkpoint_path, best_path, progress = run.checkpoint_path, run.best_path, run.progress
     model, ck = start_model(run, MODE)
-    model.module.to(device)
+    run.place(model.module)
     model.training = {"config": config.model_dump(mode="json"), "scenes": [s.source for s in labelled], "unlabeled": [s.source for s in unlabelled]}
     lab = training_scenes(config, labelled, bands, np.asarray(model.band_mean), np.asarray(model.band_std))
     unl = unlabeled_scenes(model, unlabelled)
     ratios = curriculum_ratios(config.ssl.rounds, config.ssl.r_start, config.ssl.r_end)
-    rounds = _Rounds(config, model, lab, unl, val_data, device, progress, checkpoint_path, run.forward_precision)
+    rounds = _Rounds(config, model, lab, unl, val_data, progress, checkpoint_path, run)
     first_round = 0
     if ck is not None:
         first_round = rounds.restore(ck)
@@ -167,7 +166,7 @@ def run_selftraining(run: TrainingRun) -> TrainResult:
     for k in range(first_round, len(ratios) + 1):
         rounds.round(k, ratios[k - 1] if k else None, state=ck.state if ck is not None and k == first_round else None)
     model.module.load_state_dict(rounds.overall_state)  # with validation: the best epoch of all rounds; else the last
-    model.module.to("cpu").eval()
+    release(model.module)
     model.training.update(history=rounds.history, best_epoch=rounds.overall_epoch, best_val_iou=rounds.overall_score if val_data else None)
     if best_path is not None:
         save_nn_model(best_path, model)
@@ -184,17 +183,16 @@ class _Rounds:
         lab: list[TrainingScene],
         unl: list[UnlabeledScene],
         val_data: Sequence[SceneData],
-        device: str,
         progress: bool,
         checkpoint_path: str | os.PathLike[str] | None,
-        forward_precision: Callable[[], AbstractContextManager[Any]],
+        run: TrainingRun,
     ) -> None:
         self.config, self.model, self.lab, self.unl, self.val = config, model, lab, unl, val_data
-        self.forward_precision = forward_precision
-        self.device, self.progress, self.checkpoint_path = device, progress, checkpoint_path
+        self.run = run  # its device, arithmetic (forward_precision) and layout of images
+        self.device, self.progress, self.checkpoint_path = run.device, progress, checkpoint_path
         self.aug = config.data.augment.augmentation()
         self.weights = loss_weights(config.loss)
-        self.class_weights = torch.tensor(config.data.class_weights, dtype=torch.float32, device=device)
+        self.class_weights = torch.tensor(config.data.class_weights, dtype=torch.float32, device=run.device)
         self.history: list[dict[str, float]] = []
         self.source_state = copy.deepcopy(model.module.state_dict())  # the model that labels the round's unlabelled scenes
         self.overall_state, self.overall_score, self.overall_epoch = self.source_state, -math.inf, 0
@@ -231,13 +229,13 @@ class _Rounds:
         n_lab = cfg.data.batch_size - n_pseudo if cfg.data.batch_size > 1 else 1
 
         def step(it: int, gen: torch.Generator) -> dict[str, float]:
-            with self.forward_precision():
+            with self.run.forward_precision():
                 batch = sample_batch(self.lab, n_lab, cfg.data.crop_px, self.aug, gen)
                 image = batch.image
                 if pseudo is not None:
                     pb = sample_batch(pseudo, n_pseudo, cfg.data.crop_px, self.aug, gen)
                     image = torch.cat([image, pb.image])
-                outputs = module(image.to(self.device))
+                outputs = module(self.run.images(image))
                 terms = batch_losses({n: v[:n_lab] for n, v in outputs.items()}, batch, cfg, self.weights, self.class_weights, self.device)
                 loss, p_loss = terms["total"], torch.zeros(())
                 if pseudo is not None:

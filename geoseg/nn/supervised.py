@@ -28,6 +28,7 @@ from geoseg.nn.fitting import (
     loss_weights,
     lr_schedule,
     optimizer_factory,
+    release,
     start_model,
     training_scenes,
 )
@@ -48,7 +49,7 @@ def run_supervised(run: TrainingRun) -> TrainResult:
     optimizer = optimizer_factory(config)(model.module)
     if ck is not None:
         ck.load_optimizer("model", optimizer)
-    model.module.to(device)
+    run.place(model.module)
     model.training = {"config": config.model_dump(mode="json"), "scenes": [s.source for s in train_data]}
     scenes = training_scenes(config, train_data, bands, np.asarray(model.band_mean), np.asarray(model.band_std))
     aug = config.data.augment.augmentation()
@@ -58,7 +59,7 @@ def run_supervised(run: TrainingRun) -> TrainResult:
     def step(it: int, gen: torch.Generator) -> dict[str, float]:
         batch = sample_batch(scenes, config.data.batch_size, config.data.crop_px, aug, gen)
         with run.forward_precision():
-            terms = batch_losses(model.module(batch.image.to(device)), batch, config, weights, class_weights, device)
+            terms = batch_losses(model.module(run.images(batch.image)), batch, config, weights, class_weights, device)
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         optimizer.step()
@@ -71,7 +72,7 @@ def run_supervised(run: TrainingRun) -> TrainResult:
         validate=(lambda: evaluate_iou(model, val_data, device)) if val_data else None, state=ck.state if ck else None,
         on_epoch_end=epoch_writer(MODE, model, best_path=best_path, checkpoint_path=checkpoint_path, validated=bool(val_data), optimizers={"model": optimizer}),
     )  # fmt: skip
-    model.module.to("cpu").eval()
+    release(model.module)
     if best_path is not None:
         save_nn_model(best_path, model)
     return TrainResult(model=model, history=state.history, best_epoch=state.best_epoch, best_iou=state.best_score if val_data else float("nan"))

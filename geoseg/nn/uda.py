@@ -59,6 +59,7 @@ from geoseg.nn.fitting import (
     loss_weights,
     lr_schedule,
     optimizer_factory,
+    release,
     start_model,
     training_scenes,
 )
@@ -175,7 +176,7 @@ def run_uda(run: TrainingRun) -> TrainResult:
     checkpoint_path, best_path, progress = run.checkpoint_path, run.best_path, run.progress
     cfg = config.uda
     model, ck = start_model(run, MODE)
-    teacher = model.module.to(device)  # the model written is the teacher
+    teacher = run.place(model.module)  # the model written is the teacher
     student = copy.deepcopy(teacher)
     optimizer = optimizer_factory(config)(student)
     if ck is not None:
@@ -203,10 +204,10 @@ def run_uda(run: TrainingRun) -> TrainResult:
     def step(it: int, gen: torch.Generator) -> dict[str, float]:
         with run.forward_precision():
             batch = sample_batch(src, config.data.batch_size, config.data.crop_px, aug, gen)
-            terms = batch_losses(student(batch.image.to(device)), batch, config, weights, class_weights, device)
+            terms = batch_losses(student(run.images(batch.image)), batch, config, weights, class_weights, device)
             loss = terms["total"]
             tb = sample_batch(tgt, n_tgt, config.data.crop_px, aug, gen)
-            x_t = tb.image.to(device)
+            x_t = run.images(tb.image)
             t_prob = teacher_prediction(teacher, x_t, cfg.teacher_passes, settings, gen)
             if not cfg.uncertainty:
                 w = torch.ones_like(t_prob[:, 0])
@@ -251,7 +252,7 @@ def run_uda(run: TrainingRun) -> TrainResult:
         on_epoch_end=epoch_writer(MODE, model, best_path=best_path, checkpoint_path=checkpoint_path, validated=bool(val_data),
                                   modules={"student": student}, optimizers={"student": optimizer}),
     )  # fmt: skip
-    teacher.to("cpu").eval()
+    release(teacher)
     if best_path is not None:
         save_nn_model(best_path, model)
     return TrainResult(model=model, history=state.history, best_epoch=state.best_epoch, best_iou=state.best_score if val_data else float("nan"))

@@ -20,18 +20,22 @@ def _unlabelled() -> SceneData:
     return SceneData(scene.array, np.full(scene.array.shape[1:], 255, np.uint8), scene.geo.gsd_m, scene.source)
 
 
-def _conv_dtypes(monkeypatch: pytest.MonkeyPatch) -> set[torch.dtype]:
-    """The dtypes of every 2-D convolution's output from now on."""
-    seen: set[torch.dtype] = set()
+def _conv_dtypes(monkeypatch: pytest.MonkeyPatch) -> set[tuple[torch.dtype, bool]]:
+    """The dtype of every 2-D convolution's output from now on, and whether its input was channels-last."""
+    seen: set[tuple[torch.dtype, bool]] = set()
     forward = torch.nn.Conv2d.forward
 
     def spy(self: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
         out = forward(self, x)
-        seen.add(out.dtype)
+        seen.add((out.dtype, x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()))
         return out
 
     monkeypatch.setattr(torch.nn.Conv2d, "forward", spy)
     return seen
+
+
+def _saved_layout_is_contiguous(module: torch.nn.Module) -> bool:
+    return all(p.is_contiguous() for p in module.parameters())
 
 
 @pytest.mark.parametrize("mode", ["supervised", "uda", "ssl"])
@@ -41,8 +45,9 @@ def test_bf16_runs_the_forward_pass_in_bfloat16_and_keeps_float32_weights(monkey
     seen = _conv_dtypes(monkeypatch)
     unlabelled = [_unlabelled()] if mode != "supervised" else []
     result = train(cfg, [scene_b()], unlabeled_data=unlabelled, progress=False)
-    assert torch.bfloat16 in seen
+    assert (torch.bfloat16, True) in seen  # bf16 convolutions on channels-last inputs (TrainingRun.images)
     assert {p.dtype for p in result.model.module.parameters()} == {torch.float32}
+    assert _saved_layout_is_contiguous(result.model.module)  # released in the default layout
     losses = [r["loss_total"] for r in result.history if "loss_total" in r]  # (self-training's pseudo-labelling rows have none)
     assert losses and np.isfinite(losses).all()
 
@@ -50,7 +55,7 @@ def test_bf16_runs_the_forward_pass_in_bfloat16_and_keeps_float32_weights(monkey
 def test_fp32_runs_in_float32_and_differs_from_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     seen = _conv_dtypes(monkeypatch)
     fp32 = train(load_train_config(None, [*TINY_CLI, "epochs=1", "precision=fp32"]), [scene_b()], progress=False)
-    assert seen == {torch.float32}
+    assert seen == {(torch.float32, False)}  # float32 keeps the default layout
     bf16 = train(load_train_config(None, [*TINY_CLI, "epochs=1", "precision=bf16"]), [scene_b()], progress=False)
     assert fp32.history[-1]["loss_total"] != bf16.history[-1]["loss_total"]
     assert fp32.history[-1]["loss_total"] == pytest.approx(bf16.history[-1]["loss_total"], rel=0.1)  # the same training, rounded
