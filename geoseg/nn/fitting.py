@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from geoseg.nn.arrays import IGNORE_INDEX, band_statistics, normalise
 from geoseg.nn.checkpoint import Checkpoint, read_checkpoint, save_checkpoint
 from geoseg.nn.config import LossConfig, OptimizerConfig, TrainConfig, matching_pattern
 from geoseg.nn.data import Batch, TrainingScene, centerline_target
-from geoseg.nn.fit import FitState, LrSchedule
+from geoseg.nn.fit import ADAPTIVE_THREADS, FitState, LrSchedule
 from geoseg.nn.inference import predict_scene
 from geoseg.nn.losses import LossWeights, segmentation_losses
 from geoseg.nn.modelfile import NNModel, build_nn_model, model_payload, save_nn_model
@@ -706,10 +706,15 @@ def training_scenes(config: TrainConfig, data: Sequence[SceneData], bands: list[
 
 
 @contextmanager
-def torch_settings(threads: int | None, *, deterministic: bool = True) -> Iterator[None]:
+def torch_settings(threads: int | Literal["auto"] | None, *, deterministic: bool = True) -> Iterator[None]:
     """Run the body with ``threads`` torch threads (all cores when None or 0) and, unless
     ``deterministic`` is False, deterministic algorithms on; the previous settings come back
     afterwards. Every training loop of geoseg runs under it.
+
+    ``"auto"`` starts with all cores and lets :func:`~geoseg.nn.fit.fit` tune the count as it
+    runs (:data:`~geoseg.nn.fit.ADAPTIVE_THREADS`): fewer threads while other processes hold
+    cores. A run's float sums then depend on the load (the thread count changes their order), so
+    it is not bit-reproducible; a fixed count is.
 
     Deterministic mode also fills every new tensor with NaN, a debugging aid for reads of
     uninitialised memory that no op here does: it is switched off (7 % of a step: 0.58 -> 0.54 s
@@ -717,8 +722,8 @@ def torch_settings(threads: int | None, *, deterministic: bool = True) -> Iterat
 
     Parameters
     ----------
-    threads : int, optional
-        Torch CPU threads in the body (None or 0: ``os.cpu_count()``).
+    threads : int, "auto" or None
+        Torch CPU threads in the body (None or 0: ``os.cpu_count()``; ``"auto"``: tuned).
     deterministic : bool
         Turn torch's deterministic algorithms on in the body (warnings only where an op has
         no deterministic version).
@@ -738,13 +743,15 @@ def torch_settings(threads: int | None, *, deterministic: bool = True) -> Iterat
     prev_threads = torch.get_num_threads()
     prev_det = torch.are_deterministic_algorithms_enabled()
     prev_fill = torch.utils.deterministic.fill_uninitialized_memory  # type: ignore[attr-defined]  # a runtime module property, absent from the stubs
-    torch.set_num_threads(threads or os.cpu_count() or 1)
+    torch.set_num_threads((threads if isinstance(threads, int) else 0) or os.cpu_count() or 1)
+    adaptive = ADAPTIVE_THREADS.set(threads == "auto")
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]  # a runtime module property, absent from the stubs
     try:
         yield
     finally:
+        ADAPTIVE_THREADS.reset(adaptive)
         torch.set_num_threads(prev_threads)
         torch.use_deterministic_algorithms(prev_det)
         torch.utils.deterministic.fill_uninitialized_memory = prev_fill  # type: ignore[attr-defined]  # a runtime module property, absent from the stubs

@@ -121,3 +121,78 @@ def test_checkpoint_errors_name_the_file_and_the_problem(tmp_path: Path) -> None
         read_checkpoint(model, "uda")
     state = read_checkpoint(path, "uda").state
     assert (state.epoch, state.best_score, state.best_epoch, state.history) == (1, 0.4, 1, [{"epoch": 1}]) and math.isfinite(state.best_score)
+
+
+def _timed_fit(seconds_by_threads: dict[int, float], threads: int | str, epochs: int = 2, busy_from: int | None = None) -> tuple[list[int], list[str]]:
+    """Fit a step that takes ``seconds_by_threads[torch threads]`` (8 times as long with 2 threads
+    from step ``busy_from`` on); the thread count of every step and the log."""
+    import logging
+    import time
+
+    from geoseg.nn.fitting import torch_settings
+
+    net = torch.nn.Linear(1, 1)
+    counts: list[int] = []
+
+    def step(it: int, gen: torch.Generator) -> dict[str, float]:
+        counts.append(torch.get_num_threads())
+        busy = busy_from is not None and len(counts) > busy_from and counts[-1] == 2
+        time.sleep(seconds_by_threads[counts[-1]] * (8 if busy else 1))
+        return {"loss_total": 0.0}
+
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("geoseg.nn")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        with torch_settings(threads):
+            fit(step, FitPlan(iterations=16 * epochs, epoch_iterations=16, progress=False), tracked=net)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return counts, records
+
+
+needs_two_cores = pytest.mark.skipif((__import__("os").cpu_count() or 1) < 2, reason="tuning the thread count needs 2 cores")
+
+
+@needs_two_cores
+def test_auto_threads_drop_to_the_faster_count_after_the_first_epochs_probes() -> None:
+    counts, log = _timed_fit({2: 0.03, 1: 0.005}, "auto")
+    assert counts[:3] == [2, 2, 2] and counts[3:6] == [1, 1, 1]  # the epoch's probes: current count, then one fewer
+    assert set(counts[6:16]) == {1} and 1 in counts[16:]  # the rest of the epoch, and the next one, at the faster count
+    assert any(line.startswith("threads: 2 -> 1") for line in log), log
+
+
+@needs_two_cores
+def test_auto_threads_keep_all_cores_when_they_are_faster() -> None:
+    counts, log = _timed_fit({2: 0.005, 1: 0.03}, "auto")
+    assert counts[3:6] == [1, 1, 1]  # probed
+    assert set(counts[6:16]) == {2} and not any("threads:" in line for line in log)
+
+
+@needs_two_cores
+def test_auto_threads_probe_again_when_steps_slow_down() -> None:
+    counts, log = _timed_fit({2: 0.005, 1: 0.015}, "auto", epochs=4, busy_from=32)  # another process from epoch 3 on
+    assert set(counts[6:32]) == {2}  # epoch 1 probed and kept 2; epoch 2 had no reason to probe
+    assert counts[32:38] == [2, 2, 2, 1, 1, 1] and set(counts[38:48]) == {1}  # epoch 3: slower, probed, dropped
+    assert [line.split(" (")[0] for line in log if line.startswith("threads:")] == ["threads: 2 -> 1"]
+
+
+@needs_two_cores
+def test_a_fixed_thread_count_is_never_tuned() -> None:
+    counts, _ = _timed_fit({2: 0.03, 1: 0.005}, 2)
+    assert set(counts) == {2}
+
+
+def test_threads_take_a_count_auto_or_null_and_say_so_otherwise() -> None:
+    from geoseg.errors import ConfigError
+    from geoseg.nn.config import load_train_config
+
+    assert [load_train_config(None, [f"threads={v}"]).threads for v in ("auto", "3", "null")] == ["auto", 3, None]
+    for bad in ("0", "many", "true"):
+        with pytest.raises(ConfigError, match="threads.*a number of threads \\(1 or more\\), 'auto' or null"):
+            load_train_config(None, [f"threads={bad}"])
