@@ -153,10 +153,10 @@ class TrainingRun:
         """A batch of images (N, C, H, W) on the run's device, channels-last under bf16.
 
         oneDNN's bf16 convolutions compute in that layout: given it, they skip a reordering of
-        every layer's input and output, and an epoch of the shipped ``road_decouple`` takes
-        about 20 % less time (docs/RESULTS.md). float32 runs keep the default layout: torch
-        2.13's CPU backward pass aborts on channels-last float32 networks narrower than 12
-        channels.
+        every layer's input and output, and a step of the shipped ``road_decouple`` takes 7-9 %
+        less time (docs/DEEP.md, ``benchmarks/bench_train_layout.py``). float32 runs keep the
+        default layout: torch 2.13's CPU backward pass aborts on channels-last float32 networks
+        narrower than 12 channels.
         """
         return batch.to(self.device, memory_format=self._layout())
 
