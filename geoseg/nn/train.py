@@ -15,6 +15,8 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 
+import torch
+
 from geoseg.errors import ConfigError, InputMismatchError
 from geoseg.nn.config import TrainConfig
 from geoseg.nn.fitting import SceneData, TrainingRun, TrainResult, resolve_device, torch_settings
@@ -84,6 +86,8 @@ def train(
     run = TrainingRun(
         config, list(train_data), list(val_data), list(unlabeled_data), bands, resolve_device(config.device), checkpoint_path, resume, best_path, progress
     )
-    log.info("training %s on %s in %s arithmetic", config.mode, run.device, run.precision)
     with torch_settings(config.threads):
+        n = torch.get_num_threads()
+        threads = f"{n} thread{'s' if n > 1 else ''}" + (", tuned as it runs (threads: auto)" if config.threads == "auto" else "")
+        log.info("training %s on %s in %s arithmetic, %s", config.mode, run.device, run.precision, threads)
         return runner(run)
