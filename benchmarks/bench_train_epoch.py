@@ -13,6 +13,7 @@ Usage::
     python benchmarks/bench_train_epoch.py                 # 4 epochs quiet, 4 contended
     python benchmarks/bench_train_epoch.py --epochs 6 --no-contended
     python benchmarks/bench_train_epoch.py --no-contended --set precision=fp32   # the float32 arithmetic
+    python benchmarks/bench_train_epoch.py --set threads=null   # all cores throughout, not the shipped threads: auto
 
 The first epoch is left out of the median (it pays for the first calls of oneDNN's kernels).
 """
