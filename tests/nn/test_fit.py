@@ -176,7 +176,7 @@ def test_auto_threads_keep_all_cores_when_they_are_faster() -> None:
 
 @needs_two_cores
 def test_auto_threads_probe_again_when_steps_slow_down() -> None:
-    counts, log = _timed_fit({2: 0.005, 1: 0.015}, "auto", epochs=4, busy_from=32)  # another process from epoch 3 on
+    counts, log = _timed_fit({2: 0.02, 1: 0.06}, "auto", epochs=4, busy_from=32)  # another process from epoch 3 on
     assert set(counts[6:32]) == {2}  # epoch 1 probed and kept 2; epoch 2 had no reason to probe
     assert counts[32:38] == [2, 2, 2, 1, 1, 1] and set(counts[38:48]) == {1}  # epoch 3: slower, probed, dropped
     assert [line.split(" (")[0] for line in log if line.startswith("threads:")] == ["threads: 2 -> 1"]
