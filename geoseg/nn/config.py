@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator, model_validator
 
@@ -231,7 +231,7 @@ class TrainConfig(StrictModel):
     seed: int = Field(0, description="seed of weights, crops and augmentations")
     epochs: int = Field(10, ge=1)
     iterations_per_epoch: int = Field(30, ge=1, description="batches per epoch")
-    threads: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
+    threads: int | Literal["auto"] | None = Field(
         None,
         description="torch CPU threads (default: all cores); auto: start with all cores and use fewer while other processes hold some "
         "(faster on a shared machine, not bit-reproducible)",
@@ -248,6 +248,8 @@ class TrainConfig(StrictModel):
     loss: LossConfig = Field(default_factory=LossConfig)
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
     mode: Literal["supervised", "uda", "ssl"] = Field("supervised", description="uda: mean teacher on data.unlabeled; ssl: DST-CBC self-training")
+    uda: UDAConfig = Field(default_factory=UDAConfig)
+    ssl: SSLConfig = Field(default_factory=SSLConfig)
 
     @field_validator("threads", mode="before")
     @classmethod
@@ -255,9 +257,6 @@ class TrainConfig(StrictModel):
         if value is None or value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
             return value
         raise ValueError("a number of threads (1 or more), 'auto' or null")
-
-    uda: UDAConfig = Field(default_factory=UDAConfig)
-    ssl: SSLConfig = Field(default_factory=SSLConfig)
 
     @model_validator(mode="after")
     def _centerlines(self) -> TrainConfig:

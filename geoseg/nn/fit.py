@@ -266,8 +266,6 @@ class _ThreadTuner:
             if theirs < self.MARGIN * mine:
                 log.info("threads: %d -> %d (a step took %.2f s with %d, %.2f s with %d)", self.current, self.other, mine, self.current, theirs, self.other)
                 self.current = self.other
-            self.other = self.current
-            torch.set_num_threads(self.current)
 
 
 def fit(
@@ -334,15 +332,16 @@ def fit(
         counts: dict[str, int] = {}
         number = plan.epoch_offset + epoch + 1
         bar = tqdm(steps, desc=f"{plan.desc} {epoch + 1}/{plan.epochs}", leave=False, disable=not plan.progress or None)
+        tuning = tuner if tuner is not None and len(steps) >= 4 * tuner.PROBE else None  # an epoch long enough to probe in
         for index, it in enumerate(bar):
             if schedule is not None:
                 schedule[1].apply(schedule[0], it)
-            if tuner is not None and len(steps) >= 4 * tuner.PROBE:
-                tuner.before(index)
+            if tuning is not None:
+                tuning.before(index)
             t_step = time.perf_counter()
             numbers = step(it, gen)
-            if tuner is not None and len(steps) >= 4 * tuner.PROBE:
-                tuner.after(index, time.perf_counter() - t_step)
+            if tuning is not None:
+                tuning.after(index, time.perf_counter() - t_step)
             for key, value in numbers.items():
                 sums[key] = sums.get(key, 0.0) + float(value)
                 counts[key] = counts.get(key, 0) + 1
