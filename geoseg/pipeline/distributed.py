@@ -79,7 +79,7 @@ def _sigint_held(*, deliver: bool) -> Iterator[None]:
         signal.raise_signal(signal.SIGINT)
 
 
-#: Seconds between two looks at running futures (:func:`finished`).
+#: Longest sleep between two looks at running futures (:func:`finished`), in seconds.
 POLL_S = 0.05
 
 
@@ -89,7 +89,9 @@ def finished(futures: Collection[Future]) -> list[Future]:
     Polls with a plain sleep instead of blocking in Dask's condition variable
     (``distributed.as_completed``): a Ctrl-C then lands in the sleep as a clean
     ``KeyboardInterrupt``. One landing between a lock's release and the end of its ``with``
-    block surfaces as ``RuntimeError: cannot release un-acquired lock`` instead.
+    block surfaces as ``RuntimeError: cannot release un-acquired lock`` instead. Each sleep is
+    a twentieth of the time waited so far (1 ms to :data:`POLL_S`), so a completion is seen
+    within about 5 % of the wait and a short scene or tile is not held up by the polling.
 
     Examples
     --------
@@ -103,11 +105,12 @@ def finished(futures: Collection[Future]) -> list[Future]:
     >>> sorted(results)
     [8, 16]
     """
+    start = time.perf_counter()
     while True:
         done = [future for future in futures if future.done()]
         if done or not futures:
             return done
-        time.sleep(POLL_S)
+        time.sleep(min(POLL_S, max(0.001, (time.perf_counter() - start) / 20)))
 
 
 def default_workers() -> int:
