@@ -304,9 +304,16 @@ def _check_stems(inputs: Sequence[SceneInput], folders: dict[str, Path], keep_fo
 
 
 def _check_output_files(inputs: Sequence[SceneInput], folders: dict[str, Path], pipeline: Pipeline, fmt: VectorFormat) -> None:
-    """Refuse inputs whose output files would collide although their stems differ (``a.tif`` writes ``a_new.shp``, ``a_new.tif`` writes ``a_new.shp``)."""
+    """Refuse output files that would replace an input, or collide although their stems differ.
+
+    Colliding stems: ``a.tif`` writes ``a_new.shp``, and ``a_new.tif`` writes ``a_new.shp``.
+
+    An output written over an input (``geoseg run road_segmentation scenes/a.tif -o scenes/``
+    writes its mask as ``scenes/a.tif``) would destroy the scene: refused before any scene runs.
+    """
     from geoseg.pipeline.outputs import output_paths
 
+    local_inputs = {_same_file_key(Path(scene.raster)): str(scene) for scene in inputs if not scene.remote}
     owners: dict[Path, str] = {}
     for scene in inputs:
         if scene.problem is not None:
@@ -316,9 +323,17 @@ def _check_output_files(inputs: Sequence[SceneInput], folders: dict[str, Path], 
         except GeosegError:
             continue  # a stem that is no file name: that scene fails alone, when it runs
         for path in paths:
+            victim = local_inputs.get(_same_file_key(path))
+            if victim is not None:
+                raise ConfigError(f"{scene}: its output {path} would overwrite the input {victim}; choose another output folder (-o)")
             other = owners.setdefault(path, str(scene))
             if other != str(scene):
                 raise ConfigError(f"{other} and {scene} would both write {path}; rename one of them or run them in separate batches")
+
+
+def _same_file_key(path: Path) -> str:
+    """A key equal for two paths of the same file (absolute, symbolic links resolved, case as the file system compares)."""
+    return os.path.normcase(os.path.realpath(path))
 
 
 def _check_vector_options(pipeline: Pipeline, fmt: VectorFormat) -> None:

@@ -14,7 +14,7 @@ from geoseg.atomic import TEMP_PREFIX
 from geoseg.errors import ConfigError, OutputWriteError
 from geoseg.manifest import MANIFEST_NAME, read_manifest
 from geoseg.pipeline.batch import BatchInterrupted, _folder_lock, discard_interrupted, pending_scenes, pipeline_hash, run_batch
-from geoseg.pipeline.pipeline import load_pipeline
+from geoseg.pipeline.pipeline import Pipeline, load_pipeline
 from tests.conftest import REPO, UTM_TRANSFORM, plus_mask, write_tif
 
 PIPELINE = REPO / "pipelines" / "mask_to_centerlines.yaml"
@@ -125,6 +125,21 @@ def test_refusals_before_any_scene(scenes, tmp_path):
     with _folder_lock(out), pytest.raises(OutputWriteError, match="another geoseg batch"):
         run_batch(pipe, scenes[:1], out)
     assert not (out / MANIFEST_NAME).exists()
+
+
+def test_an_output_over_an_input_is_refused_before_any_scene(scenes, tmp_path):
+    """A raster output named like a scene in the output folder would replace the scene: refused, nothing written."""
+    pipe = Pipeline.from_yaml_text("schema_version: 1\nsteps:\n  - type: threshold_mask\noutputs: [mask]\n")
+    before = scenes[0].read_bytes()
+    with pytest.raises(ConfigError, match=r"a\.tif: its output .*a\.tif would overwrite the input .*a\.tif; choose another output folder"):
+        run_batch(pipe, scenes, scenes[1].parent)
+    assert scenes[0].read_bytes() == before
+    assert not (scenes[1].parent / MANIFEST_NAME).exists()
+    # through a symbolic link to the scene's folder too
+    link = tmp_path / "link"
+    link.symlink_to(scenes[1].parent, target_is_directory=True)
+    with pytest.raises(ConfigError, match="would overwrite the input"):
+        run_batch(pipe, scenes[1:2], link)
 
 
 def test_pipeline_pickles_and_hashes_the_same():
