@@ -238,6 +238,11 @@ class MJCRClassifier:
             raise InputMismatchError("training images have different band counts")
         data = data_bands(n_bands, band_names)
         chosen = list(bands) if bands is not None else data[:3]
+        if not chosen or min(chosen) < 1:
+            raise InputMismatchError(f"bands {chosen}: band numbers start at 1")
+        missing = [b for b in chosen if b > n_bands]
+        if missing:
+            raise InputMismatchError(f"bands {chosen}: band(s) {missing} do not exist (the training images have {n_bands} band(s))")
         selected = [im[[b - 1 for b in chosen]].astype(np.float64) for im in images]
         stacked = np.concatenate([s.reshape(len(chosen), -1) for s in selected], axis=1)
         band_mean = stacked.mean(axis=1)

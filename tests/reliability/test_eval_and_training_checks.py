@@ -159,6 +159,17 @@ def test_train_mjcr_numeric_classes_as_text_and_other_values(tmp_path: Path) -> 
     assert f"warning: {samples}: 1 sample(s) whose field 'cls' is neither road (= 1) nor background (= 0) are left unlabelled (values: '2')" in res.stderr
 
 
+@pytest.mark.parametrize(
+    ("bands", "message"),
+    [("1,2,5", "bands [1, 2, 5]: band(s) [5] do not exist (the training images have 3 band(s))"), ("0,1,2", "bands [0, 1, 2]: band numbers start at 1")],
+)
+def test_train_mjcr_refuses_bands_the_scenes_lack(tmp_path: Path, bands: str, message: str) -> None:
+    """Band 5 of a 3-band scene failed with an IndexError; band 0 trained on band 3 (a negative index)."""
+    res = geoseg("train", "mjcr", "--images", SAMPLE_DATA / "scene_b.tif", "--masks", SAMPLE_DATA / "scene_b_mask.tif", "--bands", bands, "-o", tmp_path / "m.npz")
+    assert message in one_error_line(res)
+    assert not (tmp_path / "m.npz").exists()
+
+
 # ----------------------------------------------------------------------------- outputs checked first
 MISSING = "no_such_scene.tif"
 OUTPUT_CASES = {
