@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any
 import rasterio
 
 from geoseg.atomic import remove_outputs
-from geoseg.errors import GeosegError, NotGeoreferencedWarning
+from geoseg.errors import GeosegError, InputMismatchError, NotGeoreferencedWarning
 from geoseg.pipeline.coarsen import working_source
 from geoseg.pipeline.config import EngineSettings
 from geoseg.pipeline.engine import FileSource, TilePass, execute, open_source
 from geoseg.pipeline.outputs import GeoTiffSink, output_paths, write_vector_outputs
+from geoseg.pipeline.step import layer_kind
 from geoseg.raster import not_georeferenced_message
-from geoseg.vector import VectorFormat
+from geoseg.vector import VectorFormat, vector_format
 
 if TYPE_CHECKING:
     from geoseg.pipeline.pipeline import Pipeline
@@ -98,6 +99,16 @@ def process_scene(
         return _process_opened(pipeline, scene, opened, outputs, Path(outdir), stem, fmt, caught, on_tile, client)
 
 
+def _check_vector_format(scene: str | Path, opened: FileSource, outputs: list[str], fmt: str | VectorFormat) -> None:
+    """Refuse, before any tile, GeoJSON lines of a scene without a CRS: they would be pixel coordinates read as longitudes and latitudes."""
+    spec = vector_format(fmt)
+    if spec.name == "geojson" and spec.target_crs is None and opened.geo.crs is None and any(layer_kind(n) != "raster" for n in outputs):
+        raise InputMismatchError(
+            f"{scene}: the scene has no CRS, so its lines would be in pixel coordinates, which GeoJSON cannot hold "
+            "(it is always read as EPSG:4326 longitudes and latitudes): use --format shp or gpkg"
+        )
+
+
 def _process_opened(
     pipeline: Pipeline,
     scene: str | Path,
@@ -111,6 +122,7 @@ def _process_opened(
     client: Any,
 ) -> SceneOutput:
     """:func:`process_scene` once its raster is open."""
+    _check_vector_format(scene, opened, outputs, fmt)
     notes = [str(w.message) for w in caught if not issubclass(w.category, NotGeoreferencedWarning)]
     if not opened.geo.georeferenced:
         notes.insert(0, _not_georeferenced_note(scene, pipeline.engine))

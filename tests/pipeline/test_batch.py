@@ -142,6 +142,17 @@ def test_an_output_over_an_input_is_refused_before_any_scene(scenes, tmp_path):
         run_batch(pipe, scenes[1:2], link)
 
 
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # writing the scene without a CRS
+def test_geojson_of_a_scene_without_crs_fails_that_scene_before_its_tiles(scenes, tmp_path):
+    """Pixel coordinates in a GeoJSON file would be read as longitudes and latitudes: that scene fails, the others run."""
+    bare = write_tif(tmp_path / "in" / "bare.tif", plus_mask(), None, None)
+    reports = run_batch(load_pipeline(PIPELINE, ["assume_gsd_m=0.5"]), [scenes[0], bare], tmp_path / "out", fmt="geojson")
+    assert [r.status for r in reports] == ["done", "failed"]
+    assert "bare.tif: the scene has no CRS, so its lines would be in pixel coordinates, which GeoJSON cannot hold" in reports[1].error
+    assert "use --format shp or gpkg" in reports[1].error
+    assert not list((tmp_path / "out").glob("bare*"))
+
+
 def test_pipeline_pickles_and_hashes_the_same():
     pipe = load_pipeline("mask_to_centerlines", ["max_gap_m=12"])
     copy = pickle.loads(pickle.dumps(pipe))
