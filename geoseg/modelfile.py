@@ -396,7 +396,8 @@ def _refuse_non_zip(path: Path) -> None:
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """Every array of an npz archive, read without unpickling anything."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # opened here, so that the file is closed when np.load fails on it (a truncated archive)
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
             arrays = {}
             for name in npz.files:
                 try:

@@ -794,6 +794,8 @@ def run_batch(
     pipeline.steps  # noqa: B018 - validates everything before the first scene
     _check_vector_options(pipeline, spec)
     _check_output_files(paths, folders, pipeline, spec)
+    for step in pipeline.steps:
+        step.check_files()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

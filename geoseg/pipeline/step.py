@@ -261,6 +261,13 @@ class Step(BaseModel):
         """Neighbourhood radius in pixels that an output pixel depends on."""
         return 0
 
+    def check_files(self) -> None:
+        """Read the files the step needs besides the scene (a model), so that a bad one stops a batch before its first scene.
+
+        Raises the file's error (e.g. :class:`~geoseg.errors.ModelFileError`); nothing to
+        check by default.
+        """
+
     def apply(self, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         """Compute this step's output layers from the input layers."""
         raise NotImplementedError

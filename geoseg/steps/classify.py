@@ -40,6 +40,10 @@ class MJCRClassify(ModelInputStep):
 
     model: str = Field(description="MJCR model file from `geoseg train mjcr`")
 
+    def check_files(self) -> None:
+        """Load the model (kept in the cache for the scenes)."""
+        load_classifier(self.model)
+
     def halo_px(self, geo: GeoInfo) -> int:
         """Half the widest feature window plus the joint window."""
         return load_classifier(self.model).halo_px(geo.gsd_m)

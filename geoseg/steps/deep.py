@@ -158,6 +158,10 @@ class NNClassify(ModelInputStep):
         """The model as this step runs it (backend and threads)."""
         return load_nn_classifier(self.model, self.backend, self.threads)
 
+    def check_files(self) -> None:
+        """Load the model as the step runs it (kept in the cache for the scenes)."""
+        self._classifier()
+
     def halo_px(self, geo: GeoInfo) -> int:
         """The tile overlap, in scene pixels: context beyond it barely changes a pixel's probability."""
         model = self._classifier()

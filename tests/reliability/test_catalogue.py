@@ -185,6 +185,8 @@ MODEL_NEEDLES = {
     "model_corrupt": "truncated model file",
     "model_wrong_format": "missing geoseg format marker",
 }
+#: Models no scene can use: checked once, before any scene (the batch stops with one error line).
+UNREADABLE_MODELS = ("model_corrupt", "model_wrong_format")
 
 
 @pytest.fixture(scope="module")
@@ -257,7 +259,7 @@ def test_other_case_cli(cid, other_cases):
     assert lines and str(case["file"]) in lines[0], case["stderr"]
     if "out" in case and case["out"].exists():  # a failed scene leaves nothing but the bookkeeping
         assert {p.name for p in case["out"].iterdir()} <= BOOKKEEPING, list(case["out"].iterdir())
-    if cid in PIPELINE_CASES or cid in ("missing_required_param", "set_unknown_parameter", "set_unknown_step_field", "same_stem_two_folders"):
+    if cid in PIPELINE_CASES or cid in ("missing_required_param", "set_unknown_parameter", "set_unknown_step_field", "same_stem_two_folders", *UNREADABLE_MODELS):
         assert case["stderr"].startswith("geoseg: error: ") and case["stderr"].count("\n") == 1  # one line, before anything runs
         assert "out" not in case or not case["out"].exists()
 
@@ -282,13 +284,20 @@ def test_override_cases_python_api():
 
 
 def test_model_cases_python_api(other_cases, tmp_path):
+    """An unreadable model stops the batch before its first scene; a model unfit for one scene fails that scene."""
     scene = other_cases["model_corrupt"]["scene"]
     for cid, needle in MODEL_NEEDLES.items():
         model = other_cases[cid]["model"]
         out = tmp_path / cid
-        [report] = run_batch(load_pipeline("road_segmentation", [f"model={model}"]), [scene], out)
+        pipe = load_pipeline("road_segmentation", [f"model={model}"])
+        if cid in UNREADABLE_MODELS:
+            with pytest.raises(ModelFileError, match=needle) as info:
+                run_batch(pipe, [scene], out)
+            assert str(model) in str(info.value) and not out.exists()
+            continue
+        [report] = run_batch(pipe, [scene], out)
         assert report.status == "failed" and needle in report.error, report.error
-        assert (str(model) if cid != "model_other_band_count" else str(scene)) in report.error
+        assert str(scene) in report.error
         assert {p.name for p in out.iterdir()} == BOOKKEEPING
     with pytest.raises(ModelFileError, match="corrupt_model.npz"):
         load_pipeline("road_segmentation", [f"model={other_cases['model_corrupt']['model']}"]).run(scene)
