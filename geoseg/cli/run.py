@@ -246,6 +246,10 @@ def command(
         pipe = pipe.with_overrides({"extent": extent})
     if pipe.engine.extent is not None and pipe.engine.extent.aoi is not None:
         read_aoi(pipe.engine.extent.aoi)  # an unreadable AOI stops the batch before any scene
+    if truth:
+        from geoseg.report.stats import truth_candidates
+
+        truth_candidates(truth)  # so does a --truth that names no vector file
     pipe.steps  # noqa: B018 - bind now so a missing parameter fails before any scene
     if dry_run:
         plans = plan_batch(pipe, scenes, outdir, fmt=vector, overwrite=overwrite, keep_folders=keep_folders)

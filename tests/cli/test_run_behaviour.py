@@ -129,6 +129,14 @@ def test_a_glob_matching_nothing_is_refused_before_any_work(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_truth_naming_no_vector_file_is_refused_before_any_scene(plus_tif, tmp_path):
+    out = tmp_path / "out"
+    res = geoseg("run", "mask_to_centerlines", plus_tif, "-o", out, "--truth", tmp_path / "nothere")
+    assert res.returncode == 1
+    assert res.stderr.startswith(f"geoseg: error: --truth {tmp_path / 'nothere'}: names no vector file") and res.stderr.count("\n") == 1
+    assert not out.exists()
+
+
 def test_verbosity_options_after_the_command(plus_tif, tmp_path):
     quiet = geoseg("run", "mask_to_centerlines", plus_tif, "-o", tmp_path / "q", "--progress", "none", "-q")
     assert quiet.returncode == 0, quiet.stderr
