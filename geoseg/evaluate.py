@@ -105,7 +105,8 @@ def _load(path: str | os.PathLike[str], assume_gsd_m: float, image: str | os.Pat
         geoms = shapely.force_2d(frame.geometry.explode(index_parts=False).to_numpy()) if len(frame) else np.array([], dtype=object)
         kinds = set(shapely.get_type_id(geoms).tolist()) if len(geoms) else set()
         if kinds - {1}:
-            raise InputMismatchError(f"{p}: expected lines, found geometry types {sorted(kinds)} (1 = LineString)")
+            found = sorted({g.geom_type for g in geoms if g.geom_type != "LineString"})
+            raise InputMismatchError(f"{p}: expected lines (road centerlines), found {', '.join(found)}")
         crs = ProjCRS.from_user_input(frame.crs) if frame.crs else None
         check_degrees(p, geoms, crs)
         return _Side(str(p), geoms, crs)
@@ -144,8 +145,10 @@ def _same_grid(a: GeoInfo, b: GeoInfo) -> bool:
 def _reference_in_prediction_crs(pred: _Side, truth: _Side) -> tuple[np.ndarray, str | None]:
     """The reference's lines in the prediction's CRS, and the CRS they were reprojected from (None if not)."""
     if (pred.crs is None) != (truth.crs is None):
-        georef = pred.path if pred.crs is not None else truth.path
-        raise InputMismatchError(f"{georef} is georeferenced but the other input is not; they cannot be compared")
+        bare, georef = (truth, pred) if pred.crs is not None else (pred, truth)
+        raise InputMismatchError(
+            f"{bare.path}: has no CRS (pixel coordinates, or a file without its .prj), while {georef.path} has one; they cannot be compared"
+        )
     if truth.crs is None or truth.crs == pred.crs or not len(truth.lines):
         return truth.lines, None
     moved = gpd.GeoSeries(list(truth.lines), crs=truth.crs).to_crs(pred.crs).to_numpy()

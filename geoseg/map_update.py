@@ -36,7 +36,7 @@ from geoseg.pipeline.engine import read_aoi
 from geoseg.raster import GeoInfo, ground_sample_distance, read_geoinfo
 from geoseg.road.network import graph_to_lines
 from geoseg.steps.compare import CHANGE_LAYERS, CompareNetwork, map_in_scene
-from geoseg.vector import check_degrees, crs_name, keep_lines, layer_names, layer_paths, read_lines, to_scene_crs, vector_format, write_layers
+from geoseg.vector import check_degrees, crs_name, keep_lines, layer_paths, read_lines, to_scene_crs, vector_format, write_layers
 
 __all__ = ["ComparisonSummary", "compare_files", "change_totals"]
 
@@ -224,13 +224,7 @@ def compare_files(
 
 def _lines(path: str | os.PathLike[str], layer: str | None) -> Any:
     """The network file's lines (the ``edges`` layer of a GeoPackage that has one, unless ``layer`` says otherwise)."""
-    if layer is None:
-        layers = layer_names(path)
-        if len(layers) > 1:
-            if "edges" not in layers:
-                raise InputMismatchError(f"{path}: the file has several layers ({', '.join(layers)}); choose the network's with --network-layer NAME")
-            layer = "edges"
-    lines = keep_lines(read_lines(path, layer=layer), path, "a road network")
+    lines = keep_lines(read_lines(path, layer=layer, layer_option="--network-layer NAME"), path, "a road network")
     check_degrees(path, lines.geometry.to_numpy(), lines.crs)
     return lines
 

@@ -57,6 +57,9 @@ FORMATS: dict[str, tuple[str, str]] = {
 #: ``last_change`` written into GeoPackages, so that outputs are reproducible byte for byte.
 GPKG_TIMESTAMP = "2000-01-01T00:00:00.000Z"
 
+#: The layer of a network's lines in geoseg's GeoPackages (``nodes`` holds its nodes).
+NETWORK_LAYER = "edges"
+
 #: RFC 7946 GeoJSON: WGS84 longitude/latitude, and its recommended coordinate precision.
 RFC7946_CRS = "EPSG:4326"
 RFC7946_PRECISION = 7
@@ -500,7 +503,7 @@ def write_network(
     OutputWriteError
         The folder cannot be written to, or a written file reads back incomplete.
     """
-    return write_layers({"edges": edges, **({"nodes": nodes} if nodes is not None else {})}, path, fmt=fmt)
+    return write_layers({NETWORK_LAYER: edges, **({"nodes": nodes} if nodes is not None else {})}, path, fmt=fmt)
 
 
 def layer_paths(names: list[str], path: str | os.PathLike[str], fmt: str | VectorFormat) -> list[Path]:
@@ -585,7 +588,7 @@ def write_layers(frames: dict[str, gpd.GeoDataFrame], path: str | os.PathLike[st
     return paths
 
 
-def read_lines(path: str | os.PathLike[str], *, layer: str | None = None) -> gpd.GeoDataFrame:
+def read_lines(path: str | os.PathLike[str], *, layer: str | None = None, layer_option: str | None = None) -> gpd.GeoDataFrame:
     """Read a vector file of lines (any OGR format) into a GeoDataFrame.
 
     The geometries are not checked here: see :func:`keep_lines`.
@@ -595,7 +598,11 @@ def read_lines(path: str | os.PathLike[str], *, layer: str | None = None) -> gpd
     path : path-like
         The vector file.
     layer : str, optional
-        The layer to read; the first one by default.
+        The layer to read. By default the file's only layer, or the ``edges`` layer (the
+        network of geoseg's GeoPackages) of a file with several.
+    layer_option : str, optional
+        How the caller's user names a layer (``"--network-layer NAME"``), for the message
+        that refuses a file of several layers without ``edges``.
 
     Returns
     -------
@@ -606,6 +613,20 @@ def read_lines(path: str | os.PathLike[str], *, layer: str | None = None) -> gpd
     ------
     VectorReadError
         The file is missing or not a readable vector data set.
+    InputMismatchError
+        ``layer`` is not one of the file's layers, or no layer is given for a file of
+        several layers without ``edges``.
+
+    Examples
+    --------
+    >>> import tempfile, geopandas as gpd
+    >>> from shapely.geometry import LineString, Point
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = f"{tmp}/network.gpkg"
+    ...     gpd.GeoDataFrame(geometry=[Point(0, 0)], crs=32633).to_file(path, layer="nodes")
+    ...     gpd.GeoDataFrame(geometry=[LineString([(0, 0), (5, 0)])], crs=32633).to_file(path, layer="edges")
+    ...     read_lines(path).geom_type.tolist()
+    ['LineString']
     """
     import geopandas as gpd
     from pyogrio.errors import DataLayerError, DataSourceError
@@ -613,6 +634,14 @@ def read_lines(path: str | os.PathLike[str], *, layer: str | None = None) -> gpd
     p = Path(path)
     if not p.exists():
         raise VectorReadError(f"{p}: no such file")
+    layers = layer_names(p)
+    if layer is not None and layers and layer not in layers:
+        raise InputMismatchError(f"{p}: no layer {layer!r} (layers: {', '.join(layers)})")
+    if layer is None and len(layers) > 1:
+        if NETWORK_LAYER not in layers:
+            how = f"choose one with {layer_option}" if layer_option else f"give a file of one layer, or geoseg's GeoPackage (lines in layer {NETWORK_LAYER!r})"
+            raise InputMismatchError(f"{p}: the file has several layers ({', '.join(layers)}); {how}")
+        layer = NETWORK_LAYER
     try:
         return gpd.read_file(p, layer=layer, engine="pyogrio")
     except (DataSourceError, DataLayerError, ValueError) as exc:

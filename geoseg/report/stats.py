@@ -19,7 +19,7 @@ import shapely
 
 from geoseg.errors import ConfigError, InputMismatchError
 from geoseg.evaluate import VECTOR_SUFFIXES
-from geoseg.vector import layer_names, read_lines
+from geoseg.vector import read_lines
 
 __all__ = [
     "NetworkStats",
@@ -97,10 +97,7 @@ def read_network(path: str | os.PathLike[str]) -> gpd.GeoDataFrame:
     >>> d.cleanup()
     """
     p = Path(path)
-    layer = None
-    if p.suffix.lower() == ".gpkg" and p.is_file():
-        layer = "edges" if "edges" in layer_names(p) else None
-    frame = read_lines(p, layer=layer)
+    frame = read_lines(p)
     types = set(frame.geometry.dropna().geom_type) - {"LineString", "MultiLineString"}
     if types:
         raise InputMismatchError(f"{p}: expected a road network of lines, found {', '.join(sorted(types))}")

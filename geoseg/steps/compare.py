@@ -26,7 +26,7 @@ import shapely
 from pydantic import Field, ValidationInfo, field_validator
 from shapely.ops import substring
 
-from geoseg.errors import GeosegError, InputMismatchError, VectorReadError
+from geoseg.errors import GeosegError, VectorReadError
 from geoseg.pipeline.step import Step, StepContext
 from geoseg.raster import GeoInfo
 from geoseg.road.centerlines import width_from_histogram
@@ -114,17 +114,9 @@ def _read_lines(path: str, layer: str | None, stamp: tuple[int, int]) -> Any:
         Not a vector file, no such layer, several layers and none chosen, features but no lines,
         degrees out of range.
     """
-    from geoseg.vector import check_degrees, keep_lines, layer_names, read_lines
+    from geoseg.vector import check_degrees, keep_lines, read_lines
 
-    layers = layer_names(path)
-    if layer is not None and layers and layer not in layers:
-        raise InputMismatchError(f"{path}: no layer {layer!r} (layers: {', '.join(layers)})")
-    if layer is None and len(layers) > 1:
-        raise InputMismatchError(
-            f"{path}: the file has several layers ({', '.join(layers)}); choose the road map's with "
-            "--set compare_network.map_layer=NAME (geoseg compare --map-layer NAME)"
-        )
-    frame = read_lines(path, layer=layer)
+    frame = read_lines(path, layer=layer, layer_option="--set compare_network.map_layer=NAME (geoseg compare --map-layer NAME)")
     frame = frame.assign(map_id=np.arange(len(frame), dtype=np.int64))
     lines = keep_lines(frame, path, "a road map", allow_empty=True)
     check_degrees(path, lines.geometry.to_numpy(), lines.crs)

@@ -59,6 +59,29 @@ def test_eval_reprojects_a_reference_in_another_crs_and_says_so(tmp_path: Path) 
     assert scores["quality"] == pytest.approx(1.0, abs=1e-6) and scores["truth_length_m"] == pytest.approx(scores["pred_length_m"], rel=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:'crs' was not provided:UserWarning")  # writing the reference without CRS
+def test_eval_reads_the_network_of_geosegs_geopackage_and_names_what_it_refuses(tmp_path: Path) -> None:
+    """geoseg's GeoPackage holds edges and nodes: eval reads the edges without a warning; points, a
+    file of several other layers and a reference without CRS are refused, naming the faulty file."""
+    truth = gpd.read_file(SCENE_A_TRUTH)
+    network = tmp_path / "network.gpkg"
+    truth.to_file(network, layer="edges")
+    gpd.GeoDataFrame(geometry=truth.geometry.boundary.explode(index_parts=False), crs=truth.crs).to_file(network, layer="nodes")
+    res = geoseg("eval", network, SCENE_A_TRUTH, "--json")
+    assert res.returncode == 0 and "layer" not in res.stderr, res.stderr
+    assert json.loads(res.stdout)["quality"] == pytest.approx(1.0, abs=1e-6)
+    nodes = tmp_path / "nodes.shp"
+    gpd.read_file(network, layer="nodes").to_file(nodes)
+    assert one_error_line(geoseg("eval", nodes, SCENE_A_TRUTH)).endswith(f"{nodes}: expected lines (road centerlines), found Point")
+    other = tmp_path / "other.gpkg"
+    truth.to_file(other, layer="roads")
+    truth.to_file(other, layer="tracks")
+    assert one_error_line(geoseg("eval", other, SCENE_A_TRUTH)).endswith(f"{other}: the file has several layers (roads, tracks); give a file of one layer, or geoseg's GeoPackage (lines in layer 'edges')")
+    bare = tmp_path / "bare.shp"
+    truth.set_crs(None, allow_override=True).to_file(bare)
+    assert f"{bare}: has no CRS" in one_error_line(geoseg("eval", SCENE_A_TRUTH, bare))
+
+
 def test_eval_refuses_inputs_that_do_not_overlap() -> None:
     line = one_error_line(geoseg("eval", SCENE_A_TRUTH, SCENE_B_TRUTH))
     assert str(SCENE_A_TRUTH.relative_to(REPO)) in line and str(SCENE_B_TRUTH.relative_to(REPO)) in line
