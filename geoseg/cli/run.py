@@ -207,9 +207,10 @@ def command(
 
     \b
     Examples:
-      geoseg run pipelines/mask_to_centerlines.yaml sample_data/scene_a_mask.tif -o out/
-      geoseg run pipelines/road_centerlines.yaml "scenes/*.tif" -o out/ --set model=roads.mjcr.npz
-      geoseg run pipelines/road_centerlines.yaml a.tif -o out/ --format gpkg --set graph_cut.smoothness=3
+      geoseg run mask_to_centerlines sample_data/scene_a_mask.tif -o out/
+      geoseg run road_centerlines "scenes/*.tif" -o out/ --set model=roads.mjcr.npz
+      geoseg run road_centerlines a.tif -o out/ --format gpkg --set model=roads.mjcr.npz --set graph_cut.smoothness=3
+      geoseg run my_pipeline.yaml a.tif -o out/          # a pipeline file of your own (geoseg pipelines lists the shipped ones)
       geoseg run mask_to_centerlines "masks/*.tif" -o out/ --workers 4     # rerun it to resume
       geoseg run mask_to_centerlines "masks/*.tif" -o out/ --scheduler tcp://10.0.0.5:8786
       geoseg run mask_to_centerlines "masks/*.tif" -o out/ --truth "truth/*.geojson"  # + HTML report
@@ -217,9 +218,9 @@ def command(
       geoseg run mask_to_centerlines "masks/*.tif" -o out/ --rfc7946       # WGS84 GeoJSON, 7 decimals
       geoseg run mask_to_centerlines a/s1.tif b/s1.tif -o out/ --keep-folders   # out/a/s1.shp, out/b/s1.shp
       geoseg run mask_to_centerlines big.tif -o out/ --bbox 16.35 48.20 16.38 48.22 --bbox-crs EPSG:4326
-      geoseg run road_centerlines https://example.com/cog/scene.tif -o out/ --bbox 500000 4999000 501000 5000000
-      geoseg run road_centerlines /vsizip//data/scenes.zip/a.tif -o out/
-      geoseg run road_centerlines item.json -o out/ --asset visual      # a STAC Item
+      geoseg run road_centerlines https://example.com/cog/scene.tif -o out/ --set model=roads.mjcr.npz --bbox 500000 4999000 501000 5000000
+      geoseg run road_centerlines /vsizip//data/scenes.zip/a.tif -o out/ --set model=roads.mjcr.npz
+      geoseg run road_centerlines item.json -o out/ --set model=roads.mjcr.npz --asset visual      # a STAC Item
     """
     extent = _extent(bbox, bbox_crs, aoi)
     kind = pipeline_kind(pipeline)  # read without the libraries a pipeline loads; None: loading it says why
