@@ -224,6 +224,16 @@ class SceneInput:
         """False only for a local file that is missing (remote scenes are not checked here)."""
         return is_remote(self.name) or Path(self.name).exists()
 
+    def fingerprint(self) -> dict[str, int] | None:
+        """Size and modification time (ns) of a local raster, to tell a replaced file; None for a remote scene or a file that cannot be read."""
+        if self.remote:
+            return None
+        try:
+            stat = os.stat(self.raster)
+        except OSError:
+            return None
+        return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
 
 def _remote_parts(name: str) -> list[str]:
     """The host and path components of a URL or virtual path, without prefix, credentials, port or query.

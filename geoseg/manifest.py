@@ -12,7 +12,8 @@ every change of a scene's status) and read by it to resume, and by the report
      "scenes": [{"input": "a.tif", "status": "done",   # or "failed", "running", "interrupted"
                  "outputs": ["out/a.shp", "out/a_nodes.shp"], "seconds": 1.23,
                  "error": null, "warnings": [], "crs": "EPSG:32633",
-                 "stac": null}, ...]}   # for a STAC item: {"item", "asset", "href", "bbox", "geometry", "crs"}
+                 "stac": null,        # for a STAC item: {"item", "asset", "href", "bbox", "geometry", "crs"}
+                 "source": {"size": 123456, "mtime_ns": 1700000000000000000}}, ...]}  # a local raster as it was read
 
 Examples
 --------
@@ -43,7 +44,7 @@ MANIFEST_NAME = "geoseg-manifest.json"
 MANIFEST_FORMAT = "geoseg-manifest"
 MANIFEST_VERSION = 1
 #: The fields of a scene's entry.
-ENTRY_KEYS = ("input", "status", "outputs", "seconds", "error", "warnings", "crs", "stac")
+ENTRY_KEYS = ("input", "status", "outputs", "seconds", "error", "warnings", "crs", "stac", "source")
 
 
 @dataclass

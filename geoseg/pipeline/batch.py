@@ -98,6 +98,11 @@ class SceneReport:
     crs : str or None
         CRS of the outputs as written (``AUTHORITY:CODE`` or WKT; None: pixel coordinates, or
         nothing written).
+    stac : dict or None
+        The STAC item and asset processed, for a scene given as an item.
+    source : dict or None
+        Size and modification time of a local raster when it was read
+        (:meth:`~geoseg.inputs.SceneInput.fingerprint`): a rerun redoes a scene whose file changed.
     """
 
     input: str
@@ -109,6 +114,7 @@ class SceneReport:
     skipped: bool = False
     crs: str | None = None
     stac: dict[str, Any] | None = None
+    source: dict[str, int] | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
@@ -181,7 +187,8 @@ class _Manifest:
     def done_report(self, scene: SceneInput, folder: Path) -> SceneReport | None:
         """The earlier report of ``scene`` if it is done and all its outputs exist in ``folder``, else None.
 
-        A STAC item whose asset (``--asset``) or the asset's href changed since is redone.
+        A STAC item whose asset (``--asset``) or the asset's href changed since is redone, and
+        so is a local file whose size or modification time changed.
         """
         entry = self.entries.get(str(scene))
         if entry is None or entry.get("status") != "done" or not entry.get("outputs"):
@@ -195,6 +202,10 @@ class _Manifest:
         if (now is None) != (before is None) or (now and before and (now["asset"], now["href"]) != (before.get("asset"), before.get("href"))):
             what = "its STAC asset" if now and before and now["asset"] != before.get("asset") else "the raster it reads"
             self.notes.append(f"{scene}: {what} changed since the earlier run; redoing the scene")
+            return None
+        recorded_source = entry.get("source")
+        if isinstance(recorded_source, dict) and recorded_source != scene.fingerprint():
+            self.notes.append(f"{scene}: the file changed since the earlier run (size or modification time); redoing the scene")
             return None
         if not all((folder / Path(o).name).is_file() for o in entry["outputs"]):
             self.notes.append(f"{scene}: an output recorded in the manifest is missing; redoing the scene")
@@ -504,6 +515,7 @@ def _scene_task(
     """
     start = time.perf_counter()
     trace = None
+    source = scene.fingerprint()  # before reading it: a file replaced while it runs is redone next time
     try:
         from geoseg.pipeline.outputs import output_crs
         from geoseg.pipeline.scene import process_scene
@@ -523,6 +535,7 @@ def _scene_task(
         trace = traceback.format_exc()
     report.seconds = round(time.perf_counter() - start, 3)
     report.stac = None if scene.stac is None else scene.stac.to_dict()
+    report.source = source
     return report, trace
 
 
@@ -703,7 +716,7 @@ def pending_scenes(
 def _entry(scene: SceneInput, status: str) -> dict[str, Any]:
     """A manifest entry of a scene without results (``running``, ``interrupted``)."""
     stac = None if scene.stac is None else scene.stac.to_dict()
-    return {"input": str(scene), "status": status, "outputs": [], "seconds": 0.0, "error": None, "warnings": [], "crs": None, "stac": stac}
+    return {"input": str(scene), "status": status, "outputs": [], "seconds": 0.0, "error": None, "warnings": [], "crs": None, "stac": stac, "source": None}
 
 
 def run_batch(

@@ -50,7 +50,7 @@ def test_manifest_records_each_scene_and_its_failure(scenes, tmp_path):
     }
     assert manifest["pipeline_hash"] == pipeline_hash(pipe) and len(manifest["pipeline_hash"]) == 64
     a, b, c = manifest["scenes"]
-    assert set(a) == {"input", "status", "outputs", "seconds", "error", "warnings", "crs", "stac"}
+    assert set(a) == {"input", "status", "outputs", "seconds", "error", "warnings", "crs", "stac", "source"}
     assert a["stac"] is None  # set for scenes given as STAC items (tests/remote)
     assert a["input"] == str(scenes[0]) and a["status"] == "done" and a["error"] is None and a["seconds"] > 0
     assert a["outputs"] == [str(out / "a.shp"), str(out / "a_nodes.shp")]
@@ -113,6 +113,25 @@ def test_interrupted_scene_and_missing_output_are_redone(scenes, tmp_path):
     reports = run_batch(pipe, scenes, out)
     assert [r.skipped for r in reports] == [False, False, True]
     assert (out / "b_nodes.shp").is_file() and not stale.exists()
+
+
+def test_a_scene_whose_file_changed_is_redone(scenes, tmp_path, caplog):
+    """A file replaced in place (same name, new content) is not taken as done; a manifest of an
+    older geoseg, without the files' sizes and times, keeps its scenes done."""
+    pipe = load_pipeline(PIPELINE)
+    out = tmp_path / "out"
+    run_batch(pipe, scenes[:2], out)
+    assert read_manifest(out)["scenes"][0]["source"]["size"] == scenes[0].stat().st_size
+    write_tif(scenes[0], plus_mask(width=12), CRS.from_epsg(32633), UTM_TRANSFORM)
+    with caplog.at_level(logging.INFO, logger="geoseg.batch"):
+        reports = run_batch(pipe, scenes[:2], out)
+    assert [r.skipped for r in reports] == [False, True]
+    assert f"{scenes[0]}: the file changed since the earlier run (size or modification time); redoing the scene" in caplog.text
+    manifest = read_manifest(out)
+    for entry in manifest["scenes"]:
+        del entry["source"]
+    (out / MANIFEST_NAME).write_text(json.dumps(manifest))
+    assert [r.skipped for r in run_batch(pipe, scenes[:2], out)] == [True, True]
 
 
 def test_refusals_before_any_scene(scenes, tmp_path):
