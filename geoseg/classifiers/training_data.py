@@ -15,6 +15,7 @@ from rasterio.features import rasterize
 
 from geoseg.errors import InputMismatchError, NotGeoreferencedWarning
 from geoseg.raster import Raster, read_raster
+from geoseg.scene_checks import MASK_SHAPE, ValueSummary
 from geoseg.vector import read_lines
 
 __all__ = ["UNLABELLED", "pair_by_stem", "mask_labels", "class_labels", "sample_labels"]
@@ -92,13 +93,21 @@ def mask_labels(image: Raster, mask_path: str | os.PathLike[str]) -> np.ndarray:
     RasterReadError
         The mask cannot be read.
     InputMismatchError
-        The mask's size differs from the image's.
+        The mask's size differs from the image's, or it does not look like a road mask (an
+        image given as the mask: many grey levels).
     """
+    import rasterio
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)  # only the mask's grid counts, not its GSD
         mask = read_raster(mask_path, bands=[1])
+        with rasterio.open(mask_path) as dataset:
+            band_count = dataset.count
     if mask.shape != image.shape:
         raise InputMismatchError(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} px but {image.source} is {image.shape[1]}x{image.shape[0]}")
+    summary = ValueSummary.of(mask.array, mask.valid, str(mask_path), band_count)
+    if not summary.looks_like_mask():
+        raise InputMismatchError(f"{mask_path}: {summary.describe()}: this is not a road mask ({MASK_SHAPE}); pair {image.source} with its road mask")
     labels = (mask.array[0] > 0).astype(np.uint8)
     labels[~(mask.valid & image.valid)] = UNLABELLED
     return labels

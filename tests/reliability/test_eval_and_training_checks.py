@@ -10,6 +10,7 @@ reading data would fail with another message.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import warnings
 from pathlib import Path
@@ -190,6 +191,16 @@ def test_train_mjcr_refuses_bands_the_scenes_lack(tmp_path: Path, bands: str, me
     """Band 5 of a 3-band scene failed with an IndexError; band 0 trained on band 3 (a negative index)."""
     res = geoseg("train", "mjcr", "--images", SAMPLE_DATA / "scene_b.tif", "--masks", SAMPLE_DATA / "scene_b_mask.tif", "--bands", bands, "-o", tmp_path / "m.npz")
     assert message in one_error_line(res)
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_train_mjcr_refuses_an_image_given_as_the_mask(tmp_path: Path) -> None:
+    """An RGB scene paired as its own mask trained a model without a word (every non-zero red value a road)."""
+    image, mask = tmp_path / "y.tif", tmp_path / "y_mask.tif"
+    shutil.copy(SAMPLE_DATA / "scene_a.tif", image)
+    shutil.copy(SAMPLE_DATA / "scene_a.tif", mask)
+    line = one_error_line(geoseg("train", "mjcr", "--images", image, "--masks", mask, "-o", tmp_path / "m.npz"))
+    assert line.endswith(f"{mask}: 3 bands of uint8 with many grey levels: this is not a road mask (one band, values 0/255, 0/1 or a probability in [0, 1]); pair {image} with its road mask")
     assert not (tmp_path / "m.npz").exists()
 
 
