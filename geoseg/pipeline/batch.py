@@ -347,6 +347,29 @@ def _same_file_key(path: Path) -> str:
     return os.path.normcase(os.path.realpath(path))
 
 
+def check_batch(pipeline: Pipeline, inputs: Sequence[SceneInput], folders: dict[str, Path], fmt: VectorFormat, *, keep_folders: bool) -> None:
+    """What a batch checks before its first scene (a run and a dry run alike).
+
+    The pipeline's parameters and steps, the output names (no two inputs writing the same
+    file, none written over an input), the vector options, and the files the steps read
+    besides the scenes (their models, :meth:`~geoseg.pipeline.step.Step.check_files`).
+
+    Raises
+    ------
+    ConfigError
+        A clash of output names, an output over an input, an unset parameter or a vector
+        option no output takes.
+    ModelFileError
+        A model file that no scene could use.
+    """
+    _check_stems(inputs, folders, keep_folders)
+    pipeline.steps  # noqa: B018 - validates everything before the first scene
+    _check_vector_options(pipeline, fmt)
+    _check_output_files(inputs, folders, pipeline, fmt)
+    for step in pipeline.steps:
+        step.check_files()
+
+
 def _check_vector_options(pipeline: Pipeline, fmt: VectorFormat) -> None:
     """Refuse a reprojection that no output would get (rasters keep the scene's grid)."""
     if fmt.target_crs is not None and not _writes_vectors(pipeline):
@@ -803,12 +826,7 @@ def run_batch(
     out = Path(outdir)
     spec = vector_format(fmt)
     folders = output_folders(paths, out, keep_folders=keep_folders)
-    _check_stems(paths, folders, keep_folders)
-    pipeline.steps  # noqa: B018 - validates everything before the first scene
-    _check_vector_options(pipeline, spec)
-    _check_output_files(paths, folders, pipeline, spec)
-    for step in pipeline.steps:
-        step.check_files()
+    check_batch(pipeline, paths, folders, spec, keep_folders=keep_folders)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -19,12 +19,10 @@ from typing import TYPE_CHECKING, Any
 from geoseg.errors import GeosegError, OutputWriteError
 from geoseg.inputs import SceneInput, scene_input
 from geoseg.pipeline.batch import (
-    _check_output_files,
-    _check_stems,
-    _check_vector_options,
     _Manifest,
     _scene_checks,
     _scene_error,
+    check_batch,
     output_folders,
     pipeline_hash,
 )
@@ -235,6 +233,8 @@ def _plan_scene(pipeline: Pipeline, scene: SceneInput, folder: Path, fmt: Vector
         extent = None if engine.extent is None else scene_extent(engine.extent, source.geo, scene.raster)
         work_geo = source.geo if extent is None else extent.geo(source.geo)
         steps = list(pipeline.steps)
+        for step in steps:
+            step.check_bands(source.band_names, scene.raster)
         blocks = steps[0].expected_coarsening(work_geo) if steps and steps[0].wants_coarsening() else 1
         if blocks > 1:  # the run fits the first step on the scene's pixels before its passes
             steps[0] = steps[0].fit([])
@@ -319,6 +319,8 @@ def plan_batch(
     ConfigError
         Two inputs would write the same output, the format or its options are invalid, or a
         parameter is unset (as :func:`run_batch`).
+    ModelFileError
+        A model file that no scene could use (as :func:`run_batch`).
     OutputWriteError
         The output folder cannot be created or written.
     """
@@ -326,10 +328,7 @@ def plan_batch(
     out = Path(outdir)
     spec = vector_format(fmt)
     folders = output_folders(paths, out, keep_folders=keep_folders)
-    _check_stems(paths, folders, keep_folders)
-    pipeline.steps  # noqa: B018 - validates everything before the first scene
-    _check_vector_options(pipeline, spec)
-    _check_output_files(paths, folders, pipeline, spec)
+    check_batch(pipeline, paths, folders, spec, keep_folders=keep_folders)
     _check_output_folder(out)
     manifest = _Manifest.resume(out, pipeline.source, pipeline_hash(pipeline), spec, overwrite=overwrite)
     plans = []

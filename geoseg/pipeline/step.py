@@ -261,6 +261,12 @@ class Step(BaseModel):
         """Neighbourhood radius in pixels that an output pixel depends on."""
         return 0
 
+    def check_bands(self, band_names: tuple[str, ...], source: str) -> None:
+        """Refuse, from its header alone, a scene whose bands (their names, one per band) the step cannot use; nothing by default.
+
+        Dry runs call it; a run finds the same when it reads the scene.
+        """
+
     def check_files(self) -> None:
         """Read the files the step needs besides the scene (a model), so that a bad one stops a batch before its first scene.
 

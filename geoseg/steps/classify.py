@@ -44,6 +44,10 @@ class MJCRClassify(ModelInputStep):
         """Load the model (kept in the cache for the scenes)."""
         load_classifier(self.model)
 
+    def check_bands(self, band_names: tuple[str, ...], source: str) -> None:
+        """The model's band checks on a one-pixel scene of these bands."""
+        load_classifier(self.model).select_bands(np.zeros((len(band_names), 1, 1), np.uint8), source, band_names, bands=self.bands, label=self.label)
+
     def halo_px(self, geo: GeoInfo) -> int:
         """Half the widest feature window plus the joint window."""
         return load_classifier(self.model).halo_px(geo.gsd_m)

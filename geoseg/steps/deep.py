@@ -162,6 +162,11 @@ class NNClassify(ModelInputStep):
         """Load the model as the step runs it (kept in the cache for the scenes)."""
         self._classifier()
 
+    def check_bands(self, band_names: tuple[str, ...], source: str) -> None:
+        """The model's band checks on a one-pixel scene of these bands."""
+        pixel = np.zeros((len(band_names), 1, 1), np.uint8)
+        self._classifier().select_bands(pixel, source, self.model, band_names=band_names, bands=self.bands, label=self.label)
+
     def halo_px(self, geo: GeoInfo) -> int:
         """The tile overlap, in scene pixels: context beyond it barely changes a pixel's probability."""
         model = self._classifier()

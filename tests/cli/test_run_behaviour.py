@@ -334,9 +334,16 @@ def test_dry_run_refuses_an_unwritable_output_folder(masks, tmp_path):
 
 
 def test_dry_run_loads_the_models(tmp_path):
+    """As a run: an unusable model stops it in one line; a scene of bands the model cannot read is found from its header."""
     bad = tmp_path / "bad.npz"
     bad.write_text("not a model")
     res = geoseg("run", "road_centerlines", SAMPLE_DATA / "scene_a.tif", "-o", tmp_path / "out", "--set", f"model={bad}", "--dry-run")
     assert res.returncode == 1
-    assert re.search(rf"scene_a.tif: cannot run: .*{re.escape(str(bad))}: ", res.stdout), res.stdout
+    assert res.stderr.startswith(f"geoseg: error: {bad}: not a geoseg model file") and res.stderr.count("\n") == 1, res.stderr
+    assert not (tmp_path / "out").exists()
+    model = SAMPLE_DATA / "roads.mjcr.npz"
+    res = geoseg("run", "road_centerlines", SAMPLE_DATA / "scene_a_mask.tif", SAMPLE_DATA / "scene_a.tif", "-o", tmp_path / "out", "--set", f"model={model}", "--dry-run")
+    assert res.returncode == 1
+    assert f"scene_a_mask.tif: the MJCR model {model} was trained on 3-band scenes (using band(s) [1, 2, 3]); this scene has 1 band(s)" in res.stdout, res.stdout
+    assert "dry run: 1 scene(s) would run, 0 already done, 1 cannot run; nothing was written" in res.stdout
     assert not (tmp_path / "out").exists()
