@@ -196,6 +196,8 @@ def validation_message(exc: ValidationError, prefix: str, skip_missing: frozense
             msg = "unknown field"
         elif err["type"] == "value_error":
             msg = msg.removeprefix("Value error, ")
+        elif err["type"] == "list_type" and isinstance(err.get("input"), str):
+            msg += ", written in brackets: [1, 2, 3]"
         given = "" if err["type"] == "missing" else f" (got {err.get('input')!r})"
         lines.append(f"{prefix}field '{loc}': {msg}{given}")
     return "; ".join(lines) if lines else None

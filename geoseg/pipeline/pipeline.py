@@ -203,7 +203,8 @@ class Pipeline:
             if name == "nodes" and "network" in available:
                 continue
             if name not in available:
-                raise ConfigError(f"{self.source}: outputs: layer {name!r} is given by no step (available: {sorted(available)})")
+                choices = sorted(available | ({"nodes"} if "network" in available else set()))
+                raise ConfigError(f"{self.source}: outputs: layer {name!r} is given by no step (available: {choices})")
 
     def output_layers(self, built: list[Step | None] | None = None) -> list[str]:
         """The layers written for each scene."""
@@ -264,7 +265,29 @@ class Pipeline:
         ``NAME`` is a pipeline parameter (``model``), an engine setting (``assume_gsd_m``),
         or ``STEP.FIELD`` where STEP is a step's ``name``, its type, or its 1-based number.
         """
-        items = overrides.items() if isinstance(overrides, Mapping) else (parse_override(o) for o in overrides)
+        items = list(overrides.items() if isinstance(overrides, Mapping) else (parse_override(o) for o in overrides))
+        try:
+            return self._overridden(items)
+        except ConfigError as exc:
+            raise self._named_override(items, exc) from None
+
+    def _named_override(self, items: list[tuple[str, Any]], exc: ConfigError) -> ConfigError:
+        """``exc`` said of the ``--set`` that causes it: the first override that fails alone (``exc`` when only their combination fails).
+
+        An error that the override makes in the pipeline's steps (a wrong type) names the
+        override, not the pipeline's file, which the user did not write.
+        """
+        prefix = f"{self.source}: "
+        for key, value in items:
+            try:
+                self._overridden([(key, value)])
+            except ConfigError as alone:
+                text = str(alone)
+                return ConfigError(f"--set {key}={value}: {text.removeprefix(prefix)}") if text.startswith(prefix) else alone
+        return exc
+
+    def _overridden(self, items: list[tuple[str, Any]]) -> Pipeline:
+        """:meth:`with_overrides` of parsed ``(NAME, VALUE)`` items; errors name the pipeline's file."""
         params = copy.deepcopy(self.params)
         engine = self.engine.model_dump(exclude_unset=True)
         specs = copy.deepcopy(self.specs)

@@ -274,6 +274,18 @@ def test_pipeline_case_python_api(cid, tmp_path):
     assert str(path) in str(info.value) and needle in str(info.value)
 
 
+def test_list_values_and_layer_names_say_how_to_write_them(tmp_path):
+    """A --set value of the wrong type is said of that --set (not of the shipped file it changes)."""
+    with pytest.raises(ConfigError, match=r"^--set mjcr_classify.bands=1,2,3: step 1 \(mjcr_classify\): field 'bands': Input should be a valid list, written in brackets: \[1, 2, 3\] \(got '1,2,3'\)$"):
+        load_pipeline("road_centerlines", ["model=m.npz", "mjcr_classify.bands=1,2,3"])
+    with pytest.raises(ConfigError, match=r"^--set smoothness=abc: step 2 \(graph_cut\): field 'smoothness': Input should be a valid number"):
+        load_pipeline("road_centerlines", ["model=m.npz", "smoothness=abc"])
+    path = tmp_path / "p.yaml"
+    path.write_text("schema_version: 1\nsteps:\n  - type: threshold_mask\n  - type: skeletonize\n  - type: road_network\noutputs: [network, node]\n")
+    with pytest.raises(ConfigError, match=r"layer 'node' is given by no step \(available: \[.*'network', 'nodes'\]\)"):
+        load_pipeline(path).steps  # noqa: B018
+
+
 def test_override_cases_python_api():
     with pytest.raises(ConfigError, match="road_segmentation.yaml: step 1 .*pipeline parameter model is not set"):
         load_pipeline("road_segmentation").steps  # noqa: B018
