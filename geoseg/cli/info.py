@@ -6,6 +6,7 @@ import json
 
 import click
 
+from geoseg.errors import GeosegError
 from geoseg.inputs import is_stac_name, redact, scene_input
 from geoseg.raster import read_geoinfo
 
@@ -18,15 +19,24 @@ def command(inputs: tuple[str, ...], asset: str | None, as_json: bool) -> None:
     """Show size, bands, CRS, ground sample distance (metres) and nodata of INPUTS.
 
     INPUTS are raster files, GDAL virtual paths (/vsicurl/..., /vsizip/...), URLs or STAC
-    Items (item.json), as for geoseg run; only their headers are read.
+    Items (item.json), as for geoseg run; only their headers are read. An input that cannot
+    be read is said on stderr and the others are shown (exit status 1).
     The GSD is measured on the ground (geodesic), so it is right for geographic CRSs
     (degrees) and for Web Mercator. Files without georeferencing are reported as such.
     """
     if asset is not None and not any(is_stac_name(path) for path in inputs):
         raise click.UsageError(f"--asset {asset}: picks an asset of STAC Items (item.json), and no input is one")
+    failed = 0
     for path in inputs:
-        scene = scene_input(path, asset=asset)
-        geo, summary = read_geoinfo(scene.raster)
+        try:
+            scene = scene_input(path, asset=asset)
+            geo, summary = read_geoinfo(scene.raster)
+        except GeosegError as exc:  # said, and the other inputs shown
+            if len(inputs) == 1:
+                raise
+            click.echo(f"geoseg: error: {exc}", err=True)
+            failed += 1
+            continue
         record = {
             "path": str(scene),  # URL secrets hidden, as everywhere geoseg writes a name
             "raster": redact(scene.raster),
@@ -56,6 +66,8 @@ def command(inputs: tuple[str, ...], asset: str | None, as_json: bool) -> None:
         click.echo(f"  gsd:     {gx} m x {gy} m{suffix}")
         click.echo(f"  nodata:  {geo.nodata}")
         click.echo(f"  bounds:  {', '.join(f'{v:.3f}' for v in record['bounds'])}")
+    if failed:
+        raise SystemExit(1)
 
 
 def _bounds(geo) -> tuple[float, float, float, float]:

@@ -38,6 +38,15 @@ def test_info_reports_gsd_in_metres(plus_tif):
     assert record["gsd_m"] == pytest.approx([0.5002, 0.5002], abs=2e-4)
 
 
+def test_info_shows_every_readable_input_and_says_the_others(plus_tif, tmp_path):
+    empty = tmp_path / "empty.tif"
+    empty.write_bytes(b"")
+    out = geoseg("info", empty, plus_tif, "--json")
+    assert out.returncode == 1
+    assert out.stderr == f"geoseg: error: {empty}: the file is empty (0 bytes)\n"
+    assert json.loads(out.stdout)["width"] == 120
+
+
 def test_run_writes_shapefile_with_input_crs_and_batch_goes_on(plus_tif, tmp_path):
     out = tmp_path / "out"
     missing = tmp_path / "missing.tif"
