@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import Field
 
 from geoseg.classifiers.mjcr import MJCRClassifier
+from geoseg.errors import InputMismatchError
 from geoseg.pipeline.step import Step, StepContext
 from geoseg.raster import GeoInfo
 from geoseg.road.graphcut import graph_cut
@@ -95,7 +96,7 @@ class GraphCut(Step):
 
     smoothness: float = Field(1.0, ge=0, description="weight of a label change between similar neighbours (nats); higher = smoother masks")
     contrast: bool = Field(True, description="make label changes cheaper across image edges")
-    bands: list[int] = Field(default_factory=lambda: [1, 2, 3], description="1-based image bands for the contrast term")
+    bands: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1, 2, 3], min_length=1, description="1-based image bands for the contrast term")
 
     def halo_px(self, geo: GeoInfo) -> int:
         """Graph cut is global; a halo of 32 px makes tile borders agree in practice (none for a threshold)."""
@@ -108,7 +109,14 @@ class GraphCut(Step):
     def _contrast_used(self) -> bool:
         return self.contrast and self.smoothness > 0
 
-    def _bands(self, image: np.ndarray) -> np.ndarray:
+    def check_bands(self, band_names: tuple[str, ...], source: str) -> None:
+        """Refuse bands given explicitly (``graph_cut.bands``) that the scene lacks; the default [1, 2, 3] takes what the scene has."""
+        missing = [b for b in self.bands if b > len(band_names)] if "bands" in self.model_fields_set else []
+        if missing:
+            raise InputMismatchError(f"{source}: {self.label}.bands {self.bands}: band(s) {missing} do not exist (the scene has {len(band_names)})")
+
+    def _bands(self, image: np.ndarray, ctx: StepContext) -> np.ndarray:
+        self.check_bands(tuple(ctx.band_names) or ("",) * image.shape[0], ctx.source)
         idx = [b - 1 for b in self.bands if b <= image.shape[0]] or [0]
         return image[idx].astype(np.float64)
 
@@ -118,7 +126,7 @@ class GraphCut(Step):
         The differences are summed over the pairs ``(p, p + offset)`` of the 8-neighbourhood's
         four offsets whose first pixel ``p`` is in the core and both pixels have data.
         """
-        bands = self._bands(layers["image"])
+        bands = self._bands(layers["image"], ctx)
         valid = ctx.raster_valid(self.label)
         (r0, r1, _), (c0, c1, _) = (sl.indices(n) for sl, n in zip(ctx.core, bands.shape[1:]))
         keep = valid[r0:r1, c0:c1]
@@ -150,6 +158,6 @@ class GraphCut(Step):
         """Cut; pixels without data are never road."""
         image = None
         if self._contrast_used():
-            image = self._bands(layers["image"]) / self.fitted("std")[:, None, None]
+            image = self._bands(layers["image"], ctx) / self.fitted("std")[:, None, None]
         mask = graph_cut(layers["probability"], image, smoothness=self.smoothness, contrast_beta=self.fitted("beta") if image is not None else None)
         return {"mask": mask & ctx.valid}
