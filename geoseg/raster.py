@@ -50,6 +50,7 @@ __all__ = [
     "DEFAULT_ASSUMED_GSD_M",
     "not_georeferenced_message",
     "open_dataset",
+    "read_problem",
 ]
 
 #: GSD assumed for scenes without georeferencing unless the pipeline sets ``assume_gsd_m``.
@@ -313,11 +314,28 @@ _HTTP_PROBLEMS = (
 _PROBE_TIMEOUT_S = 15.0
 
 
-def _read_problem(name: str, exc: BaseException) -> str:
-    """The one-line error for pixels that cannot be read.
+def read_problem(name: str, exc: BaseException) -> str:
+    """The one-line error for pixels of ``name`` that cannot be read (``exc``: the read's error).
 
     GDAL reports a failed HTTP range request during a read only as a block it could not
     decode, so for an http(s) raster the server is asked again (one byte) to say why.
+
+    Parameters
+    ----------
+    name : str
+        The raster, as the user named it.
+    exc : BaseException
+        The error of the read (rasterio's; GDAL's message behind it is shown).
+
+    Returns
+    -------
+    str
+        ``"<name>: cannot read pixels, ..."``, URL secrets hidden.
+
+    Examples
+    --------
+    >>> read_problem("a.tif", OSError("TIFFReadEncodedTile() failed."))
+    'a.tif: cannot read pixels, file truncated or corrupt (TIFFReadEncodedTile() failed.)'
     """
     from geoseg.inputs import is_remote, redact
 
@@ -724,7 +742,7 @@ def read_dataset_window(
         array = ds.read(indexes, window=window, resampling=Resampling.average, **shape)
         masks = ds.read_masks(indexes, window=window, resampling=Resampling.nearest, **shape)
     except RasterioError as exc:
-        raise RasterReadError(_read_problem(source, exc)) from exc
+        raise RasterReadError(read_problem(source, exc)) from exc
     names = _band_names(ds, indexes)
     valid = np.all(masks > 0, axis=0)
     if np.issubdtype(array.dtype, np.floating):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from geoseg.report import save_overlay
@@ -28,5 +30,7 @@ def command(scene: str, network: str, output: str, max_size: int | None, line_wi
       geoseg overlay sample_data/scene_a.tif out/scene_a.shp -o scene_a.png
       geoseg overlay big_scene.tif out/big_scene.gpkg -o big.png --max-size 2000
     """
+    if Path(output).suffix.lower() != ".png":
+        raise click.BadParameter(f"{output}: the overlay is a PNG image; name the file .png", param_hint="-o")
     path = save_overlay(scene, network, output, max_size=max_size, line_width=line_width, legend=not no_legend)
     click.echo(str(path))

@@ -34,7 +34,7 @@ from rasterio.errors import RasterioError
 
 from geoseg.atomic import atomic_path
 from geoseg.errors import InputMismatchError, RasterReadError
-from geoseg.raster import GeoInfo, open_dataset, read_geoinfo
+from geoseg.raster import GeoInfo, open_dataset, read_geoinfo, read_problem
 from geoseg.report.stats import network_nodes, read_network
 
 __all__ = [
@@ -162,7 +162,7 @@ def read_preview(scene: str | os.PathLike[str], *, max_size: int | None = None) 
                 if any(MaskFlags.all_valid not in ds.mask_flag_enums[i - 1] for i in indexes):
                     valid = np.all(ds.read_masks(indexes, out_shape=shape, resampling=Resampling.nearest) > 0, axis=0)
     except RasterioError as exc:
-        raise RasterReadError(f"{scene}: cannot read pixels for the overlay ({str(exc).splitlines()[0][:200]})") from exc
+        raise RasterReadError(read_problem(str(scene), exc)) from exc
     data = _to_uint8(array, valid)
     rgb = np.repeat(data, 3, axis=0) if len(indexes) == 1 else data
     rgb = np.ascontiguousarray(np.moveaxis(rgb, 0, -1))

@@ -160,6 +160,12 @@ def test_cli_report_and_overlay(batch: dict[str, Path], tmp_path: Path) -> None:
     runner = CliRunner()
     wrong = runner.invoke(cli, ["overlay", str(batch["scenes"] / "good.tif"), str(batch["truth"] / "nope.shp"), "-o", str(png)])
     assert wrong.exit_code == 1 and "nope.shp: no such file" in wrong.output
+    jpeg = runner.invoke(cli, ["overlay", str(batch["scenes"] / "good.tif"), str(batch["out"] / "good.shp"), "-o", str(tmp_path / "o.jpg")])
+    assert jpeg.exit_code == 2 and "the overlay is a PNG image; name the file .png" in jpeg.output and not (tmp_path / "o.jpg").exists()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes((batch["scenes"] / "good.tif").read_bytes()[:2000])
+    broken = runner.invoke(cli, ["overlay", str(cut), str(batch["out"] / "good.shp"), "-o", str(png)])
+    assert broken.exit_code == 1 and f"{cut}: cannot read pixels, file truncated or corrupt (cut.tif, band 1: " in broken.output, broken.output
     for command in ("report", "overlay"):
         assert "Examples" in runner.invoke(cli, [command, "--help"]).output
 
