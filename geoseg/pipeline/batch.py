@@ -159,6 +159,8 @@ class _Manifest:
         self.entries = entries
         #: Why earlier results are not reused (logged by :func:`run_batch`).
         self.notes: list[str] = []
+        #: Scenes done by an earlier run under other settings, whose entries this manifest drops.
+        self.replaced: list[str] = []
 
     @classmethod
     def resume(cls, outdir: Path, name: str, digest: str, fmt: VectorFormat, *, overwrite: bool) -> _Manifest:
@@ -171,18 +173,19 @@ class _Manifest:
         except ManifestError as exc:
             fresh.notes.append(f"{exc}; redoing every scene")
             return fresh
-        if old.get("pipeline_hash") != digest:
-            fresh.notes.append(f"the pipeline or its --set values changed since {outdir / MANIFEST_NAME} was written: redoing every scene")
-            return fresh
-        if old.get("format_ext") != fmt.name:
-            fresh.notes.append(f"the output format changed ({old.get('format_ext')} -> {fmt.name}): redoing every scene")
-            return fresh
-        # manifests written before vector output options existed recorded plain formats
-        if old.get("vector_output", VectorFormat(fmt.name).to_dict()) != fmt.to_dict():
-            fresh.notes.append("the vector output options (--dst-crs, --rfc7946, --precision) changed: redoing every scene")
-            return fresh
         entries = {e["input"]: e for e in old["scenes"] if isinstance(e, dict) and isinstance(e.get("input"), str)}
-        return cls(outdir, name, digest, fmt, entries)
+        if old.get("pipeline_hash") != digest:
+            change = f"the pipeline or its --set values changed since {outdir / MANIFEST_NAME} was written"
+        elif old.get("format_ext") != fmt.name:
+            change = f"the output format changed ({old.get('format_ext')} -> {fmt.name})"
+        # manifests written before vector output options existed recorded plain formats
+        elif old.get("vector_output", VectorFormat(fmt.name).to_dict()) != fmt.to_dict():
+            change = "the vector output options (--dst-crs, --rfc7946, --precision) changed"
+        else:
+            return cls(outdir, name, digest, fmt, entries)
+        fresh.notes.append(f"{change}: redoing the batch's scenes")
+        fresh.replaced = [key for key, entry in entries.items() if entry.get("status") == "done"]
+        return fresh
 
     def done_report(self, scene: SceneInput, folder: Path) -> SceneReport | None:
         """The earlier report of ``scene`` if it is done and all its outputs exist in ``folder``, else None.
@@ -846,6 +849,15 @@ def run_batch(
                 reports[str(path)] = earlier
         for note in manifest.notes:
             log.info("%s", note)
+        in_batch = {str(p) for p in paths}
+        orphans = [name for name in manifest.replaced if name not in in_batch]
+        if orphans:
+            shown = ", ".join(orphans[:3]) + (f" and {len(orphans) - 3} more" if len(orphans) > 3 else "")
+            log.warning(
+                "warning: %s holds the outputs of %d scene(s) made with the earlier settings that this batch does not redo (%s): "
+                "the manifest no longer lists them; run them again with this batch, or remove their files",
+                out, len(orphans), shown,
+            )  # fmt: skip
         manifest.write()
         if reports:
             log.info("%d of %d scene(s) already done in %s (use --overwrite to redo them)", len(reports), len(paths), out)

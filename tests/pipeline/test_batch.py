@@ -134,6 +134,16 @@ def test_a_scene_whose_file_changed_is_redone(scenes, tmp_path, caplog):
     assert [r.skipped for r in run_batch(pipe, scenes[:2], out)] == [True, True]
 
 
+def test_other_settings_say_which_earlier_outputs_leave_the_manifest(scenes, tmp_path, caplog):
+    out = tmp_path / "out"
+    run_batch(load_pipeline(PIPELINE), scenes[:1], out)
+    with caplog.at_level(logging.INFO, logger="geoseg.batch"):
+        run_batch(load_pipeline(PIPELINE, ["max_gap_m=5"]), scenes[1:2], out)
+    assert "the pipeline or its --set values changed since" in caplog.text and "redoing the batch's scenes" in caplog.text
+    assert f"holds the outputs of 1 scene(s) made with the earlier settings that this batch does not redo ({scenes[0]})" in caplog.text
+    assert [e["input"] for e in read_manifest(out)["scenes"]] == [str(scenes[1])]
+
+
 def test_refusals_before_any_scene(scenes, tmp_path):
     pipe = load_pipeline(PIPELINE)
     twin = tmp_path / "other" / "a.tif"
