@@ -880,12 +880,14 @@ def run_batch(
             runner = _run_here(pipeline, todo, folders, spec, on_start, tile_progress, client)
         else:
             runner = _run_on_dask(client, pipeline, todo, folders, spec, on_start)
+        by_name = {str(scene): scene for scene in todo}
         try:
             for report, trace in runner:
                 if report.status == "failed":
                     log.error("%s", report.error)
                     if trace:
                         log.debug("%s", trace)
+                    _note_earlier_outputs(report, by_name[report.input], folders, pipeline, spec)
                 manifest.set(report.manifest_entry())
                 reports[report.input] = report
                 if progress is not None:
@@ -896,6 +898,20 @@ def run_batch(
             runner.close()  # a cluster the batch started is closed: its workers are gone
             raise _interrupted(pipeline, manifest, todo, started, reports, folders, spec, len(paths)) from None
     return [reports[str(p)] for p in paths]
+
+
+def _note_earlier_outputs(report: SceneReport, scene: SceneInput, folders: dict[str, Path], pipeline: Pipeline, fmt: VectorFormat) -> None:
+    """Warn, in the failed scene's report, of its outputs that an earlier run left (a failed scene writes nothing, and deletes nothing)."""
+    from geoseg.pipeline.outputs import output_paths
+
+    try:
+        earlier = [p for p in output_paths(pipeline.output_layers(), folders[str(scene)], scene.stem, fmt) if p.exists()]
+    except GeosegError:
+        return
+    if earlier:
+        note = f"{scene}: the outputs of an earlier run stay in place, not made by this one: {', '.join(p.name for p in earlier)}"
+        log.warning("warning: %s", note)
+        report.warnings.append(note)
 
 
 def _caused_by_ctrl_c(exc: BaseException) -> bool:

@@ -134,6 +134,16 @@ def test_a_scene_whose_file_changed_is_redone(scenes, tmp_path, caplog):
     assert [r.skipped for r in run_batch(pipe, scenes[:2], out)] == [True, True]
 
 
+def test_a_failed_rerun_says_the_earlier_outputs_stay(scenes, tmp_path):
+    out = tmp_path / "out"
+    run_batch(load_pipeline(PIPELINE), scenes[:1], out)
+    scenes[0].write_bytes(scenes[0].read_bytes()[:300])  # replaced by a broken file
+    [report] = run_batch(load_pipeline(PIPELINE), scenes[:1], out)
+    assert report.status == "failed"
+    assert report.warnings == [f"{scenes[0]}: the outputs of an earlier run stay in place, not made by this one: a.shp, a_nodes.shp"]
+    assert (out / "a.shp").is_file() and read_manifest(out)["scenes"][0]["warnings"] == report.warnings
+
+
 def test_other_settings_say_which_earlier_outputs_leave_the_manifest(scenes, tmp_path, caplog):
     out = tmp_path / "out"
     run_batch(load_pipeline(PIPELINE), scenes[:1], out)
