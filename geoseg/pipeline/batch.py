@@ -207,7 +207,8 @@ class _Manifest:
             self.notes.append(f"{scene}: {what} changed since the earlier run; redoing the scene")
             return None
         recorded_source = entry.get("source")
-        if isinstance(recorded_source, dict) and recorded_source != scene.fingerprint():
+        current = scene.fingerprint() if scene.problem is None else None  # a file since removed, or unreadable now: kept
+        if isinstance(recorded_source, dict) and current is not None and recorded_source != current:
             self.notes.append(f"{scene}: the file changed since the earlier run (size or modification time); redoing the scene")
             return None
         if not all((folder / Path(o).name).is_file() for o in entry["outputs"]):

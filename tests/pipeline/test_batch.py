@@ -127,6 +127,8 @@ def test_a_scene_whose_file_changed_is_redone(scenes, tmp_path, caplog):
         reports = run_batch(pipe, scenes[:2], out)
     assert [r.skipped for r in reports] == [False, True]
     assert f"{scenes[0]}: the file changed since the earlier run (size or modification time); redoing the scene" in caplog.text
+    scenes[1].unlink()  # a scene removed after its run stays done
+    assert [r.skipped for r in run_batch(pipe, scenes[:2], out)] == [True, True]
     manifest = read_manifest(out)
     for entry in manifest["scenes"]:
         del entry["source"]
