@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from geoseg.classifiers.mjcr import MJCRClassifier
 from geoseg.errors import InputMismatchError
@@ -96,7 +96,14 @@ class GraphCut(Step):
 
     smoothness: float = Field(1.0, ge=0, description="weight of a label change between similar neighbours (nats); higher = smoother masks")
     contrast: bool = Field(True, description="make label changes cheaper across image edges")
-    bands: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1, 2, 3], min_length=1, description="1-based image bands for the contrast term")
+    bands: list[int] = Field(default_factory=lambda: [1, 2, 3], min_length=1, description="1-based image bands for the contrast term")
+
+    @field_validator("bands")
+    @classmethod
+    def _one_based(cls, bands: list[int]) -> list[int]:
+        if min(bands) < 1:
+            raise ValueError("band numbers start at 1")
+        return bands
 
     def halo_px(self, geo: GeoInfo) -> int:
         """Graph cut is global; a halo of 32 px makes tile borders agree in practice (none for a threshold)."""
