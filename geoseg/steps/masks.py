@@ -18,6 +18,9 @@ __all__ = ["ThresholdMask", "BandProbability", "TYPICAL_ROAD_WIDTH_M"]
 
 #: Mean road width (metres) a dry run assumes to foresee the block size of a mask chain.
 TYPICAL_ROAD_WIDTH_M = 7.0
+#: Widest road (metres) that the block size is chosen for: a band all above the threshold (an
+#: image thresholded with check_input=false) would otherwise make blocks of the scene's size.
+MAX_ROAD_WIDTH_M = 40.0
 
 
 def _band(image: np.ndarray, band: int, ctx: StepContext) -> np.ndarray:
@@ -91,8 +94,8 @@ class ThresholdMask(Step):
         """The image, whose values are checked and road width measured (none without ``check_input`` and ``work_road_px``)."""
         return ("image",) if self.check_input or self.work_road_px is not None else ()
 
-    def tile_statistics(self, layers: dict[str, Any], ctx: StepContext) -> tuple[ValueSummary, RoadShape]:
-        """The band's values and road shape over the tile's core; a scene of several data bands is refused here."""
+    def tile_statistics(self, layers: dict[str, Any], ctx: StepContext) -> tuple[ValueSummary, RoadShape, float]:
+        """The band's values, road shape and :data:`MAX_ROAD_WIDTH_M` in pixels over the tile's core; a scene of several data bands is refused here."""
         image = layers["image"]
         tile_valid = ctx.raster_valid(self.label)
         if self.band is None and self.check_input:
@@ -101,7 +104,7 @@ class ThresholdMask(Step):
         values = _band(image, self.band or 1, ctx)[None, rows, cols]
         valid = tile_valid[rows, cols]
         shape = RoadShape.of((values[0] > self.threshold) & valid) if self.work_road_px is not None else RoadShape(0, 0)
-        return ValueSummary.of(values, valid, ctx.source, image.shape[0]), shape
+        return ValueSummary.of(values, valid, ctx.source, image.shape[0]), shape, ctx.px(MAX_ROAD_WIDTH_M)
 
     def fit(self, partials: list[Any]) -> Step:
         """Refuse the scene unless its values look like a road mask; choose the block size."""
@@ -109,7 +112,8 @@ class ThresholdMask(Step):
         if self.check_input and summary is not None:
             check_mask(summary, self.label)
         width = RoadShape.merge([p[1] for p in partials]).mean_width_px()
-        factor = 1 if self.work_road_px is None or width is None else max(1, math.floor(width / self.work_road_px))
+        widest = min((p[2] for p in partials), default=math.inf)  # a "mask" all road (an image thresholded anyway) has no width
+        factor = 1 if self.work_road_px is None or width is None else max(1, math.floor(min(width, widest) / self.work_road_px))
         return self.with_fitted(values=summary, road_width_px=width, coarsening=factor)
 
     def wants_coarsening(self) -> bool:

@@ -22,6 +22,7 @@ import rasterio
 from geoseg.classifiers.mjcr import MJCRClassifier
 from geoseg.errors import InputMismatchError, ModelFileError
 from geoseg.modelfile import load_model, save_model
+from geoseg.pipeline.pipeline import load_pipeline
 from geoseg.scene_checks import TrainingScenes, ValueSummary, check_mask, check_value_range
 from tests.cli.test_cli_basics import GEOSEG
 from tests.conftest import REPO, SAMPLE_DATA, plus_mask
@@ -328,3 +329,11 @@ def test_a_deep_model_trained_from_the_cli_records_band_count_and_names(tmp_path
 
     record = load_nn_model(model).trained_on
     assert record is not None and record.scene_bands == 3 and record.dtype == "uint8" and len(record.band_names) == 3
+
+
+def test_an_image_thresholded_anyway_runs_on_blocks_no_wider_than_the_widest_road():
+    """check_input=false on an RGB scene (every pixel above the threshold) made blocks of the
+    scene's size and a ZeroDivisionError in tensor voting; the block size stops at roads of 40 m."""
+    result = load_pipeline("mask_to_centerlines", ["threshold_mask.check_input=false"]).run(SAMPLE_DATA / "scene_a.tif")
+    assert result.geo.gsd_m <= 40.0 / 8 + 1e-6  # work_road_px 8 blocks across a 40 m road at most
+    assert result.geo.width >= 512 * 0.3 / 5.0 - 1
