@@ -31,6 +31,7 @@ from geoseg.metrics import AplsResult, GraphMetrics, apls, graph_from_lines, gra
 from geoseg.metrics.line_graph import MIN_COMPONENT_M
 from geoseg.raster import DEFAULT_ASSUMED_GSD_M, GeoInfo, Raster, read_geoinfo, read_raster
 from geoseg.road.network import graph_to_lines, skeleton_to_graph
+from geoseg.scene_checks import ValueSummary
 from geoseg.spacenet_csv import image_id_for, read_wkt_pix
 from geoseg.vector import check_degrees, crs_name, read_lines, to_crs_coords
 
@@ -113,13 +114,33 @@ def _load(path: str | os.PathLike[str], assume_gsd_m: float, image: str | os.Pat
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         raster = read_raster(p, bands=[1], assume_gsd_m=assume_gsd_m)
+        _, header = read_geoinfo(p, assume_gsd_m=assume_gsd_m)
     thin = (raster.array[0] > 0) & raster.valid
+    _check_centerline_raster(p, raster, thin, header["count"])
     graph = skeleton_to_graph(thin)
     lines = np.array(graph_to_lines(graph), dtype=object)
     if raster.geo.georeferenced and len(lines):
         lines = to_crs_coords(lines, raster.geo)
     crs = ProjCRS.from_user_input(raster.geo.crs.to_wkt()) if raster.geo.georeferenced and raster.geo.crs is not None else None
     return _Side(str(p), lines, crs, raster)
+
+
+#: Share of a raster's line pixels with line pixels on all four sides above which it is no centerline raster (lines one or two pixels wide have none).
+_THICK_SHARE = 0.3
+
+
+def _check_centerline_raster(path: Path, raster: Raster, lines: np.ndarray, bands: int) -> None:
+    """Refuse an image or a road mask given where a centerline raster (lines one or two pixels wide) is expected."""
+    summary = ValueSummary.of(raster.array, raster.valid, str(path), bands)
+    if not summary.looks_like_mask():
+        raise InputMismatchError(f"{path}: {summary.describe()}: this looks like an image, not a centerline raster (one band, lines 1-2 pixels wide)")
+    inside = lines[1:-1, 1:-1] & lines[:-2, 1:-1] & lines[2:, 1:-1] & lines[1:-1, :-2] & lines[1:-1, 2:]
+    count = int(lines.sum())
+    if count and inside.sum() > _THICK_SHARE * count:
+        raise InputMismatchError(
+            f"{path}: its roads are areas, not lines one or two pixels wide: this looks like a road mask, not a centerline raster; "
+            "trace its centerlines first (geoseg run mask_to_centerlines) and compare those"
+        )
 
 
 def _load_wkt_pix(path: Path, image: str | os.PathLike[str] | None, image_id: str | None) -> _Side:

@@ -83,6 +83,15 @@ def test_eval_reads_the_network_of_geosegs_geopackage_and_names_what_it_refuses(
     assert f"{bare}: has no CRS" in one_error_line(geoseg("eval", SCENE_A_TRUTH, bare))
 
 
+def test_eval_refuses_a_road_mask_or_an_image_as_a_centerline_raster() -> None:
+    """The sample masks sit beside the scenes; given as the reference they scored APLS 0 with exit 0."""
+    line = one_error_line(geoseg("eval", SCENE_A_TRUTH, SAMPLE_DATA / "scene_a_mask.tif"))
+    assert line.endswith("scene_a_mask.tif: its roads are areas, not lines one or two pixels wide: this looks like a road mask, not a centerline raster; "
+                         "trace its centerlines first (geoseg run mask_to_centerlines) and compare those")
+    line = one_error_line(geoseg("eval", SCENE_A_TRUTH, SAMPLE_DATA / "scene_a.tif"))
+    assert line.endswith("scene_a.tif: 3 bands of uint8 with many grey levels: this looks like an image, not a centerline raster (one band, lines 1-2 pixels wide)")
+
+
 def test_eval_refuses_inputs_that_do_not_overlap() -> None:
     line = one_error_line(geoseg("eval", SCENE_A_TRUTH, SCENE_B_TRUTH))
     assert str(SCENE_A_TRUTH.relative_to(REPO)) in line and str(SCENE_B_TRUTH.relative_to(REPO)) in line
