@@ -63,6 +63,8 @@ def export(model: str, output: str) -> None:
     from geoseg.nn.modelfile import load_nn_model
     from geoseg.nn.onnx import export_onnx
 
+    if not output.lower().endswith(".onnx"):  # geoseg and QGIS Deepness tell ONNX files by their suffix
+        raise click.BadParameter(f"{output}: an ONNX file is named .onnx (geoseg and QGIS Deepness tell it by its suffix)", param_hint="-o")
     loaded = load_nn_model(model)
     path = export_onnx(loaded, output)
     kind = "int8 (quantize/dequantize)" if loaded.quantized else "float32"

@@ -170,6 +170,8 @@ def test_model_export_command(tmp_path: Path, tiny_model: Path, quantized: dict[
     (tmp_path / "broken.onnx").write_bytes(b"not a graph")
     broken = CliRunner().invoke(cli, ["model", "info", str(tmp_path / "broken.onnx")])
     assert broken.exit_code != 0 and "broken.onnx: not an ONNX graph" in broken.output
+    other = CliRunner().invoke(cli, ["model", "export", str(tiny_model), "-o", str(tmp_path / "out.pt")])  # it wrote ONNX that nothing then read
+    assert other.exit_code == 2 and "out.pt: an ONNX file is named .onnx" in other.output and not (tmp_path / "out.pt").exists()
 
 
 def test_foreign_or_broken_onnx_files_are_refused(tmp_path: Path) -> None:
