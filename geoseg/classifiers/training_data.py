@@ -97,9 +97,11 @@ def mask_labels(image: Raster, mask_path: str | os.PathLike[str]) -> np.ndarray:
         image given as the mask: many grey levels).
     """
     import rasterio
+    from rasterio.errors import NotGeoreferencedWarning as RasterioNotGeoreferenced
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)  # only the mask's grid counts, not its GSD
+        warnings.simplefilter("ignore", RasterioNotGeoreferenced)
         mask = read_raster(mask_path, bands=[1])
         with rasterio.open(mask_path) as dataset:
             band_count = dataset.count
