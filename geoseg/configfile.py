@@ -400,7 +400,7 @@ def load_config(model: type[ModelT], path: str | Path | None, overrides: Sequenc
     ------
     ConfigError
         Unreadable YAML, a malformed override, a misspelt or invalid field (the message
-        names the file, ``<defaults>`` without one, and the field).
+        names the ``--set`` that made it, else the file, ``<defaults>`` without one, and the field).
 
     Examples
     --------
@@ -414,7 +414,7 @@ def load_config(model: type[ModelT], path: str | Path | None, overrides: Sequenc
     >>> load_config(Train, None, ["epoch=5"], "training config")
     Traceback (most recent call last):
     ...
-    geoseg.errors.ConfigError: <defaults>: field 'epoch': unknown field (got 5)
+    geoseg.errors.ConfigError: --set epoch=5: field 'epoch': unknown field (got 5)
     """
     from pydantic import ValidationError
 
@@ -423,4 +423,20 @@ def load_config(model: type[ModelT], path: str | Path | None, overrides: Sequenc
     try:
         return model.model_validate(apply_overrides(raw, list(overrides)))
     except ValidationError as exc:
-        raise ConfigError(validation_message(exc, f"{source}: ") or source) from None
+        raise ConfigError(_culprit(model, raw, list(overrides)) or validation_message(exc, f"{source}: ") or source) from None
+
+
+def _culprit(model: type[BaseModel], raw: dict[str, Any], overrides: list[str]) -> str | None:
+    """The message of the first ``--set`` that makes ``raw`` invalid alone (None: the file itself, or only several together)."""
+    from pydantic import ValidationError
+
+    try:
+        model.model_validate(raw)
+    except ValidationError:
+        return None
+    for text in overrides:
+        try:
+            model.model_validate(apply_overrides(raw, [text]))
+        except ValidationError as exc:
+            return validation_message(exc, f"--set {text}: ")
+    return None

@@ -16,7 +16,7 @@ from geoseg.nn.config import load_train_config
 from geoseg.nn.modelfile import load_nn_model
 from geoseg.nn.train import SceneData, train
 from geoseg.steps import NNClassify
-from tests.conftest import write_tif
+from tests.conftest import REPO, write_tif
 from tests.nn.conftest import SAMPLE, TINY, scene_b
 
 FAST = [*TINY, "epochs=2", "iterations_per_epoch=3", "data.crop_px=64", "data.batch_size=2"]
@@ -27,8 +27,10 @@ def test_config_errors_name_the_field(tmp_path: Path) -> None:
     cfg.write_text("model:\n  architecure: decouple\n")
     with pytest.raises(ConfigError, match=r"c\.yaml: field 'model\.architecure': unknown field"):
         load_train_config(cfg)
-    with pytest.raises(ConfigError, match=r"data\.crop_px"):
+    with pytest.raises(ConfigError, match=r"^--set data\.crop_px=100: field 'data\.crop_px'"):  # said of the --set, not of the file it changes
         load_train_config(None, ["data.crop_px=100"])
+    with pytest.raises(ConfigError, match=r"^--set epoch=1: field 'epoch': unknown field \(got 1\)$"):
+        load_train_config(REPO / "pipelines" / "training" / "road_decouple.yaml", ["epochs=2", "epoch=1"])
     assert load_train_config(None, ["optimizer.lr=0.01", "data.augment.scale=[1, 2]"]).data.augment.scale == (1.0, 2.0)
 
 
