@@ -48,9 +48,8 @@ def arch(config, images, masks, val_images, val_masks, target_ms, output, overri
     from geoseg.cli.train import config_gsd_option, read_scenes
     from geoseg.nn.search.config import load_search_config
     from geoseg.nn.search.run import run_gas
-    from geoseg.shipped import resolve_file
 
-    cfg = load_search_config(resolve_file(config, "training") if config else None, overrides)
+    cfg = load_search_config(config or None, overrides)
     given = {"images": images, "masks": masks, "val_images": val_images, "val_masks": val_masks}
     data = cfg.data.model_copy(update={k: list(v) for k, v in given.items() if v})
     if not data.images:

@@ -365,7 +365,7 @@ def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabel
     """Train a deep road classifier (baseline encoder-decoder or DecoupleSegNet) from a YAML config.
 
     \b
-    geoseg train nn pipelines/training/road_decouple.yaml \\
+    geoseg train nn road_decouple \\
         --images "tiles/*.png" --masks "masks/*.png" -o roads.nn.npz --set epochs=5
     Then: geoseg run deep_road_centerlines scene.tif -o out/ --set model=roads.nn.npz
 
@@ -397,10 +397,8 @@ def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabel
 
     from geoseg.nn.config import load_train_config
     from geoseg.nn.train import train
-    from geoseg.shipped import resolve_file
 
-    cfg_path = resolve_file(config, "training") if config else None
-    cfg = load_train_config(cfg_path, overrides)
+    cfg = load_train_config(config or None, overrides)
     data = cfg.data
     given = {"images": images, "masks": masks, "edges": edges, "centerlines": centerlines, "val_images": val_images, "val_masks": val_masks}
     given.update(unlabeled=unlabeled, unlabeled_masks=unlabeled_masks)

@@ -33,9 +33,8 @@ def command(config: str | None, output: str, overrides: tuple[str, ...], checkpo
     from geoseg.atomic import check_output_file
     from geoseg.sequence.modelfile import save_sequence_model
     from geoseg.sequence.train import load_sequence_train_config, train_sequence_model
-    from geoseg.shipped import resolve_file
 
-    cfg = load_sequence_train_config(resolve_file(config, "training") if config else None, overrides)
+    cfg = load_sequence_train_config(config or None, overrides)
     check_output_file(output, "-o", example_name="objects.ovs.npz")
     ckpt = checkpoint or str(Path(output).with_suffix("")) + ".ckpt.npz"
     check_output_file(ckpt, "--checkpoint", example_name="objects.ckpt.npz")

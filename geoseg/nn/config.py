@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validato
 
 from geoseg.classifiers.road_map import RoadMapSettings
 from geoseg.configfile import load_config
+from geoseg.shipped import resolve_file
 
 if TYPE_CHECKING:
     from geoseg.nn.data import Augmentation
@@ -270,9 +271,17 @@ class TrainConfig(StrictModel):
 def load_train_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read and validate a training config (``None``: the defaults), with ``--set`` overrides.
 
+    ``path`` is a YAML file or the name of a shipped training config (``road_decouple``).
+
     Raises
     ------
     ConfigError
-        Unreadable YAML, a misspelt or invalid field (the message names it).
+        Unreadable YAML, a misspelt or invalid field (the message names it), a name that is
+        neither a file nor a shipped config.
+
+    Examples
+    --------
+    >>> load_train_config("road_decouple", ["epochs=3"]).epochs
+    3
     """
-    return load_config(TrainConfig, path, overrides, "training config")
+    return load_config(TrainConfig, None if path is None else resolve_file(path, "training"), overrides, "training config")

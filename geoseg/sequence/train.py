@@ -34,6 +34,7 @@ from geoseg.nn.fitting import torch_settings
 from geoseg.sequence.model import OVSNet, build_ovsnet
 from geoseg.sequence.modelfile import SequenceModel
 from geoseg.sequence.synthetic import SequenceSample, make_sequence, synthetic_background
+from geoseg.shipped import resolve_file
 
 __all__ = ["SequenceTrainConfig", "background_crops", "generate_sequences", "load_sequence_train_config", "train_sequence_model"]
 
@@ -72,6 +73,7 @@ def load_sequence_train_config(path: str | Path | None, overrides: Sequence[str]
     ConfigError
         Unreadable YAML, an unknown or invalid key (the message names the file and key).
     """
+    path = None if path is None else resolve_file(path, "training")
     source = str(path) if path is not None else "<defaults>"
     cfg = load_config(SequenceTrainConfig, path, overrides, "training config")
     if cfg.frame_size % 8:

@@ -19,6 +19,7 @@ from geoseg.errors import ConfigError
 from geoseg.nn.config import DataConfig, InferenceConfig, LossConfig, OptimizerConfig, StrictModel
 from geoseg.nn.search.ops import OP_NAMES
 from geoseg.nn.search.space import DEFAULT_STRIDES, check_layout
+from geoseg.shipped import resolve_file
 
 __all__ = ["LatencyConfig", "RetrainConfig", "SearchConfig", "SearchLoopConfig", "SpaceConfig", "load_search_config"]
 
@@ -107,6 +108,7 @@ def load_search_config(path: str | Path | None, overrides: Sequence[str] = ()) -
     Raises
     ------
     ConfigError
-        Unreadable YAML, or a misspelt or invalid field (the message names the file and field).
+        Unreadable YAML, or a misspelt or invalid field (the message names the file and field),
+        a name that is neither a file nor a shipped config (``road_gas``).
     """
-    return load_config(SearchConfig, path, overrides, "search config")
+    return load_config(SearchConfig, None if path is None else resolve_file(path, "training"), overrides, "search config")
