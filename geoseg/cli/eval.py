@@ -107,9 +107,9 @@ def command(
     click.echo(f"prediction: {pred}\nreference:  {truth}\nmatching:   {result.mode}, tolerance {tol}")
     for note in notes:
         click.echo(f"note:       {note}")
-    click.echo(f"completeness {result.completeness:.4f}")
-    click.echo(f"correctness  {result.correctness:.4f}")
-    click.echo(f"quality      {result.quality:.4f}")
+    click.echo(f"completeness {_score(result.completeness, '.4f')}")
+    click.echo(f"correctness  {_score(result.correctness, '.4f')}")
+    click.echo(f"quality      {_score(result.quality, '.4f')}")
     click.echo(f"APLS         {_score(result.apls, '.4f')}")
     for label, text in result.graph.summary():
         click.echo(f"{label:<12} {text}")

@@ -243,7 +243,8 @@ def topo_scores(
     Returns
     -------
     tuple of (float, float, float, int)
-        Precision, recall, F1 (``nan`` for an empty truth) and seeds used.
+        Precision, recall, F1 (``nan`` for an empty truth; precision ``nan`` for an empty
+        proposal, which proposes nothing to be right or wrong) and seeds used.
 
     Raises
     ------
@@ -291,9 +292,10 @@ def topo_scores(
         row += 1
         marbles += len(marble_xy)
         matched += _greedy_matches(marble_xy, hole_xy, match_m)
-    precision = matched / marbles if marbles else 0.0
+    # an empty proposal has no precision (as correctness); one that no seed reaches has 0
+    precision = matched / marbles if marbles else float("nan") if len(proposal.xy) == 0 else 0.0
     recall = matched / holes if holes else 0.0
-    return precision, recall, _f1(precision, recall), len(seeds)
+    return precision, recall, _f1(0.0 if np.isnan(precision) else precision, recall), len(seeds)
 
 
 def _junctions(graph: nx.Graph) -> np.ndarray:

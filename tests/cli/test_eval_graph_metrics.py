@@ -94,6 +94,16 @@ def test_undefined_junction_scores_are_null_and_n_a(tmp_path: Path) -> None:
     assert "junctions    P n/a R n/a F1 n/a (0 matched within 10 m; prediction 0, reference 0)" in _eval(road, road).splitlines()
 
 
+def test_an_empty_prediction_has_no_correctness_nor_topo_precision(tmp_path: Path) -> None:
+    """Both are undefined (n/a, null) for a prediction without lines; the text showed 'nan' and TOPO 0.000."""
+    road = _network(tmp_path / "road.gpkg", [ROAD])
+    empty = _network(tmp_path / "empty.gpkg", [])
+    scores = _strict_json(_eval(empty, road, "--json"))
+    assert (scores["correctness"], scores["topo_precision"], scores["topo_recall"], scores["completeness"]) == (None, None, 0.0, 0.0)
+    text = _eval(empty, road).splitlines()
+    assert "correctness  n/a" in text and any(line.startswith("TOPO         P n/a R 0.000 F1 0.000") for line in text), text
+
+
 def test_lines_join_where_they_share_a_vertex_unless_join_ends_is_given(truth: str, tmp_path: Path) -> None:
     # The same T junctions drawn without a vertex on the road where the side roads end: as in
     # SpaceNet's APLS they do not join (0 junctions), unless --join-ends-m joins them.
