@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __version__ = "0.1.0"
@@ -40,7 +40,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'geoseg' has no attribute {name!r}")
 
 
-def run(pipeline: str | os.PathLike[str] | Any, scene: Any, overrides: Mapping[str, Any] | None = None) -> Any:
+def run(pipeline: str | os.PathLike[str] | Any, scene: Any, overrides: Mapping[str, Any] | Sequence[str] | str | None = None) -> Any:
     """Run a pipeline (a YAML path or a :class:`Pipeline`) on one scene and return its result.
 
     Parameters
@@ -49,8 +49,9 @@ def run(pipeline: str | os.PathLike[str] | Any, scene: Any, overrides: Mapping[s
         The pipeline.
     scene : path or Raster
         The scene.
-    overrides : mapping, optional
-        ``--set``-style overrides, e.g. ``{"model": "roads.mjcr.npz"}``.
+    overrides : mapping, sequence of str or str, optional
+        ``--set``-style overrides, e.g. ``{"model": "roads.mjcr.npz"}`` or
+        ``["model=roads.mjcr.npz"]`` (one ``NAME=VALUE`` text alone too).
     """
     from geoseg.pipeline.pipeline import Pipeline, load_pipeline
 

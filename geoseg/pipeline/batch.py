@@ -780,7 +780,8 @@ def run_batch(
     pipeline : Pipeline
         A bound pipeline (all parameters set).
     inputs : sequence of str, path-like or SceneInput
-        Scene files; their stems must differ (within each input folder with ``keep_folders``).
+        Scene files (one path alone is one scene); their stems must differ (within each input
+        folder with ``keep_folders``).
     outdir : str or path-like
         Output folder (created if needed).
     fmt : str or VectorFormat, default "shp"
@@ -826,6 +827,8 @@ def run_batch(
         unfinished ones as ``"interrupted"``; after the Dask workers are gone,
         :func:`discard_interrupted` removes what they left.
     """
+    if isinstance(inputs, (str, os.PathLike)):  # one scene, not the characters of its name
+        inputs = [inputs]
     paths = [scene_input(p, strict=False) for p in inputs]
     out = Path(outdir)
     spec = vector_format(fmt)

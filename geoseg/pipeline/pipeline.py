@@ -83,6 +83,10 @@ class Pipeline:
         self.input_layer, self.settings_names = kind_input(kind, source)
         self.description = description
         self.params: dict[str, Any] = dict(params or {})
+        if isinstance(steps, (Step, Mapping, str)):
+            raise ConfigError(f"{source}: steps: a list of steps (got one {type(steps).__name__}; write [step, ...])")
+        if isinstance(outputs, str):
+            raise ConfigError(f"{source}: outputs: a list of layer names (got the text {outputs!r}; write [{outputs!r}])")
         self.specs: list[dict[str, Any]] = [s.to_spec() if isinstance(s, Step) else dict(s) for s in steps]
         if isinstance(engine, EngineSettings):
             self.engine = engine
@@ -265,6 +269,8 @@ class Pipeline:
         ``NAME`` is a pipeline parameter (``model``), an engine setting (``assume_gsd_m``),
         or ``STEP.FIELD`` where STEP is a step's ``name``, its type, or its 1-based number.
         """
+        if isinstance(overrides, str):  # one NAME=VALUE text, not its characters
+            overrides = [overrides]
         items = list(overrides.items() if isinstance(overrides, Mapping) else (parse_override(o) for o in overrides))
         try:
             return self._overridden(items)
@@ -348,6 +354,11 @@ class Pipeline:
             Layers (``result.graph``, ``result.lines``, ``result.layers["mask"]``, ...).
         """
         self._needs_scene_kind("run")
+        if not isinstance(scene, (str, os.PathLike, Raster)):
+            raise ConfigError(
+                f"scene: a raster file (path) or a geoseg.raster.Raster, got {type(scene).__name__}; "
+                "an array becomes one with Raster(array, GeoInfo(...), valid)"
+            )
         steps = _steps if _steps is not None else self.steps
         engine = self.engine if extent is None else self.with_overrides({"extent": extent}).engine
         with warnings.catch_warnings(record=True) as caught:

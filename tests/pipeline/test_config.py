@@ -139,3 +139,21 @@ def test_string_interpolation_of_parameters():
 def test_steps_are_validated_on_construction_from_python():
     with pytest.raises(ConfigError, match="field 'max_gap_m'"):
         Pipeline([{"type": "threshold_mask"}, {"type": "skeletonize"}, {"type": "road_network"}, {"type": "connect_network", "max_gap_m": -1}])
+
+
+def test_one_text_where_a_list_is_expected_is_one_item_or_a_clear_error(tmp_path):
+    """A string was iterated character by character ('--set 'm': expected NAME=VALUE', 'layer 'n'')."""
+    import numpy as np
+
+    import geoseg
+    from tests.conftest import SAMPLE_DATA
+
+    assert load_pipeline("road_centerlines", "smoothness=2").params["smoothness"] == 2
+    [report] = load_pipeline("mask_to_centerlines").run_batch(str(SAMPLE_DATA / "scene_a_mask.tif"), tmp_path / "out")
+    assert report.status == "done"
+    with pytest.raises(ConfigError, match=r"outputs: a list of layer names \(got the text 'network'; write \['network'\]\)"):
+        Pipeline([steps.ThresholdMask(), steps.Skeletonize(), steps.RoadNetwork()], outputs="network")
+    with pytest.raises(ConfigError, match=r"steps: a list of steps \(got one RoadNetwork; write \[step, \.\.\.\]\)"):
+        Pipeline(steps.RoadNetwork())
+    with pytest.raises(ConfigError, match="scene: a raster file .path. or a geoseg.raster.Raster, got ndarray"):
+        geoseg.run("mask_to_centerlines", np.zeros((8, 8), np.uint8))
