@@ -102,11 +102,15 @@ class RunResult:
     Attributes
     ----------
     layers : dict
-        Named layers: numpy arrays for rasters (whole scene, or the extent's window), a
-        ``networkx.MultiGraph`` (pixel space of the same grid) for ``network``, GeoDataFrames
-        in the scene CRS for features layers (e.g. ``new``, ``missing``, ``matched``, ``links``).
+        Named layers: numpy arrays for rasters (whole scene, or the extent's window, on the
+        grid of ``geo``), a ``networkx.MultiGraph`` (pixel space of the same grid) for
+        ``network``, GeoDataFrames in the scene CRS for features layers (e.g. ``new``,
+        ``missing``, ``matched``, ``links``).
     geo : GeoInfo
-        The scene's georeferencing, or its window's with an extent (all layers share its grid).
+        The grid all raster layers share: the scene's, or its window's with an extent; a
+        chain that works on blocks of pixels (``mask_to_centerlines``, ``work_road_px``) gives
+        the grid of the blocks (coarser pixels, same extent and CRS). :attr:`lines` are in the
+        scene's CRS either way.
     source : str
         The scene.
     warnings : list of str
@@ -126,7 +130,7 @@ class RunResult:
 
     @property
     def graph(self) -> nx.MultiGraph:
-        """The road network in pixel space."""
+        """The road network in pixel space of :attr:`geo`'s grid."""
         if "network" not in self.layers:
             raise InputMismatchError(f"{self.source}: this pipeline produced no network")
         return self.layers["network"]
