@@ -67,14 +67,17 @@ def _describe(cls: type[Step]) -> dict:
 def command(names: tuple[str, ...], as_json: bool) -> None:
     """List the step types a pipeline can use, with their parameters.
 
-    Give step NAMES to show only those. Steps come from geoseg and from any installed
+    Give step NAMES (types as in YAML, graph_cut, or their Python classes, GraphCut) to show
+    only those. Steps come from geoseg and from any installed
     package that registers entry points in the "geoseg.steps" group.
     """
     registry = available_steps()
+    by_class = {cls.__name__: name for name, cls in registry.items()}  # steps.GraphCut is graph_cut
+    names = tuple(by_class.get(n, n) for n in names)
     chosen = {n: registry[n] for n in (names or registry) if n in registry}
     unknown = [n for n in names if n not in registry]
     if unknown:
-        raise click.BadParameter(f"unknown step(s): {', '.join(unknown)}", param_hint="NAMES")
+        raise click.BadParameter(f"unknown step(s): {', '.join(unknown)} (steps: {', '.join(sorted(registry))})", param_hint="NAMES")
     described = {name: _describe(cls) for name, cls in chosen.items()}
     if as_json:
         click.echo(json.dumps(described, indent=2, default=str))

@@ -34,3 +34,8 @@ def __getattr__(name: str) -> Any:
     if name in _MODULES:
         return getattr(importlib.import_module(f"geoseg.steps.{_MODULES[name]}"), name)
     raise AttributeError(f"module 'geoseg.steps' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The step classes too (loaded on first use), for tab completion and ``dir()``."""
+    return sorted(_MODULES)

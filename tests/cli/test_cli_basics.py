@@ -123,3 +123,12 @@ def test_validate_asks_only_for_required_parameters():
     assert "parameter 'model' is required: pass --set model=VALUE" in res.stdout
     assert "--set max_gap_m=VALUE when running" not in res.stdout and "--set sigma_m=VALUE when running" not in res.stdout
     assert "parameter 'max_gap_m' is unset: its steps use their own default" in res.stdout
+
+
+def test_steps_take_python_class_names_and_list_the_names_they_know():
+    import geoseg.steps
+
+    assert geoseg("steps", "GraphCut").stdout.startswith("graph_cut: ")
+    res = geoseg("steps", "Nope")
+    assert res.returncode == 2 and "unknown step(s): Nope (steps: band_probability, " in res.stderr
+    assert {"GraphCut", "RoadNetwork"} <= set(dir(geoseg.steps))
