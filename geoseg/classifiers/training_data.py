@@ -54,14 +54,18 @@ def pair_by_stem(images: Sequence[Path], masks: Sequence[Path]) -> list[tuple[Pa
     >>> pairs = pair_by_stem(images, masks)
     >>> [(image.name, str(mask)) for image, mask in pairs]
     [('a.tif', 'm/a_mask.tif'), ('b.tif', 'm/b.tif')]
+    >>> both = [Path("s/a.tif"), Path("s/a_mask.tif")]  # --images "s/*.tif" --masks "s/*_mask.tif"
+    >>> [(image.name, mask.name) for image, mask in pair_by_stem(both, both[1:])]
+    [('a.tif', 'a_mask.tif')]
     """
     by_stem = {}
     for m in masks:
         by_stem[m.stem] = m
         if m.stem.endswith("_mask"):
             by_stem.setdefault(m.stem[: -len("_mask")], m)
+    mask_files = {str(m) for m in masks}
     pairs, missing = [], []
-    for im in images:
+    for im in (im for im in images if str(im) not in mask_files):  # a file both globs match is a mask ("*.tif" and "*_mask.tif")
         if im.stem in by_stem and by_stem[im.stem] != im:
             pairs.append((im, by_stem[im.stem]))
         else:
