@@ -296,6 +296,13 @@ def _check_stems(inputs: Sequence[SceneInput], folders: dict[str, Path], keep_fo
 
     Scenes already known to fail (:attr:`SceneInput.problem`) write nothing and are not counted.
     """
+    seen: dict[str, str] = {}
+    for scene in inputs:  # one file named twice (a path and a glob that matches it): not two scenes of one stem
+        key = _same_file_key(Path(scene.raster))
+        if not scene.remote and key in seen:
+            also = "" if seen[key] == str(scene) else f" (also as {seen[key]})"
+            raise ConfigError(f"{scene}: the same file is given twice{also}; give each scene once")
+        seen[key] = str(scene)
     by_key: dict[str, set[str]] = {}
     for scene in inputs:
         by_key.setdefault(str(scene), set()).add(scene.name)

@@ -158,6 +158,8 @@ def test_other_settings_say_which_earlier_outputs_leave_the_manifest(scenes, tmp
 
 def test_refusals_before_any_scene(scenes, tmp_path):
     pipe = load_pipeline(PIPELINE)
+    with pytest.raises(ConfigError, match=r"a\.tif: the same file is given twice; give each scene once"):  # it said 'rename them'
+        run_batch(pipe, [scenes[0], scenes[0].parent / "." / "a.tif"], tmp_path / "out")
     twin = tmp_path / "other" / "a.tif"
     with pytest.raises(ConfigError, match="same output name"):
         run_batch(pipe, [scenes[0], twin], tmp_path / "out")
