@@ -113,10 +113,9 @@ def _load(path: str | os.PathLike[str], assume_gsd_m: float, image: str | os.Pat
         return _Side(str(p), geoms, crs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        raster = read_raster(p, bands=[1], assume_gsd_m=assume_gsd_m)
-        _, header = read_geoinfo(p, assume_gsd_m=assume_gsd_m)
+        raster = read_raster(p, assume_gsd_m=assume_gsd_m)  # every band: a centerline raster has one, and an image given as one says so
     thin = (raster.array[0] > 0) & raster.valid
-    _check_centerline_raster(p, raster, thin, header["count"])
+    _check_centerline_raster(p, raster, thin)
     graph = skeleton_to_graph(thin)
     lines = np.array(graph_to_lines(graph), dtype=object)
     if raster.geo.georeferenced and len(lines):
@@ -129,9 +128,9 @@ def _load(path: str | os.PathLike[str], assume_gsd_m: float, image: str | os.Pat
 _THICK_SHARE = 0.3
 
 
-def _check_centerline_raster(path: Path, raster: Raster, lines: np.ndarray, bands: int) -> None:
+def _check_centerline_raster(path: Path, raster: Raster, lines: np.ndarray) -> None:
     """Refuse an image or a road mask given where a centerline raster (lines one or two pixels wide) is expected."""
-    summary = ValueSummary.of(raster.array, raster.valid, str(path), bands)
+    summary = ValueSummary.of(raster.array[:1], raster.valid, str(path), raster.array.shape[0])
     if not summary.looks_like_mask():
         raise InputMismatchError(f"{path}: {summary.describe()}: this looks like an image, not a centerline raster (one band, lines 1-2 pixels wide)")
     inside = lines[1:-1, 1:-1] & lines[:-2, 1:-1] & lines[2:, 1:-1] & lines[1:-1, :-2] & lines[1:-1, 2:]

@@ -100,18 +100,12 @@ def mask_labels(image: Raster, mask_path: str | os.PathLike[str]) -> np.ndarray:
         The mask's size differs from the image's, or it does not look like a road mask (an
         image given as the mask: many grey levels).
     """
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning as RasterioNotGeoreferenced
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)  # only the mask's grid counts, not its GSD
-        warnings.simplefilter("ignore", RasterioNotGeoreferenced)
-        mask = read_raster(mask_path, bands=[1])
-        with rasterio.open(mask_path) as dataset:
-            band_count = dataset.count
+        mask = read_raster(mask_path)  # every band: a mask has one, and an image given as one says so
     if mask.shape != image.shape:
         raise InputMismatchError(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} px but {image.source} is {image.shape[1]}x{image.shape[0]}")
-    summary = ValueSummary.of(mask.array, mask.valid, str(mask_path), band_count)
+    summary = ValueSummary.of(mask.array[:1], mask.valid, str(mask_path), mask.array.shape[0])
     if not summary.looks_like_mask():
         raise InputMismatchError(f"{mask_path}: {summary.describe()}: this is not a road mask ({MASK_SHAPE}); pair {image.source} with its road mask")
     labels = (mask.array[0] > 0).astype(np.uint8)

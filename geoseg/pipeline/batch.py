@@ -296,13 +296,6 @@ def _check_stems(inputs: Sequence[SceneInput], folders: dict[str, Path], keep_fo
 
     Scenes already known to fail (:attr:`SceneInput.problem`) write nothing and are not counted.
     """
-    seen: dict[str, str] = {}
-    for scene in inputs:  # one file named twice (a path and a glob that matches it): not two scenes of one stem
-        key = _same_file_key(Path(scene.raster))
-        if not scene.remote and key in seen:
-            also = "" if seen[key] == str(scene) else f" (also as {seen[key]})"
-            raise ConfigError(f"{scene}: the same file is given twice{also}; give each scene once")
-        seen[key] = str(scene)
     by_key: dict[str, set[str]] = {}
     for scene in inputs:
         by_key.setdefault(str(scene), set()).add(scene.name)
@@ -325,7 +318,27 @@ def _check_stems(inputs: Sequence[SceneInput], folders: dict[str, Path], keep_fo
     raise ConfigError(f"inputs would write the same output name ({detail}); {remedy}")
 
 
-def _check_output_files(inputs: Sequence[SceneInput], folders: dict[str, Path], pipeline: Pipeline, fmt: VectorFormat) -> None:
+def _local_inputs(inputs: Sequence[SceneInput]) -> dict[str, str]:
+    """The local files of the inputs (:func:`_same_file_key` to the input's name), each given once.
+
+    Raises
+    ------
+    ConfigError
+        One file named twice (a path and a glob that matches it): not two scenes of one stem.
+    """
+    local: dict[str, str] = {}
+    for scene in inputs:
+        if scene.remote:
+            continue
+        key = _same_file_key(Path(scene.raster))
+        if key in local:
+            also = "" if local[key] == str(scene) else f" (also as {local[key]})"
+            raise ConfigError(f"{scene}: the same file is given twice{also}; give each scene once")
+        local[key] = str(scene)
+    return local
+
+
+def _check_output_files(inputs: Sequence[SceneInput], folders: dict[str, Path], pipeline: Pipeline, fmt: VectorFormat, local_inputs: dict[str, str]) -> None:
     """Refuse output files that would replace an input, or collide although their stems differ.
 
     Colliding stems: ``a.tif`` writes ``a_new.shp``, and ``a_new.tif`` writes ``a_new.shp``.
@@ -335,7 +348,6 @@ def _check_output_files(inputs: Sequence[SceneInput], folders: dict[str, Path], 
     """
     from geoseg.pipeline.outputs import output_paths
 
-    local_inputs = {_same_file_key(Path(scene.raster)): str(scene) for scene in inputs if not scene.remote}
     owners: dict[Path, str] = {}
     for scene in inputs:
         if scene.problem is not None:
@@ -373,29 +385,25 @@ def check_batch(pipeline: Pipeline, inputs: Sequence[SceneInput], folders: dict[
     ModelFileError
         A model file that no scene could use.
     """
+    local_inputs = _local_inputs(inputs)
     _check_stems(inputs, folders, keep_folders)
     pipeline.steps  # noqa: B018 - validates everything before the first scene
     _check_vector_options(pipeline, fmt)
-    _check_output_files(inputs, folders, pipeline, fmt)
+    _check_output_files(inputs, folders, pipeline, fmt, local_inputs)
     for step in pipeline.steps:
         step.check_files()
 
 
 def _check_vector_options(pipeline: Pipeline, fmt: VectorFormat) -> None:
     """Refuse a reprojection that no output would get (rasters keep the scene's grid)."""
-    if fmt.target_crs is not None and not _writes_vectors(pipeline):
+    from geoseg.pipeline.step import writes_vectors
+
+    if fmt.target_crs is not None and not writes_vectors(pipeline.output_layers()):
         option = "--rfc7946" if fmt.rfc7946 else f"--dst-crs {fmt.dst_crs}"
         raise ConfigError(
             f"{option}: the pipeline writes only rasters ({', '.join(pipeline.output_layers())}), which stay on the scene's grid "
             "and CRS; drop the option (reproject rasters with gdalwarp)"
         )
-
-
-def _writes_vectors(pipeline: Pipeline) -> bool:
-    """Whether the pipeline writes a network or features layers (outputs that can be reprojected)."""
-    from geoseg.pipeline.step import layer_kind
-
-    return any(layer_kind(name) != "raster" for name in pipeline.output_layers())
 
 
 @contextmanager
@@ -491,7 +499,9 @@ def _scene_checks(scene: SceneInput, pipeline: Pipeline, fmt: VectorFormat) -> s
     """
     if scene.problem is not None:
         raise RasterReadError(scene.problem)
-    reproject = fmt.target_crs is not None and _writes_vectors(pipeline)
+    from geoseg.pipeline.step import writes_vectors
+
+    reproject = fmt.target_crs is not None and writes_vectors(pipeline.output_layers())
     if not reproject and (scene.stac is None or scene.stac.crs is None):
         return None
     from geoseg.raster import read_geoinfo

@@ -17,7 +17,7 @@ from geoseg.pipeline.coarsen import working_source
 from geoseg.pipeline.config import EngineSettings
 from geoseg.pipeline.engine import FileSource, TilePass, execute, open_source
 from geoseg.pipeline.outputs import GeoTiffSink, output_paths, write_vector_outputs
-from geoseg.pipeline.step import layer_kind
+from geoseg.pipeline.step import writes_vectors
 from geoseg.raster import not_georeferenced_message
 from geoseg.vector import VectorFormat, vector_format
 
@@ -102,7 +102,7 @@ def process_scene(
 def _check_vector_format(scene: str | Path, opened: FileSource, outputs: list[str], fmt: str | VectorFormat) -> None:
     """Refuse, before any tile, GeoJSON lines of a scene without a CRS: they would be pixel coordinates read as longitudes and latitudes."""
     spec = vector_format(fmt)
-    if spec.name == "geojson" and spec.target_crs is None and opened.geo.crs is None and any(layer_kind(n) != "raster" for n in outputs):
+    if spec.name == "geojson" and spec.target_crs is None and opened.geo.crs is None and writes_vectors(outputs):
         raise InputMismatchError(
             f"{scene}: the scene has no CRS, so its lines would be in pixel coordinates, which GeoJSON cannot hold "
             "(it is always read as EPSG:4326 longitudes and latitudes): use --format shp or gpkg"

@@ -28,6 +28,7 @@ Steps never open files, never reproject and never know about tiles or Dask: the 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -37,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr
 from geoseg.errors import ConfigError, GeosegError
 from geoseg.raster import GeoInfo
 
-__all__ = ["Step", "StepContext", "LAYER_KINDS", "DECLARABLE_KINDS", "layer_kind", "register_layer"]
+__all__ = ["Step", "StepContext", "LAYER_KINDS", "DECLARABLE_KINDS", "layer_kind", "register_layer", "writes_vectors"]
 
 #: Layer names steps take or give, and their kind: the road chain's own layers here, and those
 #: that steps declare in ``Step.new_layers`` added when their class is defined. ``image`` is the
@@ -133,6 +134,17 @@ def layer_kind(name: str) -> str:
             f"(known layers: {sorted(LAYER_KINDS)})"
         )
     return LAYER_KINDS[name]
+
+
+def writes_vectors(outputs: Sequence[str]) -> bool:
+    """Whether any of the layers ``outputs`` is a network or features layer (written as vectors, not rasters).
+
+    Examples
+    --------
+    >>> writes_vectors(["mask"]), writes_vectors(["mask", "network"])
+    (False, True)
+    """
+    return any(layer_kind(name) != "raster" for name in outputs)
 
 
 @dataclass

@@ -118,12 +118,15 @@ class GraphCut(Step):
 
     def check_bands(self, band_names: tuple[str, ...], source: str) -> None:
         """Refuse bands given explicitly (``graph_cut.bands``) that the scene lacks; the default [1, 2, 3] takes what the scene has."""
-        missing = [b for b in self.bands if b > len(band_names)] if "bands" in self.model_fields_set else []
+        self._refuse_missing_bands(len(band_names), source)
+
+    def _refuse_missing_bands(self, count: int, source: str) -> None:
+        missing = [b for b in self.bands if b > count] if "bands" in self.model_fields_set else []
         if missing:
-            raise InputMismatchError(f"{source}: {self.label}.bands {self.bands}: band(s) {missing} do not exist (the scene has {len(band_names)})")
+            raise InputMismatchError(f"{source}: {self.label}.bands {self.bands}: band(s) {missing} do not exist (the scene has {count})")
 
     def _bands(self, image: np.ndarray, ctx: StepContext) -> np.ndarray:
-        self.check_bands(tuple(ctx.band_names) or ("",) * image.shape[0], ctx.source)
+        self._refuse_missing_bands(image.shape[0], ctx.source)
         idx = [b - 1 for b in self.bands if b <= image.shape[0]] or [0]
         return image[idx].astype(np.float64)
 
