@@ -158,6 +158,30 @@ def _load_wkt_pix(path: Path, image: str | os.PathLike[str] | None, image_id: st
     return _Side(f"{path} [{image_id}]", lines, ProjCRS.from_user_input(geo.crs.to_wkt()), min_component_m=0.0)
 
 
+def _no_data_area(side: _Side, crs: ProjCRS | None) -> shapely.Geometry | None:
+    """The pixels of a raster side without data, as one area in ``crs`` (None: a vector side, or every pixel valid)."""
+    if side.raster is None or side.raster.valid.all():
+        return None
+    from affine import Affine
+    from rasterio.features import shapes
+
+    geo = side.raster.geo
+    transform = geo.transform if geo.georeferenced else Affine.identity()  # the side's lines are in pixels without georeferencing
+    invalid = ~side.raster.valid
+    area = shapely.union_all([shapely.geometry.shape(g) for g, _ in shapes(invalid.astype(np.uint8), mask=invalid, transform=transform)])
+    if side.crs is None or crs is None or side.crs == crs:
+        return area
+    return gpd.GeoSeries([area], crs=side.crs).to_crs(crs).iloc[0]
+
+
+def _outside(lines: np.ndarray, area: shapely.Geometry | None) -> np.ndarray:
+    """The parts of ``lines`` outside ``area``."""
+    if area is None or not len(lines):
+        return lines
+    parts = shapely.get_parts(shapely.difference(lines, area))
+    return parts[~shapely.is_empty(parts)]
+
+
 def _same_grid(a: GeoInfo, b: GeoInfo) -> bool:
     return a.height_width == b.height_width and a.transform.almost_equals(b.transform)
 
@@ -302,10 +326,13 @@ def evaluate_files(
     p, t = _load(pred, gsd, image, image_id), _load(truth, gsd, image, image_id)
     truth_lines, reprojected_from = _reference_in_prediction_crs(p, t)
     _check_overlap(p, t, truth_lines)
+    p.lines = _outside(p.lines, _no_data_area(t, p.crs))  # where one side has no data, neither side is scored
+    truth_lines = _outside(truth_lines, _no_data_area(p, p.crs))
     pm, tm = _to_metres(p, truth_lines, gsd)
     if p.raster is not None and t.raster is not None and _same_grid(p.raster.geo, t.raster.geo) and buffer_m is None:
         slack = 3.0 if slack_px is None else slack_px
-        scores = raster_buffer_scores(p.raster.array[0] > 0, t.raster.array[0] > 0, slack)
+        both = p.raster.valid & t.raster.valid
+        scores = raster_buffer_scores((p.raster.array[0] > 0) & both, (t.raster.array[0] > 0) & both, slack)
         tolerance, unit, mode = slack, "px", "raster"
     else:
         if slack_px is not None and buffer_m is None:

@@ -31,9 +31,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import islice
-from typing import Any, NamedTuple, Protocol, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
-import geopandas as gpd
 import networkx as nx
 import numpy as np
 import shapely
@@ -62,7 +61,10 @@ from geoseg.tiling import (
     tile_grid,
     tile_size_for_memory,
 )
-from geoseg.vector import network_to_frames, read_lines
+from geoseg.vector import import_vector_libraries, network_to_frames, read_lines
+
+if TYPE_CHECKING:
+    import geopandas as gpd
 
 __all__ = [
     "RunResult",
@@ -422,6 +424,8 @@ def _to_scene_crs(geometry: shapely.Geometry, crs: ProjCRS, scene_crs: CRS) -> s
         return geometry
     xmin, ymin, xmax, ymax = geometry.bounds
     dense = shapely.segmentize(geometry, max(xmax - xmin, ymax - ymin) / 64)
+    import geopandas as gpd
+
     out = gpd.GeoSeries([dense], crs=crs).to_crs(target).iloc[0]
     return out if np.isfinite(shapely.get_coordinates(out)).all() else shapely.Polygon()
 
@@ -575,15 +579,18 @@ def _tile_context(source: SceneSource, tile: Tile, raster: Raster, threads: int 
     )  # fmt: skip
 
 
-def _map_tiles(fn: Callable[..., Any], tiles: list[Tile], client: Any, *args: Any, concurrent: int = 1) -> Iterator[tuple[Tile, Any]]:
+def _map_tiles(
+    fn: Callable[..., Any], tiles: list[Tile], client: Any, *args: Any, concurrent: int = 1, while_waiting: Callable[[], None] | None = None
+) -> Iterator[tuple[Tile, Any]]:
     """``fn(*args, tile)`` for every tile: here one by one, in ``concurrent`` threads, or as Dask tasks on ``client``.
 
     Threads and Dask keep at most twice as many tiles in flight as they run at once, so that
     results (tile cores) never pile up in memory. Threads give the results in the tiles'
-    order (so a run's output does not depend on timing); Dask as they complete.
+    order (so a run's output does not depend on timing); Dask as they complete. With
+    threads, this thread calls ``while_waiting`` once the first tiles are under way.
     """
     if client is None and concurrent > 1:
-        yield from _map_tiles_threaded(fn, tiles, concurrent, *args)
+        yield from _map_tiles_threaded(fn, tiles, concurrent, *args, while_waiting=while_waiting)
         return
     if client is None:
         for tile in tiles:
@@ -606,7 +613,9 @@ def _map_tiles(fn: Callable[..., Any], tiles: list[Tile], client: Any, *args: An
 SPLIT_MIN_PX = 512
 
 
-def _map_tiles_threaded(fn: Callable[..., Any], tiles: list[Tile], threads: int, *args: Any) -> Iterator[tuple[Tile, Any]]:
+def _map_tiles_threaded(
+    fn: Callable[..., Any], tiles: list[Tile], threads: int, *args: Any, while_waiting: Callable[[], None] | None = None
+) -> Iterator[tuple[Tile, Any]]:
     """``fn(*args, tile)`` for every tile in ``threads`` threads, results in the tiles' order."""
     pending: deque[tuple[Tile, Future[Any]]] = deque()
     queue = iter(tiles)
@@ -614,6 +623,8 @@ def _map_tiles_threaded(fn: Callable[..., Any], tiles: list[Tile], threads: int,
         try:
             for tile in islice(queue, 2 * threads):
                 pending.append((tile, pool.submit(fn, *args, tile)))
+            if while_waiting is not None:
+                while_waiting()
             while pending:
                 tile, future = pending.popleft()
                 result = future.result()
@@ -1103,6 +1114,9 @@ def _execute(
     messages: list[str] = []
     tiles: list[Tile] = []
     scratch = _open_scratch(framed, client, len(scratched), max_memory, scratch_dir)
+    # A run that ends in vectors imports their libraries (about 0.3 s) while the first tiles compute.
+    vectors = vectorizer is not None or any(layer_kind(n) == "features" for step in chain for n in step.outputs() if n in LAYER_KINDS)
+    idle = import_vector_libraries if vectors else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -1144,7 +1158,8 @@ def _execute(
                 behind = ThreadPoolExecutor(1, thread_name_prefix="geoseg-statistics") if _measures_behind(work, client, concurrent, len(tiles)) else None
                 task = partial(_tile_task, behind=behind) if behind is not None else _tile_task
                 try:
-                    for done, (tile, out) in enumerate(_map_tiles(task, tiles, client, work, framed, view, concurrent=concurrent), start=1):
+                    mapped = _map_tiles(task, tiles, client, work, framed, view, concurrent=concurrent, while_waiting=idle)
+                    for done, (tile, out) in enumerate(mapped, start=1):
                         for name, core in out.cores.items():
                             if name in needed[i]:
                                 scratch.write(name, core, tile)
@@ -1203,6 +1218,7 @@ def _execute(
 
 def _concat_features(frames: list[gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
     """The tiles' parts of a features layer as one frame (columns and CRS of the first tile's)."""
+    import geopandas as gpd
     import pandas as pd
 
     whole = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)

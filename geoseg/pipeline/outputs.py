@@ -7,7 +7,6 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
-from pyogrio.errors import DataLayerError, DataSourceError
 
 from geoseg.errors import ConfigError, OutputWriteError
 from geoseg.pipeline.engine import RunResult
@@ -204,6 +203,8 @@ def output_crs(path: str | os.PathLike[str]) -> str | None:
     ...     print(output_crs(path))
     EPSG:32633
     """
+    from pyogrio.errors import DataLayerError, DataSourceError
+
     target = Path(path)
     try:
         if target.suffix.lower() in (".tif", ".tiff"):

@@ -57,9 +57,19 @@ def _resolve_input(path: str, folder: Path) -> str:
 
 
 def _resolve_output(path: str, folder: Path) -> Path:
-    """An output path: as written, else the file of that name in the output folder (a moved folder)."""
+    """An output path as the manifest in ``folder`` records it, found in ``folder``.
+
+    The manifest records outputs as ``geoseg run`` wrote them (``OUTDIR/sub/a.shp``, relative
+    to the folder it ran in). A path that leads into ``folder`` is kept; otherwise (the folder
+    was moved, copied or renamed, or the report runs elsewhere) the file is looked up in
+    ``folder`` under the longest tail of the recorded path that exists there, so that a
+    report never reads another folder's outputs of the same name.
+    """
     p = Path(path)
-    return p if p.exists() else folder / p.name
+    if p.exists() and p.resolve().is_relative_to(folder.resolve()):
+        return p
+    tails = [Path(*p.parts[i:]) for i in range(1 if p.is_absolute() else 0, len(p.parts))]
+    return next((folder / tail for tail in tails if (folder / tail).exists()), folder / p.name)
 
 
 def _described_input(entry: ManifestScene) -> str:

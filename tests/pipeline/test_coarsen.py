@@ -172,3 +172,13 @@ def test_coarse_and_native_runs_put_the_centerline_on_the_road_axis(angle):
         across = ((xy[far] - centre) @ normal) / GSD - 0.37
         assert np.abs(across).mean() < 0.6, (work_road_px, np.abs(across).mean())
         assert np.abs(across).max() < 1.5, (work_road_px, np.abs(across).max())
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+@pytest.mark.parametrize("work_road_px", ["8", "null"])  # on pixel blocks, on the scene's own pixels
+def test_lengths_of_a_scene_without_georeferencing_are_its_pixels_times_the_assumed_gsd(work_road_px: str) -> None:
+    from tests.conftest import SAMPLE_DATA
+
+    lines = load_pipeline("mask_to_centerlines", [f"work_road_px={work_road_px}", "assume_gsd_m=0.3"]).run(SAMPLE_DATA / "tile_c_mask.png").lines
+    assert len(lines) >= 3
+    np.testing.assert_allclose(lines["length_m"], lines.length * 0.3, atol=1e-3)  # written to the millimetre

@@ -77,3 +77,33 @@ def test_a_scene_that_fits_one_tile_is_cut_for_the_cores(tmp_path, monkeypatch, 
     a, b = shapely.union_all(cut.lines.geometry), shapely.union_all(whole.lines.geometry)
     assert a.length == pytest.approx(b.length, rel=0.01) and b.length > 500
     assert a.intersection(b.buffer(0.3)).length > 0.99 * a.length  # within one pixel everywhere
+
+
+def test_this_thread_does_its_waiting_work_once_while_the_first_tiles_run() -> None:
+    started, release = threading.Event(), threading.Event()
+    calls: list[bool] = []
+
+    def work(tile: int) -> int:
+        started.set()
+        release.wait(5)
+        return tile
+
+    def while_waiting() -> None:
+        calls.append(started.wait(5) and not release.is_set())  # a tile is under way and none has finished
+        release.set()
+
+    assert list(engine._map_tiles(work, [1, 2, 3], None, concurrent=2, while_waiting=while_waiting)) == [(1, 1), (2, 2), (3, 3)]
+    assert calls == [True]
+
+
+@pytest.mark.parametrize(("pipeline", "settings", "scene", "imports"), [
+    ("mask_to_centerlines", ["work_road_px=null", "tile_px=256"], "scene_a_mask.tif", True),  # ends in a network
+    ("road_segmentation", [f"model={SAMPLE_DATA / 'roads.mjcr.npz'}", "tile_px=192"], "scene_b.tif", False),  # rasters only
+])  # fmt: skip
+def test_a_run_ending_in_vectors_imports_their_libraries_while_its_tiles_run(pipeline, settings, scene, imports, monkeypatch, caplog) -> None:
+    waits: list[str] = []
+    monkeypatch.setattr(engine, "import_vector_libraries", lambda: waits.append(threading.current_thread().name))
+    with caplog.at_level(logging.DEBUG, logger="geoseg"):
+        _run(pipeline, settings, scene, 2, monkeypatch)
+    assert "2 at a time" in caplog.text
+    assert waits[:1] == ([threading.main_thread().name] if imports else [])

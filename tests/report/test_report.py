@@ -19,7 +19,7 @@ from geoseg.cli.main import cli
 from geoseg.errors import ConfigError, ManifestError
 from geoseg.report import write_report
 from geoseg.report.overlay import confidence_colour
-from tests.report.conftest import plus_network, write_manifest
+from tests.report.conftest import grey_scene, plus_network, write_manifest
 
 GEOSEG = ["geoseg"] if shutil.which("geoseg") else [sys.executable, "-m", "geoseg.cli"]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -185,3 +185,19 @@ def test_report_renders_in_headless_chromium(batch: dict[str, Path], tmp_path: P
     for value in (0.1, 0.9):  # the red and the cyan arms of the synthetic networks
         colour = confidence_colour(value)
         assert np.any(np.abs(pixels - colour).sum(axis=1) < 30), f"no pixel of colour {colour} in the screenshot"
+
+
+@pytest.mark.parametrize("sub", ["", "north"])  # outputs in OUTDIR, or in a subfolder kept by --keep-folders
+def test_a_copied_output_folder_reports_its_own_networks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sub: str) -> None:
+    """The manifest records ``r/tile.shp`` (as run from the parent folder); the report of a copy
+    ``r_v1`` measures the copy's network, not ``r``'s file of the same name."""
+    monkeypatch.chdir(tmp_path)
+    scene = grey_scene(tmp_path / "tile.tif", 64)
+    recorded = str(Path("r", sub, "tile.geojson"))
+    for folder, arms in (("r", 4), ("r_v1", 2)):
+        (tmp_path / folder / sub).mkdir(parents=True)
+        plus_network(64).iloc[:arms].to_file(tmp_path / folder / sub / "tile.geojson")
+        write_manifest(tmp_path / folder, [{"input": str(scene), "status": "done", "outputs": [recorded], "seconds": 0.5, "error": None, "warnings": []}])
+    for folder, arms in (("r", 4), ("r_v1", 2)):
+        page = Page(write_report(Path(folder)).read_text())
+        assert float(page.column("edges")[0]) == arms
