@@ -16,6 +16,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -31,7 +32,7 @@ from affine import Affine
 from pydantic import ValidationError
 
 from geoseg.atomic import remove_outputs
-from geoseg.errors import ConfigError, InputMismatchError
+from geoseg.errors import ConfigError, InputMismatchError, OutputWriteError
 from geoseg.pipeline.engine import read_aoi
 from geoseg.raster import GeoInfo, ground_sample_distance, read_geoinfo
 from geoseg.road.network import graph_to_lines
@@ -175,8 +176,15 @@ def compare_files(
         step = CompareNetwork(map=str(road_map), map_layer=map_layer, road_width_m=road_width_m, **settings)
     except ValidationError as exc:
         raise ConfigError("; ".join(f"{e['loc'][0] if e['loc'] else 'settings'}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors())) from None
+    spec = vector_format(fmt)
+    out = Path(outdir)
+    target = out / (f"{Path(str(network)).stem}_changes{spec.ext}" if spec.name == "gpkg" else f"{Path(str(network)).stem}{spec.ext}")
+    names = list(CHANGE_LAYERS)
+    _check_outputs(out, layer_paths(names, target, spec))
     notes: list[str] = []
     lines = _lines(network, network_layer)
+    if image is None and lines.empty:
+        raise InputMismatchError(f"{network}: the network has no lines; give --image (the scene it comes from) to report the map's roads in it as missing")
     if image is not None:
         geo, _ = read_geoinfo(image)
         lines, note = to_scene_crs(lines, geo, str(image), str(network), "the network")
@@ -206,25 +214,34 @@ def compare_files(
     tolerance_m = step.tolerance_factor * road_width_m if step.tolerance_m is None else step.tolerance_m
     layers, found = step.compare(graph, roads, geo, tolerance_m, area=area, scene=place)
     notes += found
-    spec = vector_format(fmt)
-    stem = Path(str(network)).stem
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
-    target = out / (f"{stem}_changes{spec.ext}" if spec.name == "gpkg" else f"{stem}{spec.ext}")
-    names = list(CHANGE_LAYERS)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputWriteError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
     try:
         written = write_layers({name: layers[name] for name in names}, target, fmt=spec)
     except BaseException:
-        remove_outputs(layer_paths(names, target, spec))  # the four files are one result: leave none of them
+        with contextlib.suppress(OSError):  # the failure that stopped the writing is the one to report
+            remove_outputs(layer_paths(names, target, spec))  # the four files are one result: leave none of them
         raise
     for text in notes:
         log.warning("note: %s", text)
     return ComparisonSummary(written, change_totals(layers), round(tolerance_m, 3), notes)
 
 
+def _check_outputs(out: Path, paths: list[Path]) -> None:
+    """Refuse, before the comparison, an output folder that cannot be one and a folder in the way of an output file."""
+    above = next((p for p in (out, *out.parents) if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise OutputWriteError(f"-o {out}: cannot create the output folder ({above} is a file, not a folder)")
+    for path in paths:
+        if path.is_dir():
+            raise OutputWriteError(f"{path}: a folder is in the way of this output; move it or choose another -o")
+
+
 def _lines(path: str | os.PathLike[str], layer: str | None) -> Any:
-    """The network file's lines (the ``edges`` layer of a GeoPackage that has one, unless ``layer`` says otherwise)."""
-    lines = keep_lines(read_lines(path, layer=layer, layer_option="--network-layer NAME"), path, "a road network")
+    """The network file's lines (the ``edges`` layer of a GeoPackage that has one, unless ``layer`` says otherwise); no lines is an empty network."""
+    lines = keep_lines(read_lines(path, layer=layer, layer_option="--network-layer NAME"), path, "a road network", allow_empty=True)
     check_degrees(path, lines.geometry.to_numpy(), lines.crs)
     return lines
 

@@ -660,8 +660,10 @@ def read_lines(path: str | os.PathLike[str], *, layer: str | None = None, layer_
     import geopandas as gpd
     from pyogrio.errors import DataLayerError, DataSourceError
 
-    p = Path(path)
-    if not p.exists():
+    from geoseg.inputs import is_remote
+
+    p: str | Path = os.fspath(path) if is_remote(path) else Path(path)  # a GDAL virtual path or URL as given
+    if isinstance(p, Path) and not p.exists():
         raise VectorReadError(f"{p}: no such file")
     layers = layer_names(p)
     if layer is not None and layers and layer not in layers:

@@ -6,6 +6,7 @@ Each test reproduces a defect found by touring ``geoseg eval``, ``compare`` and 
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import geopandas as gpd
@@ -14,7 +15,10 @@ import pytest
 import rasterio
 from rasterio.features import rasterize
 
+from geoseg.errors import InputMismatchError, OutputWriteError
 from geoseg.evaluate import evaluate_files
+from geoseg.map_update import compare_files
+from tests.cli.test_cli_basics import GEOSEG
 from tests.conftest import SAMPLE_DATA
 
 
@@ -43,3 +47,35 @@ def test_pixels_without_data_in_one_raster_are_scored_in_neither(tmp_path: Path,
         assert (result.completeness, result.correctness) == (pytest.approx(1.0), pytest.approx(1.0)), (a.name, result.mode)
         assert result.pred_length_m == pytest.approx(result.truth_length_m, rel=0.02)
         assert 0.3 * whole < result.truth_length_m < 0.9 * whole  # the western part only
+
+
+def test_compare_reads_a_map_given_as_a_gdal_virtual_path(tmp_path: Path) -> None:
+    import zipfile
+
+    archive = tmp_path / "map.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(SAMPLE_DATA / "scene_b_centerlines.geojson", "roads.geojson")
+    summary = compare_files(SAMPLE_DATA / "scene_b_centerlines.geojson", f"/vsizip/{archive}/roads.geojson", tmp_path / "out")
+    assert summary.totals["missing"]["length_m"] == 0 and summary.totals["matched"]["length_m"] > 250
+
+
+def test_compare_takes_an_empty_network_and_reports_every_map_road_missing(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.geojson"
+    gpd.GeoDataFrame(geometry=gpd.GeoSeries([], crs=32633)).to_file(empty)
+    summary = compare_files(empty, SAMPLE_DATA / "scene_a_centerlines.geojson", tmp_path / "out", image=SAMPLE_DATA / "scene_a.tif")
+    assert summary.totals["new"]["length_m"] == 0 and summary.totals["missing"]["length_m"] == pytest.approx(450, abs=10)
+    with pytest.raises(InputMismatchError, match=r"empty.geojson: the network has no lines; give --image"):
+        compare_files(empty, SAMPLE_DATA / "scene_a_centerlines.geojson", tmp_path / "out2")
+
+
+def test_compare_refuses_unwritable_outputs_before_comparing_and_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("")
+    truth = SAMPLE_DATA / "scene_a_centerlines.geojson"
+    res = subprocess.run([*GEOSEG, "compare", str(truth), str(truth), "-o", str(tmp_path / "notes.txt" / "changes")], capture_output=True, text=True)
+    assert res.returncode == 1 and res.stderr.strip().splitlines() == [
+        f"geoseg: error: -o {tmp_path / 'notes.txt' / 'changes'}: cannot create the output folder ({tmp_path / 'notes.txt'} is a file, not a folder)"
+    ]
+    (tmp_path / "out" / "scene_a_centerlines_missing.shp").mkdir(parents=True)
+    with pytest.raises(OutputWriteError, match="scene_a_centerlines_missing.shp: a folder is in the way of this output"):
+        compare_files(truth, truth, tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["scene_a_centerlines_missing.shp"]  # nothing written
