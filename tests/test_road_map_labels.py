@@ -204,3 +204,24 @@ def test_samples_are_drawn_at_a_width_in_metres_with_or_without_georeferencing(t
     labels = sample_labels(scene, path, "cls", line_width_m=6.0)
     assert _row_profile(labels, 60) == {1: 13, 255: 67}  # 6 m = 12 px, and the row the buffer's edge touches (all_touched)
     assert _row_profile(labels, 10)[0] >= 20
+
+
+@pytest.mark.parametrize("command", ["mjcr", "nn"])
+def test_cli_road_width_m_reaches_the_labels(command: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``--road-width-m 20`` draws the map's roads 20 m wide (it used to be dropped: 6 m whatever was given)."""
+    import geoseg.cli.train as train_cli
+    import geoseg.nn.train as nn_train
+
+    class Seen(Exception):
+        pass
+
+    def stop(settings: RoadMapSettings) -> None:
+        raise Seen(settings.width_m)
+
+    if command == "mjcr":
+        monkeypatch.setattr(train_cli, "read_road_map_option", lambda roads, settings, area: stop(settings))
+    else:
+        monkeypatch.setattr(nn_train, "train", lambda cfg, *a, **k: stop(cfg.data.road_map))
+    res = _cli("train", command, "--images", str(SAMPLE / "scene_b.tif"), "--roads", str(SAMPLE / "scene_b_centerlines.geojson"),
+               "--road-width-m", "20", "-o", str(tmp_path / "m.npz"))  # fmt: skip
+    assert isinstance(res.exception, Seen) and res.exception.args == (20.0,), res.output
