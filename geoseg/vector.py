@@ -791,7 +791,8 @@ def check_degrees(path: str | os.PathLike[str], lines: np.ndarray, crs: ProjCRS 
     if x0 < -180 or x1 > 360 or y0 < -90 or y1 > 90:
         raise InputMismatchError(
             f"{path}: coordinates x {x0:g}..{x1:g}, y {y0:g}..{y1:g} are not longitudes and latitudes of {crs_name(crs)}; "
-            "lines in pixel coordinates cannot be GeoJSON (always read as EPSG:4326): write them as .shp or .gpkg without a CRS"
+            "a GeoJSON file is always read as EPSG:4326: write projected coordinates as .gpkg or .shp with their CRS, "
+            "and lines in pixel coordinates as .shp or .gpkg without a CRS"
         )
 
 

@@ -225,3 +225,13 @@ def test_cli_road_width_m_reaches_the_labels(command: str, monkeypatch: pytest.M
     res = _cli("train", command, "--images", str(SAMPLE / "scene_b.tif"), "--roads", str(SAMPLE / "scene_b_centerlines.geojson"),
                "--road-width-m", "20", "-o", str(tmp_path / "m.npz"))  # fmt: skip
     assert isinstance(res.exception, Seen) and res.exception.args == (20.0,), res.output
+
+
+def test_a_geojson_map_in_projected_coordinates_without_its_crs_is_refused(tmp_path: Path) -> None:
+    """GDAL reads it as EPSG:4326; labelling it crashed the process (a buffer of infinite coordinates)."""
+    data = json.loads((SAMPLE / "scene_a_centerlines.geojson").read_text())
+    data.pop("crs", None)
+    bare = tmp_path / "roads.geojson"
+    bare.write_text(json.dumps(data))
+    with pytest.raises(InputMismatchError, match=r"roads.geojson: coordinates x 533\d+\.\.533\d+, .* are not longitudes and latitudes of EPSG:4326"):
+        read_road_map(bare)

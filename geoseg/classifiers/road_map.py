@@ -45,7 +45,7 @@ from rasterio.features import rasterize
 
 from geoseg.errors import InputMismatchError
 from geoseg.raster import Raster
-from geoseg.vector import keep_lines, read_lines, to_scene_crs
+from geoseg.vector import check_degrees, keep_lines, read_lines, to_scene_crs
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -172,6 +172,7 @@ def read_road_map(path: str | os.PathLike[str], settings: RoadMapSettings | None
     """
     frame = read_lines(path)
     lines = keep_lines(frame, path, "a road map")
+    check_degrees(path, lines.geometry.to_numpy(), lines.crs)  # projected coordinates in a GeoJSON without its CRS
     for name in (settings.width_field, settings.lanes_field) if settings else ():
         if name and name not in lines.columns:
             raise InputMismatchError(f"{path}: no field {name!r} (fields: {', '.join(c for c in lines.columns if c != 'geometry')})")

@@ -26,7 +26,10 @@ log = logging.getLogger("geoseg.cli")
 #: option's parameter is named as its field, so that the command's keyword arguments are the settings.
 _ROAD_MAP_OPTIONS = (
     (click.option("--roads", default=None, help="Road map labelling the --images instead of --masks: centerlines, any vector format and CRS."), None),
-    (click.option("--road-width-m", "width_m", type=click.FloatRange(min=0, min_open=True), default=None, help="Road width where the map gives none [6]."), "width_m"),
+    (
+        click.option("--road-width-m", "width_m", type=click.FloatRange(min=0, min_open=True), default=None, help="Road width where the map gives none [6]."),
+        "width_m",
+    ),
     (click.option("--width-field", default=None, help="Map attribute holding each road's width in metres."), "width_field"),
     (click.option("--lanes-field", default=None, help="Map attribute holding each road's lane count (3.5 m per lane)."), "lanes_field"),
     (click.option("--ignore-m", type=click.FloatRange(min=0), default=None, help="Band either side of each road's edge left out of training [1]."), "ignore_m"),
