@@ -13,13 +13,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from geoseg.errors import GeosegError, OutputWriteError
 
-__all__ = ["atomic_path", "check_output_file", "remove_outputs", "TEMP_PREFIX"]
+__all__ = ["atomic_path", "check_output_file", "check_spares_inputs", "same_file_key", "remove_outputs", "TEMP_PREFIX"]
 
 #: Prefix of the temporary folders; a batch can clean those left by a killed run.
 TEMP_PREFIX = ".geoseg-tmp-"
@@ -77,6 +77,56 @@ def check_output_file(path: str | os.PathLike[str], option: str, *, example_name
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputWriteError(f"{where}: the folder {folder} is not writable; choose another path")
     return target
+
+
+def same_file_key(path: str | os.PathLike[str]) -> str:
+    """A key equal for two paths of the same file (absolute, symbolic links resolved, case as the file system compares).
+
+    Examples
+    --------
+    >>> same_file_key("data/../data/a.tif") == same_file_key("data/a.tif")
+    True
+    """
+    return os.path.normcase(os.path.realpath(path))
+
+
+def check_spares_inputs(outputs: Mapping[str, str | os.PathLike[str]], inputs: Sequence[str | os.PathLike[str]]) -> None:
+    """Fail at once when an output file is one of the inputs, or two outputs are one file.
+
+    Commands that read files for minutes and then write a model call this before reading,
+    so that ``-o scene.tif`` cannot replace a training scene with the model.
+
+    Parameters
+    ----------
+    outputs : mapping of str to path-like
+        The files the command writes, by the option that names them (``-o``, ``--checkpoint``).
+    inputs : sequence of path-like
+        The local files it reads (URLs and GDAL virtual paths are not compared).
+
+    Raises
+    ------
+    OutputWriteError
+        The message names the option, the file and the input it would replace.
+
+    Examples
+    --------
+    >>> try:
+    ...     check_spares_inputs({"-o": "a_mask.tif"}, ["a.tif", "a_mask.tif"])
+    ... except OutputWriteError as exc:
+    ...     print(exc)
+    -o a_mask.tif: is one of the inputs (a_mask.tif); writing it would destroy that input: choose another path
+    """
+    from geoseg.inputs import is_remote
+
+    read = {same_file_key(p): os.fspath(p) for p in inputs if not is_remote(p)}
+    written: dict[str, str] = {}
+    for option, path in outputs.items():
+        key = same_file_key(path)
+        if key in read:
+            raise OutputWriteError(f"{option} {os.fspath(path)}: is one of the inputs ({read[key]}); writing it would destroy that input: choose another path")
+        if key in written:
+            raise OutputWriteError(f"{option} {os.fspath(path)}: is the file {written[key]} names too; give each output its own path")
+        written[key] = option
 
 
 def _sidecars(folder: Path, stem: str) -> list[Path]:

@@ -6,7 +6,7 @@ import glob
 import json
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -65,6 +65,22 @@ def expand_inputs(patterns: tuple[str, ...]) -> list[Path]:
             found += [Path(m) for m in matches]
         else:
             found.append(Path(pattern))
+    return found
+
+
+def named_files(*groups: Iterable[str | None]) -> list[str]:
+    """The files that groups of names and globs name, for checks made before reading them.
+
+    Unlike :func:`expand_inputs`, a glob matching nothing names nothing here (reading says so).
+
+    Examples
+    --------
+    >>> named_files(["a.tif", None], ["/nonexistent/*.tif"])
+    ['a.tif']
+    """
+    found: list[str] = []
+    for name in (n for group in groups for n in group if n):
+        found += sorted(glob.glob(name, recursive=True)) if glob.has_magic(name) else [name]
     return found
 
 

@@ -42,7 +42,8 @@ def command(
     Then: geoseg run deep_road_centerlines scene.tif -o out/ --set model=roads.w4a4.npz
           geoseg model info roads.w4a4.npz
     """
-    from geoseg.atomic import check_output_file
+    from geoseg.atomic import check_output_file, check_spares_inputs
+    from geoseg.cli._common import named_files
     from geoseg.cli.train import config_gsd_option, read_scenes
     from geoseg.nn.modelfile import load_nn_model
     from geoseg.nn.quant.bpnas import parse_bitops, search_bits
@@ -58,6 +59,7 @@ def command(
     check_output_file(output, "-o", example_name="roads.w4a4.npz")
     ckpt = checkpoint or str(Path(output).with_suffix("")) + ".ckpt.npz"
     check_output_file(ckpt, "--checkpoint", example_name="roads.w4a4.ckpt.npz")
+    check_spares_inputs({"-o": output, "--checkpoint": ckpt}, named_files([float_model], images, masks, centerlines))
     extra = [f"method={method}"] if method else []
     extra += [f"data_gsd_m={gsd_m}"] if gsd_m is not None else []
     cfg = load_quant_config(config, [*overrides, *extra])

@@ -44,7 +44,8 @@ def arch(config, images, masks, val_images, val_masks, target_ms, output, overri
     CONFIG is a YAML file or the name of a shipped config (road_gas); without it the
     defaults are used.
     """
-    from geoseg.atomic import check_output_file
+    from geoseg.atomic import check_output_file, check_spares_inputs
+    from geoseg.cli._common import named_files
     from geoseg.cli.train import config_gsd_option, read_scenes
     from geoseg.nn.search.config import load_search_config
     from geoseg.nn.search.run import run_gas
@@ -61,6 +62,7 @@ def arch(config, images, masks, val_images, val_masks, target_ms, output, overri
     check_output_file(output, "-o", example_name="roads.gas.npz")
     ckpt = checkpoint or str(Path(output).with_suffix("")) + ".ckpt.npz"
     check_output_file(ckpt, "--checkpoint", example_name="roads.gas.ckpt.npz")
+    check_spares_inputs({"-o": output, "--checkpoint": ckpt}, named_files(data.images, data.masks, data.val_images, data.val_masks))
     gsd_option = config_gsd_option(data.gsd_m, overrides, "data.gsd_m")
     start = time.perf_counter()
     train_scenes = read_scenes(data.images, data.masks, [], [], data.gsd_m, "training data", gsd_option=gsd_option)

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from geoseg.atomic import check_output_file
-from geoseg.cli._common import expand_inputs
+from geoseg.atomic import check_output_file, check_spares_inputs
+from geoseg.cli._common import expand_inputs, named_files
 from geoseg.errors import InputMismatchError, NotGeoreferencedWarning
 
 if TYPE_CHECKING:
@@ -118,6 +118,7 @@ def mjcr(images, masks, image, samples, class_field, road_value, background_valu
     if bool(images or masks or roads) == bool(image or samples):
         raise click.UsageError("give either --images with --masks or --roads, or --image and --samples")
     check_output_file(output, "-o", example_name="roads.mjcr.npz")
+    check_spares_inputs({"-o": output}, named_files(images, masks, [image, samples, roads, labelled_area]))
     gsd = DEFAULT_ASSUMED_GSD_M if gsd_m is None else gsd_m
     start = time.perf_counter()
     if roads:
@@ -428,6 +429,8 @@ def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabel
     ckpt = checkpoint or str(Path(output).with_suffix("")) + ".ckpt.npz"
     check_output_file(output, "-o", example_name="roads.nn.npz")
     check_output_file(ckpt, "--checkpoint", example_name="roads.ckpt.npz")
+    read = (data.images, data.masks, data.edges, data.centerlines, data.val_images, data.val_masks, data.unlabeled, data.unlabeled_masks)
+    check_spares_inputs({"-o": output, "--checkpoint": ckpt}, named_files(*read, [data.roads, data.labelled_area]))
     gsd_option = config_gsd_option(data.gsd_m, overrides, "data.gsd_m")
     start = time.perf_counter()
     road_map = read_road_map_option(data.roads, data.road_map, data.labelled_area) if data.roads else None

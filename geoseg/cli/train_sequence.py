@@ -30,7 +30,7 @@ def command(config: str | None, output: str, overrides: tuple[str, ...], checkpo
       geoseg train sequence sequence_ovs -o objects.ovs.npz --resume objects.ovs.ckpt.npz   # after an interruption
     Then: geoseg run sequence_objects frames/ -o out/ --set model=objects.ovs.npz
     """
-    from geoseg.atomic import check_output_file
+    from geoseg.atomic import check_output_file, check_spares_inputs
     from geoseg.sequence.modelfile import save_sequence_model
     from geoseg.sequence.train import load_sequence_train_config, train_sequence_model
 
@@ -38,6 +38,7 @@ def command(config: str | None, output: str, overrides: tuple[str, ...], checkpo
     check_output_file(output, "-o", example_name="objects.ovs.npz")
     ckpt = checkpoint or str(Path(output).with_suffix("")) + ".ckpt.npz"
     check_output_file(ckpt, "--checkpoint", example_name="objects.ckpt.npz")
+    check_spares_inputs({"-o": output, "--checkpoint": ckpt}, [])
     model = train_sequence_model(cfg, progress=progress, checkpoint_path=ckpt, resume=resume)
     save_sequence_model(output, model)
     log.info("wrote %s (%.1f s of training)", output, model.training["seconds"])

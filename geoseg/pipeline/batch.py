@@ -35,7 +35,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from geoseg.atomic import TEMP_PREFIX, remove_outputs
+from geoseg.atomic import TEMP_PREFIX, remove_outputs, same_file_key
 from geoseg.errors import ConfigError, GeosegError, InputMismatchError, ManifestError, OutputWriteError, RasterReadError
 from geoseg.inputs import SceneInput, redact, scene_input
 from geoseg.manifest import ENTRY_KEYS, MANIFEST_NAME, read_manifest, write_manifest
@@ -319,7 +319,7 @@ def _check_stems(inputs: Sequence[SceneInput], folders: dict[str, Path], keep_fo
 
 
 def _local_inputs(inputs: Sequence[SceneInput]) -> dict[str, str]:
-    """The local files of the inputs (:func:`_same_file_key` to the input's name), each given once.
+    """The local files of the inputs (:func:`same_file_key` to the input's name), each given once.
 
     Raises
     ------
@@ -330,7 +330,7 @@ def _local_inputs(inputs: Sequence[SceneInput]) -> dict[str, str]:
     for scene in inputs:
         if scene.remote:
             continue
-        key = _same_file_key(Path(scene.raster))
+        key = same_file_key(Path(scene.raster))
         if key in local:
             also = "" if local[key] == str(scene) else f" (also as {local[key]})"
             raise ConfigError(f"{scene}: the same file is given twice{also}; give each scene once")
@@ -357,17 +357,12 @@ def _check_output_files(inputs: Sequence[SceneInput], folders: dict[str, Path], 
         except GeosegError:
             continue  # a stem that is no file name: that scene fails alone, when it runs
         for path in paths:
-            victim = local_inputs.get(_same_file_key(path))
+            victim = local_inputs.get(same_file_key(path))
             if victim is not None:
                 raise ConfigError(f"{scene}: its output {path} would overwrite the input {victim}; choose another output folder (-o)")
             other = owners.setdefault(path, str(scene))
             if other != str(scene):
                 raise ConfigError(f"{other} and {scene} would both write {path}; rename one of them or run them in separate batches")
-
-
-def _same_file_key(path: Path) -> str:
-    """A key equal for two paths of the same file (absolute, symbolic links resolved, case as the file system compares)."""
-    return os.path.normcase(os.path.realpath(path))
 
 
 def check_batch(pipeline: Pipeline, inputs: Sequence[SceneInput], folders: dict[str, Path], fmt: VectorFormat, *, keep_folders: bool) -> None:

@@ -235,6 +235,26 @@ def test_unwritable_outputs_are_refused_before_any_data_is_read(tmp_path: Path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+SPARE_CASES = {
+    "train mjcr -o MASK": (["train", "mjcr", "--images", "a.tif", "--masks", "a_mask.tif", "-o", "a_mask.tif"], "-o a_mask.tif: is one of the inputs (a_mask.tif)"),
+    "train nn -o IMAGE": (["train", "nn", "--images", "a.tif", "--masks", "a_mask.tif", "-o", "a.tif"], "-o a.tif: is one of the inputs (a.tif)"),
+    "train nn -o = --checkpoint": (["train", "nn", "--images", "a.tif", "--masks", "a_mask.tif", "-o", "m.npz", "--checkpoint", "m.npz"], "--checkpoint m.npz: is the file -o names too"),
+    "train sequence -o = --checkpoint": (["train", "sequence", "-o", "m.npz", "--checkpoint", "./m.npz"], "--checkpoint ./m.npz: is the file -o names too"),
+    "quantize -o MODEL": (["quantize", "m.npz", "--w-bits", "4", "--images", "a.tif", "--masks", "a_mask.tif", "-o", "m.npz"], "-o m.npz: is one of the inputs (m.npz)"),
+    "search arch -o MASK": (["search", "arch", "--images", "a.tif", "--masks", "*_mask.tif", "--target-ms", "5", "-o", "a_mask.tif"], "-o a_mask.tif: is one of the inputs (a_mask.tif)"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", SPARE_CASES)
+def test_an_output_that_is_an_input_or_another_output_is_refused_first(tmp_path: Path, case: str) -> None:
+    for name, source in (("a.tif", "scene_a.tif"), ("a_mask.tif", "scene_a_mask.tif"), ("m.npz", "roads.mjcr.npz")):
+        shutil.copy(SAMPLE_DATA / source, tmp_path / name)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    args, message = SPARE_CASES[case]
+    assert one_error_line(geoseg(*args, cwd=tmp_path)).startswith(f"geoseg: error: {message}")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 def test_check_output_file_names_each_problem(tmp_path: Path) -> None:
     assert check_output_file(tmp_path / "m.npz", "-o") == tmp_path / "m.npz"
     with pytest.raises(OutputWriteError, match=r"-o .*: is a folder; give a file path \(e.g\. .*roads.npz\)"):
