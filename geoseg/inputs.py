@@ -568,6 +568,9 @@ def read_stac_item(name: str, *, asset: str | None = None) -> StacAsset:
     item = _read_json(name)
     if not isinstance(item, dict) or item.get("type") != "Feature" or not isinstance(item.get("assets"), dict):
         kind = item.get("type") if isinstance(item, dict) else type(item).__name__
+        features = item.get("features") if isinstance(item, dict) and isinstance(item.get("features"), list) else [item]
+        if kind in ("FeatureCollection", "Feature") and features and not any(isinstance(f, dict) and "assets" in f for f in features):
+            raise RasterReadError(f"{redact(name)}: a vector file (GeoJSON {kind} without STAC assets), not a raster scene or a STAC Item")
         hint = "; give one item of the collection" if kind in ("FeatureCollection", "Collection", "Catalog") else ""
         raise RasterReadError(f"{redact(name)}: not a STAC Item (a GeoJSON Feature with assets; this is a {kind}){hint}")
     try:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 @click.command("eval")
 @click.argument("pred", type=click.Path())
 @click.argument("truth", type=click.Path())
-@click.option("--buffer-m", type=click.FloatRange(min=0), default=None, help="Buffer half-width in metres (default 2 m for vectors).")
+@click.option("--buffer-m", type=click.FloatRange(min=0, min_open=True), default=None, help="Buffer half-width in metres (default 2 m for vectors).")
 @click.option("--slack-px", type=click.FloatRange(min=0), default=None, help="Pixel slack, for two centerline rasters on the same grid (default 3).")
 @click.option(
     "--gsd-m", type=click.FloatRange(min=0, min_open=True), default=None, help="GSD of data without georeferencing [default: 0.3, said in the output]."

@@ -17,7 +17,9 @@ from geoseg.errors import ManifestError
     default=None,
     help="Reference networks (vector files), matched to scenes by stem: <stem>.<ext> or <stem>_centerlines.<ext>.",
 )
-@click.option("--buffer-m", type=click.FloatRange(min=0), default=2.0, show_default=True, help="Buffer half-width in metres for the truth scores.")
+@click.option(
+    "--buffer-m", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True, help="Buffer half-width in metres for the truth scores."
+)
 @click.option(
     "--max-size", type=click.IntRange(min=16), default=768, show_default=True, help="Longest side of the overlays in pixels (scenes are read decimated)."
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -22,7 +23,12 @@ def command() -> None:
 @click.option("--masks", "masks", multiple=True, help="Road masks (non-zero = road) paired by file stem; replace data.masks.")
 @click.option("--val-images", "val_images", multiple=True, help="Validation scenes: best retraining epoch by road IoU.")
 @click.option("--val-masks", "val_masks", multiple=True, help="Validation masks paired by stem.")
-@click.option("--target-ms", type=float, default=None, help="Target latency per tile (latency.tile_px, 512 px) in ms on this machine [default: the config's].")
+@click.option(
+    "--target-ms",
+    type=click.FloatRange(min=0, min_open=True, max=math.inf, max_open=True),
+    default=None,
+    help="Target latency per tile (latency.tile_px, 512 px) in ms on this machine [default: the config's].",
+)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Model file to write, e.g. roads.gas.npz.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field, e.g. search.gcn=false or retrain.epochs=5. Repeatable.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="Checkpoint written every epoch [default: OUTPUT with .ckpt.npz].")
@@ -56,8 +62,8 @@ def arch(config, images, masks, val_images, val_masks, target_ms, output, overri
     if not data.images:
         raise click.UsageError("no training data: give --images and --masks, or data.images/data.masks in the config")
     latency = cfg.latency if target_ms is None else cfg.latency.model_copy(update={"target_ms": target_ms})
-    if latency.target_ms is None or latency.target_ms <= 0:
-        raise click.UsageError("give a positive --target-ms (or latency.target_ms in the config)")
+    if latency.target_ms is None or not 0 < latency.target_ms < math.inf:  # nan passes the option's range
+        raise click.UsageError(f"give a positive, finite --target-ms (or latency.target_ms in the config), not {latency.target_ms}")
     cfg = cfg.model_copy(update={"data": data, "latency": latency})
     check_output_file(output, "-o", example_name="roads.gas.npz")
     ckpt = checkpoint or str(Path(output).with_suffix("")) + ".ckpt.npz"

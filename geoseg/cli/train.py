@@ -89,7 +89,7 @@ def command() -> None:
 @click.option("--bands", default=None, help="1-based bands to use, comma-separated (default: the first three).")
 @click.option("--scales-m", default="1,2.5,5", show_default=True, help="Feature scales in metres, comma-separated.")
 @click.option("--lambda", "lam", type=float, default=0.1, show_default=True, help="Ridge parameter of the collaborative representation.")
-@click.option("--atoms", type=int, default=1000, show_default=True, help="Dictionary atoms per class.")
+@click.option("--atoms", type=click.IntRange(min=1), default=1000, show_default=True, help="Dictionary atoms per class.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--gsd-m", type=click.FloatRange(min=0, min_open=True), default=None, help="GSD of training files without georeferencing [default: 0.3, with a warning]."

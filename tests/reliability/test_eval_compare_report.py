@@ -79,3 +79,26 @@ def test_compare_refuses_unwritable_outputs_before_comparing_and_in_one_line(tmp
     with pytest.raises(OutputWriteError, match="scene_a_centerlines_missing.shp: a folder is in the way of this output"):
         compare_files(truth, truth, tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["scene_a_centerlines_missing.shp"]  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["eval", "{truth}", "{truth}", "--buffer-m", "0"], "Invalid value for '--buffer-m': 0.0 is not in the range x>0"),
+        (["report", ".", "--buffer-m", "0"], "Invalid value for '--buffer-m': 0.0 is not in the range x>0"),
+        (["train", "mjcr", "--images", "a.tif", "--masks", "a_mask.tif", "--atoms", "0", "-o", "m.npz"], "'--atoms': 0 is not in the range x>=1"),
+        (["search", "arch", "--images", "a.tif", "--masks", "a_mask.tif", "--target-ms", "inf", "-o", "g.npz"], "inf is not in the range 0<x<inf"),
+        (["search", "arch", "--images", "a.tif", "--masks", "a_mask.tif", "--target-ms", "nan", "-o", "g.npz"], "give a positive, finite --target-ms"),
+    ],
+)
+def test_settings_that_cannot_work_are_usage_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    """A zero buffer scored a network against itself as 0; 0 atoms wrote a model that finds nothing; a search for inf ms ran to its end."""
+    res = subprocess.run([*GEOSEG, *(a.format(truth=SAMPLE_DATA / "scene_b_centerlines.geojson") for a in args)], capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 2 and message in res.stderr, res.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_info_on_a_vector_file_says_so() -> None:
+    res = subprocess.run([*GEOSEG, "info", str(SAMPLE_DATA / "scene_b_centerlines.geojson")], capture_output=True, text=True)
+    assert res.returncode == 1
+    assert "scene_b_centerlines.geojson: a vector file (GeoJSON FeatureCollection without STAC assets), not a raster scene" in res.stderr
