@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
 from geoseg.classifiers.road_map import RoadMapSettings
 from geoseg.configfile import load_config
@@ -77,7 +77,7 @@ class DataConfig(StrictModel):
     centerlines: list[str] = Field(default_factory=list, description="optional 1-px centerline rasters for the centerline head")
     val_images: list[str] = Field(default_factory=list, description="validation scenes (road IoU per epoch, best checkpoint)")
     val_masks: list[str] = Field(default_factory=list, description="validation masks, paired by file stem")
-    bands: list[int] | None = Field(None, description="1-based bands to read (default: the first three, or all when fewer)")
+    bands: list[PositiveInt] | None = Field(None, min_length=1, description="1-based bands to read (default: the first three, or all when fewer)")
     gsd_m: float = Field(0.3, gt=0, description="GSD assumed for training files without georeferencing")
     gsd_by_pattern: dict[str, PositiveFloat] = Field(
         default_factory=dict,

@@ -83,6 +83,9 @@ def train(
         raise InputMismatchError(f"mode {config.mode} needs unlabelled scenes (--unlabeled or data.unlabeled)")
     n_bands = train_data[0].image.shape[0]
     bands = list(config.data.bands) if config.data.bands else list(range(1, min(3, n_bands) + 1))
+    for scene in (*train_data, *val_data, *unlabeled_data):
+        if max(bands) > scene.image.shape[0]:
+            raise InputMismatchError(f"{scene.source}: has {scene.image.shape[0]} band(s); data.bands {bands} asks for band {max(bands)}")
     run = TrainingRun(
         config, list(train_data), list(val_data), list(unlabeled_data), bands, resolve_device(config.device), checkpoint_path, resume, best_path, progress
     )

@@ -355,3 +355,18 @@ def test_a_met_latency_target_is_recorded_too(tmp_path: Path) -> None:
 
     result = run_gas(load_search_config(None, [*TINY_SEARCH, "latency.target_ms=100000"]), [scene_b()])
     assert result.model.training["search"]["target_missed"] is False
+
+
+@pytest.mark.parametrize(
+    ("bands", "message"),
+    [
+        ("[4]", "a.tif: has 3 band(s); data.bands [4] asks for band 4"),  # an IndexError traceback
+        ("[0]", "--set data.bands=[0]: field 'data.bands.0': Input should be greater than 0"),  # trained on the last band
+    ],
+)
+def test_train_nn_refuses_bands_the_scenes_lack(tmp_path: Path, bands: str, message: str) -> None:
+    shutil.copy(SAMPLE_DATA / "scene_a.tif", tmp_path / "a.tif")
+    shutil.copy(SAMPLE_DATA / "scene_a_mask.tif", tmp_path / "a_mask.tif")
+    line = one_error_line(geoseg("train", "nn", "--images", "a.tif", "--masks", "a_mask.tif", "--no-progress", "--set", f"data.bands={bands}", "-o", "m.npz", cwd=tmp_path))
+    assert line.startswith(f"geoseg: error: {message}")
+    assert not (tmp_path / "m.npz").exists()
