@@ -261,6 +261,14 @@ def lr_schedule(optimizer: OptimizerConfig, total: int, peak: float | None = Non
     return LrSchedule(optimizer.lr if peak is None else peak, total=total, warmup=optimizer.warmup_iterations, kind=optimizer.schedule)
 
 
+def _hyper(config: TrainConfig, bands: list[int]) -> dict[str, Any]:
+    """The constructor arguments of the network ``config`` describes, reading ``bands``."""
+    hyper: dict[str, Any] = {"in_channels": len(bands), "num_classes": 2, "width": config.model.width, "centerline_head": config.model.centerline_head}
+    if config.model.encoder != "residual":
+        hyper["encoder"] = config.model.encoder
+    return hyper
+
+
 def start_model(run: TrainingRun, mode: str) -> tuple[NNModel, Checkpoint | None]:
     """The model a run starts from: a fresh one, or that of the checkpoint it resumes (same mode and bands).
 
@@ -284,7 +292,8 @@ def start_model(run: TrainingRun, mode: str) -> tuple[NNModel, Checkpoint | None
         ``run.resume`` is not a checkpoint of ``mode``, or its weights do not fit its
         architecture.
     InputMismatchError
-        The checkpoint's model reads other bands than this run.
+        The checkpoint's model reads other bands than this run, or is another network (its
+        architecture or a constructor argument differs from the config's).
     ConfigError
         A fresh model cannot load its ImageNet weights (``model.pretrained``).
     """
@@ -294,6 +303,13 @@ def start_model(run: TrainingRun, mode: str) -> tuple[NNModel, Checkpoint | None
     model = build_nn_model(ck.path, ck.arrays, ck.metadata)
     if model.bands != run.bands:
         raise InputMismatchError(f"{run.resume}: checkpoint reads bands {model.bands}, this run reads {run.bands}")
+    wanted = {"architecture": run.config.model.architecture, **_hyper(run.config, run.bands)}
+    found = {"architecture": model.architecture, **model.hyper}
+    differ = [f"{k} {found.get(k)!r} (the config: {v!r})" for k, v in wanted.items() if found.get(k) != v]
+    if differ:
+        raise InputMismatchError(
+            f"{run.resume}: the checkpoint's network differs from this run's config: {', '.join(differ)}; resume with the config it was trained with"
+        )
     log.info("resuming from %s after epoch %d", run.resume, ck.state.epoch)
     return model, ck
 
@@ -525,9 +541,7 @@ def new_model(config: TrainConfig, train_data: Sequence[SceneData], bands: list[
     """
     mean, std = band_statistics([s.image[[b - 1 for b in bands]] for s in train_data])
     torch.manual_seed(config.seed)
-    hyper: dict[str, Any] = {"in_channels": len(bands), "num_classes": 2, "width": config.model.width, "centerline_head": config.model.centerline_head}
-    if config.model.encoder != "residual":
-        hyper["encoder"] = config.model.encoder
+    hyper = _hyper(config, bands)
     module = build_model(config.model.architecture, **hyper)
     if config.model.pretrained:
         from geoseg.nn.efficientnet import imagenet_lite0_state

@@ -4,6 +4,7 @@ stands in for a run killed after that epoch)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ import geoseg.nn.selftrain
 import geoseg.sequence.train
 from geoseg.classifiers.training_data import mask_labels
 from geoseg.cli.main import cli
-from geoseg.errors import ConfigError, ModelFileError
+from geoseg.errors import ConfigError, InputMismatchError, ModelFileError
 from geoseg.modelfile import load_model
 from geoseg.nn.checkpoint import read_checkpoint, save_checkpoint
 from geoseg.nn.config import load_train_config
@@ -180,3 +181,13 @@ def test_cli_quantize_resumes_each_phase_from_its_checkpoint(tiny_model: Path, t
                     extra={**ck.extra, "phase": "search"})  # fmt: skip
     res = CliRunner().invoke(cli, [*base, "--w-bits", "4", "--resume", str(search_ckpt)])
     assert res.exit_code == 2 and "checkpoint of a BP-NAS search: resume it with --search" in res.output
+
+
+@pytest.mark.parametrize(("other", "difference"), [(["model.architecture=decouple"], "architecture 'baseline' (the config: 'decouple')"), (["model.width=8"], "width 4 (the config: 8)")])
+def test_a_checkpoint_of_another_network_is_refused(tmp_path: Path, other: list[str], difference: str) -> None:
+    """Resuming with another config trained the checkpoint's network and recorded the config's in the model file."""
+    tiny = ["threads=1", "model.architecture=baseline", "model.width=4", "epochs=1", "iterations_per_epoch=1", "data.batch_size=2", "data.crop_px=64"]
+    ckpt = tmp_path / "base.ckpt.npz"
+    train(load_train_config(None, tiny), [scene_b()], checkpoint_path=ckpt, best_path=tmp_path / "base.npz", progress=False)
+    with pytest.raises(InputMismatchError, match=rf"base.ckpt.npz: the checkpoint's network differs from this run's config: {re.escape(difference)}"):
+        train(load_train_config(None, [*tiny, "epochs=2", *other]), [scene_b()], checkpoint_path=tmp_path / "b.ckpt.npz", resume=ckpt, progress=False)
