@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from rasterio.features import rasterize
 
-from geoseg.errors import InputMismatchError, NotGeoreferencedWarning
+from geoseg.errors import InputMismatchError, NotGeoreferencedWarning, RasterReadError
 from geoseg.raster import Raster, read_raster
 from geoseg.scene_checks import MASK_SHAPE, ValueSummary
 from geoseg.vector import read_lines
@@ -26,7 +26,7 @@ log = logging.getLogger("geoseg.training")
 UNLABELLED = 255
 
 
-def pair_by_stem(images: Sequence[Path], masks: Sequence[Path]) -> list[tuple[Path, Path]]:
+def pair_by_stem(images: Sequence[Path], masks: Sequence[Path], what: str = "mask") -> list[tuple[Path, Path]]:
     """Match images and masks by file stem (a mask may add ``_mask`` to the image's stem).
 
     Parameters
@@ -36,6 +36,8 @@ def pair_by_stem(images: Sequence[Path], masks: Sequence[Path]) -> list[tuple[Pa
     masks : sequence of pathlib.Path
         The mask files. A mask named exactly as its image's stem wins over one that adds
         ``_mask``; a file is never paired with itself.
+    what : str, default "mask"
+        What the second files are, for the message (``"edge raster (--edges)"``).
 
     Returns
     -------
@@ -44,6 +46,8 @@ def pair_by_stem(images: Sequence[Path], masks: Sequence[Path]) -> list[tuple[Pa
 
     Raises
     ------
+    RasterReadError
+        An image without a mask is not an existing file either.
     InputMismatchError
         An image has no mask, or nothing matched.
 
@@ -70,8 +74,11 @@ def pair_by_stem(images: Sequence[Path], masks: Sequence[Path]) -> list[tuple[Pa
             pairs.append((im, by_stem[im.stem]))
         else:
             missing.append(str(im))
+    gone = [name for name in missing if not Path(name).exists()]  # a mistyped image name has no mask either
+    if gone:
+        raise RasterReadError(f"{', '.join(gone)}: no such file")
     if missing:
-        raise InputMismatchError(f"no mask with the same file stem for: {', '.join(missing)}")
+        raise InputMismatchError(f"no {what} with the same file stem for: {', '.join(missing)}")
     if not pairs:
         raise InputMismatchError("no image/mask pairs: give --images and --masks globs that match files")
     return pairs

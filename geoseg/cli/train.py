@@ -292,7 +292,7 @@ def read_scenes(
     extra = {}
     for name, patterns in (("edges", edges), ("centerlines", centerlines)):
         if patterns:
-            extra[name] = dict(pair_by_stem([im for im, _ in pairs], expand_inputs(tuple(patterns))))
+            extra[name] = dict(pair_by_stem([im for im, _ in pairs], expand_inputs(tuple(patterns)), what=f"{name.rstrip('s')} raster (--{name})"))
     scenes, images_read = [], []
     for im, mk in pairs:
         gsd, matched = source_gsd_m(im, gsd_m, gsd_by_pattern or {})

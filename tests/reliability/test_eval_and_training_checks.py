@@ -370,3 +370,17 @@ def test_train_nn_refuses_bands_the_scenes_lack(tmp_path: Path, bands: str, mess
     line = one_error_line(geoseg("train", "nn", "--images", "a.tif", "--masks", "a_mask.tif", "--no-progress", "--set", f"data.bands={bands}", "-o", "m.npz", cwd=tmp_path))
     assert line.startswith(f"geoseg: error: {message}")
     assert not (tmp_path / "m.npz").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "mjcr", "--images", "aa.tif", "--masks", "a_mask.tif"], "aa.tif: no such file"),  # was: no mask with the same file stem
+        (["train", "nn", "--images", "a.tif", "--masks", "a_mask.tif", "--val-images", "b.tif", "--val-masks", "a_mask.tif"], "b.tif: no such file"),
+        (["train", "nn", "--images", "a.tif", "--masks", "a_mask.tif", "--edges", "a_lines.tif"], "no edge raster (--edges) with the same file stem for: a.tif"),
+    ],
+)
+def test_training_inputs_that_do_not_pair_say_what_is_wrong(tmp_path: Path, args: list[str], message: str) -> None:
+    for name, source in (("a.tif", "scene_a.tif"), ("a_mask.tif", "scene_a_mask.tif"), ("a_lines.tif", "scene_a_mask.tif")):
+        shutil.copy(SAMPLE_DATA / source, tmp_path / name)
+    assert one_error_line(geoseg(*args, "--no-progress" if args[1] == "nn" else "--gsd-m=0.5", "-o", "m.npz", cwd=tmp_path)) == f"geoseg: error: {message}"
