@@ -92,7 +92,8 @@ def mask_labels(image: Raster, mask_path: str | os.PathLike[str]) -> np.ndarray:
     image : Raster
         The scene (its grid and valid-data mask are used).
     mask_path : path-like
-        A raster whose first band is the mask; its GSD and georeferencing are not checked.
+        A raster whose first band is the mask. When both it and the image are georeferenced,
+        they must lie on the same grid (CRS and pixel corners within a tenth of a pixel).
 
     Returns
     -------
@@ -104,20 +105,39 @@ def mask_labels(image: Raster, mask_path: str | os.PathLike[str]) -> np.ndarray:
     RasterReadError
         The mask cannot be read.
     InputMismatchError
-        The mask's size differs from the image's, or it does not look like a road mask (an
-        image given as the mask: many grey levels).
+        The mask's size or grid differs from the image's, or it does not look like a road mask
+        (an image given as the mask: many grey levels).
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)  # only the mask's grid counts, not its GSD
         mask = read_raster(mask_path)  # every band: a mask has one, and an image given as one says so
     if mask.shape != image.shape:
         raise InputMismatchError(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} px but {image.source} is {image.shape[1]}x{image.shape[0]}")
+    _check_same_grid(image, mask, mask_path)
     summary = ValueSummary.of(mask.array[:1], mask.valid, str(mask_path), mask.array.shape[0])
     if not summary.looks_like_mask():
         raise InputMismatchError(f"{mask_path}: {summary.describe()}: this is not a road mask ({MASK_SHAPE}); pair {image.source} with its road mask")
     labels = (mask.array[0] > 0).astype(np.uint8)
     labels[~(mask.valid & image.valid)] = UNLABELLED
     return labels
+
+
+def _check_same_grid(image: Raster, mask: Raster, mask_path: str | os.PathLike[str]) -> None:
+    """Refuse a georeferenced mask that lies elsewhere than its georeferenced image (another CRS or place)."""
+    a, b = image.geo, mask.geo
+    if not (a.georeferenced and b.georeferenced and a.crs is not None and b.crs is not None):
+        return
+    if a.crs != b.crs:
+        raise InputMismatchError(
+            f"{mask_path}: the mask is in {b.crs.to_string()}, its image {image.source} in {a.crs.to_string()}; pair each image with its own mask"
+        )
+    corners = np.array([a.transform * (0, 0), a.transform * (a.width, a.height)]) - np.array([b.transform * (0, 0), b.transform * (b.width, b.height)])
+    if np.abs(corners).max() > 0.1 * min(abs(a.transform.a), abs(a.transform.e)):
+        x, y = b.transform * (0, 0)
+        raise InputMismatchError(
+            f"{mask_path}: the mask lies elsewhere than its image {image.source} (its corner at {x:.1f}, {y:.1f}, "
+            f"{np.abs(corners).max():.1f} CRS units away); pair each image with its own mask"
+        )
 
 
 def _as_number(value: Any) -> float | None:

@@ -18,6 +18,9 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pytest
+import rasterio
+import rasterio.crs
+from affine import Affine
 import shapely
 from PIL import Image
 
@@ -384,3 +387,29 @@ def test_training_inputs_that_do_not_pair_say_what_is_wrong(tmp_path: Path, args
     for name, source in (("a.tif", "scene_a.tif"), ("a_mask.tif", "scene_a_mask.tif"), ("a_lines.tif", "scene_a_mask.tif")):
         shutil.copy(SAMPLE_DATA / source, tmp_path / name)
     assert one_error_line(geoseg(*args, "--no-progress" if args[1] == "nn" else "--gsd-m=0.5", "-o", "m.npz", cwd=tmp_path)) == f"geoseg: error: {message}"
+
+
+@pytest.mark.parametrize(
+    ("crs", "shift_m", "message"),
+    [
+        ("EPSG:25832", 0.0, "the mask is in EPSG:25832, its image"),
+        ("EPSG:32633", 50.0, "the mask lies elsewhere than its image"),
+        ("EPSG:32633", 0.01, None),  # a hundredth of a pixel: the same grid
+    ],
+)
+def test_a_mask_on_another_grid_than_its_image_is_refused(tmp_path: Path, crs: str, shift_m: float, message: str | None) -> None:
+    """Scene B's mask written on another CRS or place trained as if it lay on scene A."""
+    from geoseg.classifiers.training_data import mask_labels
+    from geoseg.errors import InputMismatchError
+    from geoseg.raster import read_raster
+    from tests.conftest import write_tif
+
+    scene = read_raster(SAMPLE_DATA / "scene_a.tif")
+    with rasterio.open(SAMPLE_DATA / "scene_a_mask.tif") as src:
+        mask, transform = src.read(1), src.transform
+    path = write_tif(tmp_path / "a_mask.tif", mask, rasterio.crs.CRS.from_user_input(crs), transform * Affine.translation(shift_m / transform.a, 0))
+    if message is None:
+        assert mask_labels(scene, path).sum() == (mask > 0).sum()
+    else:
+        with pytest.raises(InputMismatchError, match=message):
+            mask_labels(scene, path)
