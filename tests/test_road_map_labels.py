@@ -235,3 +235,20 @@ def test_a_geojson_map_in_projected_coordinates_without_its_crs_is_refused(tmp_p
     bare.write_text(json.dumps(data))
     with pytest.raises(InputMismatchError, match=r"roads.geojson: coordinates x 533\d+\.\.533\d+, .* are not longitudes and latitudes of EPSG:4326"):
         read_road_map(bare)
+
+
+def test_a_labelled_area_off_the_scene_is_blamed_not_the_roads(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from geoseg.classifiers.road_map import RoadMap
+
+    scene = read_raster(SAMPLE / "scene_a.tif")
+    west, south, east, north = scene.geo.transform * (0, scene.geo.height) + scene.geo.transform * (scene.geo.width, 0)
+    elsewhere, here = tmp_path / "elsewhere.gpkg", tmp_path / "here.gpkg"
+    gpd.GeoDataFrame(geometry=[box(west + 5000, south, east + 5000, north)], crs=scene.geo.crs).to_file(elsewhere)
+    gpd.GeoDataFrame(geometry=[box(west, south, east, north)], crs=scene.geo.crs).to_crs(4326).to_file(here)
+    with caplog.at_level("INFO", logger="geoseg"):
+        labels = RoadMap.read(SAMPLE / "scene_a_centerlines.geojson", RoadMapSettings(), elsewhere).labels(scene)
+    assert not (labels == 1).any() and "the labelled area " + str(elsewhere) + " leaves none of this scene's roads" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="geoseg"):
+        assert (RoadMap.read(SAMPLE / "scene_a_centerlines.geojson", RoadMapSettings(), here).labels(scene) == 1).any()
+    assert f"{here}: reprojected from EPSG:4326" in caplog.text and "scene_a_centerlines.geojson: reprojected" not in caplog.text

@@ -107,12 +107,15 @@ class RoadMap:
     settings : RoadMapSettings
     area : geopandas.GeoDataFrame, optional
         Polygons outside which nothing is labelled.
+    area_path : str, optional
+        The file of ``area``.
     """
 
     path: str
     roads: gpd.GeoDataFrame
     settings: RoadMapSettings
     area: gpd.GeoDataFrame | None = None
+    area_path: str | None = None
     #: The lines and area reprojected to each scene CRS met so far (a map is reprojected once per CRS, not per scene).
     _projected: dict[str, tuple[gpd.GeoDataFrame, gpd.GeoDataFrame | None]] = field(default_factory=dict, repr=False)
 
@@ -126,7 +129,7 @@ class RoadMap:
             A file that cannot be read, a map without lines or without the named fields.
         """
         polygons = read_lines(area) if area is not None else None
-        return cls(str(path), read_road_map(path, settings), settings, polygons)
+        return cls(str(path), read_road_map(path, settings), settings, polygons, None if area is None else str(area))
 
     @property
     def partial(self) -> bool:
@@ -137,12 +140,15 @@ class RoadMap:
         """The scene's labels (:func:`road_map_labels`); a scene the map has no road in is said so in the log."""
         key = str(image.geo.crs) if image.geo.georeferenced else ""
         if key not in self._projected:
-            area = _in_scene_crs(self.area, image, self.path) if self.area is not None else None
+            area = _in_scene_crs(self.area, image, self.area_path or self.path, "the labelled area") if self.area is not None else None
             self._projected[key] = (_in_scene_crs(self.roads, image, self.path), area)
         roads, area = self._projected[key]
         labels = road_map_labels(image, roads, self.path, self.settings, area)
         if not (labels == _ROAD).any():
-            log.warning("warning: %s: no road of %s crosses this scene; it trains as background only", image.source, self.path)
+            if area is not None and (road_map_labels(image, roads, self.path, self.settings) == _ROAD).any():
+                log.warning("warning: %s: the labelled area %s leaves none of this scene's roads; it trains as background only", image.source, self.area_path)
+            else:
+                log.warning("warning: %s: no road of %s crosses this scene; it trains as background only", image.source, self.path)
         return labels
 
 
@@ -264,8 +270,8 @@ def _burn(shapes: np.ndarray, shape: tuple[int, int], *, all_touched: bool = Fal
     return rasterize(list(shapes), out_shape=shape, fill=0, default_value=1, all_touched=all_touched, dtype=np.uint8).astype(bool)
 
 
-def _in_scene_crs(frame: gpd.GeoDataFrame, image: Raster, source: str) -> gpd.GeoDataFrame:
-    placed, note = to_scene_crs(frame, image.geo, image.source, source, "the map")
+def _in_scene_crs(frame: gpd.GeoDataFrame, image: Raster, source: str, what: str = "the map") -> gpd.GeoDataFrame:
+    placed, note = to_scene_crs(frame, image.geo, image.source, source, what)
     if note:
         log.info("%s", note)
     return placed
