@@ -24,7 +24,17 @@ from geoseg.errors import ConfigError
 if TYPE_CHECKING:  # pydantic is loaded by the code that validates, not by a look at a file
     from pydantic import BaseModel, ValidationError
 
-__all__ = ["apply_overrides", "load_config", "parse_override", "parse_yaml_mapping", "pipeline_kind", "read_yaml_mapping", "resolve_refs", "validation_message"]
+__all__ = [
+    "apply_overrides",
+    "load_config",
+    "parse_override",
+    "parse_yaml_mapping",
+    "pipeline_kind",
+    "read_yaml_mapping",
+    "resolve_refs",
+    "training_command",
+    "validation_message",
+]
 
 ModelT = TypeVar("ModelT", bound="BaseModel")
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -188,8 +198,11 @@ def validation_message(exc: ValidationError, prefix: str, skip_missing: frozense
     """
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = ".".join(str(p) for p in err["loc"])
         if err["type"] == "missing" and loc in skip_missing:
+            continue
+        if not loc:  # a rule across fields: its message names them, and the whole config is no help
+            lines.append(f"{prefix}{err['msg'].removeprefix('Value error, ')}")
             continue
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
@@ -377,7 +390,27 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
     return out
 
 
-def load_config(model: type[ModelT], path: str | Path | None, overrides: Sequence[str], what: str) -> ModelT:
+def training_command(config: dict[str, Any]) -> str:
+    """The command that reads a training config, told by its top-level keys.
+
+    ``tests/cli/test_pipelines_cmd.py`` checks that every shipped config validates against the
+    config model of the command named here.
+
+    Examples
+    --------
+    >>> training_command({"epochs": 30, "data": {}})
+    'geoseg train nn'
+    >>> training_command({"search": {"gcn": True}})
+    'geoseg search arch'
+    """
+    if "frame_size" in config or "n_frames" in config:
+        return "geoseg train sequence"
+    if {"search", "latency", "retrain", "space"} & set(config):
+        return "geoseg search arch"
+    return "geoseg train nn"
+
+
+def load_config(model: type[ModelT], path: str | Path | None, overrides: Sequence[str], what: str, *, command: str | None = None) -> ModelT:
     """Read ``path`` (``None``: the model's defaults), apply ``overrides`` and validate.
 
     Parameters
@@ -390,6 +423,9 @@ def load_config(model: type[ModelT], path: str | Path | None, overrides: Sequenc
         ``--set`` texts, applied by :func:`apply_overrides`.
     what : str
         The kind of config (e.g. "training config"), named in messages.
+    command : str, optional
+        The command that reads training configs of this model (``geoseg train nn``): an invalid
+        file that is another command's config (:func:`training_command`) is said to be that.
 
     Returns
     -------
@@ -423,11 +459,13 @@ def load_config(model: type[ModelT], path: str | Path | None, overrides: Sequenc
     try:
         return model.model_validate(apply_overrides(raw, list(overrides)))
     except ValidationError as exc:
+        if command is not None and path is not None and (other := training_command(raw)) != command:
+            raise ConfigError(f"{source}: a config for `{other}`, not for `{command}`") from None
         raise ConfigError(_culprit(model, raw, list(overrides)) or validation_message(exc, f"{source}: ") or source) from None
 
 
 def _culprit(model: type[BaseModel], raw: dict[str, Any], overrides: list[str]) -> str | None:
-    """The message of the first ``--set`` that makes ``raw`` invalid alone (None: the file itself, or only several together)."""
+    """The message naming the ``--set`` items that make ``raw`` invalid: the first that does alone, else the fewest that do together (None: the file itself)."""
     from pydantic import ValidationError
 
     try:
@@ -439,4 +477,15 @@ def _culprit(model: type[BaseModel], raw: dict[str, Any], overrides: list[str]) 
             model.model_validate(apply_overrides(raw, [text]))
         except ValidationError as exc:
             return validation_message(exc, f"--set {text}: ")
+    needed = list(overrides)
+    for text in overrides:  # several together (data.batch_size=1 with data.crop_px=64): keep those the error needs
+        rest = [t for t in needed if t != text]
+        try:
+            model.model_validate(apply_overrides(raw, rest))
+        except ValidationError:
+            needed = rest
+    try:
+        model.model_validate(apply_overrides(raw, needed))
+    except ValidationError as exc:
+        return validation_message(exc, " ".join(f"--set {t}" for t in needed) + " (together): ")
     return None

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from geoseg.configfile import training_command
 from geoseg.errors import ConfigError
 
 __all__ = ["command", "describe_shipped", "training_command"]
@@ -17,26 +18,6 @@ __all__ = ["command", "describe_shipped", "training_command"]
 #: How a pipeline runs, by its ``kind`` key.
 _RUN = {"pipeline": "geoseg run {name} SCENE... -o OUTDIR", "sequence": "geoseg run {name} FRAMES... -o OUTDIR"}
 _FIRST_SENTENCE = re.compile(r"(?<!e\.g)(?<!i\.e)(?<! al)(?<=[a-z0-9)])\.\s+(?=[A-Z`])")
-
-
-def training_command(config: dict[str, Any]) -> str:
-    """The command that reads a training config, told by its top-level keys.
-
-    ``tests/cli/test_pipelines_cmd.py`` checks that every shipped config validates against the
-    config model of the command named here.
-
-    Examples
-    --------
-    >>> training_command({"epochs": 30, "data": {}})
-    'geoseg train nn'
-    >>> training_command({"search": {"gcn": True}})
-    'geoseg search arch'
-    """
-    if "frame_size" in config or "n_frames" in config:
-        return "geoseg train sequence"
-    if {"search", "latency", "retrain", "space"} & set(config):
-        return "geoseg search arch"
-    return "geoseg train nn"
 
 
 def _summary(description: str) -> str:

@@ -267,6 +267,17 @@ class TrainConfig(StrictModel):
             raise ValueError("model.centerline_head needs data.centerlines")
         return self
 
+    @model_validator(mode="after")
+    def _decouple_batches(self) -> TrainConfig:
+        # the body/edge branch pools the 1/16 feature twice more: a crop of 64 px leaves one value
+        # per channel, on which batch normalisation cannot train unless the batch has several crops
+        if self.model.architecture == "decouple" and self.data.batch_size == 1 and self.data.crop_px <= 64:
+            raise ValueError(
+                f"model.architecture decouple with data.batch_size 1 needs data.crop_px of at least 80 (got {self.data.crop_px}): "
+                "its body/edge branch pools a crop to 1/64 of its side; or use data.batch_size 2 or more"
+            )
+        return self
+
 
 def load_train_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read and validate a training config (``None``: the defaults), with ``--set`` overrides.
@@ -284,4 +295,4 @@ def load_train_config(path: str | Path | None, overrides: Sequence[str] = ()) ->
     >>> load_train_config("road_decouple", ["epochs=3"]).epochs
     3
     """
-    return load_config(TrainConfig, None if path is None else resolve_file(path, "training"), overrides, "training config")
+    return load_config(TrainConfig, None if path is None else resolve_file(path, "training"), overrides, "training config", command="geoseg train nn")

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from geoseg.configfile import load_config
 from geoseg.errors import ConfigError, InputMismatchError, NotGeoreferencedWarning
@@ -50,7 +50,7 @@ class SequenceTrainConfig(BaseModel):
 
     description: str = Field("", description="What the config is for (shown by `geoseg pipelines`).")
     seed: int = 0
-    frame_size: int = Field(96, ge=32, description="Frame side in pixels (multiple of 8).")
+    frame_size: int = Field(96, ge=32, multiple_of=8, description="Frame side in pixels (multiple of 8).")
     n_frames: int = Field(8, ge=2)
     n_sequences: int = Field(12, ge=1)
     objects_min: int = Field(2, ge=1)
@@ -64,6 +64,12 @@ class SequenceTrainConfig(BaseModel):
     backgrounds: list[str] = Field(default_factory=list, description="Raster files/globs for background crops; empty: synthetic scenes.")
     threads: int = Field(1, ge=1)
 
+    @model_validator(mode="after")
+    def _object_counts(self) -> SequenceTrainConfig:
+        if self.objects_max < self.objects_min:
+            raise ValueError(f"objects_max ({self.objects_max}) is below objects_min ({self.objects_min})")
+        return self
+
 
 def load_sequence_train_config(path: str | Path | None, overrides: Sequence[str] = ()) -> SequenceTrainConfig:
     """Read a training config (``None``: defaults) with ``KEY=VALUE`` overrides (values parsed as YAML).
@@ -74,13 +80,7 @@ def load_sequence_train_config(path: str | Path | None, overrides: Sequence[str]
         Unreadable YAML, an unknown or invalid key (the message names the file and key).
     """
     path = None if path is None else resolve_file(path, "training")
-    source = str(path) if path is not None else "<defaults>"
-    cfg = load_config(SequenceTrainConfig, path, overrides, "training config")
-    if cfg.frame_size % 8:
-        raise ConfigError(f"{source}: frame_size must be a multiple of 8, got {cfg.frame_size}")
-    if cfg.objects_max < cfg.objects_min:
-        raise ConfigError(f"{source}: objects_max < objects_min")
-    return cfg
+    return load_config(SequenceTrainConfig, path, overrides, "training config", command="geoseg train sequence")
 
 
 def _to_uint8(array: np.ndarray) -> np.ndarray:

@@ -413,3 +413,22 @@ def test_a_mask_on_another_grid_than_its_image_is_refused(tmp_path: Path, crs: s
     else:
         with pytest.raises(InputMismatchError, match=message):
             mask_labels(scene, path)
+
+
+def test_config_errors_name_what_the_user_did() -> None:
+    from geoseg.errors import ConfigError
+    from geoseg.nn.config import load_train_config
+    from geoseg.nn.search.config import load_search_config
+    from geoseg.sequence.train import load_sequence_train_config
+
+    with pytest.raises(ConfigError, match=r"road_gas.yaml: a config for `geoseg search arch`, not for `geoseg train nn`$"):
+        load_train_config("road_gas")
+    with pytest.raises(ConfigError, match=r"road_decouple.yaml: a config for `geoseg train nn`, not for `geoseg search arch`$"):
+        load_search_config("road_decouple")
+    with pytest.raises(ConfigError, match=r"^--set frame_size=50: field 'frame_size': Input should be a multiple of 8"):  # it named the shipped file
+        load_sequence_train_config("sequence_ovs", ["frame_size=50"])
+    # two settings that fail only together (a torch traceback in the first batch), without the whole config in the message
+    with pytest.raises(ConfigError, match=r"^--set data.batch_size=1 --set data.crop_px=64 \(together\): model.architecture decouple with data.batch_size 1 needs") as caught:
+        load_train_config("road_decouple", ["epochs=1", "data.batch_size=1", "data.crop_px=64"])
+    assert "schema_version" not in str(caught.value)
+    load_train_config("road_decouple", ["data.batch_size=1", "data.crop_px=96"])  # a 96 px crop trains alone

@@ -111,4 +111,4 @@ def load_search_config(path: str | Path | None, overrides: Sequence[str] = ()) -
         Unreadable YAML, or a misspelt or invalid field (the message names the file and field),
         a name that is neither a file nor a shipped config (``road_gas``).
     """
-    return load_config(SearchConfig, None if path is None else resolve_file(path, "training"), overrides, "search config")
+    return load_config(SearchConfig, None if path is None else resolve_file(path, "training"), overrides, "search config", command="geoseg search arch")
