@@ -20,6 +20,7 @@ import contextlib
 import logging
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,9 @@ from affine import Affine
 from pydantic import ValidationError
 
 from geoseg.atomic import remove_outputs
-from geoseg.errors import ConfigError, InputMismatchError, OutputWriteError
+from geoseg.errors import ConfigError, InputMismatchError, NotGeoreferencedWarning, OutputWriteError
 from geoseg.pipeline.engine import read_aoi
-from geoseg.raster import GeoInfo, ground_sample_distance, read_geoinfo
+from geoseg.raster import DEFAULT_ASSUMED_GSD_M, GeoInfo, ground_sample_distance, not_georeferenced_message, read_geoinfo
 from geoseg.road.network import graph_to_lines
 from geoseg.steps.compare import CHANGE_LAYERS, CompareNetwork, map_in_scene
 from geoseg.vector import check_degrees, crs_name, keep_lines, layer_paths, read_lines, to_scene_crs, vector_format, write_layers
@@ -128,6 +129,7 @@ def compare_files(
     map_layer: str | None = None,
     fmt: str = "shp",
     road_width_m: float = 7.0,
+    assume_gsd_m: float | None = None,
     **settings: Any,
 ) -> ComparisonSummary:
     """Compare the network file with the road map file and write the change layers into ``outdir``.
@@ -151,6 +153,8 @@ def compare_files(
     road_width_m : float, default 7.0
         The typical road width: the tolerance is ``tolerance_factor`` times it unless
         ``tolerance_m`` is given.
+    assume_gsd_m : float, optional
+        The GSD of an ``image`` without georeferencing (default 0.3 m, said in the notes).
     **settings
         Fields of :class:`~geoseg.steps.compare.CompareNetwork` (``tolerance_m``,
         ``max_angle_deg``, ``min_length_m``, ``link_radius_m``, ...).
@@ -186,7 +190,12 @@ def compare_files(
     if image is None and lines.empty:
         raise InputMismatchError(f"{network}: the network has no lines; give --image (the scene it comes from) to report the map's roads in it as missing")
     if image is not None:
-        geo, _ = read_geoinfo(image)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)  # said in the notes, with the option that sets it
+            geo, _ = read_geoinfo(image, assume_gsd_m=DEFAULT_ASSUMED_GSD_M if assume_gsd_m is None else assume_gsd_m)
+        if not geo.georeferenced:
+            how = "--gsd-m" if assume_gsd_m is None else ""
+            notes.append(not_georeferenced_message(str(image), geo.gsd_m, how, pixel_outputs=False))
         lines, note = to_scene_crs(lines, geo, str(image), str(network), "the network")
         notes += [note] if note else []
         area = _image_footprint(image, geo)

@@ -28,8 +28,11 @@ import click
 @click.option(
     "--link-radius-m", type=click.FloatRange(min=0), default=250.0, show_default=True, help="New links are looked for between map nodes this close (0: none)."
 )
-@click.option("--map-layer", default=None, help="Layer of MAP [default: its first].")
-@click.option("--network-layer", default=None, help="Layer of NETWORK [default: its first, the edges of a geoseg GeoPackage].")
+@click.option(
+    "--gsd-m", type=click.FloatRange(min=0, min_open=True), default=None, help="GSD of an --image without georeferencing [default: 0.3, said in the notes]."
+)
+@click.option("--map-layer", default=None, help="Layer of MAP (needed when it has several).")
+@click.option("--network-layer", default=None, help="Layer of NETWORK (needed when it has several, but for the edges of a geoseg GeoPackage).")
 @click.option("--format", "fmt", type=click.Choice(["shp", "gpkg", "geojson"]), default="shp", show_default=True, help="Output format.")
 @click.option("--json", "as_json", is_flag=True, help="Print the totals as JSON.")
 def command(
@@ -43,6 +46,7 @@ def command(
     max_angle_deg: float,
     min_length_m: float | None,
     link_radius_m: float,
+    gsd_m: float | None,
     map_layer: str | None,
     network_layer: str | None,
     fmt: str,
@@ -84,7 +88,7 @@ def command(
         settings["tolerance_m"] = tolerance_m
     summary = compare_files(
         network, road_map, outdir, image=image, footprint=footprint, network_layer=network_layer, map_layer=map_layer, fmt=fmt,
-        road_width_m=road_width_m, **settings,
+        road_width_m=road_width_m, assume_gsd_m=gsd_m, **settings,
     )  # fmt: skip
     if as_json:
         totals = {k: {n: (None if isinstance(v, float) and math.isnan(v) else v) for n, v in t.items()} for k, t in summary.totals.items()}

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import click
 
-from geoseg.errors import GeosegError
+from geoseg.errors import GeosegError, NotGeoreferencedWarning
 from geoseg.inputs import is_stac_name, redact, scene_input
 from geoseg.raster import read_geoinfo
 
@@ -30,7 +31,9 @@ def command(inputs: tuple[str, ...], asset: str | None, as_json: bool) -> None:
     for path in inputs:
         try:
             scene = scene_input(path, asset=asset)
-            geo, summary = read_geoinfo(scene.raster)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)  # the crs and gsd lines say it
+                geo, summary = read_geoinfo(scene.raster)
         except GeosegError as exc:  # said, and the other inputs shown
             if len(inputs) == 1:
                 raise
@@ -62,7 +65,7 @@ def command(inputs: tuple[str, ...], asset: str | None, as_json: bool) -> None:
         click.echo(f"  size:    {geo.width} x {geo.height} px, {summary['count']} band(s) {', '.join(summary['dtypes'])} ({summary['driver']})")
         click.echo(f"  crs:     {record['crs'] or 'none (pixel coordinates: x = column, y = row)'}")
         gx, gy = record["gsd_m"]
-        suffix = "" if geo.georeferenced else " (assumed: not georeferenced)"
+        suffix = "" if geo.georeferenced else " (assumed: not georeferenced; give it with --set assume_gsd_m=VALUE in runs, --gsd-m in eval, compare and train)"
         click.echo(f"  gsd:     {gx} m x {gy} m{suffix}")
         click.echo(f"  nodata:  {geo.nodata}")
         click.echo(f"  bounds:  {', '.join(f'{v:.3f}' for v in record['bounds'])}")

@@ -116,7 +116,7 @@ def _read_lines(path: str, layer: str | None, stamp: tuple[int, int]) -> Any:
     """
     from geoseg.vector import check_degrees, keep_lines, read_lines
 
-    frame = read_lines(path, layer=layer, layer_option="--set compare_network.map_layer=NAME (geoseg compare --map-layer NAME)")
+    frame = read_lines(path, layer=layer, layer_option="--map-layer NAME (geoseg compare), or --set compare_network.map_layer=NAME (pipelines)")
     frame = frame.assign(map_id=np.arange(len(frame), dtype=np.int64))
     lines = keep_lines(frame, path, "a road map", allow_empty=True)
     check_degrees(path, lines.geometry.to_numpy(), lines.crs)

@@ -15,7 +15,7 @@ import pytest
 import rasterio
 from rasterio.features import rasterize
 
-from geoseg.errors import InputMismatchError, OutputWriteError
+from geoseg.errors import ConfigError, InputMismatchError, OutputWriteError
 from geoseg.evaluate import evaluate_files
 from geoseg.map_update import compare_files
 from tests.cli.test_cli_basics import GEOSEG
@@ -102,3 +102,34 @@ def test_info_on_a_vector_file_says_so() -> None:
     res = subprocess.run([*GEOSEG, "info", str(SAMPLE_DATA / "scene_b_centerlines.geojson")], capture_output=True, text=True)
     assert res.returncode == 1
     assert "scene_b_centerlines.geojson: a vector file (GeoJSON FeatureCollection without STAC assets), not a raster scene" in res.stderr
+
+
+def test_compare_takes_the_gsd_of_an_image_without_georeferencing(tmp_path: Path) -> None:
+    """Lengths and tolerance of a PNG scene were fixed at 0.3 m per pixel, and the note named an option compare lacks."""
+    import shapely
+
+    lines = gpd.GeoDataFrame(geometry=[shapely.LineString([(10, 128), (246, 128)]), shapely.LineString([(128, 10), (128, 246)])])
+    lines.to_file(tmp_path / "net.shp")
+    default = compare_files(tmp_path / "net.shp", tmp_path / "net.shp", tmp_path / "a", image=SAMPLE_DATA / "tile_c.png")
+    given = compare_files(tmp_path / "net.shp", tmp_path / "net.shp", tmp_path / "b", image=SAMPLE_DATA / "tile_c.png", assume_gsd_m=0.5)
+    assert default.totals["matched"]["length_m"] == pytest.approx(472 * 0.3, rel=0.01)
+    assert given.totals["matched"]["length_m"] == pytest.approx(472 * 0.5, rel=0.01)
+    assert any("a GSD of 0.3 m is assumed (set it with --gsd-m)" in n for n in default.notes)
+    assert any("a GSD of 0.5 m is assumed" in n and "--gsd-m" not in n for n in given.notes)
+
+
+def test_compare_names_its_own_layer_option_for_a_map_of_several_layers(tmp_path: Path) -> None:
+    import shapely
+
+    truth = gpd.read_file(SAMPLE_DATA / "scene_a_centerlines.geojson")
+    truth.to_file(tmp_path / "multi.gpkg", layer="roads")
+    gpd.GeoDataFrame(geometry=[shapely.Point(truth.total_bounds[:2])], crs=truth.crs).to_file(tmp_path / "multi.gpkg", layer="pts")
+    with pytest.raises(ConfigError, match=r"several layers \(roads, pts\); choose one with --map-layer NAME \(geoseg compare\)"):
+        compare_files(SAMPLE_DATA / "scene_a_centerlines.geojson", tmp_path / "multi.gpkg", tmp_path / "out")
+    assert compare_files(SAMPLE_DATA / "scene_a_centerlines.geojson", tmp_path / "multi.gpkg", tmp_path / "out", map_layer="roads").totals["missing"]["length_m"] == 0
+
+
+def test_info_on_a_png_says_how_to_give_its_gsd_once() -> None:
+    res = subprocess.run([*GEOSEG, "info", str(SAMPLE_DATA / "tile_c.png")], capture_output=True, text=True)
+    assert res.returncode == 0 and "assume_gsd_m)" not in res.stderr  # the hint named no option of info
+    assert "(assumed: not georeferenced; give it with --set assume_gsd_m=VALUE in runs, --gsd-m in eval, compare and train)" in res.stdout
