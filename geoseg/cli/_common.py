@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import sys
+import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -211,6 +214,23 @@ def report_interrupt(stop: KeyboardInterrupt, total: int, done_before: int) -> N
     also = f", {failed} failed" if failed else ""
     click.echo(f"geoseg: interrupted; {done} of {total} scene(s) done{also}, run the same command again to resume", err=True)
     raise SystemExit(INTERRUPTED_EXIT)
+
+
+@contextmanager
+def resume_hint(checkpoint: str | os.PathLike[str]) -> Iterator[None]:
+    """On Ctrl-C during training, say how to go on: the checkpoint this run wrote, for ``--resume``; exit 130."""
+    start = time.time()
+    try:
+        yield
+    except KeyboardInterrupt:
+        from geoseg.cli.main import INTERRUPTED_EXIT
+
+        ck = Path(checkpoint)
+        if ck.is_file() and ck.stat().st_mtime >= start:
+            click.echo(f"geoseg: interrupted; go on with the same command and --resume {ck}", err=True)
+        else:
+            click.echo("geoseg: interrupted before the first checkpoint", err=True)
+        raise SystemExit(INTERRUPTED_EXIT) from None
 
 
 def _size(n_bytes: int) -> str:

@@ -15,7 +15,7 @@ def command() -> None:
 @command.command("info")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@click.option("--tile-px", type=int, default=None, help="Input tile side for MACs/BitOPs [default: the quantized file's, else 512].")
+@click.option("--tile-px", type=click.IntRange(min=16), default=None, help="Input tile side for MACs/BitOPs [default: the quantized file's, else 512].")
 def info(model, as_json, tile_px) -> None:
     """Per-layer bits, MACs, BitOPs, weight bytes and totals of a model file, and its size.
 

@@ -43,7 +43,7 @@ def command(
           geoseg model info roads.w4a4.npz
     """
     from geoseg.atomic import check_output_file, check_spares_inputs
-    from geoseg.cli._common import named_files
+    from geoseg.cli._common import named_files, resume_hint
     from geoseg.cli.train import config_gsd_option, read_scenes
     from geoseg.nn.modelfile import load_nn_model
     from geoseg.nn.quant.bpnas import parse_bitops, search_bits
@@ -56,6 +56,8 @@ def command(
             raise click.UsageError("--search needs --budget-bitops and takes no --w-bits/--a-bits")
     elif w_bits is None:
         raise click.UsageError("give --w-bits (and --a-bits), or --search with --budget-bitops")
+    elif budget_bitops is not None:
+        raise click.UsageError("--budget-bitops is the budget of --search; with fixed --w-bits/--a-bits it would be ignored")
     check_output_file(output, "-o", example_name="roads.w4a4.npz")
     ckpt = checkpoint or str(Path(output).with_suffix("")) + ".ckpt.npz"
     check_output_file(ckpt, "--checkpoint", example_name="roads.w4a4.ckpt.npz")
@@ -81,7 +83,8 @@ def command(
     elif search:
         budget = parse_bitops(budget_bitops)
         log.info("BP-NAS search over %s bits under %.4g BitOPs per %d px tile", cfg.search.candidates, budget, cfg.bitops_tile_px)
-        found = search_bits(model, data, budget, cfg, progress=progress, checkpoint_path=ckpt, resume=ck)
+        with resume_hint(ckpt):
+            found = search_bits(model, data, budget, cfg, progress=progress, checkpoint_path=ckpt, resume=ck)
         bits, summary = found.bits, found.summary()
         log.info("found %.4g BitOPs (budget %.4g)%s", found.bitops, budget, f"; repaired: {'; '.join(found.repairs)}" if found.repairs else "")
     elif phase == "search":
@@ -89,6 +92,7 @@ def command(
     else:
         bits = uniform_bits(macs, ends, int(w_bits), int(a_bits or w_bits), cfg.ends_bits)
     finetune = ck if phase == "finetune" else None
-    result = quantize_finetune(model, data, bits, cfg, macs=macs, search=summary, progress=progress, checkpoint_path=ckpt, resume=finetune)
+    with resume_hint(ckpt):
+        result = quantize_finetune(model, data, bits, cfg, macs=macs, search=summary, progress=progress, checkpoint_path=ckpt, resume=finetune)
     path = save_quantized(output, result)
     log.info("wrote %s (%s, %.1f s)", path, f"{path.stat().st_size:,} bytes", time.perf_counter() - start)

@@ -51,7 +51,7 @@ def arch(config, images, masks, val_images, val_masks, target_ms, output, overri
     defaults are used.
     """
     from geoseg.atomic import check_output_file, check_spares_inputs
-    from geoseg.cli._common import named_files
+    from geoseg.cli._common import named_files, resume_hint
     from geoseg.cli.train import config_gsd_option, read_scenes
     from geoseg.nn.search.config import load_search_config
     from geoseg.nn.search.run import run_gas
@@ -81,7 +81,8 @@ def arch(config, images, masks, val_images, val_masks, target_ms, output, overri
         cfg.device,
         "on" if cfg.search.gcn else "off",
     )
-    result = run_gas(cfg, train_scenes, val_scenes, output=output, progress=progress, checkpoint_path=ckpt, resume=resume)
+    with resume_hint(ckpt):
+        result = run_gas(cfg, train_scenes, val_scenes, output=output, progress=progress, checkpoint_path=ckpt, resume=resume)
     best = f", best val road IoU {result.best_iou:.4f}" if val_scenes else ""
     log.info(
         "wrote %s: measured %.2f ms per tile (LUT %.2f ms, target %g ms)%s (%.1f s)",

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from geoseg.atomic import check_output_file, check_spares_inputs
-from geoseg.cli._common import expand_inputs, named_files
+from geoseg.cli._common import expand_inputs, named_files, resume_hint
 from geoseg.errors import InputMismatchError, NotGeoreferencedWarning
 
 if TYPE_CHECKING:
@@ -459,7 +459,8 @@ def nn(config, images, masks, edges, centerlines, val_images, val_masks, unlabel
             unlabeled_scenes += _read_unlabeled(data.unlabeled, data.unlabeled_masks, data.unlabeled_gsd_m or data.gsd_m, unlabeled_option, sources)
         log.info("mode %s: %d unlabelled scene(s)%s", cfg.mode, len(unlabeled_scenes), " (check masks for reporting only)" if data.unlabeled_masks else "")
     log.info("training %s on %d scene(s), validating on %d", cfg.model.architecture, len(train_scenes), len(val_scenes))
-    result = train(cfg, train_scenes, val_scenes, checkpoint_path=ckpt, resume=resume, best_path=output, progress=progress, unlabeled_data=unlabeled_scenes)
+    with resume_hint(ckpt):
+        result = train(cfg, train_scenes, val_scenes, checkpoint_path=ckpt, resume=resume, best_path=output, progress=progress, unlabeled_data=unlabeled_scenes)
     best = f", best val road IoU {result.best_iou:.4f} at epoch {result.best_epoch}" if val_scenes else ""
     log.info("wrote %s%s (%.1f s; checkpoint %s)", output, best, time.perf_counter() - start, ckpt)
 

@@ -31,6 +31,7 @@ def command(config: str | None, output: str, overrides: tuple[str, ...], checkpo
     Then: geoseg run sequence_objects frames/ -o out/ --set model=objects.ovs.npz
     """
     from geoseg.atomic import check_output_file, check_spares_inputs
+    from geoseg.cli._common import resume_hint
     from geoseg.sequence.modelfile import save_sequence_model
     from geoseg.sequence.train import load_sequence_train_config, train_sequence_model
 
@@ -39,6 +40,7 @@ def command(config: str | None, output: str, overrides: tuple[str, ...], checkpo
     ckpt = checkpoint or str(Path(output).with_suffix("")) + ".ckpt.npz"
     check_output_file(ckpt, "--checkpoint", example_name="objects.ckpt.npz")
     check_spares_inputs({"-o": output, "--checkpoint": ckpt}, [])
-    model = train_sequence_model(cfg, progress=progress, checkpoint_path=ckpt, resume=resume)
+    with resume_hint(ckpt):
+        model = train_sequence_model(cfg, progress=progress, checkpoint_path=ckpt, resume=resume)
     save_sequence_model(output, model)
     log.info("wrote %s (%.1f s of training)", output, model.training["seconds"])

@@ -10,6 +10,7 @@ reading data would fail with another message.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import warnings
@@ -432,3 +433,26 @@ def test_config_errors_name_what_the_user_did() -> None:
         load_train_config("road_decouple", ["epochs=1", "data.batch_size=1", "data.crop_px=64"])
     assert "schema_version" not in str(caught.value)
     load_train_config("road_decouple", ["data.batch_size=1", "data.crop_px=96"])  # a 96 px crop trains alone
+
+
+def test_ctrl_c_in_training_says_how_to_go_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from geoseg.cli._common import resume_hint
+
+    ckpt = tmp_path / "m.ckpt.npz"
+    with pytest.raises(SystemExit) as stop, resume_hint(ckpt):
+        raise KeyboardInterrupt  # before the first epoch ended
+    assert stop.value.code == 130 and capsys.readouterr().err == "geoseg: interrupted before the first checkpoint\n"
+    ckpt.write_bytes(b"")
+    os.utime(ckpt, (1e9, 1e9))  # an earlier run's checkpoint does not count
+    with pytest.raises(SystemExit), resume_hint(ckpt):
+        raise KeyboardInterrupt
+    assert capsys.readouterr().err == "geoseg: interrupted before the first checkpoint\n"
+    with pytest.raises(SystemExit), resume_hint(ckpt):
+        ckpt.write_bytes(b"epoch 1")
+        raise KeyboardInterrupt
+    assert capsys.readouterr().err == f"geoseg: interrupted; go on with the same command and --resume {ckpt}\n"
+
+
+def test_quantize_refuses_a_budget_it_would_ignore(tmp_path: Path) -> None:
+    res = geoseg("quantize", "m.npz", "--w-bits", "4", "--budget-bitops", "40G", "--images", "a.tif", "--masks", "a_mask.tif", "-o", "q.npz", cwd=tmp_path)
+    assert res.returncode == 2 and "--budget-bitops is the budget of --search" in res.stderr
