@@ -71,24 +71,24 @@ def command(
     start = time.perf_counter()
     gsd_given = gsd_m is not None or config_gsd_option(cfg.data_gsd_m, overrides, "data_gsd_m") is None
     gsd_option = None if gsd_given else "--gsd-m"
-    data = read_scenes(list(images), list(masks), [], list(centerlines), cfg.data_gsd_m, "training data", gsd_option=gsd_option)
     macs, ends = layer_plan(model, cfg.bitops_tile_px)
-    ck = resumed_checkpoint(resume, model) if resume else None
+    ck = resumed_checkpoint(resume, model) if resume else None  # the checkpoint and the budget are checked before the scenes are read
     phase = ck.extra["phase"] if ck is not None else None
+    if phase == "search" and not search:
+        raise click.UsageError(f"{resume} is a checkpoint of a BP-NAS search: resume it with --search and the same --budget-bitops")
+    budget = parse_bitops(budget_bitops) if search and phase != "finetune" else None
+    data = read_scenes(list(images), list(masks), [], list(centerlines), cfg.data_gsd_m, "training data", gsd_option=gsd_option)
     summary = None
     if phase == "finetune":
         assert ck is not None
         bits, summary = {n: LayerBits(*wa) for n, wa in ck.extra["bits"].items()}, ck.extra["search"]
         log.info("resuming the fine-tuning from %s (the bits are the checkpoint's)", resume)
-    elif search:
-        budget = parse_bitops(budget_bitops)
+    elif budget is not None:
         log.info("BP-NAS search over %s bits under %.4g BitOPs per %d px tile", cfg.search.candidates, budget, cfg.bitops_tile_px)
         with resume_hint(ckpt):
             found = search_bits(model, data, budget, cfg, progress=progress, checkpoint_path=ckpt, resume=ck)
         bits, summary = found.bits, found.summary()
         log.info("found %.4g BitOPs (budget %.4g)%s", found.bitops, budget, f"; repaired: {'; '.join(found.repairs)}" if found.repairs else "")
-    elif phase == "search":
-        raise click.UsageError(f"{resume} is a checkpoint of a BP-NAS search: resume it with --search and the same --budget-bitops")
     else:
         bits = uniform_bits(macs, ends, int(w_bits), int(a_bits or w_bits), cfg.ends_bits)
     finetune = ck if phase == "finetune" else None

@@ -151,3 +151,10 @@ def test_model_info_of_other_kinds(tmp_path: Path) -> None:
     assert "kind mjcr" in text and "architecture: {'cells'" in text and "lam=0.1" in text
     res = CliRunner().invoke(cli, ["model", "info", str(tmp_path / "missing.npz")])
     assert res.exit_code != 0
+
+
+def test_cli_quantize_checks_the_budget_before_reading_the_scenes(tiny_model: Path, tmp_path: Path) -> None:
+    """A budget that is no number was refused only after every scene was read."""
+    res = CliRunner().invoke(cli, ["quantize", str(tiny_model), "--search", "--budget-bitops", "lots", "--images", str(tmp_path / "missing.tif"),
+                                   "--masks", str(tmp_path / "missing_mask.tif"), "-o", str(tmp_path / "q.npz")])  # fmt: skip
+    assert res.exit_code != 0 and "lots" in res.output and "missing" not in res.output, res.output
