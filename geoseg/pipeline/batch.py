@@ -496,8 +496,10 @@ def _scene_checks(scene: SceneInput, pipeline: Pipeline, fmt: VectorFormat) -> s
         raise RasterReadError(scene.problem)
     from geoseg.pipeline.step import writes_vectors
 
-    reproject = fmt.target_crs is not None and writes_vectors(pipeline.output_layers())
-    if not reproject and (scene.stac is None or scene.stac.crs is None):
+    vectors = writes_vectors(pipeline.output_layers())
+    reproject = fmt.target_crs is not None and vectors
+    geojson = fmt.name == "geojson" and fmt.target_crs is None and vectors
+    if not (reproject or geojson) and (scene.stac is None or scene.stac.crs is None):
         return None
     from geoseg.raster import read_geoinfo
 
@@ -506,6 +508,10 @@ def _scene_checks(scene: SceneInput, pipeline: Pipeline, fmt: VectorFormat) -> s
         geo, _ = read_geoinfo(scene.raster, assume_gsd_m=pipeline.engine.assume_gsd_m)
     if reproject:
         _check_reprojectable(scene, geo, fmt)
+    if geojson:
+        from geoseg.pipeline.outputs import check_geojson_crs
+
+        check_geojson_crs(str(scene), geo.crs, fmt)
     return _stac_crs_note(scene, geo)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geoseg.errors import ConfigError, OutputWriteError
+from geoseg.errors import ConfigError, InputMismatchError, OutputWriteError
 from geoseg.pipeline.engine import RunResult
 from geoseg.pipeline.step import layer_kind
 from geoseg.raster import GeoInfo, RasterTileWriter
@@ -22,6 +22,41 @@ def _raster_name(stem: str, layer: str, outputs: list[str]) -> str:
     rasters = [o for o in outputs if layer_kind(o) == "raster"]
     alone = len(rasters) == 1 and len(rasters) == len(outputs)
     return f"{stem}.tif" if alone else f"{stem}_{layer}.tif"
+
+
+def check_stem(stem: str, outdir: Path) -> None:
+    """Refuse a stem that is no file name in ``outdir`` (empty, dots only, or holding a path separator).
+
+    Raises
+    ------
+    OutputWriteError
+        The message names the stem and the folder.
+
+    Examples
+    --------
+    >>> check_stem("../escaped", Path("out"))
+    Traceback (most recent call last):
+    ...
+    geoseg.errors.OutputWriteError: '../escaped': not usable as an output file name in out (outputs never leave the output folder)
+    """
+    if not stem.strip(".") or any(c and c in stem for c in (os.sep, os.altsep, "\0")):
+        raise OutputWriteError(f"{stem!r}: not usable as an output file name in {outdir} (outputs never leave the output folder)")
+
+
+def check_geojson_crs(source: str | Path, crs: object, fmt: str | VectorFormat) -> None:
+    """Refuse GeoJSON lines in pixel coordinates: a scene without a CRS, and no reprojection asked for.
+
+    Raises
+    ------
+    InputMismatchError
+        GeoJSON is always read as EPSG:4326 longitudes and latitudes.
+    """
+    spec = vector_format(fmt)
+    if spec.name == "geojson" and spec.target_crs is None and crs is None:
+        raise InputMismatchError(
+            f"{source}: the scene has no CRS, so its vectors would be in pixel coordinates, which GeoJSON cannot hold "
+            "(it is always read as EPSG:4326 longitudes and latitudes): use --format shp or gpkg"
+        )
 
 
 def output_paths(outputs: list[str], outdir: Path, stem: str, fmt: str | VectorFormat) -> list[Path]:
@@ -69,8 +104,7 @@ def output_paths(outputs: list[str], outdir: Path, stem: str, fmt: str | VectorF
     name = fmt.name if isinstance(fmt, VectorFormat) else fmt
     if name not in FORMATS:
         raise ConfigError(f"unknown output format {name!r}; choose one of {', '.join(FORMATS)}")
-    if not stem.strip(".") or any(c and c in stem for c in (os.sep, os.altsep, "\0")):
-        raise OutputWriteError(f"{stem!r}: not usable as an output file name in {outdir} (outputs never leave the output folder)")
+    check_stem(stem, outdir)
     ext = FORMATS[name][0]
     paths = layer_paths(_vector_layers(outputs), outdir / f"{stem}{ext}", name)
     paths += [outdir / _raster_name(stem, o, outputs) for o in outputs if layer_kind(o) == "raster"]

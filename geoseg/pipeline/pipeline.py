@@ -26,7 +26,7 @@ from geoseg.pipeline.config import (
 )
 from geoseg.pipeline.engine import FileSource, MemorySource, RunResult, execute, open_source
 from geoseg.pipeline.registry import get_step_class
-from geoseg.pipeline.step import Step, layer_kind
+from geoseg.pipeline.step import LAYER_KINDS, Step, layer_kind
 from geoseg.raster import Raster
 from geoseg.shipped import resolve_file
 
@@ -203,12 +203,36 @@ class Pipeline:
                 if kind == "features" and self.kind == "scene" and "network" not in needs:
                     tiled_features.add(name)
             available |= set(gives)
-        for name in self.output_layers(built):
+        if self.kind == "scene":
+            self._check_vectorizer(built)
+        outputs = self.output_layers(built)
+        if not outputs:
+            raise ConfigError(f"{self.source}: outputs: is empty: name the layers to write, or leave outputs out to write the last step's")
+        if self.input_layer in outputs:
+            raise ConfigError(f"{self.source}: outputs: layer {self.input_layer!r} is the scene itself, which geoseg does not write again")
+        if "nodes" in outputs and "network" not in outputs:
+            raise ConfigError(f"{self.source}: outputs: nodes are written beside the network (<stem>_nodes); add network to the outputs")
+        for name in outputs:
             if name == "nodes" and "network" in available:
                 continue
             if name not in available:
                 choices = sorted(available | ({"nodes"} if "network" in available else set()))
                 raise ConfigError(f"{self.source}: outputs: layer {name!r} is given by no step (available: {choices})")
+
+    def _check_vectorizer(self, built: list[Step | None]) -> None:
+        """One step at most turns rasters into a network, and no step after it gives rasters (the engine's phases)."""
+        classes = [type(step) if step is not None else get_step_class(spec["type"]) for spec, step in zip(self.specs, built)]
+        vectorizers = [i for i, cls in enumerate(classes) if cls.vectorizer]
+        if len(vectorizers) > 1:
+            raise ConfigError(f"{self._where(vectorizers[1])}turns rasters into a network again, after step {vectorizers[0] + 1}; a pipeline does it once")
+        for j in range(vectorizers[0] + 1, len(classes)) if vectorizers else ():
+            step = built[j]
+            rasters = [n for n in (step.outputs() if step is not None else classes[j].gives) if n in LAYER_KINDS and layer_kind(n) == "raster"]
+            if rasters:
+                raise ConfigError(
+                    f"{self._where(j)}gives raster layer(s) {rasters} after step {vectorizers[0] + 1} turned the rasters into a network; "
+                    "steps after it work on the network only: move it before"
+                )
 
     def output_layers(self, built: list[Step | None] | None = None) -> list[str]:
         """The layers written for each scene."""
@@ -227,6 +251,20 @@ class Pipeline:
     def unset_params(self) -> list[str]:
         """Parameters still without a value."""
         return sorted(k for k, v in self.params.items() if v is None)
+
+    def unused_params(self) -> list[str]:
+        """Parameters that no step refers to (no ``${NAME}`` in any step): setting them changes nothing.
+
+        Examples
+        --------
+        >>> load_pipeline("mask_to_centerlines").unused_params()
+        []
+        """
+        unset = dict.fromkeys(self.params)
+        used: set[str] = set()
+        for spec in self.specs:
+            used |= resolve_refs({k: v for k, v in spec.items() if k != "type"}, unset)[1]
+        return sorted(set(self.params) - used)
 
     def required_params(self) -> list[str]:
         """Unset parameters that a required step field needs (``model``); the other unset
@@ -254,7 +292,7 @@ class Pipeline:
                 raise ConfigError(f"--set {key}: there is no step {label} (the pipeline has {len(self.specs)})")
             return index
         named = [i for i, s in enumerate(self.specs) if s.get("name") == label]
-        typed = [i for i, s in enumerate(self.specs) if s.get("type") == label and not s.get("name")]
+        typed = [i for i, s in enumerate(self.specs) if s.get("type") == label]  # a named step answers to its type too
         hits = named or typed
         if not hits:
             labels = ", ".join(s.get("name") or s["type"] for s in self.specs)
@@ -297,7 +335,13 @@ class Pipeline:
         params = copy.deepcopy(self.params)
         engine = self.engine.model_dump(exclude_unset=True)
         specs = copy.deepcopy(self.specs)
+        unused = set(self.unused_params())
         for key, value in items:
+            if key in unused:
+                raise ConfigError(
+                    f"--set {key}: parameter {key!r} is used by no step of {self.source} (no ${{{key}}} in its steps), so setting it "
+                    "would change nothing; refer to it in a step, or set the step's field with --set STEP.FIELD=VALUE"
+                )
             if key in params:
                 params[key] = value
             elif key in self.settings_names:
@@ -385,14 +429,19 @@ class Pipeline:
         client: Any = None,
         overwrite: bool = False,
         pipeline_name: str | None = None,
+        keep_folders: bool = False,
     ) -> list[SceneReport]:
         """Run on many scenes, writing ``OUTDIR/<stem>.<ext>`` and a resumable manifest.
 
         ``client`` is a ``dask.distributed.Client`` to run the scenes on (default: one by one
-        in this process). See :func:`geoseg.pipeline.batch.run_batch`.
+        in this process); ``keep_folders`` writes each scene's outputs under its folder's path
+        (``--keep-folders``: scenes of one name in several folders). See
+        :func:`geoseg.pipeline.batch.run_batch`.
         """
         self._needs_scene_kind("run_batch")
-        return run_batch(self, inputs, outdir, fmt=fmt, progress=progress, client=client, overwrite=overwrite, pipeline_name=pipeline_name)
+        return run_batch(
+            self, inputs, outdir, fmt=fmt, progress=progress, client=client, overwrite=overwrite, pipeline_name=pipeline_name, keep_folders=keep_folders
+        )
 
 
 def resolve_pipeline_path(name: str | os.PathLike[str]) -> Path:

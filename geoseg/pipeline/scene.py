@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 import rasterio
 
 from geoseg.atomic import remove_outputs
-from geoseg.errors import GeosegError, InputMismatchError, NotGeoreferencedWarning
+from geoseg.errors import GeosegError, NotGeoreferencedWarning
 from geoseg.pipeline.coarsen import working_source
 from geoseg.pipeline.config import EngineSettings
 from geoseg.pipeline.engine import FileSource, TilePass, execute, open_source
-from geoseg.pipeline.outputs import GeoTiffSink, output_paths, write_vector_outputs
+from geoseg.pipeline.outputs import GeoTiffSink, check_geojson_crs, output_paths, write_vector_outputs
 from geoseg.pipeline.step import writes_vectors
 from geoseg.raster import not_georeferenced_message
-from geoseg.vector import VectorFormat, vector_format
+from geoseg.vector import VectorFormat
 
 if TYPE_CHECKING:
     from geoseg.pipeline.pipeline import Pipeline
@@ -101,12 +101,8 @@ def process_scene(
 
 def _check_vector_format(scene: str | Path, opened: FileSource, outputs: list[str], fmt: str | VectorFormat) -> None:
     """Refuse, before any tile, GeoJSON lines of a scene without a CRS: they would be pixel coordinates read as longitudes and latitudes."""
-    spec = vector_format(fmt)
-    if spec.name == "geojson" and spec.target_crs is None and opened.geo.crs is None and writes_vectors(outputs):
-        raise InputMismatchError(
-            f"{scene}: the scene has no CRS, so its lines would be in pixel coordinates, which GeoJSON cannot hold "
-            "(it is always read as EPSG:4326 longitudes and latitudes): use --format shp or gpkg"
-        )
+    if writes_vectors(outputs):
+        check_geojson_crs(scene, opened.geo.crs, fmt)
 
 
 def _process_opened(

@@ -215,18 +215,22 @@ def run_sequence_to_dir(
     OutputWriteError
         An output cannot be written.
     """
+    from geoseg.pipeline.outputs import check_geojson_crs, check_stem
     from geoseg.vector import vector_format, write_vector
 
     spec = vector_format(fmt)
     pipe = _sequence_pipeline(pipeline)
     pipe.steps  # noqa: B018 - a missing parameter fails before any frame is read
+    name = pipe.engine.name or _default_name(list(inputs))
+    check_stem(name, Path(outdir))
     frames = sequence_frames(pipe, list(inputs))
+    if frames:
+        check_geojson_crs(frames[0].source, frames[0].geo.crs if frames[0].geo.georeferenced else None, spec)
     if spec.target_crs is not None and frames and not frames[0].geo.georeferenced:
         raise InputMismatchError(
             f"{frames[0].source}: the frames have no georeferencing (pixel coordinates), so the objects cannot be "
             f"reprojected to {spec.target_crs}; drop --dst-crs/--rfc7946"
         )
-    name = pipe.engine.name or _default_name(list(inputs))
     written = []
     for i, (layer, frame) in enumerate(_run_layers(pipe, frames, None, None)):
         out = Path(outdir) / (f"{name}{spec.ext}" if i == 0 else f"{name}_{layer}{spec.ext}")

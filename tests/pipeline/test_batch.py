@@ -191,7 +191,7 @@ def test_geojson_of_a_scene_without_crs_fails_that_scene_before_its_tiles(scenes
     bare = write_tif(tmp_path / "in" / "bare.tif", plus_mask(), None, None)
     reports = run_batch(load_pipeline(PIPELINE, ["assume_gsd_m=0.5"]), [scenes[0], bare], tmp_path / "out", fmt="geojson")
     assert [r.status for r in reports] == ["done", "failed"]
-    assert "bare.tif: the scene has no CRS, so its lines would be in pixel coordinates, which GeoJSON cannot hold" in reports[1].error
+    assert "bare.tif: the scene has no CRS, so its vectors would be in pixel coordinates, which GeoJSON cannot hold" in reports[1].error
     assert "use --format shp or gpkg" in reports[1].error
     assert not list((tmp_path / "out").glob("bare*"))
 

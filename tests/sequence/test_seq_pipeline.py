@@ -24,6 +24,7 @@ from geoseg.pipeline.pipeline import Pipeline, load_pipeline
 from geoseg.pipeline.sequence import run_sequence_to_dir
 from geoseg.sequence.train import load_sequence_train_config
 from geoseg.shipped import resolve_file
+from tests.conftest import SAMPLE_DATA
 
 REPO = Path(__file__).resolve().parents[2]
 PIPELINE = REPO / "pipelines" / "sequence_objects.yaml"
@@ -163,3 +164,17 @@ def test_frames_without_any_detection_give_an_empty_result(tmp_path, tiny_model_
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         result = run_sequence("sequence_objects", [tmp_path / "frames"], {"model": str(tiny_model_file), "score_threshold": 1.01})
     assert len(result) == 0
+
+
+def test_the_sequence_output_stays_in_its_folder_and_out_of_geojson_in_pixels(tiny_model_file, tmp_path) -> None:
+    """``--set name=../x`` wrote outside OUTDIR, and GeoJSON held pixel coordinates read as degrees."""
+    from geoseg.errors import InputMismatchError, OutputWriteError
+    from geoseg.pipeline.sequence import run_sequence_to_dir
+
+    frames = [str(p) for p in sorted((SAMPLE_DATA / "sequence" / "frames").glob("*.png"))]
+    pipeline = load_pipeline("sequence_objects", [f"model={tiny_model_file}", "name=../escaped"])
+    with pytest.raises(OutputWriteError, match="outputs never leave the output folder"):
+        run_sequence_to_dir(pipeline, frames, tmp_path / "out")
+    with pytest.raises(InputMismatchError, match="no CRS, so its vectors would be in pixel coordinates"):
+        run_sequence_to_dir(load_pipeline("sequence_objects", [f"model={tiny_model_file}"]), frames, tmp_path / "out", fmt="geojson")
+    assert list(tmp_path.iterdir()) == []
