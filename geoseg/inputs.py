@@ -43,6 +43,7 @@ from typing import Any
 from geoseg.errors import RasterReadError
 
 __all__ = [
+    "is_glob",
     "SceneInput",
     "StacAsset",
     "expand_scenes",
@@ -427,7 +428,7 @@ def expand_scenes(patterns: Iterable[str], *, asset: str | None = None) -> list[
     """
     scenes: list[SceneInput] = []
     for pattern in patterns:
-        if not is_remote(pattern) and glob.has_magic(pattern):
+        if not is_remote(pattern) and is_glob(pattern):
             matches = sorted(glob.glob(pattern, recursive=True))
             if not matches:
                 raise RasterReadError(f"{pattern}: no file matches this pattern")
@@ -437,6 +438,25 @@ def expand_scenes(patterns: Iterable[str], *, asset: str | None = None) -> list[
     if asset is not None and not any(is_stac_name(s.name) for s in scenes):
         raise RasterReadError(f"--asset {asset}: picks an asset of STAC items (item.json), and no input is one")
     return scenes
+
+
+def is_glob(name: str) -> bool:
+    """Whether ``name`` is a glob pattern: it has ``*``, ``?`` or ``[``, and is no existing file.
+
+    A file whose name holds those characters (``mask [a].tif``, as QGIS users name layers) is
+    taken as it is.
+
+    Examples
+    --------
+    >>> is_glob("tiles/*.tif"), is_glob("tiles/a.tif")
+    (True, False)
+    >>> import pathlib, tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     pathlib.Path(d, "mask [a].tif").touch()
+    ...     is_glob(f"{d}/mask [a].tif")
+    False
+    """
+    return glob.has_magic(name) and not os.path.lexists(name)
 
 
 def _read_json(name: str) -> Any:

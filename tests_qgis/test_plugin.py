@@ -486,3 +486,43 @@ def test_build_zip(tmp_path: Path) -> None:
     names = zipfile.ZipFile(tmp_path / "a.zip").namelist()
     assert {"geoseg/metadata.txt", "geoseg/__init__.py", "geoseg/runner.py"} <= set(names)
     assert all(name.startswith("geoseg/") and "__pycache__" not in name and not name.endswith(".pyc") for name in names)
+
+
+def _without_crs(mask: Path, folder: Path, keep_transform: bool = True) -> Path:
+    """A copy of ``mask`` without its CRS (and, unless ``keep_transform``, without its geotransform)."""
+    out = folder / ("nocrs.tif" if keep_transform else "plain.tif")
+    dataset = gdal.Translate(str(out), str(mask))
+    dataset.SetProjection("")
+    if not keep_transform:
+        dataset.SetGeoTransform((0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+    dataset = None
+    return out
+
+
+def test_a_raster_whose_crs_is_set_in_qgis_gives_centerlines_over_it(road_mask: Path, tmp_path: Path) -> None:
+    """The file has a geotransform and no CRS: the centerlines came out in pixel coordinates labelled with the layer's CRS, 5000 km away."""
+    scene = _without_crs(road_mask, tmp_path)
+    with pytest.raises(QgsProcessingException, match=r"has no CRS: geoseg would give its centerlines in pixel coordinates"):
+        run("extract_centerlines", {"INPUT": str(scene), "OUTPUT": str(tmp_path / "a.gpkg")})
+    layer = QgsRasterLayer(str(scene), "nocrs")
+    layer.setCrs(QgsCoordinateReferenceSystem("EPSG:32633"))  # Layer > Set CRS
+    result = run("extract_centerlines", {"INPUT": layer, "OUTPUT": str(tmp_path / "b.gpkg")})
+    lines = QgsVectorLayer(result["OUTPUT"], "b", "ogr")
+    assert lines.crs().authid() == "EPSG:32633" and lines.featureCount() > 0
+    assert layer.extent().contains(lines.extent())
+    del layer, lines  # closed before QGIS exits (a GDAL layer left to the end crashes it)
+
+
+def test_an_overlay_name_that_is_no_png_is_refused_before_the_run_and_a_failed_overlay_keeps_the_result(road_mask: Path, tmp_path: Path) -> None:
+    started = time.perf_counter()
+    with pytest.raises(QgsProcessingException, match=r"The overlay is a PNG image: name it .png, not .jpg"):
+        run("extract_centerlines", {"INPUT": str(road_mask), "OUTPUT": str(tmp_path / "a.gpkg"), "OVERLAY": str(tmp_path / "o.jpg")})
+    assert not (tmp_path / "a.gpkg").exists() and time.perf_counter() - started < 5  # refused before geoseg ran
+    result = run("run_pipeline", {"PIPELINE_NAME": "road_segmentation", "INPUT": str(REPO / "sample_data" / "scene_a.tif"), "OVERRIDES": f"model={REPO / 'sample_data' / 'roads.mjcr.npz'}",
+                                  "OUTPUT_FOLDER": str(tmp_path / "seg"), "OVERLAY": str(tmp_path / "seg.png")})  # fmt: skip
+    assert "OVERLAY" not in result and result["OUTPUT_LAYERS"]  # a raster pipeline: no network to draw, the mask stands
+
+
+def test_evaluate_network_refuses_a_zero_buffer_as_geoseg_does() -> None:
+    algorithm = QgsApplication.processingRegistry().algorithmById("geoseg:evaluate_network")
+    assert algorithm.parameterDefinition("BUFFER").minimum() > 0

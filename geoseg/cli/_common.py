@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from geoseg.errors import RasterReadError
+from geoseg.inputs import is_glob
 from geoseg.pipeline.batch import BatchInterrupted, SceneReport, discard_interrupted
 from geoseg.vector import FORMATS, RFC7946_CRS, RFC7946_PRECISION, VectorFormat
 
@@ -61,7 +62,7 @@ def expand_inputs(patterns: tuple[str, ...]) -> list[Path]:
     """
     found: list[Path] = []
     for pattern in patterns:
-        if glob.has_magic(pattern):
+        if is_glob(pattern):
             matches = sorted(glob.glob(pattern, recursive=True))
             if not matches:
                 raise RasterReadError(f"{pattern}: no file matches this pattern")
@@ -83,7 +84,7 @@ def named_files(*groups: Iterable[str | None]) -> list[str]:
     """
     found: list[str] = []
     for name in (n for group in groups for n in group if n):
-        found += sorted(glob.glob(name, recursive=True)) if glob.has_magic(name) else [name]
+        found += sorted(glob.glob(name, recursive=True)) if is_glob(name) else [name]
     return found
 
 

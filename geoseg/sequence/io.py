@@ -40,6 +40,7 @@ from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning as RioNotGeoreferencedWarning
 
 from geoseg.errors import InputMismatchError, NotGeoreferencedWarning, RasterReadError
+from geoseg.inputs import is_glob
 from geoseg.raster import DEFAULT_ASSUMED_GSD_M, GeoInfo, read_raster
 
 __all__ = ["FRAME_SUFFIXES", "Frame", "frame_files", "natural_key", "read_frames", "write_frames"]
@@ -90,7 +91,7 @@ def frame_files(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
     files: list[Path] = []
     for item in inputs:
         text = os.fspath(item)
-        if glob.has_magic(text):
+        if is_glob(text):
             matches = sorted(glob.glob(text), key=natural_key)
             if not matches:
                 raise RasterReadError(f"{text}: no file matches")

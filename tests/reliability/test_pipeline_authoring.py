@@ -82,3 +82,12 @@ def test_a_named_step_answers_to_its_type_too(tmp_path: Path) -> None:
     path = _pipeline(tmp_path, "  - type: threshold_mask\n    name: cut\n")
     assert load_pipeline(path, ["threshold_mask.work_road_px=4"]).steps[0].work_road_px == 4
     assert load_pipeline(path, ["cut.work_road_px=5"]).steps[0].work_road_px == 5
+
+
+def test_a_file_named_with_glob_characters_is_taken_as_it_is(tmp_path: Path) -> None:
+    """``mask [a].tif`` was read as a pattern and matched no file (QGIS passes layer files as they are named)."""
+    scene = tmp_path / "mask [a].tif"
+    shutil.copy(SAMPLE_DATA / "scene_a_mask.tif", scene)
+    res = subprocess.run([*GEOSEG, "run", "mask_to_centerlines", str(scene), "-o", str(tmp_path / "o"), "-q"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "o" / "mask [a].shp").is_file()

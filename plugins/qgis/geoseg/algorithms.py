@@ -99,7 +99,50 @@ class GeosegAlgorithm(QgsProcessingAlgorithm):
                 "geoseg reads rasters from files. Save it as a GeoTIFF first (Raster > Conversion > "
                 "Translate) and use that file."
             )
-        return path, layer.crs()
+        return self._with_layer_crs(path, layer), layer.crs()
+
+    @staticmethod
+    def _with_layer_crs(path: str, layer: Any) -> str:
+        """``path``, or a VRT beside the session's temporary files giving it the CRS set on the layer in QGIS.
+
+        A file without a CRS would give centerlines in pixel coordinates (x = column, y = row),
+        which the layer's CRS must not label. A CRS set on the layer (Layer > Set CRS) is passed
+        on through a VRT when the file has a geotransform; without one, or without any CRS,
+        the run is refused unless the file has neither (a plain image: pixel coordinates).
+
+        Raises
+        ------
+        QgsProcessingException
+            A file with a geotransform and no CRS, or with a CRS set in QGIS and no geotransform.
+        """
+        from osgeo import gdal
+
+        dataset = gdal.Open(path)
+        if dataset is None:
+            return path
+        projection, transform = dataset.GetProjection(), dataset.GetGeoTransform(can_return_null=True)
+        dataset = None  # closed now: a dataset left to the interpreter's exit crashes QGIS
+        if projection:
+            return path
+        placed = transform is not None and tuple(transform) != (0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+        crs = layer.crs()
+        if placed and crs.isValid():
+            folder = tempfile.mkdtemp(prefix="geoseg_crs_", dir=QgsProcessingUtils.tempFolder())
+            vrt = os.path.join(folder, os.path.splitext(os.path.basename(path))[0] + ".vrt")  # the scene's stem names the outputs
+            written = gdal.Translate(vrt, path, format="VRT", outputSRS=crs.toWkt())
+            written = None  # noqa: F841 - closing writes the VRT
+            return vrt
+        if placed:
+            raise QgsProcessingException(
+                f"Layer '{layer.name()}' ({path}) has no CRS: geoseg would give its centerlines in pixel coordinates, "
+                "which would not overlay it. Set its CRS (Layer > Layer CRS > Set Layer CRS) and run again."
+            )
+        if crs.isValid():
+            raise QgsProcessingException(
+                f"Layer '{layer.name()}' ({path}) has no georeferencing in its file (no geotransform): geoseg would give its "
+                "centerlines in pixel coordinates, which its CRS cannot label. Georeference it first (Raster > Georeferencer)."
+            )
+        return path
 
     def geoseg(self, args: List[str], feedback: QgsProcessingFeedback) -> List[dict]:
         """Run ``geoseg args...`` (see :func:`runner.run_geoseg`) with the configured executable."""
@@ -116,16 +159,36 @@ class GeosegAlgorithm(QgsProcessingAlgorithm):
             name, "Overlay PNG (network drawn over the scene)", "PNG image (*.png)", optional=True, createByDefault=False
         )
 
+    def overlay_destination(self, parameters: Dict[str, Any], name: str, context: QgsProcessingContext) -> str:
+        """The overlay PNG destination (empty: none), checked before any work: ``.png`` is added to a name without extension."""
+        destination = self.parameterAsFileOutput(parameters, name, context)
+        if not destination:
+            return destination
+        extension = os.path.splitext(destination)[1].lower()
+        if not extension:
+            return destination + ".png"
+        if extension != ".png":
+            raise QgsProcessingException(f"The overlay is a PNG image: name it .png, not {extension} ({destination})")
+        return destination
+
     def write_overlay(
         self, scene: str, written: List[str], destination: str, feedback: QgsProcessingFeedback
-    ) -> str:
-        """Run ``geoseg overlay SCENE NETWORK -o DESTINATION`` on the first vector file geoseg wrote."""
+    ) -> Optional[str]:
+        """Run ``geoseg overlay SCENE NETWORK -o DESTINATION`` on the first vector file geoseg wrote.
+
+        The overlay is a view of the result: when it cannot be drawn, this is reported and the
+        result stands (None is returned).
+        """
         network = next((path for path in written if os.path.splitext(path)[1].lower() in VECTOR_SUFFIXES), None)
-        if network is None:
-            raise QgsProcessingException("The pipeline wrote no vector network to draw over the scene")
-        self.geoseg(["overlay", scene, network, "-o", destination, "--max-size", str(OVERLAY_MAX_SIZE)], feedback)
-        if not os.path.isfile(destination):
-            raise QgsProcessingException(f"geoseg finished but wrote no overlay at {destination}")
+        try:
+            if network is None:
+                raise QgsProcessingException("the pipeline wrote no vector network to draw over the scene")
+            self.geoseg(["overlay", scene, network, "-o", destination, "--max-size", str(OVERLAY_MAX_SIZE)], feedback)
+            if not os.path.isfile(destination):
+                raise QgsProcessingException(f"geoseg finished but wrote no overlay at {destination}")
+        except QgsProcessingException as exc:
+            feedback.reportError(f"No overlay PNG: {exc}; the other outputs are complete", False)
+            return None
         return destination
 
 
@@ -237,7 +300,7 @@ class ExtractCenterlinesAlgorithm(GeosegAlgorithm):
         max_gap = self.parameterAsDouble(parameters, self.MAX_GAP, context)
         edges_destination = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         nodes_destination = self.parameterAsOutputLayer(parameters, self.NODES, context)
-        overlay_destination = self.parameterAsFileOutput(parameters, self.OVERLAY, context)
+        overlay_destination = self.overlay_destination(parameters, self.OVERLAY, context)
 
         pipeline = "road_centerlines" if model else "mask_to_centerlines"
         overrides = ([f"max_gap_m={max_gap!r}"] if max_gap_given else []) + ([f"model={model}"] if model else [])
@@ -253,8 +316,9 @@ class ExtractCenterlinesAlgorithm(GeosegAlgorithm):
             if nodes_destination:
                 copy_vector_layer(f"{written[0]}|layername=nodes", nodes_destination, crs, context)
                 results[self.NODES] = nodes_destination
-            if overlay_destination:
-                results[self.OVERLAY] = self.write_overlay(scene, written, overlay_destination, feedback)
+            overlay = self.write_overlay(scene, written, overlay_destination, feedback) if overlay_destination else None
+            if overlay:
+                results[self.OVERLAY] = overlay
         return results
 
 
@@ -498,6 +562,7 @@ class RunPipelineAlgorithm(GeosegAlgorithm):
         """Run the pipeline straight into the output folder and load every layer it wrote."""
         pipeline = self.pipeline_argument(parameters, context)
         scene, _ = self.scene_file(parameters, self.INPUT, context)
+        overlay_destination = self.overlay_destination(parameters, self.OVERLAY, context)
         overrides = self.parse_overrides(self.parameterAsString(parameters, self.OVERRIDES, context))
         fmt = GEOSEG_FORMATS[self.parameterAsEnum(parameters, self.FORMAT, context)]
         folder = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
@@ -514,9 +579,9 @@ class RunPipelineAlgorithm(GeosegAlgorithm):
                 details = QgsProcessingContext.LayerDetails(sublayer.name(), context.project(), self.OUTPUT_LAYERS)
                 context.addLayerToLoadOnCompletion(sublayer.uri(), details)
         results = {self.OUTPUT_FOLDER: folder, self.OUTPUT_LAYERS: layers}
-        overlay_destination = self.parameterAsFileOutput(parameters, self.OVERLAY, context)
-        if overlay_destination:
-            results[self.OVERLAY] = self.write_overlay(scene, written, overlay_destination, feedback)
+        overlay = self.write_overlay(scene, written, overlay_destination, feedback) if overlay_destination else None
+        if overlay:
+            results[self.OVERLAY] = overlay
         return results
 
     @staticmethod
@@ -565,7 +630,7 @@ class EvaluateNetworkAlgorithm(GeosegAlgorithm):
         self.addParameter(
             QgsProcessingParameterFeatureSource(self.REFERENCE, "Reference network", [QgsProcessing.TypeVectorLine])
         )
-        buffer = QgsProcessingParameterDistance(self.BUFFER, "Buffer half-width (m)", 2.0, minValue=0.0)
+        buffer = QgsProcessingParameterDistance(self.BUFFER, "Buffer half-width (m)", 2.0, minValue=0.01)
         buffer.setDefaultUnit(QgsUnitTypes.DistanceMeters)
         self.addParameter(buffer)
         for name, (_, description) in self.SCORES.items():
