@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from geoseg.atomic import TEMP_PREFIX, remove_outputs, same_file_key
 from geoseg.errors import ConfigError, GeosegError, InputMismatchError, ManifestError, OutputWriteError, RasterReadError
-from geoseg.inputs import SceneInput, redact, scene_input
+from geoseg.inputs import SceneInput, is_remote, redact, scene_input
 from geoseg.manifest import ENTRY_KEYS, MANIFEST_NAME, read_manifest, write_manifest
 from geoseg.vector import VectorFormat, vector_format
 
@@ -129,7 +129,9 @@ def pipeline_hash(pipeline: Pipeline) -> str:
     """SHA-256 (hex) of the canonical JSON of ``pipeline.to_dict()``.
 
     Two pipelines with the same steps, parameters (after ``--set`` overrides), engine
-    settings and outputs have the same hash, wherever they were loaded from.
+    settings and outputs have the same hash, wherever they were loaded from. The local files
+    they name (a model, a road map, an AOI) count by their size and modification time, so that
+    a file replaced under the same name (a retrained model, an edited AOI) redoes the batch.
 
     Parameters
     ----------
@@ -141,8 +143,21 @@ def pipeline_hash(pipeline: Pipeline) -> str:
     str
         64 lowercase hexadecimal digits.
     """
-    canonical = json.dumps(pipeline.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    spec = pipeline.to_dict()
+    files = {name: [st.st_size, st.st_mtime_ns] for name in sorted(_named_files(spec)) if (st := os.stat(name))}
+    canonical = json.dumps({"pipeline": spec, "files": files} if files else spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _named_files(value: Any) -> set[str]:
+    """The existing local files named by the strings in a pipeline's settings (searched in depth)."""
+    if isinstance(value, str):
+        return {value} if not is_remote(value) and os.path.isfile(value) else set()
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return set().union(*(_named_files(v) for v in value)) if value else set()
+    return set()
 
 
 class _Manifest:
@@ -175,7 +190,7 @@ class _Manifest:
             return fresh
         entries = {e["input"]: e for e in old["scenes"] if isinstance(e, dict) and isinstance(e.get("input"), str)}
         if old.get("pipeline_hash") != digest:
-            change = f"the pipeline or its --set values changed since {outdir / MANIFEST_NAME} was written"
+            change = f"the pipeline, its --set values or a file it reads (model, map, AOI) changed since {outdir / MANIFEST_NAME} was written"
         elif old.get("format_ext") != fmt.name:
             change = f"the output format changed ({old.get('format_ext')} -> {fmt.name})"
         # manifests written before vector output options existed recorded plain formats

@@ -92,7 +92,7 @@ def test_changed_pipeline_or_format_redoes_everything(scenes, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="geoseg.batch"):
         reports = run_batch(changed, scenes[:2], out)
     assert [r.skipped for r in reports] == [False, False]
-    assert "--set values changed" in caplog.text
+    assert "--set values or a file it reads (model, map, AOI) changed" in caplog.text
     assert read_manifest(out)["pipeline_hash"] == pipeline_hash(changed)
     reports = run_batch(changed, scenes[:2], out, fmt="geojson")
     assert [r.skipped for r in reports] == [False, False] and (out / "a.geojson").is_file()
@@ -151,7 +151,7 @@ def test_other_settings_say_which_earlier_outputs_leave_the_manifest(scenes, tmp
     run_batch(load_pipeline(PIPELINE), scenes[:1], out)
     with caplog.at_level(logging.INFO, logger="geoseg.batch"):
         run_batch(load_pipeline(PIPELINE, ["max_gap_m=5"]), scenes[1:2], out)
-    assert "the pipeline or its --set values changed since" in caplog.text and "redoing the batch's scenes" in caplog.text
+    assert "the pipeline, its --set values or a file it reads (model, map, AOI) changed since" in caplog.text and "redoing the batch's scenes" in caplog.text
     assert f"holds the outputs of 1 scene(s) made with the earlier settings that this batch does not redo ({scenes[0]})" in caplog.text
     assert [e["input"] for e in read_manifest(out)["scenes"]] == [str(scenes[1])]
 

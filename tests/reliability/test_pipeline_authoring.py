@@ -91,3 +91,28 @@ def test_a_file_named_with_glob_characters_is_taken_as_it_is(tmp_path: Path) -> 
     res = subprocess.run([*GEOSEG, "run", "mask_to_centerlines", str(scene), "-o", str(tmp_path / "o"), "-q"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "o" / "mask [a].shp").is_file()
+
+
+def test_a_replaced_aoi_or_model_redoes_the_batch(tmp_path: Path) -> None:
+    """The AOI was recorded by its name only: an edited AOI kept the old clipping ("already done")."""
+    import os
+
+    import geopandas as gpd
+    import shapely
+
+    from geoseg.pipeline.batch import pipeline_hash
+
+    aoi = tmp_path / "aoi.geojson"
+    gpd.GeoDataFrame(geometry=[shapely.box(533010, 5289900, 533070, 5289990)], crs=32633).to_file(aoi)
+    first = geoseg.load_pipeline("mask_to_centerlines", {"extent": {"aoi": str(aoi)}})
+    before = pipeline_hash(first)
+    assert pipeline_hash(geoseg.load_pipeline("mask_to_centerlines", {"extent": {"aoi": str(aoi)}})) == before  # the same file, the same hash
+    gpd.GeoDataFrame(geometry=[shapely.box(533080, 5289850, 533150, 5289950)], crs=32633).to_file(aoi)
+    os.utime(aoi, ns=(1, 1))
+    assert pipeline_hash(first) != before
+    model = tmp_path / "roads.mjcr.npz"
+    shutil.copy(SAMPLE_DATA / "roads.mjcr.npz", model)
+    with_model = geoseg.load_pipeline("road_centerlines", [f"model={model}"])
+    old = pipeline_hash(with_model)
+    os.utime(model, ns=(2, 2))  # retrained under the same name
+    assert pipeline_hash(with_model) != old
