@@ -526,3 +526,18 @@ def test_an_overlay_name_that_is_no_png_is_refused_before_the_run_and_a_failed_o
 def test_evaluate_network_refuses_a_zero_buffer_as_geoseg_does() -> None:
     algorithm = QgsApplication.processingRegistry().algorithmById("geoseg:evaluate_network")
     assert algorithm.parameterDefinition("BUFFER").minimum() > 0
+
+
+def test_outputs_keep_geosegs_schema_and_go_into_a_geopackage_table(road_mask: Path, tmp_path: Path) -> None:
+    """Shapefiles got Real fields and an extra fid; a "Save to GeoPackage" table destination failed after the run."""
+    result = run("extract_centerlines", {"INPUT": str(road_mask), "OUTPUT": str(tmp_path / "roads.shp")})
+    fields = QgsVectorLayer(result["OUTPUT"], "shp", "ogr").fields()
+    assert "fid" not in fields.names()
+    assert {f.name(): f.typeName() for f in fields}["node_u"] in ("Integer64", "Integer")
+    database = tmp_path / "db.gpkg"
+    gdal.VectorTranslate(str(database), str(REPO / "sample_data" / "scene_a_centerlines.geojson"), options=gdal.VectorTranslateOptions(layerName="other"))
+    run("extract_centerlines", {"INPUT": str(road_mask), "OUTPUT": f"ogr:dbname='{database}' table=\"roads\" (geom)"})
+    roads = QgsVectorLayer(f"{database}|layername=roads", "roads", "ogr")
+    other = QgsVectorLayer(f"{database}|layername=other", "other", "ogr")
+    assert roads.featureCount() > 0 and roads.crs().authid() == "EPSG:32633" and other.featureCount() == 8
+    del roads, other

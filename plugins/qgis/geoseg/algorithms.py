@@ -9,6 +9,7 @@ Processing destinations, keeping the input layer's CRS (no reprojection).
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import tempfile
@@ -202,6 +203,10 @@ def work_folder() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+#: A "Save to GeoPackage" destination with a table name: ``ogr:dbname='/p/db.gpkg' table="roads" (geom)``.
+_OGR_TABLE = re.compile(r"""^ogr:dbname='(?P<path>[^']+)' table="(?P<table>[^"]+)"(?: \([^)]*\))?$""")
+
+
 def copy_vector_layer(
     source_uri: str,
     destination: str,
@@ -209,30 +214,43 @@ def copy_vector_layer(
     context: QgsProcessingContext,
     geometry_type: Optional[int] = None,
 ) -> None:
-    """Copy the OGR layer ``source_uri`` to the file ``destination`` (format from its extension).
+    """Copy the layer ``source_uri`` (``file|layername=NAME``) to ``destination`` with GDAL, as geoseg writes it.
 
-    Coordinates are copied as they are; the copy is labelled with ``crs`` (the input raster
-    layer's CRS, in which geoseg's coordinates are expressed) when that is valid. An empty
-    layer without a geometry type (geoseg writes empty layers as "any geometry") is written as
+    ``destination`` is a file (format from its extension; replaced if it exists) or a
+    GeoPackage table (``ogr:dbname='...' table="..."``, added to or replaced in that file).
+    Fields keep geoseg's types (integers stay integers in a shapefile). Coordinates are
+    copied as they are; the copy is labelled with ``crs`` (the input raster layer's CRS, in
+    which geoseg's coordinates are expressed) when that is valid. An empty layer without a
+    geometry type (geoseg writes empty layers as "any geometry") is written as
     ``geometry_type`` (a ``QgsWkbTypes`` type) when that is given, so that an empty result is
     still a line or point layer in every format.
     """
-    layer = QgsVectorLayer(source_uri, "geoseg", "ogr")
-    if not layer.isValid():
+    from osgeo import gdal, ogr
+
+    source, _, layer_name = source_uri.partition("|layername=")
+    table = _OGR_TABLE.match(destination)
+    path = table["path"] if table else destination
+    source_ds = gdal.OpenEx(source, gdal.OF_VECTOR)
+    layer = source_ds.GetLayerByName(layer_name) if source_ds is not None else None
+    if layer is None:
         raise QgsProcessingException(f"geoseg wrote no readable layer at {source_uri}")
+    untyped = layer.GetGeomType() in (ogr.wkbUnknown, ogr.wkbNone) and layer.GetFeatureCount() == 0
+    driver = QgsVectorFileWriter.driverForExtension(os.path.splitext(path)[1]) or "GPKG"
+    options: Dict[str, Any] = {"format": driver, "layers": [layer_name], "layerName": table["table"] if table else os.path.splitext(os.path.basename(path))[0]}
     if crs.isValid():
-        layer.setCrs(crs)
-    options = QgsVectorFileWriter.SaveVectorOptions()
-    options.driverName = QgsVectorFileWriter.driverForExtension(os.path.splitext(destination)[1]) or "GPKG"
-    options.fileEncoding = "UTF-8"
-    untyped = QgsWkbTypes.geometryType(layer.wkbType()) in (QgsWkbTypes.UnknownGeometry, QgsWkbTypes.NullGeometry)
-    if geometry_type is not None and untyped and layer.featureCount() == 0:
-        options.overrideGeometryType = geometry_type
-    error, message, _, _ = QgsVectorFileWriter.writeAsVectorFormatV3(
-        layer, destination, context.transformContext(), options
-    )
-    if error != QgsVectorFileWriter.NoError:
+        options.update(dstSRS=crs.toWkt(), reproject=False)
+    if geometry_type is not None and untyped:
+        options["geometryType"] = QgsWkbTypes.displayString(geometry_type).upper()
+    if table and os.path.exists(path):
+        options.update(accessMode="overwrite")  # this table replaced, the file's other tables kept
+    elif os.path.exists(path):
+        gdal.GetDriverByName(driver).Delete(path)
+    written = gdal.VectorTranslate(path, source_ds, options=gdal.VectorTranslateOptions(**options))
+    message = gdal.GetLastErrorMsg()
+    layer = source_ds = None  # noqa: F841 - closed before QGIS reads the copy
+    if written is None:
         raise QgsProcessingException(f"Could not write {destination}: {message}")
+    written = None  # noqa: F841 - closing flushes the copy
 
 
 class ExtractCenterlinesAlgorithm(GeosegAlgorithm):
