@@ -541,3 +541,20 @@ def test_outputs_keep_geosegs_schema_and_go_into_a_geopackage_table(road_mask: P
     other = QgsVectorLayer(f"{database}|layername=other", "other", "ogr")
     assert roads.featureCount() > 0 and roads.crs().authid() == "EPSG:32633" and other.featureCount() == 8
     del roads, other
+
+
+def test_training_names_the_users_layer_and_refuses_an_empty_one(tmp_path: Path) -> None:
+    """Errors named the plugin's deleted temporary export; an empty layer was 'a field that holds no values'."""
+    scene = str(REPO / "sample_data" / "scene_a.tif")
+    empty = QgsVectorLayer("LineString?crs=EPSG:32633&field=width:double", "my roads", "memory")
+    with pytest.raises(QgsProcessingException, match=r"^Layer 'my roads' has no features"):
+        run("train_from_road_map", {"INPUT": scene, "ROADS": empty, "OUTPUT": str(tmp_path / "m.npz")})
+    samples = QgsVectorLayer("Point?crs=EPSG:32633&field=cls:integer", "my samples", "memory")
+    feature = QgsFeature(samples.fields())
+    feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(533050, 5289950)))
+    feature.setAttributes([7])
+    samples.dataProvider().addFeatures([feature])
+    with pytest.raises(QgsProcessingException) as raised:
+        run("train_mjcr", {"INPUT": scene, "SAMPLES": samples, "CLASS_FIELD": "cls", "OUTPUT": str(tmp_path / "m.npz")})
+    assert "layer 'my samples'" in str(raised.value) and "samples.gpkg" not in str(raised.value)
+    del empty, samples

@@ -145,6 +145,24 @@ class GeosegAlgorithm(QgsProcessingAlgorithm):
             )
         return path
 
+    @staticmethod
+    @contextmanager
+    def naming_export(export: str, layer: str) -> Iterator[None]:
+        """geoseg's errors about ``export`` (a layer the plugin wrote to a temporary file) name the user's ``layer`` instead."""
+        try:
+            yield
+        except QgsProcessingException as exc:
+            raise QgsProcessingException(str(exc).replace(export, f"layer '{layer}'")) from None
+
+    @staticmethod
+    def check_features(source: Any, parameters: Dict[str, Any], name: str) -> str:
+        """The layer's name for messages; refuses a layer (or selection) without features before any work."""
+        layer = parameters.get(name)
+        label = getattr(layer, "name", lambda: None)() or source.sourceName() or str(layer)
+        if source.featureCount() == 0:
+            raise QgsProcessingException(f"Layer '{label}' has no features (an empty layer, or an empty selection): nothing to train on")
+        return label
+
     def geoseg(self, args: List[str], feedback: QgsProcessingFeedback) -> List[dict]:
         """Run ``geoseg args...`` (see :func:`runner.run_geoseg`) with the configured executable."""
         return run_geoseg(configured_executable(), args, feedback)
@@ -385,15 +403,14 @@ class TrainMjcrAlgorithm(GeosegAlgorithm):
         source = self.parameterAsSource(parameters, self.SAMPLES, context)
         if source is None:
             raise QgsProcessingException(self.invalidSourceError(parameters, self.SAMPLES))
+        label = self.check_features(source, parameters, self.SAMPLES)
         field = self.parameterAsString(parameters, self.CLASS_FIELD, context)
         model = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         with work_folder() as folder:
             samples = os.path.join(folder, "samples.gpkg")
             self.export_samples(source, field, crs, samples, context, feedback)
-            self.geoseg(
-                ["train", "mjcr", "--image", scene, "--samples", samples, "--class-field", field, "-o", model],
-                feedback,
-            )
+            with self.naming_export(samples, label):
+                self.geoseg(["train", "mjcr", "--image", scene, "--samples", samples, "--class-field", field, "-o", model], feedback)
         if not os.path.isfile(model):
             raise QgsProcessingException(f"geoseg finished but wrote no model file at {model}")
         return {self.OUTPUT: model}
@@ -492,6 +509,7 @@ class TrainFromRoadMapAlgorithm(GeosegAlgorithm):
         source = self.parameterAsSource(parameters, self.ROADS, context)
         if source is None:
             raise QgsProcessingException(self.invalidSourceError(parameters, self.ROADS))
+        label = self.check_features(source, parameters, self.ROADS)
         field = self.parameterAsString(parameters, self.WIDTH_FIELD, context) or None
         model = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         command = self.CLASSIFIERS[self.parameterAsEnum(parameters, self.CLASSIFIER, context)][1]
@@ -505,7 +523,8 @@ class TrainFromRoadMapAlgorithm(GeosegAlgorithm):
             TrainMjcrAlgorithm.export_samples(source, field, crs, roads, context, feedback)
             if field:
                 options += ["--width-field", field]
-            self.geoseg([*command, "--images", scene, "--roads", roads, *options, "-o", model], feedback)
+            with self.naming_export(roads, label):
+                self.geoseg([*command, "--images", scene, "--roads", roads, *options, "-o", model], feedback)
         if not os.path.isfile(model):
             raise QgsProcessingException(f"geoseg finished but wrote no model file at {model}")
         return {self.OUTPUT: model}
