@@ -294,7 +294,7 @@ def build_step(spec: dict[str, Any], params: dict[str, Any], where: str, *, allo
             continue
         fields[key] = value
     try:
-        step = cls(**fields)
+        step = cls.model_validate(fields)
     except ValidationError as exc:
         message = validation_message(exc, where, frozenset(unset_fields) if allow_unset else frozenset())
         if message:

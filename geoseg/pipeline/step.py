@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, PrivateAttr
@@ -225,8 +225,33 @@ class StepContext:
         return self.valid
 
 
-class Step(BaseModel):
-    """Base class of pipeline steps (subclass it, declare fields, implement :meth:`apply`)."""
+if TYPE_CHECKING:
+    from pydantic._internal._model_construction import ModelMetaclass as _ModelType
+else:
+    _ModelType = type(BaseModel)  # pydantic's model metaclass, without importing its private module
+
+
+class _StepType(_ModelType):
+    """Steps built in Python (``steps.GraphCut(smoothness="abc")``) refuse bad fields with a
+    :class:`~geoseg.errors.ConfigError` naming the step, as pipeline files do; pipelines build
+    theirs with ``model_validate``, which reports the file and step itself."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        from pydantic import ValidationError
+
+        from geoseg.configfile import validation_message
+
+        try:
+            return super().__call__(*args, **kwargs)
+        except ValidationError as exc:
+            raise ConfigError(validation_message(exc, f"{getattr(cls, 'type_name', '') or cls.__name__}: ") or str(exc)) from None
+
+
+class Step(BaseModel, metaclass=_StepType):
+    """Base class of pipeline steps (subclass it, declare fields, implement :meth:`apply`).
+
+    Building one with bad fields raises :class:`~geoseg.errors.ConfigError`.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -116,3 +116,15 @@ def test_a_replaced_aoi_or_model_redoes_the_batch(tmp_path: Path) -> None:
     old = pipeline_hash(with_model)
     os.utime(model, ns=(2, 2))  # retrained under the same name
     assert pipeline_hash(with_model) != old
+
+
+def test_steps_built_in_python_refuse_bad_fields_with_a_geoseg_error() -> None:
+    """They raised pydantic's ValidationError, which `except GeosegError` (the README's advice) does not catch."""
+    from geoseg import steps
+    from geoseg.errors import GeosegError
+
+    with pytest.raises(GeosegError, match=r"^graph_cut: field 'smoothness': Input should be a valid number"):
+        steps.GraphCut(smoothness="abc")
+    with pytest.raises(ConfigError, match=r"^graph_cut: field 'smoothnes': unknown field \(got 2\)"):
+        steps.GraphCut(smoothnes=2)
+    assert steps.GraphCut(smoothness=3).smoothness == 3
