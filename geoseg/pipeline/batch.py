@@ -144,7 +144,8 @@ def pipeline_hash(pipeline: Pipeline) -> str:
         64 lowercase hexadecimal digits.
     """
     spec = pipeline.to_dict()
-    files = {name: [st.st_size, st.st_mtime_ns] for name in sorted(_named_files(spec)) if (st := os.stat(name))}
+    stats = {name: os.stat(name) for name in sorted(_named_files(spec))}
+    files = {name: [st.st_size, st.st_mtime_ns] for name, st in stats.items()}
     canonical = json.dumps({"pipeline": spec, "files": files} if files else spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

@@ -46,7 +46,7 @@ from geoseg.pipeline.config import Extent
 from geoseg.pipeline.decimate import coarse_slices, pass_decimation, to_window
 from geoseg.pipeline.distributed import default_workers
 from geoseg.pipeline.scratch import FileScratch, MemoryScratch, ScratchView
-from geoseg.pipeline.step import LAYER_KINDS, Step, StepContext, layer_kind
+from geoseg.pipeline.step import LAYER_KINDS, Step, StepContext, layer_kind, phase_error, writes_vectors
 from geoseg.raster import GeoInfo, Raster, open_dataset, read_dataset_window, read_geoinfo
 from geoseg.road.network import dissolve_degree2
 from geoseg.tiling import (
@@ -480,19 +480,15 @@ class MemorySink:
 
 
 def _split(steps: list[Step]) -> tuple[list[Step], Step | None, list[Step]]:
-    vectorizers = [i for i, s in enumerate(steps) if s.vectorizer]
-    if len(vectorizers) > 1:
-        raise ConfigError(f"a pipeline can turn rasters into a network once; steps {[steps[i].label for i in vectorizers]} all do")
-    if not vectorizers:
+    problem = phase_error(steps)
+    if problem is not None:
+        raise ConfigError(f"step {problem[0] + 1} ({steps[problem[0]].label}): {problem[1]}")
+    v = next((i for i, s in enumerate(steps) if s.vectorizer), None)
+    if v is None:
         if any("network" in s.inputs() for s in steps):
             raise ConfigError("a step takes the network but no step builds it")
         return steps, None, []
-    v = vectorizers[0]
-    after = steps[v + 1 :]
-    raster_after = [s.label for s in after if any(layer_kind(name) == "raster" for name in s.outputs())]
-    if raster_after:
-        raise ConfigError(f"steps after {steps[v].label} work on the network only; {raster_after} give rasters")
-    return steps[:v], steps[v], after
+    return steps[:v], steps[v], steps[v + 1 :]
 
 
 def _apply(step: Step, layers: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
@@ -1115,8 +1111,7 @@ def _execute(
     tiles: list[Tile] = []
     scratch = _open_scratch(framed, client, len(scratched), max_memory, scratch_dir)
     # A run that ends in vectors imports their libraries (about 0.3 s) while the first tiles compute.
-    vectors = vectorizer is not None or any(layer_kind(n) == "features" for step in chain for n in step.outputs() if n in LAYER_KINDS)
-    idle = import_vector_libraries if vectors else None
+    idle = import_vector_libraries if writes_vectors([n for step in steps for n in step.outputs()]) else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

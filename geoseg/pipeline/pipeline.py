@@ -26,7 +26,7 @@ from geoseg.pipeline.config import (
 )
 from geoseg.pipeline.engine import FileSource, MemorySource, RunResult, execute, open_source
 from geoseg.pipeline.registry import get_step_class
-from geoseg.pipeline.step import LAYER_KINDS, Step, layer_kind
+from geoseg.pipeline.step import Step, layer_kind, phase_error
 from geoseg.raster import Raster
 from geoseg.shipped import resolve_file
 
@@ -203,8 +203,9 @@ class Pipeline:
                 if kind == "features" and self.kind == "scene" and "network" not in needs:
                     tiled_features.add(name)
             available |= set(gives)
-        if self.kind == "scene":
-            self._check_vectorizer(built)
+        problem = phase_error([step or get_step_class(spec["type"]) for spec, step in zip(self.specs, built)]) if self.kind == "scene" else None
+        if problem is not None:
+            raise ConfigError(f"{self._where(problem[0])}{problem[1]}")
         outputs = self.output_layers(built)
         if not outputs:
             raise ConfigError(f"{self.source}: outputs: is empty: name the layers to write, or leave outputs out to write the last step's")
@@ -218,21 +219,6 @@ class Pipeline:
             if name not in available:
                 choices = sorted(available | ({"nodes"} if "network" in available else set()))
                 raise ConfigError(f"{self.source}: outputs: layer {name!r} is given by no step (available: {choices})")
-
-    def _check_vectorizer(self, built: list[Step | None]) -> None:
-        """One step at most turns rasters into a network, and no step after it gives rasters (the engine's phases)."""
-        classes = [type(step) if step is not None else get_step_class(spec["type"]) for spec, step in zip(self.specs, built)]
-        vectorizers = [i for i, cls in enumerate(classes) if cls.vectorizer]
-        if len(vectorizers) > 1:
-            raise ConfigError(f"{self._where(vectorizers[1])}turns rasters into a network again, after step {vectorizers[0] + 1}; a pipeline does it once")
-        for j in range(vectorizers[0] + 1, len(classes)) if vectorizers else ():
-            step = built[j]
-            rasters = [n for n in (step.outputs() if step is not None else classes[j].gives) if n in LAYER_KINDS and layer_kind(n) == "raster"]
-            if rasters:
-                raise ConfigError(
-                    f"{self._where(j)}gives raster layer(s) {rasters} after step {vectorizers[0] + 1} turned the rasters into a network; "
-                    "steps after it work on the network only: move it before"
-                )
 
     def output_layers(self, built: list[Step | None] | None = None) -> list[str]:
         """The layers written for each scene."""

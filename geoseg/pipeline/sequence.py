@@ -225,7 +225,7 @@ def run_sequence_to_dir(
     check_stem(name, Path(outdir))
     frames = sequence_frames(pipe, list(inputs))
     if frames:
-        check_geojson_crs(frames[0].source, frames[0].geo.crs if frames[0].geo.georeferenced else None, spec)
+        check_geojson_crs(frames[0].source, frames[0].geo.crs, spec)
     if spec.target_crs is not None and frames and not frames[0].geo.georeferenced:
         raise InputMismatchError(
             f"{frames[0].source}: the frames have no georeferencing (pixel coordinates), so the objects cannot be "

@@ -147,6 +147,34 @@ def writes_vectors(outputs: Sequence[str]) -> bool:
     return any(layer_kind(name) != "raster" for name in outputs)
 
 
+def phase_error(steps: Sequence[Step | type[Step]]) -> tuple[int, str] | None:
+    """The first step that breaks the engine's phases (raster steps, one vectorizer, then network steps), and why.
+
+    ``steps`` may hold step classes in place of steps (a pipeline checks steps whose
+    parameters are not set yet). None when the order is sound.
+
+    Examples
+    --------
+    >>> from geoseg.pipeline.registry import get_step_class
+    >>> index, why = phase_error([get_step_class(t) for t in ("threshold_mask", "skeletonize", "road_network", "tensor_voting")])
+    >>> index, why[:62]
+    (3, "gives raster layer(s) ['saliency', 'orientation'] after step 3")
+    """
+    vectorizers = [i for i, step in enumerate(steps) if step.vectorizer]
+    if len(vectorizers) > 1:
+        return vectorizers[1], f"turns rasters into a network again, after step {vectorizers[0] + 1}; a pipeline does it once"
+    for j in range(vectorizers[0] + 1, len(steps)) if vectorizers else ():
+        step = steps[j]
+        gives = step.outputs() if isinstance(step, Step) else step.gives
+        rasters = [n for n in gives if n in LAYER_KINDS and layer_kind(n) == "raster"]
+        if rasters:
+            return j, (
+                f"gives raster layer(s) {rasters} after step {vectorizers[0] + 1} turned the rasters into a network; "
+                "steps after it work on the network only: move it before"
+            )
+    return None
+
+
 @dataclass
 class StepContext:
     """What a step may know about the scene it runs on.
